@@ -1,0 +1,264 @@
+"""O-O distances of crystal structures (built on ASE).
+
+Two definitions of "the O-O distance" are computed for any ``ase.Atoms``:
+
+* **octahedral edge** (the study's definition, Yamamoto et al. 2014, Sect. 3.3):
+  around every atom of the chosen cation take its six nearest O atoms (the MO6
+  octahedron, periodic images included); of the 15 O-O pairs of the six
+  vertices, drop the 3 *trans* pairs (each vertex with the vertex farthest from
+  it) and keep the 12 edges.  The mean over all edges of all octahedra is
+  ``oo_octahedral_edge_nm``.
+* **nearest-neighbour shell**: every O-O pair (periodic) shorter than
+  ``shell_factor`` (default 1.2) times the shortest O-O distance of the
+  structure; the mean of that first shell is ``oo_nearest_nm``.
+
+In corner-sharing frameworks (perovskite, NASICON) the two agree closely; in
+edge-sharing ones (rutile, corundum) the shared edges are shorter and the
+nearest-neighbour shell includes O-O pairs that are not octahedral edges, so
+the two means differ.  A calibration must use one of them throughout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SreelsInputError
+
+ANGSTROM_PER_NM = 10.0
+
+
+@dataclass(frozen=True)
+class BuiltinStructure:
+    """A CIF shipped with sreels: file name, the octahedral cation, and its source."""
+
+    name: str
+    filename: str
+    cation: str
+    source: str
+
+
+#: Built-in structures.  Every CIF carries its citation in its header.
+BUILTIN = {
+    "TiO2_rutile": BuiltinStructure(
+        "TiO2_rutile", "TiO2_rutile.cif", "Ti",
+        "Abrahams & Bernstein, J. Chem. Phys. 55 (1971) 3206"),
+    "Al2O3_corundum": BuiltinStructure(
+        "Al2O3_corundum", "Al2O3_corundum.cif", "Al",
+        "Lutterotti & Scardi, J. Appl. Cryst. 23 (1990) 246 (COD 1000032)"),
+    "SrTiO3": BuiltinStructure(
+        "SrTiO3", "SrTiO3.cif", "Ti", "gamma-ray diffraction, Acta Cryst. (IUCr sh5025), a = 3.9053 A"),
+    "CoO": BuiltinStructure(
+        "CoO", "CoO_rocksalt.cif", "Co", "Redman & Steward, Nature 193 (1962) 867, a0 = 4.24 A"),
+}
+
+#: NASICON end members (LiTi2(PO4)3, Li3Ti2(PO4)3).  Their CIFs are looked up
+#: in the package data; no published atomic positions could be located for this
+#: release, so they are absent and :func:`load_builtin` reports it.
+NASICON = {
+    "LiTi2(PO4)3": BuiltinStructure(
+        "LiTi2(PO4)3", "LiTi2PO43.cif", "Ti",
+        "Aatiq et al., J. Mater. Chem. 12 (2002) 2971 (positions not located)"),
+    "Li3Ti2(PO4)3": BuiltinStructure(
+        "Li3Ti2(PO4)3", "Li3Ti2PO43.cif", "Ti",
+        "Aatiq et al., J. Mater. Chem. 12 (2002) 2971 (positions not located)"),
+}
+
+
+@dataclass(frozen=True)
+class OODistances:
+    """O-O distances of one structure (nm).
+
+    Attributes
+    ----------
+    name : str
+    cation : str
+        Element whose MO6 octahedra define the edges.
+    oo_octahedral_edge_nm : float
+        Mean of the 12 edges of every MO6 octahedron.
+    oo_octahedral_edge_std_nm : float
+        Standard deviation of those edges.
+    oo_nearest_nm : float
+        Mean of the first O-O shell (see module docstring).
+    oo_nearest_std_nm : float
+    n_octahedra : int
+    edges_nm : ndarray
+        All octahedral edges, shape (12 * n_octahedra,).
+    shell_nm : ndarray
+        All first-shell O-O distances (each pair counted once per O).
+    """
+
+    name: str
+    cation: str
+    oo_octahedral_edge_nm: float
+    oo_octahedral_edge_std_nm: float
+    oo_nearest_nm: float
+    oo_nearest_std_nm: float
+    n_octahedra: int
+    edges_nm: np.ndarray = field(repr=False)
+    shell_nm: np.ndarray = field(repr=False)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "cation": self.cation,
+            "oo_octahedral_edge_nm": self.oo_octahedral_edge_nm,
+            "oo_octahedral_edge_std_nm": self.oo_octahedral_edge_std_nm,
+            "oo_nearest_nm": self.oo_nearest_nm, "oo_nearest_std_nm": self.oo_nearest_std_nm,
+            "n_octahedra": self.n_octahedra,
+        }
+
+
+def data_dir() -> Path:
+    """Folder of the built-in CIFs."""
+    return Path(str(resources.files("sreels.structures") / "data"))
+
+
+def read_structure(path):
+    """Read a CIF (or any ASE-readable file) into ``ase.Atoms``.
+
+    Raises
+    ------
+    SreelsInputError
+        If the file is missing, ASE cannot parse it, or it holds no atoms.
+    """
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise SreelsInputError(f"structure file {path} does not exist")
+    try:
+        atoms = read(str(path))
+    except Exception as exc:
+        raise SreelsInputError(
+            f"{path}: ASE cannot parse this structure file ({type(exc).__name__}: {exc}); "
+            "expected a CIF with cell parameters, a space group and atom sites") from exc
+    if isinstance(atoms, list):
+        atoms = atoms[0]
+    if len(atoms) == 0 or not atoms.cell.rank == 3:
+        raise SreelsInputError(f"{path}: no atoms or no 3-D unit cell found")
+    return atoms
+
+
+def load_builtin(name: str):
+    """``ase.Atoms`` of a built-in structure (keys of :data:`BUILTIN` or :data:`NASICON`)."""
+    table = {**BUILTIN, **NASICON}
+    if name not in table:
+        raise SreelsInputError(f"unknown built-in structure {name!r}; available: {sorted(table)}")
+    path = data_dir() / table[name].filename
+    if not path.is_file():
+        raise SreelsInputError(
+            f"built-in structure {name!r} has no CIF ({path.name}): no published refinement "
+            f"was available when this release was built ({table[name].source}); "
+            "pass your own CIF instead")
+    return read_structure(path)
+
+
+def _pair_vectors(atoms, i_idx, j_idx, cutoff_ang):
+    """Minimum-image-free periodic pair distances from atoms i_idx to j_idx within cutoff."""
+    from ase.neighborlist import neighbor_list
+
+    first, second, dist, vec = neighbor_list("ijdD", atoms, cutoff_ang, self_interaction=False)
+    keep = np.isin(first, i_idx) & np.isin(second, j_idx)
+    return first[keep], second[keep], dist[keep], vec[keep]
+
+
+def octahedral_edges_nm(atoms, cation: str, name: str = "structure") -> np.ndarray:
+    """Edges (nm) of every ``cation``-O6 octahedron, shape (n_octahedra, 12).
+
+    Raises
+    ------
+    SreelsInputError
+        If the structure has no O, no ``cation``, or fewer than six O around a cation.
+    """
+    sym = np.array(atoms.get_chemical_symbols())
+    o_idx = np.flatnonzero(sym == "O")
+    m_idx = np.flatnonzero(sym == cation)
+    if o_idx.size == 0:
+        raise SreelsInputError(f"{name}: structure contains no oxygen; O-O distances need O atoms")
+    if m_idx.size == 0:
+        raise SreelsInputError(
+            f"{name}: structure contains no {cation!r}; elements present: {sorted(set(sym))}")
+    cutoff = 3.5
+    out = []
+    for m in m_idx:
+        while True:
+            f, s, d, v = _pair_vectors(atoms, [m], o_idx, cutoff)
+            if d.size >= 6 or cutoff > 6.0:
+                break
+            cutoff += 0.5
+        if d.size < 6:
+            raise SreelsInputError(f"{name}: {cation} atom {m} has only {d.size} O within {cutoff} A")
+        verts = v[np.argsort(d)[:6]]
+        dd = np.linalg.norm(verts[:, None, :] - verts[None, :, :], axis=-1)
+        trans = np.argmax(dd, axis=1)
+        mask = np.triu(np.ones((6, 6), bool), 1)
+        mask[np.arange(6), trans] = False
+        mask[trans, np.arange(6)] = False
+        edges = dd[mask]
+        if edges.size != 12:
+            raise SreelsInputError(
+                f"{name}: {cation} atom {m} is not octahedrally coordinated "
+                f"(found {edges.size} edges instead of 12)")
+        out.append(edges)
+    return np.asarray(out) / ANGSTROM_PER_NM
+
+
+def oo_shell_nm(atoms, shell_factor: float = 1.2, name: str = "structure") -> np.ndarray:
+    """First-shell O-O distances (nm): all pairs < ``shell_factor`` x shortest O-O."""
+    if shell_factor < 1.0:
+        raise SreelsInputError(f"shell_factor must be >= 1, got {shell_factor}")
+    sym = np.array(atoms.get_chemical_symbols())
+    o_idx = np.flatnonzero(sym == "O")
+    if o_idx.size == 0:
+        raise SreelsInputError(f"{name}: structure contains no oxygen; O-O distances need O atoms")
+    _, _, d, _ = _pair_vectors(atoms, o_idx, o_idx, 6.0)
+    d = d[d > 1e-6]
+    if d.size == 0:
+        raise SreelsInputError(f"{name}: no O-O pair within 6 A")
+    return d[d < shell_factor * d.min()] / ANGSTROM_PER_NM
+
+
+def oo_distances(atoms, cation: str, name: str = "structure", shell_factor: float = 1.2) -> OODistances:
+    """Both O-O definitions for ``atoms`` with ``cation``-O6 octahedra (see module docstring)."""
+    edges = octahedral_edges_nm(atoms, cation, name)
+    shell = oo_shell_nm(atoms, shell_factor, name)
+    return OODistances(
+        name=name, cation=cation,
+        oo_octahedral_edge_nm=float(edges.mean()), oo_octahedral_edge_std_nm=float(edges.std()),
+        oo_nearest_nm=float(shell.mean()), oo_nearest_std_nm=float(shell.std()),
+        n_octahedra=int(edges.shape[0]), edges_nm=edges.ravel(), shell_nm=shell)
+
+
+def guess_cation(atoms) -> str:
+    """The cation most often six-coordinated by O (ties: the heavier element)."""
+    sym = np.array(atoms.get_chemical_symbols())
+    cands = [el for el in sorted(set(sym)) if el != "O"]
+    if "O" not in sym:
+        raise SreelsInputError("structure contains no oxygen; O-O distances need O atoms")
+    if not cands:
+        raise SreelsInputError("structure contains only oxygen; no cation to build octahedra around")
+    o_idx = np.flatnonzero(sym == "O")
+    best, best_score = None, (-1, -1.0)
+    from ase.data import atomic_numbers
+    for el in cands:
+        m_idx = np.flatnonzero(sym == el)
+        f, _, d, _ = _pair_vectors(atoms, m_idx, o_idx, 2.6)
+        cn = np.bincount(np.searchsorted(m_idx, f), minlength=m_idx.size) if f.size else np.zeros(m_idx.size)
+        score = (int(np.sum(cn == 6)), float(atomic_numbers[el]))
+        if score > best_score:
+            best, best_score = el, score
+    if best_score[0] == 0:
+        raise SreelsInputError(f"no cation with six O within 2.6 A among {cands}; pass the cation explicitly")
+    return best
+
+
+def builtin_oo(shell_factor: float = 1.2) -> list[OODistances]:
+    """O-O distances of every built-in structure whose CIF is present."""
+    out = []
+    for key, b in {**NASICON, **BUILTIN}.items():
+        if (data_dir() / b.filename).is_file():
+            out.append(oo_distances(load_builtin(key), b.cation, key, shell_factor))
+    return out
