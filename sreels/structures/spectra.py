@@ -16,6 +16,8 @@ Real-world quirks handled here:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +122,21 @@ def _read_msa_tolerant(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@contextlib.contextmanager
+def _quiet_rsciio():
+    """Silence RosettaSciIO's warnings about malformed MSA DATE/TIME header fields."""
+    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith("rsciio")]
+    loggers.append(logging.getLogger("rsciio"))
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, old):
+            lg.setLevel(lv)
+
+
 def load_spectrum(path, rows=None, name: str | None = None) -> Spectrum1D:
     """Load one spectrum (or the sum of ``rows`` of a line scan) from ``path``.
 
@@ -146,7 +163,8 @@ def load_spectrum(path, rows=None, name: str | None = None) -> Spectrum1D:
         if ext in (".msa", ".ems", ".emsa"):
             try:
                 from rsciio.msa import file_reader
-                sig = file_reader(str(path))[0]
+                with _quiet_rsciio():
+                    sig = file_reader(str(path))[0]
                 spec = _from_rsciio(sig, path, rows, name)
             except SreelsInputError:
                 raise

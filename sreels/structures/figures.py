@@ -1,0 +1,75 @@
+"""Figures of the calibration (matplotlib imported lazily, Agg backend, atomic writes)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write_bytes
+from .resonance import C_EV_NM2
+
+
+def _save(fig, path):
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def calibration_figure(result, path, extra=None, title="dE R^2 = C calibration"):
+    """dE vs R with the fitted C/R^2 curve, the study's 2.820 and residuals; ``extra``
+    is a list of (name, dE, dE_err) for measured spectra without a structure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = result.points
+    r = np.array([p.r_nm for p in pts])
+    de = np.array([p.delta_e_ev for p in pts])
+    fig, (ax, axr) = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.errorbar(r, de, xerr=[p.r_err_nm for p in pts], yerr=[p.delta_e_err_ev for p in pts],
+                fmt="o", capsize=3, label="measured spectra")
+    for p in pts:
+        ax.annotate(p.name, (p.r_nm, p.delta_e_ev), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    rr = np.linspace(min(r.min(), 0.26) - 0.005, max(r.max(), 0.31) + 0.005, 200)
+    k = result.k_ev or 0.0
+    ax.plot(rr, result.c_ev_nm2 / rr**2 + k, "-",
+            label=f"fit ({result.model}): C = {result.c_ev_nm2:.3f} ± {result.c_err_ev_nm2:.3f} eV nm²")
+    ax.plot(rr, C_EV_NM2 / rr**2, "--", label="study: C = 2.820 eV nm²")
+    for name, d, s in extra or []:
+        ax.axhline(d, color="0.6", lw=0.8, ls=":")
+        ax.annotate(f"{name} (no structure)", (rr[0], d), fontsize=7, color="0.4")
+    ax.set_ylabel("ΔE = E_b − E_th (eV)")
+    ax.set_title(f"{title}  (χ²/dof = {result.chi2_dof:.2f})")
+    ax.legend(fontsize=8)
+    axr.errorbar(r, result.residuals_ev, yerr=[p.delta_e_err_ev for p in pts], fmt="o", capsize=3)
+    axr.axhline(0, color="k", lw=0.8)
+    axr.set_xlabel("R_OO (nm)")
+    axr.set_ylabel("residual (eV)")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def spectra_figure(spectra_and_measurements, path):
+    """Each measured O-K spectrum (background removed) with its threshold and peak b marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(spectra_and_measurements)
+    fig, axs = plt.subplots(n, 1, figsize=(7, 2.0 * n + 0.5), squeeze=False)
+    for ax, (spec, m) in zip(axs[:, 0], spectra_and_measurements):
+        e, y = spec.energy_ev, spec.counts
+        sel = (e > m.threshold_ev - 20) & (e < m.threshold_ev + 55)
+        ax.plot(e[sel] - m.threshold_ev, y[sel], lw=0.8)
+        ax.axvline(0, color="g", ls="--", lw=0.8, label=f"E_th = {m.threshold_ev:.2f} eV")
+        ax.axvline(m.delta_e_ev, color="r", ls="--", lw=0.8,
+                   label=f"b: ΔE = {m.delta_e_ev:.2f} ± {m.delta_e_err_ev:.2f} eV")
+        ax.set_title(spec.name, fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    axs[-1, 0].set_xlabel("energy above the file's own threshold (eV)")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
