@@ -29,7 +29,8 @@ def _load(spec: str):
     return getattr(m, f"configure_{prefix}"), getattr(m, f"run_{prefix}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (keeps ``sreels --help`` instant)."""
     parser = argparse.ArgumentParser(
         prog="sreels",
         description="Spatially-resolved EELS of battery interfaces (Li-K, Ti-L2,3, O-K).",
@@ -37,15 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sreels {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (spec, help_) in COMMANDS.items():
-        configure, run = _load(spec)
         p = sub.add_parser(name, help=help_, description=help_)
-        configure(p)
-        p.set_defaults(_run=run)
+        if name == command:
+            configure, run = _load(spec)
+            configure(p)
+            p.set_defaults(_run=run)
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -31,11 +31,18 @@ def _json_default(obj):
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -105,6 +112,7 @@ def output_directory(path: Path, overwrite: bool = False):
         raise SreelsInputError(f"output path {path} exists and is not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
     except BaseException:
@@ -144,7 +152,9 @@ def save_hspy(path: Path, data: np.ndarray, energy: EnergyAxis, position: Positi
         "Acquisition_instrument": {"TEM": metadata.get("TEM", {})},
         "sreels": metadata.get("sreels", {}),
     }
-    sig = {"data": data, "axes": axes, "metadata": md, "original_metadata": {}}
+    sig = {"data": data, "axes": axes, "metadata": md, "original_metadata": {}, "tmp_parameters": {},
+           "attributes": {"_lazy": False}, "learning_results": {}, "models": {},
+           "package_info": {"name": "hyperspy", "version": "2.0"}}
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.hspy")
     try:

@@ -1,0 +1,164 @@
+"""Expected electrons per channel for one energy window, all rows at once.
+
+I(y, E) = dose * dE_ch * [ B(y, E) + sum_x n_x(y) t(y) sigma_x(E; y) (*) R (*) L(y) ]
+
+B is a power law per window proportional to thickness; n_x t the areal density of
+element x (atoms / nm^2, 1 barn = 1e-10 nm^2); sigma_x per-atom shapes from
+:mod:`.edges`; R the resolution, L the (optional) plural-scattering low loss; then a
+per-row energy shift and the blur along y.  Per-atom templates and transfer functions
+are computed once per window (:class:`WindowModel`) and reused for every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..axes import EnergyAxis
+from ..config import Instrument, Window
+from ..errors import SreelsInputError
+from . import edges as ed
+from .instrument import (PaddedGrid, blur_rows, convolve_rows, padded_grid, plasmon_tf,
+                         resolution_tf, shift_tf)
+from .material import density_per_nm3
+
+BARN_NM2 = 1e-10
+#: Background in the Pt collector relative to the electrolyte (assumed: heavier scatterer).
+PT_BACKGROUND_FACTOR = 2.0
+#: Relative loss of O-K pre-peak intensity per Ti3+ (one fewer empty Ti 3d state of ten).
+PREPEAK_TI3_LOSS = 0.1
+#: How far below a window an edge's onset may lie and still be modelled by its tail (eV).
+EDGE_TAIL_REACH_EV = 60.0
+
+
+def window_axis(w: Window) -> EnergyAxis:
+    return EnergyAxis(w.offset_ev, w.scale_ev, w.channels)
+
+
+def check_window_edges(w: Window) -> None:
+    """Every edge a window is asked to model must be known and reach into the window."""
+    for name in w.edges:
+        if name not in ed.EDGES:
+            raise SreelsInputError(f"window {w.name!r}: unknown edge {name!r}; known: {', '.join(ed.EDGES)}")
+        on = ed.EDGES[name].onset_ev
+        if not (w.offset_ev - EDGE_TAIL_REACH_EV <= on <= w.end_ev):
+            raise SreelsInputError(
+                f"window {w.name!r} covers {w.offset_ev:.1f}-{w.end_ev:.1f} eV and cannot model {name} "
+                f"(onset {on:.1f} eV): expected an onset inside the window or at most "
+                f"{EDGE_TAIL_REACH_EV:.0f} eV below it")
+
+
+@dataclass(frozen=True)
+class RowState:
+    """Per-row inputs of the model, arrays of shape (rows,)."""
+
+    li_rel: np.ndarray
+    host_fraction: np.ndarray
+    ti3_fraction: np.ndarray
+    peak_a_ev: np.ndarray
+    peak_a_rel: np.ndarray
+    peak_b_ev: np.ndarray
+    thickness_nm: np.ndarray
+    in_pt: np.ndarray
+    shift_ev: np.ndarray
+
+    @classmethod
+    def from_profiles(cls, p, shift_ev):
+        return cls(p.li_rel, p.host_fraction, p.ti3_fraction, p.peak_a_ev, p.peak_a_rel, p.peak_b_ev,
+                   p.thickness_nm, p.in_pt, np.broadcast_to(shift_ev, p.y_nm.shape))
+
+
+class WindowModel:
+    """Kernels of one window, built once: per-atom templates and transfer functions."""
+
+    def __init__(self, window: Window, instrument: Instrument):
+        check_window_edges(window)
+        self.window = window
+        self.instrument = instrument
+        self.axis = window_axis(window)
+        self.grid: PaddedGrid = padded_grid(self.axis, instrument.plural_scattering)
+        self.beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
+        e = self.grid.energy_ev
+        taper = self.grid.taper()
+        names = [n for n in window.edges if n not in ("Ti-L23", "O-K")]
+        self.fixed = names
+        rows = [ed.EDGES[n].shape(e, self.beam) for n in names]
+        self.has_ti_l = "Ti-L23" in window.edges
+        self.has_o_k = "O-K" in window.edges
+        if self.has_ti_l:
+            rows += [ed.ti4_l23(e, self.beam), ed.ti3_l23(e, self.beam)]
+        if self.has_o_k:
+            rows += [ed.o_k_continuum(e, self.beam), ed.o_k_prepeaks(e, self.beam)]
+        self.templates = (np.array(rows) * taper) if rows else np.zeros((0, e.size))
+        self.taper = taper
+        ea = self.axis.energy_ev
+        self._bg_shape = (ea / window.background_ref_ev) ** (-window.background_r)
+        self._bg_dlog = window.background_r / ea
+        f = self.grid.freq_per_ev
+        self.tf_resolution = resolution_tf(f, instrument.resolution_fwhm_ev)
+        self.tf_plasmon = plasmon_tf(f, instrument.plasmon_ev, instrument.plasmon_fwhm_ev)
+
+    # ----------------------------------------------------------- pieces
+    def areal_densities(self, s: RowState) -> np.ndarray:
+        """Coefficients (rows, n_templates) in atoms per nm^2 times 1e-10 nm^2/barn."""
+        t = s.thickness_nm
+        host = s.host_fraction
+        alpo4 = np.where(s.in_pt, 0.0, 1.0 - host)
+
+        def n(el):
+            return density_per_nm3(el) * host + density_per_nm3(el, "AlPO4") * alpo4
+
+        cols = []
+        for name in self.fixed:
+            el = ed.EDGES[name].element
+            dens = density_per_nm3("Li") * s.li_rel * host if el == "Li" else n(el)
+            cols.append(dens * t)
+        if self.has_ti_l:
+            nti = n("Ti") * t
+            cols += [nti * (1 - s.ti3_fraction), nti * s.ti3_fraction]
+        if self.has_o_k:
+            cols += [n("O") * t, density_per_nm3("O") * host * t * (1 - PREPEAK_TI3_LOSS * s.ti3_fraction)]
+        return np.array(cols).T.reshape(len(t), -1) * BARN_NM2
+
+    def single_scattering(self, s: RowState) -> np.ndarray:
+        """Per-incident-electron core-loss spectra per eV on the padded grid (rows, n_fft)."""
+        out = self.areal_densities(s) @ self.templates
+        if self.has_o_k:
+            pa = np.nan_to_num(s.peak_a_ev, nan=538.0)
+            pb = np.nan_to_num(s.peak_b_ev, nan=565.0)
+            # peaks are evaluated only where they are non-negligible (> 6 sigma away: < 1e-8)
+            e = self.grid.energy_ev
+            ra, rb = 6 * ed.FWHM_TO_SIGMA * ed.O_PEAK_A_FWHM_EV, 6 * ed.FWHM_TO_SIGMA * ed.O_PEAK_B_FWHM_EV
+            lo, hi = min(pa.min() - ra, pb.min() - rb), max(pa.max() + ra, pb.max() + rb)
+            sl = slice(int(np.searchsorted(e, lo)), int(np.searchsorted(e, hi)))
+            no = (density_per_nm3("O") * s.host_fraction
+                  + density_per_nm3("O", "AlPO4") * np.where(s.in_pt, 0.0, 1.0 - s.host_fraction))
+            amp = no * s.thickness_nm * BARN_NM2
+            out[:, sl] += amp[:, None] * ed.o_k_peaks(e[sl], self.beam, pa, s.peak_a_rel, pb) * self.taper[sl]
+        return out
+
+    def transfer(self, s: RowState) -> np.ndarray:
+        """Resolution x plural scattering x per-row shift, shape (rows, n_freq)."""
+        f = self.grid.freq_per_ev
+        tf = self.tf_resolution[None, :] * shift_tf(f, s.shift_ev)
+        if self.instrument.plural_scattering:
+            tl = s.thickness_nm / self.instrument.inelastic_mfp_nm
+            tf = tf * np.exp(tl[:, None] * (self.tf_plasmon[None, :] - 1.0))
+        return tf
+
+    def background(self, s: RowState) -> np.ndarray:
+        """Power-law background per eV per incident electron, (rows, channels)."""
+        w = self.window
+        e = self.axis.energy_ev
+        level = w.background_per_ev * s.thickness_nm / 100.0 * np.where(s.in_pt, PT_BACKGROUND_FACTOR, 1.0)
+        # B(E - d) = B(E) (1 + r d / E) to first order; |r d / E| < 1e-2 for |d| < 0.1 eV
+        return (level[:, None] * self._bg_shape[None, :]) * (1.0 + s.shift_ev[:, None] * self._bg_dlog[None, :])
+
+    def electrons(self, s: RowState, row_nm: float) -> np.ndarray:
+        """Expected electrons per channel, (rows, channels)."""
+        core = convolve_rows(self.single_scattering(s), self.transfer(s), self.grid)
+        per_ev = np.clip(core, 0.0, None) + self.background(s)
+        dose = self.instrument.dose_e_per_row_s * self.window.exposure_s
+        img = per_ev * (dose * self.window.scale_ev)
+        return blur_rows(img, self.instrument.spatial_blur_fwhm_nm, row_nm)
