@@ -1,0 +1,45 @@
+"""The C fit recovers a known C with honest errors (pulls), and rejects bad input."""
+
+import numpy as np
+import pytest
+
+from sreels.errors import SreelsInputError
+from sreels.structures.calibration import CalibrationPoint, fit_c, synthetic_points
+
+
+def test_recovers_c_with_correct_pulls():
+    rng = np.random.default_rng(7)
+    r = np.linspace(0.26, 0.31, 8)
+    pulls, chi2 = [], []
+    for _ in range(200):
+        res = fit_c(synthetic_points(r, 2.82, 0.3, 0.001, rng))
+        pulls.append((res.c_ev_nm2 - 2.82) / res.c_err_ev_nm2)
+        chi2.append(res.chi2_dof)
+    pulls = np.asarray(pulls)
+    assert abs(pulls.mean()) < 0.25
+    assert 0.85 < pulls.std() < 1.15
+    assert 0.85 < np.mean(chi2) < 1.15
+
+
+def test_offset_model_recovers_k():
+    rng = np.random.default_rng(11)
+    r = np.linspace(0.25, 0.32, 12)
+    res = fit_c(synthetic_points(r, 2.82, 0.05, 0.0, rng, k_ev=-1.0), model="offset")
+    assert res.k_ev == pytest.approx(-1.0, abs=4 * res.k_err_ev)
+    assert res.c_ev_nm2 == pytest.approx(2.82, abs=4 * res.c_err_ev_nm2)
+
+
+def test_noise_free_exact():
+    pts = [CalibrationPoint(f"p{i}", 2.5 / r**2, 0.1, r, 0.0) for i, r in enumerate([0.27, 0.29])]
+    assert fit_c(pts).c_ev_nm2 == pytest.approx(2.5, rel=1e-8)
+
+
+def test_bad_points():
+    with pytest.raises(SreelsInputError, match="dE"):
+        fit_c([CalibrationPoint("x", -1.0, 0.1, 0.28, 0.001)])
+    with pytest.raises(SreelsInputError, match="R"):
+        fit_c([CalibrationPoint("x", 30.0, 0.1, 0.0, 0.001)])
+    with pytest.raises(SreelsInputError, match="at least one"):
+        fit_c([])
+    with pytest.raises(SreelsInputError, match="unknown calibration model"):
+        fit_c([CalibrationPoint("x", 30.0, 0.1, 0.3, 0.001)], model="cubic")

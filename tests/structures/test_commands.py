@@ -1,0 +1,48 @@
+"""The CLI front ends, driven through their own argparse parsers."""
+
+import argparse
+import json
+
+import pytest
+
+from sreels.structures import commands
+
+
+def _run(kind, argv, capsys):
+    p = argparse.ArgumentParser()
+    getattr(commands, f"configure_{kind}")(p)
+    rc = getattr(commands, f"run_{kind}")(p.parse_args(argv))
+    return rc, capsys.readouterr()
+
+
+def test_structures_json(capsys):
+    rc, out = _run("structures", ["--json"], capsys)
+    assert rc == 0
+    rows = json.loads(out.out)
+    rutile = next(r for r in rows if r["name"] == "TiO2_rutile")
+    assert {"name", "oo_octahedral_edge_nm", "oo_nearest_nm", "cation"} <= set(rutile)
+    assert rutile["oo_octahedral_edge_nm"] == pytest.approx(0.2768, abs=2e-4)
+
+
+def test_structures_bad_cif(tmp_path, capsys):
+    bad = tmp_path / "bad.cif"
+    bad.write_text("not a cif")
+    rc, out = _run("structures", [str(bad)], capsys)
+    assert rc == 2 and "bad.cif" in out.err
+
+
+def test_calibrate_fallback_json(tmp_path, capsys):
+    rc, out = _run("calibrate", ["--json", "--data-dir", str(tmp_path / "none")], capsys)
+    assert rc == 0
+    rep = json.loads(out.out)
+    assert {"C_ev_nm2", "C_err_ev_nm2", "points"} <= set(rep)
+    assert {"name", "delta_e_ev", "delta_e_err_ev", "r_nm", "r_err_nm"} <= set(rep["points"][0])
+    assert "not found" in rep["note"]
+
+
+def test_calibrate_measured_writes_figures(data_dir, tmp_path, capsys):
+    rc, out = _run("calibrate", ["--out", str(tmp_path / "o")], capsys)
+    assert rc == 0 and "C = " in out.out
+    assert (tmp_path / "o" / "calibration.json").is_file()
+    assert (tmp_path / "o" / "calibration.png").stat().st_size > 1000
+    assert (tmp_path / "o" / "spectra.png").is_file()

@@ -1,0 +1,77 @@
+"""O-O distances from crystal structures: invariants and literature values."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from sreels.errors import SreelsInputError
+from sreels.structures import oo
+
+
+def test_rutile_mean_tio6_edge_matches_literature():
+    # DESIGN: rutile mean TiO6 edge 0.2768 nm (a = 4.594 A, c = 2.959 A, O x = 0.3048)
+    d = oo.oo_distances(oo.load_builtin("TiO2_rutile"), "Ti", "rutile")
+    assert d.oo_octahedral_edge_nm == pytest.approx(0.2768, abs=2e-4)
+    assert d.edges_nm.size == 12 * d.n_octahedra
+    # edge-sharing structure: the two definitions differ
+    assert abs(d.oo_nearest_nm - d.oo_octahedral_edge_nm) > 1e-3
+
+
+def test_rocksalt_edges_equal_a_over_sqrt2():
+    atoms = bulk("MgO", "rocksalt", a=4.2)
+    d = oo.oo_distances(atoms, "Mg", "MgO")
+    assert d.oo_octahedral_edge_nm == pytest.approx(0.42 / np.sqrt(2), rel=1e-9)
+    assert d.oo_octahedral_edge_std_nm == pytest.approx(0.0, abs=1e-12)
+    assert d.oo_nearest_nm == pytest.approx(d.oo_octahedral_edge_nm, rel=1e-9)
+
+
+def test_perovskite_and_cubic_scaling():
+    d = oo.oo_distances(oo.load_builtin("SrTiO3"), "Ti", "SrTiO3")
+    assert d.oo_octahedral_edge_nm == pytest.approx(0.39053 / np.sqrt(2), rel=1e-6)
+    atoms = oo.load_builtin("SrTiO3")
+    atoms.set_cell(atoms.cell * 1.05, scale_atoms=True)
+    d2 = oo.oo_distances(atoms, "Ti", "SrTiO3 x1.05")
+    assert d2.oo_octahedral_edge_nm == pytest.approx(1.05 * d.oo_octahedral_edge_nm, rel=1e-9)
+
+
+def test_corundum_octahedra():
+    d = oo.oo_distances(oo.load_builtin("Al2O3_corundum"), "Al", "corundum")
+    assert d.n_octahedra == 12
+    assert 0.26 < d.oo_octahedral_edge_nm < 0.28
+
+
+def test_guess_cation():
+    assert oo.guess_cation(oo.load_builtin("SrTiO3")) == "Ti"
+    assert oo.guess_cation(oo.load_builtin("TiO2_rutile")) == "Ti"
+
+
+@pytest.mark.skipif(not (oo.data_dir() / oo.NASICON["LiTi2(PO4)3"].filename).is_file(),
+                    reason="no published LiTi2(PO4)3 / Li3Ti2(PO4)3 refinement shipped yet")
+def test_nasicon_study_numbers():
+    r0 = oo.oo_distances(oo.load_builtin("LiTi2(PO4)3"), "Ti").oo_octahedral_edge_nm
+    r2 = oo.oo_distances(oo.load_builtin("Li3Ti2(PO4)3"), "Ti").oo_octahedral_edge_nm
+    assert r0 == pytest.approx(0.272, abs=0.003)
+    assert r2 == pytest.approx(0.289, abs=0.003)
+    assert r2 - r0 == pytest.approx(0.017, abs=0.004)
+
+
+def test_missing_nasicon_cif_is_a_clear_error():
+    if (oo.data_dir() / oo.NASICON["LiTi2(PO4)3"].filename).is_file():
+        pytest.skip("NASICON CIF present")
+    with pytest.raises(SreelsInputError, match="no published refinement"):
+        oo.load_builtin("LiTi2(PO4)3")
+
+
+def test_bad_inputs(tmp_path):
+    bad = tmp_path / "broken.cif"
+    bad.write_text("data_x\n_cell_length_a banana\nloop_\n_atom_site_label\n")
+    with pytest.raises(SreelsInputError, match="broken.cif"):
+        oo.read_structure(bad)
+    with pytest.raises(SreelsInputError, match="does not exist"):
+        oo.read_structure(tmp_path / "nope.cif")
+    with pytest.raises(SreelsInputError, match="no oxygen"):
+        oo.oo_distances(bulk("Cu", "fcc", a=3.6), "Cu", "Cu")
+    with pytest.raises(SreelsInputError, match="no 'Zr'"):
+        oo.oo_distances(oo.load_builtin("SrTiO3"), "Zr", "SrTiO3")
+    with pytest.raises(SreelsInputError, match="unknown built-in"):
+        oo.load_builtin("unobtainium")
