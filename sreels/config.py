@@ -90,7 +90,7 @@ class Scenario:
     # 2.3 % of its height at y = electrode_width_nm and 1 at y = 0.
     electrode_width_nm: float = 400.0
     li_max_rel: float = 8.5
-    li_rise_nm: float = 120.0            # Gaussian sigma of the erfc step
+    li_rise_nm: float = 100.0            # Gaussian sigma of the erfc step (c_Li = 6 at ~160 nm)
     # Ti3+ fraction: "threshold" -> logistic in c_Li; "position" -> erfc step in y.
     ti3_mode: str = "threshold"
     ti3_li_threshold_rel: float = 6.0
@@ -215,7 +215,7 @@ class Detector:
     readout_noise_counts: float = 3.0
     dark_offset_counts: float = 252.0
     dark_subtracted: bool = True         # Digital Micrograph subtracts the dark reference
-    psf_decay: float = 0.3
+    psf_decay: float = 0.2
     gain_nonuniformity_rel: float = 0.0  # residual after the gain reference (flat-field corrected)
     adc_max_counts: int = 65535          # 16-bit ADC
     quantise: bool = True

@@ -64,19 +64,31 @@ def resolution_tf(freq_per_ev, fwhm_ev):
     return np.exp(-2.0 * (np.pi * s * freq_per_ev) ** 2)
 
 
-def plasmon_tf(freq_per_ev, plasmon_ev, fwhm_ev):
-    """Fourier transform of a unit-area Lorentzian single-plasmon loss at ``plasmon_ev``."""
-    return np.exp(-2j * np.pi * freq_per_ev * plasmon_ev - np.pi * fwhm_ev * np.abs(freq_per_ev))
+def drude_loss(energy_ev, plasmon_ev, fwhm_ev):
+    """Drude energy-loss function Im(-1/eps) = E Ep^2 G / ((E^2 - Ep^2)^2 + (E G)^2), 0 for E <= 0
+    (Egerton 2011, Eq. 3.43): a single-plasmon loss that vanishes at zero loss and falls as E^-3."""
+    e = np.clip(np.asarray(energy_ev, dtype=float), 0.0, None)
+    return e * plasmon_ev**2 * fwhm_ev / ((e**2 - plasmon_ev**2) ** 2 + (e * fwhm_ev) ** 2)
 
 
-def plural_tf(freq_per_ev, t_over_lambda, plasmon_ev, fwhm_ev):
+def plasmon_tf(grid: PaddedGrid, plasmon_ev, fwhm_ev):
+    """Fourier transform of the unit-area single-plasmon loss sampled on the grid's spacing.
+
+    The loss is sampled at 0, dE, 2 dE, ... (causal) over the grid length, so that a
+    product with a spectrum's transform shifts intensity up in energy."""
+    e = grid.window.scale_ev * np.arange(grid.n_fft)
+    p = drude_loss(e, plasmon_ev, fwhm_ev)
+    p /= p.sum()
+    return sfft.rfft(p)
+
+
+def plural_tf(p_tf, t_over_lambda):
     """Poisson plural scattering: exp(t/lambda (P(f) - 1)), shape (rows, n_freq).
 
-    The low-loss spectrum normalised to unit area (zero loss + n-fold plasmons with
-    Poisson weights), so convolution conserves counts (Egerton 2011, Sec. 3.7).
-    """
-    p = plasmon_tf(freq_per_ev, plasmon_ev, fwhm_ev)
-    return np.exp(np.asarray(t_over_lambda)[:, None] * (p[None, :] - 1.0))
+    ``p_tf`` is :func:`plasmon_tf`; the low-loss spectrum is normalised to unit area (zero
+    loss + n-fold plasmons with Poisson weights), so convolution conserves counts
+    (Egerton 2011, Sec. 4.2)."""
+    return np.exp(np.asarray(t_over_lambda)[:, None] * (p_tf[None, :] - 1.0))
 
 
 def shift_tf(freq_per_ev, shift_ev):

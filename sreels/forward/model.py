@@ -19,7 +19,7 @@ from ..axes import EnergyAxis
 from ..config import Instrument, Window
 from ..errors import SreelsInputError
 from . import edges as ed
-from .instrument import (PaddedGrid, blur_rows, convolve_rows, padded_grid, plasmon_tf,
+from .instrument import (PaddedGrid, blur_rows, convolve_rows, padded_grid, plasmon_tf, plural_tf,
                          resolution_tf, shift_tf)
 from .material import density_per_nm3
 
@@ -97,7 +97,7 @@ class WindowModel:
         self._bg_dlog = window.background_r / ea
         f = self.grid.freq_per_ev
         self.tf_resolution = resolution_tf(f, instrument.resolution_fwhm_ev)
-        self.tf_plasmon = plasmon_tf(f, instrument.plasmon_ev, instrument.plasmon_fwhm_ev)
+        self.tf_plasmon = plasmon_tf(self.grid, instrument.plasmon_ev, instrument.plasmon_fwhm_ev)
 
     # ----------------------------------------------------------- pieces
     def areal_densities(self, s: RowState) -> np.ndarray:
@@ -143,8 +143,7 @@ class WindowModel:
         f = self.grid.freq_per_ev
         tf = self.tf_resolution[None, :] * shift_tf(f, s.shift_ev)
         if self.instrument.plural_scattering:
-            tl = s.thickness_nm / self.instrument.inelastic_mfp_nm
-            tf = tf * np.exp(tl[:, None] * (self.tf_plasmon[None, :] - 1.0))
+            tf = tf * plural_tf(self.tf_plasmon, s.thickness_nm / self.instrument.inelastic_mfp_nm)
         return tf
 
     def background(self, s: RowState) -> np.ndarray:
