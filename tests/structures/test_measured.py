@@ -62,3 +62,13 @@ def test_real_spectra_measured(data_dir):
     # measured C lies within 10 % of the study's 2.820 and the fit is statistically sane
     assert 2.5 < res.c_ev_nm2 < 3.1
     assert res.chi2_dof < 5
+
+
+def test_cr2o3_spectrum_takes_r_from_its_structure(data_dir):
+    from sreels.structures.measured import measure_set
+
+    pairs = {p.spectrum.name: p for p in measure_set(data_dir)}
+    cr = next(p for n, p in pairs.items() if "Cr2O3" in n)
+    assert cr.point() is not None and cr.r_nm == pytest.approx(0.2801, abs=5e-4)
+    yag = next(p for n, p in pairs.items() if "Y3Al5O12" in n)
+    assert yag.point() is None  # no YAG refinement shipped: measured, not fitted

@@ -75,3 +75,36 @@ def test_bad_inputs(tmp_path):
         oo.oo_distances(oo.load_builtin("SrTiO3"), "Zr", "SrTiO3")
     with pytest.raises(SreelsInputError, match="unknown built-in"):
         oo.load_builtin("unobtainium")
+
+
+def test_every_builtin_cif_names_its_source():
+    for b in oo.BUILTIN.values():
+        text = (oo.data_dir() / b.filename).read_text()
+        assert "Source" in text.split("data_")[0], b.filename
+        assert b.source
+
+
+@pytest.mark.parametrize("name,cation,a_ang", [("MgO", "Mg", 4.2136), ("MnO", "Mn", 4.436), ("NiO", "Ni", 4.1769)])
+def test_rocksalt_builtins(name, cation, a_ang):
+    d = oo.oo_distances(oo.load_builtin(name), oo.BUILTIN[name].cation, name)
+    assert d.cation == cation
+    assert d.oo_octahedral_edge_nm == pytest.approx(a_ang / 10 / np.sqrt(2), rel=1e-9)
+    assert d.oo_nearest_nm == pytest.approx(d.oo_octahedral_edge_nm, rel=1e-9)
+
+
+def test_anatase_octahedron():
+    # Horn et al. (1972): a = 3.7842, c = 9.5146 A, O z = 0.2081 -> Ti-O 4 x 1.934 + 2 x 1.980 A
+    atoms = oo.load_builtin("TiO2_anatase")
+    assert atoms.get_chemical_formula() == "O8Ti4"
+    d = oo.oo_distances(atoms, "Ti", "anatase")
+    assert d.n_octahedra == 4
+    assert d.oo_octahedral_edge_nm == pytest.approx(0.2766, abs=2e-4)
+    assert oo.guess_cation(atoms) == "Ti"
+
+
+def test_cr2o3_corundum_octahedra():
+    d = oo.oo_distances(oo.load_builtin("Cr2O3"), "Cr", "Cr2O3")
+    assert d.n_octahedra == 12
+    # larger than corundum Al2O3, as Cr3+ is larger than Al3+
+    assert d.oo_octahedral_edge_nm == pytest.approx(0.2801, abs=2e-4)
+    assert d.oo_octahedral_edge_nm > oo.oo_distances(oo.load_builtin("Al2O3_corundum"), "Al").oo_octahedral_edge_nm
