@@ -206,9 +206,9 @@ class Detector:
 
     Gain and bias follow one published scintillator-CCD example (~1.55 counts per
     electron, ~252 counts bias; Sci. Rep. 2025, doi:10.1038/s41598-025-85982-4).
-    The point-spread is a separable exponential kernel k_n ~ psf_decay^|n| along
-    energy and y; it correlates noise between neighbouring channels and lowers the
-    per-pixel variance by sum(k^2).
+    The point-spread is an exponential kernel k_n ~ psf_decay^|n| along energy (rows are
+    on-chip-binned groups of CCD rows); it correlates noise between neighbouring channels
+    and lowers the per-pixel variance by sum(k^2).
     """
 
     gain_counts_per_e: float = 1.55

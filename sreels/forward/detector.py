@@ -31,17 +31,20 @@ def psf_kernel(decay: float) -> np.ndarray:
 
 
 def psf_variance_factor(decay: float) -> float:
-    """sum(k^2) of the separable 2-D kernel: the PSF's reduction of per-pixel shot-noise variance."""
+    """sum(k^2): the PSF's reduction of per-pixel shot-noise variance."""
     k = psf_kernel(decay)
-    return float(np.sum(k**2) ** 2)
+    return float(np.sum(k**2))
 
 
 def apply_psf(image: np.ndarray, decay: float) -> np.ndarray:
-    """Separable PSF along energy (axis -1) and y (axis 0); 'reflect' edges keep counts."""
+    """PSF along energy (axis -1); 'reflect' edges keep counts.
+
+    An SR-EELS row is a group of CCD rows binned on chip (2048 -> 330 in the study, ~6
+    pixels per row), so the ~1-pixel point spread mixes neighbouring energy channels but
+    hardly neighbouring rows; the spread along y is the instrument's spatial blur."""
     if decay <= 0:
         return image
-    k = psf_kernel(decay)
-    return convolve1d(convolve1d(image, k, axis=-1, mode="reflect"), k, axis=0, mode="reflect")
+    return convolve1d(image, psf_kernel(decay), axis=-1, mode="reflect")
 
 
 def expected_counts(electrons: np.ndarray, det: Detector) -> np.ndarray:

@@ -11,6 +11,7 @@ are computed once per window (:class:`WindowModel`) and reused for every call.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,3 +162,18 @@ class WindowModel:
         dose = self.instrument.dose_e_per_row_s * self.window.exposure_s
         img = per_ev * (dose * self.window.scale_ev)
         return blur_rows(img, self.instrument.spatial_blur_fwhm_nm, row_nm)
+
+
+def reference_spectra(axis: EnergyAxis, instrument: Instrument, edges: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per-atom shapes (barn / eV) convolved with the instrument's resolution on ``axis``.
+
+    The forward model's own templates, for the inversion (MLLS references): keys are the
+    fixed-shape edge names, plus "Ti4+" and "Ti3+" for Ti-L2,3 and "O-K continuum" and
+    "O-K prepeaks" for O-K.  No energy shift, no plural scattering.
+    """
+    w = Window("reference", axis.offset_ev, channels=axis.size, scale_ev=axis.scale_ev, edges=tuple(edges))
+    m = WindowModel(w, dataclasses.replace(instrument, plural_scattering=False))
+    names = list(m.fixed) + (["Ti4+", "Ti3+"] if m.has_ti_l else []) + (
+        ["O-K continuum", "O-K prepeaks"] if m.has_o_k else [])
+    conv = convolve_rows(m.templates, m.tf_resolution[None, :], m.grid)
+    return dict(zip(names, conv))

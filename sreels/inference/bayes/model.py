@@ -1,0 +1,190 @@
+"""Image-level prediction for the joint fit, from Fourier kernels built once.
+
+For window w, row r and bin c (electrons, PSF removed, channels summed by ``bin``)
+
+    mu_w(r, c) = b_w(r) P_w(r, c) + s_w [ H(r) X_w(r, c) + G(r) Y_w(r, c) ]
+
+P_w = (E / E_ref)^-r_w (1 + shift_r r_w / E): the power-law background shape of the
+forward model (:meth:`sreels.forward.model.WindowModel.background`); X_w the core loss
+of one "host amount" (LASGTP, h t = 100 nm), Y_w that of AlPO4 (its Al, P and O); s_w
+the window's edge scale (1 for the reference window).  b_w(r), H(r), G(r) enter
+linearly and are marginalised in :mod:`.likelihood`; everything else is set by the
+parameters through the row profiles of :mod:`.params`.
+
+X and Y are built in Fourier space: the per-atom shapes of :mod:`sreels.forward.edges`
+(the forward model's physics, evaluated once on a padded grid around the fit region
+and transformed once), combined with per-row coefficients (c_Li, f3), the O-K peaks
+"a" and "b" added analytically (a Gaussian's transform is a Gaussian times a phase),
+times the resolution, the per-row shift phase and the bin's box transfer function,
+then one inverse FFT of length n / bin per row (ideal decimation: the spectra carry
+nothing above the binned Nyquist frequency once resolution-broadened).  The blur
+along y is applied to the profiles (exact for c_Li and f3, which enter linearly, where
+the host amount varies slowly over the blur; second order for peak positions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft as sfft
+from scipy.ndimage import gaussian_filter1d
+
+from ...forward import edges as ed
+from ...forward.instrument import FWHM_TO_SIGMA, resolution_tf
+from ...forward.material import density_per_nm3
+from ...forward.model import BARN_NM2, PREPEAK_TI3_LOSS, check_window_edges
+from .data import PreparedData, WindowData
+from .params import ParameterSet, row_profiles
+
+#: Padding (eV) around a fit region; the outer half is a cosine taper.
+PAD_EV = 8.0
+_BLOCK = 32
+
+
+def phase(x, df: float, nf: int) -> np.ndarray:
+    """exp(-2 pi i f_k x) for f_k = k df, k < nf; x (...,) -> (..., nf), from two small tables."""
+    x = np.asarray(x, dtype=float)[..., None]
+    na = -(-nf // _BLOCK)
+    t1 = np.exp(-2j * np.pi * df * _BLOCK * x * np.arange(na))
+    t2 = np.exp(-2j * np.pi * df * x * np.arange(_BLOCK))
+    return (t1[..., :, None] * t2[..., None, :]).reshape(*x.shape[:-1], na * _BLOCK)[..., :nf]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Model columns of one window for a batch: background (B, R, C) and edges X, Y (B, R, C)."""
+
+    background: np.ndarray
+    host: np.ndarray
+    alpo4: np.ndarray
+
+
+class RegionKernels:
+    """Transformed templates of one window's fit region (built once)."""
+
+    def __init__(self, wd: WindowData, instrument):
+        w = wd.window
+        check_window_edges(w)
+        self.wd, self.window = wd, w
+        d = w.scale_ev
+        b = wd.bin
+        p = int(np.ceil(PAD_EV / d / b)) * b
+        m = sfft.next_fast_len(-(-(wd.nbins * b + 2 * p) // b), real=True)
+        m += m % 2
+        self.n, self.b, self.p = m * b, b, p
+        self.nf = self.n // (2 * b) + 1
+        self.df = 1.0 / (self.n * d)
+        self.freq = self.df * np.arange(self.nf)
+        self.e0 = w.offset_ev + d * (wd.i0 - p)
+        e = self.e0 + d * np.arange(self.n)
+        taper = np.ones(self.n)
+        nt = p // 2
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(nt) / nt)
+        taper[:nt], taper[self.n - nt:] = ramp, ramp[::-1]
+        beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
+        dose = instrument.dose_e_per_row_s * w.exposure_s
+        # amplitude unit: h t = 100 nm of host; box transfer and 1/bin of the decimation folded in
+        box = np.exp(2j * np.pi * self.freq[None, :] * d * np.arange(b)[:, None]).sum(0)
+        unit = dose * d * BARN_NM2 * 100.0 / b * box
+
+        def ft(shape):
+            return sfft.rfft(shape * taper)[: self.nf] * unit
+
+        n_host = lambda el: density_per_nm3(el)           # noqa: E731
+        n_alpo = lambda el: density_per_nm3(el, "AlPO4")  # noqa: E731
+        zero = np.zeros(self.nf, complex)
+        self.x = {k: zero.copy() for k in ("fixed", "li", "ti4", "ti3", "pre")}
+        self.y = zero.copy()
+        for name in w.edges:
+            if name in ("Ti-L23", "O-K"):
+                continue
+            spec = ed.EDGES[name]
+            t = ft(spec.shape(e, beam))
+            if spec.element == "Li":
+                self.x["li"] += density_per_nm3("Li") * t
+            else:
+                self.x["fixed"] += n_host(spec.element) * t
+                self.y += n_alpo(spec.element) * t
+        self.has_o = "O-K" in w.edges
+        if "Ti-L23" in w.edges:
+            self.x["ti4"] = n_host("Ti") * ft(ed.ti4_l23(e, beam))
+            self.x["ti3"] = n_host("Ti") * ft(ed.ti3_l23(e, beam))
+        if self.has_o:
+            cont = ft(ed.o_k_continuum(e, beam))
+            self.x["fixed"] += n_host("O") * cont
+            self.y += n_alpo("O") * cont
+            self.x["pre"] = n_host("O") * ft(ed.o_k_prepeaks(e, beam))
+            ref = ed.o_k_reference(beam)
+
+            def gauss_ft(height, fwhm):
+                s = fwhm * FWHM_TO_SIGMA
+                return height * ref * s * np.sqrt(2 * np.pi) / d * np.exp(-2 * (np.pi * s * self.freq) ** 2) * unit
+
+            self.peak_a = gauss_ft(ed.O_PEAK_A_HEIGHT, ed.O_PEAK_A_FWHM_EV)
+            self.peak_b = gauss_ft(ed.O_PEAK_B_HEIGHT, ed.O_PEAK_B_FWHM_EV)
+            self.o_host, self.o_alpo = n_host("O"), n_alpo("O")
+        self.templates = np.array([self.x[k] for k in ("fixed", "li", "ti4", "ti3", "pre")])
+        self.crop = slice(p // b, p // b + wd.nbins)
+        # background: energies of the channels of every bin
+        self.bg_scale = dose * d * w.background_per_ev
+        self.bg_e = wd.energy_ev
+
+    def background(self, r, shift):
+        """P (B, R, C) for exponents r (B,) and row shifts (B, R)."""
+        x = (self.bg_e[None] / self.window.background_ref_ev) ** (-np.asarray(r)[:, None, None])
+        p1 = x.sum(-1) * self.bg_scale
+        p2 = (x / self.bg_e[None]).sum(-1) * self.bg_scale * np.asarray(r)[:, None]
+        return p1[:, None, :] + shift[:, :, None] * p2[:, None, :]
+
+    def edges(self, prof: dict, fwhm) -> tuple:
+        """Host and AlPO4 columns (B, R, C) for blurred profiles (B, R) and resolution (B,)."""
+        f3 = prof["ti3_fraction"]
+        coef = np.stack([np.ones_like(f3), prof["li_rel"], 1 - f3, f3, 1 - PREPEAK_TI3_LOSS * f3], -1)
+        s = prof["shift_ev"]
+        sh = phase(s, self.df, self.nf)
+        xs = (coef @ self.templates) * sh
+        ys = self.y * sh
+        if self.has_o:
+            peaks = (self.peak_a * prof["peak_a_rel"][..., None]
+                     * phase(prof["peak_a_ev"] + s - self.e0, self.df, self.nf)
+                     + self.peak_b * phase(prof["peak_b_ev"] + s - self.e0, self.df, self.nf))
+            xs = xs + self.o_host * peaks
+            ys = ys + self.o_alpo * peaks
+        tf = resolution_tf(self.freq[None, :], np.asarray(fwhm)[:, None])[:, None, :]
+        m = self.n // self.b
+        x = sfft.irfft(xs * tf, n=m, axis=-1, workers=-1)[..., self.crop]
+        y = sfft.irfft(ys * tf, n=m, axis=-1, workers=-1)[..., self.crop]
+        return x, y
+
+
+class ImageModel:
+    """The joint model: parameters (B, P) -> columns of every window."""
+
+    def __init__(self, data: PreparedData, pset: ParameterSet):
+        self.data, self.pset = data, pset
+        self.kernels = tuple(RegionKernels(wd, data.instrument) for wd in data.windows)
+        rows = data.y_nm.size
+        sig = data.instrument.spatial_blur_fwhm_nm * FWHM_TO_SIGMA / data.row_nm
+        eye = np.eye(rows)
+        self.blur = gaussian_filter1d(eye, sig, axis=0, mode="nearest") if sig > 0 else eye
+
+    def profiles(self, theta) -> dict:
+        """Row profiles (B, R) at the parameters, before the blur along y."""
+        return row_profiles(self.pset.as_dict(np.atleast_2d(theta)), self.pset.ti3_mode, self.data.y_nm)
+
+    def columns(self, theta) -> tuple:
+        """One :class:`Columns` per window for theta (B, P)."""
+        theta = np.atleast_2d(theta)
+        p = self.pset.as_dict(theta)
+        prof = self.profiles(theta)
+        bl = {k: v @ self.blur.T for k, v in prof.items() if k != "r_oo_nm"}
+        out = []
+        for k in self.kernels:
+            name = k.window.name
+            x, y = k.edges(bl, p["resolution_fwhm_ev"])
+            if name != self.pset.reference:
+                sc = np.asarray(p[f"edge_scale_{name}"])[:, None, None]
+                x, y = x * sc, y * sc
+            out.append(Columns(k.background(p[f"background_r_{name}"], bl["shift_ev"]), x, y))
+        return tuple(out)
