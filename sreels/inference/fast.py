@@ -30,7 +30,8 @@ from .load import WindowData
 class FitSettings:
     """Choices of the fast path (energies in eV)."""
 
-    li_fit_ev: tuple = (46.0, 75.0)
+    li_fit_ev: tuple = (46.0, 71.0)        # below Al-L2,3 (73 eV), which AlPO4 grains carry
+    li_components: tuple = ("Li-K", "Ti-M23")  # Ti-M2,3 tail under Li-K, free amplitude
     li_pre_edge_hi_ev: float = 54.5
     ti_fit_ev: tuple = (440.0, 480.0)
     ti_pre_edge_hi_ev: float = 452.0
@@ -196,9 +197,9 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     # ------------------------------------------------------------------- Li-K
     if low is not None:
         ta = time.perf_counter()
-        ef, refs = references(low, ("Li-K",), *s.li_fit_ev)
+        ef, refs = references(low, s.li_components, *s.li_fit_ev)
         var, mask = noise(low)
-        fit = fit_linear_edges(low.energy, low.counts, var, (ef, refs), ("Li-K",), s.li_fit_ev[0], s.li_fit_ev[1],
+        fit = fit_linear_edges(low.energy, low.counts, var, (ef, refs), s.li_components, s.li_fit_ev[0], s.li_fit_ev[1],
                                s.li_pre_edge_hi_ev, mask=mask)
         fits["Li-K"] = fit
         flag_rows(fit, "li")
