@@ -64,3 +64,83 @@ def spectrum_image_figure(sim, path: Path):
     fig.suptitle("sreels simulate: SR-EELS spectrum images across the Pt / electrode / LASGTP interface"
                  f" ({'expected counts' if sim.noise_free else 'detector readout'})", y=1.04)
     _save(fig, path)
+
+
+def _regions(result):
+    """Rows for the spectra panels: Ti3+ electrode, Ti4+ electrode, parent (as in Fig. 6(c, d))."""
+    c = result.columns
+    f3, li = c["ti3_fraction"], c["li_rel"]
+    ok = result.status == "ok"
+    sel = {
+        "Ti3+ electrode": ok & (f3 > 0.8),
+        "Ti4+ electrode": ok & (f3 < 0.2) & (li > 1.5),
+        "parent": ok & (c.get("parent", np.zeros_like(li)) > 0),
+    }
+    return {k: v for k, v in sel.items() if v.sum() > 0}
+
+
+def profiles_figure(result, derived, path):
+    """A figure like Yamamoto et al. (2014) Fig. 6: (a) Li with Ti3+/Ti4+ regions,
+    (b) O-O distance, (c) Ti-L2,3 and (d) O-K spectra averaged over regions."""
+    ok = result.status == "ok"
+    c = {k: (np.where(ok, v, np.nan) if k != "y_nm" and np.asarray(v).dtype.kind == "f" else v)
+         for k, v in result.columns.items()}
+    y = c["y_nm"]
+    fig, ax = plt.subplots(2, 2, figsize=(12, 8.5))
+    a = ax[0, 0]
+    a.errorbar(y, c["li_rel"], yerr=c["li_rel_err"], fmt=".", ms=3, color="C0", label="c_Li (parent = 1)")
+    f3 = c["ti3_fraction"]
+    top = np.nanmax(c["li_rel"]) if np.isfinite(c["li_rel"]).any() else 1
+    a.fill_between(y, 0, top * 1.1, where=f3 > 0.5, color="C3", alpha=0.12, step="mid", label="Ti3+ region")
+    a.fill_between(y, 0, top * 1.1, where=f3 <= 0.5, color="C2", alpha=0.06, step="mid", label="Ti4+ region")
+    yb = derived.get("ti_boundary_nm")
+    if yb is not None and np.isfinite(yb):
+        a.axvline(yb, color="C3", ls="--", lw=1)
+        a.text(yb, top, f" Ti3+/Ti4+ {yb:.0f} nm\n c_Li {derived.get('li_at_ti_boundary_rel', np.nan):.1f}x",
+               color="C3", va="top", fontsize=8)
+    w = derived.get("electrode_width_nm")
+    if w is not None and np.isfinite(w):
+        a.axvline(w, color="0.3", ls=":", lw=1)
+        a.text(w, 0.6 * top, f" electrode {w:.0f} nm", fontsize=8)
+    a.set_xlabel("distance from the Pt / electrode interface (nm)")
+    a.set_ylabel("Li concentration (parent = 1)")
+    a.set_title("(a) Li profile")
+    a.legend(fontsize=8, loc="upper right")
+    b = ax[0, 1]
+    b.errorbar(y, c["r_oo_nm"], yerr=c["r_oo_nm_err"], fmt=".", ms=3, color="C1")
+    b.set_xlabel("distance from the Pt / electrode interface (nm)")
+    b.set_ylabel("mean O-O distance R (nm)")
+    b.set_title('(b) O-O distance from peak "b" (dE R^2 = C)')
+    regions = _regions(result)
+    for panel, edge, title in ((ax[1, 0], "Ti-L23", "(c) Ti-L2,3"), (ax[1, 1], "O-K", "(d) O-K")):
+        fit = result.fits.get(edge)
+        if fit is None:
+            panel.set_visible(False)
+            continue
+        bg = np.exp(fit.value("log_a")[:, None] - fit.value("r")[:, None] * np.log(fit.energy / fit.e_ref)[None, :])
+        for i, (name, rows) in enumerate(regions.items()):
+            sig = (fit.data[rows] - bg[rows]).mean(0)
+            peak = np.nanmax(sig)
+            panel.plot(fit.energy, sig / peak + 0.6 * i, label=f"{name} ({rows.sum()} rows)")
+        panel.set_xlabel("energy loss (eV)")
+        panel.set_ylabel("background-subtracted, normalised (offset)")
+        panel.set_title(f"{title} spectra by region")
+        panel.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def residuals_figure(result, path):
+    """Normalised residuals (data - model) / sigma of every edge fit, rows x energy."""
+    fits = result.fits
+    fig, axes = plt.subplots(1, max(len(fits), 1), figsize=(5 * max(len(fits), 1), 4.5), squeeze=False)
+    y = result.columns["y_nm"]
+    for a, (edge, fit) in zip(axes[0], fits.items()):
+        im = a.imshow(fit.pulls(), aspect="auto", cmap="RdBu_r", vmin=-4, vmax=4,
+                      extent=[fit.energy[0], fit.energy[-1], y[-1], y[0]])
+        a.set_title(f"{edge}: (data - model) / sigma")
+        a.set_xlabel("energy loss (eV)")
+        a.set_ylabel("y (nm)")
+        fig.colorbar(im, ax=a)
+    fig.tight_layout()
+    _save(fig, path)

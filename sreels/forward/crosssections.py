@@ -29,6 +29,7 @@ _XU = [0.82, 0.52, 0.52, 0.42, 0.30, 0.29, 0.22, 0.30, 0.22, 0.16, 0.12, 0.13,
        0.10, 0.10]
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(96)
+_COARSE_EV = 0.05
 
 
 def _kinematics(energy_ev, beam_energy_kev, beta_rad):
@@ -131,6 +132,14 @@ def hydrogenic_dsigma_de(energy_ev, z: int, shell: str, onset_ev: float, beam_en
     out = np.zeros_like(e)
     m = e > onset_ev
     if not np.any(m):
+        return out
+    # smooth in E: on dense axes evaluate every 0.05 eV (plus the onsets) and interpolate
+    coarse = np.arange(max(e[m].min(), onset_ev), e.max() + _COARSE_EV, _COARSE_EV)
+    if e.size > 2 * coarse.size:
+        knots = [onset_ev + 1e-6] + ([onset_l1_ev - 1e-6, onset_l1_ev + 1e-6] if shell == "L" else [])
+        coarse = np.unique(np.concatenate([coarse[coarse > onset_ev], knots]))
+        vals = hydrogenic_dsigma_de(coarse, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev)
+        out[m] = np.interp(e[m], coarse, vals)
         return out
     em = e[m]
     t, qmin, qmax = _kinematics(em, beam_energy_kev, beta_rad)

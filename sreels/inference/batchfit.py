@@ -29,6 +29,7 @@ class BatchResult:
 
 
 def _normal(J, w, res):
+    """J^T W J and J^T W r for every row."""
     JWt = np.swapaxes(J * w[:, :, None], 1, 2)  # (rows, n_par, n_ch)
     return JWt @ J, (JWt @ res[:, :, None])[:, :, 0]
 

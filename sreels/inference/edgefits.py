@@ -79,7 +79,12 @@ class EdgeFit:
     energy: np.ndarray
     model: np.ndarray     # (rows, n) best-fit model in the fit window
     data: np.ndarray
+    weights: np.ndarray   # (rows, n) inverse variances used
     ref_scale: float = 1.0  # references were divided by this before fitting
+
+    def pulls(self) -> np.ndarray:
+        """Normalised residuals (data - model) * sqrt(weight)."""
+        return (self.data - self.model) * np.sqrt(self.weights)
 
     def value(self, name):
         return self.result.params[:, self.names.index(name)]
@@ -101,12 +106,13 @@ def _window(axis: EnergyAxis, counts, variance, lo, hi, mask=None):
     return e, np.asarray(counts, float)[:, sl], w
 
 
-def fit_linear_edges(axis, counts, variance, refs: dict[str, np.ndarray], names, lo, hi, pre_hi,
-                     delta=None, mask=None) -> EdgeFit:
-    """Power law + linear amplitudes of fixed references (+ optional common shift "delta").
+def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
+                     delta=None, mask=None, fit_delta=True) -> EdgeFit:
+    """Power law + linear amplitudes of fixed references shifted by "delta" (eV).
 
-    Parameters: ln A, r, one amplitude per reference, and "delta" (eV) if ``delta`` is
-    given (its starting values, rows,).  References are normalised to a common scale.
+    Parameters: ln A, r, one amplitude per reference, and "delta" if ``delta`` (starting
+    values, rows,) is given and ``fit_delta``; with ``fit_delta=False`` the references are
+    held at the given shifts.  ``refs`` is (fine energy grid, {name: reference}).
     """
     e, y, w = _window(axis, counts, variance, lo, hi, mask)
     rows = y.shape[0]
@@ -115,7 +121,7 @@ def fit_linear_edges(axis, counts, variance, refs: dict[str, np.ndarray], names,
     sh = {n: Shifted.build(ef, refs[n] / scale) for n in names}
     pl = fit_power_law(axis, counts, lo, pre_hi, variance)
     e_ref = pl.e_ref_ev
-    fit_shift = delta is not None
+    fit_shift = delta is not None and fit_delta
     d0 = np.zeros(rows) if delta is None else np.asarray(delta, float)
     b, x = _powerlaw_cols(e, e_ref, pl.log_a, pl.r)
     tv = np.stack([sh[n].at(e, d0)[0] for n in names], axis=-1)
@@ -140,7 +146,7 @@ def fit_linear_edges(axis, counts, variance, refs: dict[str, np.ndarray], names,
     res = levenberg_marquardt(model, p0, y, w)
     m, _ = model(res.params, np.arange(rows))
     pnames = ("log_a", "r", *names) + (("delta",) if fit_shift else ())
-    return EdgeFit(res, pnames, e_ref, e, m, y, scale)
+    return EdgeFit(res, pnames, e_ref, e, m, y, w, scale)
 
 
 def global_shift(axis, mean_counts, ref, lo, hi, search_ev=10.0) -> float:
@@ -234,4 +240,4 @@ def fit_o_k(axis, counts, variance, refs, lo, hi, pre_hi, delta, resolution_fwhm
 
     res = levenberg_marquardt(model, np.clip(best_p, O_LOWER, O_UPPER), y, w, O_LOWER, O_UPPER)
     m, _ = model(res.params, np.arange(rows))
-    return EdgeFit(res, O_NAMES, pl.e_ref_ev, e, m, y, scale)
+    return EdgeFit(res, O_NAMES, pl.e_ref_ev, e, m, y, w, scale)

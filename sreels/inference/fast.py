@@ -199,8 +199,12 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
         ta = time.perf_counter()
         ef, refs = references(low, s.li_components, *s.li_fit_ev)
         var, mask = noise(low)
-        fit = fit_linear_edges(low.energy, low.counts, var, (ef, refs), s.li_components, s.li_fit_ev[0], s.li_fit_ev[1],
-                               s.li_pre_edge_hi_ev, mask=mask)
+        # the row's energy distortion from the Ti fit (common to all windows) holds the references
+        d_li = None if delta is None else np.where(np.isfinite(delta), delta, np.nanmedian(delta))
+        if d_li is not None and abs(float(np.nanmedian(d_li))) > 2.0:  # windows calibrated apart
+            d_li = d_li - np.nanmedian(d_li)
+        fit = fit_linear_edges(low.energy, low.counts, var, (ef, refs), s.li_components, s.li_fit_ev[0],
+                               s.li_fit_ev[1], s.li_pre_edge_hi_ev, delta=d_li, mask=mask, fit_delta=False)
         fits["Li-K"] = fit
         flag_rows(fit, "li")
         a_li, a_li_err = fit.value("Li-K"), fit.err("Li-K")
@@ -219,6 +223,9 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
         am, am_err = _mean(a_li[par], a_li_err[par])
         cols["li_rel"] = np.where(valid, q / qm, np.nan)
         cols["li_rel_err"] = np.where(valid, np.hypot(q_err / qm, q * qm_err / qm**2), np.nan)
+        # the normalisation's relative error is common to every row: kept apart for derived numbers
+        cols["li_rel_err_row"] = np.where(valid, q_err / qm, np.nan)
+        cols["li_norm_rel_err"] = np.full(rows, qm_err / qm)
         cols["li_areal_rel"] = a_li / am
         cols["li_areal_rel_err"] = np.hypot(a_li_err / am, a_li * am_err / am**2)
         cols["parent"] = par.astype(int)

@@ -137,3 +137,20 @@ class Likelihood:
         _, pred, _ = self.fit_rows(theta)
         return np.concatenate([(np.sqrt(w) * (wd.data - p))[wd.mask]
                                for w, wd, p in zip(self.w, self.data.windows, pred)])
+
+    def residuals_batch(self, theta) -> np.ndarray:
+        """Whitened residuals (B, N) at the profiled amplitudes for a batch theta (B, P)."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        out = []
+        for s in range(0, theta.shape[0], self.chunk):
+            cols = self.model.columns(theta[s:s + self.chunk])
+            M, z = self._normal(cols)
+            a, _, _ = self._solve(M, z)
+            parts = []
+            for i, (c, w, wd) in enumerate(zip(cols, self.w, self.data.windows)):
+                pred = (a[..., i, None] * c.background + a[..., self.nw, None] * c.host
+                        + a[..., self.nw + 1, None] * c.alpo4)
+                parts.append((np.sqrt(w) * (wd.data - pred))[:, wd.mask])
+            out.append(np.concatenate(parts, axis=1))
+        self.n_evals += theta.shape[0]
+        return np.concatenate(out, axis=0)

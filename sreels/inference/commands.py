@@ -1,0 +1,100 @@
+"""``sreels fit``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import SreelsInputError
+
+
+def configure_fit(p):
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="spectrum images: .dm3/.dm4/.hspy/.msa (RosettaSciIO) or .npy; one file per energy "
+                        "window (e.g. low.hspy high.hspy), or a folder written by `sreels simulate`")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist)")
+    p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+    p.add_argument("--method", choices=("fast", "bayes"), default="fast",
+                   help="fast: per-row batched least squares (default); bayes: joint emcee posterior")
+    p.add_argument("--energy-offset", type=float, metavar="EV", help="override the energy of channel 0 (eV)")
+    p.add_argument("--dispersion", type=float, metavar="EV", help="override the dispersion (eV/channel)")
+    p.add_argument("--gain", type=float, metavar="COUNTS_PER_E",
+                   help="detector conversion gain (default: from the file, else 1)")
+    p.add_argument("--readout-noise", type=float, metavar="COUNTS", help="readout noise (counts rms)")
+    p.add_argument("--psf-decay", type=float, help="detector PSF decay along energy (default: from the file, else 0)")
+    p.add_argument("--resolution", type=float, default=0.5, metavar="EV", help="energy resolution FWHM (eV)")
+    p.add_argument("--parent", nargs=2, type=float, metavar=("Y0_NM", "Y1_NM"),
+                   help="y-range of the parent electrolyte (default: the far third of the image)")
+    p.add_argument("--bin", type=int, default=1, metavar="N", help="sum N rows before fitting")
+    p.add_argument("--saturation", type=float, metavar="COUNTS", help="mask pixels at or above this value")
+    p.add_argument("--c-err", type=float, default=0.0, metavar="EV_NM2",
+                   help="standard error of C = 2.820 eV nm^2 to propagate into R_OO (default 0)")
+    p.add_argument("--no-plot", action="store_true", help="skip the figures")
+    p.add_argument("--seed", type=int, default=None, help="(bayes) random seed")
+    p.add_argument("--allow-unconverged", action="store_true", help="(bayes) exit 0 even if not converged")
+    p.add_argument("--priors", metavar="FILE.toml", help="(bayes) prior settings")
+    p.add_argument("--walkers", type=int, default=None, help="(bayes) number of walkers")
+    p.add_argument("--steps", type=int, default=None, help="(bayes) number of steps")
+
+
+def expand_inputs(inputs):
+    from pathlib import Path
+
+    out = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(p.glob("*.hspy"))
+            if not files:
+                raise SreelsInputError(f"folder {p} holds no .hspy spectrum images")
+            out += files
+        else:
+            out.append(p)
+    return out
+
+
+def settings_from_args(args):
+    from .fast import FitSettings
+
+    return FitSettings(
+        gain_counts_per_e=args.gain, readout_noise_counts=args.readout_noise, psf_decay=args.psf_decay,
+        resolution_fwhm_ev=args.resolution, parent_nm=tuple(args.parent) if args.parent else None,
+        bin_rows=args.bin, saturation_counts=args.saturation, c_err_ev_nm2=args.c_err)
+
+
+def run_fit(args) -> int:
+    if args.method == "bayes":
+        from .bayes.commands import run_bayes
+        return run_bayes(args)
+    from .derived import derive
+    from .fast import fit_image
+    from .load import load_measurement
+    from .report import write_fit
+
+    if args.bin < 1:
+        raise SreelsInputError(f"--bin {args.bin}: expected an integer >= 1")
+    inputs = expand_inputs(args.inputs)
+    windows = load_measurement(inputs, args.energy_offset, args.dispersion)
+    settings = settings_from_args(args)
+    res = fit_image(windows, settings)
+    d = derive(res.position.y_nm, res.columns, res.status == "ok", settings.c_ev_nm2, settings.c_err_ev_nm2)
+    out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot)
+    print_summary(res, d)
+    print(f"wrote {out}/ (profiles.csv, summary.json{'' if args.no_plot else ', profiles.png, residuals.png'})")
+    return 0
+
+
+def print_summary(res, d, truth=None):
+    from .derived import KEYS
+
+    n_ok = int((res.status == "ok").sum())
+    print(f"fitted {res.position.size} rows ({n_ok} ok) in {res.timings_s['total'] * 1e3:.0f} ms")
+    head = f"{'quantity':26s} {'estimate':>22s}" + (f" {'truth':>10s} {'z':>6s}" if truth else "")
+    print(head)
+    for k in KEYS:
+        v, e = d.get(k), d.get(f"{k}_err")
+        line = f"{k:26s} {v:12.5g} ± {e:<9.2g}" if v is not None and v == v else f"{k:26s} {'n/a':>22s}"
+        if truth and k in truth and v == v:
+            line += f" {truth[k]:10.5g} {(v - truth[k]) / e if e else float('nan'):+6.2f}"
+        print(line)
+    for n in d.get("notes", []):
+        print(f"note: {n}")

@@ -1,0 +1,158 @@
+"""The study's derived numbers from the per-row profiles, each with a standard error.
+
+Step models are fitted with lmfit (one small fit per profile, not per row):
+- Li: c(y) = 1 + (c_max - 1) g(y; W, sigma), the forward model's erfc step
+  (:func:`sreels.forward.profiles.li_step`): electrode width W, maximum c_Li = c_max;
+- Ti: f3(y) = erfc((y - y_b) / (sqrt(2) w)) / 2: the Ti3+/Ti4+ boundary y_b;
+- O-O: R = R_p + s (c_Li - 1) over the rows: R in the parent (R_p) and at c_max.
+Errors come from the fits' covariances, combined by the delta method.  The parent
+normalisation's error, common to every row, is added once to the Li numbers (not as if
+independent per row).  The boundary also carries a model term: the difference between the
+erfc fit and a model-free linear 50 % crossing of the profile.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lmfit import Model
+from scipy.special import erfc
+
+from ..forward.profiles import li_step
+
+KEYS = ("electrode_width_nm", "ti_boundary_nm", "li_max_rel", "li_at_ti_boundary_rel", "r_oo_parent_nm",
+        "r_oo_max_nm")
+
+
+def _li_model(y, width_nm, rise_nm, li_max_rel):
+    return 1.0 + (li_max_rel - 1.0) * li_step(y, width_nm, rise_nm)
+
+
+def _ti_model(y, boundary_nm, width_nm):
+    return 0.5 * erfc((y - boundary_nm) / (np.sqrt(2.0) * width_nm))
+
+
+def _grad(f, p, eps):
+    return np.array([(f(*(p + e)) - f(*(p - e))) / (2 * h) for e, h in
+                     ((np.eye(p.size)[i] * eps[i], eps[i]) for i in range(p.size))])
+
+
+def linear_crossing(y, f, f_err, level):
+    """First y where f falls through ``level`` (linear interpolation between rows) and its error."""
+    below = np.flatnonzero((f[:-1] >= level) & (f[1:] < level))
+    if below.size == 0:
+        return np.nan, np.nan
+    i = below[0]
+    t = (f[i] - level) / (f[i] - f[i + 1])
+    dy = y[i + 1] - y[i]
+    slope = (f[i] - f[i + 1]) / dy
+    return y[i] + t * dy, float(np.hypot(f_err[i] * (1 - t), f_err[i + 1] * t) / slope)
+
+
+def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
+    """Derived numbers (value and ``_err``) from per-row columns; ``ok`` marks usable rows."""
+    out = {k: np.nan for k in KEYS} | {f"{k}_err": np.nan for k in KEYS}
+    notes = []
+    y = np.asarray(y_nm, float)
+    li = cols["li_rel"]
+    li_e = cols.get("li_rel_err_row", cols["li_rel_err"])
+    norm = float(np.nanmax(cols["li_norm_rel_err"])) if "li_norm_rel_err" in cols else 0.0
+    g = ok & np.isfinite(li) & np.isfinite(li_e) & (li_e > 0) & (y >= 0)
+    li_fit = None
+    if g.sum() >= 6 and np.nanmax(li[g]) > 1.5:
+        m = Model(_li_model)
+        span = y[g].max()
+        pars = m.make_params(width_nm=dict(value=0.3 * span, min=y[g].min() + 1e-3, max=span),
+                             rise_nm=dict(value=0.1 * span, min=1.0, max=span),
+                             li_max_rel=dict(value=float(np.nanmax(li[g])), min=1.0, max=1e3))
+        li_fit = m.fit(li[g], pars, y=y[g], weights=1.0 / li_e[g], scale_covar=False)
+        for k, name in (("width_nm", "electrode_width_nm"), ("li_max_rel", "li_max_rel")):
+            out[name] = li_fit.params[k].value
+            out[f"{name}_err"] = li_fit.params[k].stderr if li_fit.params[k].stderr is not None else np.nan
+        out["li_max_rel_err"] = float(np.hypot(out["li_max_rel_err"], out["li_max_rel"] * norm))
+    else:
+        notes.append("no electrode: c_Li does not rise above 1.5x the parent")
+    f3, f3_e = cols.get("ti3_fraction_raw", cols["ti3_fraction"]), cols["ti3_fraction_err"]
+    g3 = ok & np.isfinite(f3) & np.isfinite(f3_e) & (f3_e > 0) & (y >= 0)
+    ti_fit = None
+    if g3.sum() >= 6 and np.nanmax(f3[g3]) > 0.5 and np.nanmin(f3[g3]) < 0.5:
+        m = Model(_ti_model)
+        yb0 = float(y[g3][np.argmin(np.abs(f3[g3] - 0.5))])
+        pars = m.make_params(boundary_nm=dict(value=yb0, min=y[g3].min(), max=y[g3].max()),
+                             width_nm=dict(value=10.0, min=0.5, max=y[g3].max()))
+        ti_fit = m.fit(f3[g3], pars, y=y[g3], weights=1.0 / f3_e[g3], scale_covar=False)
+        yb = ti_fit.params["boundary_nm"].value
+        cross = linear_crossing(y[g3], f3[g3], f3_e[g3], 0.5)
+        model_term = abs(yb - cross[0]) if np.isfinite(cross[0]) else 0.0
+        out["ti_boundary_nm"] = yb
+        out["ti_boundary_nm_err"] = float(np.hypot(ti_fit.params["boundary_nm"].stderr or np.nan, model_term))
+    else:
+        notes.append("no Ti3+/Ti4+ boundary: the Ti3+ fraction does not cross 0.5")
+    if li_fit is not None and ti_fit is not None and li_fit.covar is not None:
+        p = np.array([li_fit.params[k].value for k in ("width_nm", "rise_nm", "li_max_rel")])
+        yb, yb_e = out["ti_boundary_nm"], out["ti_boundary_nm_err"]
+        gp = _grad(lambda w, r, c: _li_model(yb, w, r, c), p, np.maximum(np.abs(p) * 1e-5, 1e-6))
+        dy = (_li_model(yb + 0.01, *p) - _li_model(yb - 0.01, *p)) / 0.02
+        out["li_at_ti_boundary_rel"] = float(_li_model(yb, *p))
+        out["li_at_ti_boundary_rel_err"] = float(np.sqrt(gp @ li_fit.covar @ gp + (dy * yb_e) ** 2
+                                                         + (out["li_at_ti_boundary_rel"] * norm) ** 2))
+    r, r_e = cols["r_oo_nm"], cols["r_oo_nm_err"]
+    gr = ok & np.isfinite(r) & np.isfinite(r_e) & (r_e > 0)
+    syst = 0.5 * c_err_ev_nm2 / c_ev_nm2  # R ~ sqrt(C): a common relative error
+    if "parent" in cols and np.any(gr & (cols["parent"] > 0)):
+        par = gr & (cols["parent"] > 0)
+        w = 1.0 / r_e[par] ** 2
+        rp = np.sum(w * r[par]) / w.sum()
+        out["r_oo_parent_nm"] = rp
+        out["r_oo_parent_nm_err"] = float(np.hypot(1 / np.sqrt(w.sum()), rp * syst))
+    gl = gr & np.isfinite(li) & (y >= 0)
+    if li_fit is not None and gl.sum() >= 6:
+        x = li[gl] - 1.0
+        w = 1.0 / r_e[gl] ** 2
+        A = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
+        cov = np.linalg.inv(A)
+        rp, slope = cov @ np.array([(w * r[gl]).sum(), (w * x * r[gl]).sum()])
+        cm, cm_e = out["li_max_rel"], out["li_max_rel_err"]
+        gv = np.array([1.0, cm - 1.0])
+        rmax = rp + slope * (cm - 1.0)
+        out["r_oo_max_nm"] = float(rmax)
+        out["r_oo_max_nm_err"] = float(np.sqrt(gv @ cov @ gv + (slope * cm_e) ** 2 + (rmax * syst) ** 2))
+        out["r_oo_slope_nm"] = float(slope)
+        out["r_oo_slope_nm_err"] = float(np.sqrt(cov[1, 1]))
+    out["notes"] = notes
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
+
+
+def derived_truth(sim) -> dict:
+    """The same numbers from a simulation's scenario and truth (for tests and the demo)."""
+    sc = sim.config.scenario
+    p = sim.profiles
+    y = p.y_nm
+    ok = ~p.in_pt
+    f3 = p.ti3_fraction[ok]
+    yb = float(np.interp(0.5, f3[::-1], y[ok][::-1])) if f3.max() > 0.5 > f3.min() else np.nan
+    cmax = sc.li_max_rel
+    return {
+        "electrode_width_nm": sc.electrode_width_nm,
+        "ti_boundary_nm": yb,
+        "li_max_rel": cmax,
+        "li_at_ti_boundary_rel": float(np.interp(yb, y, p.li_rel)) if np.isfinite(yb) else np.nan,
+        "r_oo_parent_nm": sc.r_oo_parent_nm,
+        "r_oo_max_nm": float(np.nanmax(p.r_oo_nm)),
+    }
+
+
+def derived_as_measured(sim, errors: dict) -> dict:
+    """The derived numbers that a noise-free per-row measurement would give: :func:`derive`
+    applied to the simulation's blur-weighted truth (``*_row`` columns), weighted by the
+    measured ``errors``.  An estimate should scatter around these within its errors; their
+    difference from :func:`derived_truth` is the bias of the estimator itself (row
+    sampling, spatial blur, model shape)."""
+    t = sim.truth_columns()
+    cols = {
+        "li_rel": t["li_rel_row"], "li_rel_err": errors["li_rel_err"],
+        "ti3_fraction": t["ti3_fraction_row"], "ti3_fraction_raw": t["ti3_fraction_row"],
+        "ti3_fraction_err": errors["ti3_fraction_err"],
+        "r_oo_nm": t["r_oo_nm_row"], "r_oo_nm_err": errors["r_oo_nm_err"], "parent": errors["parent"],
+    }
+    ok = np.isfinite(errors["li_rel_err"]) & np.isfinite(errors["ti3_fraction_err"]) & ~sim.profiles.in_pt
+    return derive(t["y_nm"], cols, ok)
