@@ -72,12 +72,13 @@ def apply_detector(electrons: np.ndarray, det: Detector, rng: np.random.Generato
     if det.gain_nonuniformity_rel > 0:
         gain_map = 1.0 + det.gain_nonuniformity_rel * rng.standard_normal(lam.shape)
         signal *= gain_map
-    raw = signal + det.dark_offset_counts
+    raw = signal
+    raw += det.dark_offset_counts
     if det.readout_noise_counts > 0:
-        raw += det.readout_noise_counts * rng.standard_normal(lam.shape)
+        raw += det.readout_noise_counts * rng.standard_normal(lam.shape, dtype=np.float32)
     if det.quantise:
-        raw = np.rint(raw)
-    raw = np.clip(raw, 0, det.adc_max_counts)
+        np.rint(raw, out=raw)
+    np.clip(raw, 0, det.adc_max_counts, out=raw)
     saturated = raw >= det.adc_max_counts
     counts = raw - det.dark_offset_counts if det.dark_subtracted else raw
     return Readout(counts.astype(np.float32), saturated, gain_map)

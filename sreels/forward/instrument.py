@@ -92,8 +92,17 @@ def plural_tf(p_tf, t_over_lambda):
 
 
 def shift_tf(freq_per_ev, shift_ev):
-    """Fourier shift theorem: move each row's spectrum up by ``shift_ev`` (rows,)."""
-    return np.exp(-2j * np.pi * np.asarray(shift_ev)[:, None] * freq_per_ev[None, :])
+    """Fourier shift theorem: move each row's spectrum up by ``shift_ev`` (rows,).
+
+    The frequencies are uniform (rfftfreq), so the phase ramp is a running product of one
+    complex factor per row: a cumulative product instead of rows x n_freq exponentials."""
+    d = np.asarray(shift_ev, dtype=float)
+    f = np.asarray(freq_per_ev)
+    step = np.exp(-2j * np.pi * d * (f[1] - f[0]))
+    ramp = np.empty((d.size, f.size), dtype=complex)
+    ramp[:, 0] = 1.0
+    ramp[:, 1:] = step[:, None]
+    return np.cumprod(ramp, axis=1)
 
 
 def convolve_rows(spectra, tf, grid: PaddedGrid) -> np.ndarray:

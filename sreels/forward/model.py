@@ -70,6 +70,10 @@ class RowState:
                    p.thickness_nm, p.in_pt, np.broadcast_to(shift_ev, p.y_nm.shape))
 
 
+def _block(s: RowState, sl: slice) -> RowState:
+    return RowState(*(getattr(s, f.name)[sl] for f in dataclasses.fields(RowState)))
+
+
 class WindowModel:
     """Kernels of one window, built once: per-atom templates and transfer functions."""
 
@@ -155,12 +159,20 @@ class WindowModel:
         # B(E - d) = B(E) (1 + r d / E) to first order; |r d / E| < 1e-2 for |d| < 0.1 eV
         return (level[:, None] * self._bg_shape[None, :]) * (1.0 + s.shift_ev[:, None] * self._bg_dlog[None, :])
 
-    def electrons(self, s: RowState, row_nm: float) -> np.ndarray:
-        """Expected electrons per channel, (rows, channels)."""
-        core = convolve_rows(self.single_scattering(s), self.transfer(s), self.grid)
-        per_ev = np.clip(core, 0.0, None) + self.background(s)
-        dose = self.instrument.dose_e_per_row_s * self.window.exposure_s
-        img = per_ev * (dose * self.window.scale_ev)
+    def electrons(self, s: RowState, row_nm: float, block_rows: int = 256) -> np.ndarray:
+        """Expected electrons per channel, (rows, channels).
+
+        Rows go through the FFT stage in blocks of ``block_rows`` (bounded temporaries,
+        linear scaling with rows); the blur along y then acts on the whole image."""
+        rows = s.li_rel.shape[0]
+        dose = self.instrument.dose_e_per_row_s * self.window.exposure_s * self.window.scale_ev
+        img = np.empty((rows, self.axis.size))
+        for i in range(0, rows, block_rows):
+            b = _block(s, slice(i, i + block_rows))
+            core = convolve_rows(self.single_scattering(b), self.transfer(b), self.grid)
+            np.clip(core, 0.0, None, out=core)
+            core += self.background(b)
+            np.multiply(core, dose, out=img[i:i + block_rows])
         return blur_rows(img, self.instrument.spatial_blur_fwhm_nm, row_nm)
 
 

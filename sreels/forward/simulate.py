@@ -22,8 +22,14 @@ class WindowImage:
     name: str
     energy: EnergyAxis
     counts: np.ndarray
-    expected_counts: np.ndarray
+    electrons: np.ndarray   # expected electrons per pixel (before the camera)
+    detector: Detector
     saturated: np.ndarray
+
+    @property
+    def expected_counts(self) -> np.ndarray:
+        """Noise-free counts (computed on demand)."""
+        return expected_counts(self.electrons, self.detector)
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,8 @@ def as_measured(p: Profiles, blur_fwhm_nm: float, row_nm: float) -> dict[str, np
     def avg(value, weight):
         num = blur_rows((np.nan_to_num(value) * weight)[:, None], blur_fwhm_nm, row_nm)[:, 0]
         den = blur_rows(weight[:, None], blur_fwhm_nm, row_nm)[:, 0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(p.in_pt, np.nan, num / den)
+        with np.errstate(invalid="ignore", divide="ignore"):  # blurred Pt rows see their neighbours
+            return np.where(den > 1e-3 * np.max(den), num / den, np.nan)
 
     host_t = p.host_fraction * p.thickness_nm
     n_o = (density_per_nm3("O") * p.host_fraction + density_per_nm3("O", "AlPO4")
@@ -124,12 +130,12 @@ def simulate(scenario: Scenario | None = None, instrument: Instrument | None = N
     for w in instrument.windows:
         ta = time.perf_counter()
         electrons = models[w.name].electrons(state, scenario.row_nm)
-        mean = expected_counts(electrons, detector)
         if noise_free:
-            out = Readout(mean.astype(np.float64), np.zeros(mean.shape, bool), None)
+            mean = expected_counts(electrons, detector)
+            out = Readout(mean, np.zeros(mean.shape, bool), None)
         else:
             out = apply_detector(electrons, detector, gen)
-        images[w.name] = WindowImage(w.name, models[w.name].axis, out.counts, mean, out.saturated)
+        images[w.name] = WindowImage(w.name, models[w.name].axis, out.counts, electrons, detector, out.saturated)
         timings[w.name] = time.perf_counter() - ta
     timings["total"] = time.perf_counter() - t0
     cfg = Config(scenario, instrument, detector)

@@ -62,9 +62,15 @@ def fit_power_law(axis: EnergyAxis, counts: np.ndarray, lo_ev: float, hi_ev: flo
     wl = np.maximum(y, 1.0) ** 2 * w
     s0, s1, s2 = wl.sum(1), (wl * x).sum(1), (wl * x * x).sum(1)
     t0, t1 = (wl * ly).sum(1), (wl * ly * x).sum(1)
-    det = s0 * s2 - s1 * s1
-    log_a = (s2 * t0 - s1 * t1) / det
-    r = -(s0 * t1 - s1 * t0) / det
+    with np.errstate(divide="ignore", invalid="ignore"):
+        det = s0 * s2 - s1 * s1
+        log_a = (s2 * t0 - s1 * t1) / det
+        r = -(s0 * t1 - s1 * t0) / det
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty rows -> NaN, flagged by callers
+        return _gauss_newton(x, y, w, e, e_ref, log_a, r, iterations)
+
+
+def _gauss_newton(x, y, w, e, e_ref, log_a, r, iterations):
     for _ in range(iterations):
         m = np.exp(log_a[:, None] - r[:, None] * x[None, :])
         res = y - m

@@ -96,5 +96,5 @@ def print_summary(res, d, truth=None):
         if truth and k in truth and v == v:
             line += f" {truth[k]:10.5g} {(v - truth[k]) / e if e else float('nan'):+6.2f}"
         print(line)
-    for n in d.get("notes", []):
+    for n in list(d.get("notes", [])) + list(getattr(res, "notes", [])):
         print(f"note: {n}")

@@ -9,6 +9,7 @@ grains (no Li, no Ti) cancel.  The raw Li-K amplitude normalised to the parent
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class FastResult:
     fits: dict               # edge -> EdgeFit (for figures and residuals)
     settings: FitSettings
     timings_s: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
 
 def _bin(w: WindowData, n: int) -> WindowData:
@@ -116,6 +118,16 @@ def parent_rows(y, valid, parent_nm):
     return sel
 
 
+def _scale_if_gain_unknown(fit, w, s, notes):
+    """Without a known gain the noise level is unknown: scale each row's covariance by its
+    reduced chi^2 (as lmfit's scale_covar does) and say so."""
+    if s.gain_counts_per_e or w.gain_counts_per_e:
+        return fit
+    notes.append("detector gain unknown (give --gain): errors scaled by sqrt(reduced chi^2) per row")
+    f = np.maximum(fit.result.chi2_red, 1e-12)[:, None, None]
+    return dataclasses.replace(fit, result=dataclasses.replace(fit.result, cov=fit.result.cov * f))
+
+
 def _mean(v, err):
     """Plain mean and its standard error (inverse-variance weights would bias a ratio whose
     error scales with its value)."""
@@ -140,7 +152,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     inst = s.instrument()
     status = [set() for _ in range(rows)]
     cols: dict[str, np.ndarray] = {"y_nm": pos.y_nm}
-    fits, timings = {}, {}
+    fits, timings, notes = {}, {}, []
     nan = np.full(rows, np.nan)
 
     def noise(w):
@@ -174,6 +186,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
                               *s.ti_fit_ev)
         fit = fit_linear_edges(ti_w.energy, ti_w.counts, var, (ef, refs), ("Ti4+", "Ti3+"), s.ti_fit_ev[0],
                                s.ti_fit_ev[1], s.ti_pre_edge_hi_ev, delta=np.full(rows, d0), mask=mask)
+        fit = _scale_if_gain_unknown(fit, ti_w, s, notes)
         fits["Ti-L23"] = fit
         flag_rows(fit, "ti")
         a4, a3 = fit.value("Ti4+"), fit.value("Ti3+")
@@ -205,6 +218,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
             d_li = d_li - np.nanmedian(d_li)
         fit = fit_linear_edges(low.energy, low.counts, var, (ef, refs), s.li_components, s.li_fit_ev[0],
                                s.li_fit_ev[1], s.li_pre_edge_hi_ev, delta=d_li, mask=mask, fit_delta=False)
+        fit = _scale_if_gain_unknown(fit, low, s, notes)
         fits["Li-K"] = fit
         flag_rows(fit, "li")
         a_li, a_li_err = fit.value("Li-K"), fit.err("Li-K")
@@ -250,6 +264,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
             under = [(refs["Ti4+"] / tf.ref_scale, tf.value("Ti4+")), (refs["Ti3+"] / tf.ref_scale, tf.value("Ti3+"))]
         fit = fit_o_k(o_w.energy, o_w.counts, var, (ef, refs), s.o_fit_ev[0], s.o_fit_ev[1], s.o_pre_edge_hi_ev,
                       d_row, s.resolution_fwhm_ev, mask=mask, fixed=under)
+        fit = _scale_if_gain_unknown(fit, o_w, s, notes)
         fits["O-K"] = fit
         flag_rows(fit, "o")
         has_o = fit.value("continuum") > 5 * fit.err("continuum")
@@ -274,4 +289,4 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
         cols.setdefault(k, nan)
     st = np.array(["|".join(sorted(x)) if x else "ok" for x in status])
     timings["total"] = time.perf_counter() - t0
-    return FastResult(pos, cols, st, fits, s, timings)
+    return FastResult(pos, cols, st, fits, s, timings, sorted(set(notes)))

@@ -29,7 +29,7 @@ def summary_dict(result, derived: dict, inputs, extra: dict | None = None) -> di
     s = {k: derived.get(k) for k in KEYS} | {f"{k}_err": derived.get(f"{k}_err") for k in KEYS}
     s.update({
         "r_oo_slope_nm": derived.get("r_oo_slope_nm"), "r_oo_slope_nm_err": derived.get("r_oo_slope_nm_err"),
-        "notes": derived.get("notes", []),
+        "notes": list(derived.get("notes", [])) + list(result.notes),
         "input_files": [str(p) for p in inputs], "version": __version__, "python": platform.python_version(),
         "method": "fast", "settings": dataclasses.asdict(result.settings),
         "rows": int(result.position.size),

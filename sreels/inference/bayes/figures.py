@@ -1,0 +1,101 @@
+"""Figures of the Bayesian path: corner plot, profiles with credible bands, residual image.
+
+(matplotlib is imported only here and in :mod:`sreels.plots`.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path):
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def corner(flat, names, path, truth: dict | None = None, max_points: int = 3000):
+    """Pairwise scatter and marginal histograms of ``flat`` (N, P)."""
+    P = len(names)
+    idx = np.linspace(0, flat.shape[0] - 1, min(max_points, flat.shape[0])).astype(int)
+    x = flat[idx]
+    fig, axes = plt.subplots(P, P, figsize=(1.6 * P, 1.6 * P))
+    axes = np.atleast_2d(axes)
+    for i in range(P):
+        for j in range(P):
+            ax = axes[i, j]
+            if j > i:
+                ax.set_visible(False)
+                continue
+            if i == j:
+                ax.hist(flat[:, i], bins=40, histtype="step", color="k")
+                if truth and names[i] in truth:
+                    ax.axvline(truth[names[i]], color="C3")
+            else:
+                ax.plot(x[:, j], x[:, i], ",", color="k", alpha=0.3)
+                if truth and names[i] in truth and names[j] in truth:
+                    ax.plot(truth[names[j]], truth[names[i]], "s", color="C3", ms=3)
+            ax.tick_params(labelsize=5)
+            if i < P - 1:
+                ax.set_xticklabels([])
+            else:
+                ax.set_xlabel(names[j], fontsize=6, rotation=30)
+            if j > 0 or i == 0:
+                ax.set_yticklabels([])
+            else:
+                ax.set_ylabel(names[i], fontsize=6, rotation=30)
+    fig.suptitle("sreels fit --method bayes: posterior (red: truth where known)", fontsize=9)
+    _save(fig, path)
+
+
+def profiles(cols: dict, summary: dict, path, truth: dict | None = None):
+    """Fig. 6-like: c_Li with Ti3+ fraction, R_OO, each with its 16-84 % band."""
+    y = cols["y_nm"]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    for ax, key, label, scale in ((axes[0], "li_rel", "c_Li (parent = 1)", 1),
+                                  (axes[1], "ti3_fraction", "Ti3+ fraction", 1),
+                                  (axes[2], "r_oo_nm", "R_OO (pm)", 1e3)):
+        ax.fill_between(y, cols[f"{key}_lo"] * scale, cols[f"{key}_hi"] * scale, color="C0", alpha=0.35,
+                        label="16-84 % band")
+        ax.plot(y, cols[key] * scale, color="C0", lw=1, label="posterior median")
+        if truth is not None and key in truth:
+            ax.plot(y, np.asarray(truth[key]) * scale, color="C3", lw=0.8, ls="--", label="truth")
+        ax.set_ylabel(label)
+        ax.axvspan(y.min(), 0, color="0.85", zorder=-1)
+    d = summary["derived"]
+    tb = d["ti_boundary_nm"]
+    if tb.get("median") is not None:
+        for ax in axes:
+            ax.axvspan(tb["p2_5"], tb["p97_5"], color="C3", alpha=0.15)
+            ax.axvline(tb["median"], color="C3", lw=0.8)
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("Ti3+/Ti4+ boundary {:.1f} nm, c_Li there {:.2f}, max c_Li {:.2f}, electrode {:.0f} nm"
+                      .format(summary["ti_boundary_nm"], summary["li_at_ti_boundary_rel"], summary["li_max_rel"],
+                              summary["electrode_width_nm"]), fontsize=8)
+    axes[-1].set_xlabel("y from the Pt / electrode interface (nm)")
+    _save(fig, path)
+
+
+def residual_image(data, pred, path):
+    """Whitened residuals (d - mu) / sqrt(V) at the MAP, one panel per window."""
+    fig, axes = plt.subplots(1, len(data.windows), figsize=(6 * len(data.windows), 4.5))
+    axes = np.atleast_1d(axes)
+    for ax, wd, p, v in zip(axes, data.windows, pred, data.variance):
+        r = np.where(wd.mask, (wd.data - p) / np.sqrt(v), np.nan)
+        e = wd.energy_ev.mean(1)
+        y = data.y_nm
+        im = ax.imshow(r, aspect="auto", cmap="RdBu_r", vmin=-4, vmax=4, origin="upper",
+                       extent=[e[0], e[-1], y[-1], y[0]])
+        ax.set_title(f"{wd.window.name}: whitened residual, chi2/N = {np.nanmean(r ** 2):.3f}", fontsize=9)
+        ax.set_xlabel("energy loss (eV)")
+        ax.set_ylabel("y (nm)")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    _save(fig, path)

@@ -1,0 +1,142 @@
+"""The Bayesian path end to end: data -> MAP -> variance from the MAP -> MAP -> emcee.
+
+:func:`fit_bayes` never mutates its inputs and returns a :class:`BayesFit` holding the
+MAP (the fast answer), the posterior sample (if requested) and the checks that decide
+whether a number may be trusted (flags, never a silent value).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...config import Scenario
+from .data import PreparedData
+from .likelihood import Likelihood, count_regime
+from .model import ImageModel
+from .optimize import MapResult, find_map
+from .params import default_values
+from .priors import Priors
+from .sample import SampleResult, run_sampler
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run with one OpenBLAS thread: the likelihood's matrix products are small, and
+    OpenBLAS threads spin on a busy 2-core machine (x20 slower measured).  No-op if the
+    library cannot be found."""
+    fn = getfn = None
+    try:
+        import numpy as _np
+        libs = glob.glob(os.path.join(os.path.dirname(_np.__file__), "..", "numpy.libs", "*openblas*"))
+        if libs:
+            lib = ctypes.CDLL(libs[0])
+            for prefix in ("scipy_openblas", "openblas"):
+                for suffix in ("64_", ""):
+                    if hasattr(lib, f"{prefix}_set_num_threads{suffix}"):
+                        fn = getattr(lib, f"{prefix}_set_num_threads{suffix}")
+                        getfn = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                        break
+                if fn:
+                    break
+    except OSError:
+        fn = None
+    old = getfn() if getfn else None
+    if fn:
+        fn(1)
+    try:
+        yield
+    finally:
+        if fn and old:
+            fn(int(old))
+
+
+@dataclass(frozen=True)
+class BayesFit:
+    """Everything a run produced; ``flags`` lists what a user must know before trusting it."""
+
+    data: PreparedData
+    likelihood: Likelihood
+    map: MapResult
+    samples: SampleResult | None
+    checks: dict
+    flags: tuple = field(default=())
+
+    @property
+    def converged(self) -> bool:
+        return self.samples is not None and self.samples.converged
+
+
+def default_start(priors: Priors, instrument) -> np.ndarray:
+    """The source study's values (default Scenario) for the free parameters, clipped to the priors."""
+    v = default_values(Scenario(), instrument)
+    lo, hi = priors.bounds.T
+    return np.clip([v[n] for n in priors.pset.names], lo, hi)
+
+
+def model_checks(like: Likelihood, m: MapResult) -> tuple:
+    """Goodness of fit at the MAP: chi2_red against its noise band; per-window chi2."""
+    n = like.n_data
+    tol = max(0.02, 5 * np.sqrt(2.0 / n))
+    _, pred, chi2_rows = like.fit_rows(m.theta)
+    per_window = {}
+    for wd, p, w in zip(like.data.windows, pred, like.w):
+        r = (wd.data - p)[wd.mask] ** 2 * w[wd.mask]
+        per_window[wd.window.name] = float(r.mean())
+    checks = {"chi2_red": m.chi2_red, "chi2_red_tolerance": 1 + tol, "chi2_red_per_window": per_window,
+              "n_data": n, **count_regime(like.data)}
+    flags = []
+    if m.chi2_red > 1 + tol:
+        worst = max(per_window, key=per_window.get)
+        flags.append(f"model does not describe the data: chi2_red = {m.chi2_red:.3f} > {1 + tol:.3f} "
+                     f"(worst window {worst!r}: {per_window[worst]:.3f})")
+    if m.at_bound:
+        flags.append(f"MAP within one standard deviation of a prior bound for {list(m.at_bound)}: "
+                     "the prior may exclude the data")
+    if not np.all(np.isfinite(m.cov)) or np.any(np.diag(m.cov) <= 0):
+        flags.append("MAP covariance is singular: some parameter is not constrained by the data")
+    if not checks["gaussian_valid"]:
+        flags.append(f"some bins hold < 20 expected electrons ({checks['min_electrons_per_bin']:.1f}): "
+                     "the Gaussian approximation of the Poisson likelihood is not valid there")
+    return checks, pred, flags
+
+
+def fit_bayes(data: PreparedData, priors: Priors, rng: np.random.Generator | None = None,
+              start=None, sample: bool = True, walkers: int | None = None, max_steps: int = 3000,
+              min_ess: float = 1000.0, progress: bool = True, chunk: int = 2) -> BayesFit:
+    """Fit the whole image: two MAP passes (variance from smoothed data, then from the MAP
+    prediction), then emcee from the MAP if ``sample``.
+
+    Parameters
+    ----------
+    data : PreparedData
+    priors : Priors
+    rng : numpy.random.Generator
+        Required when ``sample``.
+    start : array (P,), optional
+        Optimiser start; default the study's values.
+    """
+    if sample and not isinstance(rng, np.random.Generator):
+        raise TypeError("fit_bayes(sample=True) needs rng, a numpy.random.Generator")
+    with single_threaded_blas():
+        like0 = Likelihood(ImageModel(data, priors.pset), chunk=chunk)
+        x0 = default_start(priors, data.instrument) if start is None else np.asarray(start, float)
+        m1 = find_map(like0, priors, x0)
+        _, pred, _ = like0.fit_rows(m1.theta)
+        like = like0.with_data(data.with_variance(pred, "MAP prediction (first pass)"))
+        m2 = find_map(like, priors, m1.theta)
+        m2 = MapResult(m2.names, m2.theta, m2.cov, m2.chi2, m2.n_data, m1.nfev + m2.nfev, m2.success,
+                       m2.message, m2.at_bound, m1.seconds + m2.seconds)
+        checks, _, flags = model_checks(like, m2)
+        samples = None
+        if sample:
+            samples = run_sampler(like, priors, m2.theta, m2.cov, rng, walkers=walkers, max_steps=max_steps,
+                                  min_ess=min_ess, progress=progress)
+            if not samples.converged:
+                flags.append("sampler not converged: " + "; ".join(samples.reasons))
+    return BayesFit(like.data, like, m2, samples, checks, tuple(flags))
