@@ -139,6 +139,14 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     s = settings or FitSettings()
     t0 = time.perf_counter()
     wins = {k: _bin(w, s.bin_rows) for k, w in windows.items()}
+    for name, onset, fit_range in (("Li-K", 55.0, s.li_fit_ev), ("Ti-L2,3", 456.0, s.ti_fit_ev),
+                                   ("O-K", 529.0, s.o_fit_ev)):
+        for w in wins.values():
+            if w.energy.offset_ev <= onset <= w.energy.end_ev and not w.energy.contains(*fit_range):
+                raise SreelsInputError(
+                    f"{w.source}: the {name} edge is in the window ({w.energy.offset_ev:.1f}-{w.energy.end_ev:.1f} eV)"
+                    f" but its fit window {fit_range[0]:.0f}-{fit_range[1]:.0f} eV is not: record a wider window "
+                    f"or set a shorter fit range")
     low = _find(wins, *s.li_fit_ev)
     ti_w = _find(wins, *s.ti_fit_ev)
     o_w = _find(wins, *s.o_fit_ev)
