@@ -109,26 +109,34 @@ def _banded(mat: np.ndarray):
 
 @functools.lru_cache(maxsize=8)
 def _axis_operator(n: int, decay: float, axis: str):
-    """(is_identity, band half-width, banded K, diag(K^-1 K^-T)) of the PSF along one axis."""
+    """(is_identity, band half-width, banded K, K^-1) of the PSF along one axis."""
     ky, ke = psf_matrices(n if axis == "y" else 1, n if axis == "e" else 1, decay)
     k = ky if axis == "y" else ke
     if np.allclose(k, np.eye(n)):
-        return True, 0, None, np.ones(n)
+        return True, 0, None, None
     h, ab = _banded(k)
-    return False, h, ab, np.sum(np.linalg.inv(k) ** 2, axis=1)
+    return False, h, ab, np.linalg.inv(k)
 
 
-def deconvolve(counts: np.ndarray, decay: float):
-    """K^-1 counts for the PSF of ``decay``, the per-pixel factor diag(K^-1 K^-T) of white
-    noise after whitening (rows, channels) and the band half-widths (y, energy)."""
+def deconvolve(counts: np.ndarray, decay: float, sl: slice, bin: int):
+    """K^-1 counts for the PSF of ``decay``; the variance factor of white noise after
+    whitening and summing channels ``sl`` in groups of ``bin`` (rows, bins), which keeps
+    the (negative) covariance of neighbouring channels; the band half-widths (y, energy)."""
     rows, ch = counts.shape
     out = np.asarray(counts, dtype=float)
-    ident_e, he, ab_e, fac_e = _axis_operator(ch, float(decay), "e")
-    ident_y, hy, ab_y, fac_y = _axis_operator(rows, float(decay), "y")
+    ident_e, he, ab_e, inv_e = _axis_operator(ch, float(decay), "e")
+    ident_y, hy, ab_y, inv_y = _axis_operator(rows, float(decay), "y")
+    n = sl.stop - sl.start
     if not ident_e:
         out = solve_banded((he, he), ab_e, out.T).T
+        fac_e = np.sum(inv_e[sl].reshape(n // bin, bin, ch).sum(1) ** 2, axis=1)
+    else:
+        fac_e = np.full(n // bin, float(bin))
     if not ident_y:
         out = solve_banded((hy, hy), ab_y, out)
+        fac_y = np.sum(inv_y ** 2, axis=1)
+    else:
+        fac_y = np.ones(rows)
     return out, fac_y[:, None] * fac_e[None, :], (hy, he)
 
 
@@ -188,14 +196,13 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
         if n < 20 * bin:
             raise SreelsInputError(f"window {w.name!r}: fit region {lo:.1f}-{hi:.1f} eV holds {n} channels "
                                    f"inside {w.offset_ev:.1f}-{w.end_ev:.1f} eV; expected >= {20 * bin}")
-        white, fac, (hy, he) = deconvolve(c, det.psf_decay)
-        white /= det.gain_counts_per_e
-        rvar = (det.readout_noise_counts ** 2 + (QUANTISATION_VAR if det.quantise else 0.0)) * fac \
-            / det.gain_counts_per_e ** 2
         sl = slice(i0, i0 + n)
+        white, fac, (hy, he) = deconvolve(c, det.psf_decay, sl, bin)
+        white /= det.gain_counts_per_e
+        rv = (det.readout_noise_counts ** 2 + (QUANTISATION_VAR if det.quantise else 0.0)) * fac \
+            / det.gain_counts_per_e ** 2
         rows = c.shape[0]
         binned = white[:, sl].reshape(rows, n // bin, bin).sum(-1)
-        rv = rvar[:, sl].reshape(rows, n // bin, bin).sum(-1)
         mask = np.ones(binned.shape, bool)
         sat = _saturation_mask(None if saturated is None else saturated.get(w.name), hy, he)
         if sat is not None:
