@@ -97,6 +97,15 @@ def fine_references(axis: EnergyAxis, lo: float, hi: float, inst: Instrument, ed
     return fine.energy_ev, refs
 
 
+def saturation_level(w: WindowData):
+    """The stored value of a saturated pixel, from sreels metadata (ADC maximum less the dark
+    offset when it was subtracted); None when the file does not say."""
+    det = (w.metadata.get("sreels", {}) if isinstance(w.metadata, dict) else {}).get("detector", {})
+    if "adc_max_counts" not in det:
+        return None
+    return det["adc_max_counts"] - (det.get("dark_offset_counts", 0.0) if det.get("dark_subtracted", True) else 0.0)
+
+
 def _find(windows, lo, hi):
     for w in windows.values():
         if w.energy.contains(lo, hi):
@@ -161,16 +170,22 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     status = [set() for _ in range(rows)]
     cols: dict[str, np.ndarray] = {"y_nm": pos.y_nm}
     fits, timings, notes = {}, {}, []
+    from tqdm.auto import tqdm
+    bar = tqdm(total=3, desc="sreels fit", unit="edge", delay=2.0, leave=False)
     nan = np.full(rows, np.nan)
 
     def noise(w):
         g = s.gain_counts_per_e or w.gain_counts_per_e or 1.0
         rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
         var = variance_model(w.counts, g, rd)
-        mask = None
-        if s.saturation_counts is not None:
-            mask = w.counts >= s.saturation_counts
-        return var, mask
+        sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
+        return var, (w.counts >= sat if sat is not None else None)
+
+    def flag_saturated(mask, w, fit_range, tag):
+        """Saturated pixels get no weight; rows that had any inside the fit range say so."""
+        if mask is not None:
+            for i in np.flatnonzero(mask[:, w.energy.slice(*fit_range)].any(1)):
+                status[i].add(f"{tag}_saturated")
 
     def references(w, edges, lo, hi):
         md = w.metadata if isinstance(w.metadata, dict) else {}
@@ -196,6 +211,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
                                s.ti_fit_ev[1], s.ti_pre_edge_hi_ev, delta=np.full(rows, d0), mask=mask)
         fit = _scale_if_gain_unknown(fit, ti_w, s, notes)
         fits["Ti-L23"] = fit
+        flag_saturated(mask, ti_w, s.ti_fit_ev, "ti")
         flag_rows(fit, "ti")
         a4, a3 = fit.value("Ti4+"), fit.value("Ti3+")
         v4, v3, c43 = fit.err("Ti4+") ** 2, fit.err("Ti3+") ** 2, fit.cov("Ti4+", "Ti3+")
@@ -215,6 +231,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
         cols["ti_shift_ev_err"] = np.where(has_ti, delta_err, np.nan)
         cols["ti_chi2_red"] = fit.result.chi2_red
         timings["ti"] = time.perf_counter() - ta
+    bar.update()
     # ------------------------------------------------------------------- Li-K
     if low is not None:
         ta = time.perf_counter()
@@ -228,6 +245,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
                                s.li_fit_ev[1], s.li_pre_edge_hi_ev, delta=d_li, mask=mask, fit_delta=False)
         fit = _scale_if_gain_unknown(fit, low, s, notes)
         fits["Li-K"] = fit
+        flag_saturated(mask, low, s.li_fit_ev, "li")
         flag_rows(fit, "li")
         a_li, a_li_err = fit.value("Li-K"), fit.err("Li-K")
         valid_li = np.isfinite(a_li)
@@ -253,6 +271,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
         cols["parent"] = par.astype(int)
         cols["li_chi2_red"] = fit.result.chi2_red
         timings["li"] = time.perf_counter() - ta
+    bar.update()
     # -------------------------------------------------------------------- O-K
     if o_w is not None:
         ta = time.perf_counter()
@@ -274,6 +293,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
                       d_row, s.resolution_fwhm_ev, mask=mask, fixed=under)
         fit = _scale_if_gain_unknown(fit, o_w, s, notes)
         fits["O-K"] = fit
+        flag_saturated(mask, o_w, s.o_fit_ev, "o")
         flag_rows(fit, "o")
         has_o = fit.value("continuum") > 5 * fit.err("continuum")
         for i in np.flatnonzero(~has_o):
@@ -292,6 +312,8 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
         cols["r_oo_nm_err"] = np.where(has_o, r_err, np.nan)
         cols["o_chi2_red"] = fit.result.chi2_red
         timings["o"] = time.perf_counter() - ta
+    bar.update()
+    bar.close()
     for k in ("li_rel", "li_rel_err", "ti3_fraction", "ti3_fraction_err", "peak_a_ev", "peak_a_ev_err",
               "peak_b_ev", "peak_b_ev_err", "r_oo_nm", "r_oo_nm_err"):
         cols.setdefault(k, nan)

@@ -111,3 +111,20 @@ def test_unknown_gain_scales_errors_by_chi2():
     ratio = np.nanmedian(res.columns["peak_b_ev_err"] / known.columns["peak_b_ev_err"])
     # gain 1 assumed instead of 1.55, then rescaled by chi2 (which the PSF lowers to sum k^2)
     assert 0.4 < ratio < 1.2
+
+
+def test_saturated_pixels_are_masked_and_reported():
+    import dataclasses
+
+    inst = Instrument()
+    low = dataclasses.replace(inst.windows[0], exposure_s=6.0)  # 12x the default dose: the CCD saturates
+    sim = simulate(Scenario(rows=40, row_nm=47.0), dataclasses.replace(inst, windows=(low, inst.windows[1])), rng=1)
+    assert sim.windows["low"].saturated.sum() > 1000
+    wins = windows_of(sim)
+    md = {"sreels": {"detector": dataclasses.asdict(sim.config.detector)}}
+    wins = {k: dataclasses.replace(w, metadata=md) for k, w in wins.items()}
+    res = fit_image(wins)
+    sat_rows = sim.windows["low"].saturated[:, sim.windows["low"].energy.slice(46.0, 71.0)].any(1)
+    flagged = np.array(["li_saturated" in s for s in res.status])
+    np.testing.assert_array_equal(flagged, sat_rows)
+    assert not any("ti_saturated" in s for s in res.status)

@@ -45,7 +45,7 @@ PHYSICAL = {
 
 #: Derived numbers (the fast path's summary keys, issue 4).
 DERIVED = ("electrode_width_nm", "ti_boundary_nm", "li_max_rel", "li_at_ti_boundary_rel",
-           "r_oo_parent_nm", "r_oo_max_nm")
+           "r_oo_parent_nm", "r_oo_max_nm", "r_oo_change_nm")
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def derived(p: dict, mode: str, y_nm=None) -> dict:
 
     ti_boundary_nm is where f3 = 1/2: in "threshold" mode where c_Li(y) equals the
     threshold, found by inverting the erfc step analytically; c_Li there is the threshold.
-    r_oo_max_nm is R_OO at the maximum c_Li (y = 0).
+    r_oo_max_nm is R_OO at the maximum c_Li (y = 0); r_oo_change_nm = r_oo_max_nm - r_oo_parent_nm.
     """
     from scipy.special import erfcinv
 
@@ -196,4 +196,5 @@ def derived(p: dict, mode: str, y_nm=None) -> dict:
     r0 = np.asarray(p["r_oo_parent_nm"], dtype=float)
     return {"electrode_width_nm": w, "ti_boundary_nm": yb, "li_max_rel": lmax,
             "li_at_ti_boundary_rel": li_b, "r_oo_parent_nm": r0,
-            "r_oo_max_nm": r0 + np.asarray(p["r_oo_slope_nm"], dtype=float) * (lmax - 1.0)}
+            "r_oo_max_nm": r0 + np.asarray(p["r_oo_slope_nm"], dtype=float) * (lmax - 1.0),
+            "r_oo_change_nm": np.asarray(p["r_oo_slope_nm"], dtype=float) * (lmax - 1.0)}
