@@ -34,7 +34,7 @@ def _normal(J, w, res):
     return JWt @ J, (JWt @ res[:, :, None])[:, :, 0]
 
 
-def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=50, dchi2=1e-3,
+def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=50, dchi2=1e-2,
                         lam0=1e-3) -> BatchResult:
     """Minimise sum_c w_rc (y_rc - m_rc(p_r))^2 for every row r.
 
@@ -46,8 +46,8 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     p0 : (rows, n_par) starting values.
     y, weights : (rows, n_ch) data and inverse variances.
     lower, upper : (n_par,) optional bounds; steps are clipped into them.
-    dchi2 : a row stops when a step changes its chi^2 by less than this (absolute: chi^2
-        differences below 1e-3 carry no statistical information).
+    dchi2 : a row stops when a step changes its chi^2 by less than this (absolute: a chi^2
+        change of 0.01 moves parameters by ~0.1 of their standard errors at most).
     """
     p = np.array(p0, dtype=float)
     rows, npar = p.shape

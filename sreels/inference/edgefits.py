@@ -197,7 +197,6 @@ def fit_o_k(axis, counts, variance, refs, lo, hi, pre_hi, delta, resolution_fwhm
     e, y, w = _window(axis, counts, variance, lo, hi, mask)
     ef, refs = refs
     if fixed:
-        sl = axis.slice(lo, hi)
         y = y - sum(Shifted.build(ef, ref).at(e, delta)[0] * amp[:, None] for ref, amp in fixed)
     rows = y.shape[0]
     scale = np.max(refs["O-K continuum"])
@@ -205,10 +204,9 @@ def fit_o_k(axis, counts, variance, refs, lo, hi, pre_hi, delta, resolution_fwhm
     prp = Shifted.build(ef, refs["O-K prepeaks"] / scale)
     d = np.asarray(delta, float)
     tc, tp = cont.at(e, d)[0], prp.at(e, d)[0]
-    pre = np.asarray(counts, float).copy()
-    if fixed:
-        pre[:, sl] = y
-    pl = fit_power_law(axis, pre, lo, pre_hi, variance)
+    sub = EnergyAxis(float(e[0]), axis.scale_ev, e.size)  # the fit window, Ti tail removed
+    pl = fit_power_law(sub, y, lo, pre_hi, 1.0 / np.where(w > 0, w, np.inf) if mask is not None else
+                       np.asarray(variance, float)[:, axis.slice(lo, hi)])
     nb = max(1, int(round(bin_ev / axis.scale_ev)))
     if nb > 1:
         with np.errstate(divide="ignore"):
@@ -231,7 +229,7 @@ def fit_o_k(axis, counts, variance, refs, lo, hi, pre_hi, delta, resolution_fwhm
     fixed = np.stack([tc, tp, gauss(ea0, np.full(rows, sa))], -1) * sw[:, :, None]
     z = (y - b) * sw
     best, best_p = np.full(rows, np.inf), None
-    for eb in np.arange(550.0, 577.0, 2.0):
+    for eb in np.arange(550.0, 578.0, 3.0):  # peak "b" is ~6 eV wide: a 3 eV grid brackets it
         ebv = np.full(rows, eb)
         A = np.concatenate([fixed, (gauss(ebv, np.full(rows, sb)) * sw)[:, :, None]], -1)
         At = np.swapaxes(A, 1, 2)
