@@ -128,3 +128,20 @@ def test_saturated_pixels_are_masked_and_reported():
     flagged = np.array(["li_saturated" in s for s in res.status])
     np.testing.assert_array_equal(flagged, sat_rows)
     assert not any("ti_saturated" in s for s in res.status)
+
+
+def test_l2_l3_ratio_follows_the_valence_and_over_subtracted_dark_is_flagged():
+    import dataclasses
+
+    from sreels.inference.fast import FitSettings
+
+    sim = simulate(Scenario(rows=60, row_nm=10.0, first_row_nm=0.0), noise_free=True)
+    res = fit_image(windows_of(sim))
+    f3 = sim.profiles.ti3_fraction
+    # the window recipe (l2_l3_ratio docstring) reads the references' 1.30 / 1.25 within 2 %
+    assert np.median(res.columns["ti_l2_l3"][f3 < 0.01]) == pytest.approx(1.30, rel=0.02)
+    assert np.median(res.columns["ti_l2_l3"][f3 > 0.99]) == pytest.approx(1.25, rel=0.02)
+    wins = windows_of(sim)
+    dark = fit_image(wins, FitSettings(dark_offset_counts=5e5))
+    assert all("negative_counts" in s for s in dark.status)
+    assert dataclasses.asdict(dark.settings)["dark_offset_counts"] == 5e5

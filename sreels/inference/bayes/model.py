@@ -40,9 +40,9 @@ from .params import ParameterSet, row_profiles
 #: Padding (eV) around a fit region; the outer half is a cosine taper.
 PAD_EV = 8.0
 #: Order of the Taylor expansion in the row-to-row shift (bow) and its range of use (eV):
-#: the neglected term (delta / sigma)^5 / 120 is < 2e-4 of a feature of sigma 0.33 eV.
+#: the neglected term is < 0.02 sigma of the shot noise at the Ti-L white lines (tested).
 TAYLOR_ORDER = 4
-TAYLOR_MAX_EV = 0.15
+TAYLOR_MAX_EV = 0.10
 #: Gaussian peaks are evaluated within this many standard deviations (exp(-0.5 * 6.5^2) < 1e-9).
 PEAK_SIGMAS = 6.5
 _BLOCK = 32
