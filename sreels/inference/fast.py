@@ -172,11 +172,136 @@ def _mean(v, err):
     return np.mean(v), np.sqrt(np.sum(err**2)) / v.size
 
 
-def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = None) -> FastResult:
-    """Invert a measurement (windows keyed by name) with the fast path."""
-    s = settings or FitSettings()
-    t0 = time.perf_counter()
-    wins = {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows) for k, w in windows.items()}
+@dataclass
+class _Run:
+    """What the edge fits of one image share: settings, per-row status flags, notes."""
+
+    s: FitSettings
+    rows: int
+    status: list
+    notes: list = field(default_factory=list)
+
+    def prepare(self, w: WindowData, edges, lo, hi):
+        """References, per-pixel variances and the saturation mask of a window's fit range."""
+        s = self.s
+        md = w.metadata if isinstance(w.metadata, dict) else {}
+        decay = s.psf_decay if s.psf_decay is not None else md.get("sreels", {}).get("detector", {}).get(
+            "psf_decay", 0.0)
+        refs = fine_references(w.energy, lo, hi, s.instrument(), tuple(edges), float(decay or 0.0))
+        g = s.gain_counts_per_e or w.gain_counts_per_e or 1.0
+        rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
+        sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
+        return refs, variance_model(w.counts, g, rd), (w.counts >= sat if sat is not None else None)
+
+    def finish(self, fit, w: WindowData, mask, fit_range, tag):
+        """Errors scaled when the gain is unknown; saturated and unconverged rows flagged."""
+        fit = _scale_if_gain_unknown(fit, w, self.s, self.notes)
+        if mask is not None:  # saturated pixels had no weight; rows that had any say so
+            for i in np.flatnonzero(mask[:, w.energy.slice(*fit_range)].any(1)):
+                self.status[i].add(f"{tag}_saturated")
+        for i in np.flatnonzero(~fit.result.converged):
+            self.status[i].add(f"{tag}_not_converged")
+        return fit
+
+    def flag(self, rows_mask, tag):
+        for i in np.flatnonzero(rows_mask):
+            self.status[i].add(tag)
+
+
+def _fit_ti(run: _Run, w: WindowData):
+    s = run.s
+    (ef, refs), var, mask = run.prepare(w, ("Ti-L23",), *s.ti_fit_ev)
+    d0 = 0.0
+    if s.calibrate_energy:
+        d0 = global_shift(w.energy, w.counts.mean(0), np.interp(w.energy.energy_ev, ef, refs["Ti4+"]), *s.ti_fit_ev)
+    fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), ("Ti4+", "Ti3+"), s.ti_fit_ev[0], s.ti_fit_ev[1],
+                           s.ti_pre_edge_hi_ev, delta=np.full(run.rows, d0), mask=mask)
+    fit = run.finish(fit, w, mask, s.ti_fit_ev, "ti")
+    a4, a3 = fit.value("Ti4+"), fit.value("Ti3+")
+    v4, v3, c43 = fit.err("Ti4+") ** 2, fit.err("Ti3+") ** 2, fit.cov("Ti4+", "Ti3+")
+    n_ti, n_ti_err = a4 + a3, np.sqrt(v4 + v3 + 2 * c43)
+    has = n_ti > 5 * n_ti_err
+    run.flag(~has, "no_ti")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f3 = a3 / n_ti
+        f3_err = np.sqrt(np.clip(a4**2 * v3 + a3**2 * v4 - 2 * a3 * a4 * c43, 0, None)) / n_ti**2
+    delta, delta_err = fit.value("delta"), fit.err("delta")
+    cols = {
+        "ti3_fraction": np.where(has, np.clip(f3, 0, 1), np.nan), "ti3_fraction_err": np.where(has, f3_err, np.nan),
+        "ti3_fraction_raw": np.where(has, f3, np.nan),
+        "ti_shift_ev": np.where(has, delta, np.nan), "ti_shift_ev_err": np.where(has, delta_err, np.nan),
+        "ti_chi2_red": fit.result.chi2_red,
+        "ti_l2_l3": np.where(has, l2_l3_ratio(fit, s.instrument(), np.clip(f3, 0, 1)), np.nan),
+    }
+    # Ti atoms per row (valence-independent: per-atom references) and the row's energy shift
+    ti = {"n": n_ti, "n_err": n_ti_err, "has": has,
+          "delta": np.where(has, delta, np.nanmedian(delta[has]) if has.any() else 0.0),
+          "delta_err": np.where(has, delta_err, 0.0)}
+    return fit, cols, ti
+
+
+def _fit_li(run: _Run, w: WindowData, pos: PositionAxis, ti):
+    s = run.s
+    (ef, refs), var, mask = run.prepare(w, s.li_components, *s.li_fit_ev)
+    d_li = None
+    if ti is not None:  # the row's energy distortion from the Ti fit holds the references
+        d_li = ti["delta"] - (np.median(ti["delta"]) if abs(np.median(ti["delta"])) > 2.0 else 0.0)
+    fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), s.li_components, s.li_fit_ev[0], s.li_fit_ev[1],
+                           s.li_pre_edge_hi_ev, delta=d_li, mask=mask, fit_delta=False)
+    fit = run.finish(fit, w, mask, s.li_fit_ev, "li")
+    a, a_err = fit.value("Li-K"), fit.err("Li-K")
+    if ti is not None:  # Li per Ti atom: thickness and AlPO4 grains (no Li, no Ti) cancel
+        valid = np.isfinite(a) & ti["has"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = a / ti["n"]
+            q_err = np.abs(q) * np.hypot(a_err / a, ti["n_err"] / ti["n"])
+    else:
+        valid = np.isfinite(a) & (a > 3 * a_err)
+        q, q_err = a, a_err
+    par = parent_rows(pos.y_nm, valid, s.parent_nm)
+    qm, qm_err = _mean(q[par], q_err[par])
+    am, am_err = _mean(a[par], a_err[par])
+    return fit, {
+        "li_rel": np.where(valid, q / qm, np.nan),
+        "li_rel_err": np.where(valid, np.hypot(q_err / qm, q * qm_err / qm**2), np.nan),
+        # the normalisation's relative error is common to every row: kept apart for derived numbers
+        "li_rel_err_row": np.where(valid, q_err / qm, np.nan),
+        "li_norm_rel_err": np.full(run.rows, qm_err / qm),
+        "li_areal_rel": a / am, "li_areal_rel_err": np.hypot(a_err / am, a * am_err / am**2),
+        "parent": par.astype(int), "li_chi2_red": fit.result.chi2_red,
+    }
+
+
+def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
+    s = run.s
+    same = ti_fit is not None  # the Ti fit was made in this window
+    (ef, refs), var, mask = run.prepare(w, ("Ti-L23", "O-K") if same else ("O-K",), *s.o_fit_ev)
+    if ti is not None and s.shift_correction:
+        d_row, d_err = ti["delta"], ti["delta_err"]
+    else:
+        d0 = global_shift(w.energy, w.counts.mean(0), np.interp(w.energy.energy_ev, ef, refs["O-K continuum"]
+                                                                + refs["O-K prepeaks"]), *s.o_fit_ev) \
+            if s.calibrate_energy else 0.0
+        d_row, d_err = np.full(run.rows, d0), np.zeros(run.rows)
+    # the Ti-L2,3 continuum runs under O-K: fixed from the Ti fit when both share the window
+    under = [(refs[n] / ti_fit.ref_scale, ti_fit.value(n)) for n in ("Ti4+", "Ti3+")] if same else None
+    fit = fit_o_k(w.energy, w.counts, var, (ef, refs), s.o_fit_ev[0], s.o_fit_ev[1], s.o_pre_edge_hi_ev,
+                  d_row, s.resolution_fwhm_ev, mask=mask, fixed=under)
+    fit = run.finish(fit, w, mask, s.o_fit_ev, "o")
+    has = fit.value("continuum") > 5 * fit.err("continuum")
+    run.flag(~has, "no_o")
+    # peak positions on the reference energy scale: the row's shift removed, its error added
+    ea, eb = fit.value("a_ev") - d_row, fit.value("b_ev") - d_row
+    ea_err, eb_err = np.hypot(fit.err("a_ev"), d_err), np.hypot(fit.err("b_ev"), d_err)
+    r, r_err = r_from_energy_b(eb, eb_err, s.threshold_ev, 0.0, s.c_ev_nm2, s.c_err_ev_nm2)
+    cols = {k: np.where(has, v, np.nan) for k, v in (
+        ("peak_a_ev", ea), ("peak_a_ev_err", ea_err), ("peak_b_ev", eb), ("peak_b_ev_err", eb_err),
+        ("r_oo_nm", r), ("r_oo_nm_err", r_err))}
+    cols["o_chi2_red"] = fit.result.chi2_red
+    return fit, cols
+
+
+def _check_windows(wins, s: FitSettings):
     for name, onset, fit_range in (("Li-K", 55.0, s.li_fit_ev), ("Ti-L2,3", 456.0, s.ti_fit_ev),
                                    ("O-K", 529.0, s.o_fit_ev)):
         for w in wins.values():
@@ -185,173 +310,49 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
                     f"{w.source}: the {name} edge is in the window ({w.energy.offset_ev:.1f}-{w.energy.end_ev:.1f} eV)"
                     f" but its fit window {fit_range[0]:.0f}-{fit_range[1]:.0f} eV is not: record a wider window "
                     f"or set a shorter fit range")
-    low = _find(wins, *s.li_fit_ev)
-    ti_w = _find(wins, *s.ti_fit_ev)
-    o_w = _find(wins, *s.o_fit_ev)
-    if low is None and ti_w is None and o_w is None:
+    found = {k: _find(wins, *r) for k, r in (("li", s.li_fit_ev), ("ti", s.ti_fit_ev), ("o", s.o_fit_ev))}
+    if all(v is None for v in found.values()):
         ranges = {k: (round(w.energy.offset_ev, 1), round(w.energy.end_ev, 1)) for k, w in wins.items()}
         raise SreelsInputError(f"no window covers a Li-K ({s.li_fit_ev}), Ti-L2,3 ({s.ti_fit_ev}) or O-K "
                                f"({s.o_fit_ev}) fit range; windows cover {ranges} eV")
-    any_w = next(iter(wins.values()))
-    rows = any_w.counts.shape[0]
-    pos = any_w.position
-    inst = s.instrument()
-    status = [set() for _ in range(rows)]
-    for name, lo, hi in (("li", *s.li_fit_ev), ("ti", *s.ti_fit_ev), ("o", *s.o_fit_ev)):
-        w = _find(wins, lo, hi)
-        if w is not None:  # an over-subtracted dark leaves negative means: flagged, still fitted
-            for i in np.flatnonzero(w.counts[:, w.energy.slice(lo, hi)].mean(1) < 0):
-                status[i].add(f"{name}_negative_counts")
-    cols: dict[str, np.ndarray] = {"y_nm": pos.y_nm}
-    fits, timings, notes = {}, {}, []
+    return found
+
+
+def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = None) -> FastResult:
+    """Invert a measurement (windows keyed by name) with the fast path: Ti-L2,3 first (Ti atoms
+    per row and the row's energy shift), then Li-K (per Ti atom) and O-K (on the Ti-calibrated
+    axis).  Inputs are not modified."""
     from tqdm.auto import tqdm
-    bar = tqdm(total=3, desc="sreels fit", unit="edge", delay=2.0, leave=False)
-    nan = np.full(rows, np.nan)
 
-    def noise(w):
-        g = s.gain_counts_per_e or w.gain_counts_per_e or 1.0
-        rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
-        var = variance_model(w.counts, g, rd)
-        sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
-        return var, (w.counts >= sat if sat is not None else None)
-
-    def flag_saturated(mask, w, fit_range, tag):
-        """Saturated pixels get no weight; rows that had any inside the fit range say so."""
-        if mask is not None:
-            for i in np.flatnonzero(mask[:, w.energy.slice(*fit_range)].any(1)):
-                status[i].add(f"{tag}_saturated")
-
-    def references(w, edges, lo, hi):
-        md = w.metadata if isinstance(w.metadata, dict) else {}
-        decay = s.psf_decay if s.psf_decay is not None else md.get("sreels", {}).get("detector", {}).get(
-            "psf_decay", 0.0)
-        return fine_references(w.energy, lo, hi, inst, tuple(edges), float(decay or 0.0))
-
-    def flag_rows(fit, tag):
-        for i in np.flatnonzero(~fit.result.converged):
-            status[i].add(f"{tag}_not_converged")
-
-    # ---------------------------------------------------------------- Ti-L2,3
-    n_ti = n_ti_err = delta = delta_err = None
-    if ti_w is not None:
-        ta = time.perf_counter()
-        ef, refs = references(ti_w, ("Ti-L23",), *s.ti_fit_ev)
-        var, mask = noise(ti_w)
-        d0 = 0.0
-        if s.calibrate_energy:
-            d0 = global_shift(ti_w.energy, ti_w.counts.mean(0), np.interp(ti_w.energy.energy_ev, ef, refs["Ti4+"]),
-                              *s.ti_fit_ev)
-        fit = fit_linear_edges(ti_w.energy, ti_w.counts, var, (ef, refs), ("Ti4+", "Ti3+"), s.ti_fit_ev[0],
-                               s.ti_fit_ev[1], s.ti_pre_edge_hi_ev, delta=np.full(rows, d0), mask=mask)
-        fit = _scale_if_gain_unknown(fit, ti_w, s, notes)
-        fits["Ti-L23"] = fit
-        flag_saturated(mask, ti_w, s.ti_fit_ev, "ti")
-        flag_rows(fit, "ti")
-        a4, a3 = fit.value("Ti4+"), fit.value("Ti3+")
-        v4, v3, c43 = fit.err("Ti4+") ** 2, fit.err("Ti3+") ** 2, fit.cov("Ti4+", "Ti3+")
-        n_ti = a4 + a3
-        n_ti_err = np.sqrt(v4 + v3 + 2 * c43)
-        has_ti = n_ti > 5 * n_ti_err
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f3 = a3 / n_ti
-            f3_err = np.sqrt(np.clip(a4**2 * v3 + a3**2 * v4 - 2 * a3 * a4 * c43, 0, None)) / n_ti**2
-        delta, delta_err = fit.value("delta"), fit.err("delta")
-        for i in np.flatnonzero(~has_ti):
-            status[i].add("no_ti")
-        cols["ti3_fraction"] = np.where(has_ti, np.clip(f3, 0, 1), np.nan)
-        cols["ti3_fraction_err"] = np.where(has_ti, f3_err, np.nan)
-        cols["ti3_fraction_raw"] = np.where(has_ti, f3, np.nan)
-        cols["ti_shift_ev"] = np.where(has_ti, delta, np.nan)
-        cols["ti_shift_ev_err"] = np.where(has_ti, delta_err, np.nan)
-        cols["ti_chi2_red"] = fit.result.chi2_red
-        cols["ti_l2_l3"] = np.where(has_ti, l2_l3_ratio(fit, inst, np.clip(f3, 0, 1)), np.nan)
-        timings["ti"] = time.perf_counter() - ta
-    bar.update()
-    # ------------------------------------------------------------------- Li-K
-    if low is not None:
-        ta = time.perf_counter()
-        ef, refs = references(low, s.li_components, *s.li_fit_ev)
-        var, mask = noise(low)
-        # the row's energy distortion from the Ti fit (common to all windows) holds the references
-        d_li = None if delta is None else np.where(np.isfinite(delta), delta, np.nanmedian(delta))
-        if d_li is not None and abs(float(np.nanmedian(d_li))) > 2.0:  # windows calibrated apart
-            d_li = d_li - np.nanmedian(d_li)
-        fit = fit_linear_edges(low.energy, low.counts, var, (ef, refs), s.li_components, s.li_fit_ev[0],
-                               s.li_fit_ev[1], s.li_pre_edge_hi_ev, delta=d_li, mask=mask, fit_delta=False)
-        fit = _scale_if_gain_unknown(fit, low, s, notes)
-        fits["Li-K"] = fit
-        flag_saturated(mask, low, s.li_fit_ev, "li")
-        flag_rows(fit, "li")
-        a_li, a_li_err = fit.value("Li-K"), fit.err("Li-K")
-        valid_li = np.isfinite(a_li)
-        y = pos.y_nm
-        if n_ti is not None:
-            valid = valid_li & (n_ti > 5 * n_ti_err)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                q = a_li / n_ti
-                q_err = np.abs(q) * np.hypot(a_li_err / a_li, n_ti_err / n_ti)
-        else:
-            valid = valid_li & (a_li > 3 * a_li_err)
-            q, q_err = a_li, a_li_err
-        par = parent_rows(y, valid, s.parent_nm)
-        qm, qm_err = _mean(q[par], q_err[par])
-        am, am_err = _mean(a_li[par], a_li_err[par])
-        cols["li_rel"] = np.where(valid, q / qm, np.nan)
-        cols["li_rel_err"] = np.where(valid, np.hypot(q_err / qm, q * qm_err / qm**2), np.nan)
-        # the normalisation's relative error is common to every row: kept apart for derived numbers
-        cols["li_rel_err_row"] = np.where(valid, q_err / qm, np.nan)
-        cols["li_norm_rel_err"] = np.full(rows, qm_err / qm)
-        cols["li_areal_rel"] = a_li / am
-        cols["li_areal_rel_err"] = np.hypot(a_li_err / am, a_li * am_err / am**2)
-        cols["parent"] = par.astype(int)
-        cols["li_chi2_red"] = fit.result.chi2_red
-        timings["li"] = time.perf_counter() - ta
-    bar.update()
-    # -------------------------------------------------------------------- O-K
-    if o_w is not None:
-        ta = time.perf_counter()
-        ef, refs = references(o_w, ("Ti-L23", "O-K") if o_w is ti_w else ("O-K",), *s.o_fit_ev)
-        var, mask = noise(o_w)
-        if delta is not None and s.shift_correction:
-            d_row = np.where(np.isfinite(delta) & (n_ti > 5 * n_ti_err), delta, np.nanmedian(delta))
-            d_err = np.where(np.isfinite(delta) & (n_ti > 5 * n_ti_err), delta_err, 0.0)
-        else:
-            d0 = global_shift(o_w.energy, o_w.counts.mean(0), np.interp(o_w.energy.energy_ev, ef, refs[
-                "O-K continuum"] + refs["O-K prepeaks"]), *s.o_fit_ev) if s.calibrate_energy else 0.0
-            d_row, d_err = np.full(rows, d0), np.zeros(rows)
-        # the Ti-L2,3 continuum runs under O-K: fixed from the Ti fit when both share the window
-        under = None
-        if o_w is ti_w:
-            tf = fits["Ti-L23"]
-            under = [(refs["Ti4+"] / tf.ref_scale, tf.value("Ti4+")), (refs["Ti3+"] / tf.ref_scale, tf.value("Ti3+"))]
-        fit = fit_o_k(o_w.energy, o_w.counts, var, (ef, refs), s.o_fit_ev[0], s.o_fit_ev[1], s.o_pre_edge_hi_ev,
-                      d_row, s.resolution_fwhm_ev, mask=mask, fixed=under)
-        fit = _scale_if_gain_unknown(fit, o_w, s, notes)
-        fits["O-K"] = fit
-        flag_saturated(mask, o_w, s.o_fit_ev, "o")
-        flag_rows(fit, "o")
-        has_o = fit.value("continuum") > 5 * fit.err("continuum")
-        for i in np.flatnonzero(~has_o):
-            status[i].add("no_o")
-        # peak positions on the reference energy scale: the row's shift removed, its error added
-        ea = fit.value("a_ev") - d_row
-        eb = fit.value("b_ev") - d_row
-        ea_err = np.hypot(fit.err("a_ev"), d_err)
-        eb_err = np.hypot(fit.err("b_ev"), d_err)
-        r, r_err = r_from_energy_b(eb, eb_err, s.threshold_ev, 0.0, s.c_ev_nm2, s.c_err_ev_nm2)
-        cols["peak_a_ev"] = np.where(has_o, ea, np.nan)
-        cols["peak_a_ev_err"] = np.where(has_o, ea_err, np.nan)
-        cols["peak_b_ev"] = np.where(has_o, eb, np.nan)
-        cols["peak_b_ev_err"] = np.where(has_o, eb_err, np.nan)
-        cols["r_oo_nm"] = np.where(has_o, r, np.nan)
-        cols["r_oo_nm_err"] = np.where(has_o, r_err, np.nan)
-        cols["o_chi2_red"] = fit.result.chi2_red
-        timings["o"] = time.perf_counter() - ta
-    bar.update()
-    bar.close()
+    s = settings or FitSettings()
+    t0 = time.perf_counter()
+    wins = {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows) for k, w in windows.items()}
+    found = _check_windows(wins, s)
+    any_w = next(iter(wins.values()))
+    rows, pos = any_w.counts.shape[0], any_w.position
+    run = _Run(s, rows, [set() for _ in range(rows)])
+    for tag, w in found.items():  # an over-subtracted dark leaves negative means: flagged, still fitted
+        if w is not None:
+            fr = {"li": s.li_fit_ev, "ti": s.ti_fit_ev, "o": s.o_fit_ev}[tag]
+            run.flag(w.counts[:, w.energy.slice(*fr)].mean(1) < 0, f"{tag}_negative_counts")
+    cols: dict[str, np.ndarray] = {"y_nm": pos.y_nm}
+    fits, timings, ti = {}, {}, None
+    with tqdm(total=3, desc="sreels fit", unit="edge", delay=2.0, leave=False) as bar:
+        for tag, key in (("ti", "Ti-L23"), ("li", "Li-K"), ("o", "O-K")):
+            ta = time.perf_counter()
+            if found[tag] is not None:
+                if tag == "ti":
+                    fits[key], c, ti = _fit_ti(run, found[tag])
+                elif tag == "li":
+                    fits[key], c = _fit_li(run, found[tag], pos, ti)
+                else:
+                    fits[key], c = _fit_o(run, found[tag], ti, fits.get("Ti-L23") if found["o"] is found["ti"] else None)
+                cols.update(c)
+                timings[tag] = time.perf_counter() - ta
+            bar.update()
     for k in ("li_rel", "li_rel_err", "ti3_fraction", "ti3_fraction_err", "peak_a_ev", "peak_a_ev_err",
               "peak_b_ev", "peak_b_ev_err", "r_oo_nm", "r_oo_nm_err"):
-        cols.setdefault(k, nan)
-    st = np.array(["|".join(sorted(x)) if x else "ok" for x in status])
+        cols.setdefault(k, np.full(rows, np.nan))
+    st = np.array(["|".join(sorted(x)) if x else "ok" for x in run.status])
     timings["total"] = time.perf_counter() - t0
-    return FastResult(pos, cols, st, fits, s, timings, sorted(set(notes)))
+    return FastResult(pos, cols, st, fits, s, timings, sorted(set(run.notes)))

@@ -138,9 +138,9 @@ def run_sampler(like: Likelihood, priors: Priors, mean, cov, rng: np.random.Gene
     p0 = np.clip(p0, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
     moves = [(LaplaceMove(mean, cov), 0.85), (emcee.moves.DEMove(live_dangerously=True), 0.15)]
     lp = log_posterior(like, priors)
-    # live_dangerously: fewer walkers than 2 P is fine here, the independence move does not
-    # use the other walkers and DE needs only three
-    sampler = emcee.EnsembleSampler(nw, P, lp, moves=moves, vectorize=True, live_dangerously=True)
+    # fewer walkers than 2 P is fine here (DEMove live_dangerously): the independence move
+    # does not use the other walkers and DE needs only three
+    sampler = emcee.EnsembleSampler(nw, P, lp, moves=moves, vectorize=True)
     sampler.random_state = np.random.RandomState(int(rng.integers(2 ** 32))).get_state()
     n0 = like.n_evals
     bar = None
