@@ -137,6 +137,8 @@ def run_bayes(args) -> int:
     from .params import default_values
     from .priors import load_priors
 
+    if Path(args.out).exists() and not getattr(args, "overwrite", False):
+        raise SreelsInputError(f"output folder {args.out} exists; choose another or pass --overwrite")
     counts, cfg, y, files, truth = load_input(args.inputs)
     row_nm = float(np.median(np.diff(y))) if y.size > 1 else cfg.scenario.row_nm
     data = prepare(counts, cfg, y, row_nm, bin=getattr(args, "energy_bin", 2) or 2, source=", ".join(files))
