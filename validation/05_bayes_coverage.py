@@ -74,9 +74,11 @@ def main(argv=None):
     ap.add_argument("--max-steps", type=int, default=3000)
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--no-fast", action="store_true", help="skip the fast path comparison")
+    ap.add_argument("--merge", nargs="+", metavar="DIR", help="combine raw.pkl of earlier shards into OUT")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    import pickle
     sc, inst, det = Scenario(), Instrument(), Detector()
     models = window_models(inst)
     priors = build_priors(inst)
@@ -96,7 +98,15 @@ def main(argv=None):
     rec = {k: [] for k in ("lap_lo1", "lap_hi1", "lap_lo2", "lap_hi2", "q2", "q16", "q50", "q84", "q97",
                             "rank", "map", "sd", "post_sd")}
     fast, conv, secs, first = [], [], [], None
-    for i in range(a.n_images):
+    if a.merge:
+        parts = [pickle.loads((Path(d) / "raw.pkl").read_bytes()) for d in a.merge]
+        rec = {k: sum((p["rec"][k] for p in parts), []) for k in rec}
+        fast = sum((p["fast"] for p in parts), [])
+        conv = sum((p["conv"] for p in parts), [])
+        secs = sum((p["secs"] for p in parts), [])
+        first = next((p["first"] for p in parts if p["first"] is not None), None)
+        a.mode = parts[0]["mode"]
+    for i in range(0 if a.merge else a.n_images):
         seed = a.first_seed + i
         ti = time.perf_counter()
         sim = simulate(sc, inst, det, rng=seed, models=models)
@@ -129,6 +139,8 @@ def main(argv=None):
             fast.append(fast_path(sim))
         secs.append(time.perf_counter() - ti)
         print(f"image {i + 1}/{a.n_images}: {secs[-1]:.1f} s, converged {conv[-1] if conv else None}", flush=True)
+    (out / "raw.pkl").write_bytes(pickle.dumps({"rec": rec, "fast": fast, "conv": conv, "secs": secs,
+                                                "first": first, "mode": a.mode}))
     R = {k: np.array(v) for k, v in rec.items() if v}
     z1, z2 = norm.ppf(0.84), norm.ppf(0.975)
     n = len(R["map"])

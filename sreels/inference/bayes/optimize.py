@@ -70,8 +70,9 @@ def jacobian(like: Likelihood, priors: Priors, theta, central: bool = False) -> 
     return np.vstack([jr, jp.reshape(-1, P)])
 
 
-def find_map(like: Likelihood, priors: Priors, start, max_nfev: int = 200) -> MapResult:
-    """lmfit MAP from ``start`` (P,) within the prior support."""
+def find_map(like: Likelihood, priors: Priors, start, max_nfev: int = 200, covariance: bool = True) -> MapResult:
+    """lmfit MAP from ``start`` (P,) within the prior support (``covariance=False`` skips the
+    central-difference covariance, e.g. for a first pass)."""
     t0 = time.perf_counter()
     names = priors.pset.names
     lo, hi = priors.bounds.T
@@ -94,11 +95,13 @@ def find_map(like: Likelihood, priors: Priors, start, max_nfev: int = 200) -> Ma
     mini = lmfit.Minimizer(resid, params, scale_covar=False, nan_policy="raise")
     res = mini.minimize(method="least_squares", jac=jac, x_scale="jac", max_nfev=max_nfev)
     theta = vec(res.params)
-    J = jacobian(like, priors, theta, central=True)
-    try:
-        cov = np.linalg.inv(J.T @ J)
-    except np.linalg.LinAlgError:
-        cov = np.full((len(names), len(names)), np.nan)
+    cov = np.full((len(names), len(names)), np.nan)
+    if covariance:
+        J = jacobian(like, priors, theta, central=True)
+        try:
+            cov = np.linalg.inv(J.T @ J)
+        except np.linalg.LinAlgError:
+            pass
     sd = np.sqrt(np.clip(np.diag(cov), 0, None))
     near = tuple(n for n, t, a, b, s in zip(names, theta, lo, hi, sd) if min(t - a, b - t) < max(s, 1e-6 * (b - a)))
     chi2 = float(np.sum(like.residuals_batch(theta[None])[0] ** 2))
