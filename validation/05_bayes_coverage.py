@@ -138,6 +138,8 @@ def main(argv=None):
         if not a.no_fast:
             fast.append(fast_path(sim))
         secs.append(time.perf_counter() - ti)
+        (out / "raw.pkl").write_bytes(pickle.dumps({"rec": rec, "fast": fast, "conv": conv, "secs": secs,
+                                                    "first": first, "mode": a.mode}))
         print(f"image {i + 1}/{a.n_images}: {secs[-1]:.1f} s, converged {conv[-1] if conv else None}", flush=True)
     (out / "raw.pkl").write_bytes(pickle.dumps({"rec": rec, "fast": fast, "conv": conv, "secs": secs,
                                                 "first": first, "mode": a.mode}))

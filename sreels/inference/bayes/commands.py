@@ -33,8 +33,8 @@ def configure_bayes(parser):
     _add(parser, "--walkers", type=int, default=None, help="emcee walkers (default max(P + 6, 24))")
     _add(parser, "--steps", type=int, default=3000, help="maximum emcee steps (default 3000)")
     _add(parser, "--min-ess", type=float, default=1000.0, help="bulk ESS every parameter must reach")
-    _add(parser, "--energy-bin", type=int, default=2,
-         help="--method bayes: energy channels summed per bin in the fit (default 2)")
+    _add(parser, "--energy-bin", type=int, default=None,
+         help="--method bayes: energy channels summed per bin (default: 4 in the low window, 2 in the high)")
     _add(parser, "--allow-unconverged", action="store_true",
          help="exit 0 even if the sampler did not converge (the summary still says so)")
 
@@ -141,7 +141,7 @@ def run_bayes(args) -> int:
         raise SreelsInputError(f"output folder {args.out} exists; choose another or pass --overwrite")
     counts, cfg, y, files, truth = load_input(args.inputs)
     row_nm = float(np.median(np.diff(y))) if y.size > 1 else cfg.scenario.row_nm
-    data = prepare(counts, cfg, y, row_nm, bin=getattr(args, "energy_bin", 2) or 2, source=", ".join(files))
+    data = prepare(counts, cfg, y, row_nm, bin=getattr(args, "energy_bin", None), source=", ".join(files))
     priors = load_priors(getattr(args, "priors", None), cfg.instrument)
     seed = getattr(args, "seed", None)
     if seed is None:

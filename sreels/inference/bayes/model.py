@@ -16,8 +16,8 @@ X and Y are built in Fourier space: the per-atom shapes of :mod:`sreels.forward.
 and transformed once), combined with per-row coefficients (c_Li, f3), the O-K peaks
 "a" and "b" added analytically (a Gaussian's transform is a Gaussian times a phase),
 times the resolution, the per-row shift phase and the bin's box transfer function,
-then one inverse FFT of length n / bin per row (ideal decimation: the spectra carry
-nothing above the binned Nyquist frequency once resolution-broadened).  The blur
+then one inverse FFT of length n / 2 (ideal decimation by 2: the spectra carry nothing
+above 2.5 cycles/eV once resolution-broadened) and sums of bin / 2 samples.  The blur
 along y is applied to the profiles (exact for c_Li and f3, which enter linearly, where
 the host amount varies slowly over the blur; second order for peak positions).
 """
@@ -108,7 +108,11 @@ class RegionKernels:
         m = sfft.next_fast_len(-(-(wd.nbins * b + 2 * p) // b), real=True)
         m += m % 2
         self.n, self.b, self.p = m * b, b, p
-        self.nf = self.n // (2 * b) + 1
+        # decimate in Fourier space by 2 at most (resolution-broadened spectra carry nothing
+        # above 2.5 cycles/eV), then sum groups of b / dec samples in energy space
+        self.dec = 2 if b % 2 == 0 else 1
+        self.group = b // self.dec
+        self.nf = self.n // (2 * self.dec) + 1
         self.df = 1.0 / (self.n * d)
         self.freq = self.df * np.arange(self.nf)
         self.e0 = w.offset_ev + d * (wd.i0 - p)
@@ -120,8 +124,8 @@ class RegionKernels:
         beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
         dose = instrument.dose_e_per_row_s * w.exposure_s
         # amplitude unit: h t = 100 nm of host; box transfer and 1/bin of the decimation folded in
-        box = np.exp(2j * np.pi * self.freq[None, :] * d * np.arange(b)[:, None]).sum(0)
-        unit = dose * d * BARN_NM2 * 100.0 / b * box
+        box = np.exp(2j * np.pi * self.freq[None, :] * d * np.arange(self.dec)[:, None]).sum(0)
+        unit = dose * d * BARN_NM2 * 100.0 / self.dec * box
 
         def ft(shape):
             return sfft.rfft(shape * taper)[: self.nf] * unit
@@ -163,7 +167,7 @@ class RegionKernels:
         self.templates = np.array([self.x[k] for k in ("fixed", "li", "ti4", "ti3", "pre")])
         #: templates that are not identically zero in this window (the rest are skipped)
         self.active = np.flatnonzero(np.any(self.templates != 0, axis=1))
-        self.crop = slice(p // b, p // b + wd.nbins)
+        self.crop = slice(p // self.dec, p // self.dec + wd.nbins * self.group)
         # Taylor path: templates (X parts, then Y) and their energy derivatives (2 pi i f)^j / j!
         self.stack = np.vstack([self.templates[self.active], self.y[None]])
         jj = np.arange(TAYLOR_ORDER + 1)
@@ -198,9 +202,9 @@ class RegionKernels:
             xs = xs + self.o_host * peaks
             ys = ys + self.o_alpo * peaks
         tf = resolution_tf(self.freq[None, :], np.asarray(fwhm)[:, None])[:, None, :]
-        m = self.n // self.b
-        x = sfft.irfft(xs * tf, n=m, axis=-1, workers=-1)[..., self.crop]
-        y = sfft.irfft(ys * tf, n=m, axis=-1, workers=-1)[..., self.crop]
+        m = self.n // self.dec
+        x = _bin_sum(sfft.irfft(xs * tf, n=m, axis=-1, workers=-1)[..., self.crop], self.group)
+        y = _bin_sum(sfft.irfft(ys * tf, n=m, axis=-1, workers=-1)[..., self.crop], self.group)
         return x, y
 
 
@@ -216,18 +220,30 @@ class RegionKernels:
         s = prof["shift_ev"]
         sbar = s.mean(-1)
         delta = s - sbar[:, None]
-        if np.max(np.abs(delta)) > TAYLOR_MAX_EV:
-            return self.edges_exact(prof, fwhm)
         fwhm = np.asarray(fwhm, dtype=float)
-        # smallest order whose first neglected term (|delta| / 0.3 eV)^(J+1) / (J+1)! is < 1e-6
-        dmax = float(np.max(np.abs(delta)))
-        order = next((j for j in range(1, TAYLOR_ORDER + 1)
-                      if (dmax / 0.3) ** (j + 1) / np.prod(np.arange(1, j + 2)) < 1e-6), TAYLOR_ORDER)
+        dmax = np.max(np.abs(delta), axis=-1)
+        far = dmax > TAYLOR_MAX_EV
+        if np.any(far):  # those walkers exactly, the others by the series: per-walker values
+            xe, ye = self.edges_exact({k: v[far] for k, v in prof.items()}, fwhm[far])
+            if np.all(far):
+                return xe, ye
+            xt, yt = self.edges({k: v[~far] for k, v in prof.items()}, fwhm[~far])
+            x = np.empty((s.shape[0],) + xe.shape[1:])
+            y = np.empty_like(x)
+            x[far], y[far], x[~far], y[~far] = xe, ye, xt, yt
+            return x, y
+        # each walker's order: the smallest whose first neglected term (|delta| / 0.3 eV)^(J+1) / (J+1)!
+        # is < 1e-6; higher terms are zeroed for it, so a walker's value does not depend on its batch
+        fact = np.cumprod(np.arange(1, TAYLOR_ORDER + 2))
+        err = (dmax[:, None] / 0.3) ** np.arange(2, TAYLOR_ORDER + 2) / fact[1:]
+        own = np.where(err < 1e-6, np.arange(1, TAYLOR_ORDER + 1), TAYLOR_ORDER).min(axis=1)
+        order = int(own.max())
         tf = resolution_tf(self.freq[None, :], fwhm[:, None]) * phase(sbar, self.df, self.nf)
         spec = self.stack[None, :, None, :] * self.deriv[None, None, :order + 1] * tf[:, None, None, :]
-        m = self.n // self.b
-        t = sfft.irfft(spec, n=m, axis=-1)[..., self.crop]            # (B, K + 1, J, C)
-        taylor = (-delta[..., None]) ** np.arange(order + 1)            # (B, R, J)
+        m = self.n // self.dec
+        t = _bin_sum(sfft.irfft(spec, n=m, axis=-1)[..., self.crop], self.group)   # (B, K + 1, J, C)
+        jj = np.arange(order + 1)
+        taylor = (-delta[..., None]) ** jj * (jj <= own[:, None, None])   # (B, R, J)
         f3 = prof["ti3_fraction"]
         coef = np.stack([np.ones_like(f3), prof["li_rel"], 1 - f3, f3, 1 - PREPEAK_TI3_LOSS * f3], -1)
         coef = coef[..., self.active]
@@ -256,6 +272,10 @@ class RegionKernels:
                     amp = amp * rel
                 step = self.window.scale_ev
                 vals = gauss_rows(e[j0, 0], step, (j1 - j0) * self.b, c, se)
+                # truncate at PEAK_SIGMAS per walker and row, not at the batch's slice ends, so a
+                # walker's value does not depend on the other walkers of its batch
+                ef = e[j0, 0] + step * np.arange((j1 - j0) * self.b)
+                vals *= np.abs(ef - c[..., None]) <= PEAK_SIGMAS * se[:, None, None]
                 g = amp[..., None] * _bin_sum(vals, self.b)
                 x[..., j0:j1] += self.o_host * g
                 y[..., j0:j1] += self.o_alpo * g
