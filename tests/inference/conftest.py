@@ -1,6 +1,6 @@
 import pytest
 
-from fasthelpers import fit_all
+from tests.inference.fasthelpers import fit_all
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from sreels.forward.simulate import simulate
 from sreels.inference.derived import KEYS, derived_truth
 from sreels.inference.fast import fit_image
 
-from fasthelpers import SCENARIOS, pulls, windows_of
+from tests.inference.fasthelpers import SCENARIOS, pulls, windows_of
 
 COLUMNS = [("li_rel", "li_rel_row"), ("ti3_fraction_raw", "ti3_fraction_row"),
            ("peak_b_ev", "peak_b_ev_row"), ("r_oo_nm", "r_oo_nm_row")]
