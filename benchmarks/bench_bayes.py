@@ -71,7 +71,7 @@ def main(argv=None):
             "PSF whitening of the data once (banded solve), so the likelihood is diagonal",
             "templates transformed once per window; per-row work: one small matrix product "
             "(coefficients x Taylor-in-shift templates) + analytic resolution-broadened O-K peaks",
-            "fit regions 44-100 and 430-600 eV, channels summed in pairs (ideal decimation in Fourier space)",
+            "fit regions 41-243 eV (0.4 eV bins) and 430-600 eV (0.2 eV bins): Fourier decimation by 2, then sums",
             "per-row amplitudes (2 backgrounds, host, AlPO4) marginalised by a 4x4 solve per row",
             "walkers evaluated in vectorised batches (emcee vectorize=True); single-threaded BLAS",
             "Laplace-t independence proposal (tau ~ 2) instead of stretch moves (tau ~ 50-100 in 18-D)",

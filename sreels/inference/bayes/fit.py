@@ -126,7 +126,7 @@ def fit_bayes(data: PreparedData, priors: Priors, rng: np.random.Generator | Non
     with single_threaded_blas():
         like0 = Likelihood(ImageModel(data, priors.pset), chunk=chunk)
         x0 = default_start(priors, data.instrument) if start is None else np.asarray(start, float)
-        m1 = find_map(like0, priors, x0, covariance=False)
+        m1 = find_map(like0, priors, x0, covariance=False, tol=1e-5)
         _, pred, _ = like0.fit_rows(m1.theta)
         like = like0.with_data(data.with_variance(pred, "MAP prediction (first pass)"))
         m2 = find_map(like, priors, m1.theta)

@@ -51,6 +51,8 @@ class Likelihood:
 
     def _weights(self):
         self.w = [np.where(wd.mask, 1.0 / v, 0.0) for wd, v in zip(self.data.windows, self.data.variance)]
+        self.sw = [np.sqrt(w) for w in self.w]
+        self.all_used = all(bool(wd.mask.all()) for wd in self.data.windows)
         self.dd = sum(np.sum(w * wd.data ** 2, axis=1) for w, wd in zip(self.w, self.data.windows))
         self.n_data = int(sum(wd.mask.sum() for wd in self.data.windows))
 
@@ -147,10 +149,12 @@ class Likelihood:
             M, z = self._normal(cols)
             a, _, _ = self._solve(M, z)
             parts = []
-            for i, (c, w, wd) in enumerate(zip(cols, self.w, self.data.windows)):
-                pred = (a[..., i, None] * c.background + a[..., self.nw, None] * c.host
-                        + a[..., self.nw + 1, None] * c.alpo4)
-                parts.append((np.sqrt(w) * (wd.data - pred))[:, wd.mask])
+            for i, (c, sw, wd) in enumerate(zip(cols, self.sw, self.data.windows)):
+                r = wd.data - a[..., i, None] * c.background
+                r -= a[..., self.nw, None] * c.host
+                r -= a[..., self.nw + 1, None] * c.alpo4
+                r *= sw
+                parts.append(r.reshape(r.shape[0], -1) if self.all_used else r[:, wd.mask])
             out.append(np.concatenate(parts, axis=1))
         self.n_evals += theta.shape[0]
         return np.concatenate(out, axis=0)

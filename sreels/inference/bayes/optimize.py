@@ -64,13 +64,19 @@ def jacobian(like: Likelihood, priors: Priors, theta, central: bool = False) -> 
         step = np.where(theta + h <= hi, h, -h)
         pts = np.vstack([theta[None], theta + np.diag(step)])
         r = like.residuals_batch(pts)
-        jr = (r[1:] - r[0]).T / step
+        r = r[1:] - r[0]
+        r /= step[:, None]
+        jr = r.T
     jp = np.array([[1.0 / priors.dists[n].sigma if (j == i) else 0.0 for j in range(P)]
                    for i, n in enumerate(priors.pset.names) if hasattr(priors.dists[n], "sigma")])
-    return np.vstack([jr, jp.reshape(-1, P)])
+    out = np.empty((jr.shape[0] + len(jp), P), order="F")  # column-major: no transposed copy
+    out[:jr.shape[0]] = jr
+    out[jr.shape[0]:] = jp.reshape(-1, P)
+    return out
 
 
-def find_map(like: Likelihood, priors: Priors, start, max_nfev: int = 200, covariance: bool = True) -> MapResult:
+def find_map(like: Likelihood, priors: Priors, start, max_nfev: int = 200, covariance: bool = True,
+             tol: float = 1e-8) -> MapResult:
     """lmfit MAP from ``start`` (P,) within the prior support (``covariance=False`` skips the
     central-difference covariance, e.g. for a first pass)."""
     t0 = time.perf_counter()
@@ -93,7 +99,8 @@ def find_map(like: Likelihood, priors: Priors, start, max_nfev: int = 200, covar
         return jacobian(like, priors, vec(p))
 
     mini = lmfit.Minimizer(resid, params, scale_covar=False, nan_policy="raise")
-    res = mini.minimize(method="least_squares", jac=jac, x_scale="jac", max_nfev=max_nfev)
+    res = mini.minimize(method="least_squares", jac=jac, x_scale="jac", max_nfev=max_nfev, ftol=tol, xtol=tol,
+                        gtol=tol)
     theta = vec(res.params)
     cov = np.full((len(names), len(names)), np.nan)
     if covariance:
