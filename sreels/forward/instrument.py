@@ -124,4 +124,17 @@ def blur_rows(image, fwhm_nm, row_nm):
     """Gaussian blur along y (axis 0): slit/probe size and delocalisation."""
     if fwhm_nm <= 0:
         return image
-    return gaussian_filter1d(image, fwhm_nm * FWHM_TO_SIGMA / row_nm, axis=0, mode="nearest")
+    sd = fwhm_nm * FWHM_TO_SIGMA / row_nm
+    radius = int(4.0 * sd + 0.5)  # scipy's gaussian_filter1d kernel (truncate = 4), edges 'nearest'
+    if radius > 8 or radius >= image.shape[0]:
+        return gaussian_filter1d(image, sd, axis=0, mode="nearest")
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sd) ** 2)
+    k /= k.sum()
+    # shifted whole-row slices (contiguous), rows beyond the ends repeat the end rows
+    out = k[radius] * image
+    for j in range(1, radius + 1):
+        out[j:] += k[radius - j] * image[:-j]
+        out[:j] += k[radius - j] * image[:1]
+        out[:-j] += k[radius + j] * image[j:]
+        out[-j:] += k[radius + j] * image[-1:]
+    return out
