@@ -293,18 +293,22 @@ def config_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Conf
     return Config(**parts)
 
 
+def read_toml(path: str | Path, what: str = "scenario") -> dict:
+    """A TOML file as a dict, with clear errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SreelsInputError(f"{what} file {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SreelsInputError(f"{path} is not valid TOML: {exc}") from None
+
+
 def load_config(path: str | Path | None) -> Config:
     """Read a TOML file (None -> the built-in default, the source study's interface)."""
     if path is None:
         return Config()
-    path = Path(path)
-    if not path.is_file():
-        raise SreelsInputError(f"scenario file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SreelsInputError(f"{path} is not valid TOML: {exc}") from None
-    return config_from_dict(data, base_dir=path.parent)
+    return config_from_dict(read_toml(path), base_dir=Path(path).parent)
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -154,7 +154,6 @@ class WindowModel:
     def background(self, s: RowState) -> np.ndarray:
         """Power-law background per eV per incident electron, (rows, channels)."""
         w = self.window
-        e = self.axis.energy_ev
         level = w.background_per_ev * s.thickness_nm / 100.0 * np.where(s.in_pt, PT_BACKGROUND_FACTOR, 1.0)
         # B(E - d) = B(E) (1 + r d / E) to first order; |r d / E| < 1e-2 for |d| < 0.1 eV
         return (level[:, None] * self._bg_shape[None, :]) * (1.0 + s.shift_ev[:, None] * self._bg_dlog[None, :])

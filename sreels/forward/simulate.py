@@ -58,7 +58,6 @@ def as_measured(p: Profiles, blur_fwhm_nm: float, row_nm: float) -> dict[str, np
     averages over neighbouring rows (Li per Ti atom, Ti3+ per Ti atom, peak energies per
     O atom).  Linear estimators recover these exactly; the unblurred profiles differ from
     them only where a profile changes over a few rows."""
-    from ..config import Scenario  # noqa: F401  (documentation link)
     from .material import density_per_nm3
     from .instrument import blur_rows
 

@@ -137,7 +137,6 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         bb = np.exp(p[:, :1] - p[:, 1:2] * x[None, :])
         dd = p[:, 2 + k] if fit_shift else d0[idx]
         vals, slopes = zip(*(sh[n].at(e, dd) for n in names))
-        tv = np.stack(vals, -1)
         m = bb + sum(v * p[:, 2 + i:3 + i] for i, v in enumerate(vals))
         cols = [bb, -bb * x[None, :], *vals]
         if fit_shift:

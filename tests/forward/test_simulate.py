@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sreels.cli import main
-from sreels.config import Config, Scenario, Window, Instrument, config_to_toml, load_config
+from sreels.config import Scenario, config_to_toml, load_config
 from sreels.errors import SreelsInputError
 from sreels.forward.simulate import simulate
 from sreels.io import read_csv

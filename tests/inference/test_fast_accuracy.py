@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sreels.config import Detector, Instrument, Scenario
+from sreels.config import Instrument, Scenario
 from sreels.forward.simulate import simulate
 from sreels.inference.derived import KEYS, derived_truth
 from sreels.inference.fast import fit_image

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import __version__
-from ...config import Config, Detector, Instrument, load_config
+from ...config import Config, Detector, load_config
 from ...errors import SreelsInputError
 
 EXIT_UNCONVERGED = 3

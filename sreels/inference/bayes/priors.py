@@ -22,20 +22,14 @@ nuisances (the instrument's nominal resolution +- 0.2 eV).
 from __future__ import annotations
 
 import difflib
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ...config import Instrument
+from ...config import Instrument, read_toml
 from ...errors import SreelsInputError
 from .params import PHYSICAL, ParameterSet, make_parameter_set, nuisance_names
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -195,11 +189,4 @@ def load_priors(path, instrument: Instrument) -> Priors:
     """Read a priors TOML file (None -> defaults)."""
     if path is None:
         return build_priors(instrument)
-    path = Path(path)
-    if not path.is_file():
-        raise SreelsInputError(f"priors file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SreelsInputError(f"{path} is not valid TOML: {exc}") from None
-    return build_priors(instrument, data)
+    return build_priors(instrument, read_toml(path, "priors"))
