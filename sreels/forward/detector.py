@@ -65,9 +65,9 @@ def apply_detector(electrons: np.ndarray, det: Detector, rng: np.random.Generato
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     lam = np.asarray(electrons, dtype=float)
-    if np.any(~np.isfinite(lam)) or np.any(lam < 0):
+    if not (np.isfinite(lam.sum()) and lam.min(initial=0.0) >= 0):
         raise ValueError("expected electrons must be finite and >= 0")
-    signal = det.gain_counts_per_e * apply_psf(rng.poisson(lam).astype(float), det.psf_decay)
+    signal = apply_psf(rng.poisson(lam) * det.gain_counts_per_e, det.psf_decay)
     gain_map = None
     if det.gain_nonuniformity_rel > 0:
         gain_map = 1.0 + det.gain_nonuniformity_rel * rng.standard_normal(lam.shape)
@@ -80,5 +80,6 @@ def apply_detector(electrons: np.ndarray, det: Detector, rng: np.random.Generato
         np.rint(raw, out=raw)
     np.clip(raw, 0, det.adc_max_counts, out=raw)
     saturated = raw >= det.adc_max_counts
-    counts = raw - det.dark_offset_counts if det.dark_subtracted else raw
-    return Readout(counts.astype(np.float32), saturated, gain_map)
+    if det.dark_subtracted:
+        raw -= det.dark_offset_counts
+    return Readout(raw.astype(np.float32), saturated, gain_map)
