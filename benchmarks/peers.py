@@ -344,6 +344,23 @@ def _ok_accuracy(data, centres_b, n):
             "peak_b_rmse_ev": _rmse(centres_b, data.truth["peak_b_ev"][:n], mask)}
 
 
+def _row_loop(n, fit_row, msgs):
+    """The peers' per-row loop: peak-b centre, failures and the time of every row's fit."""
+    cb = np.full(n, np.nan)
+    tr = np.zeros(n)
+    nfail = 0
+    with bu.captured(msgs):
+        for k in range(n):
+            t = time.perf_counter()
+            try:
+                cb[k], failed = fit_row(k)
+                nfail += bool(failed)
+            except Exception:
+                nfail += 1
+            tr[k] = time.perf_counter() - t
+    return cb, nfail, tr
+
+
 def time_lmfit_ok_loop(sim_or_dir, repeats: int = 1, warmup: int = 0, rows: int | None = None) -> dict:
     """lmfit ``Model.fit`` per row on the background-subtracted O-K: arctan step + peaks a, b."""
     data = load_simulation(sim_or_dir)
@@ -353,21 +370,12 @@ def time_lmfit_ok_loop(sim_or_dir, repeats: int = 1, warmup: int = 0, rows: int 
     p0 = _ok_p0(data, rows)
     msgs = []
 
+    def fit_row(k):
+        res = mod.fit(Y[k], p0, x=x)
+        return res.params["b_center"].value, not res.success
+
     def run(_):
-        cb = np.full(n, np.nan)
-        tr = np.zeros(n)
-        nfail = 0
-        with bu.captured(msgs):
-            for k in range(n):
-                t = time.perf_counter()
-                try:
-                    res = mod.fit(Y[k], p0, x=x)
-                    cb[k] = res.params["b_center"].value
-                    nfail += not res.success
-                except Exception:
-                    nfail += 1
-                tr[k] = time.perf_counter() - t
-        return cb, nfail, tr
+        return _row_loop(n, fit_row, msgs)
 
     tm = bu.time_calls(run, repeats, warmup)
     cb, nfail, tr = tm["_last"]
@@ -414,20 +422,12 @@ def time_curve_fit_ok_loop(sim_or_dir, repeats: int = 3, warmup: int = 1, rows: 
                                 "b_amplitude", "b_center", "b_sigma")]
     msgs = []
 
+    def fit_row(k):
+        popt, _ = curve_fit(_ok_numpy, x, Y[k], p0=P0, method="lm")
+        return popt[6], False
+
     def run(_):
-        cb = np.full(n, np.nan)
-        tr = np.zeros(n)
-        nfail = 0
-        with bu.captured(msgs):
-            for k in range(n):
-                t = time.perf_counter()
-                try:
-                    popt, _ = curve_fit(_ok_numpy, x, Y[k], p0=P0, method="lm")
-                    cb[k] = popt[6]
-                except Exception:
-                    nfail += 1
-                tr[k] = time.perf_counter() - t
-        return cb, nfail, tr
+        return _row_loop(n, fit_row, msgs)
 
     tm = bu.time_calls(run, repeats, warmup)
     cb, nfail, tr = tm["_last"]
