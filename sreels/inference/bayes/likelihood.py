@@ -140,21 +140,24 @@ class Likelihood:
         return np.concatenate([(np.sqrt(w) * (wd.data - p))[wd.mask]
                                for w, wd, p in zip(self.w, self.data.windows, pred)])
 
-    def residuals_batch(self, theta) -> np.ndarray:
-        """Whitened residuals (B, N) at the profiled amplitudes for a batch theta (B, P)."""
+    def residuals_batch(self, theta, out: np.ndarray | None = None) -> np.ndarray:
+        """Whitened residuals (B, N) at the profiled amplitudes for a batch theta (B, P),
+        written into ``out`` (any (B, N) float array view) if given."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
-        out = []
+        if out is None:
+            out = np.empty((theta.shape[0], self.n_data))
         for s in range(0, theta.shape[0], self.chunk):
             cols = self.model.columns(theta[s:s + self.chunk])
             M, z = self._normal(cols)
             a, _, _ = self._solve(M, z)
-            parts = []
+            j = 0
             for i, (c, sw, wd) in enumerate(zip(cols, self.sw, self.data.windows)):
                 r = wd.data - a[..., i, None] * c.background
                 r -= a[..., self.nw, None] * c.host
                 r -= a[..., self.nw + 1, None] * c.alpo4
                 r *= sw
-                parts.append(r.reshape(r.shape[0], -1) if self.all_used else r[:, wd.mask])
-            out.append(np.concatenate(parts, axis=1))
+                r = r.reshape(r.shape[0], -1) if self.all_used else r[:, wd.mask]
+                out[s:s + r.shape[0], j:j + r.shape[1]] = r
+                j += r.shape[1]
         self.n_evals += theta.shape[0]
-        return np.concatenate(out, axis=0)
+        return out
