@@ -59,6 +59,9 @@ def main(argv=None) -> int:
     except SreelsInputError as exc:
         print(f"sreels {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.: stop quietly, as Unix tools do
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

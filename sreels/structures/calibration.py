@@ -59,6 +59,8 @@ class CalibrationResult:
     residuals_ev, pulls : ndarray
         dE - model and (dE - model) / sigma_eff per point.
     points : tuple of CalibrationPoint
+    leave_one_out : tuple of (name, C, C_err)
+        C refitted without each point in turn (how much one oxide moves C).
     """
 
     model: str
@@ -72,6 +74,15 @@ class CalibrationResult:
     residuals_ev: np.ndarray = field(repr=False)
     pulls: np.ndarray = field(repr=False)
     points: tuple = field(repr=False)
+    leave_one_out: tuple = field(default=(), repr=False)
+
+    #: A point whose |pull| exceeds this is listed as an outlier of the rule.
+    OUTLIER_PULL = 3.0
+
+    @property
+    def outliers(self) -> tuple:
+        """Names of the points the fitted rule misses by more than OUTLIER_PULL sigma."""
+        return tuple(p.name for p, u in zip(self.points, self.pulls) if abs(u) > self.OUTLIER_PULL)
 
     @property
     def chi2_dof(self) -> float:
@@ -89,6 +100,8 @@ class CalibrationResult:
             "C_minus_2820_in_sigma": self.compare(),
             "points": [dict(p.as_dict(), residual_ev=float(r), pull=float(u))
                        for p, r, u in zip(self.points, self.residuals_ev, self.pulls)],
+            "outliers": list(self.outliers),
+            "leave_one_out": [{"without": n, "C_ev_nm2": c, "C_err_ev_nm2": e} for n, c, e in self.leave_one_out],
         }
 
 
@@ -112,8 +125,10 @@ def _arrays(points):
     return de, se, r, sr
 
 
-def fit_c(points, model: str = "inverse_square", c_init: float = C_EV_NM2, max_iter: int = 20) -> CalibrationResult:
-    """Fit C (and k for ``model="offset"``) to :class:`CalibrationPoint` s.
+def fit_c(points, model: str = "inverse_square", c_init: float = C_EV_NM2, max_iter: int = 20,
+          leave_one_out: bool = True) -> CalibrationResult:
+    """Fit C (and k for ``model="offset"``) to :class:`CalibrationPoint` s, and (if
+    ``leave_one_out`` and a point can be spared) C without each point in turn.
 
     Raises
     ------
@@ -156,11 +171,16 @@ def fit_c(points, model: str = "inverse_square", c_init: float = C_EV_NM2, max_i
     dof = len(points) - npar
     c_err = float(c.stderr) if c.stderr is not None else float("nan")
     scale = np.sqrt(max(chi2 / dof, 1.0)) if dof > 0 else 1.0
+    loo = ()
+    if leave_one_out and len(points) > npar + 1:
+        fits = [fit_c(points[:i] + points[i + 1:], model, c_init, max_iter, leave_one_out=False)
+                for i in range(len(points))]
+        loo = tuple((p.name, f.c_ev_nm2, f.c_err_ev_nm2) for p, f in zip(points, fits))
     return CalibrationResult(
         model=model, c_ev_nm2=float(c.value), c_err_ev_nm2=c_err, c_err_scaled_ev_nm2=c_err * scale,
         k_ev=float(k.value) if model == "offset" else None,
         k_err_ev=(float(k.stderr) if k.stderr is not None else float("nan")) if model == "offset" else None,
-        chi2=chi2, dof=dof, residuals_ev=res, pulls=pulls, points=points)
+        chi2=chi2, dof=dof, residuals_ev=res, pulls=pulls, points=points, leave_one_out=loo)
 
 
 def synthetic_points(r_nm, c_ev_nm2: float, de_err_ev, r_err_nm, rng: np.random.Generator, k_ev: float = 0.0):

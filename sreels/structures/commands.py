@@ -191,4 +191,9 @@ def run_calibrate(args) -> int:
               f"{r:>11.2f}{u:>7.2f}")
     for name, d, s in extra:
         print(f"{name:<32}{d:>9.2f}{s:>6.2f}{'—':>9}  (no structure: not in the fit)")
+    if res.leave_one_out:
+        print("leave-one-out: " + "; ".join(f"without {n}: {c:.3f} ± {e:.3f}" for n, c, e in res.leave_one_out))
+    if res.outliers:
+        print(f"outliers (|pull| > {res.OUTLIER_PULL:g}): {', '.join(res.outliers)}: the rule with one C does "
+              "not describe them at their R")
     return 0

@@ -63,13 +63,12 @@ BUILTIN = {
         "MgO", "MgO_rocksalt.cif", "Mg", "Zhang, Phys. Chem. Minerals 27 (2000) 145 (AMCSD 0008367), a = 4.2136 A"),
     "MnO": BuiltinStructure(
         "MnO", "MnO_rocksalt.cif", "Mn", "Handbook of Mineralogy, 'Manganosite', a = 4.436(2) A (compiled value)"),
+    "Y3Al5O12": BuiltinStructure(
+        "Y3Al5O12", "Y3Al5O12_garnet.cif", "Al",
+        "Nakatsuka, Yoshiasa & Yamanaka, Acta Cryst. B55 (1999) 266 (COD 2003066; O 96h via NCrystal 3.8.1)"),
     "NiO": BuiltinStructure(
         "NiO", "NiO_rocksalt.cif", "Ni", "a = 4.1769 A, secondary compilation (Wikipedia 'Bunsenite'); no refinement read"),
 }
-
-#: Structures of the reference set for which no published refinement could be
-#: located (YAG: the O 96h position was not found in any source that could be
-#: read; only a0 = 12.0062 A, Nakatsuka et al., Acta Cryst. B55 (1999) 266).
 
 #: NASICON end members (LiTi2(PO4)3, Li3Ti2(PO4)3).  Their CIFs are looked up
 #: in the package data; no published atomic positions could be located (after
@@ -183,13 +182,23 @@ def _pair_vectors(atoms, i_idx, j_idx, cutoff_ang):
     return first[keep], second[keep], dist[keep], vec[keep]
 
 
+#: An O belongs to a cation's first shell if it is closer than this factor times the
+#: shortest M-O distance of that cation (octahedra in the built-in set are distorted by
+#: < 10 %; a tetrahedral site's next O lies > 40 % farther).
+COORDINATION_FACTOR = 1.25
+
+
 def octahedral_edges_nm(atoms, cation: str, name: str = "structure") -> np.ndarray:
     """Edges (nm) of every ``cation``-O6 octahedron, shape (n_octahedra, 12).
+
+    Only ``cation`` atoms with exactly six O in their first shell (closer than
+    :data:`COORDINATION_FACTOR` x their shortest M-O bond) count: in YAG the
+    tetrahedral Al (24d) is skipped and the octahedral Al (16a) kept.
 
     Raises
     ------
     SreelsInputError
-        If the structure has no O, no ``cation``, or fewer than six O around a cation.
+        If the structure has no O, no ``cation``, or no six-coordinated ``cation``.
     """
     sym = np.array(atoms.get_chemical_symbols())
     o_idx = np.flatnonzero(sym == "O")
@@ -199,17 +208,17 @@ def octahedral_edges_nm(atoms, cation: str, name: str = "structure") -> np.ndarr
     if m_idx.size == 0:
         raise SreelsInputError(
             f"{name}: structure contains no {cation!r}; elements present: {sorted(set(sym))}")
-    cutoff = 3.5
-    out = []
+    f, _, d, v = _pair_vectors(atoms, m_idx, o_idx, 4.0)
+    out, cns = [], []
     for m in m_idx:
-        while True:
-            f, s, d, v = _pair_vectors(atoms, [m], o_idx, cutoff)
-            if d.size >= 6 or cutoff > 6.0:
-                break
-            cutoff += 0.5
-        if d.size < 6:
-            raise SreelsInputError(f"{name}: {cation} atom {m} has only {d.size} O within {cutoff} A")
-        verts = v[np.argsort(d)[:6]]
+        dm, vm = d[f == m], v[f == m]
+        order = np.argsort(dm)
+        dm, vm = dm[order], vm[order]
+        cn = int(np.sum(dm < COORDINATION_FACTOR * dm[0])) if dm.size else 0
+        cns.append(cn)
+        if cn != 6:
+            continue
+        verts = vm[:6]
         dd = np.linalg.norm(verts[:, None, :] - verts[None, :, :], axis=-1)
         trans = np.argmax(dd, axis=1)
         mask = np.triu(np.ones((6, 6), bool), 1)
@@ -218,9 +227,13 @@ def octahedral_edges_nm(atoms, cation: str, name: str = "structure") -> np.ndarr
         edges = dd[mask]
         if edges.size != 12:
             raise SreelsInputError(
-                f"{name}: {cation} atom {m} is not octahedrally coordinated "
+                f"{name}: {cation} atom {m} has six O but they do not form an octahedron "
                 f"(found {edges.size} edges instead of 12)")
         out.append(edges)
+    if not out:
+        raise SreelsInputError(
+            f"{name}: no {cation} atom is six-coordinated by O (first-shell coordination numbers found: "
+            f"{sorted(set(cns))}); octahedral O-O edges need a {cation}O6 octahedron")
     return np.asarray(out) / ANGSTROM_PER_NM
 
 

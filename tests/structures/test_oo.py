@@ -108,3 +108,25 @@ def test_cr2o3_corundum_octahedra():
     # larger than corundum Al2O3, as Cr3+ is larger than Al3+
     assert d.oo_octahedral_edge_nm == pytest.approx(0.2801, abs=2e-4)
     assert d.oo_octahedral_edge_nm > oo.oo_distances(oo.load_builtin("Al2O3_corundum"), "Al").oo_octahedral_edge_nm
+
+
+def test_yag_keeps_octahedral_al_only():
+    # Nakatsuka et al. (1999), COD 2003066: Al 16a octahedral, Al 24d tetrahedral
+    atoms = oo.load_builtin("Y3Al5O12")
+    assert atoms.get_chemical_formula() == "Al40O96Y24"
+    d = oo.oo_distances(atoms, "Al", "YAG")
+    assert d.n_octahedra == 16
+    sym = np.array(atoms.get_chemical_symbols())
+    frac = atoms.get_scaled_positions() % 0.5  # 16a: every coordinate 0 or 1/4 modulo 1/2; 24d has a 3/8
+    al16a = np.flatnonzero((sym == "Al") & np.all(np.isclose(frac, 0.0, atol=1e-6) | np.isclose(frac, 0.25, atol=1e-6),
+                                                  axis=1))
+    bonds = np.sort(atoms.get_all_distances(mic=True)[np.ix_(al16a, np.flatnonzero(sym == "O"))], axis=1)[:, :6]
+    assert np.ptp(bonds) < 1e-6  # six equal Al-O bonds on the -3 site
+    # a nearly regular octahedron: mean edge = sqrt(2) x bond within 0.5 %
+    assert d.oo_octahedral_edge_nm == pytest.approx(np.sqrt(2) * bonds.mean() / 10, rel=5e-3)
+
+
+def test_tetrahedral_cation_is_a_clear_error():
+    zno = bulk("ZnO", "wurtzite", a=3.25, c=5.21)
+    with pytest.raises(SreelsInputError, match="six-coordinated"):
+        oo.octahedral_edges_nm(zno, "Zn", "ZnO")
