@@ -1,6 +1,7 @@
 """Coverage (fixed truth, new noise): the full study is validation/05_bayes_coverage.py.
 
-Both tests here are slow (minutes): ``pytest -m slow tests/bayes``.
+The first test is the small version that runs by default (~20 s); the others are slow
+(minutes): ``pytest -m slow tests/bayes``.
 """
 
 import numpy as np
@@ -11,6 +12,23 @@ from sreels.forward.simulate import simulate
 from sreels.inference.bayes.data import from_simulation
 from sreels.inference.bayes.fit import fit_bayes
 from sreels.inference.bayes.params import DERIVED, derived
+
+
+def test_small_coverage_of_the_map_intervals(small):
+    """16 images of 80 rows: the 18 pulls (MAP - truth) / sd pooled (288) are standard normal
+    (sd 1 +- 0.15, mean 0 +- 0.2) and MAP +- sd / +- 1.96 sd cover 68 +- 10 % / 95 +- 4.5 %
+    (binomial se 2.7 % / 1.3 %, widened for the correlation of pulls within an image)."""
+    pr, truth = small["priors"], small["truth"]
+    z = []
+    for i in range(16):
+        sim = simulate(small["scenario"], small["instrument"], small["detector"], rng=900 + i,
+                       models=small["models"])
+        m = fit_bayes(from_simulation(sim), pr, sample=False).map
+        z.append((m.theta - truth) / m.sd)
+    z = np.ravel(z)
+    assert abs(z.std() - 1) < 0.15 and abs(z.mean()) < 0.2, (z.mean(), z.std())
+    c1, c2 = np.mean(np.abs(z) <= 1), np.mean(np.abs(z) <= norm.ppf(0.975))
+    assert abs(c1 - 0.68) < 0.10 and abs(c2 - 0.95) < 0.045, (c1, c2)
 
 
 @pytest.mark.slow
