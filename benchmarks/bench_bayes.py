@@ -5,7 +5,13 @@ parameter, run >= 50 tau, R-hat < 1.01) < 120 s on a 2-core machine.  Reports li
 evaluations per second, the cost of one evaluation and where it goes (model columns vs the
 per-row marginalisation), and the machine's load while it ran (a shared machine slows it).
 
-Usage: python benchmarks/bench_bayes.py [--seed 7] [--no-sample]
+Peer (same process, needs the peers venv, see README.md): no EELS tool fits a whole image
+jointly, so the nearest task is timed: exspy ``EELSModel.multifit`` of the Ti-L2,3 window
+alone, per pixel (power law + Ti4+/Ti3+ fixed patterns, r free per row), no profile-level
+parameters and no posterior.  The ratio is exspy's time over sreels' MAP + covariance of
+both windows and all rows.
+
+Usage: python benchmarks/bench_bayes.py [--seed 7] [--no-sample] [--no-peer]
 """
 
 from __future__ import annotations
@@ -16,9 +22,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrix products: thr
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _benchutil import reserve_stdout  # noqa: E402
 
 from sreels.config import Detector, Instrument, Scenario  # noqa: E402
 from sreels.forward.simulate import simulate, window_models  # noqa: E402
@@ -42,7 +52,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-sample", action="store_true")
+    ap.add_argument("--no-peer", action="store_true")
     a = ap.parse_args(argv)
+    real_stdout = reserve_stdout()  # the peer logs to stdout: keep it for the JSON alone
     load0 = os.getloadavg()
     sc, inst, det = Scenario(), Instrument(), Detector()
     sim = simulate(sc, inst, det, rng=a.seed, models=window_models(inst))
@@ -96,10 +108,30 @@ def main(argv=None):
         out["sampler"]["ms_per_evaluation"] = 1e3 / d["evaluations_per_second"]
         out["converged"] = fit.converged
         out["reasons"] = list(fit.samples.reasons)
+    if not a.no_peer:
+        out["peer"] = _peer(sim, fit.map.seconds)
     out["load_average_before_after"] = [load0[0], os.getloadavg()[0]]
     out["cpu_count"] = os.cpu_count()
-    print(json.dumps(out, indent=2))
+    real_stdout.write(json.dumps(out, indent=2) + "\n")
+    real_stdout.flush()
     return 0
+
+
+def _peer(sim, map_seconds):
+    """exspy per-pixel Ti-L2,3 multifit on the same image; ratio to the MAP + covariance."""
+    try:
+        from peers import load_simulation, time_exspy_ti_mlls
+    except ImportError as exc:
+        return {"status": "skipped", "reason": f"peer not importable ({exc}); run in the peers venv"}
+    try:
+        import exspy  # noqa: F401
+    except ImportError as exc:
+        return {"status": "skipped", "reason": f"exspy not installed ({exc}); run in the peers venv"}
+    ex = time_exspy_ti_mlls(load_simulation(sim), repeats=1, variants=("lm_r_free",))["lm_r_free"]
+    if "median_ms" not in ex:
+        return ex
+    return {"exspy_ti_multifit": {k: ex[k] for k in ("tool", "variant", "median_ms", "rows") if k in ex},
+            "exspy_ti_multifit_over_sreels_map_and_covariance": ex["median_ms"] / 1e3 / map_seconds}
 
 
 if __name__ == "__main__":
