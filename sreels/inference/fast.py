@@ -259,8 +259,12 @@ def _fit_li(run: _Run, w: WindowData, pos: PositionAxis, ti):
         valid = np.isfinite(a) & (a > 3 * a_err)
         q, q_err = a, a_err
     par = parent_rows(pos.y_nm, valid, s.parent_nm)
-    qm, qm_err = _mean(q[par], q_err[par])
-    am, am_err = _mean(a[par], a_err[par])
+    if par.any():
+        qm, qm_err = _mean(q[par], q_err[par])
+        am, am_err = _mean(a[par], a_err[par])
+    else:
+        qm = qm_err = am = am_err = np.nan
+        run.notes.append("no row has a valid Li-K fit: li_rel and li_areal_rel are not normalised (NaN)")
     return fit, {
         "li_rel": np.where(valid, q / qm, np.nan),
         "li_rel_err": np.where(valid, np.hypot(q_err / qm, q * qm_err / qm**2), np.nan),

@@ -114,6 +114,8 @@ def inference_data(fit: BayesFit, attrs: dict | None = None):
     for k in DERIVED:
         if k not in post:
             post[k] = np.swapaxes(np.asarray(d[k]), 0, 1)
-    idata = az.from_dict(posterior=post, sample_stats={"lp": np.swapaxes(fit.samples.log_prob, 0, 1)},
-                         attrs={k: str(v) for k, v in (attrs or {}).items()})
+    with warnings.catch_warnings():  # arrays are (chain, draw): ArviZ's guess warns when draws < chains
+        warnings.filterwarnings("ignore", message="More chains")
+        idata = az.from_dict(posterior=post, sample_stats={"lp": np.swapaxes(fit.samples.log_prob, 0, 1)},
+                             attrs={k: str(v) for k, v in (attrs or {}).items()})
     return idata
