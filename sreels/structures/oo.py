@@ -72,9 +72,12 @@ BUILTIN = {
 
 #: NASICON end members (LiTi2(PO4)3, Li3Ti2(PO4)3).  Their CIFs are looked up
 #: in the package data; no published atomic positions could be located (after
-#: searching public CIF collections, COD/AMCSD/ICSD mirrors and test data),
-#: so they are absent and :func:`load_builtin` reports it.  Drop a cited CIF
-#: named as below into ``data/`` and everything downstream picks it up.
+#: searching public CIF collections, COD/AMCSD/ICSD mirrors, test data and PyPI
+#: packages), so they are absent and :func:`load_builtin` reports it.  The OBELiX
+#: dataset (PyPI ``obelix-data`` 1.0.1) holds LiTi2(PO4)3 CIFs traced to ICSD 118128
+#: (Arbi et al. 2013) and ICSD 184088 (close match to Aatiq et al. 2002), but with
+#: atomic positions deliberately randomised by its authors: not usable.  Drop a
+#: cited CIF named as below into ``data/`` and everything downstream picks it up.
 NASICON = {
     "LiTi2(PO4)3": BuiltinStructure(
         "LiTi2(PO4)3", "LiTi2PO43.cif", "Ti",
