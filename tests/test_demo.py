@@ -1,0 +1,45 @@
+"""`sreels demo`, the README's main job: simulate, write, read back, invert, report."""
+
+import json
+import re
+
+import pytest
+
+from sreels.cli import main
+
+
+def _z_values(text):
+    return [float(z) for z in re.findall(r"\s([+-]\d+\.\d+)\s*$", text, flags=re.M)]
+
+
+def test_demo_writes_everything_and_recovers_the_study_numbers(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--seed", "7"]) == 0
+    text = capsys.readouterr().out
+    for f in ("simulation/low.hspy", "simulation/high.hspy", "simulation/truth.csv", "simulation/spectrum_images.png",
+              "fit/profiles.csv", "fit/summary.json", "fit/profiles.png", "fit/residuals.png"):
+        assert (out / f).is_file(), f
+    s = json.loads((out / "fit" / "summary.json").read_text())
+    # the study's numbers come back (Yamamoto et al. 2014: 400 nm electrode, boundary ~160 nm, c_max 8.5)
+    assert s["electrode_width_nm"] == pytest.approx(400, abs=3)
+    assert s["ti_boundary_nm"] == pytest.approx(161, abs=1.5)
+    assert s["li_max_rel"] == pytest.approx(8.5, abs=0.15)
+    # the printed z of the six derived numbers are those of honest errors (|z| < 4)
+    z = _z_values(text.split("quantity", 1)[1].split("per-row pulls", 1)[0])
+    assert len(z) == 6 and max(abs(v) for v in z) < 4, z
+
+
+def test_demo_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "mine.txt").write_text("user data")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert (tmp_path / "mine.txt").read_text() == "user data"
+
+
+@pytest.mark.slow
+def test_demo_bayes_puts_both_error_bars_side_by_side(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--bayes"]) == 0
+    text = capsys.readouterr().out
+    assert (out / "bayes" / "posterior.nc").is_file() and "err ratio" in text
+    b = json.loads((out / "bayes" / "summary.json").read_text())
+    assert b["converged"] and b["ti_boundary_nm"] == pytest.approx(161.06, abs=0.2)
