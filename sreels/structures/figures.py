@@ -28,15 +28,32 @@ def calibration_figure(result, path, extra=None, title="dE R^2 = C calibration")
     r = np.array([p.r_nm for p in pts])
     de = np.array([p.delta_e_ev for p in pts])
     fig, (ax, axr) = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    ax.errorbar(r, de, xerr=[p.r_err_nm for p in pts], yerr=[p.delta_e_err_ev for p in pts],
-                fmt="o", capsize=3, label="measured spectra")
+    out = np.array([p.name in result.outliers for p in pts])
+    for sel, fmt, lab in ((~out, "o", "measured spectra"), (out, "s", "outliers (|pull| > 3)")):
+        if sel.any():
+            ax.errorbar(r[sel], de[sel], xerr=np.array([p.r_err_nm for p in pts])[sel],
+                        yerr=np.array([p.delta_e_err_ev for p in pts])[sel], fmt=fmt, capsize=3, label=lab,
+                        color="C0" if fmt == "o" else "C3")
+    groups = {}  # spectra of one structure (same R, e.g. SrTiO3 from three instruments) get one label
     for p in pts:
-        ax.annotate(p.name, (p.r_nm, p.delta_e_ev), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        groups.setdefault(round(p.r_nm, 4), []).append(p)
+    for g in groups.values():
+        top = max(g, key=lambda p: p.delta_e_ev)
+        if len(g) == 1:
+            ax.annotate(top.name, (top.r_nm, top.delta_e_ev), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        else:
+            ax.annotate(f"{top.name.split(' (')[0]} ({len(g)} spectra)", (top.r_nm, top.delta_e_ev), fontsize=7,
+                        xytext=(-4, 4), textcoords="offset points", ha="right")
     rr = np.linspace(min(r.min(), 0.26) - 0.005, max(r.max(), 0.31) + 0.005, 200)
     k = result.k_ev or 0.0
     ax.plot(rr, result.c_ev_nm2 / rr**2 + k, "-",
             label=f"fit ({result.model}): C = {result.c_ev_nm2:.3f} ± {result.c_err_ev_nm2:.3f} eV nm²")
     ax.plot(rr, C_EV_NM2 / rr**2, "--", label="study: C = 2.820 eV nm²")
+    if out.any() and (~out).sum() >= 2:
+        from .calibration import fit_c
+        clean = fit_c([p for p, o in zip(pts, out) if not o], result.model, leave_one_out=False)
+        ax.plot(rr, clean.c_ev_nm2 / rr**2 + (clean.k_ev or 0.0), ":", color="C1",
+                label=f"without outliers: C = {clean.c_ev_nm2:.3f} ± {clean.c_err_ev_nm2:.3f} eV nm²")
     for name, d, s in extra or []:
         ax.axhline(d, color="0.6", lw=0.8, ls=":")
         ax.annotate(f"{name} (no structure)", (rr[0], d), fontsize=7, color="0.4")
