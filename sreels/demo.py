@@ -49,6 +49,8 @@ def _bayes(sim_dir: Path, out: Path, seed: int) -> int:
     import json
     from types import SimpleNamespace
 
+    import numpy as np
+
     from .inference.bayes.commands import run_bayes
 
     print(f"4. the whole image fitted jointly (lmfit MAP, then emcee; seed {seed}): {out / 'bayes'}/")
@@ -65,9 +67,11 @@ def _bayes(sim_dir: Path, out: Path, seed: int) -> int:
         if b is None or fast.get(k) is None:
             continue
         half = 0.5 * (b["p84"] - b["p16"])
-        fe = fast[k + "_err"]
-        print(f"   {k:24s}{t:>9.5g}{fast[k]:>12.5g} ± {fe:<7.2g}{(fast[k] - t) / fe:>+6.1f}"
-              f"{b['median']:>12.5g} ± {half:<7.2g}{(b['median'] - t) / half:>+6.1f}{fe / half:>10.1f}x")
+        fe = fast.get(k + "_err") or float("nan")  # a missing or zero error prints as nan, never a crash
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zf, zb, ratio = np.divide(fast[k] - t, fe), np.divide(b["median"] - t, half), np.divide(fe, half)
+        print(f"   {k:24s}{t:>9.5g}{fast[k]:>12.5g} ± {fe:<7.2g}{zf:>+6.1f}"
+              f"{b['median']:>12.5g} ± {half:<7.2g}{zb:>+6.1f}{ratio:>10.1f}x")
     print("   one image is one draw of the noise; validation/05_bayes_coverage.py measures the coverage over hundreds")
     return rc
 

@@ -173,9 +173,14 @@ def fit_c(points, model: str = "inverse_square", c_init: float = C_EV_NM2, max_i
     scale = np.sqrt(max(chi2 / dof, 1.0)) if dof > 0 else 1.0
     loo = ()
     if leave_one_out and len(points) > npar + 1:
-        fits = [fit_c(points[:i] + points[i + 1:], model, c_init, max_iter, leave_one_out=False)
-                for i in range(len(points))]
-        loo = tuple((p.name, f.c_ev_nm2, f.c_err_ev_nm2) for p, f in zip(points, fits))
+        out = []
+        for i, p in enumerate(points):
+            try:
+                f = fit_c(points[:i] + points[i + 1:], model, c_init, max_iter, leave_one_out=False)
+                out.append((p.name, f.c_ev_nm2, f.c_err_ev_nm2))
+            except SreelsInputError:  # e.g. the offset model left with a single R
+                out.append((p.name, float("nan"), float("nan")))
+        loo = tuple(out)
     return CalibrationResult(
         model=model, c_ev_nm2=float(c.value), c_err_ev_nm2=c_err, c_err_scaled_ev_nm2=c_err * scale,
         k_ev=float(k.value) if model == "offset" else None,

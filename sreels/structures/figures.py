@@ -49,9 +49,15 @@ def calibration_figure(result, path, extra=None, title="dE R^2 = C calibration")
     ax.plot(rr, result.c_ev_nm2 / rr**2 + k, "-",
             label=f"fit ({result.model}): C = {result.c_ev_nm2:.3f} ± {result.c_err_ev_nm2:.3f} eV nm²")
     ax.plot(rr, C_EV_NM2 / rr**2, "--", label="study: C = 2.820 eV nm²")
+    clean = None
     if out.any() and (~out).sum() >= 2:
+        from ..errors import SreelsInputError
         from .calibration import fit_c
-        clean = fit_c([p for p, o in zip(pts, out) if not o], result.model, leave_one_out=False)
+        try:
+            clean = fit_c([p for p, o in zip(pts, out) if not o], result.model, leave_one_out=False)
+        except SreelsInputError:  # e.g. the offset model left with a single R: no second curve
+            clean = None
+    if clean is not None:
         ax.plot(rr, clean.c_ev_nm2 / rr**2 + (clean.k_ev or 0.0), ":", color="C1",
                 label=f"without outliers: C = {clean.c_ev_nm2:.3f} ± {clean.c_err_ev_nm2:.3f} eV nm²")
     for name, d, s in extra or []:

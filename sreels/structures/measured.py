@@ -48,7 +48,8 @@ BUILTIN_SPECTRA = (
     MeasuredSpectrum("SrTiO3 (LSMO/STO rows 0-2)", "internal-only/exspy-demos/LSMO_STO_linescan.hspy",
                      "SrTiO3", rows=(0, 1, 2), note="1 eV/channel, JEOL ARM200cF"),
     MeasuredSpectrum("Y3Al5O12 (EELS DB 21692)", "licensed/nomad-parser-eelsdb/YAG_O-K_eelsdb21692.msa",
-                     "Y3Al5O12", note="100 kV, 0.7 eV; R from the AlO6 (16a) edges (Nakatsuka et al. 1999)"),
+                     "Y3Al5O12", note="100 kV, 0.7 eV resolution (shared data README); R from the AlO6 (16a) edges "
+                          "(Nakatsuka et al. 1999)"),
     MeasuredSpectrum("alpha-Cr2O3 (EELS DB, Brydson)",
                      "internal-only/practical_EELS_QEM/eelsdb_Cr2O3_alpha_O-K_Brydson158.msa", "Cr2O3",
                      max_ev=568.0, note="Cr-L from ~572 eV cut off; R from CrO6 edges (Baster et al. 2000)"),

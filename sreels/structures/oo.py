@@ -109,6 +109,8 @@ class OODistances:
         All octahedral edges, shape (12 * n_octahedra,).
     shell_nm : ndarray
         All first-shell O-O distances (each pair counted once per O).
+    n_skipped : int
+        Atoms of ``cation`` that are not six-coordinated (e.g. YAG's tetrahedral Al).
     """
 
     name: str
@@ -120,6 +122,7 @@ class OODistances:
     n_octahedra: int
     edges_nm: np.ndarray = field(repr=False)
     shell_nm: np.ndarray = field(repr=False)
+    n_skipped: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -127,7 +130,7 @@ class OODistances:
             "oo_octahedral_edge_nm": self.oo_octahedral_edge_nm,
             "oo_octahedral_edge_std_nm": self.oo_octahedral_edge_std_nm,
             "oo_nearest_nm": self.oo_nearest_nm, "oo_nearest_std_nm": self.oo_nearest_std_nm,
-            "n_octahedra": self.n_octahedra,
+            "n_octahedra": self.n_octahedra, "n_skipped": self.n_skipped,
         }
 
 
@@ -185,18 +188,29 @@ def _pair_vectors(atoms, i_idx, j_idx, cutoff_ang):
     return first[keep], second[keep], dist[keep], vec[keep]
 
 
-#: An O belongs to a cation's first shell if it is closer than this factor times the
-#: shortest M-O distance of that cation (octahedra in the built-in set are distorted by
-#: < 10 %; a tetrahedral site's next O lies > 40 % farther).
-COORDINATION_FACTOR = 1.25
+#: How far (A) to look for a cation's O neighbours: far enough to see the gap after the
+#: first shell (a 4+2 Jahn-Teller octahedron has its long bonds near 2.4-2.5 A).
+SHELL_SEARCH_ANG = 4.0
+
+
+def first_shell(dist_ang, limit_ang: float = SHELL_SEARCH_ANG) -> int:
+    """Coordination number from a cation's M-O distances (all those within ``limit_ang``):
+    the first shell ends at the largest ratio gap d[k+1]/d[k], the next neighbour after the
+    last one found being at least ``limit_ang`` away.  Regular, trigonally distorted and
+    4+2 elongated octahedra give 6; YAG's AlO4 gives 4."""
+    d = np.sort(np.asarray(dist_ang, float))
+    if d.size == 0:
+        return 0
+    d = np.append(d, max(limit_ang, d[-1]))
+    return int(np.argmax(d[1:] / d[:-1])) + 1
 
 
 def octahedral_edges_nm(atoms, cation: str, name: str = "structure") -> np.ndarray:
     """Edges (nm) of every ``cation``-O6 octahedron, shape (n_octahedra, 12).
 
-    Only ``cation`` atoms with exactly six O in their first shell (closer than
-    :data:`COORDINATION_FACTOR` x their shortest M-O bond) count: in YAG the
-    tetrahedral Al (24d) is skipped and the octahedral Al (16a) kept.
+    Only ``cation`` atoms with exactly six O in their first shell (:func:`first_shell`)
+    count: in YAG the tetrahedral Al (24d) is skipped and the octahedral Al (16a) kept.
+    Skipped sites are counted in :func:`oo_distances` (``n_skipped``).
 
     Raises
     ------
@@ -211,14 +225,14 @@ def octahedral_edges_nm(atoms, cation: str, name: str = "structure") -> np.ndarr
     if m_idx.size == 0:
         raise SreelsInputError(
             f"{name}: structure contains no {cation!r}; elements present: {sorted(set(sym))}")
-    f, _, d, v = _pair_vectors(atoms, m_idx, o_idx, 4.0)
+    f, _, d, v = _pair_vectors(atoms, m_idx, o_idx, SHELL_SEARCH_ANG)
     out, cns = [], []
     for m in m_idx:
         dm, vm = d[f == m], v[f == m]
         order = np.argsort(dm)
         dm, vm = dm[order], vm[order]
-        cn = int(np.sum(dm < COORDINATION_FACTOR * dm[0])) if dm.size else 0
-        cns.append(cn)
+        cn = first_shell(dm)
+        cns.append((cn, np.round(dm[:8], 3).tolist()))
         if cn != 6:
             continue
         verts = vm[:6]
@@ -234,9 +248,11 @@ def octahedral_edges_nm(atoms, cation: str, name: str = "structure") -> np.ndarr
                 f"(found {edges.size} edges instead of 12)")
         out.append(edges)
     if not out:
+        cn, dist = cns[0]
         raise SreelsInputError(
             f"{name}: no {cation} atom is six-coordinated by O (first-shell coordination numbers found: "
-            f"{sorted(set(cns))}); octahedral O-O edges need a {cation}O6 octahedron")
+            f"{sorted({c for c, _ in cns})}; first {cation} atom's nearest M-O distances {dist} A); "
+            f"octahedral O-O edges need a {cation}O6 octahedron")
     return np.asarray(out) / ANGSTROM_PER_NM
 
 
@@ -263,7 +279,8 @@ def oo_distances(atoms, cation: str, name: str = "structure", shell_factor: floa
         name=name, cation=cation,
         oo_octahedral_edge_nm=float(edges.mean()), oo_octahedral_edge_std_nm=float(edges.std()),
         oo_nearest_nm=float(shell.mean()), oo_nearest_std_nm=float(shell.std()),
-        n_octahedra=int(edges.shape[0]), edges_nm=edges.ravel(), shell_nm=shell)
+        n_octahedra=int(edges.shape[0]), edges_nm=edges.ravel(), shell_nm=shell,
+        n_skipped=int(np.sum(np.array(atoms.get_chemical_symbols()) == cation)) - int(edges.shape[0]))
 
 
 def guess_cation(atoms) -> str:

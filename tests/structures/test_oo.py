@@ -115,7 +115,7 @@ def test_yag_keeps_octahedral_al_only():
     atoms = oo.load_builtin("Y3Al5O12")
     assert atoms.get_chemical_formula() == "Al40O96Y24"
     d = oo.oo_distances(atoms, "Al", "YAG")
-    assert d.n_octahedra == 16
+    assert d.n_octahedra == 16 and d.n_skipped == 24
     sym = np.array(atoms.get_chemical_symbols())
     frac = atoms.get_scaled_positions() % 0.5  # 16a: every coordinate 0 or 1/4 modulo 1/2; 24d has a 3/8
     al16a = np.flatnonzero((sym == "Al") & np.all(np.isclose(frac, 0.0, atol=1e-6) | np.isclose(frac, 0.25, atol=1e-6),
@@ -130,3 +130,19 @@ def test_tetrahedral_cation_is_a_clear_error():
     zno = bulk("ZnO", "wurtzite", a=3.25, c=5.21)
     with pytest.raises(SreelsInputError, match="six-coordinated"):
         oo.octahedral_edges_nm(zno, "Zn", "ZnO")
+
+
+def test_elongated_4_plus_2_octahedra_are_kept():
+    """A rock-salt cell stretched along c (axial/equatorial bond up to 1.35, Jahn-Teller-like)
+    stays six-coordinated; the mean edge is that of 4 equatorial and 8 slanted edges."""
+    for stretch in (1.0, 1.26, 1.35):
+        a = 4.2
+        atoms = bulk("MgO", "rocksalt", a=a, cubic=True)
+        atoms.set_cell(atoms.cell * [1, 1, stretch], scale_atoms=True)
+        d = oo.oo_distances(atoms, "Mg", "stretched")
+        assert d.n_octahedra == 4 and d.n_skipped == 0
+        eq, ax = a / 2, a * stretch / 2
+        expect = (4 * np.sqrt(2) * eq + 8 * np.hypot(eq, ax)) / 12 / 10
+        assert d.oo_octahedral_edge_nm == pytest.approx(expect, rel=1e-9)
+    assert oo.first_shell([1.76, 1.76, 1.76, 1.76, 3.3]) == 4
+    assert oo.first_shell([1.90] * 4 + [2.41] * 2 + [3.4]) == 6

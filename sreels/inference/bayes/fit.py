@@ -95,6 +95,8 @@ def model_checks(like: Likelihood, m: MapResult) -> tuple:
         worst = max(per_window, key=per_window.get)
         flags.append(f"model does not describe the data: chi2_red = {m.chi2_red:.3f} > {1 + tol:.3f} "
                      f"(worst window {worst!r}: {per_window[worst]:.3f})")
+    if not m.success:
+        flags.append(f"MAP optimiser did not converge ({m.message}): the MAP and its covariance are not final")
     if m.at_bound:
         flags.append(f"MAP within one standard deviation of a prior bound for {list(m.at_bound)}: "
                      "the prior may exclude the data")
