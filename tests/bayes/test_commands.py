@@ -46,7 +46,7 @@ def test_unconverged_run_exits_3_and_still_writes_flagged_results(folder, tmp_pa
         d = s["derived"][k]
         assert d["p2_5"] <= d["p16"] <= d["median"] <= d["p84"] <= d["p97_5"]
         assert s[f"{k}_err"] > 0
-    for f in ("posterior.nc", "profiles.csv", "corner.png", "profiles.png", "residuals.png"):
+    for f in ("posterior.nc", "profiles.csv", "corner.png", "corner_parameters.png", "profiles.png", "residuals.png"):
         assert (out / f).is_file()
     header = (out / "profiles.csv").read_text().splitlines()[0].split(",")
     assert {"li_rel_lo", "li_rel_hi", "ti3_fraction_lo", "ti3_fraction_hi", "r_oo_nm_lo", "r_oo_nm_hi"} <= set(header)

@@ -112,6 +112,7 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
     from ...io import output_directory, write_csv, write_json
     from . import figures
     from .fit import fit_bayes
+    from .params import DERIVED, derived
     from .results import inference_data, profile_bands, summarise
 
     t0 = time.perf_counter()
@@ -124,7 +125,17 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
         write_csv(tmp / "profiles.csv", cols)
         idata = inference_data(fit, {"sreels_version": __version__, **(settings or {})})
         idata.to_netcdf(str(tmp / "posterior.nc"), engine="h5netcdf")
-        figures.corner(fit.samples.flat, list(fit.map.names), tmp / "corner.png", truth_params)
+        flat = fit.samples.flat
+        pset = fit.likelihood.model.pset
+        dd = derived(pset.as_dict(flat), pset.ti3_mode)
+        keys = [k for k in DERIVED if k != "r_oo_change_nm"]  # the change is max - parent
+        dtruth = None
+        if truth_params and all(n in truth_params for n in pset.names):
+            dtruth = derived(pset.as_dict(np.array([truth_params[n] for n in pset.names])), pset.ti3_mode)
+        figures.corner(np.column_stack([np.asarray(dd[k]) for k in keys]), keys, tmp / "corner.png",
+                       dtruth, title="the study's numbers: posterior (red: truth where known)")
+        figures.corner(flat, list(fit.map.names), tmp / "corner_parameters.png", truth_params,
+                       title="every sampled parameter: posterior (red: truth where known)")
         figures.profiles(cols, summary, tmp / "profiles.png", truth_profiles)
         _, pred, _ = fit.likelihood.fit_rows(fit.map.theta)
         figures.residual_image(fit.data, pred, tmp / "residuals.png")

@@ -22,13 +22,22 @@ def _save(fig, path):
     tmp.replace(path)
 
 
-def corner(flat, names, path, truth: dict | None = None, max_points: int = 3000):
-    """Pairwise scatter and marginal histograms of ``flat`` (N, P)."""
+def corner(flat, names, path, truth: dict | None = None, max_points: int = 3000,
+           title: str = "posterior (red: truth where known)"):
+    """Pairwise scatter and marginal histograms of ``flat`` (N, P).  Each axis shows the
+    deviation from the posterior median (written under the name), so that parameters of very
+    different sizes (0.28 nm and 400 nm) stay readable; the diagonal titles give median +- sd."""
+    from matplotlib.ticker import MaxNLocator
+
+    flat = np.asarray(flat, float)
     P = len(names)
+    med, sd = np.median(flat, axis=0), flat.std(axis=0)
+    dev = flat - med
     idx = np.linspace(0, flat.shape[0] - 1, min(max_points, flat.shape[0])).astype(int)
-    x = flat[idx]
-    fig, axes = plt.subplots(P, P, figsize=(1.6 * P, 1.6 * P))
-    axes = np.atleast_2d(axes)
+    x = dev[idx]
+    t = {n: truth[n] - m for n, m in zip(names, med) if truth and n in truth}
+    size = max(1.7 * P, 6.0)
+    fig, axes = plt.subplots(P, P, figsize=(size, size), squeeze=False)
     for i in range(P):
         for j in range(P):
             ax = axes[i, j]
@@ -36,23 +45,33 @@ def corner(flat, names, path, truth: dict | None = None, max_points: int = 3000)
                 ax.set_visible(False)
                 continue
             if i == j:
-                ax.hist(flat[:, i], bins=40, histtype="step", color="k")
-                if truth and names[i] in truth:
-                    ax.axvline(truth[names[i]], color="C3")
+                ax.hist(dev[:, i], bins=40, histtype="step", color="k")
+                if names[i] in t:
+                    ax.axvline(t[names[i]], color="C3")
+                ax.set_title(f"{med[i]:.6g} ± {sd[i]:.2g}", fontsize=7)
+                ax.set_yticks([])
             else:
-                ax.plot(x[:, j], x[:, i], ",", color="k", alpha=0.3)
-                if truth and names[i] in truth and names[j] in truth:
-                    ax.plot(truth[names[j]], truth[names[i]], "s", color="C3", ms=3)
-            ax.tick_params(labelsize=5)
+                ax.plot(x[:, j], x[:, i], ".", color="k", alpha=0.25, ms=1.5, mew=0)
+                if names[i] in t and names[j] in t:
+                    ax.plot(t[names[j]], t[names[i]], "s", color="C3", ms=4)
+            ax.xaxis.set_major_locator(MaxNLocator(3))
+            ax.yaxis.set_major_locator(MaxNLocator(3))
+            ax.ticklabel_format(useOffset=False, style="sci", scilimits=(-3, 4))
+            ax.tick_params(labelsize=6)
+            ax.xaxis.get_offset_text().set_fontsize(6)
+            ax.yaxis.get_offset_text().set_fontsize(6)
             if i < P - 1:
                 ax.set_xticklabels([])
+                ax.xaxis.offsetText.set_visible(False)
             else:
-                ax.set_xlabel(names[j], fontsize=6, rotation=30)
+                ax.set_xlabel(f"{names[j]}\n− {med[j]:.6g}", fontsize=7)
             if j > 0 or i == 0:
                 ax.set_yticklabels([])
+                ax.yaxis.offsetText.set_visible(False)
             else:
-                ax.set_ylabel(names[i], fontsize=6, rotation=30)
-    fig.suptitle("sreels fit --method bayes: posterior (red: truth where known)", fontsize=9)
+                ax.set_ylabel(f"{names[i]}\n− {med[i]:.6g}", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     _save(fig, path)
 
 
