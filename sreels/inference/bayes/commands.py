@@ -56,30 +56,57 @@ def _expand(inputs):
 
 
 def _read(files):
-    """{name: (offset_ev, scale_ev, counts, y_nm)} through the fast path's loader or RosettaSciIO."""
-    try:
-        from ..load import load_measurement
-    except ImportError:  # pragma: no cover - the fast path's loader not there yet
-        load_measurement = None
-    out = {}
-    if load_measurement is not None:
-        for name, w in load_measurement([str(f) for f in files]).items():
-            out[name] = (w.energy.offset_ev, w.energy.scale_ev, np.asarray(w.counts, float), w.position.y_nm)
-        return out
-    from rsciio.hspy import file_reader  # pragma: no cover
-    for f in files:  # pragma: no cover
-        sig = file_reader(str(f))[0]
-        ax = sig["axes"]
-        ya = ax[0]
-        ea = ax[-1]
-        y = ya["offset"] + ya["scale"] * np.arange(ya["size"])
-        out[sig["metadata"].get("sreels", {}).get("window", f.stem)] = (ea["offset"], ea["scale"],
-                                                                       np.asarray(sig["data"], float), y)
-    return out
+    """{window name: WindowData} through the fast path's loader."""
+    from ..load import load_measurement
+
+    return load_measurement([str(f) for f in files])
 
 
-def load_input(inputs) -> tuple:
-    """Counts per window, the Config (scenario.toml beside the files if present) and y (nm)."""
+def _detector_metadata(w) -> dict:
+    sre = w.metadata.get("sreels", {}) if isinstance(w.metadata, dict) else {}
+    det = dict(sre.get("detector", {}) or {}) if isinstance(sre, dict) else {}
+    if w.gain_counts_per_e is not None:
+        det["gain_counts_per_e"] = w.gain_counts_per_e
+    return det
+
+
+def detector_for(meta: dict, toml_detector: Detector | None, gain=None, readout=None, psf=None):
+    """The detector the likelihood assumes, whether its gain is known, and notes on assumptions.
+
+    Order: scenario.toml beside the files (a sreels simulation), then the file's sreels
+    metadata, then the command line (``--gain``, ``--readout-noise``, ``--psf-decay``), which
+    overrides both; anything still unknown keeps :class:`~sreels.config.Detector`'s default and
+    is named in the notes (an unknown gain is then estimated from the MAP chi2, see run_bayes).
+    """
+    if toml_detector is not None and gain is None and readout is None and psf is None:
+        return toml_detector, True, []
+    base = toml_detector or Detector()
+    fields = {f.name: f.type for f in dataclasses.fields(Detector)}
+    kw = {}
+    for k, v in (meta or {}).items():
+        if k in fields and toml_detector is None:
+            try:
+                kw[k] = (str(v).lower() == "true") if isinstance(getattr(base, k), bool) else type(getattr(base, k))(v)
+            except (TypeError, ValueError):  # an unreadable metadata value counts as unknown
+                continue
+    for k, v in (("gain_counts_per_e", gain), ("readout_noise_counts", readout), ("psf_decay", psf)):
+        if v is not None:
+            kw[k] = float(v)
+    known = toml_detector is not None or "gain_counts_per_e" in kw
+    notes = [f"{what} not known (give {flag}): assumed {getattr(base, k)}"
+             for k, what, flag in (("readout_noise_counts", "readout noise", "--readout-noise"),
+                                   ("psf_decay", "detector PSF decay", "--psf-decay"))
+             if toml_detector is None and k not in kw]
+    return dataclasses.replace(base, **kw), known, notes
+
+
+def load_input(inputs, saturation: float | None = None) -> tuple:
+    """Counts per window, the Config (scenario.toml beside the files if present), y (nm), the
+    file names, the truth table (simulations), the files' detector metadata, whether a
+    scenario.toml was found, and per-window saturation masks (pixels at or above
+    ``saturation`` counts, else at the level the sreels metadata give; None when unknown)."""
+    from ..fast import saturation_level
+
     files = _expand(inputs)
     raw = _read(files)
     toml = next((f.parent / "scenario.toml" for f in files if (f.parent / "scenario.toml").is_file()), None)
@@ -88,21 +115,29 @@ def load_input(inputs) -> tuple:
     for w in cfg.instrument.windows:
         if w.name not in raw:
             continue
-        off, sc, c, _ = raw[w.name]
-        windows.append(dataclasses.replace(w, offset_ev=float(off), scale_ev=float(sc), channels=c.shape[1]))
+        e = raw[w.name].energy
+        windows.append(dataclasses.replace(w, offset_ev=float(e.offset_ev), scale_ev=float(e.scale_ev),
+                                           channels=raw[w.name].counts.shape[1]))
     if not windows:
         raise SreelsInputError(f"none of the windows {list(raw)} is known to the instrument "
                                f"({[w.name for w in cfg.instrument.windows]})")
     inst = dataclasses.replace(cfg.instrument, windows=tuple(windows))
-    y = next(iter(raw.values()))[3]
-    counts = {w.name: raw[w.name][2] for w in windows}
+    y = next(iter(raw.values())).position.y_nm
+    counts = {w.name: np.asarray(raw[w.name].counts, float) for w in windows}
+    saturated = {}
+    for w in windows:
+        level = saturation if saturation is not None else saturation_level(raw[w.name])
+        saturated[w.name] = counts[w.name] >= level if level is not None else None
     truth = None
     tpath = toml.parent / "truth.csv" if toml else None
     if tpath is not None and tpath.is_file():
         from ...io import read_csv
         truth = read_csv(tpath)
+    meta = {}
+    for w in raw.values():
+        meta.update(_detector_metadata(w))
     return counts, Config(cfg.scenario, inst, cfg.detector if toml else Detector()), np.asarray(y, float), \
-        [str(f) for f in files], truth
+        [str(f) for f in files], truth, meta, toml is not None, saturated
 
 
 # -------------------------------------------------------------------- run
@@ -142,6 +177,26 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
     return fit, summary
 
 
+def estimate_gain(data, priors, det, prepared, iterations: int = 3, tol: float = 0.01):
+    """An unknown conversion gain from the MAP: with the gain g0 assumed, the data in electrons
+    are (g/g0) x the true ones and their Poisson variance (g/g0) x the one the likelihood
+    assumes, so chi2_red = g/g0 at the MAP; g <- g0 chi2_red, repeated until chi2_red is within
+    ``tol`` of 1.  Returns the detector, the data prepared with it and a note for the user."""
+    from .fit import fit_bayes
+
+    g0 = det.gain_counts_per_e
+    chi = float("nan")
+    for _ in range(iterations):
+        chi = fit_bayes(data, priors, sample=False).map.chi2_red
+        det = dataclasses.replace(det, gain_counts_per_e=det.gain_counts_per_e * chi)
+        data = prepared(det)
+        if abs(chi - 1) < tol:
+            break
+    return det, data, (f"detector gain unknown (give --gain): estimated {det.gain_counts_per_e:.3g} counts/e "
+                       f"from the MAP chi2 (started at {g0:g}; last chi2_red {chi:.3f}); the errors rely on "
+                       "the model describing the data")
+
+
 def run_bayes(args) -> int:
     """Entry point for ``sreels fit --method bayes``; returns the exit code."""
     from .data import prepare
@@ -150,16 +205,29 @@ def run_bayes(args) -> int:
 
     if Path(args.out).exists() and not getattr(args, "overwrite", False):
         raise SreelsInputError(f"output folder {args.out} exists; choose another or pass --overwrite")
-    counts, cfg, y, files, truth = load_input(args.inputs)
+    counts, cfg, y, files, truth, meta, from_toml, saturated = load_input(args.inputs, getattr(args, "saturation", None))
+    det, gain_known, notes = detector_for(meta, cfg.detector if from_toml else None, getattr(args, "gain", None),
+                                          getattr(args, "readout_noise", None), getattr(args, "psf_decay", None))
     row_nm = float(np.median(np.diff(y))) if y.size > 1 else cfg.scenario.row_nm
-    data = prepare(counts, cfg, y, row_nm, bin=getattr(args, "energy_bin", None), source=", ".join(files))
     priors = load_priors(getattr(args, "priors", None), cfg.instrument)
+
+    def prepared(d):
+        return prepare(counts, dataclasses.replace(cfg, detector=d), y, row_nm, saturated=saturated,
+                       bin=getattr(args, "energy_bin", None), source=", ".join(files))
+
+    data = prepared(det)
+    if not gain_known:
+        det, data, note = estimate_gain(data, priors, det, prepared)
+        notes.append(note)
+    for n in notes:
+        print(f"note: {n}")
     seed = getattr(args, "seed", None)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2 ** 63))
     rng = np.random.default_rng(seed)
     settings = {"input_files": files, "version": __version__, "seed": seed, "priors_file": getattr(args, "priors", None),
                 "ti3_mode": priors.pset.ti3_mode, "fixed": priors.pset.fixed,
+                "detector": dataclasses.asdict(det), "detector_notes": notes,
                 "priors": {n: dataclasses.asdict(d) | {"dist": type(d).__name__} for n, d in priors.dists.items()}}
     tp = None
     if truth is not None:
