@@ -34,7 +34,7 @@ def _normal(J, w, res):
     return JWt @ J, (JWt @ res[:, :, None])[:, :, 0]
 
 
-def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=50, dchi2=1e-2,
+def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=200, dchi2=1e-2,
                         lam0=1e-3) -> BatchResult:
     """Minimise sum_c w_rc (y_rc - m_rc(p_r))^2 for every row r.
 
@@ -46,8 +46,10 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     p0 : (rows, n_par) starting values.
     y, weights : (rows, n_ch) data and inverse variances.
     lower, upper : (n_par,) optional bounds; steps are clipped into them.
-    dchi2 : a row stops when a step changes its chi^2 by less than this (absolute: a chi^2
-        change of 0.01 moves parameters by ~0.1 of their standard errors at most).
+    dchi2 : a row stops when a step changes its chi^2 by less than this times
+        max(1, chi^2_red) (a change of 0.01 moves parameters by ~0.1 of their standard errors
+        at most; when the model misses the data, chi^2_red > 1, the errors are scaled by
+        sqrt(chi^2_red) and the tolerance with them).
     """
     p = np.array(p0, dtype=float)
     rows, npar = p.shape
@@ -61,6 +63,7 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     lam = np.full(rows, lam0)
     done = ~np.isfinite(chi2)
     eye = np.eye(npar)
+    dof = max(y.shape[1] - npar, 1)
     it = 0
     for it in range(1, max_iter + 1):
         idx = np.flatnonzero(~done)
@@ -78,7 +81,7 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         res_new = y[idx] - m_new
         chi2_new = np.sum(weights[idx] * res_new**2, axis=1)
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
-        settled = np.abs(chi2[idx] - chi2_new) < dchi2
+        settled = np.abs(chi2[idx] - chi2_new) < dchi2 * np.maximum(1.0, chi2[idx] / dof)
         b = idx[better]
         p[b], m[b], J[b], res[b] = p_new[better], m_new[better], J_new[better], res_new[better]
         chi2[b] = chi2_new[better]
@@ -89,6 +92,5 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         cov = np.linalg.inv(A)
     except np.linalg.LinAlgError:
         cov = np.linalg.pinv(A)
-    dof = max(y.shape[1] - npar, 1)
     converged = done & np.isfinite(chi2) & (lam < 1e12)
     return BatchResult(p, cov, chi2 / dof, converged, it)

@@ -27,6 +27,9 @@ def configure_fit(p):
     p.add_argument("--saturation", type=float, metavar="COUNTS", help="mask pixels at or above this value")
     p.add_argument("--c-err", type=float, default=0.0, metavar="EV_NM2",
                    help="standard error of C = 2.820 eV nm^2 to propagate into R_OO (default 0)")
+    p.add_argument("--reference", action="append", metavar="NAME=FILE", default=None,
+                   help="measured MLLS standard for the Ti-L2,3 fit, e.g. Ti4+=rutile.msa Ti3+=Ti2O3.msa "
+                        "(same resolution and camera as the image; default: forward-model references)")
     p.add_argument("--no-plot", action="store_true", help="skip the figures")
     p.add_argument("--seed", type=int, default=None, help="(bayes) random seed")
     p.add_argument("--allow-unconverged", action="store_true", help="(bayes) exit 0 even if not converged")
@@ -53,8 +56,10 @@ def expand_inputs(inputs):
 
 def settings_from_args(args):
     from .fast import FitSettings
+    from .references import parse_references
 
     return FitSettings(
+        ti_references=parse_references(getattr(args, "reference", None)),
         gain_counts_per_e=args.gain, readout_noise_counts=args.readout_noise, psf_decay=args.psf_decay,
         resolution_fwhm_ev=args.resolution, parent_nm=tuple(args.parent) if args.parent else None,
         bin_rows=args.bin, saturation_counts=args.saturation, c_err_ev_nm2=args.c_err)

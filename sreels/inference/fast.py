@@ -53,6 +53,8 @@ class FitSettings:
     calibrate_energy: bool = True
     shift_correction: bool = True
     bin_rows: int = 1
+    ti_references: tuple = ()               # measured standards: (("Ti4+", path), ("Ti3+", path)), see references
+    ti_norm_ev: tuple = (470.0, 480.0)      # per-atom normalisation window of measured standards
 
     def instrument(self) -> Instrument:
         return Instrument(beam_energy_kev=self.beam_energy_kev, resolution_fwhm_ev=self.resolution_fwhm_ev,
@@ -211,6 +213,12 @@ class _Run:
 def _fit_ti(run: _Run, w: WindowData):
     s = run.s
     (ef, refs), var, mask = run.prepare(w, ("Ti-L23",), *s.ti_fit_ev)
+    if s.ti_references:
+        from .references import REFERENCE_NAMES, with_measured
+        refs = with_measured(ef, refs, s.ti_references, (s.ti_fit_ev[0], s.ti_pre_edge_hi_ev), s.ti_norm_ev)
+        given = {n for n, _ in s.ti_references}
+        run.notes.append("Ti-L2,3 MLLS with measured standards for " + ", ".join(sorted(given)) +
+                         "".join(f"; {n} from the forward model" for n in REFERENCE_NAMES if n not in given))
     d0 = 0.0
     if s.calibrate_energy:
         d0 = global_shift(w.energy, w.counts.mean(0), np.interp(w.energy.energy_ev, ef, refs["Ti4+"]), *s.ti_fit_ev)

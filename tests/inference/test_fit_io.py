@@ -116,3 +116,24 @@ def test_tio2_standard_is_ti4(shared_data):
     assert np.median(f3) < 0.15, np.median(f3)
     # the raw axis is ~3 eV high (data README): the fit finds it
     assert np.median(res.columns["ti_shift_ev"][ok]) == pytest.approx(3.0, abs=0.8)
+
+
+def test_tio2_with_its_own_measured_standard(shared_data, tmp_path):
+    """The summed TiO2 image as the Ti4+ MLLS standard (Ti3+ from the forward model): the
+    parametric Ti4+ shape's f3 ~ 0.13 bias (rutile's real L2,3 shape) goes to ~0 and chi2 drops."""
+    from sreels.inference.fast import FitSettings
+
+    f = shared_data / "internal-only" / "Ti-Oxidation-EELS-data-processing" / "TiO2_TiL_SI_high-loss.dm4"
+    if not f.exists():
+        pytest.skip(f"{f} absent")
+    wins = load_measurement([f])
+    w = next(iter(wins.values()))
+    std = tmp_path / "tio2_sum.dat"  # a scratch file: the data themselves never enter the project
+    np.savetxt(std, np.column_stack([w.energy.energy_ev, w.counts.sum(0)]))
+    model = fit_image(wins)
+    meas = fit_image(wins, FitSettings(ti_references=(("Ti4+", str(std)),)))
+    ok = meas.status == "ok"
+    assert ok.sum() >= (model.status == "ok").sum() > 40
+    f3 = meas.columns["ti3_fraction_raw"][ok]
+    assert abs(np.median(f3)) < 0.01 and np.percentile(np.abs(f3), 90) < 0.03, np.percentile(f3, [5, 50, 95])
+    assert np.median(meas.columns["ti_chi2_red"][ok]) < 0.5 * np.median(model.columns["ti_chi2_red"][ok])
