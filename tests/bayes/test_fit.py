@@ -98,3 +98,24 @@ def test_sampler_reports_non_convergence():
     assert not res.converged and any("tau" in r or "ESS" in r for r in res.reasons)
     with pytest.raises(TypeError, match="Generator"):
         run_sampler(like, pr, np.zeros(3), np.eye(3), 1, progress=False)
+
+
+def test_posterior_predictive_mean_and_variance(small_fit):
+    """Over two draws the predictive mean is their average and the variance ((p1 - p2) / 2)^2;
+    without samples it is the MAP prediction with zero variance."""
+    from types import SimpleNamespace
+
+    from sreels.inference.bayes.results import posterior_predictive
+
+    _, fit = small_fit
+    like = fit.likelihood
+    mean, var = posterior_predictive(fit)
+    _, p0, _ = like.fit_rows(fit.map.theta)
+    assert all(np.array_equal(m, p) and not v.any() for m, p, v in zip(mean, p0, var))
+    t2 = fit.map.theta + 3 * fit.map.sd
+    _, p2, _ = like.fit_rows(t2)
+    two = dataclasses.replace(fit, samples=SimpleNamespace(flat=np.vstack([fit.map.theta, t2])))
+    mean, var = posterior_predictive(two)
+    for m, v, a, b in zip(mean, var, p0, p2):
+        assert np.allclose(m, 0.5 * (a + b), rtol=1e-12)
+        assert np.allclose(v, (0.5 * (a - b)) ** 2, rtol=1e-9, atol=1e-12)

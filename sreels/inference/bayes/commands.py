@@ -148,7 +148,7 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
     from . import figures
     from .fit import fit_bayes
     from .params import DERIVED, derived
-    from .results import inference_data, profile_bands, summarise
+    from .results import inference_data, posterior_predictive, profile_bands, summarise
 
     t0 = time.perf_counter()
     fit = fit_bayes(data, priors, rng, walkers=walkers, max_steps=steps, min_ess=min_ess, progress=progress)
@@ -172,8 +172,9 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
         figures.corner(flat, list(fit.map.names), tmp / "corner_parameters.png", truth_params,
                        title="every sampled parameter: posterior (red: truth where known)")
         figures.profiles(cols, summary, tmp / "profiles.png", truth_profiles)
-        _, pred, _ = fit.likelihood.fit_rows(fit.map.theta)
-        figures.residual_image(fit.data, pred, tmp / "residuals.png")
+        mean, var = posterior_predictive(fit)
+        figures.residual_image(fit.data, mean, tmp / "residuals.png", var,
+                               "posterior predictive (mean of 64 draws)" if fit.samples is not None else "MAP")
     return fit, summary
 
 

@@ -103,12 +103,15 @@ def profiles(cols: dict, summary: dict, path, truth: dict | None = None):
     _save(fig, path)
 
 
-def residual_image(data, pred, path):
-    """Whitened residuals (d - mu) / sqrt(V) at the MAP, one panel per window."""
+def residual_image(data, pred, path, pred_var=None, what: str = "MAP"):
+    """Whitened residuals (d - mu) / sqrt(V + var_mu), one panel per window: ``pred`` the
+    prediction (MAP, or the posterior-predictive mean with its variance ``pred_var``)."""
     fig, axes = plt.subplots(1, len(data.windows), figsize=(6 * len(data.windows), 4.5))
     axes = np.atleast_1d(axes)
-    for ax, wd, p, v in zip(axes, data.windows, pred, data.variance):
-        r = np.where(wd.mask, (wd.data - p) / np.sqrt(v), np.nan)
+    pred_var = pred_var if pred_var is not None else [0.0] * len(pred)
+    fig.suptitle(f"{what}: whitened residuals (data - prediction) / sigma", fontsize=10)
+    for ax, wd, p, v, pv in zip(axes, data.windows, pred, data.variance, pred_var):
+        r = np.where(wd.mask, (wd.data - p) / np.sqrt(v + pv), np.nan)
         e = wd.energy_ev.mean(1)
         y = data.y_nm
         im = ax.imshow(r, aspect="auto", cmap="RdBu_r", vmin=-4, vmax=4, origin="upper",

@@ -100,6 +100,26 @@ def profile_bands(fit: BayesFit, n_max: int = 2000) -> dict:
     return cols
 
 
+def posterior_predictive(fit: BayesFit, n_max: int = 64):
+    """Mean and variance over posterior draws of the predicted image, per window.
+
+    Each draw's per-row amplitudes are those that fit best at its parameters (the profiled
+    amplitudes; their own conditional spread is not added).  Without samples: the MAP
+    prediction and zero variance."""
+    like = fit.likelihood
+    thetas = draws(fit, n_max) if fit.samples is not None else fit.map.theta[None]
+    mean = m2 = None
+    for k, th in enumerate(thetas, start=1):  # Welford: no cancellation between large sums
+        _, pred, _ = like.fit_rows(th)
+        if mean is None:
+            mean, m2 = [np.zeros_like(p) for p in pred], [np.zeros_like(p) for p in pred]
+        for m, s, p in zip(mean, m2, pred):
+            d = p - m
+            m += d / k
+            s += d * (p - m)
+    return tuple(mean), tuple(s / len(thetas) for s in m2)
+
+
 def inference_data(fit: BayesFit, attrs: dict | None = None):
     """ArviZ InferenceData: posterior (walkers as chains) with derived numbers, log-probability."""
     import warnings
