@@ -81,7 +81,7 @@ def detector_for(meta: dict, toml_detector: Detector | None, gain=None, readout=
     if toml_detector is not None and gain is None and readout is None and psf is None:
         return toml_detector, True, []
     base = toml_detector or Detector()
-    fields = {f.name: f.type for f in dataclasses.fields(Detector)}
+    fields = {f.name for f in dataclasses.fields(Detector)}
     kw = {}
     for k, v in (meta or {}).items():
         if k in fields and toml_detector is None:
