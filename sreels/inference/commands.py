@@ -30,6 +30,9 @@ def configure_fit(p):
     p.add_argument("--reference", action="append", metavar="NAME=FILE", default=None,
                    help="measured MLLS standard for the Ti-L2,3 fit, e.g. Ti4+=rutile.msa Ti3+=Ti2O3.msa "
                         "(same resolution and camera as the image; default: forward-model references)")
+    p.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                   help="(fast) read the files lazily (Dask) and fit N rows at a time, for images that do "
+                        "not fit in memory; same result, no residual image")
     p.add_argument("--no-plot", action="store_true", help="skip the figures")
     p.add_argument("--seed", type=int, default=None, help="(bayes) random seed")
     p.add_argument("--allow-unconverged", action="store_true", help="(bayes) exit 0 even if not converged")
@@ -77,13 +80,18 @@ def run_fit(args) -> int:
     if args.bin < 1:
         raise SreelsInputError(f"--bin {args.bin}: expected an integer >= 1")
     inputs = expand_inputs(args.inputs)
-    windows = load_measurement(inputs, args.energy_offset, args.dispersion)
+    chunk = getattr(args, "chunk_rows", None)
+    windows = load_measurement(inputs, args.energy_offset, args.dispersion, lazy=chunk is not None)
     settings = settings_from_args(args)
-    res = fit_image(windows, settings)
+    if chunk is not None:
+        from .fast import fit_image_chunked
+        res = fit_image_chunked(windows, settings, chunk)
+    else:
+        res = fit_image(windows, settings)
     d = derive(res.position.y_nm, res.columns, res.status == "ok", settings.c_ev_nm2, settings.c_err_ev_nm2)
     out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot)
     print_summary(res, d)
-    print(f"wrote {out}/ (profiles.csv, summary.json{'' if args.no_plot else ', profiles.png, residuals.png'})")
+    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
     return 0
 
 

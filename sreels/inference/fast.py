@@ -182,6 +182,14 @@ class _Run:
     rows: int
     status: list
     notes: list = field(default_factory=list)
+    means: dict | None = None   # (name, source) -> mean spectrum of the whole image (chunked fits)
+    ti_d0: float = 0.0          # the Ti fit's global energy offset (eV)
+
+    def mean(self, w: WindowData) -> np.ndarray:
+        """The whole image's mean spectrum of ``w`` (global shifts must not depend on a chunk)."""
+        if self.means is not None and (w.name, w.source) in self.means:
+            return self.means[(w.name, w.source)]
+        return w.counts.mean(0)
 
     def prepare(self, w: WindowData, edges, lo, hi):
         """References, per-pixel variances and the saturation mask of a window's fit range."""
@@ -221,7 +229,8 @@ def _fit_ti(run: _Run, w: WindowData):
                          "".join(f"; {n} from the forward model" for n in REFERENCE_NAMES if n not in given))
     d0 = 0.0
     if s.calibrate_energy:
-        d0 = global_shift(w.energy, w.counts.mean(0), np.interp(w.energy.energy_ev, ef, refs["Ti4+"]), *s.ti_fit_ev)
+        d0 = global_shift(w.energy, run.mean(w), np.interp(w.energy.energy_ev, ef, refs["Ti4+"]), *s.ti_fit_ev)
+    run.ti_d0 = d0
     fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), ("Ti4+", "Ti3+"), s.ti_fit_ev[0], s.ti_fit_ev[1],
                            s.ti_pre_edge_hi_ev, delta=np.full(run.rows, d0), mask=mask)
     fit = run.finish(fit, w, mask, s.ti_fit_ev, "ti")
@@ -243,17 +252,20 @@ def _fit_ti(run: _Run, w: WindowData):
     }
     # Ti atoms per row (valence-independent: per-atom references) and the row's energy shift
     ti = {"n": n_ti, "n_err": n_ti_err, "has": has,
-          "delta": np.where(has, delta, np.nanmedian(delta[has]) if has.any() else 0.0),
+          "delta": np.where(has, delta, run.ti_d0),  # rows without Ti: the image's global offset
           "delta_err": np.where(has, delta_err, 0.0)}
     return fit, cols, ti
 
 
-def _fit_li(run: _Run, w: WindowData, pos: PositionAxis, ti):
+def _fit_li(run: _Run, w: WindowData, ti):
+    """Li-K per row: the raw amount and (with Ti) the amount per Ti atom; the parent
+    normalisation needs the whole image and is :func:`_normalise_li`'s."""
     s = run.s
     (ef, refs), var, mask = run.prepare(w, s.li_components, *s.li_fit_ev)
     d_li = None
-    if ti is not None:  # the row's energy distortion from the Ti fit holds the references
-        d_li = ti["delta"] - (np.median(ti["delta"]) if abs(np.median(ti["delta"])) > 2.0 else 0.0)
+    if ti is not None:  # the row's energy distortion from the Ti fit holds the references; a real
+        # axis's global offset (> 2 eV) is the Ti window's, not the Li window's: removed
+        d_li = ti["delta"] - (run.ti_d0 if abs(run.ti_d0) > 2.0 else 0.0)
     fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), s.li_components, s.li_fit_ev[0], s.li_fit_ev[1],
                            s.li_pre_edge_hi_ev, delta=d_li, mask=mask, fit_delta=False)
     fit = run.finish(fit, w, mask, s.li_fit_ev, "li")
@@ -266,22 +278,33 @@ def _fit_li(run: _Run, w: WindowData, pos: PositionAxis, ti):
     else:
         valid = np.isfinite(a) & (a > 3 * a_err)
         q, q_err = a, a_err
-    par = parent_rows(pos.y_nm, valid, s.parent_nm)
+    return fit, {"_li_a": a, "_li_a_err": a_err, "_li_q": q, "_li_q_err": q_err, "_li_valid": valid,
+                 "li_chi2_red": fit.result.chi2_red}
+
+
+def _normalise_li(cols: dict, y_nm, parent_nm, notes: list) -> None:
+    """Li relative to the parent region (default: the far third of the whole image), in place;
+    the raw columns ``_li_*`` of :func:`_fit_li` are consumed."""
+    if "_li_a" not in cols:
+        return
+    a, a_err, q, q_err = (cols.pop(k) for k in ("_li_a", "_li_a_err", "_li_q", "_li_q_err"))
+    valid = cols.pop("_li_valid").astype(bool)
+    par = parent_rows(y_nm, valid, parent_nm)
     if par.any():
         qm, qm_err = _mean(q[par], q_err[par])
         am, am_err = _mean(a[par], a_err[par])
     else:
         qm = qm_err = am = am_err = np.nan
-        run.notes.append("no row has a valid Li-K fit: li_rel and li_areal_rel are not normalised (NaN)")
-    return fit, {
+        notes.append("no row has a valid Li-K fit: li_rel and li_areal_rel are not normalised (NaN)")
+    cols.update({
         "li_rel": np.where(valid, q / qm, np.nan),
         "li_rel_err": np.where(valid, np.hypot(q_err / qm, q * qm_err / qm**2), np.nan),
         # the normalisation's relative error is common to every row: kept apart for derived numbers
         "li_rel_err_row": np.where(valid, q_err / qm, np.nan),
-        "li_norm_rel_err": np.full(run.rows, qm_err / qm),
+        "li_norm_rel_err": np.full(a.size, qm_err / qm),
         "li_areal_rel": a / am, "li_areal_rel_err": np.hypot(a_err / am, a * am_err / am**2),
-        "parent": par.astype(int), "li_chi2_red": fit.result.chi2_red,
-    }
+        "parent": par.astype(int),
+    })
 
 
 def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
@@ -291,8 +314,8 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     if ti is not None and s.shift_correction:
         d_row, d_err = ti["delta"], ti["delta_err"]
     else:
-        d0 = global_shift(w.energy, w.counts.mean(0), np.interp(w.energy.energy_ev, ef, refs["O-K continuum"]
-                                                                + refs["O-K prepeaks"]), *s.o_fit_ev) \
+        d0 = global_shift(w.energy, run.mean(w), np.interp(w.energy.energy_ev, ef, refs["O-K continuum"]
+                                                           + refs["O-K prepeaks"]), *s.o_fit_ev) \
             if s.calibrate_energy else 0.0
         d_row, d_err = np.full(run.rows, d0), np.zeros(run.rows)
     # the Ti-L2,3 continuum runs under O-K: fixed from the Ti fit when both share the window
@@ -330,41 +353,115 @@ def _check_windows(wins, s: FitSettings):
     return found
 
 
-def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = None) -> FastResult:
-    """Invert a measurement (windows keyed by name) with the fast path: Ti-L2,3 first (Ti atoms
-    per row and the row's energy shift), then Li-K (per Ti atom) and O-K (on the Ti-calibrated
-    axis).  Inputs are not modified."""
+def _prepared(windows: dict, s: FitSettings) -> dict:
+    return {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows) for k, w in windows.items()}
+
+
+def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True):
+    """The per-row fits of (a chunk of) an image: columns (Li not yet normalised), status sets,
+    the edge fits, timings and notes."""
     from tqdm.auto import tqdm
 
-    s = settings or FitSettings()
-    t0 = time.perf_counter()
-    wins = {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows) for k, w in windows.items()}
     found = _check_windows(wins, s)
-    any_w = next(iter(wins.values()))
-    rows, pos = any_w.counts.shape[0], any_w.position
-    run = _Run(s, rows, [set() for _ in range(rows)])
+    rows = next(iter(wins.values())).counts.shape[0]
+    run = _Run(s, rows, [set() for _ in range(rows)], means=means)
     for tag, w in found.items():  # an over-subtracted dark leaves negative means: flagged, still fitted
         if w is not None:
             fr = {"li": s.li_fit_ev, "ti": s.ti_fit_ev, "o": s.o_fit_ev}[tag]
             run.flag(w.counts[:, w.energy.slice(*fr)].mean(1) < 0, f"{tag}_negative_counts")
-    cols: dict[str, np.ndarray] = {"y_nm": pos.y_nm}
+    cols: dict[str, np.ndarray] = {}
     fits, timings, ti = {}, {}, None
-    with tqdm(total=3, desc="sreels fit", unit="edge", delay=2.0, leave=False) as bar:
+    with tqdm(total=3, desc="sreels fit", unit="edge", delay=2.0, leave=False, disable=not progress) as bar:
         for tag, key in (("ti", "Ti-L23"), ("li", "Li-K"), ("o", "O-K")):
             ta = time.perf_counter()
             if found[tag] is not None:
                 if tag == "ti":
                     fits[key], c, ti = _fit_ti(run, found[tag])
                 elif tag == "li":
-                    fits[key], c = _fit_li(run, found[tag], pos, ti)
+                    fits[key], c = _fit_li(run, found[tag], ti)
                 else:
                     fits[key], c = _fit_o(run, found[tag], ti, fits.get("Ti-L23") if found["o"] is found["ti"] else None)
                 cols.update(c)
                 timings[tag] = time.perf_counter() - ta
             bar.update()
+    return cols, run.status, fits, timings, run.notes
+
+
+def _result(pos: PositionAxis, cols: dict, status: list, fits: dict, s: FitSettings, timings: dict,
+            notes: list) -> FastResult:
+    """The whole image's columns: Li normalised to the parent, missing profiles NaN, status strings."""
+    rows = pos.size
+    cols = {"y_nm": pos.y_nm, **cols}
+    _normalise_li(cols, pos.y_nm, s.parent_nm, notes)
     for k in ("li_rel", "li_rel_err", "ti3_fraction", "ti3_fraction_err", "peak_a_ev", "peak_a_ev_err",
               "peak_b_ev", "peak_b_ev_err", "r_oo_nm", "r_oo_nm_err"):
         cols.setdefault(k, np.full(rows, np.nan))
-    st = np.array(["|".join(sorted(x)) if x else "ok" for x in run.status])
+    st = np.array(["|".join(sorted(x)) if x else "ok" for x in status])
+    return FastResult(pos, cols, st, fits, s, timings, sorted(set(notes)))
+
+
+def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = None) -> FastResult:
+    """Invert a measurement (windows keyed by name) with the fast path: Ti-L2,3 first (Ti atoms
+    per row and the row's energy shift), then Li-K (per Ti atom) and O-K (on the Ti-calibrated
+    axis).  Inputs are not modified.  For images that do not fit in memory see
+    :func:`fit_image_chunked`."""
+    s = settings or FitSettings()
+    t0 = time.perf_counter()
+    wins = _prepared(windows, s)
+    cols, status, fits, timings, notes = _fit_rows(wins, s)
     timings["total"] = time.perf_counter() - t0
-    return FastResult(pos, cols, st, fits, s, timings, sorted(set(run.notes)))
+    return _result(next(iter(wins.values())).position, cols, status, fits, s, timings, notes)
+
+
+def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | None = None,
+                      chunk_rows: int = 4096) -> FastResult:
+    """:func:`fit_image` over blocks of ``chunk_rows`` rows, for images that do not fit in
+    memory: ``counts`` may be Dask arrays (``load_measurement(..., lazy=True)``), read one
+    block at a time.  What depends on the whole image is computed on the whole image first
+    (the mean spectra behind the global energy offsets) or last (the parent normalisation of
+    Li, the derived numbers), so the result equals :func:`fit_image`'s.  The per-row edge
+    fits are not kept (``fits`` is empty: no spectra panels or residual images)."""
+    from tqdm.auto import tqdm
+
+    s = settings or FitSettings()
+    if int(chunk_rows) != chunk_rows or chunk_rows < 1:
+        raise SreelsInputError(f"chunk_rows = {chunk_rows!r}: expected an integer >= 1")
+    t0 = time.perf_counter()
+    n = s.bin_rows
+    step = max(n, (int(chunk_rows) // n) * n)
+    any_w = next(iter(windows.values()))
+    total = (any_w.counts.shape[0] // n) * n
+    if total == 0:
+        raise SreelsInputError(f"{any_w.source}: {any_w.counts.shape[0]} rows, fewer than --bin {n}")
+    means = {}
+    for w in windows.values():  # the binned, dark-subtracted image's mean spectrum
+        m = w.counts[:total].mean(0)
+        m = np.asarray(m.compute() if hasattr(m, "compute") else m, dtype=float)
+        means[(w.name, w.source)] = n * (m - s.dark_offset_counts)
+    parts, status, notes, timings = [], [], [], {}
+    starts = range(0, total, step)
+    for i0 in tqdm(starts, desc="sreels fit (chunks)", unit="chunk", delay=2.0, leave=False):
+        i1 = min(i0 + step, total)
+        chunk = {}
+        for k, w in windows.items():
+            c = w.counts[i0:i1]
+            c = np.asarray(c.compute() if hasattr(c, "compute") else c, dtype=float)
+            pos = PositionAxis(w.position.offset_nm + i0 * w.position.scale_nm, w.position.scale_nm, i1 - i0)
+            bad = ~np.isfinite(c)
+            if bad.any():  # a lazily read file is checked block by block
+                r, ch = np.argwhere(bad)[0]
+                raise SreelsInputError(f"{w.source}: NaN/inf values (first at row {i0 + r}, "
+                                       f"{w.energy.energy_ev[ch]:.2f} eV); expected finite counts")
+            chunk[k] = dataclasses.replace(w, counts=c, position=pos, nav_shape=(i1 - i0,))
+        c, st, _, tm, nt = _fit_rows(_prepared(chunk, s), s, means, progress=False)
+        parts.append(c)
+        status += st
+        notes += nt
+        for key, v in tm.items():
+            timings[key] = timings.get(key, 0.0) + v
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    full = _bin(dataclasses.replace(any_w, counts=np.zeros((total, 1))), n).position
+    notes.append(f"fitted in {len(starts)} chunks of <= {step} rows: per-row edge fits not kept "
+                 "(no spectra panels or residual images)")
+    timings["total"] = time.perf_counter() - t0
+    return _result(full, cols, status, {}, s, timings, notes)

@@ -58,9 +58,13 @@ def _window_name(energy: EnergyAxis, fallback: str) -> str:
     return fallback
 
 
+def _is_lazy(a) -> bool:
+    return hasattr(a, "compute") and hasattr(a, "chunks")  # a Dask array
+
+
 def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_ev=None) -> WindowData:
-    """Build a WindowData from a RosettaSciIO signal dictionary."""
-    data = np.asarray(sig["data"])
+    """Build a WindowData from a RosettaSciIO signal dictionary (a Dask array stays lazy)."""
+    data = sig["data"] if _is_lazy(sig["data"]) else np.asarray(sig["data"])
     axes = sig["axes"]
     if data.ndim != len(axes) or data.ndim < 1:
         raise SreelsInputError(f"{source}: data has {data.ndim} dimensions but {len(axes)} axes")
@@ -97,8 +101,9 @@ def check_counts(w: WindowData) -> None:
                                f"{w.energy.energy_ev[c]:.2f} eV); expected finite counts")
 
 
-def read_file(path, energy_offset_ev=None, dispersion_ev=None) -> list[WindowData]:
-    """Read one file; returns one WindowData per signal it holds."""
+def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = False) -> list[WindowData]:
+    """Read one file; returns one WindowData per signal it holds (``lazy``: counts as Dask
+    arrays, read when used; the finite-counts check then happens block by block in the fit)."""
     import importlib
 
     path = Path(path)
@@ -108,17 +113,23 @@ def read_file(path, energy_offset_ev=None, dispersion_ev=None) -> list[WindowDat
     if ext == ".npy":
         if energy_offset_ev is None or dispersion_ev is None:
             raise SreelsInputError(f"{path}: a .npy array has no energy axis; give --energy-offset and --dispersion")
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False, mmap_mode="r" if lazy else None)
+        if lazy:  # memory-mapped, read block by block through Dask
+            import dask.array as da
+            arr = da.from_array(arr, chunks=(4096,) + arr.shape[1:] if arr.ndim == 2 else arr.shape)
         if arr.ndim not in (1, 2):
             raise SreelsInputError(f"{path}: expected a 1-D spectrum or a 2-D (rows, channels) array, got shape {arr.shape}")
-        arr = np.atleast_2d(arr)
+        arr = arr[None, :] if arr.ndim == 1 else arr
         sig = {"data": arr, "axes": [{"name": "y", "units": "", "size": arr.shape[0], "navigate": True},
                                      {"name": "E", "units": "eV", "size": arr.shape[1], "navigate": False}]}
         out = [from_signal_dict(sig, str(path), energy_offset_ev, dispersion_ev)]
     elif ext in _READERS:
         reader = importlib.import_module(_READERS[ext]).file_reader
         try:
-            sigs = reader(str(path))
+            try:
+                sigs = reader(str(path), lazy=True) if lazy else reader(str(path))
+            except TypeError:  # a reader without lazy loading (e.g. MSA: one small spectrum)
+                sigs = reader(str(path))
         except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
             raise SreelsInputError(f"{path}: RosettaSciIO could not read it ({type(exc).__name__}: {exc})") from None
         out = []
@@ -134,7 +145,8 @@ def read_file(path, energy_offset_ev=None, dispersion_ev=None) -> list[WindowDat
         raise SreelsInputError(f"{path}: unknown file type {ext!r}; expected one of "
                                f"{sorted(set(_READERS) | {'.npy'})}")
     for w in out:
-        check_counts(w)
+        if not lazy:
+            check_counts(w)
     return out
 
 
@@ -149,11 +161,13 @@ def from_hyperspy(signal, name: str | None = None) -> WindowData:
     return w
 
 
-def load_measurement(inputs, energy_offset_ev=None, dispersion_ev=None) -> dict[str, WindowData]:
-    """Read several files (or HyperSpy signals) as one measurement, keyed by window name."""
+def load_measurement(inputs, energy_offset_ev=None, dispersion_ev=None, lazy: bool = False) -> dict[str, WindowData]:
+    """Read several files (or HyperSpy signals) as one measurement, keyed by window name
+    (``lazy``: Dask arrays for :func:`~sreels.inference.fast.fit_image_chunked`)."""
     windows: dict[str, WindowData] = {}
     for item in inputs:
-        ws = [from_hyperspy(item)] if hasattr(item, "axes_manager") else read_file(item, energy_offset_ev, dispersion_ev)
+        ws = [from_hyperspy(item)] if hasattr(item, "axes_manager") else \
+            read_file(item, energy_offset_ev, dispersion_ev, lazy)
         for w in ws:
             key = w.name
             i = 2

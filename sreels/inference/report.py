@@ -48,5 +48,6 @@ def write_fit(result, derived: dict, inputs, out_dir, overwrite=False, plot=True
         if plot:
             from ..plots import profiles_figure, residuals_figure
             profiles_figure(result, derived, tmp / "profiles.png")
-            residuals_figure(result, tmp / "residuals.png")
+            if result.fits:  # a chunked fit keeps no per-row edge fits
+                residuals_figure(result, tmp / "residuals.png")
     return Path(out_dir)
