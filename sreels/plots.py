@@ -144,3 +144,33 @@ def residuals_figure(result, path):
         fig.colorbar(im, ax=a)
     fig.tight_layout()
     _save(fig, path)
+
+
+def maps_figure(result, nav_shape, path):
+    """A 2-D spectrum-image map: Li (parent = 1), Ti3+ fraction, O-O distance and the rows'
+    status, each as an image of the scan (ny x nx)."""
+    ny, nx = nav_shape
+    c = result.columns
+    ok = (result.status == "ok").reshape(ny, nx)
+    panels = (("li_rel", "c_Li (parent = 1)", "viridis"), ("ti3_fraction", "Ti3+ fraction", "magma"),
+              ("r_oo_nm", "R_OO (nm)", "cividis"))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), squeeze=False)
+    for a, (key, label, cmap) in zip(axes[0], panels):
+        img = np.where(ok, np.asarray(c[key], float).reshape(ny, nx), np.nan)
+        a.set_title(label)
+        if not np.isfinite(img).any():  # that edge was not in the data
+            a.text(0.5, 0.5, "not measured", ha="center", va="center", transform=a.transAxes, color="0.4")
+            a.set_xticks([])
+            a.set_yticks([])
+            continue
+        im = a.imshow(img, cmap=cmap, interpolation="nearest", vmin=np.nanpercentile(img, 2),
+                      vmax=np.nanpercentile(img, 98))
+        fig.colorbar(im, ax=a, shrink=0.8)
+    a = axes[0, 3]
+    a.imshow(ok, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    a.set_title(f"status ok ({int(ok.sum())} of {ok.size} pixels)")
+    for a in axes[0]:
+        a.set_xlabel("x (pixel)")
+        a.set_ylabel("y (pixel)")
+    fig.tight_layout()
+    _save(fig, path)

@@ -72,10 +72,14 @@ def run_fit(args) -> int:
     if args.method == "bayes":
         from .bayes.commands import run_bayes
         return run_bayes(args)
+    import dataclasses
+
+    import numpy as np
+
     from .derived import derive
     from .fast import fit_image
     from .load import load_measurement
-    from .report import write_fit
+    from .report import is_map, write_fit
 
     if args.bin < 1:
         raise SreelsInputError(f"--bin {args.bin}: expected an integer >= 1")
@@ -83,13 +87,26 @@ def run_fit(args) -> int:
     chunk = getattr(args, "chunk_rows", None)
     windows = load_measurement(inputs, args.energy_offset, args.dispersion, lazy=chunk is not None)
     settings = settings_from_args(args)
+    nav = next(iter(windows.values())).nav_shape if args.bin == 1 else ()
+    if is_map(nav) and settings.parent_nm is None:  # no "far third" in a map: relative to its mean
+        settings = dataclasses.replace(settings, parent_nm=(-np.inf, np.inf))
     if chunk is not None:
         from .fast import fit_image_chunked
         res = fit_image_chunked(windows, settings, chunk)
     else:
         res = fit_image(windows, settings)
-    d = derive(res.position.y_nm, res.columns, res.status == "ok", settings.c_ev_nm2, settings.c_err_ev_nm2)
-    out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot)
+    if is_map(nav):
+        ok = res.status == "ok"
+        d = {"notes": [f"2-D map {nav[0]} x {nav[1]} pixels: the line-profile numbers (electrode width, "
+                       "Ti3+ boundary, ...) need a line scan across the interface and are not computed; "
+                       "per-pixel values in profiles.csv (iy, ix) and maps.png; c_Li relative to the mean of "
+                       "the map's valid pixels unless --parent gives a range of flat pixel indices"]}
+        for k in ("li_rel", "ti3_fraction", "r_oo_nm"):
+            v = res.columns[k][ok & np.isfinite(res.columns[k])]
+            d[f"{k}_median"] = float(np.median(v)) if v.size else None
+    else:
+        d = derive(res.position.y_nm, res.columns, res.status == "ok", settings.c_ev_nm2, settings.c_err_ev_nm2)
+    out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot, nav_shape=nav)
     print_summary(res, d)
     print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
     return 0
@@ -100,9 +117,14 @@ def print_summary(res, d, truth=None):
 
     n_ok = int((res.status == "ok").sum())
     print(f"fitted {res.position.size} rows ({n_ok} ok) in {res.timings_s['total'] * 1e3:.0f} ms")
+    medians = [k for k in d if k.endswith("_median")]
+    if medians:  # a 2-D map: per-pixel values, no line-profile numbers
+        for k in medians:
+            print(f"{k:26s} {d[k]:12.5g}" if d[k] is not None else f"{k:26s} {'n/a':>12s}")
     head = f"{'quantity':26s} {'estimate':>22s}" + (f" {'truth':>10s} {'z':>6s}" if truth else "")
-    print(head)
-    for k in KEYS:
+    if not medians:
+        print(head)
+    for k in ([] if medians else KEYS):
         v, e = d.get(k), d.get(f"{k}_err")
         line = f"{k:26s} {v:12.5g} ± {e:<9.2g}" if v is not None and v == v else f"{k:26s} {'n/a':>22s}"
         if truth and k in truth and v == v:

@@ -41,13 +41,29 @@ def summary_dict(result, derived: dict, inputs, extra: dict | None = None) -> di
     return s
 
 
-def write_fit(result, derived: dict, inputs, out_dir, overwrite=False, plot=True, extra=None) -> Path:
+def is_map(nav_shape) -> bool:
+    """A 2-D scan (ny, nx), both > 1: pixels, not positions along a line."""
+    return len(nav_shape) == 2 and min(nav_shape) > 1
+
+
+def write_fit(result, derived: dict, inputs, out_dir, overwrite=False, plot=True, extra=None,
+              nav_shape=()) -> Path:
+    """profiles.csv, summary.json and figures; for a 2-D map (``nav_shape`` (ny, nx)) the table
+    gains the pixel indices ``iy``, ``ix`` and maps.png replaces the line-profile figure."""
+    table = profile_table(result)
+    if is_map(nav_shape):
+        iy, ix = np.unravel_index(np.arange(result.position.size), nav_shape)
+        table = {"iy": iy, "ix": ix, **table}
+        extra = {**(extra or {}), "map_shape": list(nav_shape)}
     with output_directory(out_dir, overwrite=overwrite) as tmp:
-        write_csv(tmp / "profiles.csv", profile_table(result))
+        write_csv(tmp / "profiles.csv", table)
         write_json(tmp / "summary.json", summary_dict(result, derived, inputs, extra))
         if plot:
-            from ..plots import profiles_figure, residuals_figure
-            profiles_figure(result, derived, tmp / "profiles.png")
+            from ..plots import maps_figure, profiles_figure, residuals_figure
+            if is_map(nav_shape):
+                maps_figure(result, nav_shape, tmp / "maps.png")
+            else:
+                profiles_figure(result, derived, tmp / "profiles.png")
             if result.fits:  # a chunked fit keeps no per-row edge fits
                 residuals_figure(result, tmp / "residuals.png")
     return Path(out_dir)

@@ -137,3 +137,45 @@ def test_tio2_with_its_own_measured_standard(shared_data, tmp_path):
     f3 = meas.columns["ti3_fraction_raw"][ok]
     assert abs(np.median(f3)) < 0.01 and np.percentile(np.abs(f3), 90) < 0.03, np.percentile(f3, [5, 50, 95])
     assert np.median(meas.columns["ti_chi2_red"][ok]) < 0.5 * np.median(model.columns["ti_chi2_red"][ok])
+
+
+def test_a_2d_map_gives_pixel_values_and_maps(tmp_path, capsys):
+    """A 6 x 10 scan (the rows of a line scan laid out as a map): per-pixel values equal the
+    line fit's (Li relative to the map's mean instead of the far third), pixel indices in the
+    table, maps.png instead of the line-profile figure, no line-profile numbers."""
+    import json
+
+    from rsciio.hspy import file_writer
+
+    from sreels.cli import main
+    from sreels.config import Scenario
+    from sreels.forward.simulate import simulate
+
+    sim = simulate(Scenario(rows=60, row_nm=30.0, first_row_nm=-60.0), rng=8)
+    for name, w in sim.windows.items():
+        e = w.energy
+        axes = [{"name": "y", "units": "nm", "size": 6, "offset": 0.0, "scale": 1.0, "navigate": True},
+                {"name": "x", "units": "nm", "size": 10, "offset": 0.0, "scale": 1.0, "navigate": True},
+                {"name": "Energy loss", "units": "eV", "size": e.size, "offset": e.offset_ev, "scale": e.scale_ev,
+                 "navigate": False}]
+        file_writer(str(tmp_path / f"{name}.hspy"), {
+            "data": w.counts.reshape(6, 10, -1), "axes": axes, "original_metadata": {}, "tmp_parameters": {},
+            "attributes": {"_lazy": False}, "learning_results": {}, "models": {},
+            "metadata": {"General": {"title": name}, "Signal": {"signal_type": "EELS"},
+                         "sreels": {"gain_counts_per_e": 1.55, "detector": {"psf_decay": 0.2}}},
+            "package_info": {"name": "hyperspy", "version": "2.0"}})
+    files = [str(tmp_path / "low.hspy"), str(tmp_path / "high.hspy")]
+    assert main(["fit", *files, "--out", str(tmp_path / "map")]) == 0
+    out = capsys.readouterr().out
+    assert "2-D map 6 x 10" in out and "ti3_fraction_median" in out
+    assert (tmp_path / "map" / "maps.png").is_file() and not (tmp_path / "map" / "profiles.png").exists()
+    s = json.loads((tmp_path / "map" / "summary.json").read_text())
+    assert s["map_shape"] == [6, 10] and s["electrode_width_nm"] is None
+    from sreels.io import read_csv
+    t = read_csv(tmp_path / "map" / "profiles.csv")
+    assert list(np.asarray(t["iy"], int)[:12]) == [0] * 10 + [1] * 2 and np.asarray(t["ix"], int)[11] == 1
+    par = np.asarray(t["parent"], int) == 1
+    assert par.sum() > 40 and np.mean(np.asarray(t["li_rel"], float)[par]) == pytest.approx(1.0, rel=1e-9)
+    line = fit_image(load_measurement([tmp_path / "low.hspy", tmp_path / "high.hspy"]))
+    for k in ("ti3_fraction", "r_oo_nm"):
+        assert np.allclose(np.asarray(t[k], float), line.columns[k], rtol=1e-9, equal_nan=True), k
