@@ -17,19 +17,22 @@ def configure_fit(p):
     p.add_argument("--energy-offset", type=float, metavar="EV", help="override the energy of channel 0 (eV)")
     p.add_argument("--dispersion", type=float, metavar="EV", help="override the dispersion (eV/channel)")
     p.add_argument("--gain", type=float, metavar="COUNTS_PER_E",
-                   help="detector conversion gain (default: from the file, else 1)")
+                   help="detector conversion gain (default: from the file, else 1 with errors scaled by "
+                        "sqrt(chi2_red); bayes: estimated from the MAP chi2)")
     p.add_argument("--readout-noise", type=float, metavar="COUNTS", help="readout noise (counts rms)")
     p.add_argument("--psf-decay", type=float, help="detector PSF decay along energy (default: from the file, else 0)")
     p.add_argument("--resolution", type=float, default=0.5, metavar="EV", help="energy resolution FWHM (eV)")
     p.add_argument("--parent", nargs=2, type=float, metavar=("Y0_NM", "Y1_NM"),
-                   help="y-range of the parent electrolyte (default: the far third of the image)")
+                   help="y-range of the parent electrolyte (default: the far third of the image; for a 2-D "
+                        "map flat pixel indices, default: all pixels)")
     p.add_argument("--bin", type=int, default=1, metavar="N", help="sum N rows before fitting")
     p.add_argument("--saturation", type=float, metavar="COUNTS", help="mask pixels at or above this value")
     p.add_argument("--c-err", type=float, default=0.0, metavar="EV_NM2",
                    help="standard error of C = 2.820 eV nm^2 to propagate into R_OO (default 0)")
     p.add_argument("--reference", action="append", metavar="NAME=FILE", default=None,
-                   help="measured MLLS standard for the Ti-L2,3 fit, e.g. Ti4+=rutile.msa Ti3+=Ti2O3.msa "
-                        "(same resolution and camera as the image; default: forward-model references)")
+                   help="measured MLLS standard for the Ti-L2,3 fit, once per component: --reference "
+                        "Ti4+=rutile.msa --reference Ti3+=Ti2O3.msa (same resolution and camera as the image; "
+                        "default: forward-model references)")
     p.add_argument("--chunk-rows", type=int, default=None, metavar="N",
                    help="(fast) read the files lazily (Dask) and fit N rows at a time, for images that do "
                         "not fit in memory; same result, no residual image")
