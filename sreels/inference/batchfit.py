@@ -46,10 +46,9 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     p0 : (rows, n_par) starting values.
     y, weights : (rows, n_ch) data and inverse variances.
     lower, upper : (n_par,) optional bounds; steps are clipped into them.
-    dchi2 : a row stops when a step changes its chi^2 by less than this times
-        max(1, chi^2_red) (a change of 0.01 moves parameters by ~0.1 of their standard errors
-        at most; when the model misses the data, chi^2_red > 1, the errors are scaled by
-        sqrt(chi^2_red) and the tolerance with them).
+    dchi2 : a row stops when a step changes its chi^2 by less than this (absolute: a chi^2
+        change of 0.01 moves parameters by ~0.1 of their standard errors at most).  Rows of real
+        data whose shape the model misses can need many iterations: ``max_iter`` allows 200.
     """
     p = np.array(p0, dtype=float)
     rows, npar = p.shape
@@ -63,7 +62,6 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     lam = np.full(rows, lam0)
     done = ~np.isfinite(chi2)
     eye = np.eye(npar)
-    dof = max(y.shape[1] - npar, 1)
     it = 0
     for it in range(1, max_iter + 1):
         idx = np.flatnonzero(~done)
@@ -81,7 +79,7 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         res_new = y[idx] - m_new
         chi2_new = np.sum(weights[idx] * res_new**2, axis=1)
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
-        settled = np.abs(chi2[idx] - chi2_new) < dchi2 * np.maximum(1.0, chi2[idx] / dof)
+        settled = np.abs(chi2[idx] - chi2_new) < dchi2
         b = idx[better]
         p[b], m[b], J[b], res[b] = p_new[better], m_new[better], J_new[better], res_new[better]
         chi2[b] = chi2_new[better]
@@ -92,5 +90,6 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         cov = np.linalg.inv(A)
     except np.linalg.LinAlgError:
         cov = np.linalg.pinv(A)
+    dof = max(y.shape[1] - npar, 1)
     converged = done & np.isfinite(chi2) & (lam < 1e12)
     return BatchResult(p, cov, chi2 / dof, converged, it)

@@ -90,7 +90,10 @@ def run_fit(args) -> int:
     chunk = getattr(args, "chunk_rows", None)
     windows = load_measurement(inputs, args.energy_offset, args.dispersion, lazy=chunk is not None)
     settings = settings_from_args(args)
-    nav = next(iter(windows.values())).nav_shape if args.bin == 1 else ()
+    nav = next(iter(windows.values())).nav_shape
+    if is_map(nav) and args.bin != 1:
+        raise SreelsInputError(f"--bin {args.bin} sums neighbouring rows of a line scan; this is a 2-D map "
+                               f"({nav[0]} x {nav[1]} pixels): bin the map before, or fit it unbinned")
     if is_map(nav) and settings.parent_nm is None:  # no "far third" in a map: relative to its mean
         settings = dataclasses.replace(settings, parent_nm=(-np.inf, np.inf))
     if chunk is not None:

@@ -182,13 +182,13 @@ class _Run:
     rows: int
     status: list
     notes: list = field(default_factory=list)
-    means: dict | None = None   # (name, source) -> mean spectrum of the whole image (chunked fits)
+    means: dict | None = None   # window name -> mean spectrum of the whole image (chunked fits)
     ti_d0: float = 0.0          # the Ti fit's global energy offset (eV)
 
     def mean(self, w: WindowData) -> np.ndarray:
         """The whole image's mean spectrum of ``w`` (global shifts must not depend on a chunk)."""
-        if self.means is not None and (w.name, w.source) in self.means:
-            return self.means[(w.name, w.source)]
+        if self.means is not None and w.name in self.means:
+            return self.means[w.name]
         return w.counts.mean(0)
 
     def prepare(self, w: WindowData, edges, lo, hi):
@@ -223,10 +223,11 @@ def _fit_ti(run: _Run, w: WindowData):
     (ef, refs), var, mask = run.prepare(w, ("Ti-L23",), *s.ti_fit_ev)
     if s.ti_references:
         from .references import REFERENCE_NAMES, with_measured
-        refs = with_measured(ef, refs, s.ti_references, (s.ti_fit_ev[0], s.ti_pre_edge_hi_ev), s.ti_norm_ev)
+        refs, off = with_measured(ef, refs, s.ti_references, (s.ti_fit_ev[0], s.ti_pre_edge_hi_ev), s.ti_norm_ev)
         given = {n for n, _ in s.ti_references}
         run.notes.append("Ti-L2,3 MLLS with measured standards for " + ", ".join(sorted(given)) +
-                         "".join(f"; {n} from the forward model" for n in REFERENCE_NAMES if n not in given))
+                         "".join(f"; {n} from the forward model" for n in REFERENCE_NAMES if n not in given) +
+                         f"; standards moved by {-off:+.2f} eV onto the model's energy scale")
     d0 = 0.0
     if s.calibrate_energy:
         d0 = global_shift(w.energy, run.mean(w), np.interp(w.energy.energy_ev, ef, refs["Ti4+"]), *s.ti_fit_ev)
@@ -434,10 +435,11 @@ def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | No
     if total == 0:
         raise SreelsInputError(f"{any_w.source}: {any_w.counts.shape[0]} rows, fewer than --bin {n}")
     means = {}
-    for w in windows.values():  # the binned, dark-subtracted image's mean spectrum
+    windows = {k: dataclasses.replace(w, name=k) for k, w in windows.items()}  # unique names: the keys
+    for k, w in windows.items():  # the binned, dark-subtracted image's mean spectrum
         m = w.counts[:total].mean(0)
         m = np.asarray(m.compute() if hasattr(m, "compute") else m, dtype=float)
-        means[(w.name, w.source)] = n * (m - s.dark_offset_counts)
+        means[k] = n * (m - s.dark_offset_counts)
     parts, status, notes, timings = [], [], [], {}
     starts = range(0, total, step)
     for i0 in tqdm(starts, desc="sreels fit (chunks)", unit="chunk", delay=2.0, leave=False):

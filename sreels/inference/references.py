@@ -8,7 +8,11 @@ each standard replaces the forward model's per-atom Ti4+ or Ti3+ shape.  A stand
 2. freed of its power-law background, fitted over the fit's pre-edge window,
 3. interpolated onto the fit's fine grid by a cubic spline (ends held flat beyond the
    measured range),
-4. scaled per Ti atom: its integral over the post-edge continuum window (default
+4. put on the model's energy scale: the Ti4+ standard (else the Ti3+ one) is matched to the
+   model's shape by cross-correlation and every standard is moved by that offset (their
+   relative alignment is kept), so that the per-row shift of the fit -- removed from the
+   O-K peak positions and applied to the Li-K references -- still means the same thing,
+5. scaled per Ti atom: its integral over the post-edge continuum window (default
    470-480 eV, past the L2 white line, where the L2,3 continuum does not depend on the
    valence) is set equal to the forward model's there.
 
@@ -47,7 +51,8 @@ def parse_references(items) -> tuple:
 
 def _uniform_axis(e: np.ndarray, where: str) -> EnergyAxis:
     step = np.diff(e)
-    if e.size < 20 or np.any(step <= 0) or np.ptp(step) > 1e-3 * abs(step.mean()):
+    # float32 axes jitter by ~1e-7 of the energy: allowed on top of 0.1 % of the step
+    if e.size < 20 or np.any(step <= 0) or np.ptp(step) > 1e-3 * abs(step.mean()) + 2e-6 * np.abs(e).max():
         raise SreelsInputError(f"{where}: energy axis must be increasing and uniformly spaced "
                                f"with >= 20 channels (got {e.size} channels)")
     return EnergyAxis(float(e[0]), float(step.mean()), int(e.size))
@@ -85,20 +90,28 @@ def load_standard(path, fine_ev: np.ndarray, pre_ev: tuple, need_ev: tuple) -> n
     return spline(np.clip(fine_ev, e[0], e[-1]))
 
 
-def with_measured(fine_ev: np.ndarray, model: dict, files: tuple, pre_ev: tuple, norm_ev: tuple) -> dict:
+def with_measured(fine_ev: np.ndarray, model: dict, files: tuple, pre_ev: tuple, norm_ev: tuple,
+                  search_ev: float = 5.0) -> tuple[dict, float]:
     """``model`` (name -> per-atom reference on ``fine_ev``) with the named components replaced
-    by measured standards scaled to the model's per-atom continuum over ``norm_ev``."""
+    by measured standards, moved onto the model's energy scale and scaled to the model's
+    per-atom continuum over ``norm_ev``; also returns the offset removed (eV)."""
+    from .edgefits import global_shift
+
     out = dict(model)
     band = (fine_ev >= norm_ev[0]) & (fine_ev <= norm_ev[1])
     if band.sum() < 2:
         raise SreelsInputError(f"normalisation window {norm_ev} eV lies outside the fit's reference grid "
                                f"{fine_ev[0]:.1f}-{fine_ev[-1]:.1f} eV")
-    for name, path in files:
-        r = load_standard(path, fine_ev, pre_ev, (pre_ev[0], norm_ev[1]))
+    raw = {name: (path, load_standard(path, fine_ev, pre_ev, (pre_ev[0], norm_ev[1]))) for name, path in files}
+    key = next(n for n in REFERENCE_NAMES if n in raw)
+    grid = EnergyAxis(float(fine_ev[0]), float(fine_ev[1] - fine_ev[0]), int(fine_ev.size))
+    offset = global_shift(grid, raw[key][1], model[key], pre_ev[0], norm_ev[1], search_ev)
+    for name, (path, r) in raw.items():
+        r = np.interp(fine_ev + offset, fine_ev, r)
         area = np.trapezoid(r[band], fine_ev[band])
         if not area > 0:
             raise SreelsInputError(f"reference {path} ({name}): no Ti-L2,3 continuum above the background over "
                                    f"{norm_ev[0]:.0f}-{norm_ev[1]:.0f} eV (integral {area:.3g}); is it a Ti-L2,3 "
                                    "spectrum on the right energy axis?")
         out[name] = r * (np.trapezoid(model[name][band], fine_ev[band]) / area)
-    return out
+    return out, offset

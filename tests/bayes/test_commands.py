@@ -105,9 +105,10 @@ def test_detector_from_metadata_and_command_line():
     from sreels.inference.bayes.commands import detector_for
 
     meta = {"gain_counts_per_e": 2.0, "psf_decay": 0.1, "readout_noise_counts": 4.0, "quantise": "true",
-            "adc_max_counts": "65535", "dark_subtracted": True}
+            "adc_max_counts": "65535", "dark_subtracted": 1}
     det, known, notes = detector_for(meta, None)
     assert known and not notes and (det.gain_counts_per_e, det.psf_decay, det.readout_noise_counts) == (2.0, 0.1, 4.0)
+    assert det.dark_subtracted is True and det.quantise is True and det.adc_max_counts == 65535
     det, known, notes = detector_for(meta, None, gain=3.0)
     assert det.gain_counts_per_e == 3.0 and known
     det, known, notes = detector_for({}, None)

@@ -51,6 +51,22 @@ def test_measured_standards_give_the_same_honest_ti3_fractions(image, tmp_path):
     assert np.median(li) == pytest.approx(1.0, abs=0.01)
 
 
+def test_standards_on_another_energy_scale_are_moved_onto_the_models(image, tmp_path):
+    """Both standards recorded 0.7 eV off (another session's calibration): moved back, so the
+    O-K peak positions (the row shift is removed from them) and R_OO do not move."""
+    def fit(shift_ev):
+        rng = np.random.default_rng(8)
+        refs = (("Ti4+", str(write_standard(tmp_path / "ti4.dat", "Ti4+", rng, shift_ev=shift_ev))),
+                ("Ti3+", str(write_standard(tmp_path / "ti3.dat", "Ti3+", rng, shift_ev=shift_ev))))
+        return fit_image(windows_of(image), FitSettings(ti_references=refs))
+
+    a, b = fit(0.0), fit(0.7)
+    ok = (a.status == "ok") & (b.status == "ok")
+    d = (b.columns["peak_b_ev"] - a.columns["peak_b_ev"])[ok] / a.columns["peak_b_ev_err"][ok]
+    assert np.max(np.abs(d)) < 0.1, np.max(np.abs(d))
+    assert any("moved by +0.70 eV" in n or "moved by +0.69 eV" in n or "moved by +0.71 eV" in n for n in b.notes), b.notes
+
+
 def test_a_misaligned_standard_shows_as_a_shift_step(image, tmp_path):
     """The standards are really used: with the Ti3+ standard's axis 1 eV off, the per-row shift
     steps by 1 eV between the Ti3+ and the Ti4+ rows (0 with aligned standards)."""

@@ -86,7 +86,8 @@ def detector_for(meta: dict, toml_detector: Detector | None, gain=None, readout=
     for k, v in (meta or {}).items():
         if k in fields and toml_detector is None:
             try:
-                kw[k] = (str(v).lower() == "true") if isinstance(getattr(base, k), bool) else type(getattr(base, k))(v)
+                kw[k] = (str(v).strip().lower() in ("true", "1", "yes")) if isinstance(getattr(base, k), bool) \
+                    else type(getattr(base, k))(v)
             except (TypeError, ValueError):  # an unreadable metadata value counts as unknown
                 continue
     for k, v in (("gain_counts_per_e", gain), ("readout_noise_counts", readout), ("psf_decay", psf)):
