@@ -44,23 +44,17 @@ def versions(names) -> dict:
 
 
 def cpu_info() -> dict:
+    """CPU facts for the report; each one is optional (absent where the OS does not give it)."""
     info = {"os_cpu_count": os.cpu_count()}
-    try:
+    with contextlib.suppress(Exception):
         info["sched_affinity"] = len(os.sched_getaffinity(0))
-    except Exception:
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["model_name"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                info["model_name"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError):
         info["loadavg_1_5_15min"] = os.getloadavg()  # when the report was made
-    except OSError:
-        pass
     return info
 
 

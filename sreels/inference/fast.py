@@ -72,15 +72,20 @@ class FastResult:
     notes: list = field(default_factory=list)
 
 
+def _binned_position(pos: PositionAxis, n: int) -> PositionAxis:
+    """The position axis after summing groups of ``n`` rows (an incomplete last group dropped)."""
+    if n == 1:
+        return pos
+    return PositionAxis(pos.offset_nm + 0.5 * (n - 1) * pos.scale_nm, pos.scale_nm * n, pos.size // n)
+
+
 def _bin(w: WindowData, n: int) -> WindowData:
     if n == 1:
         return w
     rows = (w.counts.shape[0] // n) * n
     c = w.counts[:rows].reshape(-1, n, w.counts.shape[1]).sum(1)
-    pos = PositionAxis(w.position.offset_nm + 0.5 * (n - 1) * w.position.scale_nm, w.position.scale_nm * n,
-                       c.shape[0])
-    return WindowData(w.name, w.energy, c, pos, w.source, w.gain_counts_per_e, w.readout_noise_counts,
-                      (c.shape[0],), w.metadata)
+    return WindowData(w.name, w.energy, c, _binned_position(w.position, n), w.source, w.gain_counts_per_e,
+                      w.readout_noise_counts, (c.shape[0],), w.metadata)
 
 
 @functools.lru_cache(maxsize=32)
@@ -462,7 +467,7 @@ def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | No
         for key, v in tm.items():
             timings[key] = timings.get(key, 0.0) + v
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    full = _bin(dataclasses.replace(any_w, counts=np.zeros((total, 1))), n).position
+    full = _binned_position(any_w.position, n)
     notes.append(f"fitted in {len(starts)} chunks of <= {step} rows: per-row edge fits not kept "
                  "(no spectra panels or residual images)")
     timings["total"] = time.perf_counter() - t0

@@ -92,13 +92,11 @@ def _read_msa_tolerant(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if s.startswith("#"):
             key, _, val = s[1:].partition(":")
             key = key.strip().upper()
-            try:
+            with contextlib.suppress(ValueError, IndexError):  # a non-numeric value: axis from the data
                 if key == "OFFSET":
                     offset = float(val.split()[0])
                 elif key == "XPERCHAN":
                     scale = float(val.split()[0])
-            except (ValueError, IndexError):
-                pass
             continue
         parts = [p for p in s.replace(";", ",").replace("\t", ",").split(",") if p.strip()]
         try:

@@ -12,6 +12,7 @@ to check it).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -113,10 +114,9 @@ def find_map(like: Likelihood, priors: Priors, start, max_nfev: int = 200, covar
         # (median 2e-6, measured)
         J = last["J"] if "theta" in last and np.array_equal(last["theta"], theta) else \
             jacobian(like, priors, theta, central=True)
-        try:
+        # a singular J'J leaves the covariance NaN, which fit.model_checks flags
+        with contextlib.suppress(np.linalg.LinAlgError):
             cov = np.linalg.inv(J.T @ J)
-        except np.linalg.LinAlgError:
-            pass
     sd = np.sqrt(np.clip(np.diag(cov), 0, None))
     near = tuple(n for n, t, a, b, s in zip(names, theta, lo, hi, sd) if min(t - a, b - t) < max(s, 1e-6 * (b - a)))
     chi2 = float(np.sum(like.residuals_batch(theta[None])[0] ** 2))
