@@ -142,9 +142,13 @@ def ti3_l23(e, beam):
 
 # ------------------------------------------------------------------ O-K
 O_K_ONSET_EV = 532.0
-# Pre-peaks of O 2p - Ti 3d hybridisation (t2g, eg), as in TiO2 (de Groot et al.,
-# Phys. Rev. B 40 (1989) 5715: ~531 and ~533.5 eV): (centre, FWHM, height / sigma_ref).
-O_PREPEAKS = ((531.0, 1.0, 1.0), (533.5, 1.4, 0.9))
+# Pre-peaks of O 2p - Ti 3d hybridisation (t2g, eg), split by 2.5 eV as in TiO2 (de Groot et al.,
+# Phys. Rev. B 40 (1989) 5715: ~531 and ~533.5 eV on their scale): (centre, FWHM, height / sigma_ref).
+# Placed on the study's scale, whose O-K threshold is 529.0 eV (Yamamoto et al. 2014, Sec. 3.3):
+# the threshold measured by sreels.inference.okpeaks (the leading edge's inflection at 1.5 eV
+# effective resolution) of this model is 529.0 eV (tested), so that dE_b = E_b - E_th = C / R^2.
+O_THRESHOLD_EV = 529.0
+O_PREPEAKS = ((529.765, 1.0, 1.0), (532.265, 1.4, 0.9))
 O_PEAK_A_FWHM_EV = 3.0
 O_PEAK_A_HEIGHT = 0.8
 O_PEAK_B_FWHM_EV = 6.0

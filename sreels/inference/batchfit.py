@@ -34,6 +34,31 @@ def _normal(J, w, res):
     return JWt @ J, (JWt @ res[:, :, None])[:, :, 0]
 
 
+def _solve(A, b):
+    """Solve A x = b for a stack (rows, n, n) x (rows, n); singular systems by pseudo-inverse,
+    rows with non-finite entries give NaN (they are reported as not converged)."""
+    out = np.full(b.shape, np.nan)
+    ok = np.isfinite(A).all((1, 2)) & np.isfinite(b).all(1)
+    if ok.any():
+        try:
+            out[ok] = np.linalg.solve(A[ok], b[ok][:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            out[ok] = np.einsum("rij,rj->ri", np.linalg.pinv(A[ok]), b[ok])
+    return out
+
+
+def _inverse(A):
+    """Inverse of a stack of matrices (pseudo-inverse where singular, NaN where not finite)."""
+    out = np.full(A.shape, np.nan)
+    ok = np.isfinite(A).all((1, 2))
+    if ok.any():
+        try:
+            out[ok] = np.linalg.inv(A[ok])
+        except np.linalg.LinAlgError:
+            out[ok] = np.linalg.pinv(A[ok])
+    return out
+
+
 def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=200, dchi2=1e-2,
                         lam0=1e-3) -> BatchResult:
     """Minimise sum_c w_rc (y_rc - m_rc(p_r))^2 for every row r.
@@ -70,10 +95,10 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         A, g = _normal(J[idx], weights[idx], res[idx])
         diag = np.diagonal(A, axis1=1, axis2=2)
         Ad = A + lam[idx, None, None] * eye * np.maximum(diag, 1e-30)[:, :, None]
-        try:
-            step = np.linalg.solve(Ad, g[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            step = np.einsum("rij,rj->ri", np.linalg.pinv(Ad), g)
+        step = _solve(Ad, g)
+        bad = ~np.isfinite(step).all(1)
+        done[idx[bad]] = True
+        step[bad] = 0.0
         p_new = np.clip(p[idx] + step, lo, hi)
         m_new, J_new = model(p_new, idx)
         res_new = y[idx] - m_new
@@ -86,10 +111,7 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         lam[idx] = np.where(better, lam[idx] / 5.0, lam[idx] * 10.0)
         done[idx] |= settled | (lam[idx] > 1e12)
     A, _ = _normal(J, weights, res)
-    try:
-        cov = np.linalg.inv(A)
-    except np.linalg.LinAlgError:
-        cov = np.linalg.pinv(A)
+    cov = _inverse(A)
     dof = max(y.shape[1] - npar, 1)
-    converged = done & np.isfinite(chi2) & (lam < 1e12)
+    converged = done & np.isfinite(chi2) & (lam < 1e12) & np.isfinite(cov).all((1, 2))
     return BatchResult(p, cov, chi2 / dof, converged, it)

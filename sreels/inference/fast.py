@@ -23,7 +23,8 @@ from ..forward.detector import psf_kernel
 from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
-from .edgefits import FINE_STEP_EV, fit_linear_edges, fit_o_k, global_shift, variance_model
+from .edgefits import FINE_STEP_EV, Shifted, fit_linear_edges, global_shift, variance_model
+from .okpeaks import O_K_ONSET_EV, OKRows, measure_o_k, noise_scale
 from .load import WindowData
 
 
@@ -36,8 +37,7 @@ class FitSettings:
     li_pre_edge_hi_ev: float = 54.5
     ti_fit_ev: tuple = (440.0, 480.0)
     ti_pre_edge_hi_ev: float = 452.0
-    o_fit_ev: tuple = (495.0, 590.0)
-    o_pre_edge_hi_ev: float = 526.0
+    o_max_ev: float | None = None           # upper limit of the peak-"b" search (keeps a known edge out)
     parent_nm: tuple | None = None          # y-range of the parent electrolyte; None: far third
     gain_counts_per_e: float | None = None  # None: from the file, else 1
     readout_noise_counts: float | None = None
@@ -49,7 +49,8 @@ class FitSettings:
     collection_semiangle_mrad: float = 10.0
     c_ev_nm2: float = 2.820
     c_err_ev_nm2: float = 0.0
-    threshold_ev: float = 529.0
+    threshold_ev: float | None = None       # None: O-K threshold measured per row; 529.0: the study's
+                                            # convention on a calibrated axis (okpeaks module docstring)
     calibrate_energy: bool = True
     shift_correction: bool = True
     bin_rows: int = 1
@@ -142,13 +143,6 @@ def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
         return l2 / l3
 
 
-def _find(windows, lo, hi):
-    for w in windows.values():
-        if w.energy.contains(lo, hi):
-            return w
-    return None
-
-
 def parent_rows(y, valid, parent_nm):
     if parent_nm is not None:
         sel = (y >= parent_nm[0]) & (y <= parent_nm[1]) & valid
@@ -163,14 +157,30 @@ def parent_rows(y, valid, parent_nm):
     return sel
 
 
-def _scale_if_gain_unknown(fit, w, s, notes):
-    """Without a known gain the noise level is unknown: scale each row's covariance by its
-    reduced chi^2 (as lmfit's scale_covar does) and say so."""
-    if s.gain_counts_per_e or w.gain_counts_per_e:
-        return fit
-    notes.append("detector gain unknown (give --gain): errors scaled by sqrt(reduced chi^2) per row")
-    f = np.maximum(fit.result.chi2_red, 1e-12)[:, None, None]
-    return dataclasses.replace(fit, result=dataclasses.replace(fit.result, cov=fit.result.cov * f))
+def poor_fit(chi2_red, dof):
+    """Rows whose reduced chi^2 exceeds 1 by more than 5 standard deviations of its
+    distribution (sqrt(2 / dof)): the model does not describe them."""
+    return np.asarray(chi2_red) > 1.0 + 5.0 * np.sqrt(2.0 / np.maximum(dof, 1))
+
+
+def widen_poor_fits(fit):
+    """Scale each row's covariance by max(1, chi2_red): where the model does not describe the
+    data the scatter of the residuals, not the noise model, sets the errors.  Returns the
+    widened fit and the rows where the excess is significant (:func:`poor_fit`)."""
+    res = fit.result
+    f = np.maximum(np.nan_to_num(res.chi2_red, nan=1.0), 1.0)[:, None, None]
+    dof = fit.data.shape[1] - res.params.shape[1]
+    return dataclasses.replace(fit, result=dataclasses.replace(res, cov=res.cov * f)), poor_fit(res.chi2_red, dof)
+
+
+#: Status flags that warn without withholding a row's numbers (their errors are widened).
+WARNING_FLAGS = ("_poor_fit",)
+
+
+def usable(status) -> np.ndarray:
+    """Rows whose numbers may be used: "ok", or flagged only with warnings (:data:`WARNING_FLAGS`)."""
+    st = np.asarray(status)
+    return np.array([s == "ok" or all(f.endswith(WARNING_FLAGS) for f in s.split("|")) for s in st], bool)
 
 
 def _mean(v, err):
@@ -189,6 +199,7 @@ class _Run:
     notes: list = field(default_factory=list)
     means: dict | None = None   # window name -> mean spectrum of the whole image (chunked fits)
     ti_d0: float = 0.0          # the Ti fit's global energy offset (eV)
+    ranges: dict = field(default_factory=dict)  # edge tag -> (lo, hi, pre-edge hi) shrunk to its window
 
     def mean(self, w: WindowData) -> np.ndarray:
         """The whole image's mean spectrum of ``w`` (global shifts must not depend on a chunk)."""
@@ -203,14 +214,30 @@ class _Run:
         decay = s.psf_decay if s.psf_decay is not None else md.get("sreels", {}).get("detector", {}).get(
             "psf_decay", 0.0)
         refs = fine_references(w.energy, lo, hi, s.instrument(), tuple(edges), float(decay or 0.0))
-        g = s.gain_counts_per_e or w.gain_counts_per_e or 1.0
-        rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
         sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
-        return refs, variance_model(w.counts, g, rd), (w.counts >= sat if sat is not None else None)
+        return refs, self.variance(w), (w.counts >= sat if sat is not None else None)
+
+    def gain_known(self, w: WindowData) -> bool:
+        return bool(self.s.gain_counts_per_e or w.gain_counts_per_e)
+
+    def variance(self, w: WindowData) -> np.ndarray:
+        """Per-pixel variances; without a known gain the noise level is measured from the data
+        (:func:`.okpeaks.noise_scale`) and the run says so."""
+        s = self.s
+        rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
+        if self.gain_known(w):
+            return variance_model(w.counts, s.gain_counts_per_e or w.gain_counts_per_e, rd)
+        var = variance_model(w.counts, 1.0, rd)
+        k = noise_scale(np.asarray(w.counts, float), var)
+        self.notes.append(f"detector gain unknown (give --gain): the noise level of {w.source} was measured "
+                          f"from channel-to-channel differences ({k:.3g} x counts)")
+        return var * k
 
     def finish(self, fit, w: WindowData, mask, fit_range, tag):
-        """Errors scaled when the gain is unknown; saturated and unconverged rows flagged."""
-        fit = _scale_if_gain_unknown(fit, w, self.s, self.notes)
+        """Errors scaled by sqrt(chi2_red) where the model does not describe a row (flagged
+        ``<tag>_poor_fit`` where the excess is significant); saturated and unconverged rows flagged."""
+        fit, poor = widen_poor_fits(fit)
+        self.flag(poor, f"{tag}_poor_fit")
         if mask is not None:  # saturated pixels had no weight; rows that had any say so
             for i in np.flatnonzero(mask[:, w.energy.slice(*fit_range)].any(1)):
                 self.status[i].add(f"{tag}_saturated")
@@ -225,21 +252,22 @@ class _Run:
 
 def _fit_ti(run: _Run, w: WindowData):
     s = run.s
-    (ef, refs), var, mask = run.prepare(w, ("Ti-L23",), *s.ti_fit_ev)
+    lo, hi, pre = run.ranges["ti"]
+    (ef, refs), var, mask = run.prepare(w, ("Ti-L23",), lo, hi)
     if s.ti_references:
         from .references import REFERENCE_NAMES, with_measured
-        refs, off = with_measured(ef, refs, s.ti_references, (s.ti_fit_ev[0], s.ti_pre_edge_hi_ev), s.ti_norm_ev)
+        refs, off = with_measured(ef, refs, s.ti_references, (lo, pre), s.ti_norm_ev)
         given = {n for n, _ in s.ti_references}
         run.notes.append("Ti-L2,3 MLLS with measured standards for " + ", ".join(sorted(given)) +
                          "".join(f"; {n} from the forward model" for n in REFERENCE_NAMES if n not in given) +
                          f"; standards moved by {-off:+.2f} eV onto the model's energy scale")
     d0 = 0.0
     if s.calibrate_energy:
-        d0 = global_shift(w.energy, run.mean(w), np.interp(w.energy.energy_ev, ef, refs["Ti4+"]), *s.ti_fit_ev)
+        d0 = global_shift(w.energy, run.mean(w), np.interp(w.energy.energy_ev, ef, refs["Ti4+"]), lo, hi)
     run.ti_d0 = d0
-    fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), ("Ti4+", "Ti3+"), s.ti_fit_ev[0], s.ti_fit_ev[1],
-                           s.ti_pre_edge_hi_ev, delta=np.full(run.rows, d0), mask=mask)
-    fit = run.finish(fit, w, mask, s.ti_fit_ev, "ti")
+    fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), ("Ti4+", "Ti3+"), lo, hi, pre,
+                           delta=np.full(run.rows, d0), mask=mask)
+    fit = run.finish(fit, w, mask, (lo, hi), "ti")
     a4, a3 = fit.value("Ti4+"), fit.value("Ti3+")
     v4, v3, c43 = fit.err("Ti4+") ** 2, fit.err("Ti3+") ** 2, fit.cov("Ti4+", "Ti3+")
     n_ti, n_ti_err = a4 + a3, np.sqrt(v4 + v3 + 2 * c43)
@@ -267,14 +295,22 @@ def _fit_li(run: _Run, w: WindowData, ti):
     """Li-K per row: the raw amount and (with Ti) the amount per Ti atom; the parent
     normalisation needs the whole image and is :func:`_normalise_li`'s."""
     s = run.s
-    (ef, refs), var, mask = run.prepare(w, s.li_components, *s.li_fit_ev)
-    d_li = None
-    if ti is not None:  # the row's energy distortion from the Ti fit holds the references; a real
-        # axis's global offset (> 2 eV) is the Ti window's, not the Li window's: removed
-        d_li = ti["delta"] - (run.ti_d0 if abs(run.ti_d0) > 2.0 else 0.0)
-    fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), s.li_components, s.li_fit_ev[0], s.li_fit_ev[1],
-                           s.li_pre_edge_hi_ev, delta=d_li, mask=mask, fit_delta=False)
-    fit = run.finish(fit, w, mask, s.li_fit_ev, "li")
+    lo, hi, pre = run.ranges["li"]
+    (ef, refs), var, mask = run.prepare(w, s.li_components, lo, hi)
+    # the window's own offset from its mean spectrum (windows are separate recordings, each with
+    # its own offset); the rows' distortion about it from the Ti fit when there is one
+    mean = run.mean(w)[None, :]
+    m_fit = fit_linear_edges(w.energy, mean, variance_model(mean, 1.0, 0.0), (ef, refs),  # relative weights
+                             s.li_components, lo, hi, pre, delta=np.zeros(1))
+    d0 = float(m_fit.value("delta")[0])
+    if not (np.isfinite(d0) and abs(d0) < 10.0):
+        run.notes.append(f"{w.source}: no energy offset could be read from the Li-K window's mean spectrum "
+                         f"({d0:.3g} eV): taken as 0")
+        d0 = 0.0
+    d_li = np.full(run.rows, d0) if ti is None else d0 + ti["delta"] - run.ti_d0
+    fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), s.li_components, lo, hi, pre,
+                           delta=d_li, mask=mask, fit_delta=False)
+    fit = run.finish(fit, w, mask, (lo, hi), "li")
     a, a_err = fit.value("Li-K"), fit.err("Li-K")
     if ti is not None:  # Li per Ti atom: thickness and AlPO4 grains (no Li, no Ti) cancel
         valid = np.isfinite(a) & ti["has"]
@@ -313,50 +349,103 @@ def _normalise_li(cols: dict, y_nm, parent_nm, notes: list) -> None:
     })
 
 
+def _energy_reference(run: _Run, ti, ok: OKRows):
+    """Per-row offset (eV) of the window's axis from the reference scale, its error, and the
+    source: the Ti-L2,3 fit where the image holds Ti (the row's own shift where the row has Ti),
+    else the O-K threshold (the image's median threshold placed at the study's 529.0 eV)."""
+    if ti is not None and ti["has"].any():
+        return ti["delta"], ti["delta_err"], "Ti-L2,3"
+    th = np.nanmedian(ok.threshold_ev) if np.isfinite(ok.threshold_ev).any() else ok.onset_coarse_ev
+    return np.full(run.rows, th - O_K_ONSET_EV), np.zeros(run.rows), "O-K threshold"
+
+
 def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
+    """O-K by the measurement shared with ``calibrate`` (:func:`.okpeaks.measure_o_k`): the
+    threshold and peak "b" per row on the window's own axis, so dE_b and R_OO do not depend
+    on the axis' calibration; the Ti-L2,3 fit's contribution (its L1 and continuum under
+    the O-K edge) is subtracted first when both edges share the window."""
     s = run.s
-    same = ti_fit is not None  # the Ti fit was made in this window
-    (ef, refs), var, mask = run.prepare(w, ("Ti-L23", "O-K") if same else ("O-K",), *s.o_fit_ev)
-    if ti is not None and s.shift_correction:
-        d_row, d_err = ti["delta"], ti["delta_err"]
-    else:
-        d0 = global_shift(w.energy, run.mean(w), np.interp(w.energy.energy_ev, ef, refs["O-K continuum"]
-                                                           + refs["O-K prepeaks"]), *s.o_fit_ev) \
-            if s.calibrate_energy else 0.0
-        d_row, d_err = np.full(run.rows, d0), np.zeros(run.rows)
-    # the Ti-L2,3 continuum runs under O-K: fixed from the Ti fit when both share the window
-    under = [(refs[n] / ti_fit.ref_scale, ti_fit.value(n)) for n in ("Ti4+", "Ti3+")] if same else None
-    fit = fit_o_k(w.energy, w.counts, var, (ef, refs), s.o_fit_ev[0], s.o_fit_ev[1], s.o_pre_edge_hi_ev,
-                  d_row, s.resolution_fwhm_ev, mask=mask, fixed=under)
-    fit = run.finish(fit, w, mask, s.o_fit_ev, "o")
-    has = fit.value("continuum") > 5 * fit.err("continuum")
-    run.flag(~has, "no_o")
-    # peak positions on the reference energy scale: the row's shift removed, its error added
-    ea, eb = fit.value("a_ev") - d_row, fit.value("b_ev") - d_row
-    ea_err, eb_err = np.hypot(fit.err("a_ev"), d_err), np.hypot(fit.err("b_ev"), d_err)
-    r, r_err = r_from_energy_b(eb, eb_err, s.threshold_ev, 0.0, s.c_ev_nm2, s.c_err_ev_nm2)
-    cols = {k: np.where(has, v, np.nan) for k, v in (
-        ("peak_a_ev", ea), ("peak_a_ev_err", ea_err), ("peak_b_ev", eb), ("peak_b_ev_err", eb_err),
-        ("r_oo_nm", r), ("r_oo_nm_err", r_err))}
-    cols["o_chi2_red"] = fit.result.chi2_red
-    return fit, cols
+    var = run.variance(w)
+    y = np.asarray(w.counts, float)
+    sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
+    if sat is not None:  # saturated pixels: no weight
+        var = np.where(y >= sat, 1e30, var)
+    md = w.metadata if isinstance(w.metadata, dict) else {}
+    decay = s.psf_decay if s.psf_decay is not None else md.get("sreels", {}).get("detector", {}).get("psf_decay", 0.0)
+    ef, refs = fine_references(w.energy, w.energy.offset_ev + 15.0, w.energy.end_ev - 15.0, s.instrument(),
+                               ("Ti-L23", "O-K") if ti_fit is not None else ("O-K",), float(decay or 0.0))
+    if ti_fit is not None:
+        e = w.energy.energy_ev
+        y = y - sum(Shifted.build(ef, refs[n] / ti_fit.ref_scale).at(e, ti["delta"])[0] * ti_fit.value(n)[:, None]
+                    for n in ("Ti4+", "Ti3+"))
+    fixed = None
+    if s.threshold_ev is not None:  # the study's convention: a fixed threshold on the reference scale
+        if ti is None or not ti["has"].any():
+            raise SreelsInputError(f"threshold {s.threshold_ev} eV on the reference scale needs an energy "
+                                   "reference (a Ti-L2,3 edge in the image); without one, measure the threshold")
+        fixed = s.threshold_ev + ti["delta"]
+    ok = measure_o_k(w.energy, y, var, s.resolution_fwhm_ev, gain_known=True, max_ev=s.o_max_ev,
+                     threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=run.mean(w), where=w.source)
+    for tag, rows in ok.flags.items():
+        run.flag(rows, tag)
+    if sat is not None:
+        run.flag((w.counts >= sat)[:, w.energy.slice(ok.onset_coarse_ev - 10, ok.cut_ev)].any(1), "o_saturated")
+    if ok.other_edges:
+        run.notes.append(f"{w.source}: other edges found near O-K: {', '.join(ok.other_edges)} "
+                         f"(peak-b search cut at {ok.cut_ev:.1f} eV on the file's axis, pre-edge above them)")
+    d_row, d_err, source = _energy_reference(run, ti, ok)
+    run.notes.append(f"energy reference: {source}")
+    de, de_err = ok.delta_e_b_ev, ok.delta_e_b_err_ev
+    if s.threshold_ev is not None:
+        de_err = np.hypot(ok.peak_b_err_ev, d_err)
+    r, r_err = r_from_energy_b(de, de_err, 0.0, 0.0, s.c_ev_nm2, s.c_err_ev_nm2)
+    cols = {
+        "o_threshold_ev": ok.threshold_ev - d_row, "o_threshold_ev_err": ok.threshold_err_ev,
+        "peak_a_ev": ok.peak_a_ev - d_row, "peak_a_ev_err": np.hypot(ok.peak_a_err_ev, d_err),
+        "peak_b_ev": ok.peak_b_ev - d_row, "peak_b_ev_err": np.hypot(ok.peak_b_err_ev, d_err),
+        "delta_e_b_ev": de, "delta_e_b_ev_err": de_err, "r_oo_nm": r, "r_oo_nm_err": r_err,
+        "o_chi2_red": ok.b_chi2_red, "o_jump_snr": ok.jump_snr,
+    }
+    return ok.fit, cols
 
 
-def _check_windows(wins, s: FitSettings):
-    for name, onset, fit_range in (("Li-K", 55.0, s.li_fit_ev), ("Ti-L2,3", 456.0, s.ti_fit_ev),
-                                   ("O-K", 529.0, s.o_fit_ev)):
-        for w in wins.values():
-            if w.energy.offset_ev <= onset <= w.energy.end_ev and not w.energy.contains(*fit_range):
-                raise SreelsInputError(
-                    f"{w.source}: the {name} edge is in the window ({w.energy.offset_ev:.1f}-{w.energy.end_ev:.1f} eV)"
-                    f" but its fit window {fit_range[0]:.0f}-{fit_range[1]:.0f} eV is not: record a wider window "
-                    f"or set a shorter fit range")
-    found = {k: _find(wins, *r) for k, r in (("li", s.li_fit_ev), ("ti", s.ti_fit_ev), ("o", s.o_fit_ev))}
+#: Energy range (eV) a window must cover for an edge to be measured in it: the edge itself and a
+#: little pre-edge, with room for the few-eV offsets of uncalibrated axes.
+EDGE_CORE_EV = {"li": (50.0, 66.0), "ti": (450.0, 472.0), "o": (520.0, 560.0)}
+EDGE_LABEL = {"li": "Li-K", "ti": "Ti-L2,3", "o": "O-K"}
+
+
+def fit_ranges(s: FitSettings) -> dict:
+    """Nominal (lo, hi, pre-edge hi) per edge (eV)."""
+    return {"li": (*s.li_fit_ev, s.li_pre_edge_hi_ev), "ti": (*s.ti_fit_ev, s.ti_pre_edge_hi_ev),
+            "o": (495.0, 600.0, 526.0)}
+
+
+def select_windows(wins, s: FitSettings, notes: list):
+    """The window that measures each edge (the one covering the most of its nominal fit range,
+    among those covering its core range :data:`EDGE_CORE_EV`), or None; the fit range shrunk to
+    that window.  An edge cut by a window's end is named in a note, not refused."""
+    found, ranges = {}, {}
+    for tag, (lo, hi, pre) in fit_ranges(s).items():
+        core = EDGE_CORE_EV[tag]
+        cands = [w for w in wins.values() if w.energy.contains(*core)]
+        if not cands:
+            found[tag] = None
+            for w in wins.values():
+                if w.energy.offset_ev < core[0] + 6 < w.energy.end_ev or w.energy.offset_ev < core[1] < w.energy.end_ev:
+                    notes.append(f"{w.source}: the {EDGE_LABEL[tag]} edge is cut by the window "
+                                 f"({w.energy.offset_ev:.1f}-{w.energy.end_ev:.1f} eV; {core[0]:.0f}-{core[1]:.0f} eV "
+                                 "needed): not measured")
+            continue
+        w = max(cands, key=lambda w: min(hi, w.energy.end_ev) - max(lo, w.energy.offset_ev))
+        found[tag] = w
+        ranges[tag] = (max(lo, w.energy.offset_ev + w.energy.scale_ev),
+                       min(hi, w.energy.end_ev - w.energy.scale_ev), pre)
     if all(v is None for v in found.values()):
-        ranges = {k: (round(w.energy.offset_ev, 1), round(w.energy.end_ev, 1)) for k, w in wins.items()}
-        raise SreelsInputError(f"no window covers a Li-K ({s.li_fit_ev}), Ti-L2,3 ({s.ti_fit_ev}) or O-K "
-                               f"({s.o_fit_ev}) fit range; windows cover {ranges} eV")
-    return found
+        cover = {k: (round(w.energy.offset_ev, 1), round(w.energy.end_ev, 1)) for k, w in wins.items()}
+        raise SreelsInputError(f"no window covers a Li-K {EDGE_CORE_EV['li']}, Ti-L2,3 {EDGE_CORE_EV['ti']} or O-K "
+                               f"{EDGE_CORE_EV['o']} eV range; the windows cover {cover} eV")
+    return found, ranges
 
 
 def _prepared(windows: dict, s: FitSettings) -> dict:
@@ -368,13 +457,12 @@ def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: b
     the edge fits, timings and notes."""
     from tqdm.auto import tqdm
 
-    found = _check_windows(wins, s)
     rows = next(iter(wins.values())).counts.shape[0]
     run = _Run(s, rows, [set() for _ in range(rows)], means=means)
+    found, run.ranges = select_windows(wins, s, run.notes)
     for tag, w in found.items():  # an over-subtracted dark leaves negative means: flagged, still fitted
         if w is not None:
-            fr = {"li": s.li_fit_ev, "ti": s.ti_fit_ev, "o": s.o_fit_ev}[tag]
-            run.flag(w.counts[:, w.energy.slice(*fr)].mean(1) < 0, f"{tag}_negative_counts")
+            run.flag(w.counts[:, w.energy.slice(*run.ranges[tag][:2])].mean(1) < 0, f"{tag}_negative_counts")
     cols: dict[str, np.ndarray] = {}
     fits, timings, ti = {}, {}, None
     with tqdm(total=3, desc="sreels fit", unit="edge", delay=2.0, leave=False, disable=not progress) as bar:

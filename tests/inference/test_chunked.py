@@ -21,7 +21,9 @@ def _same(a, b):
     assert (a.status == b.status).all()
     for k, v in a.columns.items():
         w = b.columns[k]
-        tol = 1e-5 if k == "ti_l2_l3" else 1e-9  # the L2/L3 recipe sums in another order
+        # the L2/L3 recipe sums in another order; a standard error is read off the Jacobian at the
+        # last Levenberg-Marquardt step, which rounding in other block sizes moves at the 1e-9 level
+        tol = 1e-5 if k == "ti_l2_l3" else 1e-7 if k.endswith("_err") else 1e-9
         assert np.allclose(v, w, rtol=tol, atol=0, equal_nan=True), (k, np.nanmax(np.abs(v - w)))
 
 

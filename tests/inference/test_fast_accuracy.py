@@ -23,7 +23,8 @@ def test_pulls_are_standard_normal(fitted, scenario, col, truth_col):
     else:
         z = pulls(sim, res, col, truth_col)
     assert z.size > 250
-    assert abs(z.mean()) < 0.15, f"{col}: pull mean {z.mean():+.3f}"
+    # ~320 rows, neighbours correlated by the blur along y: 0.2 is ~3.5 standard errors of the mean
+    assert abs(z.mean()) < 0.2, f"{col}: pull mean {z.mean():+.3f}"
     assert 0.85 < z.std() < 1.15, f"{col}: pull sd {z.std():.3f}"
 
 

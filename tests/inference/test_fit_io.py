@@ -7,7 +7,7 @@ import pytest
 
 from sreels.cli import main
 from sreels.errors import SreelsInputError
-from sreels.inference.fast import fit_image
+from sreels.inference.fast import fit_image, usable
 from sreels.inference.load import load_measurement, read_file
 from sreels.io import read_csv
 
@@ -51,7 +51,9 @@ def test_npy_needs_an_axis_and_then_fits(simdir, tmp_path):
     res = fit_image(load_measurement([f], energy_offset_ev=420.0, dispersion_ev=0.1))
     ref = fit_image(load_measurement([simdir / "high.hspy"]))
     # no gain, readout or PSF in a .npy: slightly different weights and references, same answer
-    np.testing.assert_allclose(res.columns["peak_b_ev"], ref.columns["peak_b_ev"], atol=0.02)
+    # within a fraction of the error (the noise level is then measured from the data)
+    d = (res.columns["peak_b_ev"] - ref.columns["peak_b_ev"]) / ref.columns["peak_b_ev_err"]
+    assert np.isfinite(d).sum() > 60 and np.nanmax(np.abs(d)) < 0.3
 
 
 def test_bad_inputs_are_named(simdir, tmp_path):
@@ -76,10 +78,11 @@ def test_bad_inputs_are_named(simdir, tmp_path):
     np.save(tmp_path / "far.npy", arr)
     with pytest.raises(SreelsInputError, match="no window covers"):
         fit_image(load_measurement([tmp_path / "far.npy"], 1000.0, 0.1))
-    # a window too short for the O-K fit
+    # a window that cuts the O-K edge: Ti-L2,3 measured, O-K named as not measured
     np.save(tmp_path / "short.npy", arr[:, :1200])
-    with pytest.raises(SreelsInputError, match="O-K edge is in the window"):
-        fit_image(load_measurement([tmp_path / "short.npy"], 420.0, 0.1))
+    res = fit_image(load_measurement([tmp_path / "short.npy"], 420.0, 0.1))
+    assert any("O-K edge is cut by the window" in n for n in res.notes)
+    assert np.isnan(res.columns["r_oo_nm"]).all() and np.isfinite(res.columns["ti3_fraction"]).sum() > 60
     # windows with different rows
     np.save(tmp_path / "rows.npy", arr[:50])
     with pytest.raises(SreelsInputError, match="different numbers of rows"):
@@ -110,10 +113,15 @@ def test_tio2_standard_is_ti4(shared_data):
     if not f.exists():
         pytest.skip(f"{f} absent")
     res = fit_image(load_measurement([f]))
-    ok = res.status == "ok"
+    ok = usable(res.status)
     f3 = res.columns["ti3_fraction_raw"][ok]
     assert ok.sum() > 40
-    assert np.median(f3) < 0.15, np.median(f3)
+    # the parametric Ti4+ shape does not describe rutile: every row says so, and the errors
+    # widened by sqrt(chi2_red) keep the pure Ti4+ standard consistent with f3 = 0
+    assert all("ti_poor_fit" in s for s in res.status)
+    z = f3 / res.columns["ti3_fraction_err"][ok]
+    assert np.median(f3) < 0.15 and abs(np.median(z)) < 1.0 and np.std(z) < 2.0, (np.median(f3), np.median(z),
+                                                                                  np.std(z))
     # the raw axis is ~3 eV high (data README): the fit finds it
     assert np.median(res.columns["ti_shift_ev"][ok]) == pytest.approx(3.0, abs=0.8)
 
@@ -132,9 +140,11 @@ def test_tio2_with_its_own_measured_standard(shared_data, tmp_path):
     np.savetxt(std, np.column_stack([w.energy.energy_ev, w.counts.sum(0)]))
     model = fit_image(wins)
     meas = fit_image(wins, FitSettings(ti_references=(("Ti4+", str(std)),)))
-    ok = meas.status == "ok"
-    assert ok.sum() >= (model.status == "ok").sum() > 40
+    ok = usable(meas.status)
+    assert ok.sum() >= usable(model.status).sum() > 40
     f3 = meas.columns["ti3_fraction_raw"][ok]
+    z = f3 / meas.columns["ti3_fraction_err"][ok]
+    assert abs(np.median(z)) < 1.0 and np.std(z) < 2.0, (np.median(z), np.std(z))
     thick = ok & (w.counts.sum(1) > np.median(w.counts.sum(1)))
     a3 = np.abs(meas.columns["ti3_fraction_raw"][thick])
     assert abs(np.median(f3)) < 0.01 and np.median(a3) < 0.03 and np.percentile(a3, 95) < 0.08, \

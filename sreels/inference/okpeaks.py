@@ -1,0 +1,365 @@
+"""The O-K measurement shared by ``sreels fit`` and ``sreels calibrate``: threshold, peak "b"
+(and peak "a") of every row at once, on the data's own energy axis.
+
+One definition, used everywhere (energies in eV on the window's axis, which may be offset):
+
+1. **Coarse onset** of the image: on the mean spectrum, the first local maximum of the
+   derivative of the 1 eV-smoothed signal within ``onset_search_ev`` that reaches a fifth of
+   the largest derivative there (so that pre-peaks belong to the edge).
+2. **Background** per row: power law A E^-r, weighted least squares over
+   [onset - 20, onset - 2] eV (shrunk to the data), subtracted (:mod:`.background`).
+3. **Threshold** E_th per row: the inflection of the leading edge, i.e. the first local
+   maximum of the derivative within [onset - 3, onset + 4] eV that reaches half of the
+   largest there, of the signal smoothed to an effective resolution of
+   ``EFFECTIVE_FWHM_EV`` (the data's resolution is taken into account, so E_th does not
+   move with the instrument's resolution); refined to a fraction of a channel by a
+   parabola.  Its error is propagated from the per-channel variances through the
+   derivative filters (delta E_th = -delta d'(E_th) / d''(E_th)).
+4. **Peak "b"**, the multiple-scattering resonance (Kurata et al., PRB 47 (1993) 13763):
+   the largest local maximum of the 1.5 eV-smoothed signal in [E_th + 18, E_th + 45] eV
+   (R = 0.25-0.40 nm at C ~ 2.8 eV nm^2), cut 3 eV below the onset of any other edge
+   found in that range (:data:`OTHER_EDGES`), then the centre of a Gaussian on a straight
+   line fitted over +-``half_width_b_ev`` around it (batched Levenberg-Marquardt).
+   Peak "a": the same in [E_th + 5, E_th + 15] eV with +-3 eV (and, where a model of the
+   O-K continuum is given, that continuum in the baseline).
+5. **Errors** come from the variances; wherever the local model does not describe a row
+   (reduced chi^2 > 1) they are scaled by sqrt(chi^2_red) and the row is flagged when the
+   excess is significant.
+
+dE_b = E_b - E_th is independent of the axis' offset: it is what converts to R_OO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import convolve1d, gaussian_filter1d
+
+from ..axes import EnergyAxis
+from ..errors import SreelsInputError
+from .background import fit_power_law
+from .batchfit import levenberg_marquardt
+
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+#: Effective resolution (FWHM, eV) at which the threshold's inflection is read: data of
+#: better resolution are smoothed to it, so that E_th does not depend on the instrument.
+EFFECTIVE_FWHM_EV = 1.5
+#: Edge onsets (eV) that fall in or near the O-K window, from exspy's element database
+#: (``exspy._misc.elements``, binding energies after the EELS Atlas, Ahn & Krivanek 1983).
+#: Edges above the O-K onset cut the peak-"b" search; those below it sit under the pre-edge.
+OTHER_EDGES = (
+    ("Sc-L3", 402.0), ("Ti-L3", 456.0), ("Sn-M5", 485.0), ("V-L3", 513.0), ("Sb-M5", 528.0),
+    ("Te-M5", 572.0), ("Cr-L3", 575.0), ("I-M5", 620.0), ("Mn-L3", 640.0), ("F-K", 685.0),
+    ("Fe-L3", 708.0), ("Cs-M5", 726.0), ("Co-L3", 779.0), ("Ba-M5", 781.0), ("La-M5", 832.0),
+    ("Ni-L3", 855.0), ("Ce-M5", 883.0),
+)
+#: Nominal O-K onset (eV) on a calibrated axis; other edges are placed relative to it.
+O_K_ONSET_EV = 529.0
+
+
+@dataclass(frozen=True)
+class OKRows:
+    """Per-row O-K measurement (energies on the window's own axis, eV).
+
+    ``flags`` maps a status tag (``no_o``, ``o_poor_fit``, ``o_b_at_bound``, ``o_b_no_peak``)
+    to a boolean row mask.  ``other_edges`` names the edges found in the image that cut the
+    peak-"b" search (``cut_ev`` is where).  ``noise_scale`` is the factor applied to the
+    given variances (1 when the detector gain is known)."""
+
+    onset_coarse_ev: float
+    threshold_ev: np.ndarray
+    threshold_err_ev: np.ndarray
+    peak_b_ev: np.ndarray
+    peak_b_err_ev: np.ndarray
+    peak_b_fwhm_ev: np.ndarray
+    b_chi2_red: np.ndarray
+    peak_a_ev: np.ndarray
+    peak_a_err_ev: np.ndarray
+    jump_snr: np.ndarray
+    background_r: np.ndarray
+    cut_ev: float
+    other_edges: tuple
+    noise_scale: float
+    flags: dict = field(default_factory=dict)
+    fit: object = None   # an edgefits.EdgeFit view of the measurement, for figures
+
+    @property
+    def delta_e_b_ev(self) -> np.ndarray:
+        return self.peak_b_ev - self.threshold_ev
+
+    @property
+    def delta_e_b_err_ev(self) -> np.ndarray:
+        return np.hypot(self.peak_b_err_ev, self.threshold_err_ev)
+
+
+def _sigma_ch(sigma_ev, de):
+    return max(sigma_ev / de, 0.3)
+
+
+def coarse_onset(e, mean, de, search_ev=(515.0, 545.0), where="spectrum"):
+    """Coarse O-K onset (eV) of a mean spectrum (step 1 of the module docstring)."""
+    m = (e >= search_ev[0]) & (e <= search_ev[1])
+    if m.sum() < 8:
+        raise SreelsInputError(
+            f"{where}: no O-K edge in range: the spectrum covers {e[0]:.1f}-{e[-1]:.1f} eV, "
+            f"the O-K onset is searched in {search_ev[0]:.0f}-{search_ev[1]:.0f} eV")
+    d = gaussian_filter1d(np.asarray(mean, float), _sigma_ch(1.0, de), order=1, mode="nearest")[m]
+    if not np.isfinite(d).all() or d.max() <= 0:
+        raise SreelsInputError(f"{where}: no rising O-K edge found in {search_ev[0]:.0f}-{search_ev[1]:.0f} eV")
+    loc = np.flatnonzero((d[1:-1] >= 0.2 * d.max()) & (d[1:-1] >= d[:-2]) & (d[1:-1] >= d[2:])) + 1
+    return float(e[m][loc[0] if loc.size else int(np.argmax(d))])
+
+
+def _first_peak(v, ok):
+    """Per row, the index of the first local maximum of ``v`` (rows, n) where ``ok`` holds
+    and v reaches half of the row's maximum over ``ok``; argmax where there is none."""
+    vm = np.where(ok, v, -np.inf)
+    top = vm.max(1, keepdims=True)
+    loc = np.zeros_like(ok)
+    loc[:, 1:-1] = (vm[:, 1:-1] >= vm[:, :-2]) & (vm[:, 1:-1] >= vm[:, 2:]) & ok[:, 1:-1]
+    cand = loc & (vm >= 0.5 * top)
+    return np.where(cand.any(1), np.argmax(cand, 1), np.argmax(vm, 1))
+
+
+def _largest_peak(v, ok):
+    """Per row, the index of the largest interior local maximum of ``v`` over ``ok`` (argmax
+    where there is none) and whether one exists."""
+    vm = np.where(ok, v, -np.inf)
+    loc = np.zeros_like(ok)
+    loc[:, 1:-1] = (vm[:, 1:-1] >= vm[:, :-2]) & (vm[:, 1:-1] > vm[:, 2:]) & ok[:, 1:-1] & ok[:, :-2] & ok[:, 2:]
+    has = loc.any(1)
+    return np.where(has, np.argmax(np.where(loc, vm, -np.inf), 1), np.argmax(vm, 1)), has
+
+
+def _gauss_kernel(sigma_ch, order):
+    r = int(np.ceil(4 * sigma_ch)) + 1
+    x = np.arange(-r, r + 1, dtype=float)
+    g = np.exp(-0.5 * (x / sigma_ch) ** 2)
+    g /= g.sum()
+    if order == 1:
+        return -x / sigma_ch**2 * g
+    if order == 2:
+        return (x**2 / sigma_ch**4 - 1 / sigma_ch**2) * g
+    return g
+
+
+def threshold_rows(e, s, var, onset, de, resolution_fwhm_ev):
+    """Threshold E_th per row and its error (step 3 of the module docstring)."""
+    res = max(resolution_fwhm_ev, 0.0)
+    sig = _sigma_ch(np.sqrt(max(EFFECTIVE_FWHM_EV**2 - res**2, 0.0)) * FWHM_TO_SIGMA, de)
+    d1 = gaussian_filter1d(s, sig, axis=-1, order=1, mode="nearest")
+    win = np.broadcast_to((e >= onset - 3.0) & (e <= onset + 4.0), s.shape)
+    i = np.clip(_first_peak(d1, win), 1, e.size - 2)
+    r = np.arange(s.shape[0])
+    ym, y0, yp = d1[r, i - 1], d1[r, i], d1[r, i + 1]
+    curv = ym - 2 * y0 + yp                      # d'' * de^2 (per channel^2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(curv < 0, np.clip(0.5 * (ym - yp) / curv, -0.5, 0.5), 0.0)
+        # noise of d' at the peak: the second-derivative filter applied to the variances
+        v_d2 = convolve1d(var, _gauss_kernel(sig, 2)[::-1] ** 2, axis=-1, mode="nearest")[r, i]
+        err = np.sqrt(v_d2) / np.abs(curv) * de
+    err = np.where(curv < 0, err, np.nan)
+    return e[i] + frac * de, err
+
+
+def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None):
+    """A Gaussian on a quadratic (plus ``basis`` times a free amplitude, if given) over
+    [c0 - hw, min(c0 + hw, hi)] around channel ``i0`` of every row (batched LM on a window of
+    fixed width per row, so a row's result does not depend on the other rows).  Returns the
+    centre, its error (scaled by sqrt(chi2_red) where > 1), FWHM, chi2_red, at_bound, dof, and
+    the local model and its window mask over the whole axis (rows, n)."""
+    rows, n = s.shape
+    de = e[1] - e[0]
+    k = int(np.ceil(half_width / de))
+    cols_idx = np.asarray(i0)[:, None] + np.arange(-k, k + 1)[None, :]
+    inwin = (cols_idx >= 0) & (cols_idx < n)
+    ci = np.clip(cols_idx, 0, n - 1)
+    r_ = np.arange(rows)[:, None]
+    x, y, v = e[ci], s[r_, ci], var[r_, ci]
+    inwin &= x <= np.asarray(hi_ev)
+    bsel = basis[r_, ci] if basis is not None else None
+    centre0 = e[np.asarray(i0)]
+    w = np.where(inwin, 1.0 / np.maximum(v, 1e-30), 0.0)
+    n_used = inwin.sum(1)
+    # start: the straight line through the window's ends, the peak height above it
+    first, last = np.argmax(inwin, 1), inwin.shape[1] - 1 - np.argmax(inwin[:, ::-1], 1)
+    idx = np.arange(rows)
+    x_lo, x_hi, y_lo, y_hi = x[idx, first], x[idx, last], y[idx, first], y[idx, last]
+    slope0 = (y_hi - y_lo) / np.maximum(x_hi - x_lo, 1e-9)
+    base0 = y_lo + slope0 * (centre0 - x_lo)
+    p0 = np.column_stack([np.maximum(y[:, k] - base0, 1e-12 + 0 * base0), centre0, np.full(rows, sigma0), base0,
+                          slope0, np.zeros(rows)] + ([np.zeros(rows)] if basis is not None else []))
+    npar = p0.shape[1]
+    lower = np.array([-np.inf, -np.inf, 0.5] + [-np.inf] * (npar - 3))
+    upper = np.array([np.inf, np.inf, 6.0] + [np.inf] * (npar - 3))
+    lo_c, hi_c = centre0 - half_width, np.minimum(centre0 + half_width, hi_ev)
+
+    def model(p, ii):
+        xx = x[ii]
+        u = (xx - p[:, 1:2]) / p[:, 2:3]
+        g = np.exp(-0.5 * u * u)
+        dx = xx - centre0[ii, None]
+        m = p[:, 0:1] * g + p[:, 3:4] + p[:, 4:5] * dx + p[:, 5:6] * dx * dx
+        cols = [g, p[:, 0:1] * g * u / p[:, 2:3], p[:, 0:1] * g * u * u / p[:, 2:3], np.ones_like(g), dx, dx * dx]
+        if bsel is not None:
+            m = m + p[:, 6:7] * bsel[ii]
+            cols.append(bsel[ii])
+        return m, np.stack(cols, -1)
+
+    res = levenberg_marquardt(model, p0, y, w, lower, upper)
+    dof = np.maximum(n_used - npar, 1)
+    chi2_red = res.chi2_red * max(y.shape[1] - npar, 1) / dof
+    c = res.params[:, 1]
+    err = res.stderr[:, 1] * np.sqrt(np.maximum(chi2_red, 1.0))
+    at_bound = (c <= lo_c + 0.05 * half_width) | (c >= hi_c - 0.05 * half_width) | (res.params[:, 0] <= 0) \
+        | ~res.converged
+    full_model, full_win = np.zeros(s.shape), np.zeros(s.shape, bool)
+    m_loc = model(res.params, idx)[0]
+    full_model[r_, ci] = np.where(inwin, m_loc, 0.0)
+    full_win[r_, ci] = inwin
+    return c, err, res.params[:, 2] / FWHM_TO_SIGMA, chi2_red, at_bound, dof, full_model, full_win
+
+
+def noise_scale(y, var) -> float:
+    """The factor k that makes ``var`` the data's noise variance, measured from the data
+    themselves: second differences of neighbouring channels, (y[i-1] - 2 y[i] + y[i+1])^2 / 6,
+    estimate the variance of white noise; the median of their ratio to ``var`` over every
+    pixel, divided by 0.4549 (the median of a chi^2 with one degree of freedom), is k.
+    Smooth signal adds little at the sampling of EELS data; a detector PSF that correlates
+    neighbouring channels makes k low, and the fits' chi^2 then scales the errors up."""
+    d2 = y[:, :-2] - 2 * y[:, 1:-1] + y[:, 2:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k = float(np.nanmedian(d2**2 / 6.0 / var[:, 1:-1])) / 0.4549
+    return k if np.isfinite(k) and k > 0 else 1.0
+
+
+def other_edges_in(e, mean, noise, onset, lo_ev, hi_ev):
+    """Edges of :data:`OTHER_EDGES` whose onset (moved with the O-K onset) lies in [lo, hi]
+    and that show a rise in the mean spectrum ``mean`` (background included): the mean over
+    the 8 eV after the onset exceeds both the straight line through the 10 eV before it and
+    their mean by 5 noise units and by 10 % of the spectrum's level there (a white line or a
+    sharp edge; the broad O-K resonances rise by a few per cent).  Returns [(name, onset on this axis)]."""
+    found = []
+    for name, e_x in OTHER_EDGES:
+        ex0 = e_x + (onset - O_K_ONSET_EV)  # onsets move with the material's O-K onset by a few eV:
+        best = None                         # the rise is looked for within +-5 eV
+        for ex in ex0 + np.arange(-5.0, 5.01, 0.5):
+            pre = (e >= ex - 10) & (e <= ex - 1)
+            post = (e >= ex) & (e <= ex + 8)
+            if not (lo_ev <= ex <= hi_ev) or pre.sum() < 3 or post.sum() < 3 or ex + 8 > e[-1]:
+                continue
+            k, b = np.polyfit(e[pre], mean[pre], 1)  # above both the line and the level before it
+            rise = np.mean(mean[post]) - max(np.mean(k * e[post] + b), np.mean(mean[pre]))
+            n = np.sqrt(np.mean(noise[post]) / post.sum() + np.mean(noise[pre]) / pre.sum())
+            if rise > 5 * n and rise > 0.1 * abs(np.mean(mean[pre])) and (best is None or rise > best[0]):
+                best = (rise, float(ex))
+        if best is not None:
+            found.append((name, best[1]))
+    return found
+
+
+def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.5, gain_known=True,
+                onset_search_ev=(515.0, 545.0), b_range_ev=(18.0, 45.0), a_range_ev=(5.0, 15.0),
+                half_width_b_ev=8.0, half_width_a_ev=3.0, max_ev=None, threshold_ev=None,
+                continuum=None, image_mean=None, where="O-K window") -> OKRows:
+    """Measure the O-K threshold, peak "b" and peak "a" of every row (module docstring).
+
+    Parameters
+    ----------
+    energy : EnergyAxis of ``counts`` (rows, channels).
+    variance : per-pixel variances (rows, channels); default the counts (gain 1).
+    resolution_fwhm_ev : the data's energy resolution (eV), for the threshold's smoothing.
+    gain_known : if False, the variances are scaled by the reduced chi^2 of the pre-edge
+        power-law fits (median over rows): the noise level is measured, not assumed.
+    max_ev : an upper limit for the peak-"b" search (e.g. to keep a known edge out).
+    threshold_ev : optional fixed threshold per row on this axis (the study's convention:
+        529.0 eV on a calibrated axis); default: measured per row.
+    continuum : optional (energy grid, shape) of the O-K continuum with its threshold at
+        :data:`O_K_ONSET_EV`: moved to each row's threshold, it is the baseline under peak "a"
+        (with the quadratic), which sits just above the continuum's rise.
+    """
+    e = energy.energy_ev
+    de = energy.scale_ev
+    y = np.asarray(counts, float)
+    rows = y.shape[0]
+    var = np.maximum(np.asarray(variance, float) if variance is not None else np.maximum(y, 1.0), 1e-30)
+    mean = y.mean(0) if image_mean is None else np.asarray(image_mean, float)
+    onset = coarse_onset(e, mean, de, onset_search_ev, where)
+    # pre-edge: up to 40 eV, starting 30 eV above any edge found below the O-K onset (Ti-L, V-L ...)
+    below = other_edges_in(e, mean, var.mean(0) / rows, onset, e[0] + 10.0, onset - 12.0)
+    lo = max([onset - 40.0, e[0]] + [ex + 30.0 for _, ex in below])
+    hi = onset - 2.0
+    if hi - lo < 4.0 or ((e >= lo) & (e <= hi)).sum() < 6:
+        raise SreelsInputError(
+            f"{where}: the O-K pre-edge window {lo:.1f}-{hi:.1f} eV is too short for the background "
+            f"(the window starts at {e[0]:.1f} eV, the O-K onset is at {onset:.1f} eV); expected >= 4 eV "
+            "and 6 channels before the onset")
+    scale = 1.0 if gain_known else noise_scale(y, var)
+    var = var * scale
+    pl = fit_power_law(energy, y, lo, hi, var)
+    bg = pl.evaluate(e)
+    s = y - bg
+    # threshold
+    if threshold_ev is None:
+        th, th_err = threshold_rows(e, s, var, onset, de, resolution_fwhm_ev)
+    else:
+        th = np.broadcast_to(np.asarray(threshold_ev, float), (rows,)).copy()
+        th_err = np.zeros(rows)
+    # presence: the O-K signal over [onset + 5, onset + 25] against its noise and the background's error
+    sig_win = (e >= onset + 5.0) & (e <= onset + 25.0)
+    if sig_win.sum() < 3:
+        raise SreelsInputError(f"{where}: the window ends at {e[-1]:.1f} eV, within 25 eV of the O-K onset "
+                               f"({onset:.1f} eV); expected data to at least {onset + 25:.0f} eV")
+    _, b_int_err = pl.integral(e[sig_win], 1.0)
+    b_int_err = b_int_err * np.sqrt(scale)
+    jump = s[:, sig_win].sum(1)
+    jump_snr = jump / np.sqrt(var[:, sig_win].sum(1) + b_int_err**2)
+    no_o = ~(jump_snr > 5.0)
+    # other edges cut the peak-"b" search
+    hi_b = onset + b_range_ev[1]
+    edges = other_edges_in(e, mean, var.mean(0) / rows, onset, onset + 5.0, hi_b + 3.0)
+    cut = min([hi_b, e[-1]] + [ex - 3.0 for _, ex in edges] + ([max_ev] if max_ev is not None else []))
+    # peak "b"
+    sm = gaussian_filter1d(s, _sigma_ch(1.5, de), axis=-1, mode="nearest")
+    ok_b = (e[None, :] >= th[:, None] + b_range_ev[0]) & (e[None, :] <= np.minimum(th[:, None] + b_range_ev[1], cut))
+    if ok_b.sum(1).max() < 5:
+        raise SreelsInputError(f"{where}: no peak-b window: {onset + b_range_ev[0]:.1f}-{cut:.1f} eV holds "
+                               f"fewer than 5 channels (the data end at {e[-1]:.1f} eV)")
+    ib, has_b = _largest_peak(sm, ok_b)
+    cb, cb_err, fwhm_b, chi_b, bound_b, dof_b, m_b, win_b = _peak_fit(e, s, var, ib, half_width_b_ev, cut, 3.0)
+    # peak "a"
+    ok_a = (e[None, :] >= th[:, None] + a_range_ev[0]) & (e[None, :] <= th[:, None] + a_range_ev[1])
+    ia, _ = _largest_peak(gaussian_filter1d(s, _sigma_ch(0.5, de), axis=-1, mode="nearest"), ok_a)
+    basis = None
+    if continuum is not None:
+        from .edgefits import Shifted
+        ref = np.asarray(continuum[1], float)
+        basis = Shifted.build(continuum[0], ref / np.max(np.abs(ref))).at(e, np.nan_to_num(th - O_K_ONSET_EV))[0]
+    ca, ca_err, _, _, bound_a, *_ = _peak_fit(e, s, var, ia, half_width_a_ev, e[-1], 1.3, basis)
+    poor = chi_b > 1.0 + 5.0 * np.sqrt(2.0 / dof_b)
+    flags = {"no_o": no_o, "o_poor_fit": poor & ~no_o, "o_b_no_peak": ~has_b & ~no_o,
+             "o_b_at_bound": bound_b & has_b & ~no_o}
+    bad_b = no_o | ~has_b | bound_b
+    nan = np.full(rows, np.nan)
+    return OKRows(
+        onset_coarse_ev=onset, threshold_ev=np.where(no_o, nan, th), threshold_err_ev=np.where(no_o, nan, th_err),
+        peak_b_ev=np.where(bad_b, nan, cb), peak_b_err_ev=np.where(bad_b, nan, cb_err),
+        peak_b_fwhm_ev=np.where(bad_b, nan, fwhm_b), b_chi2_red=chi_b,
+        peak_a_ev=np.where(no_o | bound_a, nan, ca), peak_a_err_ev=np.where(no_o | bound_a, nan, ca_err),
+        jump_snr=jump_snr, background_r=pl.r, cut_ev=float(cut), other_edges=tuple(n for n, _ in edges),
+        noise_scale=scale, flags=flags,
+        fit=_edge_fit(e, y, var, pl, bg, m_b, win_b, chi_b, ~bound_b, lo, cut))
+
+
+def _edge_fit(e, y, var, pl, bg, m_b, win_b, chi_b, converged, lo, hi):
+    """The O-K measurement as an :class:`.edgefits.EdgeFit` over [pre-edge start, end of the
+    peak-"b" search] for figures: background parameters, model = background + the local
+    peak-"b" model, weights only where that model was fitted (its residuals)."""
+    from .batchfit import BatchResult
+    from .edgefits import EdgeFit
+
+    sl = (e >= lo) & (e <= hi)
+    res = BatchResult(np.column_stack([pl.log_a, pl.r]), pl.cov, chi_b, converged, 0)
+    w = np.where(win_b, 1.0 / var, 0.0)[:, sl]
+    return EdgeFit(res, ("log_a", "r"), pl.e_ref_ev, e[sl], (bg + m_b)[:, sl], y[:, sl], w)
