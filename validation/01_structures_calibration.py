@@ -81,7 +81,9 @@ def main(out_dir: Path) -> int:
     else:
         sens = {}
         for th in THRESHOLDS:
-            pairs = measure_set(ddir, threshold=th)
+            skipped = []
+            pairs = measure_set(ddir, threshold=th, skipped=skipped)
+            report["left_out"] = [{"spectrum": n, "reason": why} for n, why in skipped]
             res = fit_c([p.point() for p in pairs if p.point()])
             sens[th] = {"C_ev_nm2": res.c_ev_nm2, "C_err_ev_nm2": res.c_err_ev_nm2, "chi2_dof": res.chi2_dof,
                         "C_err_scaled_ev_nm2": res.c_err_scaled_ev_nm2}

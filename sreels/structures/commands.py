@@ -118,8 +118,9 @@ def calibrate(spectra=None, structures=None, threshold="inflection", definition=
         atoms = read_structure(c)
         oo[Path(c).stem] = oo_distances(atoms, guess_cation(atoms), Path(c).stem)
     note = ""
+    skipped = []
     if spectra:
-        pairs = measure_set("/", user_entries(spectra), threshold, oo, definition)
+        pairs = measure_set("/", user_entries(spectra), threshold, oo, definition, skipped)
     else:
         ddir = Path(data_dir) if data_dir else find_data_dir()
         if ddir is None or not Path(ddir).is_dir():
@@ -131,7 +132,8 @@ def calibrate(spectra=None, structures=None, threshold="inflection", definition=
                 de, _ = delta_e_from_r(r, c_ev_nm2=C_EV_NM2)
                 pts.append(CalibrationPoint(o.name, float(de), 0.5, r, rerr, "literature rule"))
             return fit_c(pts, model), [], [], note
-        pairs = measure_set(ddir, threshold=threshold, structures=oo, definition=definition)
+        pairs = measure_set(ddir, threshold=threshold, structures=oo, definition=definition, skipped=skipped)
+    note = "; ".join(f"{n} left out: {why}" for n, why in skipped)
     pts = [p.point() for p in pairs if p.point() is not None]
     extra = [(p.spectrum.name, p.measurement.delta_e_ev, p.measurement.delta_e_err_ev)
              for p in pairs if p.point() is None]

@@ -102,11 +102,14 @@ class MeasuredPair:
 
 
 def measure_set(data_dir, entries=BUILTIN_SPECTRA, threshold: str = "inflection",
-                structures: dict | None = None, definition: str = "octahedral_edge") -> list[MeasuredPair]:
+                structures: dict | None = None, definition: str = "octahedral_edge",
+                skipped: list | None = None) -> list[MeasuredPair]:
     """Measure every entry of ``entries`` found under ``data_dir``.
 
     ``structures`` maps structure names to :class:`OODistances`; defaults to the
-    built-in structures.  Missing files are skipped.
+    built-in structures.  Missing files are skipped.  A spectrum that cannot be measured
+    (no O-K edge, no peak "b") raises, unless ``skipped`` is a list: then (name, reason) is
+    appended to it and the spectrum left out.
     """
     structures = structures if structures is not None else {o.name: o for o in builtin_oo()}
     out = []
@@ -115,7 +118,13 @@ def measure_set(data_dir, entries=BUILTIN_SPECTRA, threshold: str = "inflection"
         if not path.is_file():
             continue
         spec = load_spectrum(path, rows=list(ent.rows) if ent.rows else None, name=ent.name)
-        meas = measure_ok(spec, threshold=threshold, max_ev=ent.max_ev)
+        try:
+            meas = measure_ok(spec, threshold=threshold, max_ev=ent.max_ev)
+        except SreelsInputError as exc:
+            if skipped is None:
+                raise
+            skipped.append((ent.name, str(exc)))
+            continue
         r = r_err = None
         if ent.structure and ent.structure in structures:
             r, r_err = r_for_calibration(structures[ent.structure], definition)
