@@ -81,20 +81,20 @@ def _invert(sim, sim_dir: Path, out: Path) -> int:
 
     from .inference.commands import print_summary
     from .inference.derived import derive, derived_truth
-    from .inference.fast import fit_image
+    from .inference.fast import fit_image, usable, usable_by_edge
     from .inference.load import load_measurement
     from .inference.report import write_fit
 
     inputs = sorted(sim_dir.glob("*.hspy"))
     res = fit_image(load_measurement(inputs))
-    d = derive(res.position.y_nm, res.columns, res.status == "ok")
+    d = derive(res.position.y_nm, res.columns, usable_by_edge(res.status))
     fit_dir = out / "fit"
     truth = derived_truth(sim)
     write_fit(res, d, inputs, fit_dir, overwrite=True, extra={"truth": truth})
     print(f"2. inverted it with the fast path (per-row batched least squares): {fit_dir}/")
     print_summary(res, d, truth)
     t = sim.truth_columns()
-    ok = res.status == "ok"
+    ok = usable(res.status)
     print("   per-row pulls (estimate - truth) / sigma over the rows that fitted:")
     for col, tcol in (("li_rel", "li_rel_row"), ("ti3_fraction_raw", "ti3_fraction_row"),
                       ("peak_b_ev", "peak_b_ev_row"), ("r_oo_nm", "r_oo_nm_row")):

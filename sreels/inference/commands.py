@@ -80,7 +80,7 @@ def run_fit(args) -> int:
     import numpy as np
 
     from .derived import derive
-    from .fast import fit_image
+    from .fast import fit_image, usable, usable_by_edge
     from .load import load_measurement
     from .report import is_map, write_fit
 
@@ -102,7 +102,7 @@ def run_fit(args) -> int:
     else:
         res = fit_image(windows, settings)
     if is_map(nav):
-        ok = res.status == "ok"
+        ok = usable(res.status)
         d = {"notes": [f"2-D map {nav[0]} x {nav[1]} pixels: the line-profile numbers (electrode width, "
                        "Ti3+ boundary, ...) need a line scan across the interface and are not computed; "
                        "per-pixel values in profiles.csv (iy, ix) and maps.png; c_Li relative to the mean of "
@@ -111,7 +111,8 @@ def run_fit(args) -> int:
             v = res.columns[k][ok & np.isfinite(res.columns[k])]
             d[f"{k}_median"] = float(np.median(v)) if v.size else None
     else:
-        d = derive(res.position.y_nm, res.columns, res.status == "ok", settings.c_ev_nm2, settings.c_err_ev_nm2)
+        d = derive(res.position.y_nm, res.columns, usable_by_edge(res.status), settings.c_ev_nm2,
+                   settings.c_err_ev_nm2)
     out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot, nav_shape=nav)
     print_summary(res, d)
     print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
@@ -121,8 +122,10 @@ def run_fit(args) -> int:
 def print_summary(res, d, truth=None):
     from .derived import KEYS
 
-    n_ok = int((res.status == "ok").sum())
-    print(f"fitted {res.position.size} rows ({n_ok} ok) in {res.timings_s['total'] * 1e3:.0f} ms")
+    from .fast import usable
+
+    n_ok, n_use = int((res.status == "ok").sum()), int(usable(res.status).sum())
+    print(f"fitted {res.position.size} rows ({n_ok} ok, {n_use} usable) in {res.timings_s['total'] * 1e3:.0f} ms")
     medians = [k for k in d if k.endswith("_median")]
     if medians:  # a 2-D map: per-pixel values, no line-profile numbers
         for k in medians:

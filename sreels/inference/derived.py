@@ -53,15 +53,38 @@ def linear_crossing(y, f, f_err, level):
     return y[i] + t * dy, float(np.hypot(f_err[i] * (1 - t), f_err[i + 1] * t) / slope)
 
 
+def _check_step_fit(fit, what, notes):
+    """A step model's own assumptions: one step (reduced chi^2 consistent with 1, else the
+    errors are scaled by sqrt(chi2_red) and a note says so) and no parameter at a bound
+    (returns False: the number is withheld)."""
+    dof = max(fit.nfree, 1)
+    if fit.redchi > 1.0 + 5.0 * np.sqrt(2.0 / dof):
+        notes.append(f"the {what} profile is not one step (reduced chi^2 {fit.redchi:.1f} over {dof} dof): "
+                     f"its numbers' errors are scaled by sqrt(chi^2_red)")
+        for p in fit.params.values():
+            if p.stderr is not None:
+                p.stderr *= np.sqrt(fit.redchi)
+        if fit.covar is not None:
+            fit.covar = fit.covar * fit.redchi
+    at = [n for n, p in fit.params.items() if p.vary and (np.isclose(p.value, p.min, rtol=1e-3, atol=1e-6)
+                                                         or np.isclose(p.value, p.max, rtol=1e-3, atol=1e-6))]
+    if at:
+        notes.append(f"the {what} step fit ended at a bound of {', '.join(at)}: its numbers are withheld")
+    return not at
+
+
 def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
-    """Derived numbers (value and ``_err``) from per-row columns; ``ok`` marks usable rows."""
+    """Derived numbers (value and ``_err``) from per-row columns; ``ok`` marks usable rows:
+    one boolean array, or a dict of them per edge ("li", "ti", "o": see
+    :func:`sreels.inference.fast.usable_by_edge`)."""
     out = {k: np.nan for k in KEYS} | {f"{k}_err": np.nan for k in KEYS}
     notes = []
     y = np.asarray(y_nm, float)
+    oks = ok if isinstance(ok, dict) else {"li": ok, "ti": ok, "o": ok}
     li = cols["li_rel"]
     li_e = cols.get("li_rel_err_row", cols["li_rel_err"])
     norm = float(np.nanmax(cols["li_norm_rel_err"])) if "li_norm_rel_err" in cols else 0.0
-    g = ok & np.isfinite(li) & np.isfinite(li_e) & (li_e > 0) & (y >= 0)
+    g = oks["li"] & np.isfinite(li) & np.isfinite(li_e) & (li_e > 0) & (y >= 0)
     li_fit = None
     if g.sum() >= 6 and np.nanmax(li[g]) > 1.5:
         m = Model(_li_model)
@@ -70,14 +93,19 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
                              rise_nm=dict(value=0.1 * span, min=1.0, max=span),
                              li_max_rel=dict(value=float(np.nanmax(li[g])), min=1.0, max=1e3))
         li_fit = m.fit(li[g], pars, y=y[g], weights=1.0 / li_e[g], scale_covar=False)
+        if not _check_step_fit(li_fit, "c_Li", notes):
+            li_fit = None
+    elif np.isfinite(li).any():
+        notes.append("no electrode: c_Li does not rise above 1.5x the parent")
+    else:
+        notes.append("c_Li not measured")
+    if li_fit is not None:
         for k, name in (("width_nm", "electrode_width_nm"), ("li_max_rel", "li_max_rel")):
             out[name] = li_fit.params[k].value
             out[f"{name}_err"] = li_fit.params[k].stderr if li_fit.params[k].stderr is not None else np.nan
         out["li_max_rel_err"] = float(np.hypot(out["li_max_rel_err"], out["li_max_rel"] * norm))
-    else:
-        notes.append("no electrode: c_Li does not rise above 1.5x the parent")
     f3, f3_e = cols.get("ti3_fraction_raw", cols["ti3_fraction"]), cols["ti3_fraction_err"]
-    g3 = ok & np.isfinite(f3) & np.isfinite(f3_e) & (f3_e > 0) & (y >= 0)
+    g3 = oks["ti"] & np.isfinite(f3) & np.isfinite(f3_e) & (f3_e > 0) & (y >= 0)
     ti_fit = None
     if g3.sum() >= 6 and np.nanmax(f3[g3]) > 0.5 and np.nanmin(f3[g3]) < 0.5:
         m = Model(_ti_model)
@@ -85,13 +113,18 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
         pars = m.make_params(boundary_nm=dict(value=yb0, min=y[g3].min(), max=y[g3].max()),
                              width_nm=dict(value=10.0, min=0.5, max=y[g3].max()))
         ti_fit = m.fit(f3[g3], pars, y=y[g3], weights=1.0 / f3_e[g3], scale_covar=False)
+        if not _check_step_fit(ti_fit, "Ti3+ fraction", notes):
+            ti_fit = None
+    elif np.isfinite(f3).any():
+        notes.append("no Ti3+/Ti4+ boundary: the Ti3+ fraction does not cross 0.5")
+    else:
+        notes.append("Ti3+ fraction not measured")
+    if ti_fit is not None:
         yb = ti_fit.params["boundary_nm"].value
         cross = linear_crossing(y[g3], f3[g3], f3_e[g3], 0.5)
         model_term = abs(yb - cross[0]) if np.isfinite(cross[0]) else 0.0
         out["ti_boundary_nm"] = yb
         out["ti_boundary_nm_err"] = float(np.hypot(ti_fit.params["boundary_nm"].stderr or np.nan, model_term))
-    else:
-        notes.append("no Ti3+/Ti4+ boundary: the Ti3+ fraction does not cross 0.5")
     if li_fit is not None and ti_fit is not None and li_fit.covar is not None:
         p = np.array([li_fit.params[k].value for k in ("width_nm", "rise_nm", "li_max_rel")])
         yb, yb_e = out["ti_boundary_nm"], out["ti_boundary_nm_err"]
@@ -101,7 +134,9 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
         out["li_at_ti_boundary_rel_err"] = float(np.sqrt(gp @ li_fit.covar @ gp + (dy * yb_e) ** 2
                                                          + (out["li_at_ti_boundary_rel"] * norm) ** 2))
     r, r_e = cols["r_oo_nm"], cols["r_oo_nm_err"]
-    gr = ok & np.isfinite(r) & np.isfinite(r_e) & (r_e > 0)
+    gr = oks["o"] & np.isfinite(r) & np.isfinite(r_e) & (r_e > 0)
+    if gr.sum() < max(10, 0.2 * y.size) and np.isfinite(r).any():
+        notes.append(f"R_OO usable in {int(gr.sum())} of {y.size} rows: the R_OO numbers rest on few rows")
     syst = 0.5 * c_err_ev_nm2 / c_ev_nm2  # R ~ sqrt(C): a common relative error
 
     def eb_syst(rr):  # dR = R^3 / (2 C) dE_b
@@ -114,7 +149,7 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
         out["r_oo_parent_nm"] = rp
         out["r_oo_parent_nm_err"] = float(np.sqrt(np.sum(r_e[par] ** 2) / par.sum() ** 2 + (rp * syst) ** 2
                                                   + eb_syst(rp) ** 2))
-    gl = gr & np.isfinite(li) & (y >= 0)
+    gl = gr & oks["li"] & np.isfinite(li) & (y >= 0)
     if li_fit is not None and gl.sum() >= 6:
         x = li[gl] - 1.0
         w = 1.0 / r_e[gl] ** 2
@@ -128,7 +163,12 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
         out["r_oo_max_nm_err"] = float(np.sqrt(gv @ cov @ gv + (slope * cm_e) ** 2 + (rmax * syst) ** 2
                                                + eb_syst(rmax) ** 2))
         out["r_oo_slope_nm"] = float(slope)
-        out["r_oo_slope_nm_err"] = float(np.sqrt(cov[1, 1]))
+        # the slope per unit c_Li scales with the parent normalisation (common to every row)
+        out["r_oo_slope_nm_err"] = float(np.hypot(np.sqrt(cov[1, 1]), slope * norm))
+        if np.isfinite(out["r_oo_parent_nm"]) and rmax < out["r_oo_parent_nm"] - 2 * np.hypot(
+                out["r_oo_max_nm_err"], out["r_oo_parent_nm_err"]):
+            notes.append("R_OO at the c_Li maximum lies below R_OO in the parent: the O-O expansion with Li "
+                         "the study reports is not seen (or peak b is not the resonance in these rows)")
     out["notes"] = notes
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
 

@@ -101,6 +101,26 @@ def check_counts(w: WindowData) -> None:
                                f"{w.energy.energy_ev[c]:.2f} eV); expected finite counts")
 
 
+def _from_text(path: Path, energy_offset_ev=None, dispersion_ev=None) -> WindowData:
+    """A two-column text spectrum (energy in eV, counts), resampled linearly onto its median
+    step if the energies are not evenly spaced."""
+    from ..structures.spectra import load_spectrum
+
+    spec = load_spectrum(path)
+    e, y = spec.energy_ev, spec.counts
+    de = float(np.median(np.diff(e)))
+    if de <= 0:
+        raise SreelsInputError(f"{path}: energies do not increase (median step {de} eV)")
+    n = int(round((e[-1] - e[0]) / de)) + 1
+    grid = e[0] + de * np.arange(n)
+    if n != e.size or not np.allclose(grid, e, atol=1e-3 * de):
+        y = np.interp(grid, e, y)
+    sig = {"data": y[None, :], "axes": [{"name": "y", "units": "", "size": 1, "navigate": True},
+                                       {"name": "E", "units": "eV", "size": n, "offset": float(e[0]),
+                                        "scale": de, "navigate": False}]}
+    return from_signal_dict(sig, str(path), energy_offset_ev, dispersion_ev)
+
+
 def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = False) -> list[WindowData]:
     """Read one file; returns one WindowData per signal it holds (``lazy``: counts as Dask
     arrays, read when used; the finite-counts check then happens block by block in the fit)."""
@@ -123,6 +143,8 @@ def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = Fals
         sig = {"data": arr, "axes": [{"name": "y", "units": "", "size": arr.shape[0], "navigate": True},
                                      {"name": "E", "units": "eV", "size": arr.shape[1], "navigate": False}]}
         out = [from_signal_dict(sig, str(path), energy_offset_ev, dispersion_ev)]
+    elif ext in (".txt", ".dat", ".csv"):  # two columns: energy (eV), counts; one spectrum
+        out = [_from_text(path, energy_offset_ev, dispersion_ev)]
     elif ext in _READERS:
         reader = importlib.import_module(_READERS[ext]).file_reader
         try:
@@ -143,7 +165,7 @@ def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = Fals
             raise SreelsInputError(f"{path}: no spectrum (signal axis in eV) found")
     else:
         raise SreelsInputError(f"{path}: unknown file type {ext!r}; expected one of "
-                               f"{sorted(set(_READERS) | {'.npy'})}")
+                               f"{sorted(set(_READERS) | {'.npy', '.txt', '.dat', '.csv'})}")
     for w in out:
         if not lazy:
             check_counts(w)

@@ -52,39 +52,52 @@ class OKMeasurement:
 
 def measure_ok(spectrum: Spectrum1D, threshold: str = "inflection", max_ev: float | None = None,
                resolution_fwhm_ev: float = 0.5) -> OKMeasurement:
-    """Measure the O-K threshold and peak "b" of one spectrum with the fast path's own
-    measurement (:func:`sreels.inference.okpeaks.measure_o_k`), so that ``calibrate`` and
-    ``fit`` read dE_b the same way.  A non-uniform energy axis is resampled linearly onto
-    its median step.  The noise level is measured from the data (the files' gains are unknown).
+    """Measure the O-K threshold and peak "b" of one spectrum by the fast path itself
+    (:func:`sreels.inference.fast.fit_image` on the spectrum as a one-row image: a Ti-L2,3
+    edge in the spectrum is fitted and its contribution under O-K removed, as ``fit`` does),
+    so that ``calibrate`` and ``fit`` read dE_b the same way.  A non-uniform energy axis is
+    resampled linearly onto its median step; the noise level is measured from the data.
 
     Raises
     ------
     SreelsInputError
-        No O-K edge in range, unknown threshold definition, or no peak "b" window.
+        No O-K edge in range, unknown threshold definition, or no peak "b".
     """
-    from ..axes import EnergyAxis
-    from ..inference.okpeaks import measure_o_k
+    import warnings
+
+    from ..axes import EnergyAxis, PositionAxis
+    from ..inference.fast import FitSettings, fit_image
+    from ..inference.load import WindowData
 
     if threshold not in THRESHOLDS:
         raise SreelsInputError(f"unknown threshold definition {threshold!r}; valid: {list(THRESHOLDS)}")
     e, y, name = np.asarray(spectrum.energy_ev, float), np.asarray(spectrum.counts, float), spectrum.name
+    where = spectrum.source or name
     de = float(np.median(np.diff(e)))
     axis = EnergyAxis(float(e[0]), de, int(round((e[-1] - e[0]) / de)) + 1)
     grid = axis.energy_ev
     if grid.size != e.size or not np.allclose(grid, e, atol=1e-3 * de):
         y = np.interp(grid, e, y)
-    m = measure_o_k(axis, y[None, :], None, resolution_fwhm_ev, gain_known=False, max_ev=max_ev,
-                    where=spectrum.source or name)
-    if m.flags["no_o"][0]:
-        raise SreelsInputError(f"{spectrum.source or name}: no significant O-K edge (signal-to-noise "
-                               f"{m.jump_snr[0]:.1f} over 20 eV above the onset; expected > 5)")
-    if not np.isfinite(m.peak_b_ev[0]):
-        why = [k for k, v in m.flags.items() if v[0]]
-        raise SreelsInputError(f"{spectrum.source or name}: no peak b found ({', '.join(why)}; search cut at "
-                               f"{m.cut_ev:.1f} eV{' by ' + ', '.join(m.other_edges) if m.other_edges else ''})")
+    if not axis.contains(520.0, 560.0):
+        raise SreelsInputError(f"{where}: no O-K edge in range: the spectrum covers {e[0]:.1f}-{e[-1]:.1f} eV, "
+                               "expected 520-560 eV")
+    w = WindowData("high", axis, y[None, :], PositionAxis(0.0, 1.0, 1), where)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = fit_image({"high": w}, FitSettings(resolution_fwhm_ev=resolution_fwhm_ev, o_max_ev=max_ev),
+                        progress=False)
+    c = {k: float(v[0]) for k, v in res.columns.items() if np.asarray(v).dtype.kind == "f"}
+    flags = str(res.status[0])
+    if "no_o" in flags.split("|"):
+        raise SreelsInputError(f"{where}: no significant O-K edge (signal-to-noise {c['o_jump_snr']:.1f} over "
+                               "20 eV above the onset; expected > 5)")
+    if not np.isfinite(c["delta_e_b_ev"]):
+        cut = next((n for n in res.notes if "peak-b search cut" in n), "")
+        raise SreelsInputError(f"{where}: no peak b found ({flags}){'; ' + cut if cut else ''}")
+    off = c["energy_offset_ev"]
     return OKMeasurement(
-        name=name, threshold=threshold, threshold_ev=float(m.threshold_ev[0]),
-        threshold_err_ev=float(m.threshold_err_ev[0]), peak_b_ev=float(m.peak_b_ev[0]),
-        peak_b_err_ev=float(m.peak_b_err_ev[0]), peak_b_fwhm_ev=float(m.peak_b_fwhm_ev[0]),
-        onset_coarse_ev=m.onset_coarse_ev, background_r=float(m.background_r[0]),
-        thresholds_ev={threshold: float(m.threshold_ev[0])})
+        name=name, threshold=threshold, threshold_ev=c["o_threshold_ev"] + off, threshold_err_ev=c["o_threshold_ev_err"],
+        peak_b_ev=c["peak_b_ev"] + off, peak_b_err_ev=float(np.sqrt(max(c["delta_e_b_ev_err"] ** 2
+                                                                        - c["o_threshold_ev_err"] ** 2, 0.0))),
+        peak_b_fwhm_ev=c.get("peak_b_fwhm_ev", float("nan")), onset_coarse_ev=c["o_threshold_ev"] + off,
+        background_r=c.get("o_background_r", float("nan")), thresholds_ev={threshold: c["o_threshold_ev"] + off})
