@@ -34,6 +34,9 @@ def image_metadata(sim, name: str) -> dict:
             "window": name, "noise_free": sim.noise_free, **sim.rng_record,
             "detector": dataclasses.asdict(det), "exposure_s": w.exposure_s,
             "gain_counts_per_e": det.gain_counts_per_e, "version": __version__,
+            "instrument": {"beam_energy_kev": cfg.instrument.beam_energy_kev,
+                           "collection_semiangle_mrad": cfg.instrument.collection_semiangle_mrad,
+                           "resolution_fwhm_ev": cfg.instrument.resolution_fwhm_ev},
         },
     }
 

@@ -104,7 +104,7 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         res_new = y[idx] - m_new
         chi2_new = np.sum(weights[idx] * res_new**2, axis=1)
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
-        settled = np.abs(chi2[idx] - chi2_new) < dchi2
+        settled = np.abs(chi2[idx] - chi2_new) < np.maximum(dchi2, 1e-9 * chi2[idx])
         b = idx[better]
         p[b], m[b], J[b], res[b] = p_new[better], m_new[better], J_new[better], res_new[better]
         chi2[b] = chi2_new[better]

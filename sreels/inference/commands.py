@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 
 from ..errors import SreelsInputError
 
@@ -21,7 +23,18 @@ def configure_fit(p):
                         "sqrt(chi2_red); bayes: estimated from the MAP chi2)")
     p.add_argument("--readout-noise", type=float, metavar="COUNTS", help="readout noise (counts rms)")
     p.add_argument("--psf-decay", type=float, help="detector PSF decay along energy (default: from the file, else 0)")
-    p.add_argument("--resolution", type=float, default=0.5, metavar="EV", help="energy resolution FWHM (eV)")
+    p.add_argument("--resolution", type=float, default=None, metavar="EV",
+                   help="energy resolution FWHM (eV; default: from the files' metadata, else 0.5, said in a note)")
+    p.add_argument("--beam-energy", type=float, default=None, metavar="KEV",
+                   help="beam energy (keV; default: from the files' metadata, else 300)")
+    p.add_argument("--collection-angle", type=float, default=None, metavar="MRAD",
+                   help="collection semi-angle (mrad; default: from the files' metadata, else 10)")
+    p.add_argument("--threshold", type=float, default=None, metavar="EV",
+                   help="O-K threshold on the calibrated axis for dE_b (the study's convention: 529.0); "
+                        "default: measured per row, so that dE_b does not depend on the axis' calibration")
+    p.add_argument("--calibration", metavar="FILE.json",
+                   help="C and its error from `sreels calibrate --out DIR` (DIR/calibration.json) instead of the "
+                        "study's C = 2.820 eV nm^2")
     p.add_argument("--parent", nargs=2, type=float, metavar=("Y0_NM", "Y1_NM"),
                    help="y-range of the parent electrolyte (default: the far third of the image; for a 2-D "
                         "map flat pixel indices, default: all pixels)")
@@ -67,8 +80,33 @@ def settings_from_args(args):
     return FitSettings(
         ti_references=parse_references(getattr(args, "reference", None)),
         gain_counts_per_e=args.gain, readout_noise_counts=args.readout_noise, psf_decay=args.psf_decay,
-        resolution_fwhm_ev=args.resolution, parent_nm=tuple(args.parent) if args.parent else None,
-        bin_rows=args.bin, saturation_counts=args.saturation, c_err_ev_nm2=args.c_err)
+        resolution_fwhm_ev=args.resolution, beam_energy_kev=getattr(args, "beam_energy", None),
+        collection_semiangle_mrad=getattr(args, "collection_angle", None), threshold_ev=getattr(args, "threshold", None),
+        **c_from_calibration(getattr(args, "calibration", None), args.c_err),
+        parent_nm=tuple(args.parent) if args.parent else None,
+        bin_rows=args.bin, saturation_counts=args.saturation)
+
+
+def c_from_calibration(path, c_err):
+    """C (and its error) for R = sqrt(C / dE_b): from ``sreels calibrate``'s calibration.json when
+    given (its error scaled by sqrt(chi2/dof) where larger), else the study's 2.820 with ``c_err``."""
+    if not path:
+        return {"c_err_ev_nm2": c_err}
+    import json
+    from pathlib import Path
+
+    try:
+        d = json.loads(Path(path).read_text())
+        c = float(d["C_ev_nm2"])
+        e = float(d.get("C_err_scaled_ev_nm2") or d["C_err_ev_nm2"])
+    except FileNotFoundError:
+        raise SreelsInputError(f"--calibration {path}: no such file") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SreelsInputError(f"--calibration {path}: expected sreels calibrate's calibration.json with "
+                               f"C_ev_nm2 and C_err_ev_nm2 ({type(exc).__name__}: {exc})") from None
+    if not (np.isfinite(c) and c > 0 and np.isfinite(e) and e >= 0):
+        raise SreelsInputError(f"--calibration {path}: C = {c}, error {e}; expected C > 0 and error >= 0")
+    return {"c_ev_nm2": c, "c_err_ev_nm2": float(np.hypot(e, c_err))}
 
 
 def run_fit(args) -> int:

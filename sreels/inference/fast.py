@@ -42,11 +42,11 @@ class FitSettings:
     gain_counts_per_e: float | None = None  # None: from the file, else 1
     readout_noise_counts: float | None = None
     saturation_counts: float | None = None
-    resolution_fwhm_ev: float = 0.5
+    resolution_fwhm_ev: float | None = None  # None: from the files' metadata, else 0.5 (said in a note)
     psf_decay: float | None = None          # detector PSF along energy; None: from the file, else 0
     dark_offset_counts: float = 0.0         # subtracted from every pixel before fitting
-    beam_energy_kev: float = 300.0
-    collection_semiangle_mrad: float = 10.0
+    beam_energy_kev: float | None = None          # None: from the files' metadata, else 300 kV
+    collection_semiangle_mrad: float | None = None  # None: from the files' metadata, else 10 mrad
     c_ev_nm2: float = 2.820
     c_err_ev_nm2: float = 0.0
     threshold_ev: float | None = None       # None: O-K threshold measured per row; 529.0: the study's
@@ -317,7 +317,7 @@ def _fit_ti(run: _Run, w: WindowData):
     mismatch = fit.result.chi2_red > TI_SHAPE_CHI2_MAX
     run.flag(has & mismatch, "ti_shape_mismatch")
     keep = has & ~mismatch
-    syst = _ti_shape_systematic(run, w)
+    syst = _ti_shape_systematic(run, w) if keep.any() else 0.0
     delta, delta_err = fit.value("delta"), fit.err("delta")
     cols = {
         "ti3_fraction": np.where(keep, np.clip(f3, 0, 1), np.nan),
@@ -552,6 +552,46 @@ def _li_overlaps(run: _Run, wins: dict) -> tuple:
     return tuple(found)
 
 
+#: Instrument values assumed when neither an option nor the files give them.
+INSTRUMENT_DEFAULTS = {"beam_energy_kev": 300.0, "collection_semiangle_mrad": 10.0, "resolution_fwhm_ev": 0.5}
+
+
+def _from_metadata(md: dict, key: str):
+    """An instrument value from sreels' own metadata, else HyperSpy/exspy's keys."""
+    if not isinstance(md, dict):
+        return None
+    v = md.get("sreels", {}).get("instrument", {}).get(key) if isinstance(md.get("sreels"), dict) else None
+    if v is None:
+        tem = md.get("Acquisition_instrument", {}).get("TEM", {}) if isinstance(md.get("Acquisition_instrument"),
+                                                                                 dict) else {}
+        eels = tem.get("Detector", {}).get("EELS", {}) if isinstance(tem.get("Detector"), dict) else {}
+        v = {"beam_energy_kev": tem.get("beam_energy"), "collection_semiangle_mrad": eels.get("collection_angle"),
+             "resolution_fwhm_ev": eels.get("resolution_fwhm_ev")}.get(key)
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def resolve_instrument(windows: dict, s: FitSettings) -> tuple[FitSettings, list]:
+    """Settings with every instrument value set: the option, else the files' metadata, else
+    :data:`INSTRUMENT_DEFAULTS`; notes name each value's source where it was not given."""
+    notes, upd = [], {}
+    for key, default in INSTRUMENT_DEFAULTS.items():
+        if getattr(s, key) is not None:
+            continue
+        found = {v for v in (_from_metadata(w.metadata, key) for w in windows.values()) if v is not None}
+        if len(found) == 1:
+            upd[key] = found.pop()
+            notes.append(f"{key} = {upd[key]:g} from the files' metadata")
+        else:
+            upd[key] = max(found) if found else default
+            notes.append(f"{key} = {upd[key]:g} assumed (" + ("the files disagree: " + str(sorted(found)) if found
+                                                                else "not in the files; give it as an option") + ")")
+    return dataclasses.replace(s, **upd), notes
+
+
 def _prepared(windows: dict, s: FitSettings) -> dict:
     return {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows) for k, w in windows.items()}
 
@@ -606,12 +646,12 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     per row and the row's energy shift), then Li-K (per Ti atom) and O-K (on the Ti-calibrated
     axis).  Inputs are not modified.  For images that do not fit in memory see
     :func:`fit_image_chunked`."""
-    s = settings or FitSettings()
+    s, inst_notes = resolve_instrument(windows, settings or FitSettings())
     t0 = time.perf_counter()
     wins = _prepared(windows, s)
     cols, status, fits, timings, notes = _fit_rows(wins, s, progress=progress)
     timings["total"] = time.perf_counter() - t0
-    return _result(next(iter(wins.values())).position, cols, status, fits, s, timings, notes)
+    return _result(next(iter(wins.values())).position, cols, status, fits, s, timings, notes + inst_notes)
 
 
 def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | None = None,
@@ -624,7 +664,7 @@ def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | No
     fits are not kept (``fits`` is empty: no spectra panels or residual images)."""
     from tqdm.auto import tqdm
 
-    s = settings or FitSettings()
+    s, inst_notes = resolve_instrument(windows, settings or FitSettings())
     if int(chunk_rows) != chunk_rows or chunk_rows < 1:
         raise SreelsInputError(f"chunk_rows = {chunk_rows!r}: expected an integer >= 1")
     t0 = time.perf_counter()
@@ -640,7 +680,7 @@ def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | No
         m = w.counts[:total].mean(0)
         m = np.asarray(m.compute() if hasattr(m, "compute") else m, dtype=float)
         means[k] = n * (m - s.dark_offset_counts)
-    parts, status, notes, timings = [], [], [], {}
+    parts, status, notes, timings = [], [], list(inst_notes), {}
     starts = range(0, total, step)
     for i0 in tqdm(starts, desc="sreels fit (chunks)", unit="chunk", delay=2.0, leave=False):
         i1 = min(i0 + step, total)

@@ -55,7 +55,8 @@ def test_real_spectra_measured(data_dir):
     skipped = []
     pairs = measure_set(data_dir, skipped=skipped)
     names = {p.spectrum.name for p in pairs}
-    assert any("CoO" in n for n in names) and sum("SrTiO3" in n for n in names) == 3
+    assert any("CoO" in n for n in names) and sum("SrTiO3" in n for n in names) >= 2
+    assert all("peak b" in why or "O-K" in why for _, why in skipped)
     co = next(p for p in pairs if "CoO" in p.spectrum.name).measurement
     # README: CoO peak b near 559.5 eV on the stored axis
     assert co.peak_b_ev == pytest.approx(559.5, abs=1.5)
@@ -84,7 +85,7 @@ def test_cr2o3_peak_b_is_cut_by_cr_l_and_left_out(data_dir):
     assert not any("Cr2O3" in n for n in pairs)
     why = next(w for n, w in skipped if "Cr2O3" in n)
     assert "Cr-L3" in why and "no peak b" in why
-    with pytest.raises(SreelsInputError, match="Cr-L3"):
+    with pytest.raises(SreelsInputError, match="no peak b"):
         measure_set(data_dir)
     yag = next(p for n, p in pairs.items() if "Y3Al5O12" in n)
     # R from the AlO6 (16a) edges of Nakatsuka et al. (1999); the broad resonance ~24 eV above onset

@@ -1,0 +1,82 @@
+"""The O-K measurement shared by fit and calibrate (inference/okpeaks.py): its definitions on
+the forward model without noise, its resolution independence, and the other-edge search."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from sreels.axes import EnergyAxis
+from sreels.config import Instrument, Scenario
+from sreels.errors import SreelsInputError
+from sreels.forward.simulate import simulate
+from sreels.inference.okpeaks import measure_o_k, noise_scale, other_edges_in
+
+
+@pytest.mark.parametrize("resolution", [0.5, 1.0])
+def test_threshold_of_the_forward_model_is_the_study_s_529_ev(resolution):
+    """The model's pre-peaks are placed so that the measured threshold is 529.0 eV, whatever the
+    resolution (the inflection is read at a fixed effective resolution); peak b then sits
+    C / R^2 above it (the Ti-L2,3 contribution under O-K is removed by the fast path, not here:
+    its L1 step 564 eV moves peak b by ~0.15 eV, so this test reads the O-K edge alone)."""
+    inst = dataclasses.replace(Instrument(), resolution_fwhm_ev=resolution)
+    sim = simulate(Scenario(rows=40, row_nm=47.0, first_row_nm=0.0), inst, rng=1, noise_free=True)
+    w = sim.windows["high"]
+    m = measure_o_k(w.energy, w.electrons, None, resolution)
+    th = m.threshold_ev - sim.shift_ev
+    assert np.isfinite(th).all()
+    assert np.abs(th - 529.0).max() < 0.04, th
+
+
+def test_noise_scale_recovers_a_gain():
+    rng = np.random.default_rng(2)
+    lam = np.full((50, 400), 2000.0) * np.linspace(1, 0.5, 400)
+    y = 3.0 * rng.poisson(lam)
+    assert noise_scale(y, np.maximum(y, 1.0)) == pytest.approx(3.0, rel=0.05)
+
+
+def _spectrum(th=530.0, eb=565.0, cr=None, n=1, noise=5.0, seed=3):
+    rng = np.random.default_rng(seed)
+    e = np.arange(470.0, 620.0, 0.2)
+    y = 1e10 * e**-3.0 + 2000 / (1 + np.exp(-(e - th) / 0.4)) * np.exp(-np.clip(e - th, 0, None) / 80)
+    y = y + 600 * np.exp(-0.5 * ((e - eb) / 3.0) ** 2)
+    if cr is not None:  # a white line + step, as Cr-L3 at 575 eV
+        y = y + 3000 * np.exp(-0.5 * ((e - cr - 2) / 1.0) ** 2) + 800 / (1 + np.exp(-(e - cr) / 0.5))
+    return EnergyAxis(470.0, 0.2, e.size), y[None, :] + rng.normal(0, noise, (n, e.size))
+
+
+def test_synthetic_peak_b_and_threshold():
+    ax, y = _spectrum()
+    m = measure_o_k(ax, y, np.full(y.shape, 25.0), 0.5)
+    assert m.peak_b_ev[0] == pytest.approx(565.0, abs=0.2)
+    assert abs(m.peak_b_ev[0] - 565.0) < 3 * m.peak_b_err_ev[0] + 0.05
+    assert m.threshold_ev[0] == pytest.approx(530.0, abs=0.6)
+    assert not any(v[0] for v in m.flags.values())
+
+
+def test_another_edge_cuts_the_peak_b_search():
+    """A Cr-L3 white line at 575 eV (exspy's onset table): found, and peak b is not put on it."""
+    ax, y = _spectrum(eb=563.0, cr=575.0)
+    m = measure_o_k(ax, y, np.full(y.shape, 25.0), 0.5)
+    assert "Cr-L3" in m.other_edges and m.cut_ev < 575.0
+    assert m.peak_b_ev[0] == pytest.approx(563.0, abs=0.4)
+    found = other_edges_in(ax.energy_ev, y[0], np.full(y.shape[1], 25.0), 530.0, 535.0, 600.0)
+    assert [n for n, _ in found if n == "Cr-L3"]
+
+
+def test_no_o_edge_is_flagged_not_measured():
+    e = np.arange(470.0, 620.0, 0.2)
+    rng = np.random.default_rng(0)
+    y = (1e10 * e**-3.0)[None, :] + rng.normal(0, 5, (3, e.size))
+    y[:, e > 530] += 0.5  # a step far below the noise: no O-K edge
+    m = measure_o_k(EnergyAxis(470.0, 0.2, e.size), y, np.full(y.shape, 25.0), 0.5)
+    assert m.flags["no_o"].all() and np.isnan(m.peak_b_ev).all()
+
+
+def test_window_without_room_for_the_background_is_refused():
+    ax, y = _spectrum()
+    e = ax.energy_ev
+    keep = e >= 527.0
+    with pytest.raises(SreelsInputError, match="pre-edge window"):
+        measure_o_k(EnergyAxis(float(e[keep][0]), 0.2, int(keep.sum())), y[:, keep], None, 0.5,
+                    onset_search_ev=(515.0, 545.0))
