@@ -146,3 +146,68 @@ def test_l2_l3_ratio_follows_the_valence_and_over_subtracted_dark_is_flagged():
     dark = fit_image(wins, FitSettings(dark_offset_counts=5e5))
     assert all("negative_counts" in s for s in dark.status)
     assert dataclasses.asdict(dark.settings)["dark_offset_counts"] == 5e5
+
+
+def test_instrument_is_read_from_the_files(tmp_path):
+    """A 1.0 eV-resolution, 200 kV image written as a user's files: the fit reads resolution,
+    beam energy and collection angle from their metadata (no option given), says so, and its
+    pulls are as honest as on the default (before: every Ti3+ fraction +0.08 off, pulls +34)."""
+    import dataclasses
+
+    from sreels.forward.output import write_simulation
+    from sreels.inference.fast import usable
+    from sreels.inference.load import load_measurement
+
+    inst = dataclasses.replace(Instrument(), resolution_fwhm_ev=1.0, beam_energy_kev=200.0)
+    sim = simulate(Scenario(rows=160, row_nm=11.4), inst, rng=5)
+    write_simulation(sim, tmp_path / "sim")
+    res = fit_image(load_measurement(sorted((tmp_path / "sim").glob("*.hspy"))), progress=False)
+    assert "resolution_fwhm_ev = 1 from the files' metadata" in res.notes
+    assert "beam_energy_kev = 200 from the files' metadata" in res.notes
+    t = sim.truth_columns()
+    ok = usable(res.status)
+    for col, tcol in (("ti3_fraction_raw", "ti3_fraction_row"), ("r_oo_nm", "r_oo_nm_row"),
+                      ("peak_b_ev", "peak_b_ev_row")):
+        z = (res.columns[col] - t[tcol]) / res.columns[col.replace("_raw", "") + "_err"]
+        z = z[ok & np.isfinite(z)]
+        assert z.size > 140 and abs(z.mean()) < 0.3 and 0.8 < z.std() < 1.3, (col, z.mean(), z.std())
+
+
+def test_c_from_a_calibration_file_is_propagated(tmp_path):
+    import json
+
+    from sreels.errors import SreelsInputError
+    from sreels.inference.commands import c_from_calibration
+
+    f = tmp_path / "calibration.json"
+    f.write_text(json.dumps({"C_ev_nm2": 2.674, "C_err_ev_nm2": 0.014, "C_err_scaled_ev_nm2": 0.05}))
+    assert c_from_calibration(f, 0.0) == {"c_ev_nm2": 2.674, "c_err_ev_nm2": 0.05}
+    sim = simulate(Scenario(rows=40, row_nm=47.0, first_row_nm=0.0), rng=8)
+    from sreels.inference.fast import FitSettings
+    a = fit_image(windows_of(sim), progress=False)
+    b = fit_image(windows_of(sim), FitSettings(**c_from_calibration(f, 0.0)), progress=False)
+    # R = sqrt(C / dE): the ratio is sqrt(2.674 / 2.820), the error gains the 1.9 % of C / 2
+    np.testing.assert_allclose(b.columns["r_oo_nm"] / a.columns["r_oo_nm"], np.sqrt(2.674 / 2.820), rtol=1e-9)
+    rel = b.columns["r_oo_nm_err"] / b.columns["r_oo_nm"]
+    assert np.nanmin(rel) >= 0.5 * 0.05 / 2.674 * 0.999
+    f.write_text("{}")
+    with pytest.raises(SreelsInputError, match="C_ev_nm2"):
+        c_from_calibration(f, 0.0)
+
+
+def test_derived_numbers_say_when_their_assumptions_fail():
+    """A two-bump Li profile is not one step: the note says so and the errors grow; an R_OO
+    profile measured in few rows says so."""
+    from sreels.inference.derived import derive
+
+    y = np.arange(0.0, 1500.0, 5.0)
+    rng = np.random.default_rng(0)
+    li = 1 + 5.5 * (y < 300) + 4.0 * np.exp(-0.5 * ((y - 700) / 60) ** 2)
+    err = np.full(y.size, 0.05)
+    cols = {"li_rel": li + rng.normal(0, 0.05, y.size), "li_rel_err": err, "li_norm_rel_err": np.full(y.size, 0.01),
+            "ti3_fraction": np.full(y.size, np.nan), "ti3_fraction_err": np.full(y.size, np.nan),
+            "r_oo_nm": np.where(y < 40, 0.28, np.nan), "r_oo_nm_err": np.full(y.size, 0.001)}
+    d = derive(y, cols, np.ones(y.size, bool))
+    notes = " ".join(d["notes"])
+    assert "not one step" in notes or "ended at a bound" in notes
+    assert "R_OO usable in 8 of 300 rows" in notes
