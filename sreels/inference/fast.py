@@ -238,6 +238,7 @@ class _Run:
     ti_d0: float = 0.0          # the Ti fit's global energy offset (eV)
     ranges: dict = field(default_factory=dict)  # edge tag -> (lo, hi, pre-edge hi) shrunk to its window
     li_overlaps: tuple = ()     # edges found in the core-loss windows that overlap Li-K
+    _var: dict = field(default_factory=dict, repr=False)  # id(window) -> per-pixel variances
 
     def mean(self, w: WindowData) -> np.ndarray:
         """The whole image's mean spectrum of ``w`` (global shifts must not depend on a chunk)."""
@@ -259,8 +260,13 @@ class _Run:
         return bool(self.s.gain_counts_per_e or w.gain_counts_per_e)
 
     def variance(self, w: WindowData) -> np.ndarray:
-        """Per-pixel variances; without a known gain the noise level is measured from the data
-        (:func:`.okpeaks.noise_scale`) and the run says so."""
+        """Per-pixel variances (computed once per window); without a known gain the noise level
+        is measured from the data (:func:`.okpeaks.noise_scale`) and the run says so."""
+        if id(w) not in self._var:
+            self._var[id(w)] = self._variance(w)
+        return self._var[id(w)]
+
+    def _variance(self, w: WindowData) -> np.ndarray:
         s = self.s
         rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
         if self.gain_known(w):
@@ -446,6 +452,13 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     s = run.s
     var = run.variance(w)
     y = np.asarray(w.counts, float)
+    # what the measurement needs: edges below O-K (Ti-L at 456 eV) to ~60 eV above its onset
+    sl = w.energy.slice(max(w.energy.offset_ev, 440.0), min(w.energy.end_ev, 610.0))
+    image_mean = run.mean(w)[sl]
+    if sl.stop - sl.start < w.energy.size:
+        sub = EnergyAxis(float(w.energy.energy_ev[sl][0]), w.energy.scale_ev, sl.stop - sl.start)
+        w = dataclasses.replace(w, energy=sub, counts=y[:, sl])
+        y, var = y[:, sl], var[:, sl]
     sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
     if sat is not None:  # saturated pixels: no weight
         var = np.where(y >= sat, 1e30, var)
@@ -465,7 +478,7 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
                                    "reference (a Ti-L2,3 edge in the image); without one, measure the threshold")
         fixed = s.threshold_ev + ti["delta"]
     ok = measure_o_k(w.energy, y, var, s.resolution_fwhm_ev, gain_known=True, max_ev=s.o_max_ev,
-                     threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=run.mean(w), where=w.source)
+                     threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=image_mean, where=w.source)
     for tag, rows in ok.flags.items():
         run.flag(rows, tag)
     if sat is not None:

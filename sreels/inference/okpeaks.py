@@ -247,6 +247,8 @@ def other_edges_in(e, mean, noise, onset, lo_ev, hi_ev):
     for name, e_x in OTHER_EDGES:
         ex0 = e_x + (onset - O_K_ONSET_EV)  # onsets move with the material's O-K onset by a few eV:
         best = None                         # the rise is looked for within +-5 eV
+        if ex0 + 5.0 < lo_ev or ex0 - 5.0 > hi_ev:
+            continue
         for ex in ex0 + np.arange(-5.0, 5.01, 0.5):
             pre = (e >= ex - 10) & (e <= ex - 1)
             post = (e >= ex) & (e <= ex + 8)
