@@ -1,6 +1,6 @@
 """Fitting the resonance constant C of dE * R^2 = C from (dE, R) pairs.
 
-Models (lmfit):
+Models (weighted linear least squares in x = 1/R^2):
 
 * ``"inverse_square"``: dE = C / R^2 (one parameter, the study's rule);
 * ``"offset"``: dE = C / R^2 + k (an alternative with a constant offset k, e.g. a
@@ -8,7 +8,9 @@ Models (lmfit):
 
 Both dE and R carry errors; the fit uses the effective variance
 sigma_i^2 = s_dE,i^2 + (dE/dR)^2 s_R,i^2 with dE/dR = -2C/R^3, iterated to
-convergence (Orear, Am. J. Phys. 50 (1982) 912).  Residuals, pulls and chi^2/dof
+convergence (Orear, Am. J. Phys. 50 (1982) 912); at each step the fit is solved exactly.
+The offset model uses the effective variances of the one-parameter fit, so its chi^2 never
+exceeds the nested model's (with C free in the variances it could, and C ran to 0).  Residuals, pulls and chi^2/dof
 are reported; the parameter errors are the covariance errors *not* rescaled by
 chi^2/dof (``scale_covar=False``) so they are honest when the input errors are;
 ``C_err_scaled_ev_nm2`` gives the rescaled one as well.
@@ -135,8 +137,6 @@ def fit_c(points, model: str = "inverse_square", c_init: float = C_EV_NM2, max_i
     SreelsInputError
         Unknown model, dE <= 0, R <= 0, no points, or too few points for the model.
     """
-    import lmfit
-
     if model not in MODELS:
         raise SreelsInputError(f"unknown calibration model {model!r}; valid: {list(MODELS)}")
     points = tuple(points)
@@ -147,29 +147,36 @@ def fit_c(points, model: str = "inverse_square", c_init: float = C_EV_NM2, max_i
     if model == "offset" and np.unique(np.round(r, 6)).size < 2:
         raise SreelsInputError("model 'offset' needs at least two different R values")
 
-    params = lmfit.Parameters()
-    params.add("C", value=c_init, min=0)
-    params.add("k", value=0.0, vary=(model == "offset"))
-    sigma = np.hypot(se, 2 * c_init / r**3 * sr)
-    result = None
-    for _ in range(max_iter):
-        def resid(p, sigma=sigma):
-            return (de - (p["C"].value / r**2 + p["k"].value)) / sigma
-
-        result = lmfit.minimize(resid, params, scale_covar=False)
-        c_fit = result.params["C"].value
-        new_sigma = np.hypot(se, 2 * c_fit / r**3 * sr)
-        if np.allclose(new_sigma, sigma, rtol=1e-10):
-            break
+    # dE = C x + k with x = 1/R^2 is linear in (C, k): weighted least squares solved exactly at
+    # each effective-variance step (no bounds, no local minima; the offset model nests the other)
+    x = 1.0 / r**2
+    A = np.column_stack([x] + ([np.ones_like(x)] if model == "offset" else []))
+    c_fit = c_init
+    sigma = np.hypot(se, 2 * c_fit / r**3 * sr)
+    if model == "offset":  # the effective variances of the one-parameter rule, held: nested chi^2
+        base = fit_c(points, "inverse_square", c_init, max_iter, leave_one_out=False)
+        sigma = np.hypot(se, 2 * base.c_ev_nm2 / r**3 * sr)
+    for _ in range(max_iter if model == "inverse_square" else 0):
+        Aw = A / sigma[:, None]
+        cov = np.linalg.inv(Aw.T @ Aw)
+        theta = cov @ (Aw.T @ (de / sigma))
+        new_sigma = np.hypot(se, 2 * theta[0] / r**3 * sr)
+        done = np.allclose(new_sigma, sigma, rtol=1e-10)
         sigma = new_sigma
-        params = result.params
-    c = result.params["C"]
-    k = result.params["k"]
-    res = de - (c.value / r**2 + k.value)
+        if done:
+            break
+    Aw = A / sigma[:, None]
+    cov = np.linalg.inv(Aw.T @ Aw)
+    theta = cov @ (Aw.T @ (de / sigma))
+    c_val = float(theta[0])
+    k_val = float(theta[1]) if model == "offset" else 0.0
+    if c_val <= 0:
+        raise SreelsInputError(f"model {model!r}: C = {c_val:.3g} eV nm^2 <= 0; the points do not follow dE ~ 1/R^2")
+    res = de - (c_val / r**2 + k_val)
     pulls = res / sigma
     chi2 = float(np.sum(pulls**2))
     dof = len(points) - npar
-    c_err = float(c.stderr) if c.stderr is not None else float("nan")
+    c_err = float(np.sqrt(cov[0, 0]))
     scale = np.sqrt(max(chi2 / dof, 1.0)) if dof > 0 else 1.0
     loo = ()
     if leave_one_out and len(points) > npar + 1:
@@ -182,9 +189,9 @@ def fit_c(points, model: str = "inverse_square", c_init: float = C_EV_NM2, max_i
                 out.append((p.name, float("nan"), float("nan")))
         loo = tuple(out)
     return CalibrationResult(
-        model=model, c_ev_nm2=float(c.value), c_err_ev_nm2=c_err, c_err_scaled_ev_nm2=c_err * scale,
-        k_ev=float(k.value) if model == "offset" else None,
-        k_err_ev=(float(k.stderr) if k.stderr is not None else float("nan")) if model == "offset" else None,
+        model=model, c_ev_nm2=c_val, c_err_ev_nm2=c_err, c_err_scaled_ev_nm2=c_err * scale,
+        k_ev=k_val if model == "offset" else None,
+        k_err_ev=float(np.sqrt(cov[1, 1])) if model == "offset" else None,
         chi2=chi2, dof=dof, residuals_ev=res, pulls=pulls, points=points, leave_one_out=loo)
 
 

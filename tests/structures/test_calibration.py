@@ -43,3 +43,16 @@ def test_bad_points():
         fit_c([])
     with pytest.raises(SreelsInputError, match="unknown calibration model"):
         fit_c([CalibrationPoint("x", 30.0, 0.1, 0.3, 0.001)], model="cubic")
+
+
+def test_offset_model_nests_the_inverse_square_rule():
+    """dE = C/R^2 + k contains dE = C/R^2: its chi^2 is never larger, and C does not run to a bound."""
+    from sreels.structures.calibration import CalibrationPoint, fit_c
+
+    rng = np.random.default_rng(4)
+    r = np.array([0.272, 0.276, 0.280, 0.290, 0.300])
+    de = 2.7 / r**2 + 0.8 + rng.normal(0, 0.3, r.size)
+    pts = [CalibrationPoint(f"p{i}", float(d), 0.3, float(x), 0.0005) for i, (d, x) in enumerate(zip(de, r))]
+    one, two = fit_c(pts), fit_c(pts, "offset")
+    assert two.chi2 <= one.chi2 + 1e-9
+    assert two.c_ev_nm2 > 0.5 and abs(two.k_ev - 0.8) < 3 * two.k_err_ev
