@@ -20,18 +20,19 @@ examples:
 """
 
 _CAL_EPILOG = """\
-Without --spectra the built-in measured set is used: real O-K spectra of CoO,
-SrTiO3 (three instruments), Y3Al5O12 and alpha-Cr2O3 found in ../shared/data
+The built-in measured set is used (with --spectra added to it unless --no-builtin):
+real O-K spectra of CoO, SrTiO3 (three instruments), Y3Al5O12 and alpha-Cr2O3 in ../shared/data
 next to the project (or $SREELS_DATA_DIR).  If that folder is absent, the fit
 falls back to dE = 2.820/R^2 pairs of the built-in structures and says so.
 dE is measured from each spectrum's own threshold (--threshold, default the
 onset inflection), so absolute energy offsets of the files do not matter.
 User spectra are matched to a structure whose file stem equals the spectrum's
-(e.g. NiO.msa with NiO.cif given by --structures).
+(e.g. NiO.msa with NiO.cif given by --structures), or as a TOML table names it.
 examples:
   sreels calibrate
   sreels calibrate --json --threshold half_rise
   sreels calibrate --spectra NiO.msa --structures NiO.cif --out results/
+  sreels calibrate --spectra mine.toml --no-builtin
 """
 
 
@@ -88,7 +89,10 @@ def configure_calibrate(parser):
     parser.epilog = _CAL_EPILOG
     parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
     parser.add_argument("--spectra", nargs="+", metavar="FILE", default=None,
-                        help="O-K spectra (.msa, .dm3/.dm4, .hspy, two-column .dat) instead of the built-in set")
+                        help="O-K spectra (.msa, .dm3/.dm4, .hspy, two-column .dat) or TOML tables of them "
+                             "([[spectrum]] file, structure, name, rows, max_ev), added to the built-in set")
+    parser.add_argument("--no-builtin", action="store_true",
+                        help="with --spectra: fit only the given spectra, not the built-in set")
     parser.add_argument("--structures", nargs="+", metavar="CIF", default=None,
                         help="extra structures giving R (matched to spectra by file stem)")
     parser.add_argument("--threshold", choices=THRESHOLDS, default="inflection",
@@ -106,7 +110,7 @@ def configure_calibrate(parser):
 
 
 def calibrate(spectra=None, structures=None, threshold="inflection", definition="octahedral_edge",
-              model="inverse_square", data_dir=None):
+              model="inverse_square", data_dir=None, builtin=True):
     """Run the calibration; returns (CalibrationResult, pairs, extra, note)."""
     from .calibration import CalibrationPoint, fit_c
     from .measured import find_data_dir, measure_set, r_for_calibration, user_entries
@@ -119,10 +123,12 @@ def calibrate(spectra=None, structures=None, threshold="inflection", definition=
         oo[Path(c).stem] = oo_distances(atoms, guess_cation(atoms), Path(c).stem)
     note = ""
     skipped = []
+    ddir = Path(data_dir) if data_dir else find_data_dir()
     if spectra:
-        pairs = measure_set("/", user_entries(spectra), threshold, oo, definition, skipped)
+        from .measured import BUILTIN_SPECTRA
+        extra_builtin = BUILTIN_SPECTRA if builtin and ddir is not None and Path(ddir).is_dir() else ()
+        pairs = measure_set(ddir or "/", extra_builtin + user_entries(spectra), threshold, oo, definition, skipped)
     else:
-        ddir = Path(data_dir) if data_dir else find_data_dir()
         if ddir is None or not Path(ddir).is_dir():
             note = ("measured data folder ../shared/data not found: falling back to literature pairs "
                     "dE = 2.820/R^2 (Yamamoto 2014) for the built-in structures; this only checks the fit")
@@ -146,7 +152,7 @@ def run_calibrate(args) -> int:
     logging.getLogger("rsciio").setLevel(logging.ERROR)
     try:
         res, pairs, extra, note = calibrate(args.spectra, args.structures, args.threshold, args.definition,
-                                            args.model, args.data_dir)
+                                            args.model, args.data_dir, builtin=not args.no_builtin)
         report = res.as_dict()
         report.update(threshold=args.threshold, definition=args.definition, note=note,
                       measurements=[dict(p.measurement.as_dict(), spectrum=p.spectrum.name,

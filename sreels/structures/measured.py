@@ -133,5 +133,39 @@ def measure_set(data_dir, entries=BUILTIN_SPECTRA, threshold: str = "inflection"
 
 
 def user_entries(paths) -> tuple:
-    """Entries for user spectra (``--spectra``); R is matched later by structure name = file stem."""
-    return tuple(MeasuredSpectrum(Path(p).stem, str(Path(p).resolve()), Path(p).stem) for p in paths)
+    """Entries for user spectra (``--spectra``): spectrum files, whose structure is the one named
+    like the file's stem, or TOML tables of ``[[spectrum]]`` entries::
+
+        [[spectrum]]
+        file = "NiO.msa"          # relative to the TOML file
+        structure = "NiO"         # a built-in structure or the stem of a --structures file
+        name = "NiO (my GIF)"     # optional, default the file stem
+        rows = [0, 1, 2]          # optional: rows of a line scan to sum
+        max_ev = 570.0            # optional: end of the peak-b search (keeps another edge out)
+    """
+    from ..config import read_toml
+
+    out = []
+    for p in map(Path, paths):
+        if p.suffix.lower() != ".toml":
+            out.append(MeasuredSpectrum(p.stem, str(p.resolve()), p.stem))
+            continue
+        table = read_toml(p, "spectra table").get("spectrum")
+        if not isinstance(table, list) or not table:
+            raise SreelsInputError(f"{p}: expected [[spectrum]] tables with at least file = ...")
+        for i, ent in enumerate(table):
+            unknown = set(ent) - {"file", "structure", "name", "rows", "max_ev"}
+            if unknown or "file" not in ent:
+                raise SreelsInputError(f"{p}: spectrum {i + 1}: keys {sorted(ent)}; expected file and optionally "
+                                       "structure, name, rows, max_ev")
+            f = (p.parent / str(ent["file"])).resolve()
+            rows = ent.get("rows")
+            if rows is not None and (not isinstance(rows, list) or not all(isinstance(r, int) and r >= 0
+                                                                             for r in rows)):
+                raise SreelsInputError(f"{p}: spectrum {i + 1}: rows = {rows!r}; expected a list of integers >= 0")
+            max_ev = ent.get("max_ev")
+            if max_ev is not None and not (isinstance(max_ev, (int, float)) and np.isfinite(max_ev) and max_ev > 0):
+                raise SreelsInputError(f"{p}: spectrum {i + 1}: max_ev = {max_ev!r}; expected an energy in eV")
+            out.append(MeasuredSpectrum(str(ent.get("name", f.stem)), str(f), str(ent.get("structure", f.stem)),
+                                        tuple(rows) if rows else None, float(max_ev) if max_ev else None))
+    return tuple(out)

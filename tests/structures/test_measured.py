@@ -91,3 +91,25 @@ def test_cr2o3_peak_b_is_cut_by_cr_l_and_left_out(data_dir):
     # R from the AlO6 (16a) edges of Nakatsuka et al. (1999); the broad resonance ~24 eV above onset
     assert yag.r_nm == pytest.approx(0.2740, abs=5e-4)
     assert yag.measurement.delta_e_ev == pytest.approx(23.9, abs=1.0)
+
+
+def test_spectra_table_adds_to_the_built_in_set(data_dir, tmp_path):
+    """calibrate --spectra TABLE.toml: entries with their own structure, rows and energy cut,
+    added to the built-in set (or alone with --no-builtin); a misspelled key is named."""
+    from sreels.structures.commands import calibrate
+
+    coo = data_dir / "internal-only" / "tem-eels_Egerton" / "CoO.dat"
+    sto = data_dir / "internal-only" / "exspy-demos" / "LSMO_STO_linescan.hspy"
+    t = tmp_path / "mine.toml"
+    t.write_text(f'[[spectrum]]\nfile = "{coo}"\nstructure = "CoO"\nname = "CoO again"\nmax_ev = 580.0\n'
+                 f'[[spectrum]]\nfile = "{sto}"\nstructure = "SrTiO3"\nname = "STO rows 1-2"\nrows = [1, 2]\n')
+    alone, pairs, _, _ = calibrate([str(t)], builtin=False)
+    assert [p.name for p in alone.points] == ["CoO again", "STO rows 1-2"]
+    both, _, _, _ = calibrate([str(t)])
+    assert len(both.points) == len(alone.points) + len(calibrate()[0].points)
+    again = next(p for p in both.points if p.name == "CoO again")
+    builtin = next(p for p in both.points if p.name == "CoO (Egerton)")
+    assert again.delta_e_ev == pytest.approx(builtin.delta_e_ev, abs=1e-9)
+    t.write_text(f'[[spectrum]]\nfile = "{coo}"\nstructur = "CoO"\n')
+    with pytest.raises(SreelsInputError, match="structur"):
+        calibrate([str(t)], builtin=False)
