@@ -285,8 +285,8 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     energy : EnergyAxis of ``counts`` (rows, channels).
     variance : per-pixel variances (rows, channels); default the counts (gain 1).
     resolution_fwhm_ev : the data's energy resolution (eV), for the threshold's smoothing.
-    gain_known : if False, the variances are scaled by the reduced chi^2 of the pre-edge
-        power-law fits (median over rows): the noise level is measured, not assumed.
+    gain_known : if False, the variances are scaled by :func:`noise_scale`: the noise level
+        is measured from the data, not assumed.
     max_ev : an upper limit for the peak-"b" search (e.g. to keep a known edge out).
     threshold_ev : optional fixed threshold per row on this axis (the study's convention:
         529.0 eV on a calibrated axis); default: measured per row.
@@ -336,7 +336,7 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     edges = other_edges_in(e, mean, var.mean(0) / rows, onset, onset + 5.0, hi_b + 3.0)
     cut = min([hi_b, e[-1]] + [ex - 3.0 for _, ex in edges] + ([max_ev] if max_ev is not None else []))
     # peak "b"
-    sm = gaussian_filter1d(s, _sigma_ch(2.5, de), axis=-1, mode="nearest")
+    sm = gaussian_filter1d(s, _sigma_ch(2.0, de), axis=-1, mode="nearest")
     ok_b = (e[None, :] >= th[:, None] + b_range_ev[0]) & (e[None, :] <= np.minimum(th[:, None] + b_range_ev[1], cut))
     if ok_b.sum(1).max() < 5:
         raise SreelsInputError(f"{where}: no peak-b window: {onset + b_range_ev[0]:.1f}-{cut:.1f} eV holds "
