@@ -38,7 +38,7 @@ FAST_DEF = ["tests/statistics/test_definitions.py"]
 DERIVED = ["tests/statistics/test_propagation.py", "tests/inference/test_fast_accuracy.py"]
 BAYES = ["tests/bayes/test_error_bars.py", "tests/bayes/test_fit.py"]
 DETECTOR = ["tests/forward/test_detector.py"]
-FORWARD = ["tests/forward/test_physics.py", "tests/forward/test_crosssections.py"]
+FORWARD = ["tests/forward/test_shapes.py", "tests/forward/test_physics.py", "tests/forward/test_crosssections.py"]
 STRUCT = ["tests/structures/test_oo.py", "tests/statistics/test_definitions.py"]
 CALIB = ["tests/structures/test_calibration.py", "tests/structures/test_resonance.py",
          "tests/statistics/test_definitions.py", "tests/statistics/test_propagation.py"]
@@ -116,7 +116,7 @@ MUTATIONS = [
       tuple(FAST), "the row truth of R_OO uses a threshold 0.5 eV off"),
     M("F4", "forward", "sreels/forward/instrument.py",
       "sd = fwhm_nm * FWHM_TO_SIGMA / row_nm", "sd = fwhm_nm / row_nm",
-      tuple(["tests/forward/test_simulate.py"] + FAST), "spatial blur sd taken as its FWHM"),
+      tuple(["tests/forward/test_shapes.py"] + FAST), "spatial blur sd taken as its FWHM"),
     M("F5", "forward", "sreels/forward/edges.py",
       "return cont * rounded_step(e, 59.0, 0.6) + gaussian(e, 61.8, 2.5, area=1.2 * ref * 2.5)",
       "return cont * rounded_step(e, 59.0, 0.6) + gaussian(e, 60.8, 2.5, area=1.2 * ref * 2.5)",
@@ -135,7 +135,7 @@ MUTATIONS = [
     M("P4", "fast path", "sreels/inference/fast.py",
       "f = np.maximum(fit.result.chi2_red, 1e-12)[:, None, None]",
       "f = np.sqrt(np.maximum(fit.result.chi2_red, 1e-12))[:, None, None]",
-      tuple(["tests/inference/test_fast_accuracy.py"]), "unknown gain: covariance scaled by sqrt(chi2_red), "
+      tuple(FAST), "unknown gain: covariance scaled by sqrt(chi2_red), "
       "not chi2_red"),
     M("P5", "fast path", "sreels/inference/fast.py",
       "q_err = np.abs(q) * np.hypot(a_err / a, ti[\"n_err\"] / ti[\"n\"])",
@@ -226,7 +226,7 @@ def _env(dst: Path) -> dict:
 
 
 def _pytest(dst: Path, tests, slow: bool, timeout: float):
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-rN",
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-rfE",
            *(["-m", "slow or not slow"] if slow else []), *tests]
     t0 = time.perf_counter()
     try:

@@ -139,3 +139,44 @@ def test_study_image_in_the_readout_dominated_regime():
     for col, tcol, ecol in COLUMNS:
         check_pulls(_pulls(rs, col, tcol, ecol), f"study/low {col}")
     check_pulls(np.concatenate([li_row_pulls(sim, r)[0] for sim, r in rs]), "study/low li_rel (row part)")
+
+
+def _blind(sim):
+    """The image as a file without gain or readout noise in its metadata."""
+    import dataclasses
+
+    return {k: dataclasses.replace(w, gain_counts_per_e=None, readout_noise_counts=None)
+            for k, w in windows_of(sim).items()}
+
+
+def test_unknown_gain_scales_each_row_by_its_chi2():
+    """README: without a known gain the errors are scaled by sqrt(chi2_red) per row.  Against the
+    same fit with gain 1 and no readout stated (the weights a blind fit uses), unscaled."""
+    from sreels.config import Detector
+    from sreels.inference.fast import FitSettings
+
+    inst = REGIMES["default"][0]
+    sim = simulate(FAST_SCENARIO, inst, Detector(gain_counts_per_e=4.0), rng=1650, models=window_models(inst))
+    blind = fit_image(_blind(sim))
+    g1 = fit_image(windows_of(sim), FitSettings(gain_counts_per_e=1.0, readout_noise_counts=0.0))
+    ok = np.isfinite(blind.columns["ti3_fraction_err"])
+    chi2 = blind.columns["ti_chi2_red"][ok]
+    assert np.median(chi2) > 1.5  # gain 4 read as 1: a scaling that matters
+    np.testing.assert_allclose(blind.columns["ti3_fraction_err"][ok],
+                               g1.columns["ti3_fraction_err"][ok] * np.sqrt(chi2), rtol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="unknown gain: chi2_red of PSF-correlated pixels estimates gain * sum(k^2), "
+                   "not the gain (0.48 x at psf_decay 0.2), so the scaled errors are too small: Ti3+ pull sd ~1.3 "
+                   "at gain 4 (measured on 3 images)")
+def test_unknown_gain_errors_are_honest():
+    from sreels.config import Detector
+
+    inst = REGIMES["default"][0]
+    models = window_models(inst)
+    z = []
+    for s in range(3):
+        sim = simulate(FAST_SCENARIO, inst, Detector(gain_counts_per_e=4.0), rng=1650 + s, models=models)
+        res = fit_image(_blind(sim))
+        z.append(_pulls([(sim, res)], "ti3_fraction_raw", "ti3_fraction_row", "ti3_fraction_err"))
+    check_pulls(np.concatenate(z), "blind gain ti3_fraction_raw")
