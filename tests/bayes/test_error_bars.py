@@ -62,16 +62,29 @@ def _map_pulls(small, regime, n, seed0):
     return np.ravel(z)
 
 
+#: Why the Bayesian errors are too wide when readout dominates (issue 16, not fixed): after PSF
+#: whitening the readout noise K^-1 e is no longer white.  Each bin's variance is right (the test
+#: above), but neighbouring bins are anti-correlated (K^-1 sharpens), and the likelihood treats
+#: bins as independent: for features wider than a bin the readout variance is overstated, up to
+#: sum over a bin of (K^-1 row sums)^2 / bin = 1.41x (4-channel bins) and 1.82x (2-channel bins)
+#: at psf_decay 0.2.  Negligible at the default readout (3 counts); errors up to ~1.3x too wide
+#: at 30 counts.  A fix needs the banded readout covariance in the likelihood.
+READOUT_CORRELATION = ("whitened readout noise is anti-correlated between bins but treated as independent: "
+                       "MAP errors ~1.3x too wide when readout dominates (pull sd 0.75 on 16 images)")
+
+
 def test_map_pulls_with_readout_dominating(small):
-    """4 images of 80 rows at 1/20 dose and 30 counts readout: 72 pulls, sd and mean two-sided.
-    Measured (6 images, seeds 1800-1805): mean -0.00, sd 0.87."""
+    """4 images of 80 rows at 1/20 dose and 30 counts readout: 72 pulls, sd and mean two-sided
+    (errors 2x too small or too large fail).  Measured (seeds 1800-1805): mean -0.00, sd 0.87;
+    on 16 images (slow test below) sd 0.75: see READOUT_CORRELATION."""
     check_pulls(_map_pulls(small, "low", 4, 1800), "bayes MAP, low dose", syst_sd=0.1)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("regime", ["low", "high"])
+@pytest.mark.parametrize("regime", [pytest.param("low", marks=pytest.mark.xfail(strict=True, reason=READOUT_CORRELATION)),
+                                    "high"])
 def test_map_pulls_regime_grid(small, regime):
-    """16 images per regime (288 pulls). Measured (6 images): low sd 0.87, high sd 1.10."""
+    """16 images per regime (288 pulls). Measured: low sd 0.75 (xfail), high passes (6 images: sd 1.10)."""
     check_pulls(_map_pulls(small, regime, 16, 1900), f"bayes MAP, {regime}", syst_sd=0.1)
 
 
