@@ -316,6 +316,8 @@ def main(argv=None):
     ap.add_argument("--check", action="store_true", help="only check that every pattern matches exactly once")
     ap.add_argument("--slow", action="store_true", help="include the slow tests of each subset")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per mutation (default 900)")
+    ap.add_argument("--update", action="store_true",
+                    help="with --only: replace those rows of an existing kill_table.json instead of a new table")
     ap.add_argument("--out", default=str(ROOT / "validation" / "results" / "07_mutations"))
     a = ap.parse_args(argv)
     muts = [m for m in MUTATIONS if not a.only or m.id in a.only]
@@ -328,6 +330,13 @@ def main(argv=None):
         for r in rows:
             print(f"{r['id']:>3} {'ok' if r['status'] == 'pending' else r['status']:<18} {r['file']}")
         return 1 if bad else 0
+    if a.update:
+        old = json.loads((Path(a.out) / "kill_table.json").read_text())
+        new = {r["id"]: r for r in rows}
+        rows = [new.get(r["id"], r) for r in old["mutations"]] + [r for r in rows if r["id"] not in
+                                                                  {o["id"] for o in old["mutations"]}]
+        baseline = dict(baseline, note=f"rows {sorted(new)} rerun with --update; others from the previous run "
+                                       f"(baseline then: {old['baseline']['status']})")
     k, n, stale = write_table(rows, baseline, Path(a.out), a.slow)
     print(f"{k} / {n} killed; {stale} stale pattern(s); table in {a.out}")
     return 0

@@ -191,14 +191,16 @@ def test_unknown_gain_errors_are_honest():
 MIXED = dataclasses.replace(FAST_SCENARIO, ti3_mode="position", ti3_boundary_nm=470.0, ti3_width_nm=400.0)
 
 
-@pytest.mark.parametrize("regime", ["low", "default"])
-def test_ti3_errors_at_intermediate_valence(regime):
-    rs = runs(regime, SEEDS, MIXED, 1660)
+def test_ti3_errors_at_intermediate_valence():
+    """Pooled over the low and default regimes (768 pulls), with a 3 % allowance only: leaving the
+    covariance out makes the errors 0.85x (measured), i.e. pull sd ~1.17, which must fail.
+    Measured: pull sd 1.02 (low) and 0.99 (default); spread / error 1.03 and 1.01."""
+    rs = runs("low", SEEDS, MIXED, 1660) + runs("default", SEEDS, MIXED, 1660)
     f3 = rs[0][0].truth_columns()["ti3_fraction_row"]
     assert np.mean((f3 > 0.2) & (f3 < 0.8)) > 0.6
-    check_pulls(_pulls(rs, "ti3_fraction_raw", "ti3_fraction_row", "ti3_fraction_err"), f"{regime} mixed f3")
+    check_pulls(_pulls(rs, "ti3_fraction_raw", "ti3_fraction_row", "ti3_fraction_err"), "mixed f3", syst_sd=0.03)
     ratio, dof = _spread_ratio(rs, "ti3_fraction_raw", "ti3_fraction_err")
-    check_ratio(ratio, dof, f"{regime} mixed f3")
+    check_ratio(ratio, dof, "mixed f3", syst=0.03)
 
 
 def test_li_per_ti_errors_when_ti_is_scarce():
