@@ -296,7 +296,8 @@ def write_table(rows, baseline, out: Path, slow: bool):
             f"{len(stale)} pattern(s) stale (not run); tests: {'default + slow' if slow else 'default (not slow)'} "
             f"subset per mutation, pytest -x, measured-data-free copy.\n\n"
             f"Baseline (unmutated copy, union of the subsets): {baseline['status'] if baseline else 'not run'}"
-            f"{'' if not baseline else ', %.0f s' % baseline['seconds']}.\n\n"
+            f"{'' if not baseline else ', %.0f s' % baseline['seconds']}"
+            f"{'' if not baseline or 'note' not in baseline else ' (' + baseline['note'] + ')'}.\n\n"
             "| id | area | mutation | file | status | s | first failing test / note |\n|---|---|---|---|---|---|---|\n")
     body = "".join(f"| {r['id']} | {r['area']} | {r['what']} | `{r['file']}` | {r['status']} | {r['seconds']:.0f} | "
                    f"{r['detail'].replace('|', '/')[:160]} |\n" for r in rows)
