@@ -7,7 +7,7 @@ Step models are fitted with lmfit (one small fit per profile, not per row):
 - O-O: R = R_p + s (c_Li - 1) over the rows: R in the parent (R_p) and at c_max.
 Errors come from the fits' covariances, combined by the delta method.  The parent
 normalisation's error, common to every row, is added once to the Li numbers (not as if
-independent per row).  The boundary also carries a model term: the difference between the
+independent per row): for the step fit's numbers by refitting the profile rescaled by 1 +- that error.  The boundary also carries a model term: the difference between the
 erfc fit and a model-free linear 50 % crossing of the profile.
 """
 
@@ -103,7 +103,13 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
         for k, name in (("width_nm", "electrode_width_nm"), ("li_max_rel", "li_max_rel")):
             out[name] = li_fit.params[k].value
             out[f"{name}_err"] = li_fit.params[k].stderr if li_fit.params[k].stderr is not None else np.nan
-        out["li_max_rel_err"] = float(np.hypot(out["li_max_rel_err"], out["li_max_rel"] * norm))
+        cm_row_err = out["li_max_rel_err"]  # without the normalisation (which cancels in R_max, below)
+        if norm > 0:  # the common normalisation error: the profile rescaled by 1 +- norm and refitted
+            # (the parent level is fixed at 1, so the width moves too, not only c_max)
+            pm = [m.fit(li[g] * f, li_fit.params, y=y[g], weights=1.0 / (li_e[g] * f), scale_covar=False).params
+                  for f in (1 + norm, 1 - norm)]
+            for k, name in (("width_nm", "electrode_width_nm"), ("li_max_rel", "li_max_rel")):
+                out[f"{name}_err"] = float(np.hypot(out[f"{name}_err"], 0.5 * (pm[0][k].value - pm[1][k].value)))
     f3, f3_e = cols.get("ti3_fraction_raw", cols["ti3_fraction"]), cols["ti3_fraction_err"]
     g3 = oks["ti"] & np.isfinite(f3) & np.isfinite(f3_e) & (f3_e > 0) & (y >= 0)
     ti_fit = None
@@ -156,7 +162,9 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
         A = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
         cov = np.linalg.inv(A)
         rp, slope = cov @ np.array([(w * r[gl]).sum(), (w * x * r[gl]).sum()])
-        cm, cm_e = out["li_max_rel"], out["li_max_rel_err"]
+        # c_max's normalisation error is left out: rescaling c_Li rescales c_max - 1 and the
+        # abscissa of this regression alike, so R_max does not move
+        cm, cm_e = out["li_max_rel"], cm_row_err
         gv = np.array([1.0, cm - 1.0])
         rmax = rp + slope * (cm - 1.0)
         out["r_oo_max_nm"] = float(rmax)
