@@ -111,7 +111,8 @@ def run_fit(args) -> int:
             v = res.columns[k][ok & np.isfinite(res.columns[k])]
             d[f"{k}_median"] = float(np.median(v)) if v.size else None
     else:
-        d = derive(res.position.y_nm, res.columns, res.status == "ok", settings.c_ev_nm2, settings.c_err_ev_nm2)
+        d = derive(res.position.y_nm, res.columns, res.status == "ok", settings.c_ev_nm2, settings.c_err_ev_nm2,
+                   settings.parent_nm)
     out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot, nav_shape=nav)
     print_summary(res, d)
     print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")

@@ -53,17 +53,30 @@ def linear_crossing(y, f, f_err, level):
     return y[i] + t * dy, float(np.hypot(f_err[i] * (1 - t), f_err[i + 1] * t) / slope)
 
 
-def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
-    """Derived numbers (value and ``_err``) from per-row columns; ``ok`` marks usable rows."""
+def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> dict:
+    """Derived numbers (value and ``_err``) from per-row columns; ``ok`` marks usable rows.
+
+    The parent rows are the column ``parent`` (set by the Li normalisation); without Li-K
+    they are ``parent_nm`` (y range, nm) or the far third of the rows with an R_OO, and a
+    note says so.  A profile that was not measured (all NaN) gives a note naming the edge,
+    not a statement about the specimen."""
     out = {k: np.nan for k in KEYS} | {f"{k}_err": np.nan for k in KEYS}
     notes = []
     y = np.asarray(y_nm, float)
     li = cols["li_rel"]
     li_e = cols.get("li_rel_err_row", cols["li_rel_err"])
-    norm = float(np.nanmax(cols["li_norm_rel_err"])) if "li_norm_rel_err" in cols else 0.0
+    norm_e = np.asarray(cols.get("li_norm_rel_err", [0.0]), float)
+    norm = float(np.nanmax(norm_e)) if np.isfinite(norm_e).any() else 0.0
     g = ok & np.isfinite(li) & np.isfinite(li_e) & (li_e > 0) & (y >= 0)
     li_fit = None
-    if g.sum() >= 6 and np.nanmax(li[g]) > 1.5:
+    if y.size < 6:
+        out["notes"] = [f"{y.size} row(s): the profile numbers (electrode width, Ti3+/Ti4+ boundary, R_OO parent "
+                        "and maximum) need a line scan of at least 6 rows; the per-row values are in profiles.csv"]
+        return out
+    if not np.isfinite(li).any():
+        notes.append("c_Li not available (no Li-K window, no usable row, or no parent region): no electrode width, "
+                     "maximum c_Li or c_Li at the Ti3+/Ti4+ boundary")
+    elif g.sum() >= 6 and np.nanmax(li[g]) > 1.5:
         m = Model(_li_model)
         span = y[g].max()
         pars = m.make_params(width_nm=dict(value=0.3 * span, min=y[g].min() + 1e-3, max=span),
@@ -79,7 +92,9 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
     f3, f3_e = cols.get("ti3_fraction_raw", cols["ti3_fraction"]), cols["ti3_fraction_err"]
     g3 = ok & np.isfinite(f3) & np.isfinite(f3_e) & (f3_e > 0) & (y >= 0)
     ti_fit = None
-    if g3.sum() >= 6 and np.nanmax(f3[g3]) > 0.5 and np.nanmin(f3[g3]) < 0.5:
+    if not np.isfinite(f3).any():
+        notes.append("Ti3+ fraction not measured (no Ti-L2,3 window or no usable row): no Ti3+/Ti4+ boundary")
+    elif g3.sum() >= 6 and np.nanmax(f3[g3]) > 0.5 and np.nanmin(f3[g3]) < 0.5:
         m = Model(_ti_model)
         yb0 = float(y[g3][np.argmin(np.abs(f3[g3] - 0.5))])
         pars = m.make_params(boundary_nm=dict(value=yb0, min=y[g3].min(), max=y[g3].max()),
@@ -107,8 +122,21 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
     def eb_syst(rr):  # dR = R^3 / (2 C) dE_b
         return rr**3 / (2 * c_ev_nm2) * EB_SYST_EV
 
-    if "parent" in cols and np.any(gr & (cols["parent"] > 0)):
-        par = gr & (cols["parent"] > 0)
+    parent = cols.get("parent")
+    if parent is None and gr.sum() >= 3:
+        from ..errors import SreelsInputError
+        from .fast import parent_rows
+        try:
+            parent = parent_rows(y, gr, parent_nm)
+            notes.append("parent rows for R_OO: " + (f"y {parent_nm[0]:g}-{parent_nm[1]:g} nm" if parent_nm
+                                                     else "the far third of the rows with an R_OO") +
+                         " (no Li-K normalisation to define them)")
+        except SreelsInputError as e:
+            notes.append(f"no parent R_OO: {e}")
+    if not np.isfinite(r).any():
+        notes.append("R_OO not measured (no O-K window or no usable row)")
+    elif parent is not None and np.any(gr & (np.asarray(parent) > 0)):
+        par = gr & (np.asarray(parent) > 0)
         # plain mean: sigma_R ~ R^3 sigma_E, so inverse-variance weights would favour low R
         rp = float(np.mean(r[par]))
         out["r_oo_parent_nm"] = rp

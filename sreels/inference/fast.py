@@ -295,13 +295,16 @@ def _normalise_li(cols: dict, y_nm, parent_nm, notes: list) -> None:
         return
     a, a_err, q, q_err = (cols.pop(k) for k in ("_li_a", "_li_a_err", "_li_q", "_li_q_err"))
     valid = cols.pop("_li_valid").astype(bool)
-    par = parent_rows(y_nm, valid, parent_nm)
+    few = parent_nm is None and valid.sum() < 3  # a single spectrum has no parent region of its own
+    par = np.zeros(valid.size, bool) if few else parent_rows(y_nm, valid, parent_nm)
     if par.any():
         qm, qm_err = _mean(q[par], q_err[par])
         am, am_err = _mean(a[par], a_err[par])
     else:
         qm = qm_err = am = am_err = np.nan
-        notes.append("no row has a valid Li-K fit: li_rel and li_areal_rel are not normalised (NaN)")
+        notes.append(f"only {int(valid.sum())} row(s) with a Li-K fit: no parent region to normalise c_Li to; "
+                     "li_rel and li_areal_rel are NaN" if few else
+                     "no row has a valid Li-K fit: li_rel and li_areal_rel are not normalised (NaN)")
     cols.update({
         "li_rel": np.where(valid, q / qm, np.nan),
         "li_rel_err": np.where(valid, np.hypot(q_err / qm, q * qm_err / qm**2), np.nan),
