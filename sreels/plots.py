@@ -128,7 +128,8 @@ def _parent(c, y):
 def _profile_panel(ax, strip, y, v, e, colour, name=None):
     """Values with 1-sigma bars on ``ax``; on ``strip`` the row-to-row scatter with the +-1
     sigma band, at a scale where the errors are visible."""
-    ax.fill_between(y, v - e, v + e, color=colour, alpha=0.3, lw=0, step="mid")
+    if np.isfinite(v).sum() >= 30:  # a band between a few scattered rows would draw boxes
+        ax.fill_between(y, v - e, v + e, color=colour, alpha=0.3, lw=0, step="mid")
     ax.errorbar(y, v, yerr=e, fmt="o", ms=1.8, mew=0, elinewidth=0.6, color=colour, label=name)
     s = neighbour_scatter(v)
     strip.fill_between(y, -e, e, color=colour, alpha=0.3, lw=0, step="mid")
@@ -206,8 +207,8 @@ def draw_profiles(result, derived):
             for a in (ax, strip):
                 mark_rows(a, y, pt, "Pt (no Ti, no O)", text=a is ax)
     _annotate_derived(axs, d)
-    for a in axs[3]:
-        a.set_xlabel(DISTANCE_LABEL)
+    for a in axs[3]:  # measured scans need not start at a Pt collector
+        a.set_xlabel(DISTANCE_LABEL if pt.any() else "position along the line scan (nm)")
     rows_ok = int((result.status == "ok").sum())
     fig.suptitle(f"sreels fit (fast path): {rows_ok} of {y.size} rows ok; bars and bands: ±1σ per row. "
                  "Strips: row-to-row scatter (v$_i$ − mean of neighbours)·√(2/3) against ±1σ", fontsize=9)

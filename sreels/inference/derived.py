@@ -131,8 +131,9 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
             notes.append("parent rows for R_OO: " + (f"y {parent_nm[0]:g}-{parent_nm[1]:g} nm" if parent_nm
                                                      else "the far third of the rows with an R_OO") +
                          " (no Li-K normalisation to define them)")
-        except SreelsInputError as e:
-            notes.append(f"no parent R_OO: {e}")
+        except SreelsInputError:  # too few rows with an R_OO there: no parent value, said so
+            where = f"y {parent_nm[0]:g}-{parent_nm[1]:g} nm" if parent_nm else "the far third of the rows"
+            notes.append(f"no parent R_OO: fewer than 3 rows with an R_OO in {where}")
     if not np.isfinite(r).any():
         notes.append("R_OO not measured (no O-K window or no usable row)")
     elif parent is not None and np.any(gr & (np.asarray(parent) > 0)):

@@ -55,6 +55,10 @@ def test_unconverged_run_exits_3_and_still_writes_flagged_results(folder, tmp_pa
     idata = az.from_netcdf(str(out / "posterior.nc"))
     assert "ti_boundary_nm" in idata.posterior and idata.posterior.sizes["chain"] >= 24
     _check_inference_data(idata, rows=60)
+    # the gallery's read_posterior.py on this file
+    from tests.test_examples import load
+    table, loo = load("read_posterior").main(str(out / "posterior.nc"), str(tmp_path / "ppc.png"))
+    assert list(table.index)[:2] == ["electrode_width_nm", "ti_boundary_nm"] and (tmp_path / "ppc.png").is_file()
     # an existing folder is refused before any work
     with pytest.raises(SreelsInputError, match="exists"):
         run_bayes(_args([folder], out, seed=1, steps=20))
@@ -163,7 +167,8 @@ def _check_inference_data(idata, rows):
     assert ax is not None
     assert idata.posterior["r_oo_parent_nm"].attrs["units"] == "nm"
     assert idata.posterior["peak_a_ev"].attrs["units"] == "eV"
-    assert "parent" in idata.posterior["li_max_rel"].attrs["units"]
+    assert idata.posterior["li_max_rel"].attrs["units"] == "1"
+    assert "parent" in idata.posterior["li_max_rel"].attrs["description"]
     w = idata.prior["electrode_width_nm"].values
     assert w.min() >= 20.0 and w.max() <= 3000.0 and w.std() > 100  # draws from the prior, not the posterior
     # replicated data scatter about the observed data like the noise: chi2 per bin ~ 1 (unconverged: loose)

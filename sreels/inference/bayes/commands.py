@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -158,6 +159,9 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
     summary["seconds_total"] = time.perf_counter() - t0
     with output_directory(out_dir, overwrite=overwrite) as tmp:
         write_json(tmp / "summary.json", summary)
+        if progress:
+            print("writing results: profile bands, posterior.nc (per-row log-likelihood, posterior predictive), "
+                  "figures ...", file=sys.stderr, flush=True)
         cols = profile_bands(fit)
         write_csv(tmp / "profiles.csv", cols)
         idata = inference_data(fit, {"sreels_version": __version__, **(settings or {})}, priors=priors, rng=rng)

@@ -49,21 +49,20 @@ DESCRIPTIONS = {
 
 
 def units_of(name: str) -> str:
-    """Units of a parameter from its name: ``_nm`` nm, ``_ev`` eV, ``_rel`` relative to the
-    parent electrolyte, else dimensionless."""
+    """Units of a parameter from its name: ``_nm`` nm, ``_ev`` eV, else dimensionless ("1";
+    ``_rel`` quantities are relative to the parent electrolyte, as their description says)."""
     if name.endswith("_nm"):
         return "nm"
     if name.endswith("_ev"):
         return "eV"
-    if name.endswith("_rel"):
-        return "1 (parent electrolyte = 1)"
-    if name in ("rows",):
-        return "1 (natural log)"
     return "1"
 
 
 def _attrs(name: str) -> dict:
-    return {"units": units_of(name), "description": DESCRIPTIONS.get(name, name.replace("_", " "))}
+    text = DESCRIPTIONS.get(name, name.replace("_", " "))
+    if name.endswith("_rel") and "parent" not in text:
+        text += " (relative to the parent electrolyte)"
+    return {"units": units_of(name), "description": text}
 
 
 def row_log_likelihood(like, thetas: np.ndarray) -> np.ndarray:
