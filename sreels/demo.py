@@ -3,7 +3,7 @@
 Simulates the Pt / in-situ electrode / LASGTP interface of Yamamoto et al. (2014),
 writes the images and a Fig. 5-like figure, inverts the image with the fast path and
 prints the recovered numbers next to the truth.  With ``--bayes`` it also fits the
-whole image jointly (MAP + emcee, ~1.5 min) and puts both methods' error bars side by side.
+whole image jointly (MAP + emcee, 1.5-6 min on 2 cores) and puts both methods' error bars side by side.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def configure_demo(p):
     p.add_argument("--out", default="sreels-demo", metavar="DIR", help="output folder (default ./sreels-demo)")
     p.add_argument("--seed", type=int, default=2014, help="random seed (default 2014)")
     p.add_argument("--bayes", action="store_true",
-                   help="also run the Bayesian joint fit (about 1.5 min on 2 cores) into DIR/bayes")
+                   help="also run the Bayesian joint fit (1.5 min on 2 idle cores, 4-6 min loaded) into DIR/bayes")
     p.add_argument("--overwrite", action="store_true",
                    help="replace DIR from an earlier demo (a folder that is not a demo's is never replaced)")
 

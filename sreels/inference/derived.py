@@ -1,10 +1,12 @@
 """The study's derived numbers from the per-row profiles, each with a standard error.
 
 Step models are fitted with lmfit (one small fit per profile, not per row):
+
 - Li: c(y) = 1 + (c_max - 1) g(y; W, sigma), the forward model's erfc step
-  (:func:`sreels.forward.profiles.li_step`): electrode width W, maximum c_Li = c_max;
+  (``sreels.forward.profiles.li_step``): electrode width W, maximum c_Li = c_max;
 - Ti: f3(y) = erfc((y - y_b) / (sqrt(2) w)) / 2: the Ti3+/Ti4+ boundary y_b;
 - O-O: R = R_p + s (c_Li - 1) over the rows: R in the parent (R_p) and at c_max.
+
 Errors come from the fits' covariances, combined by the delta method.  The parent
 normalisation's error, common to every row, is added once to the Li numbers (not as if
 independent per row).  The boundary also carries a model term: the difference between the

@@ -2,17 +2,23 @@
 
 Groups
 ------
-posterior          every sampled parameter and derived number; chains are emcee's walkers
-sample_stats       ``lp``: log posterior of every draw
-log_likelihood     ``rows`` (chain, draw, row): the log-likelihood of each row's spectra
-                   (all windows), amplitudes marginalised as in the fit; evaluated on a thinned
-                   subset of the draws (every k-th step of every walker, ``draw`` holds the step
-                   index) so that ``az.loo`` gives leave-one-row-out predictive accuracy
-observed_data      one variable per window: the data the likelihood saw (electrons per bin,
-                   PSF removed, (row, energy)); masked bins NaN
-posterior_predictive  the same variables: replicated images, prediction at a posterior draw
-                   plus Gaussian noise of the likelihood's variance (a few draws, float32)
-prior              draws from the priors of the sampled parameters
+``posterior``
+    every sampled parameter and derived number; chains are emcee's walkers
+``sample_stats``
+    ``lp``: log posterior of every draw
+``log_likelihood``
+    ``rows`` (chain, draw, row): the log-likelihood of each row's spectra (all windows),
+    amplitudes marginalised as in the fit; evaluated on a thinned subset of the draws (every
+    k-th step of every walker, ``draw`` holds the step index) so that ``az.loo`` gives
+    leave-one-row-out predictive accuracy
+``observed_data``
+    one variable per window: the data the likelihood saw (electrons per bin, PSF removed,
+    (row, energy)); masked bins NaN
+``posterior_predictive``
+    the same variables: replicated images, the prediction at a posterior draw plus Gaussian
+    noise of the likelihood's variance (a few draws, float32)
+``prior``
+    draws from the priors of the sampled parameters
 
 Every variable carries ``units`` and ``description`` attributes.  ArviZ's ``az.summary``
 rounds to two decimals by default: R_OO (nm) varies in the fifth, so call it with
