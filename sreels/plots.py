@@ -365,10 +365,10 @@ def maps_figure(result, nav_shape, path):
         im = a.imshow(img, cmap=cmap, interpolation="nearest", vmin=np.nanpercentile(img, 2),
                       vmax=np.nanpercentile(img, 98))
         err = np.nanmedian(np.asarray(c[f"{key}_err"], float))
-        fig.colorbar(im, ax=a, shrink=0.8, label=f"median 1σ {err:.2g}")
+        fig.colorbar(im, ax=a, shrink=0.8, label=f"{label}; median 1σ {err:.2g}")
     a = axes[0, 3]
     a.imshow(ok, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    a.set_title(f"status ok ({int(ok.sum())} of {ok.size} pixels)")
+    a.set_title(f"status ok: white ({int(ok.sum())} of {ok.size} pixels; black: flagged)")
     for a in axes[0]:
         a.set_xlabel("x (pixel)")
         a.set_ylabel("y (pixel)")
