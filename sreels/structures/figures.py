@@ -65,7 +65,8 @@ def calibration_figure(result, path, extra=None, title="dE R^2 = C calibration")
 
 @styled
 def spectra_figure(spectra_and_measurements, path):
-    """Each measured O-K spectrum (background removed) with its threshold and peak b marked."""
+    """Each measured O-K spectrum as stored (background not removed) with its threshold and
+    peak b marked, on an energy axis relative to the spectrum's own threshold."""
     n = len(spectra_and_measurements)
     fig, axs = plt.subplots(n, 1, figsize=(7, 2.0 * n + 0.5), squeeze=False)
     for ax, (spec, m) in zip(axs[:, 0], spectra_and_measurements):
@@ -78,5 +79,6 @@ def spectra_figure(spectra_and_measurements, path):
         ax.set_title(spec.name, fontsize=9)
         ax.legend(fontsize=7, loc="upper right")
     axs[-1, 0].set_xlabel("energy above the file's own threshold (eV)")
+    fig.supylabel("intensity as stored in the file (counts; background not removed)", fontsize=9)
     fig.tight_layout()
     save(fig, path)
