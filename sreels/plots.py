@@ -352,7 +352,7 @@ def maps_figure(result, nav_shape, path):
     ny, nx = nav_shape
     c = result.columns
     ok = (result.status == "ok").reshape(ny, nx)
-    panels = (("li_rel", "c_Li (map mean = 1)", "viridis"), ("ti3_fraction", "Ti3+ fraction", "magma"),
+    panels = (("li_rel", "c_Li (map mean, or --parent, = 1)", "viridis"), ("ti3_fraction", "Ti3+ fraction", "magma"),
               ("r_oo_nm", "R_OO (nm)", "cividis"))
     fig, axes = figure(1, 4, figsize=(16, 3.8), squeeze=False)
     for a, (key, label, cmap) in zip(axes[0], panels):
