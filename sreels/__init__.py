@@ -1,8 +1,12 @@
 """sreels: spatially-resolved EELS of battery interfaces.
 
 >>> import sreels
->>> sim = sreels.simulate(rng=1)                 # the source study's interface
+>>> sim = sreels.simulate(sreels.Scenario(li_max_rel=6.0), rng=1)   # or an explicit numpy Generator
+>>> sim.windows["high"].counts                                       # (rows, channels) detector counts
 >>> res = sreels.fit_image(sreels.load_measurement(["low.hspy", "high.hspy"]))
+>>> res.columns["li_rel"], res.columns["li_rel_err"], res.status
+
+The names load lazily (``sreels --help`` stays instant); ``dir(sreels)`` lists them.
 """
 
 __version__ = "0.1.0"
@@ -14,6 +18,13 @@ _LAZY = {
     "fit_image": "sreels.inference.fast", "FitSettings": "sreels.inference.fast",
     "load_measurement": "sreels.inference.load",
 }
+
+
+__all__ = sorted(_LAZY)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name):  # lazy: `sreels --help` stays instant

@@ -3,7 +3,7 @@
 Simulates the Pt / in-situ electrode / LASGTP interface of Yamamoto et al. (2014),
 writes the images and a Fig. 5-like figure, inverts the image with the fast path and
 prints the recovered numbers next to the truth.  With ``--bayes`` it also fits the
-whole image jointly (MAP + emcee, ~1.5 min) and puts both methods' error bars side by side.
+whole image jointly (MAP + emcee, 1.5-6 min on 2 cores) and puts both methods' error bars side by side.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ def configure_demo(p):
     p.add_argument("--out", default="sreels-demo", metavar="DIR", help="output folder (default ./sreels-demo)")
     p.add_argument("--seed", type=int, default=2014, help="random seed (default 2014)")
     p.add_argument("--bayes", action="store_true",
-                   help="also run the Bayesian joint fit (about 1.5 min on 2 cores) into DIR/bayes")
-    p.add_argument("--overwrite", action="store_true", default=True,
-                   help="replace DIR from an earlier demo (default; the demo writes only its own folder)")
+                   help="also run the Bayesian joint fit (1.5 min on 2 idle cores, 4-6 min loaded) into DIR/bayes")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DIR from an earlier demo (a folder that is not a demo's is never replaced)")
 
 
 def run_demo(args) -> int:
@@ -26,9 +26,12 @@ def run_demo(args) -> int:
 
     out = Path(args.out)
     sim_dir = out / "simulation"
-    if out.exists() and not (out / "simulation").exists() and any(out.iterdir()):
+    if out.exists() and any(out.iterdir()):
         from .errors import SreelsInputError
-        raise SreelsInputError(f"{out} exists and is not an earlier sreels demo; choose another --out")
+        if not (out / "simulation").exists():
+            raise SreelsInputError(f"{out} exists and is not an earlier sreels demo; choose another --out")
+        if not getattr(args, "overwrite", False):
+            raise SreelsInputError(f"{out} holds an earlier demo; pass --overwrite to replace it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     print("sreels demo: the Pt / in-situ electrode / LASGTP interface of Yamamoto et al., "
           "J. Power Sources 266 (2014) 414")
@@ -102,6 +105,8 @@ def _invert(sim, sim_dir: Path, out: Path) -> int:
         z = (res.columns[col] - t[tcol]) / err
         z = z[ok & np.isfinite(z)]
         print(f"   {col:18s} mean {z.mean():+.2f}  sd {z.std():.2f}  (n = {z.size}; honest errors give 0 and 1)")
-    print(f"3. figures: {sim_dir}/spectrum_images.png (Fig. 5-like), {fit_dir}/profiles.png (Fig. 6-like), "
-          f"{fit_dir}/residuals.png")
+    figs = ", ".join(f"{fit_dir}/{f}" for f in ("profiles.png", "region_spectra.png", "residuals.png")
+                     if (fit_dir / f).is_file())
+    print(f"3. figures: {sim_dir}/spectrum_images.png (Fig. 5: spectrum images), {figs} (Fig. 6: profiles with "
+          "errors, spectra by region; residuals)")
     return 0

@@ -134,6 +134,8 @@ def save_hspy(path: Path, data: np.ndarray, energy: EnergyAxis, position: Positi
 
     The navigation axis is the position y (nm), the signal axis the energy loss
     (eV), so ``hs.load(path)`` gives an ``EELSSpectrum``-like 1-D signal over y.
+    ``metadata`` holds HyperSpy nodes: ``TEM`` (Acquisition_instrument.TEM), ``Signal``
+    (merged into the Signal node, e.g. Noise_properties), ``Sample``, and ``sreels``.
     """
     from rsciio.hspy import file_writer
 
@@ -148,10 +150,12 @@ def save_hspy(path: Path, data: np.ndarray, energy: EnergyAxis, position: Positi
     ]
     md = {
         "General": {"title": title or Path(path).stem},
-        "Signal": {"signal_type": "EELS", "quantity": "Intensity (counts)"},
+        "Signal": {"signal_type": "EELS", "quantity": "Intensity (counts)", **metadata.get("Signal", {})},
         "Acquisition_instrument": {"TEM": metadata.get("TEM", {})},
         "sreels": metadata.get("sreels", {}),
     }
+    if "Sample" in metadata:  # HyperSpy's Sample node (elements) for exspy's create_model
+        md["Sample"] = metadata["Sample"]
     sig = {"data": data, "axes": axes, "metadata": md, "original_metadata": {}, "tmp_parameters": {},
            "attributes": {"_lazy": False}, "learning_results": {}, "models": {},
            "package_info": {"name": "hyperspy", "version": "2.0"}}

@@ -32,7 +32,16 @@ def test_demo_writes_everything_and_recovers_the_study_numbers(tmp_path, capsys)
 def test_demo_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("user data")
     assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert main(["demo", "--out", str(tmp_path), "--overwrite"]) == 2
     assert (tmp_path / "mine.txt").read_text() == "user data"
+
+
+def test_demo_replaces_an_earlier_demo_only_when_asked(tmp_path, capsys):
+    out = tmp_path / "demo"
+    (out / "simulation").mkdir(parents=True)
+    (out / "simulation" / "old.txt").write_text("earlier demo")
+    assert main(["demo", "--out", str(out)]) == 2  # not without --overwrite (README: nothing is overwritten)
+    assert "--overwrite" in capsys.readouterr().err and (out / "simulation" / "old.txt").is_file()
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ from ..config import load_config
 
 def configure_simulate(p):
     p.add_argument("--scenario", metavar="FILE.toml", help="scenario/instrument/detector TOML "
-                   "(default: the source study's interface; see examples/ for the keys)")
+                   "(default: the source study's interface; keys: the README's Scenarios section, "
+                   "examples/simulate_scenario.py and the docs' reference)")
     p.add_argument("--seed", type=int, default=None,
                    help="random seed (default: fresh entropy, recorded in run.json)")
     p.add_argument("--noise-free", action="store_true", help="write expected counts, no detector noise")

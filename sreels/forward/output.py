@@ -20,16 +20,35 @@ from ..config import config_to_toml
 from ..io import atomic_write_text, output_directory, save_hspy, write_csv, write_json
 
 
+#: convergence semi-angle written to the files: the study illuminates the slit with a parallel
+#: beam (DESIGN.md, "The measurement in one paragraph"), so alpha ~ 0 and the collection
+#: semi-angle alone sets the cross sections (as in sreels' own forward model)
+CONVERGENCE_SEMIANGLE_MRAD = 0.0
+
+
 def image_metadata(sim, name: str) -> dict:
+    """HyperSpy metadata of one window's image: microscope parameters (beam energy,
+    convergence and collection semi-angles, exposure), the elements of the window's edges,
+    the detector's noise as HyperSpy's variance model, and the sreels record.
+
+    Var[counts] = gain^2 sum(k^2) electrons + readout^2 = (a E[counts] + b) c with
+    a = gain, b = readout^2 / sum(k^2), c = sum(k^2) (the PSF kernel's squared sum), the
+    form of ``Signal.Noise_properties.Variance_linear_model`` that
+    ``estimate_poissonian_noise_variance`` reads.  Without dark subtraction the offset makes
+    b negative, which HyperSpy refuses: then no variance model is written."""
+    from .detector import psf_variance_factor
+
     cfg = sim.config
     w = cfg.instrument.window(name)
     det = cfg.detector
-    return {
+    md = {
         "TEM": {
             "beam_energy": cfg.instrument.beam_energy_kev,
+            "convergence_angle": CONVERGENCE_SEMIANGLE_MRAD,
             "Detector": {"EELS": {"collection_angle": cfg.instrument.collection_semiangle_mrad,
                                   "exposure": w.exposure_s}},
         },
+        "Sample": {"elements": sorted({e.split("-")[0] for e in w.edges})},
         "sreels": {
             "window": name, "noise_free": sim.noise_free, **sim.rng_record,
             "detector": dataclasses.asdict(det), "exposure_s": w.exposure_s,
@@ -39,6 +58,12 @@ def image_metadata(sim, name: str) -> dict:
                            "resolution_fwhm_ev": cfg.instrument.resolution_fwhm_ev},
         },
     }
+    if det.dark_subtracted and not sim.noise_free:
+        c = psf_variance_factor(det.psf_decay)
+        md["Signal"] = {"Noise_properties": {"Variance_linear_model": {
+            "gain_factor": det.gain_counts_per_e, "gain_offset": det.readout_noise_counts ** 2 / c,
+            "correlation_factor": c}}}
+    return md
 
 
 def write_simulation(sim, out_dir, overwrite: bool = False, plot: bool = False) -> Path:

@@ -21,7 +21,7 @@ def configure_fit(p):
     p.add_argument("--gain", type=float, metavar="COUNTS_PER_E",
                    help="detector conversion gain (default: from the file, else 1 with errors scaled by "
                         "sqrt(chi2_red); bayes: estimated from the MAP chi2)")
-    p.add_argument("--readout-noise", type=float, metavar="COUNTS", help="readout noise (counts rms)")
+    p.add_argument("--readout-noise", type=float, metavar="COUNTS", help="readout noise (counts rms; default: from the file's sreels metadata, else 0)")
     p.add_argument("--psf-decay", type=float, help="detector PSF decay along energy (default: from the file, else 0)")
     p.add_argument("--resolution", type=float, default=None, metavar="EV",
                    help="energy resolution FWHM (eV; default: from the files' metadata, else 0.5, said in a note)")
@@ -38,8 +38,9 @@ def configure_fit(p):
     p.add_argument("--parent", nargs=2, type=float, metavar=("Y0_NM", "Y1_NM"),
                    help="y-range of the parent electrolyte (default: the far third of the image; for a 2-D "
                         "map flat pixel indices, default: all pixels)")
-    p.add_argument("--bin", type=int, default=1, metavar="N", help="sum N rows before fitting")
-    p.add_argument("--saturation", type=float, metavar="COUNTS", help="mask pixels at or above this value")
+    p.add_argument("--bin", type=int, default=1, metavar="N", help="sum N rows before fitting (default 1: no binning)")
+    p.add_argument("--saturation", type=float, metavar="COUNTS", help="mask pixels at or above this value (default: the ADC maximum from the file's sreels "
+                        "metadata, else no mask)")
     p.add_argument("--c-err", type=float, default=0.0, metavar="EV_NM2",
                    help="standard error of C = 2.820 eV nm^2 to propagate into R_OO (default 0)")
     p.add_argument("--reference", action="append", metavar="NAME=FILE", default=None,
@@ -50,11 +51,11 @@ def configure_fit(p):
                    help="(fast) read the files lazily (Dask) and fit N rows at a time, for images that do "
                         "not fit in memory; same result, no residual image")
     p.add_argument("--no-plot", action="store_true", help="skip the figures")
-    p.add_argument("--seed", type=int, default=None, help="(bayes) random seed")
+    p.add_argument("--seed", type=int, default=None, help="(bayes) random seed of the walkers (default: fresh entropy, recorded in summary.json)")
     p.add_argument("--allow-unconverged", action="store_true", help="(bayes) exit 0 even if not converged")
     p.add_argument("--priors", metavar="FILE.toml", help="(bayes) prior settings")
-    p.add_argument("--walkers", type=int, default=None, help="(bayes) number of walkers")
-    p.add_argument("--steps", type=int, default=None, help="(bayes) number of steps")
+    p.add_argument("--walkers", type=int, default=None, help="(bayes) number of emcee walkers (default max(P + 6, 24), P sampled parameters)")
+    p.add_argument("--steps", type=int, default=None, help="(bayes) maximum emcee steps (default 3000; the run stops earlier once converged)")
 
 
 def expand_inputs(inputs):
@@ -150,7 +151,7 @@ def run_fit(args) -> int:
             d[f"{k}_median"] = float(np.median(v)) if v.size else None
     else:
         d = derive(res.position.y_nm, res.columns, usable_by_edge(res.status), settings.c_ev_nm2,
-                   settings.c_err_ev_nm2)
+                   settings.c_err_ev_nm2, settings.parent_nm)
     out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot, nav_shape=nav)
     print_summary(res, d)
     print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")

@@ -1,10 +1,12 @@
 """The study's derived numbers from the per-row profiles, each with a standard error.
 
 Step models are fitted with lmfit (one small fit per profile, not per row):
+
 - Li: c(y) = 1 + (c_max - 1) g(y; W, sigma), the forward model's erfc step
-  (:func:`sreels.forward.profiles.li_step`): electrode width W, maximum c_Li = c_max;
+  (``sreels.forward.profiles.li_step``): electrode width W, maximum c_Li = c_max;
 - Ti: f3(y) = erfc((y - y_b) / (sqrt(2) w)) / 2: the Ti3+/Ti4+ boundary y_b;
 - O-O: R = R_p + s (c_Li - 1) over the rows: R in the parent (R_p) and at c_max.
+
 Errors come from the fits' covariances, combined by the delta method.  The parent
 normalisation's error, common to every row, is added once to the Li numbers (not as if
 independent per row): for the step fit's numbers by refitting the profile rescaled by 1 +- that error.  The boundary also carries a model term: the difference between the
@@ -73,20 +75,33 @@ def _check_step_fit(fit, what, notes):
     return not at
 
 
-def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
+def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> dict:
     """Derived numbers (value and ``_err``) from per-row columns; ``ok`` marks usable rows:
     one boolean array, or a dict of them per edge ("li", "ti", "o": see
-    :func:`sreels.inference.fast.usable_by_edge`)."""
+    :func:`sreels.inference.fast.usable_by_edge`).
+
+    The parent rows are the column ``parent`` (set by the Li normalisation); without Li-K
+    they are ``parent_nm`` (y range, nm) or the far third of the rows with an R_OO, and a
+    note says so.  A profile that was not measured (all NaN) gives a note naming the edge,
+    not a statement about the specimen."""
     out = {k: np.nan for k in KEYS} | {f"{k}_err": np.nan for k in KEYS}
     notes = []
     y = np.asarray(y_nm, float)
     oks = ok if isinstance(ok, dict) else {"li": ok, "ti": ok, "o": ok}
     li = cols["li_rel"]
     li_e = cols.get("li_rel_err_row", cols["li_rel_err"])
-    norm = float(np.nanmax(cols["li_norm_rel_err"])) if "li_norm_rel_err" in cols else 0.0
+    norm_e = np.asarray(cols.get("li_norm_rel_err", [0.0]), float)
+    norm = float(np.nanmax(norm_e)) if np.isfinite(norm_e).any() else 0.0
     g = oks["li"] & np.isfinite(li) & np.isfinite(li_e) & (li_e > 0) & (y >= 0)
     li_fit = None
-    if g.sum() >= 6 and np.nanmax(li[g]) > 1.5:
+    if y.size < 6:
+        out["notes"] = [f"{y.size} row(s): the profile numbers (electrode width, Ti3+/Ti4+ boundary, R_OO parent "
+                        "and maximum) need a line scan of at least 6 rows; the per-row values are in profiles.csv"]
+        return out
+    if not np.isfinite(li).any():
+        notes.append("c_Li not available (no Li-K window, no usable row, or no parent region): no electrode width, "
+                     "maximum c_Li or c_Li at the Ti3+/Ti4+ boundary")
+    elif g.sum() >= 6 and np.nanmax(li[g]) > 1.5:
         m = Model(_li_model)
         span = y[g].max()
         pars = m.make_params(width_nm=dict(value=0.3 * span, min=y[g].min() + 1e-3, max=span),
@@ -95,10 +110,8 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
         li_fit = m.fit(li[g], pars, y=y[g], weights=1.0 / li_e[g], scale_covar=False)
         if not _check_step_fit(li_fit, "c_Li", notes):
             li_fit = None
-    elif np.isfinite(li).any():
-        notes.append("no electrode: c_Li does not rise above 1.5x the parent")
     else:
-        notes.append("c_Li not measured")
+        notes.append("no electrode: c_Li does not rise above 1.5x the parent")
     if li_fit is not None:
         for k, name in (("width_nm", "electrode_width_nm"), ("li_max_rel", "li_max_rel")):
             out[name] = li_fit.params[k].value
@@ -113,7 +126,9 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
     f3, f3_e = cols.get("ti3_fraction_raw", cols["ti3_fraction"]), cols["ti3_fraction_err"]
     g3 = oks["ti"] & np.isfinite(f3) & np.isfinite(f3_e) & (f3_e > 0) & (y >= 0)
     ti_fit = None
-    if g3.sum() >= 6 and np.nanmax(f3[g3]) > 0.5 and np.nanmin(f3[g3]) < 0.5:
+    if not np.isfinite(f3).any():
+        notes.append("Ti3+ fraction not measured (no Ti-L2,3 window or no usable row): no Ti3+/Ti4+ boundary")
+    elif g3.sum() >= 6 and np.nanmax(f3[g3]) > 0.5 and np.nanmin(f3[g3]) < 0.5:
         m = Model(_ti_model)
         yb0 = float(y[g3][np.argmin(np.abs(f3[g3] - 0.5))])
         pars = m.make_params(boundary_nm=dict(value=yb0, min=y[g3].min(), max=y[g3].max()),
@@ -121,10 +136,8 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
         ti_fit = m.fit(f3[g3], pars, y=y[g3], weights=1.0 / f3_e[g3], scale_covar=False)
         if not _check_step_fit(ti_fit, "Ti3+ fraction", notes):
             ti_fit = None
-    elif np.isfinite(f3).any():
-        notes.append("no Ti3+/Ti4+ boundary: the Ti3+ fraction does not cross 0.5")
     else:
-        notes.append("Ti3+ fraction not measured")
+        notes.append("no Ti3+/Ti4+ boundary: the Ti3+ fraction does not cross 0.5")
     if ti_fit is not None:
         yb = ti_fit.params["boundary_nm"].value
         cross = linear_crossing(y[g3], f3[g3], f3_e[g3], 0.5)
@@ -148,8 +161,22 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0) -> dict:
     def eb_syst(rr):  # dR = R^3 / (2 C) dE_b
         return rr**3 / (2 * c_ev_nm2) * EB_SYST_EV
 
-    if "parent" in cols and np.any(gr & (cols["parent"] > 0)):
-        par = gr & (cols["parent"] > 0)
+    parent = cols.get("parent")
+    if parent is None and gr.sum() >= 3:
+        from ..errors import SreelsInputError
+        from .fast import parent_rows
+        try:
+            parent = parent_rows(y, gr, parent_nm)
+            notes.append("parent rows for R_OO: " + (f"y {parent_nm[0]:g}-{parent_nm[1]:g} nm" if parent_nm
+                                                     else "the far third of the rows with an R_OO") +
+                         " (no Li-K normalisation to define them)")
+        except SreelsInputError:  # too few rows with an R_OO there: no parent value, said so
+            where = f"y {parent_nm[0]:g}-{parent_nm[1]:g} nm" if parent_nm else "the far third of the rows"
+            notes.append(f"no parent R_OO: fewer than 3 rows with an R_OO in {where}")
+    if not np.isfinite(r).any():
+        notes.append("R_OO not measured (no O-K window or no usable row)")
+    elif parent is not None and np.any(gr & (np.asarray(parent) > 0)):
+        par = gr & (np.asarray(parent) > 0)
         # plain mean: sigma_R ~ R^3 sigma_E, so inverse-variance weights would favour low R
         rp = float(np.mean(r[par]))
         out["r_oo_parent_nm"] = rp

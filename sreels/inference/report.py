@@ -46,6 +46,36 @@ def is_map(nav_shape) -> bool:
     return len(nav_shape) == 2 and min(nav_shape) > 1
 
 
+def write_figures(result, derived: dict, folder, nav_shape=()) -> list[str]:
+    """The fast path's figures into ``folder``; returns notes on figures not drawn.
+
+    A line scan of three or more rows: ``profiles.png`` (the four profiles with errors),
+    ``region_spectra.png`` (spectra by region) and ``residuals.png``; fewer rows:
+    ``spectrum_fits.png`` (data, model, residual per edge) instead of profiles; a 2-D map:
+    ``maps.png`` and ``residuals.png``."""
+    from ..plots import (maps_figure, profiles_figure, region_spectra_figure, residuals_figure,
+                         spectrum_fits_figure)
+    folder = Path(folder)
+    notes = []
+    rows = int(result.position.size)
+    if is_map(nav_shape):
+        maps_figure(result, nav_shape, folder / "maps.png")
+    elif rows >= 3:
+        profiles_figure(result, derived, folder / "profiles.png")
+        if not region_spectra_figure(result, folder / "region_spectra.png"):
+            notes.append("region_spectra.png not drawn: no Ti-L2,3/O-K fit or no region (Ti3+, Ti4+, parent) "
+                         "with usable rows")
+    else:
+        notes.append(f"{rows} row(s): no profile figure (profiles need three rows or more); "
+                     "spectrum_fits.png shows the fits")
+    if result.fits:  # a chunked fit keeps no per-row edge fits
+        if rows >= 3:
+            residuals_figure(result, folder / "residuals.png")
+        else:
+            spectrum_fits_figure(result, folder / "spectrum_fits.png")
+    return notes
+
+
 def write_fit(result, derived: dict, inputs, out_dir, overwrite=False, plot=True, extra=None,
               nav_shape=()) -> Path:
     """profiles.csv, summary.json and figures; for a 2-D map (``nav_shape`` (ny, nx)) the table
@@ -57,13 +87,8 @@ def write_fit(result, derived: dict, inputs, out_dir, overwrite=False, plot=True
         extra = {**(extra or {}), "map_shape": list(nav_shape)}
     with output_directory(out_dir, overwrite=overwrite) as tmp:
         write_csv(tmp / "profiles.csv", table)
-        write_json(tmp / "summary.json", summary_dict(result, derived, inputs, extra))
-        if plot:
-            from ..plots import maps_figure, profiles_figure, residuals_figure
-            if is_map(nav_shape):
-                maps_figure(result, nav_shape, tmp / "maps.png")
-            else:
-                profiles_figure(result, derived, tmp / "profiles.png")
-            if result.fits:  # a chunked fit keeps no per-row edge fits
-                residuals_figure(result, tmp / "residuals.png")
+        summary = summary_dict(result, derived, inputs, extra)
+        if plot:  # figures that were not drawn say why in the summary's notes
+            summary["notes"] += write_figures(result, derived, tmp, nav_shape)
+        write_json(tmp / "summary.json", summary)
     return Path(out_dir)

@@ -78,7 +78,7 @@ class CalibrationResult:
     points: tuple = field(repr=False)
     leave_one_out: tuple = field(default=(), repr=False)
 
-    #: A point whose |pull| exceeds this is listed as an outlier of the rule.
+    #: A point whose absolute pull exceeds this is listed as an outlier of the rule.
     OUTLIER_PULL = 3.0
 
     @property

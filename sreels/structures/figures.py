@@ -1,29 +1,18 @@
-"""Figures of the calibration (matplotlib imported lazily, Agg backend, atomic writes)."""
+"""Figures of the calibration (matplotlib through :mod:`sreels.figstyle`: one style, Agg
+backend, atomic writes)."""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import numpy as np
 
-from ..io import atomic_write_bytes
+from ..figstyle import plt, save, styled
 from .resonance import C_EV_NM2
 
 
-def _save(fig, path):
-    buf = io.BytesIO()
-    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
+@styled
 def calibration_figure(result, path, extra=None, title="dE R^2 = C calibration"):
     """dE vs R with the fitted C/R^2 curve, the study's 2.820 and residuals; ``extra``
     is a list of (name, dE, dE_err) for measured spectra without a structure."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     pts = result.points
     r = np.array([p.r_nm for p in pts])
     de = np.array([p.delta_e_ev for p in pts])
@@ -71,16 +60,13 @@ def calibration_figure(result, path, extra=None, title="dE R^2 = C calibration")
     axr.set_xlabel("R_OO (nm)")
     axr.set_ylabel("residual (eV)")
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path)
 
 
+@styled
 def spectra_figure(spectra_and_measurements, path):
-    """Each measured O-K spectrum (background removed) with its threshold and peak b marked."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Each measured O-K spectrum as stored (background not removed) with its threshold and
+    peak b marked, on an energy axis relative to the spectrum's own threshold."""
     n = len(spectra_and_measurements)
     fig, axs = plt.subplots(n, 1, figsize=(7, 2.0 * n + 0.5), squeeze=False)
     for ax, (spec, m) in zip(axs[:, 0], spectra_and_measurements):
@@ -93,6 +79,6 @@ def spectra_figure(spectra_and_measurements, path):
         ax.set_title(spec.name, fontsize=9)
         ax.legend(fontsize=7, loc="upper right")
     axs[-1, 0].set_xlabel("energy above the file's own threshold (eV)")
+    fig.supylabel("intensity as stored in the file (counts; background not removed)", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path)

@@ -47,13 +47,18 @@ def test_unconverged_run_exits_3_and_still_writes_flagged_results(folder, tmp_pa
         d = s["derived"][k]
         assert d["p2_5"] <= d["p16"] <= d["median"] <= d["p84"] <= d["p97_5"]
         assert s[f"{k}_err"] > 0
-    for f in ("posterior.nc", "profiles.csv", "corner.png", "corner_parameters.png", "profiles.png", "residuals.png"):
+    for f in ("posterior.nc", "profiles.csv", "corner.png", "parameters.png", "profiles.png", "residuals.png"):
         assert (out / f).is_file()
     header = (out / "profiles.csv").read_text().splitlines()[0].split(",")
     assert {"li_rel_lo", "li_rel_hi", "ti3_fraction_lo", "ti3_fraction_hi", "r_oo_nm_lo", "r_oo_nm_hi"} <= set(header)
     import arviz as az
     idata = az.from_netcdf(str(out / "posterior.nc"))
     assert "ti_boundary_nm" in idata.posterior and idata.posterior.sizes["chain"] >= 24
+    _check_inference_data(idata, rows=60)
+    # the gallery's read_posterior.py on this file
+    from tests.test_examples import load
+    table, loo = load("read_posterior").main(str(out / "posterior.nc"), str(tmp_path / "ppc.png"))
+    assert list(table.index)[:2] == ["electrode_width_nm", "ti_boundary_nm"] and (tmp_path / "ppc.png").is_file()
     # an existing folder is refused before any work
     with pytest.raises(SreelsInputError, match="exists"):
         run_bayes(_args([folder], out, seed=1, steps=20))
@@ -139,3 +144,36 @@ def test_an_unknown_gain_is_estimated_from_the_map_chi2(small):
     m = fit_bayes(data, small["priors"], sample=False).map
     pulls = (m.theta - small["truth"]) / m.sd
     assert np.sum(pulls ** 2) < stats.chi2.ppf(0.999, pulls.size) and abs(m.chi2_red - 1) < 0.02
+
+
+def _check_inference_data(idata, rows):
+    """posterior.nc works with ArviZ's model checking: loo over rows, posterior predictive
+    checks against the observed data, prior draws inside their bounds, units everywhere."""
+    import warnings
+
+    import arviz as az
+    import matplotlib.pyplot as plt
+    for g in ("posterior", "sample_stats", "log_likelihood", "observed_data", "posterior_predictive", "prior"):
+        assert g in idata.groups(), g
+    ll = idata.log_likelihood["rows"]
+    assert ll.sizes["row"] == rows and np.isfinite(ll.values).all()
+    assert set(idata.observed_data.data_vars) == set(idata.posterior_predictive.data_vars) == {"low", "high"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(idata)
+        ax = az.plot_ppc(idata, var_names=["high"], num_pp_samples=2)
+    plt.close("all")
+    assert np.isfinite(loo.elpd_loo) and loo.n_data_points == rows and 0 < loo.p_loo < 100
+    assert ax is not None
+    assert idata.posterior["r_oo_parent_nm"].attrs["units"] == "nm"
+    assert idata.posterior["peak_a_ev"].attrs["units"] == "eV"
+    assert idata.posterior["li_max_rel"].attrs["units"] == "1"
+    assert "parent" in idata.posterior["li_max_rel"].attrs["description"]
+    w = idata.prior["electrode_width_nm"].values
+    assert w.min() >= 20.0 and w.max() <= 3000.0 and w.std() > 100  # draws from the prior, not the posterior
+    # replicated data scatter about the observed data like the noise: chi2 per bin ~ 1 (unconverged: loose)
+    obs = idata.observed_data["high"].values
+    rep = idata.posterior_predictive["high"].values[0, 0]
+    ok = np.isfinite(obs) & np.isfinite(rep)
+    z2 = (rep[ok] - obs[ok]) ** 2 / np.maximum(np.abs(obs[ok]), 1.0)
+    assert 1.0 < np.mean(z2) < 4.0  # difference of two noisy images: ~2

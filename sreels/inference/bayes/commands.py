@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -143,8 +144,9 @@ def load_input(inputs, saturation: float | None = None) -> tuple:
 
 # -------------------------------------------------------------------- run
 def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps=3000, min_ess=1000.0,
-                settings=None, truth_profiles=None, truth_params=None, progress=True):
-    """Fit prepared data and write DIR/summary.json, posterior.nc, profiles.csv and figures."""
+                settings=None, truth_profiles=None, truth_params=None, progress=True, points=None):
+    """Fit prepared data and write DIR/summary.json, posterior.nc, profiles.csv and figures
+    (``points``: the fast path's per-row columns, drawn over the posterior bands)."""
     from ...io import output_directory, write_csv, write_json
     from . import figures
     from .fit import fit_bayes
@@ -157,9 +159,12 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
     summary["seconds_total"] = time.perf_counter() - t0
     with output_directory(out_dir, overwrite=overwrite) as tmp:
         write_json(tmp / "summary.json", summary)
+        if progress:
+            print("writing results: profile bands, posterior.nc (per-row log-likelihood, posterior predictive), "
+                  "figures ...", file=sys.stderr, flush=True)
         cols = profile_bands(fit)
         write_csv(tmp / "profiles.csv", cols)
-        idata = inference_data(fit, {"sreels_version": __version__, **(settings or {})})
+        idata = inference_data(fit, {"sreels_version": __version__, **(settings or {})}, priors=priors, rng=rng)
         idata.to_netcdf(str(tmp / "posterior.nc"), engine="h5netcdf")
         flat = fit.samples.flat
         pset = fit.likelihood.model.pset
@@ -170,13 +175,29 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
             dtruth = derived(pset.as_dict(np.array([truth_params[n] for n in pset.names])), pset.ti3_mode)
         figures.corner(np.column_stack([np.asarray(dd[k]) for k in keys]), keys, tmp / "corner.png",
                        dtruth, title="the study's numbers: posterior (red: truth where known)")
-        figures.corner(flat, list(fit.map.names), tmp / "corner_parameters.png", truth_params,
-                       title="every sampled parameter: posterior (red: truth where known)")
-        figures.profiles(cols, summary, tmp / "profiles.png", truth_profiles)
+        figures.marginals(flat, list(fit.map.names), tmp / "parameters.png", truth_params)
+        figures.profiles(cols, summary, tmp / "profiles.png", truth_profiles, points)
         mean, var = posterior_predictive(fit)
         figures.residual_image(fit.data, mean, tmp / "residuals.png", var,
                                "posterior predictive (mean of 64 draws)" if fit.samples is not None else "MAP")
     return fit, summary
+
+
+def fast_points(files) -> dict | None:
+    """The fast path's per-row values (status ok, else NaN) on the same files, to draw over the
+    posterior bands; None, with a note, when the fast path cannot fit them."""
+    from ..fast import fit_image
+    from ..load import load_measurement
+
+    try:
+        res = fit_image(load_measurement(files))
+    except (SreelsInputError, ValueError) as e:  # the figure then shows the posterior alone
+        print(f"note: no fast-path points in profiles.png ({e})")
+        return None
+    from ..fast import usable
+    ok = usable(res.status)
+    return {k: (np.where(ok, v, np.nan) if k not in ("y_nm", "parent") else v) for k, v in res.columns.items()
+            if np.asarray(v).dtype.kind in "fi"}
 
 
 def estimate_gain(data, priors, det, prepared, iterations: int = 3, tol: float = 0.01):
@@ -238,7 +259,7 @@ def run_bayes(args) -> int:
     fit, summary = run_on_data(data, priors, rng, args.out, overwrite=getattr(args, "overwrite", False),
                                walkers=getattr(args, "walkers", None), steps=getattr(args, "steps", 3000) or 3000,
                                min_ess=getattr(args, "min_ess", 1000.0) or 1000.0, settings=settings,
-                               truth_profiles=truth, truth_params=tp)
+                               truth_profiles=truth, truth_params=tp, points=fast_points(files))
     d = summary["derived"]
     for k, v in d.items():
         if v.get("median") is not None:

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import glob
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,6 +129,9 @@ def fit_bayes(data: PreparedData, priors: Priors, rng: np.random.Generator | Non
     with single_threaded_blas():
         like0 = Likelihood(ImageModel(data, priors.pset), chunk=chunk)
         x0 = default_start(priors, data.instrument) if start is None else np.asarray(start, float)
+        if progress:  # the MAP takes seconds to minutes and has no bar of its own
+            print(f"MAP: {len(priors.pset.names)} parameters, {like0.n_data} data (lmfit, two passes) ...",
+                  file=sys.stderr, flush=True)
         m1 = find_map(like0, priors, x0, covariance=False, tol=1e-5)
         _, pred, _ = like0.fit_rows(m1.theta)
         like = like0.with_data(data.with_variance(pred, "MAP prediction (first pass)"))

@@ -48,6 +48,10 @@ class Uniform:
     def centre(self):
         return 0.5 * (self.lo + self.hi)
 
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` independent draws."""
+        return rng.uniform(self.lo, self.hi, size)
+
 
 @dataclass(frozen=True)
 class TruncNormal:
@@ -66,6 +70,12 @@ class TruncNormal:
     @property
     def centre(self):
         return float(np.clip(self.mu, self.lo, self.hi))
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` independent draws (scipy's truncated normal)."""
+        from scipy.stats import truncnorm
+        a, b = (self.lo - self.mu) / self.sigma, (self.hi - self.mu) / self.sigma
+        return truncnorm.rvs(a, b, loc=self.mu, scale=self.sigma, size=size, random_state=rng)
 
 
 def _default_priors(instrument: Instrument) -> dict:
@@ -113,6 +123,10 @@ class Priors:
     def bounds(self) -> np.ndarray:
         """(P, 2) support of every free parameter."""
         return np.array([[self.dists[n].lo, self.dists[n].hi] for n in self.pset.names])
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """(size, P) independent draws from the priors of the free parameters."""
+        return np.column_stack([self.dists[n].sample(rng, size) for n in self.pset.names])
 
     def residuals(self, theta) -> np.ndarray:
         """sqrt(-2 log prior) terms for least squares (0 for flat priors)."""

@@ -120,22 +120,8 @@ def posterior_predictive(fit: BayesFit, n_max: int = 64):
     return tuple(mean), tuple(s / len(thetas) for s in m2)
 
 
-def inference_data(fit: BayesFit, attrs: dict | None = None):
-    """ArviZ InferenceData: posterior (walkers as chains) with derived numbers, log-probability."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import arviz as az
-    pset = fit.likelihood.model.pset
-    ch = fit.samples.chain  # (steps, walkers, P)
-    post = {n: np.swapaxes(ch[..., i], 0, 1) for i, n in enumerate(pset.names)}
-    d = derived(pset.as_dict(ch), pset.ti3_mode)
-    for k in DERIVED:
-        if k not in post:
-            post[k] = np.swapaxes(np.asarray(d[k]), 0, 1)
-    with warnings.catch_warnings():  # arrays are (chain, draw): ArviZ's guess warns when draws < chains
-        warnings.filterwarnings("ignore", message="More chains")
-        idata = az.from_dict(posterior=post, sample_stats={"lp": np.swapaxes(fit.samples.log_prob, 0, 1)},
-                             attrs={k: str(v) for k, v in (attrs or {}).items()})
-    return idata
+def inference_data(fit: BayesFit, attrs: dict | None = None, priors=None, rng=None):
+    """ArviZ InferenceData with posterior, sample_stats, log_likelihood, observed_data,
+    posterior_predictive and (given ``priors``) prior; see :mod:`sreels.inference.bayes.idata`."""
+    from .idata import inference_data as build
+    return build(fit, attrs, priors=priors, rng=rng)

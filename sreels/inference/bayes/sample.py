@@ -146,7 +146,8 @@ def run_sampler(like: Likelihood, priors: Priors, mean, cov, rng: np.random.Gene
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=max_steps, desc="emcee", unit="step", leave=False)
+        bar = tqdm(total=max_steps, desc=f"emcee (at most {max_steps} steps; stops once converged)",
+                   unit="step", leave=False)
     state, steps, tau = p0, 0, np.full(P, np.inf)
     while steps < max_steps:
         n = min(check_every, max_steps - steps)

@@ -1,0 +1,119 @@
+"""Figures: errors visible, numbers annotated with their errors, Pt marked, nothing saturated,
+single spectra and single windows handled with a note."""
+
+import dataclasses
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from sreels.config import Scenario
+from sreels.figstyle import fmt_pm, neighbour_scatter, runs
+from sreels.forward.simulate import simulate
+from sreels.inference.derived import derive
+from sreels.inference.fast import fit_image
+from sreels.inference.report import write_figures
+from sreels.plots import draw_profiles, draw_spectrum_images
+from tests.inference.fasthelpers import windows_of
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A 90-row interface, simulated and fitted once."""
+    sim = simulate(Scenario(rows=90, row_nm=12.0, electrode_width_nm=300.0), rng=5)
+    res = fit_image(windows_of(sim))
+    return sim, res, derive(res.position.y_nm, res.columns, res.status == "ok")
+
+
+def texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts] + [fig._suptitle.get_text()]
+
+
+def test_fmt_pm_rounds_the_error_to_two_digits():
+    assert fmt_pm(400.1234, 0.6123, "nm") == "400.12 ± 0.61 nm"
+    assert fmt_pm(0.2800341, 2.53e-5, "nm") == "0.280034 ± 0.000025 nm"
+    assert fmt_pm(161.0, 12.0) == "161 ± 12"
+    assert fmt_pm(np.nan, 1.0) == "n/a" and "(no error)" in fmt_pm(5.0, np.nan)
+
+
+def test_neighbour_scatter_cancels_trends_and_has_the_noise_sd():
+    rng = np.random.default_rng(0)
+    y = np.arange(20000.0)
+    assert np.nanmax(np.abs(neighbour_scatter(3.0 + 0.5 * y))) < 1e-9
+    s = neighbour_scatter(0.01 * y + rng.normal(0, 0.2, y.size))
+    assert np.isnan(s[0]) and np.isnan(s[-1])
+    assert 0.19 < np.nanstd(s) < 0.21
+
+
+def test_runs():
+    assert runs([0, 1, 1, 0, 1]) == [(1, 2), (4, 4)] and runs([0, 0]) == []
+
+
+def test_profiles_figure_shows_errors_numbers_and_pt(small):
+    sim, res, d = small
+    fig = draw_profiles(res, d)
+    try:
+        t = "\n".join(texts(fig))
+        # the study's numbers with their errors, as summary.json has them
+        assert fmt_pm(d["electrode_width_nm"], d["electrode_width_nm_err"], "nm") in t
+        assert fmt_pm(d["ti_boundary_nm"], d["ti_boundary_nm_err"], "nm") in t
+        assert fmt_pm(d["r_oo_max_nm"], d["r_oo_max_nm_err"], "nm") in t
+        main = [ax for ax in fig.axes if ax.get_title(loc="left").startswith("(")]
+        assert [ax.get_title(loc="left")[:3] for ax in main] == ["(a)", "(b)", "(c)", "(d)"]
+        strips = [ax for ax in fig.axes if ax.get_ylabel().startswith("scatter")]
+        assert len(strips) == 4
+        ok = res.status == "ok"
+        for strip, key in zip(strips, ("li_rel", "ti3_fraction", "peak_b_ev", "r_oo_nm")):
+            err = np.nanmedian(res.columns[f"{key}_err"][ok])
+            lo, hi = strip.get_ylim()
+            assert (hi - lo) < 20 * err, f"{key}: the 1-sigma band is too thin to see"
+        # the Pt rows (no Ti, no O) are greyed in every profile panel
+        for ax in main:
+            assert any(p.get_label() == "Pt (no Ti, no O)" for p in ax.patches)
+    finally:
+        plt.close(fig)
+
+
+def test_profiles_figure_says_what_was_not_measured(small):
+    sim, res, d = small
+    one = fit_image({"high": windows_of(sim)["high"]})
+    d1 = derive(one.position.y_nm, one.columns, one.status == "ok")
+    assert any("c_Li not available" in n for n in d1["notes"])
+    assert not any(n.startswith("no electrode") for n in d1["notes"])
+    assert np.isfinite(d1["r_oo_parent_nm"])  # parent rows from the far third without Li-K
+    fig = draw_profiles(one, d1)
+    try:
+        assert any("Li-K not measured" in s for s in texts(fig))
+        assert fmt_pm(d1["ti_boundary_nm"], d1["ti_boundary_nm_err"], "nm") in "\n".join(texts(fig))
+    finally:
+        plt.close(fig)
+
+
+def test_a_single_spectrum_gets_its_fits_and_a_note(small, tmp_path):
+    sim, res, d = small
+    wins = {k: dataclasses.replace(w, counts=w.counts[40:41], position=dataclasses.replace(w.position, size=1, offset_nm=float(w.position.y_nm[40])))
+            for k, w in windows_of(sim).items()}
+    one = fit_image(wins)
+    d1 = derive(one.position.y_nm, one.columns, one.status == "ok")
+    assert d1["notes"] and "1 row(s)" in d1["notes"][0]
+    notes = write_figures(one, d1, tmp_path)
+    assert (tmp_path / "spectrum_fits.png").stat().st_size > 10_000
+    assert not (tmp_path / "profiles.png").exists() and any("no profile figure" in n for n in notes)
+
+
+def test_spectrum_images_have_colour_bars_and_do_not_saturate(small):
+    sim = small[0]
+    fig = draw_spectrum_images(sim)
+    try:
+        bars = [c for ax in fig.axes for c in ax.child_axes if "counts per" in c.get_xlabel()]
+        assert len(bars) == 3
+        for ax in fig.axes:
+            for im in ax.images:
+                data = np.asarray(im.get_array(), float)
+                rows = ~sim.profiles.in_pt
+                assert np.mean(data[rows] > im.norm.vmax) < 0.002, ax.get_title()
+        assert any("AlPO$_4$" in s for s in texts(fig)) == bool((sim.profiles.host_fraction < 0.95).any())
+        assert "(nm)" in fig.axes[0].get_ylabel()
+        assert any("OO}$ (nm)" in ax.get_xlabel() for ax in fig.axes)  # R_OO in nm, as in the CSV
+    finally:
+        plt.close(fig)
