@@ -426,9 +426,8 @@ def _normalise_li(cols: dict, y_nm, parent_nm, notes: list) -> None:
         am, am_err = _mean(a[par], a_err[par])
     else:
         qm = qm_err = am = am_err = np.nan
-        notes.append(f"only {int(valid.sum())} row(s) with a Li-K fit: no parent region to normalise c_Li to; "
-                     "li_rel and li_areal_rel are NaN" if few else
-                     "no row has a valid Li-K fit: li_rel and li_areal_rel are not normalised (NaN)")
+        if valid.sum() == 0:
+            notes.append("no row has a valid Li-K fit: li_rel and li_areal_rel are not normalised (NaN)")
     cols.update({
         "li_rel": np.where(valid, q / qm, np.nan),
         "li_rel_err": np.where(valid, np.hypot(q_err / qm, q * qm_err / qm**2), np.nan),
