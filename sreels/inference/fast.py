@@ -347,12 +347,12 @@ def _fit_ti(run: _Run, w: WindowData):
 TI_SHAPE_CHI2_MAX = 100.0
 #: Systematic error of the Ti3+ fraction from reference shapes that are not the specimen's
 #: (added in quadrature on measured data; none on sreels simulations, which the model
-#: shapes describe exactly), measured on pure-Ti4+ standards in ../shared/data:
-#: - parametric (forward-model) shapes: f3 = 0.13 on rutile TiO2 (Zanetta et al. image,
-#:   median of 58 pixels), 0.07 and -0.04 on SrTiO3 (pyTEMlib; exspy LSMO/STO rows 0-3):
-#:   rms 0.09, rounded up to 0.10;
-#: - a measured standard from the same image: f3 rms 0.053 over the 58 TiO2 pixels with the
-#:   image's own sum as the standard (the shape changes with thickness: plural scattering): 0.05.
+#: shapes describe exactly), measured on pure-Ti4+ standards in ../shared/data.  Parametric
+#: (forward-model) shapes: f3 = 0.13 on rutile TiO2 (Zanetta et al. image, median of 58
+#: pixels), 0.07 and -0.04 on SrTiO3 (pyTEMlib; exspy LSMO/STO rows 0-3), rms 0.09, rounded
+#: up to 0.10.  A measured standard from the same image: f3 rms 0.053 over the 58 TiO2
+#: pixels with the image's own sum as the standard (the shape changes with thickness:
+#: plural scattering), 0.05.
 TI_SHAPE_SYST = {"model": 0.10, "measured": 0.05}
 
 
