@@ -20,8 +20,8 @@ from ..axes import EnergyAxis
 from ..config import Instrument, Window
 from ..errors import SreelsInputError
 from . import edges as ed
-from .instrument import (PaddedGrid, blur_rows, convolve_rows, padded_grid, plasmon_tf, plural_tf,
-                         resolution_tf, shift_tf)
+from .instrument import PaddedGrid, blur_rows, convolve_rows, padded_grid, shift_tf
+from .lowloss import phase_plasmons, plural_rows_tf, row_scattering, ssd_tf, zlp_tf
 from .material import density_per_nm3
 
 BARN_NM2 = 1e-10
@@ -101,8 +101,8 @@ class WindowModel:
         self._bg_shape = (ea / window.background_ref_ev) ** (-window.background_r)
         self._bg_dlog = window.background_r / ea
         f = self.grid.freq_per_ev
-        self.tf_resolution = resolution_tf(f, instrument.resolution_fwhm_ev)
-        self.tf_plasmon = plasmon_tf(self.grid, instrument.plasmon_ev, instrument.plasmon_fwhm_ev)
+        self.tf_resolution = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)
+        self.tf_ssd = ssd_tf(self.grid, *phase_plasmons(instrument)) if instrument.plural_scattering else None
 
     # ----------------------------------------------------------- pieces
     def areal_densities(self, s: RowState) -> np.ndarray:
@@ -147,8 +147,8 @@ class WindowModel:
         """Resolution x plural scattering x per-row shift, shape (rows, n_freq)."""
         f = self.grid.freq_per_ev
         tf = self.tf_resolution[None, :] * shift_tf(f, s.shift_ev)
-        if self.instrument.plural_scattering:
-            tf = tf * plural_tf(self.tf_plasmon, s.thickness_nm / self.instrument.inelastic_mfp_nm)
+        if self.instrument.plural_scattering:  # the rows' own valence losses (sreels.forward.lowloss)
+            tf = tf * plural_rows_tf(self.tf_ssd, *row_scattering(s, self.instrument)[::-1])
         return tf
 
     def background(self, s: RowState) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Write a :class:`~sreels.forward.simulate.Simulation` to a folder (the output contract).
 
-DIR/<window>.hspy  2-D image, navigation y (nm), signal energy loss (eV)
-DIR/truth.csv      per-row truth (y_nm, li_rel, ti3_fraction, r_oo_nm, peak positions, ...)
+DIR/<window>.hspy  2-D image, navigation y (nm), signal energy loss (eV); lowloss.hspy is the
+                   low-loss (zero-loss + plasmon) window of a DualEELS recording
+DIR/truth.csv      per-row truth (y_nm, li_rel, ti3_fraction, r_oo_nm, peak positions, t_over_lambda,
+                   zlp_shift_ev, ...)
 DIR/scenario.toml  the fully resolved scenario, instrument and detector
 DIR/run.json       seed record, version, timings, saturation, files
 DIR/spectrum_images.png  with ``plot=True``: a Fig. 5-like figure
@@ -22,17 +24,18 @@ from ..io import atomic_write_text, output_directory, save_hspy, write_csv, writ
 
 def image_metadata(sim, name: str) -> dict:
     cfg = sim.config
-    w = cfg.instrument.window(name)
+    from ..config import LOWLOSS_NAME
+    exposure = cfg.instrument.lowloss_exposure_s if name == LOWLOSS_NAME else cfg.instrument.window(name).exposure_s
     det = cfg.detector
     return {
         "TEM": {
             "beam_energy": cfg.instrument.beam_energy_kev,
             "Detector": {"EELS": {"collection_angle": cfg.instrument.collection_semiangle_mrad,
-                                  "exposure": w.exposure_s}},
+                                  "exposure": exposure}},
         },
         "sreels": {
             "window": name, "noise_free": sim.noise_free, **sim.rng_record,
-            "detector": dataclasses.asdict(det), "exposure_s": w.exposure_s,
+            "detector": dataclasses.asdict(det), "exposure_s": exposure,
             "gain_counts_per_e": det.gain_counts_per_e, "version": __version__,
         },
     }

@@ -25,6 +25,7 @@ from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
 from .edgefits import FINE_STEP_EV, fit_linear_edges, fit_o_k, global_shift, variance_model
 from .load import WindowData
+from .lowloss import apply_low_loss
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,10 @@ class _Run:
         g = s.gain_counts_per_e or w.gain_counts_per_e or 1.0
         rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
         sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
-        return refs, variance_model(w.counts, g, rd), (w.counts >= sat if sat is not None else None)
+        var = variance_model(w.counts, g, rd)
+        if w.variance_factor is not None:  # --- issue 10 hook (2/2): deconvolved rows are noisier (.lowloss)
+            var = var * w.variance_factor[:, None]
+        return refs, var, (w.counts >= sat if sat is not None else None)
 
     def finish(self, fit, w: WindowData, mask, fit_range, tag):
         """Errors scaled when the gain is unknown; saturated and unconverged rows flagged."""
@@ -414,7 +418,11 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     s = settings or FitSettings()
     t0 = time.perf_counter()
     wins = _prepared(windows, s)
+    # --- issue 10 hook (1/2): the low-loss window -> ZLP reference, t/lambda, deconvolved core loss
+    wins, ll_cols, ll_notes = apply_low_loss(wins, s)
     cols, status, fits, timings, notes = _fit_rows(wins, s)
+    cols.update(ll_cols)
+    notes += ll_notes
     timings["total"] = time.perf_counter() - t0
     return _result(next(iter(wins.values())).position, cols, status, fits, s, timings, notes)
 
