@@ -187,7 +187,7 @@ class Instrument:
     inelastic_mfp_nm: float = 0.0        # 0: lambda per phase (Iakoubovskii 2008); > 0: one lambda (nm)
     plasmon_ev: float = 0.0              # 0: free-electron plasmon per phase; > 0: one Drude plasmon (eV)
     plasmon_fwhm_ev: float = 10.0        # width of that one plasmon (assumed)
-    zlp_tail_ev: float = 0.1             # exponential tail of the ZLP toward positive loss (assumed)
+    zlp_tail_ev: float = 0.0             # exponential tail of the ZLP toward positive loss, e.g. 0.1 (cold FEG)
     lowloss_window: bool = True          # record the low-loss window (DualEELS)
     lowloss_offset_ev: float = -10.0
     lowloss_channels: int = 2048
