@@ -2,7 +2,8 @@
 
 I(y, E) = dose * dE_ch * [ B(y, E) + sum_x n_x(y) t(y) sigma_x(E; y) (*) R (*) L(y) ]
 
-B is a power law per window proportional to thickness; n_x t the areal density of
+B is a power law per window proportional to thickness (with plural scattering, windows from 150 eV
+up convolve B with L like the edges: there it is the tail of single losses); n_x t the areal density of
 element x (atoms / nm^2, 1 barn = 1e-10 nm^2); sigma_x per-atom shapes from
 :mod:`.edges`; R the resolution, L the (optional) plural-scattering low loss; then a
 per-row energy shift and the blur along y.  Per-atom templates and transfer functions
@@ -29,6 +30,8 @@ BARN_NM2 = 1e-10
 PT_BACKGROUND_FACTOR = 2.0
 #: Relative loss of O-K pre-peak intensity per Ti3+ (one fewer empty Ti 3d state of ten).
 PREPEAK_TI3_LOSS = 0.1
+#: Windows starting at or above this energy (eV) get a plurally scattered background (see WindowModel).
+BACKGROUND_SCATTERED_EV = 150.0
 #: How far below a window an edge's onset may lie and still be modelled by its tail (eV).
 EDGE_TAIL_REACH_EV = 60.0
 
@@ -101,6 +104,11 @@ class WindowModel:
         self._bg_shape = (ea / window.background_ref_ev) ** (-window.background_r)
         self._bg_dlog = window.background_r / ea
         f = self.grid.freq_per_ev
+        # above BACKGROUND_SCATTERED_EV the background is the tail of single losses and scatters like the
+        # edges; below, it is the tail of the low loss itself, whose measured shape already holds its plural part
+        self.bg_scattered = instrument.plural_scattering and window.offset_ev >= BACKGROUND_SCATTERED_EV
+        self._bg_grid = ((e / window.background_ref_ev) ** (-window.background_r) * taper) if self.bg_scattered \
+            else None
         self.tf_resolution = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)
         self.tf_ssd = ssd_tf(self.grid, *phase_plasmons(instrument)) if instrument.plural_scattering else None
 
@@ -151,10 +159,13 @@ class WindowModel:
             tf = tf * plural_rows_tf(self.tf_ssd, *row_scattering(s, self.instrument)[::-1])
         return tf
 
+    def _level(self, s: RowState) -> np.ndarray:
+        w = self.window
+        return w.background_per_ev * s.thickness_nm / 100.0 * np.where(s.in_pt, PT_BACKGROUND_FACTOR, 1.0)
+
     def background(self, s: RowState) -> np.ndarray:
         """Power-law background per eV per incident electron, (rows, channels)."""
-        w = self.window
-        level = w.background_per_ev * s.thickness_nm / 100.0 * np.where(s.in_pt, PT_BACKGROUND_FACTOR, 1.0)
+        level = self._level(s)
         # B(E - d) = B(E) (1 + r d / E) to first order; |r d / E| < 1e-2 for |d| < 0.1 eV
         return (level[:, None] * self._bg_shape[None, :]) * (1.0 + s.shift_ev[:, None] * self._bg_dlog[None, :])
 
@@ -168,9 +179,13 @@ class WindowModel:
         img = np.empty((rows, self.axis.size))
         for i in range(0, rows, block_rows):
             b = _block(s, slice(i, i + block_rows))
-            core = convolve_rows(self.single_scattering(b), self.transfer(b), self.grid)
+            single = self.single_scattering(b)
+            if self.bg_scattered:
+                single += self._level(b)[:, None] * self._bg_grid[None, :]
+            core = convolve_rows(single, self.transfer(b), self.grid)
             np.clip(core, 0.0, None, out=core)
-            core += self.background(b)
+            if not self.bg_scattered:
+                core += self.background(b)
             np.multiply(core, dose, out=img[i:i + block_rows])
         return blur_rows(img, self.instrument.spatial_blur_fwhm_nm, row_nm)
 

@@ -285,7 +285,8 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
             out[k] = w
             continue
         if w.energy.offset_ev < MIN_DECONVOLVE_EV:  # the plural source below the window is the low loss itself
-            out[k] = w
+            e_tl = np.exp(np.nan_to_num(tl, nan=0.0))  # Var(c J) = c^2 Var(J): the weights' model sees c J
+            out[k] = dataclasses.replace(w, counts=w.counts * e_tl[:, None], variance_factor=e_tl)
             scaled.append(k)
             continue
         gw, rdw, dw = _detector(w, settings)
