@@ -203,25 +203,38 @@ class LowLossImage:
     """Expected electrons per channel of the low-loss window and its per-row truth."""
 
     electrons: np.ndarray      # (rows, channels)
-    t_over_lambda: np.ndarray  # (rows,)
+    t_over_lambda: np.ndarray  # (rows,) plasmons + the inner-shell losses inside the window
 
 
-def lowloss_electrons(grid: PaddedGrid, instrument, s, electrons_per_row: float) -> LowLossImage:
+def lowloss_electrons(grid: PaddedGrid, instrument, s, electrons_per_row: float, edges=None) -> LowLossImage:
     """The low-loss window, all rows at once (before the blur along y and the detector).
 
-    A unit impulse at 0 eV (its transform exp(-2 pi i f E_grid0) on the padded grid) times
-    the ZLP, the row's plural scattering and its energy shift, in one inverse FFT; times the
-    electrons per row in the exposure.  Counts are conserved up to what scatters beyond the
-    window's end.
+    A unit impulse at 0 eV (its transform exp(2 pi i f E_grid0) on the padded grid) plus the
+    single-scattering core losses inside the window (``edges``: a core-loss ``WindowModel`` whose
+    edge list and areal densities are used, e.g. the Li-K window's Ge-M, Ti-M, Li-K, Al-L, ...),
+    times the ZLP, the row's plural scattering and its energy shift, in one inverse FFT; times the
+    electrons per row in the exposure: the same spectrum as the core-loss windows, so a low-loss
+    window overlapping one is its short-exposure copy.  Counts are conserved up to what scatters
+    beyond the window's end.
     """
+    from . import edges as ed
     from .instrument import shift_tf
 
     f = grid.freq_per_ev
     tau, w = row_scattering(s, instrument)
     ep, fw = phase_plasmons(instrument)
+    spec = np.broadcast_to(np.exp(2j * np.pi * f * grid.energy_ev[0]), (tau.size, f.size))  # impulse at 0 eV
+    if edges is not None and edges.fixed:
+        e = grid.energy_ev
+        beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
+        templ = np.array([np.where(e > 1.0, ed.EDGES[n].shape(np.maximum(e, 1.0), beam), 0.0) for n in edges.fixed])
+        dens = edges.areal_densities(s)[:, :len(edges.fixed)]
+        single = (dens @ (templ * grid.taper())) * grid.window.scale_ev  # probability per channel
+        spec = spec + sfft.rfft(single, axis=-1)
+        inside = e <= grid.window.end_ev
+        tau = tau + single[:, inside].sum(1)  # the inner-shell losses the window holds scatter too
     tf = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)[None, :] * shift_tf(f, s.shift_ev)
-    tf = tf * np.exp(2j * np.pi * f * grid.energy_ev[0])[None, :]   # impulse at E = 0 on the grid
     if instrument.plural_scattering:
-        tf = tf * plural_rows_tf(ssd_tf(grid, ep, fw), w, tau)
-    spec = sfft.irfft(tf, n=grid.n_fft, axis=-1)[:, grid.crop]
-    return LowLossImage(np.clip(spec, 0.0, None) * electrons_per_row, tau)
+        tf = tf * plural_rows_tf(ssd_tf(grid, ep, fw), w, row_scattering(s, instrument)[0])
+    out = sfft.irfft(spec * tf, n=grid.n_fft, axis=-1)[:, grid.crop]
+    return LowLossImage(np.clip(out, 0.0, None) * electrons_per_row, tau)

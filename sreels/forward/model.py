@@ -2,8 +2,10 @@
 
 I(y, E) = dose * dE_ch * [ B(y, E) + sum_x n_x(y) t(y) sigma_x(E; y) (*) R (*) L(y) ]
 
-B is a power law per window proportional to thickness (with plural scattering, windows from 150 eV
-up convolve B with L like the edges: there it is the tail of single losses); n_x t the areal density of
+B is a power law per window proportional to thickness; with plural scattering, windows from 150 eV
+up convolve B with L like the edges (there it is the tail of single losses), and windows below hold
+no power law: their background is the low loss's own tail (ZLP + plural plasmons, as in the low-loss
+window), the Li-K window's in particular; n_x t the areal density of
 element x (atoms / nm^2, 1 barn = 1e-10 nm^2); sigma_x per-atom shapes from
 :mod:`.edges`; R the resolution, L the (optional) plural-scattering low loss; then a
 per-row energy shift and the blur along y.  Per-atom templates and transfer functions
@@ -16,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 
 from ..axes import EnergyAxis
 from ..config import Instrument, Window
@@ -109,6 +112,10 @@ class WindowModel:
         self.bg_scattered = instrument.plural_scattering and window.offset_ev >= BACKGROUND_SCATTERED_EV
         self._bg_grid = ((e / window.background_ref_ev) ** (-window.background_r) * taper) if self.bg_scattered \
             else None
+        # below it, with plural scattering, the background is the low loss itself (ZLP + plasmons, the
+        # same distribution as the low-loss window), its tail reaching into the window; no separate power law
+        self.lowloss_tail = instrument.plural_scattering and not self.bg_scattered and e[0] < -5.0
+        self._impulse = np.exp(2j * np.pi * f * e[0]) / window.scale_ev if self.lowloss_tail else None
         self.tf_resolution = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)
         self.tf_ssd = ssd_tf(self.grid, *phase_plasmons(instrument)) if instrument.plural_scattering else None
 
@@ -182,9 +189,13 @@ class WindowModel:
             single = self.single_scattering(b)
             if self.bg_scattered:
                 single += self._level(b)[:, None] * self._bg_grid[None, :]
-            core = convolve_rows(single, self.transfer(b), self.grid)
+            if self.lowloss_tail:  # the incident electrons at 0 eV, scattered like the edges
+                spec = sfft.rfft(single, axis=-1, workers=-1) + self._impulse[None, :]
+                core = sfft.irfft(spec * self.transfer(b), n=self.grid.n_fft, axis=-1, workers=-1)[:, self.grid.crop]
+            else:
+                core = convolve_rows(single, self.transfer(b), self.grid)
             np.clip(core, 0.0, None, out=core)
-            if not self.bg_scattered:
+            if not (self.bg_scattered or self.lowloss_tail):
                 core += self.background(b)
             np.multiply(core, dose, out=img[i:i + block_rows])
         return blur_rows(img, self.instrument.spatial_blur_fwhm_nm, row_nm)

@@ -43,6 +43,7 @@ class Simulation:
     rng_record: dict
     noise_free: bool
     timings_s: dict = field(default_factory=dict)
+    lowloss_truth: dict = field(default_factory=dict)   # per-row truth of the low-loss window
 
     def truth_columns(self) -> dict[str, np.ndarray]:
         """Per-row truth; ``*_row`` columns are what a noise-free per-row measurement sees."""
@@ -50,7 +51,10 @@ class Simulation:
         cols["in_pt"] = cols["in_pt"].astype(int)
         cols["energy_shift_ev"] = self.shift_ev
         cols["zlp_shift_ev"] = self.shift_ev  # the ZLP line moves with the edges (maximum at the shift)
-        cols["t_over_lambda"] = row_scattering(self.profiles, self.config.instrument)[0]
+        # what the log-ratio method measures: ln(I_t / I_0) of the low-loss window (plasmons + the inner
+        # shells inside it); without a low-loss window the plasmons' t/lambda
+        cols["t_over_lambda"] = self.lowloss_truth.get(
+            "t_over_lambda", row_scattering(self.profiles, self.config.instrument)[0])
         cols.update(as_measured(self.profiles, self.config.instrument.spatial_blur_fwhm_nm,
                                 self.config.scenario.row_nm))
         return cols
@@ -107,13 +111,17 @@ def window_models(instrument: Instrument) -> dict[str, WindowModel]:
     return {w.name: WindowModel(w, instrument) for w in instrument.windows}
 
 
-def _lowloss(state: RowState, instrument: Instrument, row_nm: float) -> tuple[EnergyAxis, np.ndarray]:
-    """Expected electrons of the low-loss window, blurred along y like the core-loss windows."""
+def _lowloss(state: RowState, instrument: Instrument, row_nm: float, models):
+    """Expected electrons of the low-loss window, blurred along y like the core-loss windows; it holds
+    the edges of the core-loss window that starts lowest (if that starts inside it).  Returns the
+    axis, the electrons and t/lambda as the window holds it (plasmons + inner shells)."""
     axis = lowloss_axis(instrument)
     grid = padded_grid(axis, plural=True)
     n_e = instrument.dose_e_per_row_s * instrument.lowloss_exposure_s
-    ll = lowloss_electrons(grid, instrument, state, n_e)
-    return axis, blur_rows(ll.electrons, instrument.spatial_blur_fwhm_nm, row_nm)
+    first = min(instrument.windows, key=lambda w: w.offset_ev)
+    edges = models[first.name] if first.offset_ev < axis.end_ev else None
+    ll = lowloss_electrons(grid, instrument, state, n_e, edges)
+    return axis, blur_rows(ll.electrons, instrument.spatial_blur_fwhm_nm, row_nm), ll.t_over_lambda
 
 
 def simulate(scenario: Scenario | None = None, instrument: Instrument | None = None,
@@ -142,12 +150,13 @@ def simulate(scenario: Scenario | None = None, instrument: Instrument | None = N
     profiles = build_profiles(scenario)
     shift = energy_distortion(profiles.y_nm, instrument.energy_distortion_ev, instrument.drift_ev)
     state = RowState.from_profiles(profiles, shift)
-    images, timings = {}, {"kernels": t1 - t0}
+    images, timings, ll_truth = {}, {"kernels": t1 - t0}, {}
     names = [w.name for w in instrument.windows] + ([LOWLOSS_NAME] if instrument.lowloss_window else [])
     for name in names:
         ta = time.perf_counter()
         if name == LOWLOSS_NAME:
-            axis, electrons = _lowloss(state, instrument, scenario.row_nm)
+            axis, electrons, ll_tl = _lowloss(state, instrument, scenario.row_nm, models)
+            ll_truth["t_over_lambda"] = ll_tl
         else:
             axis, electrons = models[name].axis, models[name].electrons(state, scenario.row_nm)
         if noise_free:
@@ -159,4 +168,4 @@ def simulate(scenario: Scenario | None = None, instrument: Instrument | None = N
         timings[name] = time.perf_counter() - ta
     timings["total"] = time.perf_counter() - t0
     cfg = Config(scenario, instrument, detector)
-    return Simulation(cfg, position_axis(scenario), profiles, shift, images, record, noise_free, timings)
+    return Simulation(cfg, position_axis(scenario), profiles, shift, images, record, noise_free, timings, ll_truth)
