@@ -82,8 +82,8 @@ def peer(sim, repeats):
     import exspy  # noqa: F401
     import hyperspy.api as hs
 
-    from sreels.inference.lowloss import (elastic_threshold, fourier_ratio, log_ratio_thickness, zlp_centre,
-                                          zlp_fwhm)
+    from sreels.inference.deconvolve import fourier_ratio
+    from sreels.inference.lowloss import elastic_threshold, log_ratio_thickness, zlp_centre, zlp_fwhm
 
     hw, ll = sim.windows["high"], sim.windows["lowloss"]
     core, low = hw.counts.astype(float), ll.counts.astype(float)

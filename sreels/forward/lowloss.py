@@ -27,8 +27,8 @@ Sources of the numbers:
 - Drude widths: ASSUMED (10 eV oxides, 20 eV Pt); no measurement of these phases is known to us.
 - ZLP: Gaussian core of the instrument's FWHM convolved with a one-sided exponential tail
   toward positive loss of decay ``zlp_tail_ev`` (the low-kinetic-energy tail of the
-  field-emission energy distribution, Egerton 2011 Sec. 2.1.2); 0.1 eV is a typical value,
-  ASSUMED (not measured on the study's HF3300).
+  field-emission energy distribution, Egerton 2011 Sec. 2.1.2); 0.1 eV is a typical cold-FEG value,
+  ASSUMED (not measured on the study's HF3300); off (0) by default.
 """
 
 from __future__ import annotations
@@ -152,6 +152,17 @@ def ssd_tf(grid: PaddedGrid, plasmon_ev, fwhm_ev) -> np.ndarray:
     return sfft.rfft(p / p.sum(1, keepdims=True), axis=-1)
 
 
+def shallow_edge_tf(grid: PaddedGrid, beam, names):
+    """Transforms (edges, n_freq) of the per-atom single-scattering probability per channel
+    (barn x channel width) of shallow edges at lags 0, dE, ... over the grid, and their sums."""
+    from . import edges as ed
+
+    e = grid.window.scale_ev * np.arange(grid.n_fft)
+    t = np.array([np.where(e > 1.0, ed.EDGES[n].shape(np.maximum(e, 1.0), beam), 0.0) for n in names])
+    t = t * grid.window.scale_ev
+    return sfft.rfft(t, axis=-1), t.sum(1)
+
+
 def plural_rows_tf(p_tf, weights, tau) -> np.ndarray:
     """exp[tau (sum_k w_k P_k(f) - 1)], (rows, n_freq): Poisson plural scattering, unit area."""
     return np.exp(np.asarray(tau)[:, None] * (np.asarray(weights) @ p_tf - 1.0))
@@ -206,35 +217,36 @@ class LowLossImage:
     t_over_lambda: np.ndarray  # (rows,) plasmons + the inner-shell losses inside the window
 
 
-def lowloss_electrons(grid: PaddedGrid, instrument, s, electrons_per_row: float, edges=None) -> LowLossImage:
+def lowloss_electrons(grid: PaddedGrid, instrument, s, electrons_per_row: float, shallow=()) -> LowLossImage:
     """The low-loss window, all rows at once (before the blur along y and the detector).
 
-    A unit impulse at 0 eV (its transform exp(2 pi i f E_grid0) on the padded grid) plus the
-    single-scattering core losses inside the window (``edges``: a core-loss ``WindowModel`` whose
-    edge list and areal densities are used, e.g. the Li-K window's Ge-M, Ti-M, Li-K, Al-L, ...),
-    times the ZLP, the row's plural scattering and its energy shift, in one inverse FFT; times the
-    electrons per row in the exposure: the same spectrum as the core-loss windows, so a low-loss
-    window overlapping one is its short-exposure copy.  Counts are conserved up to what scatters
-    beyond the window's end.
+    A unit impulse at 0 eV (its transform exp(2 pi i f E_grid0) on the padded grid) times the ZLP,
+    the row's energy shift and its plural scattering: Poisson in the plasmons and in the ``shallow``
+    inner-shell edges (Ge-M, Ti-M, Li-K, Al-L, ... of the Li-K window), exp[tau (P - 1) + E - E(0)],
+    the same kernel the core-loss windows are convolved with; times the electrons per row in the
+    exposure.  Counts are conserved up to what scatters beyond the window's end.
+    ``t_over_lambda`` is what the window holds, ln(I_t / I_0): the plasmons' t/lambda plus the
+    inner-shell single-scattering probability inside the window.
     """
     from . import edges as ed
     from .instrument import shift_tf
+    from .model import fixed_edge_densities
 
     f = grid.freq_per_ev
     tau, w = row_scattering(s, instrument)
     ep, fw = phase_plasmons(instrument)
-    spec = np.broadcast_to(np.exp(2j * np.pi * f * grid.energy_ev[0]), (tau.size, f.size))  # impulse at 0 eV
-    if edges is not None and edges.fixed:
-        e = grid.energy_ev
-        beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
-        templ = np.array([np.where(e > 1.0, ed.EDGES[n].shape(np.maximum(e, 1.0), beam), 0.0) for n in edges.fixed])
-        dens = edges.areal_densities(s)[:, :len(edges.fixed)]
-        single = (dens @ (templ * grid.taper())) * grid.window.scale_ev  # probability per channel
-        spec = spec + sfft.rfft(single, axis=-1)
-        inside = e <= grid.window.end_ev
-        tau = tau + single[:, inside].sum(1)  # the inner-shell losses the window holds scatter too
     tf = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)[None, :] * shift_tf(f, s.shift_ev)
+    tf = tf * np.exp(2j * np.pi * f * grid.energy_ev[0])[None, :]   # impulse at E = 0 on the grid
+    tl = tau
     if instrument.plural_scattering:
-        tf = tf * plural_rows_tf(ssd_tf(grid, ep, fw), w, row_scattering(s, instrument)[0])
-    out = sfft.irfft(spec * tf, n=grid.n_fft, axis=-1)[:, grid.crop]
-    return LowLossImage(np.clip(out, 0.0, None) * electrons_per_row, tau)
+        tf = tf * plural_rows_tf(ssd_tf(grid, ep, fw), w, tau)
+        if shallow:
+            beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
+            tfe, sums = shallow_edge_tf(grid, beam, shallow)
+            d = fixed_edge_densities(shallow, s)
+            tf = tf * np.exp(d @ tfe - (d @ sums)[:, None])
+            lag = grid.window.scale_ev * np.arange(grid.n_fft)
+            inside = sfft.irfft(tfe, n=grid.n_fft, axis=-1)[:, lag <= grid.window.end_ev].sum(1)
+            tl = tau + d @ inside
+    out = sfft.irfft(tf, n=grid.n_fft, axis=-1)[:, grid.crop]
+    return LowLossImage(np.clip(out, 0.0, None) * electrons_per_row, tl)

@@ -25,7 +25,7 @@ from ..config import Instrument, Window
 from ..errors import SreelsInputError
 from . import edges as ed
 from .instrument import PaddedGrid, blur_rows, convolve_rows, padded_grid, shift_tf
-from .lowloss import phase_plasmons, plural_rows_tf, row_scattering, ssd_tf, zlp_tf
+from .lowloss import phase_plasmons, plural_rows_tf, row_scattering, shallow_edge_tf, ssd_tf, zlp_tf
 from .material import density_per_nm3
 
 BARN_NM2 = 1e-10
@@ -54,6 +54,28 @@ def check_window_edges(w: Window) -> None:
                 f"window {w.name!r} covers {w.offset_ev:.1f}-{w.end_ev:.1f} eV and cannot model {name} "
                 f"(onset {on:.1f} eV): expected an onset inside the window or at most "
                 f"{EDGE_TAIL_REACH_EV:.0f} eV below it")
+
+
+def fixed_edge_densities(names, s) -> np.ndarray:
+    """Areal densities (rows, len(names)) of the fixed-shape edges' elements, atoms / nm^2 x 1e-10."""
+    host = s.host_fraction
+    alpo4 = np.where(s.in_pt, 0.0, 1.0 - host)
+    cols = []
+    for name in names:
+        el = ed.EDGES[name].element
+        dens = density_per_nm3("Li") * s.li_rel * host if el == "Li" else \
+            density_per_nm3(el) * host + density_per_nm3(el, "AlPO4") * alpo4
+        cols.append(dens * s.thickness_nm)
+    return np.array(cols).T.reshape(len(s.thickness_nm), -1) * BARN_NM2
+
+
+def shallow_edges(instrument: Instrument) -> tuple:
+    """The edges of the lowest core-loss window if it starts below 150 eV: with the plasmons they form
+    the valence and shallow inner-shell losses every electron can suffer on its way (plural scattering)."""
+    first = min(instrument.windows, key=lambda w: w.offset_ev)
+    if first.offset_ev >= BACKGROUND_SCATTERED_EV:
+        return ()
+    return tuple(n for n in first.edges if n not in ("Ti-L23", "O-K"))
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,9 @@ class WindowModel:
         self._impulse = np.exp(2j * np.pi * f * e[0]) / window.scale_ev if self.lowloss_tail else None
         self.tf_resolution = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)
         self.tf_ssd = ssd_tf(self.grid, *phase_plasmons(instrument)) if instrument.plural_scattering else None
+        self.shallow = shallow_edges(instrument) if instrument.plural_scattering else ()
+        if self.shallow:  # their single-scattering probabilities per atom per channel at lags 0, dE, ...
+            self.tf_shallow, self.sum_shallow = shallow_edge_tf(self.grid, self.beam, self.shallow)
 
     # ----------------------------------------------------------- pieces
     def areal_densities(self, s: RowState) -> np.ndarray:
@@ -164,6 +189,9 @@ class WindowModel:
         tf = self.tf_resolution[None, :] * shift_tf(f, s.shift_ev)
         if self.instrument.plural_scattering:  # the rows' own valence losses (sreels.forward.lowloss)
             tf = tf * plural_rows_tf(self.tf_ssd, *row_scattering(s, self.instrument)[::-1])
+            if self.shallow:  # and the shallow inner shells: exp(E(f) - E(0)), E their single scattering
+                d = fixed_edge_densities(self.shallow, s)
+                tf = tf * np.exp(d @ self.tf_shallow - (d @ self.sum_shallow)[:, None])
         return tf
 
     def _level(self, s: RowState) -> np.ndarray:
@@ -186,7 +214,8 @@ class WindowModel:
         img = np.empty((rows, self.axis.size))
         for i in range(0, rows, block_rows):
             b = _block(s, slice(i, i + block_rows))
-            single = self.single_scattering(b)
+            # the low window's own edges are in its plural kernel (the shallow edges): only the beam
+            single = np.zeros((b.li_rel.size, self.grid.n_fft)) if self.lowloss_tail else self.single_scattering(b)
             if self.bg_scattered:
                 single += self._level(b)[:, None] * self._bg_grid[None, :]
             if self.lowloss_tail:  # the incident electrons at 0 eV, scattered like the edges

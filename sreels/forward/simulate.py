@@ -12,7 +12,7 @@ from ..config import LOWLOSS_NAME, Config, Detector, Instrument, Scenario
 from .detector import Readout, apply_detector, expected_counts
 from .instrument import blur_rows, energy_distortion, padded_grid
 from .lowloss import lowloss_electrons, row_scattering
-from .model import RowState, WindowModel
+from .model import RowState, WindowModel, shallow_edges
 from .profiles import Profiles, build_profiles, position_axis
 
 
@@ -112,15 +112,13 @@ def window_models(instrument: Instrument) -> dict[str, WindowModel]:
 
 
 def _lowloss(state: RowState, instrument: Instrument, row_nm: float, models):
-    """Expected electrons of the low-loss window, blurred along y like the core-loss windows; it holds
-    the edges of the core-loss window that starts lowest (if that starts inside it).  Returns the
-    axis, the electrons and t/lambda as the window holds it (plasmons + inner shells)."""
+    """Expected electrons of the low-loss window, blurred along y like the core-loss windows; its
+    plural scattering holds the shallow edges (of the Li-K window).  Returns the axis, the electrons
+    and t/lambda as the window holds it (plasmons + inner shells)."""
     axis = lowloss_axis(instrument)
     grid = padded_grid(axis, plural=True)
     n_e = instrument.dose_e_per_row_s * instrument.lowloss_exposure_s
-    first = min(instrument.windows, key=lambda w: w.offset_ev)
-    edges = models[first.name] if first.offset_ev < axis.end_ev else None
-    ll = lowloss_electrons(grid, instrument, state, n_e, edges)
+    ll = lowloss_electrons(grid, instrument, state, n_e, shallow_edges(instrument))
     return axis, blur_rows(ll.electrons, instrument.spatial_blur_fwhm_nm, row_nm), ll.t_over_lambda
 
 

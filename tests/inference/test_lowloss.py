@@ -9,9 +9,9 @@ from sreels.config import Instrument, Scenario
 from sreels.forward.lowloss import zlp_fwhm_ev
 from sreels.forward.simulate import simulate
 from sreels.inference.fast import fit_image
+from sreels.inference.deconvolve import fourier_ratio
 from sreels.inference.load import load_measurement
-from sreels.inference.lowloss import (elastic_threshold, fourier_ratio, log_ratio_thickness, zlp_centre,
-                                      zlp_fwhm)
+from sreels.inference.lowloss import elastic_threshold, log_ratio_thickness, zlp_centre, zlp_fwhm
 
 from .fasthelpers import windows_of
 
