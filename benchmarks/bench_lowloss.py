@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -79,7 +78,7 @@ def fast(repeats):
 
 
 def peer(sim, repeats):
-    import exspy  # noqa: F401
+    import exspy  # noqa: F401  (registers the EELS signal type)
     import hyperspy.api as hs
 
     from sreels.inference.deconvolve import fourier_ratio

@@ -31,9 +31,10 @@ def test_lowloss_window_conserves_electrons_and_holds_t_over_lambda():
     ll = sim.windows["lowloss"]
     n_e = inst.dose_e_per_row_s * inst.lowloss_exposure_s
     el = ll.electrons
-    # what falls beyond the window's end (194.7 eV) is the E^-3 tail of the plasmons: < 0.7 %
-    assert np.all(el.sum(1) / n_e > 0.993) and np.all(el.sum(1) / n_e <= 1.0 + 1e-9)
-    # the unscattered fraction is exp(-t/lambda): ZLP counted within +-2 eV (the plasmon below 2 eV < 0.3 %)
+    # what falls beyond the window's end (194.7 eV): the plasmons' E^-3 tail and the Si/P-L continua, < 1.5 %
+    assert np.all(el.sum(1) / n_e > 0.985) and np.all(el.sum(1) / n_e <= 1.0 + 1e-9)
+    # the unscattered fraction is exp(-t/lambda), t/lambda here of the window (plasmons + inner shells
+    # below 194.7 eV; those beyond it, < 1 %, also deplete the ZLP): ZLP counted within +-2 eV
     e = ll.energy.energy_ev
     zlp = el[:, np.abs(e) <= 2.0].sum(1) / n_e
     tl = sim.truth_columns()["t_over_lambda"]
