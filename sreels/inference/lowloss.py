@@ -191,6 +191,15 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
              f"eV peak-to-peak); resolution {np.nanmedian(fwhm):.2f} eV FWHM; t/lambda {np.nanmedian(tl):.2f} (median)"]
     out, scaled, logs = {}, [], []
     inst = settings.instrument()
+    # reconvolve with the fit's resolution, or with the measured one where that is wider: sharpening
+    # the ZLP would amplify the noise without bound (a 1.1 eV ZLP to 0.5 eV: x 1000 in variance, measured)
+    res_ev = settings.resolution_fwhm_ev
+    wide = float(np.nanpercentile(fwhm, 95))  # the widest rows too
+    if wide > res_ev * 1.3:  # (the camera's PSF alone widens a 0.5 eV ZLP to ~0.55 eV)
+        res_ev = wide
+        notes.append(f"the measured ZLP (up to {res_ev:.2f} eV FWHM) is wider than the fit's resolution "
+                     f"({settings.resolution_fwhm_ev:.2f} eV): deconvolved windows reconvolved with {res_ev:.2f} eV "
+                     "(give the resolution to the fit to match its references)")
     for k, w in windows.items():
         if k == LOWLOSS_NAME:
             continue
@@ -205,11 +214,10 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
                 scaled.append(k)
                 continue
             d, fac = fourier_log(w.counts, w.energy, counts, ll.energy, centre, ll.energy.energy_ev[thr],
-                                 settings.resolution_fwhm_ev, inst.zlp_tail_ev, dw, ratio=_exposure_ratio(w, ll))
+                                 res_ev, inst.zlp_tail_ev, dw, ratio=_exposure_ratio(w, ll))
             logs.append(k)
         else:
-            d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, settings.resolution_fwhm_ev,
-                                   inst.zlp_tail_ev, dw, g, rd)
+            d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
         out[k] = dataclasses.replace(w, counts=d, variance_factor=fac)
     if scaled:
         notes.append(f"window(s) {', '.join(scaled)} start below {MIN_DECONVOLVE_EV:.0f} eV beyond the low-loss "
@@ -220,6 +228,6 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
                      "Fourier-log method on the low loss spliced below them (Egerton 2011, Sec. 4.2)")
     if deconvolve and len(out) > len(scaled) + len(logs):
         notes.append("core-loss windows Fourier-ratio deconvolved by each row's low loss (Egerton 2011, Sec. 4.3), "
-                     f"reconvolved with a {settings.resolution_fwhm_ev:.2f} eV ZLP; channel variances x "
+                     f"reconvolved with a {res_ev:.2f} eV ZLP; channel variances x "
                      "exp(~2 t/lambda)")
     return out, cols, notes
