@@ -81,3 +81,25 @@ def test_zlp_shape_has_its_maximum_at_zero_and_the_stated_width():
         assert y.sum() == pytest.approx(1.0, rel=1e-9)
         above = x[y >= 0.5 * y.max()]
         assert above[-1] - above[0] == pytest.approx(fl.zlp_fwhm_ev(0.5, tail), abs=0.003)
+
+
+def test_simulate_writes_a_lowloss_window_exspy_reads(tmp_path):
+    """`sreels simulate` output: lowloss.hspy opens as an EELSSpectrum; exspy's elastic threshold and
+    log-ratio thickness run on it and agree with the truth column within 5 % (median)."""
+    hs = pytest.importorskip("hyperspy.api")
+    pytest.importorskip("exspy")
+    from sreels.forward.output import write_simulation
+    from sreels.io import read_csv
+
+    sim = simulate(Scenario(rows=24, row_nm=60.0), rng=5)
+    out = write_simulation(sim, tmp_path / "sim")
+    truth = read_csv(out / "truth.csv")
+    assert {"t_over_lambda", "zlp_shift_ev"} <= set(truth)
+    s = hs.load(str(out / "lowloss.hspy"))
+    s.set_signal_type("EELS")
+    assert s.axes_manager[-1].offset == pytest.approx(-10.0)
+    th = s.estimate_elastic_scattering_threshold(window=10)
+    t = s.estimate_thickness(threshold=th).data
+    ok = np.isfinite(t)
+    assert ok.sum() >= 20
+    assert np.median(np.abs(t[ok] / truth["t_over_lambda"][ok] - 1)) < 0.05
