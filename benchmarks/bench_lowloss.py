@@ -78,7 +78,7 @@ def fast(repeats):
 
 
 def peer(sim, repeats):
-    import exspy  # noqa: F401  (registers the EELS signal type)
+    import exspy  # noqa: F401 -- registers the EELS signal type
     import hyperspy.api as hs
 
     from sreels.inference.deconvolve import fourier_ratio

@@ -33,6 +33,7 @@ Sources of the numbers:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,9 +153,11 @@ def ssd_tf(grid: PaddedGrid, plasmon_ev, fwhm_ev) -> np.ndarray:
     return sfft.rfft(p / p.sum(1, keepdims=True), axis=-1)
 
 
-def shallow_edge_tf(grid: PaddedGrid, beam, names):
+@functools.lru_cache(maxsize=16)
+def shallow_edge_tf(grid: PaddedGrid, beam, names: tuple):
     """Transforms (edges, n_freq) of the per-atom single-scattering probability per channel
-    (barn x channel width) of shallow edges at lags 0, dE, ... over the grid, and their sums."""
+    (barn x channel width) of shallow edges at lags 0, dE, ... over the grid, and their sums
+    (cached: the hydrogenic shapes are the costly part; the arrays are not to be modified)."""
     from . import edges as ed
 
     e = grid.window.scale_ev * np.arange(grid.n_fft)

@@ -21,6 +21,13 @@ from ..forward.detector import psf_kernel
 from ..forward.lowloss import zlp_tf
 
 
+def _interp_rows(x_new, x, rows):
+    """np.interp of every row at once (shared, increasing ``x``): indices and weights computed once."""
+    i = np.clip(np.searchsorted(x, x_new) - 1, 0, x.size - 2)
+    fr = np.clip((x_new - x[i]) / (x[i + 1] - x[i]), 0.0, 1.0)
+    return rows[:, i] * (1.0 - fr) + rows[:, i + 1] * fr
+
+
 def _resample(ll, axis: EnergyAxis, scale_ev: float):
     """Low-loss rows onto channels of ``scale_ev`` (counts conserved: cumulative-sum interpolation)."""
     if abs(axis.scale_ev - scale_ev) < 1e-6 * scale_ev:
@@ -30,7 +37,7 @@ def _resample(ll, axis: EnergyAxis, scale_ev: float):
     new = EnergyAxis(edges[0] + 0.5 * scale_ev, scale_ev, n)
     cum = np.concatenate([np.zeros((ll.shape[0], 1)), np.cumsum(ll, 1)], 1)
     ne = edges[0] + scale_ev * np.arange(n + 1)
-    c = np.stack([np.interp(ne, edges, r) for r in cum])  # rows x (n+1); small loop over rows of 1-D interp
+    c = _interp_rows(ne, edges, cum)
     return np.diff(c, axis=1), new
 
 
@@ -77,7 +84,7 @@ def _splice(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, n_hi: int, n_f
                                f"reach 10 eV into the core-loss window starting at {core_axis.offset_ev:.1f} eV")
     e = core_axis.offset_ev + de * np.arange(-n_lo, int(round(10.0 / de)))
     el = ll_axis.energy_ev
-    low = np.stack([np.interp(e, el, r) for r in ll])  # rows x channels: 1-D interpolation per row
+    low = _interp_rows(e, el, ll)
     ov = slice(n_lo, None)
     with np.errstate(divide="ignore", invalid="ignore"):
         k = core[:, :low.shape[1] - n_lo].sum(1) / low[:, ov].sum(1)
@@ -164,7 +171,7 @@ def fourier_log(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, centre_ev,
 
 
 def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev: float, tail_ev: float = 0.0,
-                  psf_decay: float = 0.0, gain=1.0, readout=0.0, pad_ev: float = 128.0, extend_ev: float = 400.0):
+                  psf_decay: float = 0.0, gain=1.0, readout=0.0, pad_ev: float = 128.0, extend_ev: float = 160.0):
     """Fourier-ratio deconvolution of core-loss rows by their low-loss rows.
 
     S(f) = Z(f) J_k(f) conj(J_l(f)) I_l / (|J_l(f)|^2 + eps^2),   Z = ZLP(fwhm, tail) x PSF,
