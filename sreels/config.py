@@ -167,6 +167,10 @@ DEFAULT_WINDOWS = (
 )
 
 
+#: name of the low-loss (zero-loss) window, in simulations and in measurements
+LOWLOSS_NAME = "lowloss"
+
+
 @dataclass(frozen=True)
 class Instrument:
     """Microscope and spectrometer (HF3300 at 300 kV with a GIF Quantum ER in the study, Sec. 2.2)."""
@@ -178,20 +182,33 @@ class Instrument:
     energy_distortion_ev: float = 0.05   # peak-to-peak bow of the ZLP line along y (< 0.1 eV, Sec. 2.2)
     drift_ev: float = 0.0                # global shift of every row (the whole image drifts together)
     spatial_blur_fwhm_nm: float = 6.0    # slit/probe + delocalisation along y
-    plural_scattering: bool = False
-    inelastic_mfp_nm: float = 150.0      # lambda for t/lambda when plural scattering is on
-    plasmon_ev: float = 24.0
-    plasmon_fwhm_ev: float = 10.0
+    # plural scattering and the low-loss window: sreels.forward.lowloss (sources there)
+    plural_scattering: bool = False      # Poisson in t/lambda (real lamellae: t/lambda 0.3-1); opt-in for now
+    inelastic_mfp_nm: float = 0.0        # 0: lambda per phase (Iakoubovskii 2008); > 0: one lambda (nm)
+    plasmon_ev: float = 0.0              # 0: free-electron plasmon per phase; > 0: one Drude plasmon (eV)
+    plasmon_fwhm_ev: float = 10.0        # width of that one plasmon (assumed)
+    zlp_tail_ev: float = 0.0             # exponential tail of the ZLP toward positive loss, e.g. 0.1 (cold FEG)
+    lowloss_window: bool = False         # record the low-loss window (DualEELS); opt-in for now
+    lowloss_offset_ev: float = -10.0
+    lowloss_channels: int = 2048
+    lowloss_exposure_s: float = 0.002    # ZLP maximum ~2e4 counts: below the 16-bit ADC maximum
     windows: tuple[Window, ...] = DEFAULT_WINDOWS
 
     def __post_init__(self):
         _positive(self, "beam_energy_kev", "collection_semiangle_mrad", "resolution_fwhm_ev",
-                  "dose_e_per_row_s", "inelastic_mfp_nm", "plasmon_ev", "plasmon_fwhm_ev")
-        _nonnegative(self, "energy_distortion_ev", "spatial_blur_fwhm_nm")
+                  "dose_e_per_row_s", "plasmon_fwhm_ev", "lowloss_exposure_s")
+        _nonnegative(self, "energy_distortion_ev", "spatial_blur_fwhm_nm", "inelastic_mfp_nm", "plasmon_ev",
+                     "zlp_tail_ev")
+        _check(np.isfinite(self.lowloss_offset_ev) and self.lowloss_offset_ev < -1.0,
+               "Instrument.lowloss_offset_ev", self.lowloss_offset_ev, "an energy below -1 eV (the ZLP must be inside)")
+        _check(int(self.lowloss_channels) == self.lowloss_channels and self.lowloss_channels >= 64,
+               "Instrument.lowloss_channels", self.lowloss_channels, "an integer >= 64")
         _check(np.isfinite(self.drift_ev), "Instrument.drift_ev", self.drift_ev, "a finite shift in eV")
         names = [w.name for w in self.windows]
         _check(len(names) == len(set(names)) and names, "Instrument.windows", names,
                "at least one window, with distinct names")
+        _check(LOWLOSS_NAME not in names, "Instrument.windows", names,
+               f"no core-loss window named {LOWLOSS_NAME!r} (the low-loss window's name)")
 
     def window(self, name: str) -> Window:
         for w in self.windows:

@@ -105,6 +105,13 @@ def _invert(sim, sim_dir: Path, out: Path) -> int:
         z = (res.columns[col] - t[tcol]) / err
         z = z[ok & np.isfinite(z)]
         print(f"   {col:18s} mean {z.mean():+.2f}  sd {z.std():.2f}  (n = {z.size}; honest errors give 0 and 1)")
+    if "t_over_lambda" in res.columns:  # the low-loss window: energy reference and thickness per row
+        c = res.columns
+        dz = c["zlp_shift_ev"] - t["zlp_shift_ev"]
+        print(f"   low loss: t/lambda {np.median(c['t_over_lambda']):.3f} (truth {np.median(t['t_over_lambda']):.3f}, "
+              f"largest deviation {np.max(np.abs(c['t_over_lambda'] / t['t_over_lambda'] - 1)) * 100:.1f} %); "
+              f"ZLP line {np.ptp(c['zlp_shift_ev']):.3f} eV peak-to-peak, {np.sqrt(np.mean(dz**2)):.4f} eV rms from the "
+              f"truth; resolution {np.median(c['resolution_ev']):.2f} eV FWHM")
     figs = ", ".join(f"{fit_dir}/{f}" for f in ("profiles.png", "region_spectra.png", "residuals.png")
                      if (fit_dir / f).is_file())
     print(f"3. figures: {sim_dir}/spectrum_images.png (Fig. 5: spectrum images), {figs} (Fig. 6: profiles with "

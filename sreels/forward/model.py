@@ -2,7 +2,10 @@
 
 I(y, E) = dose * dE_ch * [ B(y, E) + sum_x n_x(y) t(y) sigma_x(E; y) (*) R (*) L(y) ]
 
-B is a power law per window proportional to thickness; n_x t the areal density of
+B is a power law per window proportional to thickness; with plural scattering, windows from 150 eV
+up convolve B with L like the edges (there it is the tail of single losses), and windows below hold
+no power law: their background is the low loss's own tail (ZLP + plural plasmons, as in the low-loss
+window), the Li-K window's in particular; n_x t the areal density of
 element x (atoms / nm^2, 1 barn = 1e-10 nm^2); sigma_x per-atom shapes from
 :mod:`.edges`; R the resolution, L the (optional) plural-scattering low loss; then a
 per-row energy shift and the blur along y.  Per-atom templates and transfer functions
@@ -15,13 +18,14 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 
 from ..axes import EnergyAxis
 from ..config import Instrument, Window
 from ..errors import SreelsInputError
 from . import edges as ed
-from .instrument import (PaddedGrid, blur_rows, convolve_rows, padded_grid, plasmon_tf, plural_tf,
-                         resolution_tf, shift_tf)
+from .instrument import PaddedGrid, blur_rows, convolve_rows, padded_grid, shift_tf
+from .lowloss import phase_plasmons, plural_rows_tf, row_scattering, shallow_edge_tf, ssd_tf, zlp_tf
 from .material import density_per_nm3
 
 BARN_NM2 = 1e-10
@@ -29,6 +33,8 @@ BARN_NM2 = 1e-10
 PT_BACKGROUND_FACTOR = 2.0
 #: Relative loss of O-K pre-peak intensity per Ti3+ (one fewer empty Ti 3d state of ten).
 PREPEAK_TI3_LOSS = 0.1
+#: Windows starting at or above this energy (eV) get a plurally scattered background (see WindowModel).
+BACKGROUND_SCATTERED_EV = 150.0
 #: How far below a window an edge's onset may lie and still be modelled by its tail (eV).
 EDGE_TAIL_REACH_EV = 60.0
 
@@ -48,6 +54,28 @@ def check_window_edges(w: Window) -> None:
                 f"window {w.name!r} covers {w.offset_ev:.1f}-{w.end_ev:.1f} eV and cannot model {name} "
                 f"(onset {on:.1f} eV): expected an onset inside the window or at most "
                 f"{EDGE_TAIL_REACH_EV:.0f} eV below it")
+
+
+def fixed_edge_densities(names, s) -> np.ndarray:
+    """Areal densities (rows, len(names)) of the fixed-shape edges' elements, atoms / nm^2 x 1e-10."""
+    host = s.host_fraction
+    alpo4 = np.where(s.in_pt, 0.0, 1.0 - host)
+    cols = []
+    for name in names:
+        el = ed.EDGES[name].element
+        dens = density_per_nm3("Li") * s.li_rel * host if el == "Li" else \
+            density_per_nm3(el) * host + density_per_nm3(el, "AlPO4") * alpo4
+        cols.append(dens * s.thickness_nm)
+    return np.array(cols).T.reshape(len(s.thickness_nm), -1) * BARN_NM2
+
+
+def shallow_edges(instrument: Instrument) -> tuple:
+    """The edges of the lowest core-loss window if it starts below 150 eV: with the plasmons they form
+    the valence and shallow inner-shell losses every electron can suffer on its way (plural scattering)."""
+    first = min(instrument.windows, key=lambda w: w.offset_ev)
+    if first.offset_ev >= BACKGROUND_SCATTERED_EV:
+        return ()
+    return tuple(n for n in first.edges if n not in ("Ti-L23", "O-K"))
 
 
 @dataclass(frozen=True)
@@ -101,8 +129,20 @@ class WindowModel:
         self._bg_shape = (ea / window.background_ref_ev) ** (-window.background_r)
         self._bg_dlog = window.background_r / ea
         f = self.grid.freq_per_ev
-        self.tf_resolution = resolution_tf(f, instrument.resolution_fwhm_ev)
-        self.tf_plasmon = plasmon_tf(self.grid, instrument.plasmon_ev, instrument.plasmon_fwhm_ev)
+        # above BACKGROUND_SCATTERED_EV the background is the tail of single losses and scatters like the
+        # edges; below, it is the tail of the low loss itself, whose measured shape already holds its plural part
+        self.bg_scattered = instrument.plural_scattering and window.offset_ev >= BACKGROUND_SCATTERED_EV
+        self._bg_grid = ((e / window.background_ref_ev) ** (-window.background_r) * taper) if self.bg_scattered \
+            else None
+        # below it, with plural scattering, the background is the low loss itself (ZLP + plasmons, the
+        # same distribution as the low-loss window), its tail reaching into the window; no separate power law
+        self.lowloss_tail = instrument.plural_scattering and not self.bg_scattered and e[0] < -5.0
+        self._impulse = np.exp(2j * np.pi * f * e[0]) / window.scale_ev if self.lowloss_tail else None
+        self.tf_resolution = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)
+        self.tf_ssd = ssd_tf(self.grid, *phase_plasmons(instrument)) if instrument.plural_scattering else None
+        self.shallow = shallow_edges(instrument) if instrument.plural_scattering else ()
+        if self.shallow:  # their single-scattering probabilities per atom per channel at lags 0, dE, ...
+            self.tf_shallow, self.sum_shallow = shallow_edge_tf(self.grid, self.beam, self.shallow)
 
     # ----------------------------------------------------------- pieces
     def areal_densities(self, s: RowState) -> np.ndarray:
@@ -147,14 +187,20 @@ class WindowModel:
         """Resolution x plural scattering x per-row shift, shape (rows, n_freq)."""
         f = self.grid.freq_per_ev
         tf = self.tf_resolution[None, :] * shift_tf(f, s.shift_ev)
-        if self.instrument.plural_scattering:
-            tf = tf * plural_tf(self.tf_plasmon, s.thickness_nm / self.instrument.inelastic_mfp_nm)
+        if self.instrument.plural_scattering:  # the rows' own valence losses (sreels.forward.lowloss)
+            tf = tf * plural_rows_tf(self.tf_ssd, *row_scattering(s, self.instrument)[::-1])
+            if self.shallow:  # and the shallow inner shells: exp(E(f) - E(0)), E their single scattering
+                d = fixed_edge_densities(self.shallow, s)
+                tf = tf * np.exp(d @ self.tf_shallow - (d @ self.sum_shallow)[:, None])
         return tf
+
+    def _level(self, s: RowState) -> np.ndarray:
+        w = self.window
+        return w.background_per_ev * s.thickness_nm / 100.0 * np.where(s.in_pt, PT_BACKGROUND_FACTOR, 1.0)
 
     def background(self, s: RowState) -> np.ndarray:
         """Power-law background per eV per incident electron, (rows, channels)."""
-        w = self.window
-        level = w.background_per_ev * s.thickness_nm / 100.0 * np.where(s.in_pt, PT_BACKGROUND_FACTOR, 1.0)
+        level = self._level(s)
         # B(E - d) = B(E) (1 + r d / E) to first order; |r d / E| < 1e-2 for |d| < 0.1 eV
         return (level[:, None] * self._bg_shape[None, :]) * (1.0 + s.shift_ev[:, None] * self._bg_dlog[None, :])
 
@@ -168,9 +214,18 @@ class WindowModel:
         img = np.empty((rows, self.axis.size))
         for i in range(0, rows, block_rows):
             b = _block(s, slice(i, i + block_rows))
-            core = convolve_rows(self.single_scattering(b), self.transfer(b), self.grid)
+            # the low window's own edges are in its plural kernel (the shallow edges): only the beam
+            single = np.zeros((b.li_rel.size, self.grid.n_fft)) if self.lowloss_tail else self.single_scattering(b)
+            if self.bg_scattered:
+                single += self._level(b)[:, None] * self._bg_grid[None, :]
+            if self.lowloss_tail:  # the incident electrons at 0 eV, scattered like the edges
+                spec = sfft.rfft(single, axis=-1, workers=-1) + self._impulse[None, :]
+                core = sfft.irfft(spec * self.transfer(b), n=self.grid.n_fft, axis=-1, workers=-1)[:, self.grid.crop]
+            else:
+                core = convolve_rows(single, self.transfer(b), self.grid)
             np.clip(core, 0.0, None, out=core)
-            core += self.background(b)
+            if not (self.bg_scattered or self.lowloss_tail):
+                core += self.background(b)
             np.multiply(core, dose, out=img[i:i + block_rows])
         return blur_rows(img, self.instrument.spatial_blur_fwhm_nm, row_nm)
 

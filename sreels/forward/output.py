@@ -1,7 +1,9 @@
 """Write a :class:`~sreels.forward.simulate.Simulation` to a folder (the output contract).
 
-DIR/<window>.hspy  2-D image, navigation y (nm), signal energy loss (eV)
-DIR/truth.csv      per-row truth (y_nm, li_rel, ti3_fraction, r_oo_nm, peak positions, ...)
+DIR/<window>.hspy  2-D image, navigation y (nm), signal energy loss (eV); lowloss.hspy is the
+                   low-loss (zero-loss + plasmon) window of a DualEELS recording
+DIR/truth.csv      per-row truth (y_nm, li_rel, ti3_fraction, r_oo_nm, peak positions, t_over_lambda,
+                   zlp_shift_ev, ...)
 DIR/scenario.toml  the fully resolved scenario, instrument and detector
 DIR/run.json       seed record, version, timings, saturation, files
 DIR/spectrum_images.png  with ``plot=True``: a Fig. 5-like figure
@@ -39,19 +41,23 @@ def image_metadata(sim, name: str) -> dict:
     from .detector import psf_variance_factor
 
     cfg = sim.config
-    w = cfg.instrument.window(name)
+    from ..config import LOWLOSS_NAME
+    low = name == LOWLOSS_NAME
+    exposure = cfg.instrument.lowloss_exposure_s if low else cfg.instrument.window(name).exposure_s
+    # the low-loss window holds the shallow edges of every window below it
+    edges = [e for w in cfg.instrument.windows for e in w.edges] if low else cfg.instrument.window(name).edges
     det = cfg.detector
     md = {
         "TEM": {
             "beam_energy": cfg.instrument.beam_energy_kev,
             "convergence_angle": CONVERGENCE_SEMIANGLE_MRAD,
             "Detector": {"EELS": {"collection_angle": cfg.instrument.collection_semiangle_mrad,
-                                  "exposure": w.exposure_s}},
+                                  "exposure": exposure}},
         },
-        "Sample": {"elements": sorted({e.split("-")[0] for e in w.edges})},
+        "Sample": {"elements": sorted({e.split("-")[0] for e in edges})},
         "sreels": {
             "window": name, "noise_free": sim.noise_free, **sim.rng_record,
-            "detector": dataclasses.asdict(det), "exposure_s": w.exposure_s,
+            "detector": dataclasses.asdict(det), "exposure_s": exposure,
             "gain_counts_per_e": det.gain_counts_per_e, "version": __version__,
             "instrument": {"beam_energy_kev": cfg.instrument.beam_energy_kev,
                            "collection_semiangle_mrad": cfg.instrument.collection_semiangle_mrad,

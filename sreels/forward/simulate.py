@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..axes import EnergyAxis, PositionAxis
-from ..config import Config, Detector, Instrument, Scenario
+from ..config import LOWLOSS_NAME, Config, Detector, Instrument, Scenario
 from .detector import Readout, apply_detector, expected_counts
-from .instrument import energy_distortion
-from .model import RowState, WindowModel
+from .instrument import blur_rows, energy_distortion, padded_grid
+from .lowloss import lowloss_electrons, row_scattering
+from .model import RowState, WindowModel, shallow_edges
 from .profiles import Profiles, build_profiles, position_axis
 
 
@@ -42,12 +43,18 @@ class Simulation:
     rng_record: dict
     noise_free: bool
     timings_s: dict = field(default_factory=dict)
+    lowloss_truth: dict = field(default_factory=dict)   # per-row truth of the low-loss window
 
     def truth_columns(self) -> dict[str, np.ndarray]:
         """Per-row truth; ``*_row`` columns are what a noise-free per-row measurement sees."""
         cols = self.profiles.as_columns()
         cols["in_pt"] = cols["in_pt"].astype(int)
         cols["energy_shift_ev"] = self.shift_ev
+        cols["zlp_shift_ev"] = self.shift_ev  # the ZLP line moves with the edges (maximum at the shift)
+        # what the log-ratio method measures: ln(I_t / I_0) of the low-loss window (plasmons + the inner
+        # shells inside it); without a low-loss window the plasmons' t/lambda
+        cols["t_over_lambda"] = self.lowloss_truth.get(
+            "t_over_lambda", row_scattering(self.profiles, self.config.instrument)[0])
         cols.update(as_measured(self.profiles, self.config.instrument.spatial_blur_fwhm_nm,
                                 self.config.scenario.row_nm))
         return cols
@@ -95,8 +102,24 @@ def make_rng(seed) -> tuple[np.random.Generator, dict]:
     return np.random.default_rng(int(seed)), {"seed": int(seed)}
 
 
+def lowloss_axis(instrument: Instrument) -> EnergyAxis:
+    """The low-loss window's axis (the core-loss windows' dispersion)."""
+    return EnergyAxis(instrument.lowloss_offset_ev, instrument.windows[0].scale_ev, instrument.lowloss_channels)
+
+
 def window_models(instrument: Instrument) -> dict[str, WindowModel]:
     return {w.name: WindowModel(w, instrument) for w in instrument.windows}
+
+
+def _lowloss(state: RowState, instrument: Instrument, row_nm: float, models):
+    """Expected electrons of the low-loss window, blurred along y like the core-loss windows; its
+    plural scattering holds the shallow edges (of the Li-K window).  Returns the axis, the electrons
+    and t/lambda as the window holds it (plasmons + inner shells)."""
+    axis = lowloss_axis(instrument)
+    grid = padded_grid(axis, plural=True)
+    n_e = instrument.dose_e_per_row_s * instrument.lowloss_exposure_s
+    ll = lowloss_electrons(grid, instrument, state, n_e, shallow_edges(instrument))
+    return axis, blur_rows(ll.electrons, instrument.spatial_blur_fwhm_nm, row_nm), ll.t_over_lambda
 
 
 def simulate(scenario: Scenario | None = None, instrument: Instrument | None = None,
@@ -125,17 +148,22 @@ def simulate(scenario: Scenario | None = None, instrument: Instrument | None = N
     profiles = build_profiles(scenario)
     shift = energy_distortion(profiles.y_nm, instrument.energy_distortion_ev, instrument.drift_ev)
     state = RowState.from_profiles(profiles, shift)
-    images, timings = {}, {"kernels": t1 - t0}
-    for w in instrument.windows:
+    images, timings, ll_truth = {}, {"kernels": t1 - t0}, {}
+    names = [w.name for w in instrument.windows] + ([LOWLOSS_NAME] if instrument.lowloss_window else [])
+    for name in names:
         ta = time.perf_counter()
-        electrons = models[w.name].electrons(state, scenario.row_nm)
+        if name == LOWLOSS_NAME:
+            axis, electrons, ll_tl = _lowloss(state, instrument, scenario.row_nm, models)
+            ll_truth["t_over_lambda"] = ll_tl
+        else:
+            axis, electrons = models[name].axis, models[name].electrons(state, scenario.row_nm)
         if noise_free:
             mean = expected_counts(electrons, detector)
             out = Readout(mean, np.zeros(mean.shape, bool), None)
         else:
             out = apply_detector(electrons, detector, gen)
-        images[w.name] = WindowImage(w.name, models[w.name].axis, out.counts, electrons, detector, out.saturated)
-        timings[w.name] = time.perf_counter() - ta
+        images[name] = WindowImage(name, axis, out.counts, electrons, detector, out.saturated)
+        timings[name] = time.perf_counter() - ta
     timings["total"] = time.perf_counter() - t0
     cfg = Config(scenario, instrument, detector)
-    return Simulation(cfg, position_axis(scenario), profiles, shift, images, record, noise_free, timings)
+    return Simulation(cfg, position_axis(scenario), profiles, shift, images, record, noise_free, timings, ll_truth)

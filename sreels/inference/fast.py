@@ -26,6 +26,7 @@ from ..axes import EnergyAxis
 from .edgefits import FINE_STEP_EV, Shifted, fit_linear_edges, global_shift, variance_model
 from .okpeaks import O_K_ONSET_EV, OKRows, measure_o_k, noise_scale
 from .load import WindowData
+from .lowloss import apply_low_loss
 
 
 @dataclass(frozen=True)
@@ -269,13 +270,15 @@ class _Run:
     def _variance(self, w: WindowData) -> np.ndarray:
         s = self.s
         rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
+        # deconvolved rows (a low-loss window, :mod:`.lowloss`) are noisier by the deconvolution's gain
+        f = 1.0 if w.variance_factor is None else w.variance_factor[:, None]
         if self.gain_known(w):
-            return variance_model(w.counts, s.gain_counts_per_e or w.gain_counts_per_e, rd)
+            return variance_model(w.counts, s.gain_counts_per_e or w.gain_counts_per_e, rd) * f
         var = variance_model(w.counts, 1.0, rd)
         k = noise_scale(np.asarray(w.counts, float), var)
         self.notes.append(f"detector gain unknown (give --gain): the noise level of {w.source} was measured "
                           f"from channel-to-channel differences ({k:.3g} x counts)")
-        return var * k
+        return var * k * f
 
     def finish(self, fit, w: WindowData, mask, fit_range, tag):
         """Errors scaled by sqrt(chi2_red) where the model does not describe a row (flagged
@@ -667,7 +670,11 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     s, inst_notes = resolve_instrument(windows, settings or FitSettings())
     t0 = time.perf_counter()
     wins = _prepared(windows, s)
+    # the low-loss window -> ZLP reference, t/lambda, deconvolved core loss (:mod:`.lowloss`)
+    wins, ll_cols, ll_notes = apply_low_loss(wins, s)
     cols, status, fits, timings, notes = _fit_rows(wins, s, progress=progress)
+    cols.update(ll_cols)
+    notes += ll_notes
     timings["total"] = time.perf_counter() - t0
     return _result(next(iter(wins.values())).position, cols, status, fits, s, timings, notes + inst_notes)
 

@@ -38,6 +38,8 @@ class WindowData:
     readout_noise_counts: float | None = None
     nav_shape: tuple = ()
     metadata: dict = field(default_factory=dict, repr=False)
+    #: per-row factor on the channel variances (rows,): > 1 after a deconvolution (see .lowloss)
+    variance_factor: np.ndarray | None = field(default=None, repr=False)
 
 
 def _energy_axis_index(axes, where):
@@ -50,7 +52,22 @@ def _energy_axis_index(axes, where):
     return idx[0]
 
 
-def _window_name(energy: EnergyAxis, fallback: str) -> str:
+def has_zlp(energy: EnergyAxis, counts) -> bool:
+    """A zero-loss peak near 0 eV: the image's mean spectrum peaks within 10 eV of 0 eV (axes are
+    off by a few eV) at more than 20x its median.  Recognised by content, not by file name."""
+    if not (energy.offset_ev < 10.0 and energy.end_ev > 0.0):
+        return False
+    m = counts.mean(0)
+    m = np.asarray(m.compute() if hasattr(m, "compute") else m, dtype=float)
+    e = energy.energy_ev
+    i = int(np.argmax(m))
+    return bool(abs(e[i]) <= 10.0 and m[i] > 20.0 * max(np.median(np.abs(m)), 1e-12))
+
+
+def _window_name(energy: EnergyAxis, fallback: str, counts=None) -> str:
+    from ..config import LOWLOSS_NAME
+    if counts is not None and has_zlp(energy, counts):
+        return LOWLOSS_NAME
     if energy.contains(55.0, 62.0):
         return "low"
     if energy.contains(456.0, 470.0) or energy.contains(530.0, 560.0):
@@ -89,7 +106,7 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
     md = sig.get("metadata", {}) or {}
     sre = md.get("sreels", {}) if isinstance(md, dict) else {}
     det = sre.get("detector", {}) if isinstance(sre, dict) else {}
-    return WindowData(_window_name(energy, Path(source).stem), energy, counts, position, source,
+    return WindowData(_window_name(energy, Path(source).stem, counts), energy, counts, position, source,
                       sre.get("gain_counts_per_e"), det.get("readout_noise_counts"), tuple(nav_shape), md)
 
 

@@ -1,0 +1,233 @@
+"""Deconvolution of core-loss windows by the low-loss window, every row at once.
+
+- :func:`fourier_ratio` (Egerton 2011, Sec. 4.3, Eq. 4.11) for windows that start above the low-loss
+  range: S = FT^-1[ Z J_k I_l / J_l ].
+- :func:`fourier_log` (Egerton 2011, Sec. 4.2, Eq. 4.10) for windows that start inside it (Li-K at
+  40 eV): the low loss spliced below the window, S = N FT^-1[ G ln(J / Z) ].
+
+Both reconvolve with the inversion's own resolution (model ZLP x camera PSF), so that the fit's
+references still apply, remove the row's ZLP shift with the plural scattering, and return the noise
+gain per row (the factor on the channel variances).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import fft as sfft
+
+from ..axes import EnergyAxis
+from ..errors import SreelsInputError
+from ..forward.detector import psf_kernel
+from ..forward.lowloss import zlp_tf
+
+
+def _interp_rows(x_new, x, rows):
+    """np.interp of every row at once (shared, increasing ``x``): indices and weights computed once."""
+    i = np.clip(np.searchsorted(x, x_new) - 1, 0, x.size - 2)
+    fr = np.clip((x_new - x[i]) / (x[i + 1] - x[i]), 0.0, 1.0)
+    return rows[:, i] * (1.0 - fr) + rows[:, i + 1] * fr
+
+
+def _resample(ll, axis: EnergyAxis, scale_ev: float):
+    """Low-loss rows onto channels of ``scale_ev`` (counts conserved: cumulative-sum interpolation)."""
+    if abs(axis.scale_ev - scale_ev) < 1e-6 * scale_ev:
+        return np.asarray(ll, float), axis
+    edges = axis.offset_ev - 0.5 * axis.scale_ev + axis.scale_ev * np.arange(axis.size + 1)
+    n = int(np.floor((edges[-1] - edges[0]) / scale_ev))
+    new = EnergyAxis(edges[0] + 0.5 * scale_ev, scale_ev, n)
+    cum = np.concatenate([np.zeros((ll.shape[0], 1)), np.cumsum(ll, 1)], 1)
+    ne = edges[0] + scale_ev * np.arange(n + 1)
+    c = _interp_rows(ne, edges, cum)
+    return np.diff(c, axis=1), new
+
+
+def _power_law_pad(y, e, n_lo, n_hi, n_fit):
+    """Extend rows below and above by power laws fitted to ``n_fit`` channels at each end, then a
+    cosine taper to zero over the outer half of each pad.  The exponent is the two-area estimate of
+    the image's mean spectrum (one per end: a row's own would carry ~0.3 of shot noise over 6 eV and
+    misplace what the deconvolution removes), the level each row's own."""
+    def law(block_e, block_y):
+        h = block_e.size // 2
+        m1, m2 = block_y[:, :h].mean(1), block_y[:, h:].mean(1)
+        e1, e2 = block_e[:h].mean(), block_e[h:].mean()
+        g1, g2 = m1.mean(), m2.mean()
+        r = np.log(g1 / g2) / np.log(e2 / e1) if g1 > 0 and g2 > 0 and e1 > 0 else 0.0
+        r = float(np.clip(np.nan_to_num(r), -2.0, 8.0))
+        return np.full(y.shape[0], r), np.where(m1 * m2 > 0, np.sqrt(np.abs(m1 * m2)), block_y.mean(1)), \
+            np.sqrt(e1 * e2)
+
+    de = e[1] - e[0]
+    r0, a0, ea = law(e[:n_fit], y[:, :n_fit])
+    r1, a1, eb = law(e[-n_fit:], y[:, -n_fit:])
+    elo = e[0] - de * np.arange(n_lo, 0, -1)
+    ehi = e[-1] + de * np.arange(1, n_hi + 1)
+    floor = 0.25 * max(abs(e[0]), de)
+    lo = a0[:, None] * (np.maximum(elo, floor)[None, :] / ea) ** (-r0[:, None])
+    hi = a1[:, None] * (ehi[None, :] / eb) ** (-r1[:, None])
+
+    def taper(n):
+        t = np.ones(n)
+        k = n // 2
+        t[:k] = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / max(k, 1))
+        return t
+    return np.concatenate([lo * taper(n_lo)[None, :], y, hi * taper(n_hi)[::-1][None, :]], 1)
+
+
+def _splice(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, n_hi: int, n_fit: int, ratio=None):
+    """Core rows continued below their start by the low loss (on the core's channel grid, scaled over
+    the first 10 eV they share) and above by a tapered power law; returns the rows and the number of
+    channels put below."""
+    de = core_axis.scale_ev
+    n_lo = int(np.floor((core_axis.offset_ev - ll_axis.offset_ev) / de))
+    if n_lo < 1 or ll_axis.end_ev < core_axis.offset_ev + 10.0:
+        raise SreelsInputError(f"the low-loss window ({ll_axis.offset_ev:.1f}-{ll_axis.end_ev:.1f} eV) does not "
+                               f"reach 10 eV into the core-loss window starting at {core_axis.offset_ev:.1f} eV")
+    e = core_axis.offset_ev + de * np.arange(-n_lo, int(round(10.0 / de)))
+    el = ll_axis.energy_ev
+    low = _interp_rows(e, el, ll)
+    ov = slice(n_lo, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = core[:, :low.shape[1] - n_lo].sum(1) / low[:, ov].sum(1)
+    k = np.where(np.isfinite(k), k, 0.0) if ratio is None else np.full(core.shape[0], float(ratio))
+    ext = _power_law_pad(core, core_axis.energy_ev, 0, n_hi, n_fit)
+    return np.concatenate([low[:, :n_lo] * k[:, None], ext], 1), n_lo
+
+
+def _psf_tf(psf_decay, n):
+    k = psf_kernel(psf_decay)
+    kk = np.zeros(n)
+    kk[(np.arange(k.size) - k.size // 2) % n] = k
+    return sfft.rfft(kk).real
+
+
+def mean_zlp_tf(counts, axis: EnergyAxis, centre_ev, threshold_ev, n: int):
+    """The image's mean ZLP shape as a unit-area transform on an ``n``-point grid of the axis's
+    spacing, centred at 0 eV: each row's counts up to its threshold, moved by its centre (Fourier
+    shift) and divided by its area, then averaged over rows (noise / sqrt(rows))."""
+    y = np.asarray(counts, dtype=float)
+    e = axis.energy_ev
+    zl = np.where(e[None, :] <= np.asarray(threshold_ev)[:, None], y, 0.0)
+    f = sfft.rfftfreq(n, d=axis.scale_ev)
+    zf = sfft.rfft(zl, n=n, axis=1) * np.exp(2j * np.pi * f[None, :] * (np.asarray(centre_ev)[:, None] - e[0]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zf = zf / zf[:, :1].real
+    good = np.all(np.isfinite(zf), axis=1)
+    return zf[good].mean(0)
+
+
+def fourier_log(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, centre_ev, threshold_ev, fwhm_ev: float,
+                tail_ev: float = 0.0, psf_decay: float = 0.0, smooth_ev: float = 1.0, ratio=None):
+    """Single scattering of a core-loss window that starts inside the low-loss range (Li-K at 40 eV)
+    by the Fourier-log method (Egerton 2011, Sec. 4.2, Eq. 4.10) on the spliced spectrum.
+
+    J = the row's low loss below the window's start (scaled to the window over the first 10 eV they
+    share: the exposure ratio), the window itself, a tapered power law above.  Its ZLP (up to
+    ``threshold_ev``) is replaced by Z = I_0 z(E - centre), z the image's mean ZLP shape
+    (:func:`mean_zlp_tf`), and the plasmon region below the window is smoothed by a Gaussian of
+    ``smooth_ev`` sigma: scaled by the exposure ratio, the low loss's shot noise would otherwise
+    dominate.  With N = J(0) the total,
+        D(f) = N G(f) K(f) ln[ J(f) / Z(f) ],       G = model ZLP (fwhm, tail), K = PSF;
+    since J = Z exp(S / I_0) (Poisson), D is the single-scattering distribution (single plasmon and
+    single core losses) per N incident electrons, reconvolved: the normalisation of
+    :func:`fourier_ratio` and of the forward model without plural scattering.  A Fourier ratio
+    cannot be used here: its kernel (the low loss) would hold the window's own edges.  The row's ZLP
+    shift cancels in J / Z: D is on the ZLP-referenced scale.  Noise: H = N G K / J as in
+    :func:`fourier_ratio`; ``factor`` is its mean |H|^2 over 0.1-1 cycles/eV.
+    """
+    core = np.asarray(core, dtype=float)
+    ll, ll_axis = _resample(np.asarray(ll, dtype=float), ll_axis, core_axis.scale_ev)
+    de = core_axis.scale_ev
+    padded, n_lo = _splice(core, core_axis, ll, ll_axis, int(round(64.0 / de)), min(64, core.shape[1] // 4), ratio)
+    e0 = core_axis.offset_ev - n_lo * de   # energy of padded[:, 0]
+    ep = e0 + de * np.arange(padded.shape[1])
+    thr, centre = np.asarray(threshold_ev)[:, None], np.asarray(centre_ev, dtype=float)
+    zero = ep[None, :] <= thr
+    i0 = np.sum(np.where(zero, padded, 0.0), 1)
+    below = (ep[None, :] > thr) & (ep[None, :] < core_axis.offset_ev)
+    if smooth_ev > 0:
+        from scipy.ndimage import gaussian_filter1d
+        padded = np.where(below, gaussian_filter1d(np.where(zero, 0.0, padded), smooth_ev / de, axis=1), padded)
+    n = sfft.next_fast_len(2 * padded.shape[1], real=True)
+    f = sfft.rfftfreq(n, d=de)
+    zshape = mean_zlp_tf(ll, ll_axis, centre, np.asarray(threshold_ev), n)
+    z = i0[:, None] * zshape[None, :] * np.exp(-2j * np.pi * f[None, :] * (centre[:, None] - e0))
+    j = sfft.rfft(np.where(zero, 0.0, padded), n=n, axis=1) + z
+    ntot = j[:, :1].real
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lr = np.log(j / z)
+    lr = np.where(np.isfinite(lr), lr, 0.0)
+    gk = (zlp_tf(f, fwhm_ev, tail_ev) * _psf_tf(psf_decay, n))[None, :]
+    d = ntot * gk * lr
+    # D at lag m is the loss m dE above the ZLP; the window's channel j (loss offset + j dE) is at lag
+    # offset / dE + j (the fraction by a phase)
+    c0 = core_axis.offset_ev / de
+    c_int = int(np.floor(c0))
+    d = d * np.exp(2j * np.pi * f * (c0 - c_int) * de)[None, :]
+    out = sfft.irfft(d, n=n, axis=1)[:, c_int:c_int + core.shape[1]]
+    band = (f >= 0.1) & (f <= 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.mean(np.abs(ntot * gk[:, band] / j[:, band]) ** 2, axis=1)
+    return out, factor
+
+
+def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev: float, tail_ev: float = 0.0,
+                  psf_decay: float = 0.0, gain=1.0, readout=0.0, pad_ev: float = 128.0, extend_ev: float = 160.0):
+    """Fourier-ratio deconvolution of core-loss rows by their low-loss rows.
+
+    S(f) = Z(f) J_k(f) conj(J_l(f)) I_l / (|J_l(f)|^2 + eps^2),   Z = ZLP(fwhm, tail) x PSF,
+    eps^2 = g I_l + n rd^2 the white-noise power of J_l per frequency (a Wiener guard that acts
+    only where the low loss's own noise dominates).  The core rows are extended by power laws
+    (fitted to the first and last 20 eV) over ``pad_ev`` below (at most half the window's
+    start energy) and 64 eV above, tapered to zero, so that the circular convolution neither
+    wraps nor truncates.  The low loss is extended beyond its end by a power law fitted to its last
+    20 eV over ``extend_ev`` (tapered; as exspy's ``extrapolate_lowloss``): its plural tail beyond a
+    ~200 eV window (plasmon tails, Al/Si/P-L continua) would otherwise stay in the deconvolved
+    window (peak "b" +0.7 sigma at t/lambda 0.9 without it, measured).  The low loss is placed with
+    0 eV of its stored axis at lag 0, so the row's ZLP shift is removed along with the plural
+    scattering.
+
+    Noise: S = J_k (*) h with h = FT^-1[Z I_l / J_l] ~ e^(t/lambda) delta - (smooth terms): the noise
+    spectrum is multiplied by |H(f)|^2, ~1 for structures broader than the plasmon (f -> 0) and
+    ~exp(2 t/lambda) for the 1-10 eV structures the edge fits resolve.  ``factor`` is the mean
+    |H(f)|^2 over 0.1-1 cycles/eV, the band of those structures: it scales the fit's per-channel
+    variances (white-noise weights), so errors of edge shapes and peak positions are right and
+    those of broad amplitudes somewhat conservative.  The low loss's own shot noise is not
+    propagated: replacing it by its noise-free expectation changes no pull statistic of the
+    default image by more than 0.05 (measured).
+
+    Returns
+    -------
+    deconvolved : (rows, channels) on ``core_axis``
+    factor : (rows,) variance inflation of a channel
+    """
+    core = np.asarray(core, dtype=float)
+    ll, ll_axis = _resample(np.asarray(ll, dtype=float), ll_axis, core_axis.scale_ev)
+    de = core_axis.scale_ev
+    if extend_ev > 0:  # the plural tail beyond the low loss's end (plasmon and inner-shell continua)
+        ll = _power_law_pad(ll, ll_axis.energy_ev, 0, int(round(extend_ev / de)), int(round(20.0 / de)))
+    n_lo = int(round(min(pad_ev, 0.5 * max(core_axis.offset_ev, 0.0)) / de))
+    n_hi = int(round(64.0 / de))
+    n_fit = min(int(round(20.0 / de)), core.shape[1] // 4)
+    padded = _power_law_pad(core, core_axis.energy_ev, n_lo, n_hi, n_fit)
+    n = sfft.next_fast_len(padded.shape[1] + ll.shape[1] + 16, real=True)
+    f = sfft.rfftfreq(n, d=de)
+    # low loss: channel j at lag j + o (o = offset in channels), wrapped; the fractional part as a phase
+    o = ll_axis.offset_ev / de
+    o_int = int(np.floor(o))
+    lag = (np.arange(ll.shape[1]) + o_int) % n
+    kern = np.zeros((ll.shape[0], n))
+    kern[:, lag] = ll
+    jl = sfft.rfft(kern, axis=1) * np.exp(-2j * np.pi * f * (o - o_int) * de)[None, :]
+    il = jl[:, :1].real
+    eps2 = gain * np.abs(il) + ll.shape[1] * readout**2
+    z = zlp_tf(f, fwhm_ev, tail_ev)
+    k = psf_kernel(psf_decay)
+    kk = np.zeros(n)
+    kk[(np.arange(k.size) - k.size // 2) % n] = k
+    kf = sfft.rfft(kk).real
+    h = (z * kf)[None, :] * np.conj(jl) * il / (np.abs(jl) ** 2 + eps2)
+    jk = sfft.rfft(padded, n=n, axis=1)
+    out = sfft.irfft(jk * h, n=n, axis=1)[:, n_lo:n_lo + core.shape[1]]
+    band = (f >= 0.1) & (f <= 1.0)
+    factor = np.mean(np.abs(h[:, band]) ** 2, axis=1)
+    return out, factor

@@ -1,0 +1,237 @@
+"""The low-loss window of a DualEELS recording: energy reference, resolution, t/lambda and
+Fourier-ratio deconvolution of the core-loss windows.  Every function acts on all rows at once.
+
+- ZLP centre per row (:func:`zlp_centre`): vertex of a least-squares parabola through ln(counts)
+  over the maximum and its two neighbours on each side (channels above 30 % of the maximum);
+  exact for a Gaussian peak; the centre of the row's energy scale (the study's reference,
+  Yamamoto 2014, Supplementary data 1) and so the SR distortion curve across rows.
+- Resolution (:func:`zlp_fwhm`): full width at half maximum, half-maximum crossings
+  interpolated linearly between channels (includes the camera's point spread).
+- t/lambda (:func:`log_ratio_thickness`): the log-ratio method, t/lambda = ln(I_t / I_0)
+  (Egerton 2011, Eq. 5.11), I_0 the counts up to the first minimum after the ZLP (as exspy's
+  ``estimate_elastic_scattering_intensity`` with a threshold), I_t the whole window.
+- Deconvolution of the core-loss windows (:mod:`.deconvolve`): Fourier ratio above the low-loss
+  range, Fourier log on the spliced spectrum inside it (the Li-K window), both reconvolved with the
+  inversion's own resolution; :func:`apply_low_loss` is the fast path's step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from ..axes import EnergyAxis
+from ..config import LOWLOSS_NAME
+from ..errors import SreelsInputError
+from .deconvolve import fourier_log, fourier_ratio
+
+#: the ZLP is searched within this distance of 0 eV on the stored axis (uncalibrated axes: a few eV)
+ZLP_SEARCH_EV = 10.0
+#: windows starting below this energy (eV) are continued below their start by the low loss before the
+#: deconvolution (an extrapolation would have to cross the plasmon region); without a low loss that
+#: reaches into them they are scaled by exp(t/lambda) instead
+MIN_DECONVOLVE_EV = 150.0
+#: the elastic threshold (first minimum) is searched in [centre + max(1 eV, 1.5 FWHM), centre + this]
+THRESHOLD_MAX_EV = 11.0
+
+
+def zlp_centre(counts, axis: EnergyAxis):
+    """ZLP maximum per row (eV on ``axis``) and its channel index, (rows,) each.
+
+    Parabola through ln(counts) at the maximum and up to two channels either side (those above
+    30 % of the maximum), by weighted least squares solved for all rows at once.
+    """
+    y = np.asarray(counts, dtype=float)
+    e = axis.energy_ev
+    near = np.abs(e) <= ZLP_SEARCH_EV
+    if not near.any():
+        raise SreelsInputError(f"the low-loss window ({axis.offset_ev:.1f}-{axis.end_ev:.1f} eV) holds no "
+                               f"channel within {ZLP_SEARCH_EV:.0f} eV of 0 eV: no zero-loss peak to read")
+    imax = np.argmax(np.where(near[None, :], y, -np.inf), axis=1)
+    rows = np.arange(y.shape[0])
+    off = np.arange(-2, 3)
+    idx = np.clip(imax[:, None] + off[None, :], 0, y.shape[1] - 1)
+    v = y[rows[:, None], idx]
+    peak = v[:, 2:3]
+    w = (v > 0.3 * peak) & (peak > 0)
+    lv = np.log(np.where(w, v, 1.0))
+    x = off[None, :].astype(float)
+    s = [np.sum(w * x**k, 1) for k in range(5)]
+    t = [np.sum(w * lv * x**k, 1) for k in range(3)]
+    m = np.stack([np.stack([s[0], s[1], s[2]], -1), np.stack([s[1], s[2], s[3]], -1),
+                  np.stack([s[2], s[3], s[4]], -1)], -2)
+    rhs = np.stack(t, -1)
+    ok = np.linalg.det(m) > 1e-9
+    coef = np.linalg.solve(np.where(ok[:, None, None], m, np.eye(3)), rhs[:, :, None])[:, :, 0]
+    c1, c2 = coef[:, 1], coef[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = np.where(ok & (c2 < 0), -c1 / (2 * c2), 0.0)
+    dx = np.clip(dx, -1.0, 1.0)
+    return axis.offset_ev + axis.scale_ev * (imax + dx), imax
+
+
+def zlp_fwhm(counts, axis: EnergyAxis, imax):
+    """FWHM (eV) of the ZLP per row: half-maximum crossings interpolated between channels."""
+    y = np.asarray(counts, dtype=float)
+    rows = np.arange(y.shape[0])
+    idx = np.arange(y.shape[1])[None, :]
+    half = 0.5 * y[rows, imax][:, None]
+    below = y < half
+    jl = np.max(np.where(below & (idx < imax[:, None]), idx, -1), 1)
+    jr = np.min(np.where(below & (idx > imax[:, None]), idx, y.shape[1]), 1)
+    jl, jr = np.clip(jl, 0, y.shape[1] - 2), np.clip(jr, 1, y.shape[1] - 1)
+    h = half[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xl = jl + (h - y[rows, jl]) / (y[rows, jl + 1] - y[rows, jl])
+        xr = jr - (h - y[rows, jr]) / (y[rows, jr - 1] - y[rows, jr])
+    return axis.scale_ev * (xr - xl)
+
+
+def elastic_threshold(counts, axis: EnergyAxis, centre_ev, fwhm_ev):
+    """Channel index of the first minimum after the ZLP, (rows,): the minimum of the counts
+    smoothed over ~0.5 eV in [centre + max(1 eV, 1.5 FWHM), centre + 11 eV]."""
+    y = np.asarray(counts, dtype=float)
+    k = max(1, int(round(0.5 / axis.scale_ev)) | 1)
+    sm = uniform_filter1d(y, k, axis=1, mode="nearest")
+    e = axis.energy_ev[None, :]
+    lo = (centre_ev + np.maximum(1.0, 1.5 * np.nan_to_num(fwhm_ev, nan=1.0)))[:, None]
+    sel = (e >= lo) & (e <= centre_ev[:, None] + THRESHOLD_MAX_EV)
+    sel[~sel.any(1), -1] = True  # a window that ends before: its last channel
+    return np.argmin(np.where(sel, sm, np.inf), axis=1)
+
+
+def log_ratio_thickness(counts, threshold_idx, gain=1.0, readout=0.0):
+    """t/lambda = ln(I_t / I_0) per row and its standard error.
+
+    Error propagation with I_t = I_0 + I_in and Var(I) = g I + n rd^2 for a sum of n channels
+    of counts (gain g counts/electron; the camera's PSF does not change a broad sum's variance):
+        Var(t/lambda) = Var(I_in) / I_t^2 + Var(I_0) (1/I_t - 1/I_0)^2,
+    which is I_in / (I_t I_0) electrons^-1 for pure shot noise.  The threshold's own
+    systematic error (the plasmon's onset under the ZLP, the ZLP tail above it) is not included.
+    """
+    y = np.asarray(counts, dtype=float)
+    idx = np.arange(y.shape[1])[None, :]
+    zero = idx < threshold_idx[:, None]
+    i0 = np.sum(np.where(zero, y, 0.0), 1)
+    it = y.sum(1)
+    iin = it - i0
+    n0 = zero.sum(1)
+    v0 = gain * np.maximum(i0, 0.0) + n0 * readout**2
+    vin = gain * np.maximum(iin, 0.0) + (y.shape[1] - n0) * readout**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tl = np.log(it / i0)
+        err = np.sqrt(vin / it**2 + v0 * (1.0 / it - 1.0 / i0) ** 2)
+    return tl, err
+
+
+def _exposure(w):
+    """Exposure (s) of a window from sreels or HyperSpy metadata, None when the file does not say."""
+    md = w.metadata if isinstance(w.metadata, dict) else {}
+    v = (md.get("sreels") or {}).get("exposure_s")
+    if v is None:
+        v = (((md.get("Acquisition_instrument") or {}).get("TEM") or {}).get("Detector") or {}).get(
+            "EELS", {}).get("exposure")
+    return float(v) if v else None
+
+
+def _exposure_ratio(w, ll):
+    """Core-loss over low-loss exposure (the splice's scale), None when either is unknown."""
+    a, b = _exposure(w), _exposure(ll)
+    return a / b if a and b else None
+
+
+def _detector(w, s):
+    """Gain, readout noise and PSF decay of a window: the settings first, then the file's metadata."""
+    md = w.metadata if isinstance(w.metadata, dict) else {}
+    det = md.get("sreels", {}).get("detector", {}) if isinstance(md.get("sreels", {}), dict) else {}
+    g = s.gain_counts_per_e or w.gain_counts_per_e or 1.0
+    rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
+    decay = s.psf_decay if s.psf_decay is not None else det.get("psf_decay", 0.0)
+    return float(g), float(rd), float(decay or 0.0)
+
+
+def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
+    """The fast path's low-loss step: read the low-loss window, deconvolve the others.
+
+    Parameters
+    ----------
+    windows : dict of WindowData
+        A measurement (already dark-subtracted and binned); the low-loss window is the one named
+        :data:`~sreels.config.LOWLOSS_NAME` (the loader names a window by its ZLP).
+    settings : FitSettings
+        Resolution (``resolution_fwhm_ev``, the reconvolution's FWHM), gain, readout, PSF.
+    deconvolve : bool
+        Fourier-ratio deconvolution of the core-loss windows (else only the ZLP reference).
+
+    Returns
+    -------
+    windows : dict
+        The core-loss windows, deconvolved and referenced to each row's ZLP (the low-loss window
+        removed); ``variance_factor`` holds each row's noise inflation.
+    columns : dict
+        Per row: ``zlp_shift_ev`` (ZLP maximum on the stored axis), ``resolution_ev`` (ZLP FWHM),
+        ``t_over_lambda`` and ``t_over_lambda_err``; empty without a low-loss window.
+    notes : list of str
+    """
+    if LOWLOSS_NAME not in windows:
+        return windows, {}, ["no low-loss window: energy scale not referenced to the ZLP, plural scattering "
+                             "not removed (t/lambda unknown)"]
+    ll = windows[LOWLOSS_NAME]
+    counts = np.asarray(ll.counts, dtype=float)
+    g, rd, decay = _detector(ll, settings)
+    centre, imax = zlp_centre(counts, ll.energy)
+    fwhm = zlp_fwhm(counts, ll.energy, imax)
+    thr = elastic_threshold(counts, ll.energy, centre, fwhm)
+    tl, tl_err = log_ratio_thickness(counts, thr, g, rd)
+    cols = {"zlp_shift_ev": centre, "resolution_ev": fwhm, "t_over_lambda": tl, "t_over_lambda_err": tl_err}
+    notes = [f"low-loss window {ll.source}: energy scale referenced to the ZLP maximum (median "
+             f"{np.nanmedian(centre):+.3f} eV on the stored axis, distortion {np.nanmax(centre) - np.nanmin(centre):.3f} "
+             f"eV peak-to-peak); resolution {np.nanmedian(fwhm):.2f} eV FWHM; t/lambda {np.nanmedian(tl):.2f} (median)"]
+    out, scaled, logs = {}, [], []
+    inst = settings.instrument()
+    # reconvolve with the fit's resolution, or with the measured one where that is wider: sharpening
+    # the ZLP would amplify the noise without bound (a 1.1 eV ZLP to 0.5 eV: x 1000 in variance, measured)
+    res_ev = settings.resolution_fwhm_ev
+    wide = float(np.nanpercentile(fwhm, 95))  # the widest rows too
+    if wide > res_ev * 1.3:  # (the camera's PSF alone widens a 0.5 eV ZLP to ~0.55 eV)
+        res_ev = wide
+        notes.append(f"the measured ZLP (up to {res_ev:.2f} eV FWHM) is wider than the fit's resolution "
+                     f"({settings.resolution_fwhm_ev:.2f} eV): deconvolved windows reconvolved with {res_ev:.2f} eV "
+                     "(give the resolution to the fit to match its references)")
+    for k, w in windows.items():
+        if k == LOWLOSS_NAME:
+            continue
+        if not deconvolve:
+            out[k] = w
+            continue
+        gw, rdw, dw = _detector(w, settings)
+        if w.energy.offset_ev < MIN_DECONVOLVE_EV:  # the plural source below it: the low loss itself
+            if not (ll.energy.offset_ev < 0 and ll.energy.end_ev >= w.energy.offset_ev + 10.0):
+                e_tl = np.exp(np.nan_to_num(tl, nan=0.0))  # Var(c J) = c^2 Var(J): the weights' model sees c J
+                out[k] = dataclasses.replace(w, counts=w.counts * e_tl[:, None], variance_factor=e_tl)
+                scaled.append(k)
+                continue
+            d, fac = fourier_log(w.counts, w.energy, counts, ll.energy, centre, ll.energy.energy_ev[thr],
+                                 res_ev, inst.zlp_tail_ev, dw, ratio=_exposure_ratio(w, ll))
+            logs.append(k)
+        else:
+            d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
+        out[k] = dataclasses.replace(w, counts=d, variance_factor=fac)
+    if scaled:
+        notes.append(f"window(s) {', '.join(scaled)} start below {MIN_DECONVOLVE_EV:.0f} eV beyond the low-loss "
+                     "window's reach: not deconvolved (what scatters into them comes from the plasmon region below), "
+                     "scaled per row by I_t/I_0 = exp(t/lambda) instead (amplitudes per unscattered electron)")
+    if logs:
+        notes.append(f"window(s) {', '.join(logs)} start inside the low-loss range: single scattering by the "
+                     "Fourier-log method on the low loss spliced below them (Egerton 2011, Sec. 4.2)")
+    if deconvolve and len(out) > len(scaled) + len(logs):
+        notes.append("core-loss windows Fourier-ratio deconvolved by each row's low loss (Egerton 2011, Sec. 4.3), "
+                     f"reconvolved with a {res_ev:.2f} eV ZLP; channel variances x "
+                     "exp(~2 t/lambda)")
+    # a low-loss window that records the Li-K edge (DualEELS with a long low-loss range) measures it
+    # where no other window does; alone, it is the measurement
+    if not out or (ll.energy.contains(50.0, 66.0) and not any(w.energy.contains(50.0, 66.0) for w in out.values())):
+        out[LOWLOSS_NAME] = ll
+    return out, cols, notes
