@@ -241,7 +241,8 @@ def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=
     full_model[r_, ci] = np.where(inwin, m_loc, 0.0)
     full_win[r_, ci] = inwin
     sigma = res.params[:, 2] if free_sigma else sig_fixed
-    amp_snr = res.params[:, 0] / (res.stderr[:, 0] * np.sqrt(np.maximum(chi2_red, 1.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        amp_snr = res.params[:, 0] / (res.stderr[:, 0] * np.sqrt(np.maximum(chi2_red, 1.0)))
     return c, err, sigma / FWHM_TO_SIGMA, chi2_red, at_bound, dof, full_model, full_win, amp_snr
 
 
