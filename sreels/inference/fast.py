@@ -398,7 +398,10 @@ def _fit_li(run: _Run, w: WindowData, ti):
     run.flag(~has, "no_li")
     for name in run.li_overlaps:
         run.flag(np.ones(run.rows, bool), f"li_overlap_{name}")
-    if ti is not None:  # Li per Ti atom: thickness and AlPO4 grains (no Li, no Ti) cancel
+    if run.li_overlaps:  # another edge under Li-K: no row measures Li
+        valid = np.zeros(run.rows, bool)
+        q, q_err = a, a_err
+    elif ti is not None:  # Li per Ti atom: thickness and AlPO4 grains (no Li, no Ti) cancel
         valid = np.isfinite(a) & ti["has"]
         with np.errstate(invalid="ignore", divide="ignore"):
             q = a / ti["n"]
@@ -418,12 +421,14 @@ def _normalise_li(cols: dict, y_nm, parent_nm, notes: list) -> None:
     a, a_err, q, q_err = (cols.pop(k) for k in ("_li_a", "_li_a_err", "_li_q", "_li_q_err"))
     valid = cols.pop("_li_valid").astype(bool)
     cols.update({"li_k_amount": a, "li_k_amount_err": a_err})  # Li-K amplitude (model units), unnormalised
-    if parent_nm is None and valid.sum() < 3:
-        par = np.zeros(valid.size, bool)
-        notes.append(f"{int(valid.sum())} row(s) with a valid Li-K fit, fewer than the 3 a parent region needs: "
-                     "li_rel is not normalised (NaN); li_k_amount is the raw Li-K amount")
-    else:
+    try:
         par = parent_rows(y_nm, valid, parent_nm)
+    except SreelsInputError as exc:
+        if parent_nm is not None:  # the user's range: a clear error
+            raise
+        par = np.zeros(valid.size, bool)
+        notes.append(f"{int(valid.sum())} row(s) with a valid Li-K fit, fewer than the 3 a parent region needs "
+                     f"({exc}): li_rel is not normalised (NaN); li_k_amount is the raw Li-K amount")
     if par.any():
         qm, qm_err = _mean(q[par], q_err[par])
         am, am_err = _mean(a[par], a_err[par])
@@ -598,11 +603,22 @@ def _from_metadata(md: dict, key: str):
 def resolve_instrument(windows: dict, s: FitSettings) -> tuple[FitSettings, list]:
     """Settings with every instrument value set: the option, else the files' metadata, else
     :data:`INSTRUMENT_DEFAULTS`; notes name each value's source where it was not given."""
+    from ..config import LOWLOSS_NAME
+
     notes, upd = [], {}
     for key, default in INSTRUMENT_DEFAULTS.items():
         if getattr(s, key) is not None:
             continue
         found = {v for v in (_from_metadata(w.metadata, key) for w in windows.values()) if v is not None}
+        if not found and key == "resolution_fwhm_ev" and LOWLOSS_NAME in windows:  # measured: the ZLP's FWHM
+            from .lowloss import zlp_centre, zlp_fwhm
+            ll = windows[LOWLOSS_NAME]
+            c = np.asarray(ll.counts, float)
+            fw = float(np.nanmedian(zlp_fwhm(c, ll.energy, zlp_centre(c, ll.energy)[1])))
+            if np.isfinite(fw) and fw > 0:
+                upd[key] = fw
+                notes.append(f"resolution_fwhm_ev = {fw:.3g}: the low-loss window's ZLP FWHM (median over rows)")
+                continue
         if len(found) == 1:
             upd[key] = found.pop()
             notes.append(f"{key} = {upd[key]:g} from the files' metadata")
