@@ -57,6 +57,7 @@ class FitSettings:
     bin_rows: int = 1
     ti_references: tuple = ()               # measured standards: (("Ti4+", path), ("Ti3+", path)), see references
     ti_norm_ev: tuple = (470.0, 480.0)      # per-atom normalisation window of measured standards
+    zlp_referenced: bool = False            # set by the fit when a low-loss window referenced the rows
 
     def instrument(self) -> Instrument:
         return Instrument(beam_energy_kev=self.beam_energy_kev, resolution_fwhm_ev=self.resolution_fwhm_ev,
@@ -449,8 +450,11 @@ def _normalise_li(cols: dict, y_nm, parent_nm, notes: list) -> None:
 
 def _energy_reference(run: _Run, ti, ok: OKRows):
     """Per-row offset (eV) of the window's axis from the reference scale, its error, and the
-    source: the Ti-L2,3 fit where the image holds Ti (the row's own shift where the row has Ti),
-    else the O-K threshold (the image's median threshold placed at the study's 529.0 eV)."""
+    source: the ZLP where a low-loss window referenced every row to it (offset 0), else the
+    Ti-L2,3 fit where the image holds Ti (the row's own shift where the row has Ti), else the
+    O-K threshold (the image's median threshold placed at the study's 529.0 eV)."""
+    if run.s.zlp_referenced:
+        return np.zeros(run.rows), np.zeros(run.rows), "ZLP of the low-loss window (every row)"
     if ti is not None and ti["has"].any():
         return ti["delta"], ti["delta_err"], "Ti-L2,3"
     th = np.nanmedian(ok.threshold_ev) if np.isfinite(ok.threshold_ev).any() else ok.onset_coarse_ev
@@ -688,6 +692,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     wins = _prepared(windows, s)
     # the low-loss window -> ZLP reference, t/lambda, deconvolved core loss (:mod:`.lowloss`)
     wins, ll_cols, ll_notes = apply_low_loss(wins, s)
+    s = dataclasses.replace(s, zlp_referenced=bool(ll_cols))
     cols, status, fits, timings, notes = _fit_rows(wins, s, progress=progress)
     cols.update(ll_cols)
     notes += ll_notes

@@ -118,3 +118,24 @@ def test_two_column_text_spectrum_on_the_command_line(shared_data, tmp_path, cap
     assert main(["fit", str(f), "--out", str(tmp_path / "coo"), "--no-plot"]) == 0
     out = capsys.readouterr().out
     assert "1 rows" in out and (tmp_path / "coo" / "profiles.csv").exists()
+
+
+def test_dualeels_pair_in_either_order_is_referenced_to_its_zlp(shared_data):
+    """LSMO/STO core loss with its low loss (was refused): loaded as a pair in either order, t/lambda
+    and the ZLP per row reported, the energy scale taken from the ZLP (the study's reference) and
+    the resolution from its width; on that scale SrTiO3's O-K threshold lies at 529 +- 1 eV."""
+    d = shared_data / "internal-only" / "exspy-demos"
+    core, low = d / "LSMO_STO_linescan.hspy", d / "LSMO_STO_linescan_low_loss.hspy"
+    if not (core.exists() and low.exists()):
+        pytest.skip("LSMO/STO pair absent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = fit_image(load_measurement([low, core]), progress=False)
+        b = fit_image(load_measurement([core, low]), progress=False)
+    np.testing.assert_allclose(a.columns["r_oo_nm"], b.columns["r_oo_nm"], equal_nan=True)
+    c = a.columns
+    assert np.all((c["t_over_lambda"] > 0.3) & (c["t_over_lambda"] < 0.7))
+    assert any("energy reference: ZLP" in n for n in a.notes)
+    assert any("ZLP FWHM" in n for n in a.notes)
+    assert abs(np.nanmedian(c["o_threshold_ev"][:3]) - 529.0) < 1.0
+    assert np.isnan(c["li_rel"]).all()  # Mn-M2,3 under Li-K (Mn-L3 in the core loss): not measured
