@@ -11,7 +11,7 @@ from sreels.config import Scenario
 from sreels.figstyle import fmt_pm, neighbour_scatter, runs
 from sreels.forward.simulate import simulate
 from sreels.inference.derived import derive
-from sreels.inference.fast import fit_image
+from sreels.inference.fast import fit_image, usable, usable_by_edge
 from sreels.inference.report import write_figures
 from sreels.plots import draw_profiles, draw_spectrum_images
 from tests.inference.fasthelpers import windows_of
@@ -22,7 +22,7 @@ def small():
     """A 90-row interface, simulated and fitted once."""
     sim = simulate(Scenario(rows=90, row_nm=12.0, electrode_width_nm=300.0), rng=5)
     res = fit_image(windows_of(sim))
-    return sim, res, derive(res.position.y_nm, res.columns, res.status == "ok")
+    return sim, res, derive(res.position.y_nm, res.columns, usable_by_edge(res.status))
 
 
 def texts(fig):
@@ -62,7 +62,7 @@ def test_profiles_figure_shows_errors_numbers_and_pt(small):
         assert [ax.get_title(loc="left")[:3] for ax in main] == ["(a)", "(b)", "(c)", "(d)"]
         strips = [ax for ax in fig.axes if ax.get_ylabel().startswith("scatter")]
         assert len(strips) == 4
-        ok = res.status == "ok"
+        ok = usable(res.status)
         for strip, key in zip(strips, ("li_rel", "ti3_fraction", "peak_b_ev", "r_oo_nm")):
             err = np.nanmedian(res.columns[f"{key}_err"][ok])
             lo, hi = strip.get_ylim()
@@ -77,7 +77,7 @@ def test_profiles_figure_shows_errors_numbers_and_pt(small):
 def test_profiles_figure_says_what_was_not_measured(small):
     sim, res, d = small
     one = fit_image({"high": windows_of(sim)["high"]})
-    d1 = derive(one.position.y_nm, one.columns, one.status == "ok")
+    d1 = derive(one.position.y_nm, one.columns, usable_by_edge(one.status))
     assert any("c_Li not available" in n for n in d1["notes"])
     assert not any(n.startswith("no electrode") for n in d1["notes"])
     assert np.isfinite(d1["r_oo_parent_nm"])  # parent rows from the far third without Li-K
@@ -94,7 +94,7 @@ def test_a_single_spectrum_gets_its_fits_and_a_note(small, tmp_path):
     wins = {k: dataclasses.replace(w, counts=w.counts[40:41], position=dataclasses.replace(w.position, size=1, offset_nm=float(w.position.y_nm[40])))
             for k, w in windows_of(sim).items()}
     one = fit_image(wins)
-    d1 = derive(one.position.y_nm, one.columns, one.status == "ok")
+    d1 = derive(one.position.y_nm, one.columns, usable_by_edge(one.status))
     assert d1["notes"] and "1 row(s)" in d1["notes"][0]
     notes = write_figures(one, d1, tmp_path)
     assert (tmp_path / "spectrum_fits.png").stat().st_size > 10_000

@@ -19,7 +19,7 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import Instrument
 from ..errors import SreelsInputError
-from ..forward.detector import psf_kernel
+from ..forward.detector import psf_kernel, psf_variance_factor
 from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
@@ -198,7 +198,7 @@ def widen_poor_fits(fit):
 
 
 #: Status flags that warn without withholding a row's numbers (their errors are widened).
-WARNING_FLAGS = ("_poor_fit",)
+WARNING_FLAGS = ("_poor_fit", "_background_poor")
 #: Which edges' flags withhold a quantity: Li per Ti atom needs both edges.
 EDGES_OF = {"li": ("li", "ti"), "ti": ("ti",), "o": ("o",), None: ("li", "ti", "o")}
 
@@ -257,6 +257,23 @@ class _Run:
         refs = fine_references(w.energy, lo, hi, s.instrument(), tuple(edges), float(decay or 0.0))
         sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
         return refs, self.variance(w), (w.counts >= sat if sat is not None else None)
+
+    def chi2_scale(self, w: WindowData) -> float:
+        """The reduced chi^2 of a right model when the detector is known: the PSF lowers the shot
+        noise per pixel by sum(k^2) but not the readout noise, while the fits weight with their
+        uncorrelated sum; the median over the window of (c g N + r^2) / (g N + r^2).  1 when the
+        noise level is measured from the data (which already sees the PSF)."""
+        if not self.gain_known(w):
+            return 1.0
+        s = self.s
+        md = w.metadata if isinstance(w.metadata, dict) else {}
+        decay = s.psf_decay if s.psf_decay is not None else md.get("sreels", {}).get(
+            "detector", {}).get("psf_decay", 0.0)
+        c = psf_variance_factor(float(decay or 0.0))
+        g = s.gain_counts_per_e or w.gain_counts_per_e
+        rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
+        shot = g * np.maximum(np.median(np.asarray(w.counts, float), 0), 1.0)
+        return float(np.median((c * shot + rd**2) / (shot + rd**2)))
 
     def gain_known(self, w: WindowData) -> bool:
         return bool(self.s.gain_counts_per_e or w.gain_counts_per_e)
@@ -495,7 +512,12 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
                                    "reference (a Ti-L2,3 edge in the image); without one, measure the threshold")
         fixed = s.threshold_ev + ti["delta"]
     ok = measure_o_k(w.energy, y, var, s.resolution_fwhm_ev, gain_known=True, max_ev=s.o_max_ev,
-                     threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=image_mean, where=w.source)
+                     threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=image_mean,
+                     chi2_scale=run.chi2_scale(w), where=w.source)
+    if ok.flags["o_background_poor"].any():
+        run.notes.append(f"{int(ok.flags['o_background_poor'].sum())} row(s) flagged o_background_poor: the O-K "
+                         "pre-edge is not a power law (plural scattering of the edges below it, or another edge); "
+                         "peak b may be biased there: give the low-loss window to deconvolve plural scattering")
     for tag, rows in ok.flags.items():
         run.flag(rows, tag)
     if sat is not None:

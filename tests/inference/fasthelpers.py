@@ -4,7 +4,7 @@ import numpy as np
 from sreels.config import Scenario
 from sreels.forward.simulate import simulate
 from sreels.inference.derived import derive
-from sreels.inference.fast import fit_image
+from sreels.inference.fast import fit_image, usable, usable_by_edge
 from sreels.inference.load import WindowData
 
 SCENARIOS = {
@@ -32,7 +32,7 @@ def fit_all():
     for i, (name, sc) in enumerate(SCENARIOS.items()):
         sim = simulate(sc, rng=100 + i)
         res = fit_image(windows_of(sim))
-        out[name] = (sim, res, derive(res.position.y_nm, res.columns, res.status == "ok"))
+        out[name] = (sim, res, derive(res.position.y_nm, res.columns, usable_by_edge(res.status)))
     return out
 
 
@@ -40,4 +40,4 @@ def pulls(sim, res, col, truth_col):
     t = sim.truth_columns()
     err = res.columns[col.replace("_raw", "") + "_err"]
     z = (res.columns[col] - t[truth_col]) / err
-    return z[(res.status == "ok") & np.isfinite(z)]
+    return z[usable(res.status) & np.isfinite(z)]

@@ -6,7 +6,7 @@ import pytest
 from sreels.config import Instrument, Scenario
 from sreels.forward.simulate import simulate
 from sreels.inference.derived import KEYS, derived_truth
-from sreels.inference.fast import fit_image
+from sreels.inference.fast import fit_image, usable
 
 from tests.inference.fasthelpers import SCENARIOS, pulls, windows_of
 
@@ -34,7 +34,7 @@ def li_row_pulls(sim, res):
     realised normalisation error, fitted here; rho's own pull is returned too."""
     t = sim.truth_columns()["li_rel_row"]
     c = res.columns
-    ok = (res.status == "ok") & np.isfinite(c["li_rel"])
+    ok = usable(res.status, "li") & np.isfinite(c["li_rel"])
     w = 1.0 / c["li_rel_err_row"][ok] ** 2
     rho = np.sum(w * c["li_rel"][ok] * t[ok]) / np.sum(w * t[ok] ** 2)
     z = (c["li_rel"][ok] / rho - t[ok]) / (c["li_rel_err_row"][ok] / rho)
@@ -94,7 +94,7 @@ def test_global_energy_offset_is_calibrated_away():
     sim = simulate(Scenario(rows=40, row_nm=47.0, first_row_nm=0.0), inst, rng=4)
     res = fit_image(windows_of(sim))
     t = sim.truth_columns()
-    ok = res.status == "ok"
+    ok = usable(res.status)
     np.testing.assert_allclose(np.median(res.columns["ti_shift_ev"][ok] - sim.shift_ev[ok]), 0.0, atol=0.02)
     z = (res.columns["peak_b_ev"] - t["peak_b_ev_row"]) / res.columns["peak_b_ev_err"]
     assert abs(np.nanmean(z[ok])) < 0.5
@@ -211,3 +211,19 @@ def test_derived_numbers_say_when_their_assumptions_fail():
     notes = " ".join(d["notes"])
     assert "not one step" in notes or "ended at a bound" in notes
     assert "R_OO usable in 8 of 300 rows" in notes
+
+
+def test_plural_tail_without_a_low_loss_window_is_flagged():
+    """t/lambda 0.8 and no low-loss window: the plural replica of the edges below O-K makes its
+    pre-edge no power law, and every row with an O-K edge says so (o_background_poor; R_OO pulls
+    are biased there); without plural scattering no row does."""
+    sc = Scenario(rows=60, row_nm=31.0, thickness_nm=0.8 * 194.7)
+    for plural in (True, False):
+        sim = simulate(sc, Instrument(plural_scattering=plural), rng=3)
+        res = fit_image(windows_of(sim), progress=False)
+        with_o = np.array(["no_o" not in s for s in res.status])
+        flagged = np.array(["o_background_poor" in s for s in res.status])
+        if plural:
+            assert flagged[with_o].all() and any("o_background_poor" in n for n in res.notes)
+        else:
+            assert not flagged.any()
