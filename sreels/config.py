@@ -50,6 +50,19 @@ def _fraction(obj, *names):
         _check(np.isfinite(v) and 0 <= v <= 1, f"{type(obj).__name__}.{n}", v, "a fraction in [0, 1]")
 
 
+def seed_arg(text: str) -> int:
+    """``--seed``: a non-negative integer of any size (argparse ``type``)."""
+    import argparse
+
+    try:
+        seed = int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected a seed >= 0") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"{seed} is negative; expected a seed >= 0 (any size)")
+    return seed
+
+
 # ------------------------------------------------------------- scenario parts
 @dataclass(frozen=True)
 class Grain:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..config import seed_arg
 
 from ..errors import SreelsInputError
 
@@ -36,8 +37,11 @@ def configure_fit(p):
     p.add_argument("--chunk-rows", type=int, default=None, metavar="N",
                    help="(fast) read the files lazily (Dask) and fit N rows at a time, for images that do "
                         "not fit in memory; same result, no residual image")
+    p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
+                   help="refuse an in-memory fit estimated to need more than this (default: $SREELS_MAX_MEMORY_GIB, "
+                        "else 80 %% of the machine's memory); --chunk-rows needs far less")
     p.add_argument("--no-plot", action="store_true", help="skip the figures")
-    p.add_argument("--seed", type=int, default=None, help="(bayes) random seed")
+    p.add_argument("--seed", type=seed_arg, default=None, help="(bayes) random seed")
     p.add_argument("--allow-unconverged", action="store_true", help="(bayes) exit 0 even if not converged")
     p.add_argument("--priors", metavar="FILE.toml", help="(bayes) prior settings")
     p.add_argument("--walkers", type=int, default=None, help="(bayes) number of walkers")
@@ -84,10 +88,17 @@ def run_fit(args) -> int:
     from .load import load_measurement
     from .report import is_map, write_fit
 
+    from ..outdir import check_output
+    from ..resources import set_limit
+
     if args.bin < 1:
         raise SreelsInputError(f"--bin {args.bin}: expected an integer >= 1")
+    set_limit(getattr(args, "max_memory", None))
     inputs = expand_inputs(args.inputs)
+    check_output(args.out, args.overwrite, inputs)
     chunk = getattr(args, "chunk_rows", None)
+    if chunk is None:
+        check_fit_memory(inputs, args.energy_offset, args.dispersion)
     windows = load_measurement(inputs, args.energy_offset, args.dispersion, lazy=chunk is not None)
     settings = settings_from_args(args)
     nav = next(iter(windows.values())).nav_shape
@@ -114,8 +125,38 @@ def run_fit(args) -> int:
         d = derive(res.position.y_nm, res.columns, res.status == "ok", settings.c_ev_nm2, settings.c_err_ev_nm2)
     out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot, nav_shape=nav)
     print_summary(res, d)
-    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
-    return 0
+    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))})")
+    return exit_code_for(res.status)
+
+
+def exit_code_for(status) -> int:
+    """0 when at least one row was measured; :data:`~sreels.errors.EXIT_NOTHING_MEASURED` (with one
+    line on stderr naming the row statuses) when every row failed."""
+    import sys
+    from collections import Counter
+
+    from ..errors import EXIT_NOTHING_MEASURED
+
+    status = [str(s) for s in status]
+    if any(s == "ok" for s in status):
+        return 0
+    kinds = ", ".join(f"{k} x{n}" for k, n in Counter(status).most_common(4))
+    print(f"sreels fit: error: not one of the {len(status)} rows could be fitted (status: {kinds}); "
+          "the files were written for inspection, but nothing was measured", file=sys.stderr)
+    return EXIT_NOTHING_MEASURED
+
+
+def check_fit_memory(inputs, energy_offset=None, dispersion=None) -> None:
+    """Estimate an in-memory fit's peak memory from the files' shapes (read lazily) and refuse
+    it above the limit of :mod:`sreels.resources`."""
+    from ..resources import check_memory, fit_bytes
+    from .load import load_measurement
+
+    windows = load_measurement(inputs, energy_offset, dispersion, lazy=True)
+    rows = max(w.counts.shape[0] for w in windows.values())
+    channels = sum(w.counts.shape[1] for w in windows.values())
+    check_memory(fit_bytes(rows, channels), f"fitting {rows} rows x {channels} channels in memory",
+                 "--chunk-rows N fits N rows at a time")
 
 
 def print_summary(res, d, truth=None):

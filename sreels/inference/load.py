@@ -68,6 +68,11 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
     axes = sig["axes"]
     if data.ndim != len(axes) or data.ndim < 1:
         raise SreelsInputError(f"{source}: data has {data.ndim} dimensions but {len(axes)} axes")
+    if data.ndim > 3 or 0 in data.shape:
+        raise SreelsInputError(f"{source}: data of shape {tuple(data.shape)}; expected a spectrum, a line scan "
+                               "(rows, channels) or a 2-D map (ny, nx, channels), none of size 0")
+    if np.dtype(data.dtype).kind not in "iuf":
+        raise SreelsInputError(f"{source}: data of type {data.dtype}; expected real numbers (counts)")
     ie = _energy_axis_index(axes, source)
     ea = axes[ie]
     scale = float(ea.get("scale", 1.0)) * (1e3 if str(ea.get("units")).strip() == "keV" else 1.0)
@@ -93,12 +98,51 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
                       sre.get("gain_counts_per_e"), det.get("readout_noise_counts"), tuple(nav_shape), md)
 
 
+#: No detector records more than this per pixel (16-bit readouts summed over > 10^7 frames).
+MAX_ABS_COUNTS = 1e12
+
+
 def check_counts(w: WindowData) -> None:
-    bad = ~np.isfinite(w.counts)
+    """Refuse NaN/inf and values no detector records (``|counts|`` above :data:`MAX_ABS_COUNTS`)."""
+    counts = np.asarray(w.counts)
+    bad = ~np.isfinite(counts)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise SreelsInputError(f"{w.source}: {int(bad.sum())} NaN/inf values (first at row {r}, "
                                f"{w.energy.energy_ev[c]:.2f} eV); expected finite counts")
+    big = np.abs(counts) > MAX_ABS_COUNTS
+    if big.any():
+        r, c = np.argwhere(big)[0]
+        raise SreelsInputError(f"{w.source}: {int(big.sum())} values beyond +-{MAX_ABS_COUNTS:g} (first "
+                               f"{counts[r, c]:g} at row {r}, {w.energy.energy_ev[c]:.2f} eV); expected detector "
+                               "counts")
+
+
+def _load_npy(path: Path, lazy: bool) -> np.ndarray:
+    """A .npy array of real numbers, or a clear error for an empty, truncated or object file."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+            data_start = fh.tell()
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+        raise SreelsInputError(f"{path}: not a readable .npy array ({exc}); expected an array saved by numpy.save"
+                               ) from None
+    if dtype.kind not in "iuf" or dtype.hasobject:
+        raise SreelsInputError(f"{path}: array of type {dtype} (shape {shape}); expected real numbers (counts)")
+    need = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = path.stat().st_size
+    if have < need:
+        raise SreelsInputError(f"{path}: truncated .npy file ({have} bytes, the header of a {shape} {dtype} "
+                               f"array needs {need}); expected a complete file")
+    if 0 in shape or len(shape) == 0:
+        raise SreelsInputError(f"{path}: empty array of shape {shape}; expected spectra")
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if lazy else None)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SreelsInputError(f"{path}: numpy could not read it ({exc})") from None
 
 
 def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = False) -> list[WindowData]:
@@ -113,12 +157,12 @@ def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = Fals
     if ext == ".npy":
         if energy_offset_ev is None or dispersion_ev is None:
             raise SreelsInputError(f"{path}: a .npy array has no energy axis; give --energy-offset and --dispersion")
-        arr = np.load(path, allow_pickle=False, mmap_mode="r" if lazy else None)
-        if lazy:  # memory-mapped, read block by block through Dask
-            import dask.array as da
-            arr = da.from_array(arr, chunks=(4096,) + arr.shape[1:] if arr.ndim == 2 else arr.shape)
+        arr = _load_npy(path, lazy)
         if arr.ndim not in (1, 2):
             raise SreelsInputError(f"{path}: expected a 1-D spectrum or a 2-D (rows, channels) array, got shape {arr.shape}")
+        if lazy and arr.size:  # memory-mapped, read block by block through Dask
+            import dask.array as da
+            arr = da.from_array(arr, chunks=(4096,) + arr.shape[1:] if arr.ndim == 2 else arr.shape)
         arr = arr[None, :] if arr.ndim == 1 else arr
         sig = {"data": arr, "axes": [{"name": "y", "units": "", "size": arr.shape[0], "navigate": True},
                                      {"name": "E", "units": "eV", "size": arr.shape[1], "navigate": False}]}
@@ -161,10 +205,29 @@ def from_hyperspy(signal, name: str | None = None) -> WindowData:
     return w
 
 
+def _refuse_duplicates(inputs) -> None:
+    """The same file given twice (by any path) would be fitted as two windows: refuse it."""
+    seen: dict[tuple, str] = {}
+    for item in inputs:
+        if hasattr(item, "axes_manager"):
+            continue
+        p = Path(item)
+        try:
+            st = p.stat()
+        except OSError:
+            continue  # read_file says that it does not exist
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            raise SreelsInputError(f"input {item} given twice (also as {seen[key]}); expected each energy "
+                                   "window's file once")
+        seen[key] = str(item)
+
+
 def load_measurement(inputs, energy_offset_ev=None, dispersion_ev=None, lazy: bool = False) -> dict[str, WindowData]:
     """Read several files (or HyperSpy signals) as one measurement, keyed by window name
     (``lazy``: Dask arrays for :func:`~sreels.inference.fast.fit_image_chunked`)."""
     windows: dict[str, WindowData] = {}
+    _refuse_duplicates(inputs)
     for item in inputs:
         ws = [from_hyperspy(item)] if hasattr(item, "axes_manager") else \
             read_file(item, energy_offset_ev, dispersion_ev, lazy)
