@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .axes import EnergyAxis, PositionAxis
-from .errors import SreelsInputError
-from .outdir import output_directory  # noqa: F401 - re-exported: the one way to write a result folder
+from .outdir import output_directory
+
+__all__ = ["output_directory", "atomic_write_bytes", "atomic_write_text", "write_json", "write_csv",
+           "read_csv", "save_hspy", "hdf5_safe"]  # output_directory: the one way to write a result folder
 
 
 def _json_default(obj):
