@@ -66,8 +66,9 @@ def main(argv=None) -> int:
     previous = _install_signals()
     try:
         rc = _run(args)
-        if signals.pending() is not None:  # a signal whose exception a C extension swallowed
-            rc = _interrupted(args, signals.pending())
+        sig = signals.pending()
+        if sig is not None and rc != signals.exit_code(sig):  # its exception was swallowed (a C extension)
+            rc = _interrupted(args, sig)
         return rc
     finally:
         _restore_signals(previous)

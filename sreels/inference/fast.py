@@ -24,7 +24,7 @@ from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
 from .edgefits import FINE_STEP_EV, fit_linear_edges, fit_o_k, global_shift, variance_model
-from .load import WindowData
+from .load import WindowData, check_fit_input
 
 
 @dataclass(frozen=True)
@@ -412,6 +412,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     axis).  Inputs are not modified.  For images that do not fit in memory see
     :func:`fit_image_chunked`."""
     s = settings or FitSettings()
+    check_fit_input(windows, s)
     t0 = time.perf_counter()
     wins = _prepared(windows, s)
     cols, status, fits, timings, notes = _fit_rows(wins, s)
@@ -430,6 +431,7 @@ def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | No
     from tqdm.auto import tqdm
 
     s = settings or FitSettings()
+    check_fit_input(windows, s)
     if int(chunk_rows) != chunk_rows or chunk_rows < 1:
         raise SreelsInputError(f"chunk_rows = {chunk_rows!r}: expected an integer >= 1")
     t0 = time.perf_counter()

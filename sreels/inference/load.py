@@ -81,6 +81,10 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
                         scale if dispersion_ev is None else float(dispersion_ev), data.shape[ie])
     data = np.moveaxis(data, ie, -1)
     nav_axes = [a for i, a in enumerate(axes) if i != ie]
+    if len(nav_axes) == 2 and 1 in data.shape[:-1]:  # a 1 x N "map" is a line scan along its long axis
+        keep = 0 if data.shape[0] > 1 else 1
+        nav_axes = [nav_axes[keep]]
+        data = data.reshape(data.shape[keep], data.shape[-1])
     nav_shape = data.shape[:-1]
     counts = data.reshape(-1, data.shape[-1]).astype(float)
     if nav_axes:
@@ -243,3 +247,76 @@ def load_measurement(inputs, energy_offset_ev=None, dispersion_ev=None, lazy: bo
         raise SreelsInputError(f"the windows have different numbers of rows {rows}; expected one measurement "
                                "with the same rows in every window")
     return windows
+
+
+def _finite(where, v, lo=-np.inf, hi=np.inf, lo_open=False, what="a number"):
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v) \
+        and (v > lo if lo_open else v >= lo) and v <= hi
+    if not ok:
+        rng = f" in {'(' if lo_open else '['}{lo:g}, {hi:g}]" if np.isfinite(lo) or np.isfinite(hi) else ""
+        raise SreelsInputError(f"{where} = {v!r}: expected {what}{rng}")
+
+
+def check_settings(s) -> None:
+    """Refuse fit settings no detector or specimen can have (names the setting, the value, the range)."""
+    for name in ("gain_counts_per_e", "saturation_counts"):
+        v = getattr(s, name)
+        if v is not None:
+            _finite(name, v, 0, 1e12, lo_open=True)
+    for name, hi in (("readout_noise_counts", 1e6), ("c_err_ev_nm2", 100.0)):
+        v = getattr(s, name)
+        if v is not None:
+            _finite(name, v, 0, hi)
+    if s.psf_decay is not None:
+        _finite("psf_decay", s.psf_decay, 0, 0.999)
+    _finite("resolution_fwhm_ev", s.resolution_fwhm_ev, 0, 20, lo_open=True)
+    _finite("c_ev_nm2", s.c_ev_nm2, 0, 100, lo_open=True)
+    _finite("dark_offset_counts", s.dark_offset_counts, -1e12, 1e12)
+    _finite("beam_energy_kev", s.beam_energy_kev, 1, 3000)
+    _finite("collection_semiangle_mrad", s.collection_semiangle_mrad, 0, 500, lo_open=True)
+    if isinstance(s.bin_rows, bool) or not isinstance(s.bin_rows, (int, np.integer)) or s.bin_rows < 1:
+        raise SreelsInputError(f"bin_rows = {s.bin_rows!r}: expected an integer >= 1")
+    if s.parent_nm is not None:
+        p = s.parent_nm
+        if not (isinstance(p, (tuple, list)) and len(p) == 2
+                and all(isinstance(v, (int, float, np.integer, np.floating)) and not np.isnan(v) for v in p)
+                and p[0] < p[1]):
+            raise SreelsInputError(f"parent range = {p!r}: expected two numbers Y0 < Y1 (nm, or flat pixel "
+                                   "indices for a 2-D map)")
+
+
+def check_fit_input(windows: dict, settings=None) -> None:
+    """The fit's input checks, in one place: the windows and the settings.
+
+    Parameters
+    ----------
+    windows : dict of str to WindowData
+        The measurement; every window needs 2-D counts (rows, channels) matching its axes,
+        the same rows as the others, and (in memory) finite values of detector size.
+    settings : FitSettings, optional
+        Checked with :func:`check_settings`.
+
+    Raises
+    ------
+    SreelsInputError
+        Naming the window or setting, its value and what was expected.
+    """
+    if not isinstance(windows, dict) or not windows:
+        raise SreelsInputError(f"expected a non-empty dict of windows (name -> WindowData), got {type(windows).__name__}")
+    rows = {}
+    for k, w in windows.items():
+        if not isinstance(w, WindowData):
+            raise SreelsInputError(f"window {k!r} is a {type(w).__name__}; expected a WindowData (load_measurement)")
+        shape = tuple(getattr(w.counts, "shape", ()))
+        if len(shape) != 2 or shape[0] < 1 or shape[1] != w.energy.size or shape[0] != w.position.size:
+            raise SreelsInputError(f"window {k!r}: counts of shape {shape}; expected (rows, channels) = "
+                                   f"({w.position.size}, {w.energy.size}) from its axes")
+        if not _is_lazy(w.counts):
+            if np.dtype(w.counts.dtype).kind not in "iuf":
+                raise SreelsInputError(f"window {k!r}: counts of type {w.counts.dtype}; expected real numbers")
+            check_counts(w)
+        rows[k] = shape[0]
+    if len(set(rows.values())) > 1:
+        raise SreelsInputError(f"the windows have different numbers of rows {rows}; expected one measurement")
+    if settings is not None:
+        check_settings(settings)
