@@ -262,9 +262,14 @@ def _coerce(f: dataclasses.Field, value, where: str):
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SreelsInputError(f"{where} = {value!r}: expected a number")
-        if isinstance(default, int) and not float(value).is_integer():
+        if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
             raise SreelsInputError(f"{where} = {value!r}: expected an integer")
-        return float(value) if isinstance(default, float) else int(value)
+        if isinstance(default, float):
+            try:
+                return float(value)
+            except OverflowError:
+                raise SreelsInputError(f"{where} = {value!r}: expected a finite number") from None
+        return int(value)
     if isinstance(default, str) and not isinstance(value, str):
         raise SreelsInputError(f"{where} = {value!r}: expected a string")
     return value

@@ -82,7 +82,10 @@ def check_number(where: str, value, key: str | None = None):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise SreelsInputError(f"{where} = {value!r}: expected {'an integer' if integer else 'a number'} in "
                                f"{_interval(lo, hi, lo_in, hi_in)} {unit}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an integer beyond any float
+        v = math.inf
     ok = math.isfinite(v) and (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)
     if integer and ok and v != int(v):
         ok = False

@@ -9,6 +9,7 @@ row counts must agree.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -250,8 +251,11 @@ def load_measurement(inputs, energy_offset_ev=None, dispersion_ev=None, lazy: bo
 
 
 def _finite(where, v, lo=-np.inf, hi=np.inf, lo_open=False, what="a number"):
-    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v) \
-        and (v > lo if lo_open else v >= lo) and v <= hi
+    try:
+        x = float(v) if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else None
+    except OverflowError:
+        x = None
+    ok = x is not None and math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi
     if not ok:
         rng = f" in {'(' if lo_open else '['}{lo:g}, {hi:g}]" if np.isfinite(lo) or np.isfinite(hi) else ""
         raise SreelsInputError(f"{where} = {v!r}: expected {what}{rng}")
