@@ -16,6 +16,7 @@ the next run into the same place removes those whose process is gone and says so
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -147,7 +148,7 @@ def clean_stale(path: Path) -> list[Path]:
     if not path.parent.is_dir():
         return removed
     host = socket.gethostname()
-    for cand in path.parent.glob(f".{path.name}.sreels-*-*"):
+    for cand in path.parent.glob(f".{glob.escape(path.name)}.sreels-*-*"):
         parts = cand.name[len(path.name) + 2:].split("-")
         if len(parts) < 4 or f"{parts[0]}-{parts[1]}" not in (TMP_TAG, OLD_TAG) or not parts[2].isdigit():
             continue

@@ -80,6 +80,7 @@ def run_fit(args) -> int:
         from .bayes.commands import run_bayes
         return run_bayes(args)
     import dataclasses
+    from pathlib import Path
 
     import numpy as np
 
@@ -123,6 +124,11 @@ def run_fit(args) -> int:
             d[f"{k}_median"] = float(np.median(v)) if v.size else None
     else:
         d = derive(res.position.y_nm, res.columns, res.status == "ok", settings.c_ev_nm2, settings.c_err_ev_nm2)
+        unitless = sorted({Path(w.source).name for w in windows.values() if not w.position_unit})
+        if unitless:  # positions are row indices: say so next to every number in "nm"
+            d.setdefault("notes", []).append(
+                f"{', '.join(unitless)}: the position axis has no length unit; y_nm and every width or "
+                "position below are row indices (x the row size in nm to convert)")
     out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot, nav_shape=nav)
     print_summary(res, d)
     print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))})")

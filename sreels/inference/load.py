@@ -39,6 +39,7 @@ class WindowData:
     readout_noise_counts: float | None = None
     nav_shape: tuple = ()
     metadata: dict = field(default_factory=dict, repr=False)
+    position_unit: str = "nm"           # "" when the file gives no length unit: y is then the row index
 
 
 def _energy_axis_index(axes, where):
@@ -94,13 +95,14 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
         f = _LENGTH_TO_NM.get(unit, 1.0)
         position = PositionAxis(float(a0.get("offset", 0.0)) * f, float(a0.get("scale", 1.0)) * f or 1.0,
                                 counts.shape[0]) if len(nav_axes) == 1 else PositionAxis(0.0, 1.0, counts.shape[0])
+        punit = ("nm" if unit in _LENGTH_TO_NM else "") if len(nav_axes) == 1 else "px"
     else:
-        position = PositionAxis(0.0, 1.0, 1)
+        position, punit = PositionAxis(0.0, 1.0, 1), ""
     md = sig.get("metadata", {}) or {}
     sre = md.get("sreels", {}) if isinstance(md, dict) else {}
     det = sre.get("detector", {}) if isinstance(sre, dict) else {}
     return WindowData(_window_name(energy, Path(source).stem), energy, counts, position, source,
-                      sre.get("gain_counts_per_e"), det.get("readout_noise_counts"), tuple(nav_shape), md)
+                      sre.get("gain_counts_per_e"), det.get("readout_noise_counts"), tuple(nav_shape), md, punit)
 
 
 #: No detector records more than this per pixel (16-bit readouts summed over > 10^7 frames).

@@ -285,3 +285,17 @@ def test_unexpected_error_is_one_line_exit_1(monkeypatch, capsys):
     assert main(["structures"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "internal error: ZeroDivisionError: boom" in err[0]
+
+
+def test_line_scan_without_length_unit_says_rows_not_nm(tmp_path, capsys):
+    from rsciio.hspy import file_reader
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--rows", "30", "--seed", "4"]) == 0
+    p = tmp_path / "high.npy"
+    np.save(p, file_reader(str(sim / "high.hspy"))[0]["data"])
+    capsys.readouterr()
+    assert _fit(p, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "high.npy: the position axis has no length unit" in out
+    summary = json.loads((tmp_path / "fit" / "summary.json").read_text())
+    assert "no length unit" in json.dumps(summary)
