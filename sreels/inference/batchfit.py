@@ -86,10 +86,13 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         lam[idx] = np.where(better, lam[idx] / 5.0, lam[idx] * 10.0)
         done[idx] |= settled | (lam[idx] > 1e12)
     A, _ = _normal(J, weights, res)
-    try:
-        cov = np.linalg.inv(A)
-    except np.linalg.LinAlgError:
-        cov = np.linalg.pinv(A)
+    good = np.isfinite(A).all(axis=(1, 2))  # a row whose model overflowed has no covariance (and did not converge)
+    cov = np.full_like(A, np.nan)
+    if good.any():
+        try:
+            cov[good] = np.linalg.inv(A[good])
+        except np.linalg.LinAlgError:
+            cov[good] = np.linalg.pinv(A[good])
     dof = max(y.shape[1] - npar, 1)
-    converged = done & np.isfinite(chi2) & (lam < 1e12)
+    converged = done & np.isfinite(chi2) & (lam < 1e12) & good
     return BatchResult(p, cov, chi2 / dof, converged, it)

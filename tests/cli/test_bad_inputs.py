@@ -299,3 +299,14 @@ def test_line_scan_without_length_unit_says_rows_not_nm(tmp_path, capsys):
     assert "high.npy: the position axis has no length unit" in out
     summary = json.loads((tmp_path / "fit" / "summary.json").read_text())
     assert "no length unit" in json.dumps(summary)
+
+
+def test_fit_of_small_negative_counts_flags_rows_instead_of_svd_error():
+    """Found by Hypothesis: an overflowing model made the covariance's SVD fail (LinAlgError)."""
+    from sreels.axes import EnergyAxis, PositionAxis
+    from sreels.inference.fast import fit_image
+    from sreels.inference.load import WindowData
+    counts = -np.random.default_rng(0).random((2, 61))
+    w = WindowData("low", EnergyAxis(420.0, 1.0, 61), counts, PositionAxis(0.0, 5.7, 2), "low")
+    res = fit_image({"low": w})
+    assert len(res.status) == 2 and not (res.status == "ok").any()
