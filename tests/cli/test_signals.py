@@ -12,7 +12,7 @@ import pytest
 from sreels.cli import main
 
 
-def _start(out: Path, rows=2500):
+def _start(out: Path, rows=1500):
     env = dict(os.environ, MPLBACKEND="Agg")
     return subprocess.Popen([sys.executable, "-m", "sreels.cli", "simulate", "--out", str(out), "--rows", str(rows),
                              "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
