@@ -129,6 +129,8 @@ def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
 
     e = fit.energy
     d = fit.value("delta")
+    absurd = ~np.isfinite(d) | (np.abs(d) > 50.0)  # a shift beyond the fit window: no ratio (and no 1e14 eV grid)
+    d = np.where(absurd, 0.0, d)
     beam = ed.Beam(inst.beam_energy_kev, inst.collection_semiangle_mrad * 1e-3)
     es = e[None, :] - d[:, None]
     cont = (fit.value("Ti4+")[:, None] * ed.ti_l_continuum(es, beam)
@@ -139,7 +141,7 @@ def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
     l3 = np.sum(np.where((es >= lo_ev) & (es < split), wl, 0.0), 1)
     l2 = np.sum(np.where((es >= split) & (es <= hi_ev), wl, 0.0), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return l2 / l3
+        return np.where(absurd, np.nan, l2 / l3)
 
 
 def _find(windows, lo, hi):
