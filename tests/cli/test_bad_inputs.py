@@ -318,3 +318,18 @@ def test_overflowing_row_gets_nan_covariance_not_svd_error():
     assert not res.converged[1] and np.isnan(res.cov[1]).all()
     assert np.isfinite(res.cov[0]).all()
     assert res.params[0].sum() == pytest.approx(3.0, abs=1e-3)
+
+
+def test_absurd_ti_shift_gives_no_l2_l3_ratio_instead_of_memory_error():
+    """Found by Hypothesis on spiky data: a fitted shift of ~1e14 eV made the Ti-L continuum be
+    evaluated on a grid of 1e16 points (MemoryError); that row now has no ratio."""
+    from types import SimpleNamespace
+
+    from sreels.config import Instrument
+    from sreels.inference.fast import l2_l3_ratio
+    e = np.arange(440.0, 480.0, 0.5)
+    vals = {"delta": np.array([0.2, -2.76e14]), "Ti4+": np.array([1.0, 1.0]), "Ti3+": np.array([0.0, 0.0]),
+            "log_a": np.array([0.0, 0.0]), "r": np.array([3.0, 3.0])}
+    fit = SimpleNamespace(energy=e, value=vals.__getitem__, data=np.ones((2, e.size)), ref_scale=1.0, e_ref=450.0)
+    ratio = l2_l3_ratio(fit, Instrument(), np.zeros(2))
+    assert np.isnan(ratio[1]) and ratio.shape == (2,)
