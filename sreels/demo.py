@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import seed_arg
+
 
 def configure_demo(p):
     p.add_argument("--out", default="sreels-demo", metavar="DIR", help="output folder (default ./sreels-demo)")
-    p.add_argument("--seed", type=int, default=2014, help="random seed (default 2014)")
+    p.add_argument("--seed", type=seed_arg, default=2014, help="random seed (default 2014)")
     p.add_argument("--bayes", action="store_true",
                    help="also run the Bayesian joint fit (1.5 min on 2 idle cores, 4-6 min loaded) into DIR/bayes")
     p.add_argument("--overwrite", action="store_true",

@@ -11,14 +11,16 @@ import csv
 import io
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .axes import EnergyAxis, PositionAxis
-from .errors import SreelsInputError
+from .outdir import output_directory
+
+__all__ = ["output_directory", "atomic_write_bytes", "atomic_write_text", "write_json", "write_csv",
+           "read_csv", "save_hspy", "hdf5_safe"]  # output_directory: the one way to write a result folder
 
 
 def _json_default(obj):
@@ -29,6 +31,18 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def hdf5_safe(obj):
+    """``obj`` with every integer outside int64 (a 128-bit entropy seed, ``--seed 2**70``)
+    turned into its decimal string: HDF5 attributes hold at most 64-bit integers."""
+    if isinstance(obj, dict):
+        return {k: hdf5_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(hdf5_safe(v) for v in obj)
+    if isinstance(obj, int) and not isinstance(obj, bool) and not -2**63 <= obj < 2**63:
+        return str(obj)
+    return obj
 
 
 def _umask() -> int:
@@ -96,35 +110,6 @@ def read_csv(path: Path) -> dict[str, np.ndarray]:
         except ValueError:
             out[name] = np.array(col)
     return out
-
-
-@contextlib.contextmanager
-def output_directory(path: Path, overwrite: bool = False):
-    """Yield a temporary folder that becomes ``path`` only if the block succeeds.
-
-    An existing ``path`` is refused unless ``overwrite``; on failure nothing is
-    left behind and an existing folder is untouched.
-    """
-    path = Path(path).resolve()
-    if path.exists() and not overwrite:
-        raise SreelsInputError(f"output folder {path} exists; choose another or pass --overwrite")
-    if path.exists() and not path.is_dir():
-        raise SreelsInputError(f"output path {path} exists and is not a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------- HSPY

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import config_to_toml
-from ..io import atomic_write_text, output_directory, save_hspy, write_csv, write_json
+from ..io import atomic_write_text, hdf5_safe, output_directory, save_hspy, write_csv, write_json
 
 
 #: convergence semi-angle written to the files: the study illuminates the slit with a parallel
@@ -56,7 +56,7 @@ def image_metadata(sim, name: str) -> dict:
         },
         "Sample": {"elements": sorted({e.split("-")[0] for e in edges})},
         "sreels": {
-            "window": name, "noise_free": sim.noise_free, **sim.rng_record,
+            "window": name, "noise_free": sim.noise_free, **hdf5_safe(sim.rng_record),
             "detector": dataclasses.asdict(det), "exposure_s": exposure,
             "gain_counts_per_e": det.gain_counts_per_e, "version": __version__,
             "instrument": {"beam_energy_kev": cfg.instrument.beam_energy_kev,
@@ -72,9 +72,11 @@ def image_metadata(sim, name: str) -> dict:
     return md
 
 
-def write_simulation(sim, out_dir, overwrite: bool = False, plot: bool = False) -> Path:
+def write_simulation(sim, out_dir, overwrite: bool = False, plot: bool = False, inputs=()) -> Path:
     t0 = time.perf_counter()
-    with output_directory(out_dir, overwrite=overwrite) as tmp:
+    inputs = [*inputs, *([sim.config.scenario.profile_table] if sim.config.scenario.profile_table else [])]
+    size = sum(2 * v.counts.nbytes for v in sim.windows.values())  # images, truth and figure: a generous bound
+    with output_directory(out_dir, overwrite=overwrite, inputs=inputs, expected_bytes=size) as tmp:
         files = []
         for name, img in sim.windows.items():
             save_hspy(tmp / f"{name}.hspy", img.counts, img.energy, sim.position,

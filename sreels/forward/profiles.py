@@ -14,7 +14,7 @@ from scipy.special import erfc, expit
 from ..axes import PositionAxis
 from ..config import Scenario
 from ..errors import SreelsInputError
-from ..io import read_csv
+from ..ranges import read_profile_table
 from ..structures.mapping import MODELS, r_oo_nm_from_li
 from ..structures.resonance import energy_b_from_r
 
@@ -96,7 +96,7 @@ def alpo4_fraction(sc: Scenario, y_nm):
 
 
 def _table(sc: Scenario, y):
-    data = read_csv(sc.profile_table)
+    data = read_profile_table(sc.profile_table)  # checked column by column
     if "y_nm" not in data or "li_rel" not in data:
         raise SreelsInputError(f"profile table {sc.profile_table} needs columns y_nm and li_rel, "
                                f"has {list(data)}")

@@ -9,6 +9,8 @@ import numpy as np
 
 from ..axes import EnergyAxis, PositionAxis
 from ..config import LOWLOSS_NAME, Config, Detector, Instrument, Scenario
+from ..errors import SreelsInputError
+from ..resources import check_memory, simulate_bytes
 from .detector import Readout, apply_detector, expected_counts
 from .instrument import blur_rows, energy_distortion, padded_grid
 from .lowloss import lowloss_electrons, row_scattering
@@ -98,7 +100,7 @@ def make_rng(seed) -> tuple[np.random.Generator, dict]:
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise SreelsInputError(f"seed = {seed!r}: expected a non-negative integer (any size)")
     return np.random.default_rng(int(seed)), {"seed": int(seed)}
 
 
@@ -142,6 +144,8 @@ def simulate(scenario: Scenario | None = None, instrument: Instrument | None = N
     scenario = scenario or Scenario()
     instrument = instrument or Instrument()
     detector = detector or Detector()
+    check_memory(simulate_bytes(scenario.rows, sum(w.channels for w in instrument.windows)),
+                 f"simulating {scenario.rows} rows x {sum(w.channels for w in instrument.windows)} channels")
     gen, record = make_rng(rng)
     models = models or window_models(instrument)
     t1 = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import seed_arg
 
 from ..errors import SreelsInputError
 
@@ -50,8 +51,12 @@ def configure_fit(p):
     p.add_argument("--chunk-rows", type=int, default=None, metavar="N",
                    help="(fast) read the files lazily (Dask) and fit N rows at a time, for images that do "
                         "not fit in memory; same result, no residual image")
+    p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
+                   help="refuse an in-memory fit estimated to need more than this (default: $SREELS_MAX_MEMORY_GIB, "
+                        "else 80 %% of the machine's memory); --chunk-rows needs far less")
     p.add_argument("--no-plot", action="store_true", help="skip the figures")
-    p.add_argument("--seed", type=int, default=None, help="(bayes) random seed of the walkers (default: fresh entropy, recorded in summary.json)")
+    p.add_argument("--seed", type=seed_arg, default=None,
+                   help="(bayes) random seed of the walkers (default: fresh entropy, recorded in summary.json)")
     p.add_argument("--allow-unconverged", action="store_true", help="(bayes) exit 0 even if not converged")
     p.add_argument("--priors", metavar="FILE.toml", help="(bayes) prior settings")
     p.add_argument("--walkers", type=int, default=None, help="(bayes) number of emcee walkers (default max(P + 6, 24), P sampled parameters)")
@@ -115,6 +120,7 @@ def run_fit(args) -> int:
         from .bayes.commands import run_bayes
         return run_bayes(args)
     import dataclasses
+    from pathlib import Path
 
     import numpy as np
 
@@ -123,10 +129,17 @@ def run_fit(args) -> int:
     from .load import load_measurement
     from .report import is_map, write_fit
 
+    from ..outdir import check_output
+    from ..resources import set_limit
+
     if args.bin < 1:
         raise SreelsInputError(f"--bin {args.bin}: expected an integer >= 1")
+    set_limit(getattr(args, "max_memory", None))
     inputs = expand_inputs(args.inputs)
+    check_output(args.out, args.overwrite, inputs)
     chunk = getattr(args, "chunk_rows", None)
+    if chunk is None:
+        check_fit_memory(inputs, args.energy_offset, args.dispersion)
     windows = load_measurement(inputs, args.energy_offset, args.dispersion, lazy=chunk is not None)
     settings = settings_from_args(args)
     nav = next(iter(windows.values())).nav_shape
@@ -152,10 +165,50 @@ def run_fit(args) -> int:
     else:
         d = derive(res.position.y_nm, res.columns, usable_by_edge(res.status), settings.c_ev_nm2,
                    settings.c_err_ev_nm2, settings.parent_nm)
+        unitless = sorted({Path(w.source).name for w in windows.values() if not w.position_unit})
+        if unitless:  # positions are row indices: say so next to every number in "nm"
+            d.setdefault("notes", []).append(
+                f"{', '.join(unitless)}: the position axis has no length unit; y_nm and every width or "
+                "position below are row indices (x the row size in nm to convert)")
     out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot, nav_shape=nav)
     print_summary(res, d)
-    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
-    return 0
+    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))})")
+    return exit_code_for(res)
+
+
+def exit_code_for(res) -> int:
+    """0 when at least one number was measured (a usable row with a finite c_Li, Li-K amount, Ti3+
+    fraction or dE_b); :data:`~sreels.errors.EXIT_NOTHING_MEASURED` (with one line on stderr naming
+    the row statuses) when nothing was."""
+    import sys
+    from collections import Counter
+
+    from ..errors import EXIT_NOTHING_MEASURED
+    from .fast import usable
+
+    c = res.columns
+    for edge, cols in (("li", ("li_rel", "li_k_amount")), ("ti", ("ti3_fraction",)), ("o", ("delta_e_b_ev",))):
+        ok = usable(res.status, edge)
+        if any(np.any(ok & np.isfinite(np.asarray(c[k], float))) for k in cols if k in c):
+            return 0
+    status = [str(s) for s in res.status]
+    kinds = ", ".join(f"{k} x{n}" for k, n in Counter(status).most_common(4))
+    print(f"sreels fit: error: not one of the {len(status)} rows could be fitted (status: {kinds}); "
+          "the files were written for inspection, but nothing was measured", file=sys.stderr)
+    return EXIT_NOTHING_MEASURED
+
+
+def check_fit_memory(inputs, energy_offset=None, dispersion=None) -> None:
+    """Estimate an in-memory fit's peak memory from the files' shapes (read lazily) and refuse
+    it above the limit of :mod:`sreels.resources`."""
+    from ..resources import check_memory, fit_bytes
+    from .load import load_measurement
+
+    windows = load_measurement(inputs, energy_offset, dispersion, lazy=True)
+    rows = max(w.counts.shape[0] for w in windows.values())
+    channels = sum(w.counts.shape[1] for w in windows.values())
+    check_memory(fit_bytes(rows, channels), f"fitting {rows} rows x {channels} channels in memory",
+                 "--chunk-rows N fits N rows at a time")
 
 
 def print_summary(res, d, truth=None):

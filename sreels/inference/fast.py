@@ -25,7 +25,7 @@ from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
 from .edgefits import FINE_STEP_EV, Shifted, fit_linear_edges, global_shift, variance_model
 from .okpeaks import O_K_ONSET_EV, OKRows, measure_o_k, noise_scale
-from .load import WindowData
+from .load import WindowData, check_fit_input
 from .lowloss import apply_low_loss
 
 
@@ -132,6 +132,8 @@ def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
 
     e = fit.energy
     d = fit.value("delta")
+    absurd = ~np.isfinite(d) | (np.abs(d) > 50.0)  # a shift beyond the fit window: no ratio (and no 1e14 eV grid)
+    d = np.where(absurd, 0.0, d)
     beam = ed.Beam(inst.beam_energy_kev, inst.collection_semiangle_mrad * 1e-3)
     es = e[None, :] - d[:, None]
     cont = (fit.value("Ti4+")[:, None] * ed.ti_l_continuum(es, beam)
@@ -142,7 +144,7 @@ def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
     l3 = np.sum(np.where((es >= lo_ev) & (es < split), wl, 0.0), 1)
     l2 = np.sum(np.where((es >= split) & (es <= hi_ev), wl, 0.0), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return l2 / l3
+        return np.where(absurd, np.nan, l2 / l3)
 
 
 def parent_rows(y, valid, parent_nm):
@@ -315,6 +317,25 @@ class _Run:
             self.status[i].add(tag)
 
 
+def _ti_global_offset(run: _Run, w: WindowData, ef, refs, lo, hi, pre) -> float:
+    """The Ti window's energy offset from its mean spectrum: the cross-correlation with the Ti4+
+    reference, then the MLLS of the mean (Ti4+ and Ti3+, free shift) started there and one Ti3+
+    shift either side, the best chi^2 kept (an image of mostly Ti3+ correlates best with Ti4+
+    moved by the Ti3+ shift, which the MLLS then cannot undo)."""
+    from ..forward.edges import TI3_SHIFT_EV
+
+    mean = run.mean(w)[None, :]
+    d_cc = global_shift(w.energy, mean[0], np.interp(w.energy.energy_ev, ef, refs["Ti4+"]), lo, hi)
+    best = (np.inf, d_cc)
+    for start in (d_cc, d_cc - TI3_SHIFT_EV, d_cc + TI3_SHIFT_EV):
+        f = fit_linear_edges(w.energy, mean, variance_model(mean, 1.0, 0.0), (ef, refs), ("Ti4+", "Ti3+"), lo, hi,
+                             pre, delta=np.array([start]))
+        chi, d = float(f.result.chi2_red[0]), float(f.value("delta")[0])
+        if np.isfinite(chi) and np.isfinite(d) and abs(d - d_cc) < 6.0 and chi < best[0]:
+            best = (chi, d)
+    return best[1]
+
+
 def _fit_ti(run: _Run, w: WindowData):
     s = run.s
     lo, hi, pre = run.ranges["ti"]
@@ -328,7 +349,7 @@ def _fit_ti(run: _Run, w: WindowData):
                          f"; standards moved by {-off:+.2f} eV onto the model's energy scale")
     d0 = 0.0
     if s.calibrate_energy:
-        d0 = global_shift(w.energy, run.mean(w), np.interp(w.energy.energy_ev, ef, refs["Ti4+"]), lo, hi)
+        d0 = _ti_global_offset(run, w, ef, refs, lo, hi, pre)
     run.ti_d0 = d0
     fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), ("Ti4+", "Ti3+"), lo, hi, pre,
                            delta=np.full(run.rows, d0), mask=mask)
@@ -511,9 +532,14 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
             raise SreelsInputError(f"threshold {s.threshold_ev} eV on the reference scale needs an energy "
                                    "reference (a Ti-L2,3 edge in the image); without one, measure the threshold")
         fixed = s.threshold_ev + ti["delta"]
-    ok = measure_o_k(w.energy, y, var, s.resolution_fwhm_ev, gain_known=True, max_ev=s.o_max_ev,
-                     threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=image_mean,
-                     chi2_scale=run.chi2_scale(w), where=w.source)
+    try:
+        ok = measure_o_k(w.energy, y, var, s.resolution_fwhm_ev, gain_known=True, max_ev=s.o_max_ev,
+                         threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=image_mean,
+                         chi2_scale=run.chi2_scale(w), where=w.source)
+    except SreelsInputError as exc:  # the window covers O-K but the data hold no measurable edge
+        run.flag(np.ones(run.rows, bool), "no_o")
+        run.notes.append(f"O-K not measured: {exc}")
+        return None, {}
     if ok.flags["o_background_poor"].any():
         run.notes.append(f"{int(ok.flags['o_background_poor'].sum())} row(s) flagged o_background_poor: the O-K "
                          "pre-edge is not a power law (plural scattering of the edges below it, or another edge); "
@@ -683,7 +709,9 @@ def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: b
                 elif tag == "li":
                     fits[key], c = _fit_li(run, found[tag], ti)
                 else:
-                    fits[key], c = _fit_o(run, found[tag], ti, fits.get("Ti-L23") if found["o"] is found["ti"] else None)
+                    f, c = _fit_o(run, found[tag], ti, fits.get("Ti-L23") if found["o"] is found["ti"] else None)
+                    if f is not None:
+                        fits[key] = f
                 cols.update(c)
                 timings[tag] = time.perf_counter() - ta
             bar.update()
@@ -710,6 +738,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     axis).  Inputs are not modified.  For images that do not fit in memory see
     :func:`fit_image_chunked`."""
     s, inst_notes = resolve_instrument(windows, settings or FitSettings())
+    check_fit_input(windows, s)
     t0 = time.perf_counter()
     wins = _prepared(windows, s)
     # the low-loss window -> ZLP reference, t/lambda, deconvolved core loss (:mod:`.lowloss`)
@@ -733,6 +762,7 @@ def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | No
     from tqdm.auto import tqdm
 
     s, inst_notes = resolve_instrument(windows, settings or FitSettings())
+    check_fit_input(windows, s)
     if int(chunk_rows) != chunk_rows or chunk_rows < 1:
         raise SreelsInputError(f"chunk_rows = {chunk_rows!r}: expected an integer >= 1")
     t0 = time.perf_counter()

@@ -9,6 +9,7 @@ row counts must agree.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class WindowData:
     readout_noise_counts: float | None = None
     nav_shape: tuple = ()
     metadata: dict = field(default_factory=dict, repr=False)
+    position_unit: str = "nm"           # "" when the file gives no length unit: y is then the row index
     #: per-row factor on the channel variances (rows,): > 1 after a deconvolution (see .lowloss)
     variance_factor: np.ndarray | None = field(default=None, repr=False)
 
@@ -85,6 +87,11 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
     axes = sig["axes"]
     if data.ndim != len(axes) or data.ndim < 1:
         raise SreelsInputError(f"{source}: data has {data.ndim} dimensions but {len(axes)} axes")
+    if data.ndim > 3 or 0 in data.shape:
+        raise SreelsInputError(f"{source}: data of shape {tuple(data.shape)}; expected a spectrum, a line scan "
+                               "(rows, channels) or a 2-D map (ny, nx, channels), none of size 0")
+    if np.dtype(data.dtype).kind not in "iuf":
+        raise SreelsInputError(f"{source}: data of type {data.dtype}; expected real numbers (counts)")
     ie = _energy_axis_index(axes, source)
     ea = axes[ie]
     scale = float(ea.get("scale", 1.0)) * (1e3 if str(ea.get("units")).strip() == "keV" else 1.0)
@@ -93,6 +100,10 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
                         scale if dispersion_ev is None else float(dispersion_ev), data.shape[ie])
     data = np.moveaxis(data, ie, -1)
     nav_axes = [a for i, a in enumerate(axes) if i != ie]
+    if len(nav_axes) == 2 and 1 in data.shape[:-1]:  # a 1 x N "map" is a line scan along its long axis
+        keep = 0 if data.shape[0] > 1 else 1
+        nav_axes = [nav_axes[keep]]
+        data = data.reshape(data.shape[keep], data.shape[-1])
     nav_shape = data.shape[:-1]
     counts = data.reshape(-1, data.shape[-1]).astype(float)
     if nav_axes:
@@ -101,21 +112,61 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
         f = _LENGTH_TO_NM.get(unit, 1.0)
         position = PositionAxis(float(a0.get("offset", 0.0)) * f, float(a0.get("scale", 1.0)) * f or 1.0,
                                 counts.shape[0]) if len(nav_axes) == 1 else PositionAxis(0.0, 1.0, counts.shape[0])
+        punit = ("nm" if unit in _LENGTH_TO_NM else "") if len(nav_axes) == 1 else "px"
     else:
-        position = PositionAxis(0.0, 1.0, 1)
+        position, punit = PositionAxis(0.0, 1.0, 1), ""
     md = sig.get("metadata", {}) or {}
     sre = md.get("sreels", {}) if isinstance(md, dict) else {}
     det = sre.get("detector", {}) if isinstance(sre, dict) else {}
     return WindowData(_window_name(energy, Path(source).stem, counts), energy, counts, position, source,
-                      sre.get("gain_counts_per_e"), det.get("readout_noise_counts"), tuple(nav_shape), md)
+                      sre.get("gain_counts_per_e"), det.get("readout_noise_counts"), tuple(nav_shape), md, punit)
+
+
+#: No detector records more than this per pixel (16-bit readouts summed over > 10^7 frames).
+MAX_ABS_COUNTS = 1e12
 
 
 def check_counts(w: WindowData) -> None:
-    bad = ~np.isfinite(w.counts)
+    """Refuse NaN/inf and values no detector records (``|counts|`` above :data:`MAX_ABS_COUNTS`)."""
+    counts = np.asarray(w.counts)
+    bad = ~np.isfinite(counts)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise SreelsInputError(f"{w.source}: {int(bad.sum())} NaN/inf values (first at row {r}, "
                                f"{w.energy.energy_ev[c]:.2f} eV); expected finite counts")
+    big = np.abs(counts) > MAX_ABS_COUNTS
+    if big.any():
+        r, c = np.argwhere(big)[0]
+        raise SreelsInputError(f"{w.source}: {int(big.sum())} values beyond +-{MAX_ABS_COUNTS:g} (first "
+                               f"{counts[r, c]:g} at row {r}, {w.energy.energy_ev[c]:.2f} eV); expected detector "
+                               "counts")
+
+
+def _load_npy(path: Path, lazy: bool) -> np.ndarray:
+    """A .npy array of real numbers, or a clear error for an empty, truncated or object file."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+            data_start = fh.tell()
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+        raise SreelsInputError(f"{path}: not a readable .npy array ({exc}); expected an array saved by numpy.save"
+                               ) from None
+    if dtype.kind not in "iuf" or dtype.hasobject:
+        raise SreelsInputError(f"{path}: array of type {dtype} (shape {shape}); expected real numbers (counts)")
+    need = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = path.stat().st_size
+    if have < need:
+        raise SreelsInputError(f"{path}: truncated .npy file ({have} bytes, the header of a {shape} {dtype} "
+                               f"array needs {need}); expected a complete file")
+    if 0 in shape or len(shape) == 0:
+        raise SreelsInputError(f"{path}: empty array of shape {shape}; expected spectra")
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if lazy else None)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SreelsInputError(f"{path}: numpy could not read it ({exc})") from None
 
 
 def _from_text(path: Path, energy_offset_ev=None, dispersion_ev=None) -> WindowData:
@@ -150,12 +201,12 @@ def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = Fals
     if ext == ".npy":
         if energy_offset_ev is None or dispersion_ev is None:
             raise SreelsInputError(f"{path}: a .npy array has no energy axis; give --energy-offset and --dispersion")
-        arr = np.load(path, allow_pickle=False, mmap_mode="r" if lazy else None)
-        if lazy:  # memory-mapped, read block by block through Dask
-            import dask.array as da
-            arr = da.from_array(arr, chunks=(4096,) + arr.shape[1:] if arr.ndim == 2 else arr.shape)
+        arr = _load_npy(path, lazy)
         if arr.ndim not in (1, 2):
             raise SreelsInputError(f"{path}: expected a 1-D spectrum or a 2-D (rows, channels) array, got shape {arr.shape}")
+        if lazy and arr.size:  # memory-mapped, read block by block through Dask
+            import dask.array as da
+            arr = da.from_array(arr, chunks=(4096,) + arr.shape[1:] if arr.ndim == 2 else arr.shape)
         arr = arr[None, :] if arr.ndim == 1 else arr
         sig = {"data": arr, "axes": [{"name": "y", "units": "", "size": arr.shape[0], "navigate": True},
                                      {"name": "E", "units": "eV", "size": arr.shape[1], "navigate": False}]}
@@ -200,10 +251,29 @@ def from_hyperspy(signal, name: str | None = None) -> WindowData:
     return w
 
 
+def _refuse_duplicates(inputs) -> None:
+    """The same file given twice (by any path) would be fitted as two windows: refuse it."""
+    seen: dict[tuple, str] = {}
+    for item in inputs:
+        if hasattr(item, "axes_manager"):
+            continue
+        p = Path(item)
+        try:
+            st = p.stat()
+        except OSError:
+            continue  # read_file says that it does not exist
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            raise SreelsInputError(f"input {item} given twice (also as {seen[key]}); expected each energy "
+                                   "window's file once")
+        seen[key] = str(item)
+
+
 def load_measurement(inputs, energy_offset_ev=None, dispersion_ev=None, lazy: bool = False) -> dict[str, WindowData]:
     """Read several files (or HyperSpy signals) as one measurement, keyed by window name
     (``lazy``: Dask arrays for :func:`~sreels.inference.fast.fit_image_chunked`)."""
     windows: dict[str, WindowData] = {}
+    _refuse_duplicates(inputs)
     for item in inputs:
         ws = [from_hyperspy(item)] if hasattr(item, "axes_manager") else \
             read_file(item, energy_offset_ev, dispersion_ev, lazy)
@@ -219,3 +289,79 @@ def load_measurement(inputs, energy_offset_ev=None, dispersion_ev=None, lazy: bo
         raise SreelsInputError(f"the windows have different numbers of rows {rows}; expected one measurement "
                                "with the same rows in every window")
     return windows
+
+
+def _finite(where, v, lo=-np.inf, hi=np.inf, lo_open=False, what="a number"):
+    try:
+        x = float(v) if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else None
+    except OverflowError:
+        x = None
+    ok = x is not None and math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi
+    if not ok:
+        rng = f" in {'(' if lo_open else '['}{lo:g}, {hi:g}]" if np.isfinite(lo) or np.isfinite(hi) else ""
+        raise SreelsInputError(f"{where} = {v!r}: expected {what}{rng}")
+
+
+def check_settings(s) -> None:
+    """Refuse fit settings no detector or specimen can have (names the setting, the value, the range)."""
+    for name in ("gain_counts_per_e", "saturation_counts"):
+        v = getattr(s, name)
+        if v is not None:
+            _finite(name, v, 0, 1e12, lo_open=True)
+    for name, hi in (("readout_noise_counts", 1e6), ("c_err_ev_nm2", 100.0)):
+        v = getattr(s, name)
+        if v is not None:
+            _finite(name, v, 0, hi)
+    if s.psf_decay is not None:
+        _finite("psf_decay", s.psf_decay, 0, 0.999)
+    _finite("resolution_fwhm_ev", s.resolution_fwhm_ev, 0, 20, lo_open=True)
+    _finite("c_ev_nm2", s.c_ev_nm2, 0, 100, lo_open=True)
+    _finite("dark_offset_counts", s.dark_offset_counts, -1e12, 1e12)
+    _finite("beam_energy_kev", s.beam_energy_kev, 1, 3000)
+    _finite("collection_semiangle_mrad", s.collection_semiangle_mrad, 0, 500, lo_open=True)
+    if isinstance(s.bin_rows, bool) or not isinstance(s.bin_rows, (int, np.integer)) or s.bin_rows < 1:
+        raise SreelsInputError(f"bin_rows = {s.bin_rows!r}: expected an integer >= 1")
+    if s.parent_nm is not None:
+        p = s.parent_nm
+        if not (isinstance(p, (tuple, list)) and len(p) == 2
+                and all(isinstance(v, (int, float, np.integer, np.floating)) and not np.isnan(v) for v in p)
+                and p[0] < p[1]):
+            raise SreelsInputError(f"parent range = {p!r}: expected two numbers Y0 < Y1 (nm, or flat pixel "
+                                   "indices for a 2-D map)")
+
+
+def check_fit_input(windows: dict, settings=None) -> None:
+    """The fit's input checks, in one place: the windows and the settings.
+
+    Parameters
+    ----------
+    windows : dict of str to WindowData
+        The measurement; every window needs 2-D counts (rows, channels) matching its axes,
+        the same rows as the others, and (in memory) finite values of detector size.
+    settings : FitSettings, optional
+        Checked with :func:`check_settings`.
+
+    Raises
+    ------
+    SreelsInputError
+        Naming the window or setting, its value and what was expected.
+    """
+    if not isinstance(windows, dict) or not windows:
+        raise SreelsInputError(f"expected a non-empty dict of windows (name -> WindowData), got {type(windows).__name__}")
+    rows = {}
+    for k, w in windows.items():
+        if not isinstance(w, WindowData):
+            raise SreelsInputError(f"window {k!r} is a {type(w).__name__}; expected a WindowData (load_measurement)")
+        shape = tuple(getattr(w.counts, "shape", ()))
+        if len(shape) != 2 or shape[0] < 1 or shape[1] != w.energy.size or shape[0] != w.position.size:
+            raise SreelsInputError(f"window {k!r}: counts of shape {shape}; expected (rows, channels) = "
+                                   f"({w.position.size}, {w.energy.size}) from its axes")
+        if not _is_lazy(w.counts):
+            if np.dtype(w.counts.dtype).kind not in "iuf":
+                raise SreelsInputError(f"window {k!r}: counts of type {w.counts.dtype}; expected real numbers")
+            check_counts(w)
+        rows[k] = shape[0]
+    if len(set(rows.values())) > 1:
+        raise SreelsInputError(f"the windows have different numbers of rows {rows}; expected one measurement")
+    if settings is not None:
+        check_settings(settings)

@@ -85,7 +85,7 @@ def write_fit(result, derived: dict, inputs, out_dir, overwrite=False, plot=True
         iy, ix = np.unravel_index(np.arange(result.position.size), nav_shape)
         table = {"iy": iy, "ix": ix, **table}
         extra = {**(extra or {}), "map_shape": list(nav_shape)}
-    with output_directory(out_dir, overwrite=overwrite) as tmp:
+    with output_directory(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
         write_csv(tmp / "profiles.csv", table)
         summary = summary_dict(result, derived, inputs, extra)
         if plot:  # figures that were not drawn say why in the summary's notes

@@ -46,16 +46,22 @@ def configure_structures(parser):
     parser.add_argument("--shell-factor", type=float, default=1.2,
                         help="first O-O shell = pairs shorter than this x the shortest O-O (default 1.2)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--max-atoms", type=int, default=None, metavar="N",
+                        help="refuse a CIF listing more than N atom sites (default 1000: ASE takes minutes "
+                             "beyond) or a structure of more than 20 N atoms")
 
 
-def _structures(cifs, cation, shell_factor):
-    from .oo import builtin_oo, guess_cation, oo_distances, read_structure
+def _structures(cifs, cation, shell_factor, max_atoms=None):
+    from .oo import MAX_ATOMS, MAX_SITES, builtin_oo, guess_cation, oo_distances, read_structure
 
     if not cifs:
         return builtin_oo(shell_factor)
+    if max_atoms is not None and max_atoms < 1:
+        raise SreelsInputError(f"--max-atoms {max_atoms}: expected an integer >= 1")
+    limits = (MAX_SITES, MAX_ATOMS) if max_atoms is None else (max_atoms, 20 * max_atoms)
     out = []
     for c in cifs:
-        atoms = read_structure(c)
+        atoms = read_structure(c, *limits)
         cat = cation or guess_cation(atoms)
         out.append(oo_distances(atoms, cat, Path(c).stem, shell_factor))
     return out
@@ -63,7 +69,7 @@ def _structures(cifs, cation, shell_factor):
 
 def run_structures(args) -> int:
     try:
-        res = _structures(args.cif, args.cation, args.shell_factor)
+        res = _structures(args.cif, args.cation, args.shell_factor, getattr(args, "max_atoms", None))
     except SreelsInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -105,7 +111,9 @@ def configure_calibrate(parser):
     parser.add_argument("--json", action="store_true",
                         help="print JSON with C_ev_nm2, C_err_ev_nm2 and points")
     out = parser.add_mutually_exclusive_group()
-    out.add_argument("--out", metavar="DIR", default=None, help="write calibration.json and PNG figures into DIR")
+    out.add_argument("--out", metavar="DIR", default=None, help="write calibration.json and PNG figures into DIR "
+                     "(a new folder, or one sreels wrote with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it holds an earlier result")
     out.add_argument("--figure", metavar="PATH", default=None, help="write the calibration figure to PATH")
 
 
@@ -122,6 +130,9 @@ def calibrate(spectra=None, structures=None, threshold="inflection", definition=
         atoms = read_structure(c)
         oo[Path(c).stem] = oo_distances(atoms, guess_cation(atoms), Path(c).stem)
     note = ""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise SreelsInputError(f"--data-dir {data_dir}: no such folder; expected the folder of measured O-K "
+                               "spectra (leave it out to use ../shared/data or $SREELS_DATA_DIR)")
     skipped = []
     ddir = Path(data_dir) if data_dir else find_data_dir()
     if spectra:
@@ -148,6 +159,27 @@ def calibrate(spectra=None, structures=None, threshold="inflection", definition=
     return fit_c(pts, model), pairs, extra, note
 
 
+def _write_calibration(out, res, report, pairs, extra, args) -> None:
+    """calibration.json, calibration.png and (with measured spectra) spectra.png into ``out``."""
+    from ..io import write_json
+    from .figures import calibration_figure, spectra_figure
+    from .spectra import load_spectrum
+
+    write_json(out / "calibration.json", report)
+    calibration_figure(res, out / "calibration.png", extra)
+    if pairs:
+        base = args.data_dir or ""
+        specs = []
+        for p in pairs:
+            path = Path(p.spectrum.relpath)
+            if not path.is_absolute():
+                from .measured import find_data_dir
+                path = Path(base or find_data_dir()) / path
+            specs.append((load_spectrum(path, list(p.spectrum.rows) if p.spectrum.rows else None,
+                                        p.spectrum.name), p.measurement))
+        spectra_figure(specs, out / "spectra.png")
+
+
 def run_calibrate(args) -> int:
     logging.getLogger("rsciio").setLevel(logging.ERROR)
     try:
@@ -158,24 +190,9 @@ def run_calibrate(args) -> int:
                       measurements=[dict(p.measurement.as_dict(), spectrum=p.spectrum.name,
                                          file=p.spectrum.relpath, r_nm=p.r_nm) for p in pairs])
         if args.out:
-            from ..io import write_json
-            from .figures import calibration_figure, spectra_figure
-            from .spectra import load_spectrum
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(out / "calibration.json", report)
-            calibration_figure(res, out / "calibration.png", extra)
-            if pairs:
-                base = args.data_dir or ""
-                specs = []
-                for p in pairs:
-                    path = Path(p.spectrum.relpath)
-                    if not path.is_absolute():
-                        from .measured import find_data_dir
-                        path = Path(base or find_data_dir()) / path
-                    specs.append((load_spectrum(path, list(p.spectrum.rows) if p.spectrum.rows else None,
-                                                p.spectrum.name), p.measurement))
-                spectra_figure(specs, out / "spectra.png")
+            from ..io import output_directory
+            with output_directory(args.out, overwrite=args.overwrite, inputs=args.spectra or ()) as out:
+                _write_calibration(out, res, report, pairs, extra, args)
         elif args.figure:
             from .figures import calibration_figure
             calibration_figure(res, Path(args.figure), extra)

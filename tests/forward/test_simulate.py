@@ -107,7 +107,7 @@ def test_profile_table_validation(tmp_path):
     with pytest.raises(SreelsInputError, match="increase strictly"):
         simulate(Scenario(rows=20, first_row_nm=0.0, profile_table=str(t)), rng=0)
     t.write_text("y_nm,li_rel,ti3_fraction\n0,5,1.5\n2000,1,0\n")
-    with pytest.raises(SreelsInputError, match=r"ti3_fraction must lie in \[0, 1\]"):
+    with pytest.raises(SreelsInputError, match=r"ti3_fraction = 1.5: expected a finite number in \[0, 1\]"):
         simulate(Scenario(rows=20, first_row_nm=0.0, profile_table=str(t)), rng=0)
     t.write_text("y_nm,li_rel\n0,5\n100,1\n")
     with pytest.raises(SreelsInputError, match="covers y"):

@@ -58,11 +58,13 @@ def test_calibration_takes_the_stated_definition():
     assert s_e == pytest.approx(expect, rel=1e-12) and s_n == pytest.approx(expect, rel=1e-12)
 
 
-def test_calibrate_without_data_uses_the_stated_definition():
-    """The command's fallback (no measured data) builds its points from the stated definition."""
+def test_calibrate_without_data_uses_the_stated_definition(monkeypatch):
+    """The command's fallback (no measured data found) builds its points from the stated definition."""
+    import sreels.structures.measured as measured
     from sreels.structures.commands import calibrate
 
-    res, _, _, _ = calibrate(data_dir="/nonexistent-folder", definition="nearest")
+    monkeypatch.setattr(measured, "find_data_dir", lambda *a, **k: None)
+    res, _, _, _ = calibrate(definition="nearest")
     structures = {x.name: x for x in oo.builtin_oo()}
     for p in res.points:
         assert p.r_nm == structures[p.name].oo_nearest_nm, p.name

@@ -31,13 +31,23 @@ def test_structures_bad_cif(tmp_path, capsys):
     assert rc == 2 and "bad.cif" in out.err
 
 
-def test_calibrate_fallback_json(tmp_path, capsys):
-    rc, out = _run("calibrate", ["--json", "--data-dir", str(tmp_path / "none")], capsys)
+def test_calibrate_fallback_json(monkeypatch, capsys):
+    """No measured set found anywhere (none given): the literature fallback, said in the note."""
+    import sreels.structures.measured as measured
+    monkeypatch.setattr(measured, "find_data_dir", lambda start=None: None)
+    rc, out = _run("calibrate", ["--json"], capsys)
     assert rc == 0
     rep = json.loads(out.out)
     assert {"C_ev_nm2", "C_err_ev_nm2", "points"} <= set(rep)
     assert {"name", "delta_e_ev", "delta_e_err_ev", "r_nm", "r_err_nm"} <= set(rep["points"][0])
     assert "not found" in rep["note"]
+
+
+def test_calibrate_absent_data_dir_is_an_error(tmp_path, capsys):
+    """An explicit --data-dir that does not exist is an error naming it, not a silent fallback."""
+    rc, out = _run("calibrate", ["--json", "--data-dir", str(tmp_path / "none")], capsys)
+    assert rc == 2 and str(tmp_path / "none") in out.err and "no such folder" in out.err
+    assert out.out == ""
 
 
 def test_calibrate_measured_writes_figures(data_dir, tmp_path, capsys):

@@ -17,9 +17,7 @@ import numpy as np
 
 from ... import __version__
 from ...config import Config, Detector, load_config
-from ...errors import SreelsInputError
-
-EXIT_UNCONVERGED = 3
+from ...errors import EXIT_UNCONVERGED, SreelsInputError
 
 
 def _add(parser, *flags, **kw):
@@ -157,7 +155,7 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
     fit = fit_bayes(data, priors, rng, walkers=walkers, max_steps=steps, min_ess=min_ess, progress=progress)
     summary = summarise(fit, settings)
     summary["seconds_total"] = time.perf_counter() - t0
-    with output_directory(out_dir, overwrite=overwrite) as tmp:
+    with output_directory(out_dir, overwrite=overwrite, inputs=(settings or {}).get("input_files", ())) as tmp:
         write_json(tmp / "summary.json", summary)
         if progress:
             print("writing results: profile bands, posterior.nc (per-row log-likelihood, posterior predictive), "
@@ -226,9 +224,11 @@ def run_bayes(args) -> int:
     from .params import default_values
     from .priors import load_priors
 
-    if Path(args.out).exists() and not getattr(args, "overwrite", False):
-        raise SreelsInputError(f"output folder {args.out} exists; choose another or pass --overwrite")
+    from ...io import hdf5_safe
+    from ...outdir import check_output
+
     counts, cfg, y, files, truth, meta, from_toml, saturated = load_input(args.inputs, getattr(args, "saturation", None))
+    check_output(args.out, getattr(args, "overwrite", False), files)
     det, gain_known, notes = detector_for(meta, cfg.detector if from_toml else None, getattr(args, "gain", None),
                                           getattr(args, "readout_noise", None), getattr(args, "psf_decay", None))
     row_nm = float(np.median(np.diff(y))) if y.size > 1 else cfg.scenario.row_nm
@@ -248,7 +248,7 @@ def run_bayes(args) -> int:
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2 ** 63))
     rng = np.random.default_rng(seed)
-    settings = {"input_files": files, "version": __version__, "seed": seed, "priors_file": getattr(args, "priors", None),
+    settings = {"input_files": files, "version": __version__, "seed": hdf5_safe(seed), "priors_file": getattr(args, "priors", None),
                 "ti3_mode": priors.pset.ti3_mode, "fixed": priors.pset.fixed,
                 "detector": dataclasses.asdict(det), "detector_notes": notes,
                 "priors": {n: dataclasses.asdict(d) | {"dist": type(d).__name__} for n, d in priors.dists.items()}}

@@ -1,0 +1,58 @@
+"""SIGTERM like SIGINT: clean up, one line, exit 143 / 130; SIGKILL leftovers removed next time."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sreels.cli import main
+
+
+def _start(out: Path, rows=1500):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.Popen([sys.executable, "-m", "sreels.cli", "simulate", "--out", str(out), "--rows", str(rows),
+                             "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_temp(out: Path, proc, timeout=120.0):
+    """Wait until the run is writing (its temporary folder exists)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if list(out.parent.glob(f".{out.name}.sreels-tmp-*")):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before writing: {proc.communicate()}")
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("no temporary folder appeared")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_the_write_cleans_up_with_one_line(tmp_path, sig, code):
+    out = tmp_path / "out"
+    proc = _start(out)
+    _wait_for_temp(out, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1 and f"interrupted by {signal.Signals(sig).name}" in lines[0], err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigkill_leftover_is_removed_by_the_next_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    proc = _start(out)
+    _wait_for_temp(out, proc)
+    proc.kill()
+    proc.wait(timeout=60)
+    left = list(tmp_path.glob(".out.sreels-tmp-*"))
+    assert left and not out.exists()
+    assert main(["simulate", "--out", str(out), "--rows", "20", "--seed", "1"]) == 0
+    assert "removed" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
