@@ -42,6 +42,13 @@ def configure_fit(p):
     p.add_argument("--bin", type=int, default=1, metavar="N", help="sum N rows before fitting (default 1: no binning)")
     p.add_argument("--saturation", type=float, metavar="COUNTS", help="mask pixels at or above this value (default: the ADC maximum from the file's sreels "
                         "metadata, else no mask)")
+    p.add_argument("--li-range", nargs=2, type=float, default=None, metavar=("LO_EV", "HI_EV"),
+                   help="Li-K fit range (default 46 71 eV, shrunk to the data)")
+    p.add_argument("--ti-range", nargs=2, type=float, default=None, metavar=("LO_EV", "HI_EV"),
+                   help="Ti-L2,3 fit range (default 440 480 eV, shrunk to the data)")
+    p.add_argument("--o-max", type=float, default=None, metavar="EV",
+                   help="end of the O-K peak-b search on the file's axis (default: 45 eV above the onset, "
+                        "3 eV before another edge found there)")
     p.add_argument("--c-err", type=float, default=0.0, metavar="EV_NM2",
                    help="standard error of C = 2.820 eV nm^2 to propagate into R_OO (default 0)")
     p.add_argument("--reference", action="append", metavar="NAME=FILE", default=None,
@@ -90,7 +97,21 @@ def settings_from_args(args):
         collection_semiangle_mrad=getattr(args, "collection_angle", None), threshold_ev=getattr(args, "threshold", None),
         **c_from_calibration(getattr(args, "calibration", None), args.c_err),
         parent_nm=tuple(args.parent) if args.parent else None,
-        bin_rows=args.bin, saturation_counts=args.saturation)
+        bin_rows=args.bin, saturation_counts=args.saturation, o_max_ev=getattr(args, "o_max", None),
+        **_ranges(getattr(args, "li_range", None), getattr(args, "ti_range", None)))
+
+
+def _ranges(li, ti) -> dict:
+    """--li-range / --ti-range as FitSettings fields, checked (lo < pre-edge end < hi)."""
+    out = {}
+    for name, r, pre in (("li", li, 54.5), ("ti", ti, 452.0)):
+        if r is None:
+            continue
+        lo, hi = r
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < pre < hi):
+            raise SreelsInputError(f"--{name}-range {lo:g} {hi:g}: expected LO < {pre:g} eV (the pre-edge end) < HI")
+        out[f"{name}_fit_ev"] = (float(lo), float(hi))
+    return out
 
 
 def c_from_calibration(path, c_err):

@@ -202,3 +202,12 @@ def test_a_2d_map_gives_pixel_values_and_maps(tmp_path, capsys):
     line = fit_image(load_measurement([tmp_path / "low.hspy", tmp_path / "high.hspy"]))
     for k in ("ti3_fraction", "r_oo_nm"):
         assert np.allclose(np.asarray(t[k], float), line.columns[k], rtol=1e-9, equal_nan=True), k
+
+
+def test_fit_ranges_can_be_set_and_are_checked(simdir, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["fit", str(simdir), "--out", str(out), "--no-plot", "--ti-range", "445", "475", "--o-max", "570"]) == 0
+    s = json.loads((out / "summary.json").read_text())["settings"]
+    assert s["ti_fit_ev"] == [445.0, 475.0] and s["o_max_ev"] == 570.0
+    assert main(["fit", str(simdir), "--out", str(tmp_path / "bad"), "--ti-range", "460", "475"]) == 2
+    assert "--ti-range 460 475" in capsys.readouterr().err
