@@ -1,12 +1,13 @@
 """Write a :class:`~sreels.forward.simulate.Simulation` to a folder (the output contract).
 
-DIR/<window>.hspy  2-D image, navigation y (nm), signal energy loss (eV); lowloss.hspy is the
-                   low-loss (zero-loss + plasmon) window of a DualEELS recording
-DIR/truth.csv      per-row truth (y_nm, li_rel, ti3_fraction, r_oo_nm, peak positions, t_over_lambda,
-                   zlp_shift_ev, ...)
-DIR/scenario.toml  the fully resolved scenario, instrument and detector
-DIR/run.json       seed record, version, timings, saturation, files
-DIR/spectrum_images.png  with ``plot=True``: a Fig. 5-like figure
+- ``DIR/<window>.hspy``: 2-D image, navigation y (nm), signal energy loss (eV); ``lowloss.hspy``
+  is the low-loss (zero-loss + plasmon) window of a DualEELS recording (``lowloss_window = true``)
+- ``DIR/truth.csv``: per-row truth (y_nm, li_rel, ti3_fraction, r_oo_nm, peak positions,
+  t_over_lambda, zlp_shift_ev, ...)
+- ``DIR/scenario.toml``: the fully resolved scenario, instrument and detector
+- ``DIR/run.json``: seed record, version, timings, saturation, files
+- ``DIR/spectrum_images.png``: with ``plot=True``, a Fig. 5-like figure
+
 The folder appears complete or not at all (written to a temporary folder, then renamed).
 """
 
