@@ -208,7 +208,7 @@ MUTATIONS = [
       "    return threshold_ev + c_ev_nm2 / r**2", "    return threshold_ev + c_ev_nm2 / r**1.9",
       tuple(CALIB), "resonance law with R^-1.9"),
     M("C5", "calibration", "sreels/structures/calibration.py",
-      "    c_err = float(np.sqrt(cov[0, 0]))\n", "    c_err = float(np.sqrt(cov[0, 0] * max(chi2 / max(dof, 1), 1.0)))\n",
+      "    c_err = float(np.sqrt(cov[0, 0]))\n", "    c_err = float(np.sqrt(cov[0, 0] * chi2 / max(dof, 1)))\n",
       tuple(CALIB), "C error rescaled by chi2/dof although the input errors are stated"),
 ]
 
