@@ -1,6 +1,6 @@
 """Output folders that appear complete or not at all, and never eat a user's files.
 
-A result is written into a temporary sibling folder ``.NAME.sreels-tmp-PID-XXXX`` and
+A result is written into a temporary sibling folder ``.NAME.sreels-tmp-PID-<random>`` and
 renamed to ``NAME`` only when the whole block succeeded (and no signal arrived).  The
 finished folder holds a manifest, :data:`MANIFEST`, listing every file sreels wrote with
 its size and SHA-256.  ``--overwrite`` replaces a folder only when

@@ -250,13 +250,18 @@ class _Run:
             return self.means[w.name]
         return w.counts.mean(0)
 
+    def psf_decay(self, w: WindowData) -> float:
+        """The detector PSF's decay along energy: the option, else the file's sreels metadata, else 0."""
+        if self.s.psf_decay is not None:
+            return float(self.s.psf_decay)
+        md = w.metadata if isinstance(w.metadata, dict) else {}
+        sre = md.get("sreels", {}) if isinstance(md.get("sreels", {}), dict) else {}
+        return float(sre.get("detector", {}).get("psf_decay", 0.0) or 0.0)
+
     def prepare(self, w: WindowData, edges, lo, hi):
         """References, per-pixel variances and the saturation mask of a window's fit range."""
         s = self.s
-        md = w.metadata if isinstance(w.metadata, dict) else {}
-        decay = s.psf_decay if s.psf_decay is not None else md.get("sreels", {}).get("detector", {}).get(
-            "psf_decay", 0.0)
-        refs = fine_references(w.energy, lo, hi, s.instrument(), tuple(edges), float(decay or 0.0))
+        refs = fine_references(w.energy, lo, hi, s.instrument(), tuple(edges), self.psf_decay(w))
         sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
         return refs, self.variance(w), (w.counts >= sat if sat is not None else None)
 
@@ -268,10 +273,7 @@ class _Run:
         if not self.gain_known(w):
             return 1.0
         s = self.s
-        md = w.metadata if isinstance(w.metadata, dict) else {}
-        decay = s.psf_decay if s.psf_decay is not None else md.get("sreels", {}).get(
-            "detector", {}).get("psf_decay", 0.0)
-        c = psf_variance_factor(float(decay or 0.0))
+        c = psf_variance_factor(self.psf_decay(w))
         g = s.gain_counts_per_e or w.gain_counts_per_e
         rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
         shot = g * np.maximum(np.median(np.asarray(w.counts, float), 0), 1.0)
@@ -517,11 +519,9 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
     if sat is not None:  # saturated pixels: no weight
         var = np.where(y >= sat, 1e30, var)
-    md = w.metadata if isinstance(w.metadata, dict) else {}
-    decay = s.psf_decay if s.psf_decay is not None else md.get("sreels", {}).get("detector", {}).get("psf_decay", 0.0)
     ef, refs = fine_references(w.energy, max(w.energy.offset_ev, 400.0) + 15.0, min(w.energy.end_ev, 700.0) - 15.0,
-                               s.instrument(),
-                               ("Ti-L23", "O-K") if ti_fit is not None else ("O-K",), float(decay or 0.0))
+                               s.instrument(), ("Ti-L23", "O-K") if ti_fit is not None else ("O-K",),
+                               run.psf_decay(w))
     if ti_fit is not None:
         e = w.energy.energy_ev
         y = y - sum(Shifted.build(ef, refs[n] / ti_fit.ref_scale).at(e, ti["delta"])[0] * ti_fit.value(n)[:, None]
