@@ -175,12 +175,12 @@ class Instrument:
     drift_ev: float = 0.0                # global shift of every row (the whole image drifts together)
     spatial_blur_fwhm_nm: float = 6.0    # slit/probe + delocalisation along y
     # plural scattering and the low-loss window: sreels.forward.lowloss (sources there)
-    plural_scattering: bool = False      # Poisson in t/lambda (real lamellae: t/lambda 0.3-1); opt-in for now
+    plural_scattering: bool = True       # Poisson in t/lambda (real lamellae: t/lambda 0.3-1)
     inelastic_mfp_nm: float = 0.0        # 0: lambda per phase (Iakoubovskii 2008); > 0: one lambda (nm)
     plasmon_ev: float = 0.0              # 0: free-electron plasmon per phase; > 0: one Drude plasmon (eV)
     plasmon_fwhm_ev: float = 10.0        # width of that one plasmon (assumed)
     zlp_tail_ev: float = 0.0             # exponential tail of the ZLP toward positive loss, e.g. 0.1 (cold FEG)
-    lowloss_window: bool = False         # record the low-loss window (DualEELS); opt-in for now
+    lowloss_window: bool = True          # record the low-loss window (a DualEELS pair, as real data are)
     lowloss_offset_ev: float = -10.0
     lowloss_channels: int = 2048
     lowloss_exposure_s: float = 0.002    # ZLP maximum ~2e4 counts: below the 16-bit ADC maximum

@@ -1,13 +1,11 @@
 """Deconvolution of core-loss windows by the low-loss window, every row at once.
 
-- :func:`fourier_ratio` (Egerton 2011, Sec. 4.3, Eq. 4.11) for windows that start above the low-loss
-  range: S = FT^-1[ Z J_k I_l / J_l ].
-- :func:`fourier_log` (Egerton 2011, Sec. 4.2, Eq. 4.10) for windows that start inside it (Li-K at
-  40 eV): the low loss spliced below the window, S = N FT^-1[ G ln(J / Z) ].
-
-Both reconvolve with the inversion's own resolution (model ZLP x camera PSF), so that the fit's
-references still apply, remove the row's ZLP shift with the plural scattering, and return the noise
-gain per row (the factor on the channel variances).
+:func:`fourier_ratio` (Egerton 2011, Sec. 4.3, Eq. 4.11) for windows that start above the low-loss
+range, S = FT^-1[ Z J_k I_l / J_l ], reconvolved with the inversion's own resolution (model ZLP x
+camera PSF) so that the fit's references still apply; the row's ZLP shift goes with the plural
+scattering, and the noise gain per row (the factor on the channel variances) is returned.  Windows
+that start inside the low-loss range (Li-K at 40 eV) are not deconvolved: the fit models their plural
+scattering (:func:`sreels.inference.lowloss.plural_kernel`).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import numpy as np
 from scipy import fft as sfft
 
 from ..axes import EnergyAxis
-from ..errors import SreelsInputError
 from ..forward.detector import psf_kernel
 from ..forward.lowloss import zlp_tf
 
@@ -71,103 +68,6 @@ def _power_law_pad(y, e, n_lo, n_hi, n_fit):
         t[:k] = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / max(k, 1))
         return t
     return np.concatenate([lo * taper(n_lo)[None, :], y, hi * taper(n_hi)[::-1][None, :]], 1)
-
-
-def _splice(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, n_hi: int, n_fit: int, ratio=None):
-    """Core rows continued below their start by the low loss (on the core's channel grid, scaled over
-    the first 10 eV they share) and above by a tapered power law; returns the rows and the number of
-    channels put below."""
-    de = core_axis.scale_ev
-    n_lo = int(np.floor((core_axis.offset_ev - ll_axis.offset_ev) / de))
-    if n_lo < 1 or ll_axis.end_ev < core_axis.offset_ev + 10.0:
-        raise SreelsInputError(f"the low-loss window ({ll_axis.offset_ev:.1f}-{ll_axis.end_ev:.1f} eV) does not "
-                               f"reach 10 eV into the core-loss window starting at {core_axis.offset_ev:.1f} eV")
-    e = core_axis.offset_ev + de * np.arange(-n_lo, int(round(10.0 / de)))
-    el = ll_axis.energy_ev
-    low = _interp_rows(e, el, ll)
-    ov = slice(n_lo, None)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = core[:, :low.shape[1] - n_lo].sum(1) / low[:, ov].sum(1)
-    k = np.where(np.isfinite(k), k, 0.0) if ratio is None else np.full(core.shape[0], float(ratio))
-    ext = _power_law_pad(core, core_axis.energy_ev, 0, n_hi, n_fit)
-    return np.concatenate([low[:, :n_lo] * k[:, None], ext], 1), n_lo
-
-
-def _psf_tf(psf_decay, n):
-    k = psf_kernel(psf_decay)
-    kk = np.zeros(n)
-    kk[(np.arange(k.size) - k.size // 2) % n] = k
-    return sfft.rfft(kk).real
-
-
-def mean_zlp_tf(counts, axis: EnergyAxis, centre_ev, threshold_ev, n: int):
-    """The image's mean ZLP shape as a unit-area transform on an ``n``-point grid of the axis's
-    spacing, centred at 0 eV: each row's counts up to its threshold, moved by its centre (Fourier
-    shift) and divided by its area, then averaged over rows (noise / sqrt(rows))."""
-    y = np.asarray(counts, dtype=float)
-    e = axis.energy_ev
-    zl = np.where(e[None, :] <= np.asarray(threshold_ev)[:, None], y, 0.0)
-    f = sfft.rfftfreq(n, d=axis.scale_ev)
-    zf = sfft.rfft(zl, n=n, axis=1) * np.exp(2j * np.pi * f[None, :] * (np.asarray(centre_ev)[:, None] - e[0]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        zf = zf / zf[:, :1].real
-    good = np.all(np.isfinite(zf), axis=1)
-    return zf[good].mean(0)
-
-
-def fourier_log(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, centre_ev, threshold_ev, fwhm_ev: float,
-                tail_ev: float = 0.0, psf_decay: float = 0.0, smooth_ev: float = 1.0, ratio=None):
-    """Single scattering of a core-loss window that starts inside the low-loss range (Li-K at 40 eV)
-    by the Fourier-log method (Egerton 2011, Sec. 4.2, Eq. 4.10) on the spliced spectrum.
-
-    J = the row's low loss below the window's start (scaled to the window over the first 10 eV they
-    share: the exposure ratio), the window itself, a tapered power law above.  Its ZLP (up to
-    ``threshold_ev``) is replaced by Z = I_0 z(E - centre), z the image's mean ZLP shape
-    (:func:`mean_zlp_tf`), and the plasmon region below the window is smoothed by a Gaussian of
-    ``smooth_ev`` sigma: scaled by the exposure ratio, the low loss's shot noise would otherwise
-    dominate.  With N = J(0) the total,
-        D(f) = N G(f) K(f) ln[ J(f) / Z(f) ],       G = model ZLP (fwhm, tail), K = PSF;
-    since J = Z exp(S / I_0) (Poisson), D is the single-scattering distribution (single plasmon and
-    single core losses) per N incident electrons, reconvolved: the normalisation of
-    :func:`fourier_ratio` and of the forward model without plural scattering.  A Fourier ratio
-    cannot be used here: its kernel (the low loss) would hold the window's own edges.  The row's ZLP
-    shift cancels in J / Z: D is on the ZLP-referenced scale.  Noise: H = N G K / J as in
-    :func:`fourier_ratio`; ``factor`` is its mean |H|^2 over 0.1-1 cycles/eV.
-    """
-    core = np.asarray(core, dtype=float)
-    ll, ll_axis = _resample(np.asarray(ll, dtype=float), ll_axis, core_axis.scale_ev)
-    de = core_axis.scale_ev
-    padded, n_lo = _splice(core, core_axis, ll, ll_axis, int(round(64.0 / de)), min(64, core.shape[1] // 4), ratio)
-    e0 = core_axis.offset_ev - n_lo * de   # energy of padded[:, 0]
-    ep = e0 + de * np.arange(padded.shape[1])
-    thr, centre = np.asarray(threshold_ev)[:, None], np.asarray(centre_ev, dtype=float)
-    zero = ep[None, :] <= thr
-    i0 = np.sum(np.where(zero, padded, 0.0), 1)
-    below = (ep[None, :] > thr) & (ep[None, :] < core_axis.offset_ev)
-    if smooth_ev > 0:
-        from scipy.ndimage import gaussian_filter1d
-        padded = np.where(below, gaussian_filter1d(np.where(zero, 0.0, padded), smooth_ev / de, axis=1), padded)
-    n = sfft.next_fast_len(2 * padded.shape[1], real=True)
-    f = sfft.rfftfreq(n, d=de)
-    zshape = mean_zlp_tf(ll, ll_axis, centre, np.asarray(threshold_ev), n)
-    z = i0[:, None] * zshape[None, :] * np.exp(-2j * np.pi * f[None, :] * (centre[:, None] - e0))
-    j = sfft.rfft(np.where(zero, 0.0, padded), n=n, axis=1) + z
-    ntot = j[:, :1].real
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lr = np.log(j / z)
-    lr = np.where(np.isfinite(lr), lr, 0.0)
-    gk = (zlp_tf(f, fwhm_ev, tail_ev) * _psf_tf(psf_decay, n))[None, :]
-    d = ntot * gk * lr
-    # D at lag m is the loss m dE above the ZLP; the window's channel j (loss offset + j dE) is at lag
-    # offset / dE + j (the fraction by a phase)
-    c0 = core_axis.offset_ev / de
-    c_int = int(np.floor(c0))
-    d = d * np.exp(2j * np.pi * f * (c0 - c_int) * de)[None, :]
-    out = sfft.irfft(d, n=n, axis=1)[:, c_int:c_int + core.shape[1]]
-    band = (f >= 0.1) & (f <= 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = np.mean(np.abs(ntot * gk[:, band] / j[:, band]) ** 2, axis=1)
-    return out, factor
 
 
 def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev: float, tail_ev: float = 0.0,

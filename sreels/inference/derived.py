@@ -154,6 +154,11 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
         out["li_at_ti_boundary_rel"] = float(_li_model(yb, *p))
         out["li_at_ti_boundary_rel_err"] = float(np.sqrt(gp @ li_fit.covar @ gp + (dy * yb_e) ** 2
                                                          + (out["li_at_ti_boundary_rel"] * norm) ** 2))
+    # a model systematic common to the high-c_Li rows (fast.LI_PLURAL_SYST): it does not average down
+    syst = float(np.nanmax(cols.get("li_plural_syst", [0.0])))
+    for name in ("li_max_rel", "li_at_ti_boundary_rel"):
+        if syst > 0 and np.isfinite(out.get(name, np.nan)):
+            out[f"{name}_err"] = float(np.hypot(out[f"{name}_err"], syst * abs(out[name] - 1.0) * out[name]))
     r, r_e = cols["r_oo_nm"], cols["r_oo_nm_err"]
     gr = oks["o"] & np.isfinite(r) & np.isfinite(r_e) & (r_e > 0)
     if gr.sum() < max(10, 0.2 * y.size) and np.isfinite(r).any():

@@ -9,17 +9,17 @@ are the forward model's own per-atom shapes convolved with the resolution
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..axes import EnergyAxis
-from ..forward import edges as ed
 from .background import fit_power_law
 from .batchfit import BatchResult, levenberg_marquardt
 
 FINE_STEP_EV = 0.01
+#: name of the multiple-valence-scattering component of :func:`fit_linear_edges`
+PLURAL_TAIL = "plural tail"
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,14 @@ class EdgeFit:
     data: np.ndarray
     weights: np.ndarray   # (rows, n) inverse variances used
     ref_scale: float = 1.0  # references were divided by this before fitting
+    jac: np.ndarray | None = None  # (rows, n, parameters) at the solution
+
+    def response(self, dy):
+        """Linear change of the parameters for data changes ``dy`` (..., rows, n): (..., rows, parameters),
+        cov J' W dy (the covariance not widened for poor fits: the weights' own)."""
+        jw = self.jac * self.weights[:, :, None]
+        g = np.einsum("rnp,...rn->...rp", jw, dy)
+        return np.einsum("rpq,...rq->...rp", self.result.cov, g)
 
     def pulls(self) -> np.ndarray:
         """Normalised residuals (data - model) * sqrt(weight)."""
@@ -107,36 +115,71 @@ def _window(axis: EnergyAxis, counts, variance, lo, hi, mask=None):
     return e, np.asarray(counts, float)[:, sl], w
 
 
+def rows_at(table, step, e, delta):
+    """Per-row tables on losses m * step (m = 0, 1, ...) at E - delta_r: (values, d/dE), (rows, n) each
+    (0 outside the table)."""
+    pos = (e[None, :] - np.asarray(delta, float)[:, None]) / step
+    i = np.clip(np.floor(pos).astype(int), 0, table.shape[1] - 2)
+    f = np.clip(pos - i, 0.0, 1.0)
+    r = np.arange(table.shape[0])[:, None]
+    inside = (pos >= 0) & (pos <= table.shape[1] - 1)
+    v = np.where(inside, table[r, i] * (1 - f) + table[r, i + 1] * f, 0.0)
+    return v, np.where(inside, (table[r, i + 1] - table[r, i]) / step, 0.0)
+
+
 def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
-                     delta=None, mask=None, fit_delta=True) -> EdgeFit:
+                     delta=None, mask=None, fit_delta=True, weight=None, tail=None, tail_amp=None) -> EdgeFit:
     """Power law + linear amplitudes of fixed references shifted by "delta" (eV).
 
     Parameters: ln A, r, one amplitude per reference, and "delta" if ``delta`` (starting
     values, rows,) is given and ``fit_delta``; with ``fit_delta=False`` the references are
-    held at the given shifts.  ``refs`` is (fine energy grid, {name: reference}).
+    held at the given shifts.  ``refs`` is (fine energy grid, {name: reference}).  Plural scattering
+    (:func:`.lowloss.plural_kernel`): ``weight`` (rows,) multiplies the references (the unscattered
+    fraction exp(-t/lambda)); ``tail`` (rows, lags) is each row's multiple scattering on losses
+    m dE, one more linear component "plural tail" shifted with the references, or with ``tail_amp``
+    (a number) a fixed part of the model (``tail_amp`` x tail).
     """
-    e, y, w = _window(axis, counts, variance, lo, hi, mask)
-    rows = y.shape[0]
+    rows = np.shape(counts)[0]
+    d0 = np.zeros(rows) if delta is None else np.asarray(delta, float)
+    fit_shift = delta is not None and fit_delta
     ef, refs = refs
     scale = max(np.max(np.abs(refs[n])) for n in names)
     sh = {n: Shifted.build(ef, refs[n] / scale) for n in names}
+    fixed_part = None
+    if tail is not None:
+        tail = np.broadcast_to(np.asarray(tail, float), (rows, np.shape(tail)[-1]))
+        t_scale = max(float(np.max(np.abs(tail))), 1e-300)
+        if tail_amp is None:
+            names = (*names, PLURAL_TAIL)
+        else:  # a known part of the data: taken off before the power law's start and the fit
+            fixed_part = float(tail_amp) * rows_at(tail, axis.scale_ev, axis.energy_ev, d0)[0]
+            counts = np.asarray(counts, float) - fixed_part
+    e, y, w = _window(axis, counts, variance, lo, hi, mask)
     pl = fit_power_law(axis, counts, lo, pre_hi, variance)
     e_ref = pl.e_ref_ev
-    fit_shift = delta is not None and fit_delta
-    d0 = np.zeros(rows) if delta is None else np.asarray(delta, float)
     b, x = _powerlaw_cols(e, e_ref, pl.log_a, pl.r)
-    tv = np.stack([sh[n].at(e, d0)[0] for n in names], axis=-1)
+    wt = None if weight is None else np.broadcast_to(np.asarray(weight, float), (rows,))[:, None]
+
+    def at(name, dd, idx):
+        if name == PLURAL_TAIL:
+            return rows_at(tail[idx] / t_scale, e[1] - e[0], e, dd)
+        v, sl = sh[name].at(e, dd)
+        return (v, sl) if wt is None else (v * wt[idx], sl * wt[idx])
+
+    fixed = None if fit_shift else [at(n, d0, np.arange(rows)) for n in names]
+    tv = np.stack([(fixed[i] if fixed else at(n, d0, np.arange(rows)))[0] for i, n in enumerate(names)], axis=-1)
     z = (y - b) * np.sqrt(w)
     A = tv * np.sqrt(w)[:, :, None]
     At = np.swapaxes(A, 1, 2)
     amp = np.linalg.solve(At @ A + 1e-12 * np.eye(len(names)), At @ z[:, :, None])[:, :, 0]
     p0 = np.column_stack([pl.log_a, pl.r, amp] + ([d0] if fit_shift else []))
     k = len(names)
-
     def model(p, idx):
         bb = np.exp(p[:, :1] - p[:, 1:2] * x[None, :])
-        dd = p[:, 2 + k] if fit_shift else d0[idx]
-        vals, slopes = zip(*(sh[n].at(e, dd) for n in names))
+        if fit_shift:
+            vals, slopes = zip(*(at(n, p[:, 2 + k], idx) for n in names))
+        else:
+            vals, slopes = zip(*((v[idx], sl[idx]) for v, sl in fixed))
         m = bb + sum(v * p[:, 2 + i:3 + i] for i, v in enumerate(vals))
         cols = [bb, -bb * x[None, :], *vals]
         if fit_shift:
@@ -144,9 +187,12 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         return m, np.stack(cols, -1)
 
     res = levenberg_marquardt(model, p0, y, w)
-    m, _ = model(res.params, np.arange(rows))
+    m, jac = model(res.params, np.arange(rows))
+    if fixed_part is not None:
+        fp = fixed_part[:, axis.slice(lo, hi)]
+        y, m = y + fp, m + fp
     pnames = ("log_a", "r", *names) + (("delta",) if fit_shift else ())
-    return EdgeFit(res, pnames, e_ref, e, m, y, w, scale)
+    return EdgeFit(res, pnames, e_ref, e, m, y, w, scale, jac)
 
 
 def global_shift(axis, mean_counts, ref, lo, hi, search_ev=10.0) -> float:

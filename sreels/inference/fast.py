@@ -23,7 +23,7 @@ from ..forward.detector import psf_kernel, psf_variance_factor
 from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
-from .edgefits import FINE_STEP_EV, Shifted, fit_linear_edges, global_shift, variance_model
+from .edgefits import PLURAL_TAIL, FINE_STEP_EV, Shifted, fit_linear_edges, rows_at, global_shift, variance_model
 from .okpeaks import O_K_ONSET_EV, OKRows, measure_o_k, noise_scale
 from .load import WindowData, check_fit_input
 from .lowloss import apply_low_loss
@@ -410,6 +410,38 @@ def _ti_shape_systematic(run: _Run, w: WindowData) -> float:
     return TI_SHAPE_SYST[kind]
 
 
+def _tail_level(run: _Run, w: WindowData, mean, refs, lo, hi, pre, kern, tail):
+    """The multiple plasmons' level in a window (:func:`.lowloss.plural_kernel`'s tail is in low-loss
+    counts): the exposure ratio of the two recordings where their metadata give it, else a free
+    amplitude of the image's mean spectrum (on the ZLP-referenced axis)."""
+    if tail is None:
+        return None
+    if w.exposure_ratio is not None:
+        return float(w.exposure_ratio)
+    f = fit_linear_edges(w.energy, mean, variance_model(mean, 1.0, 0.0), refs, run.s.li_components, lo, hi, pre,
+                         delta=np.zeros(1), fit_delta=False, weight=kern, tail=tail)
+    c = float(f.value(PLURAL_TAIL)[0]) / float(np.max(np.abs(tail)))
+    run.notes.append(f"{w.source}: exposure ratio to the low-loss window not in the metadata; the multiple "
+                     f"plasmons' level fitted to the image's mean spectrum ({c:.4g})")
+    return c
+
+
+#: systematic of c_Li, relative, per unit of c_Li above the parent, when the fit models plural scattering
+#: from a low-loss window: noise-free simulations put c_Li low by 0.26 % per unit at t/lambda 0.54 (the
+#: study's image: 8.34 -> 8.18) and 0.39 % per unit at 0.7 (the "wide" test scenario, c_Li 10)
+LI_PLURAL_SYST = 0.004
+
+
+def _tail_variance(fit, w: WindowData, c_tail, delta):
+    """Variance of every parameter (rows, parameters) from the low loss's noise in the multiple-scattering
+    tail the fit held fixed: the fit's linear response to each noise replica of the tail (0 without)."""
+    if w.plural_tail_dev is None or c_tail is None:
+        return np.zeros_like(fit.result.params)
+    dy = np.stack([-c_tail * rows_at(d.astype(float), w.energy.scale_ev, fit.energy, delta)[0]
+                   for d in w.plural_tail_dev])
+    return np.mean(fit.response(dy) ** 2, axis=0)
+
+
 def _fit_li(run: _Run, w: WindowData, ti):
     """Li-K per row: the raw amount and (with Ti) the amount per Ti atom; the parent
     normalisation needs the whole image and is :func:`_normalise_li`'s."""
@@ -419,18 +451,26 @@ def _fit_li(run: _Run, w: WindowData, ti):
     # the window's own offset from its mean spectrum (windows are separate recordings, each with
     # its own offset); the rows' distortion about it from the Ti fit when there is one
     mean = run.mean(w)[None, :]
+    kern = w.unscattered  # plural scattering from the low loss (.lowloss.plural_kernel)
+    mk = None if kern is None else np.mean(kern)
+    mt = None if w.plural_tail is None else w.plural_tail.mean(0, keepdims=True)
+    c_tail = _tail_level(run, w, mean, (ef, refs), lo, hi, pre, mk, mt)
     m_fit = fit_linear_edges(w.energy, mean, variance_model(mean, 1.0, 0.0), (ef, refs),  # relative weights
-                             s.li_components, lo, hi, pre, delta=np.zeros(1))
+                             s.li_components, lo, hi, pre, delta=np.zeros(1), weight=mk, tail=mt, tail_amp=c_tail)
     d0 = float(m_fit.value("delta")[0])
     if not (np.isfinite(d0) and abs(d0) < 10.0):
         run.notes.append(f"{w.source}: no energy offset could be read from the Li-K window's mean spectrum "
                          f"({d0:.3g} eV): taken as 0")
         d0 = 0.0
-    d_li = np.full(run.rows, d0) if ti is None else d0 + ti["delta"] - run.ti_d0
+    if w.row_shift_ev is not None:  # the rows' shifts known from their ZLP
+        d_li = d0 + w.row_shift_ev - np.mean(w.row_shift_ev)
+    else:
+        d_li = np.full(run.rows, d0) if ti is None else d0 + ti["delta"] - run.ti_d0
     fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), s.li_components, lo, hi, pre,
-                           delta=d_li, mask=mask, fit_delta=False)
+                           delta=d_li, mask=mask, fit_delta=False, weight=kern, tail=w.plural_tail, tail_amp=c_tail)
+    tail_var = _tail_variance(fit, w, c_tail, d_li)
     fit = run.finish(fit, w, mask, (lo, hi), "li")
-    a, a_err = fit.value("Li-K"), fit.err("Li-K")
+    a, a_err = fit.value("Li-K"), np.sqrt(fit.err("Li-K") ** 2 + tail_var[:, fit.names.index("Li-K")])
     # Li-K present in the image when a tenth of its rows (at least 3) show it at 3 sigma; then
     # every row's amount is a measurement (a row's low value is not censored, which would bias
     # the profile up); else no row holds Li-K
@@ -450,7 +490,7 @@ def _fit_li(run: _Run, w: WindowData, ti):
     else:
         valid = has
         q, q_err = a, a_err
-    return fit, {"_li_a": a, "_li_a_err": a_err, "_li_q": q, "_li_q_err": q_err, "_li_valid": valid,
+    return fit, {"_li_plural": w.plural_tail is not None, "_li_a": a, "_li_a_err": a_err, "_li_q": q, "_li_q_err": q_err, "_li_valid": valid,
                  "li_chi2_red": fit.result.chi2_red}
 
 
@@ -477,12 +517,19 @@ def _normalise_li(cols: dict, y_nm, parent_nm, notes: list) -> None:
         qm = qm_err = am = am_err = np.nan
         if valid.sum() == 0:
             notes.append("no row has a valid Li-K fit: li_rel and li_areal_rel are not normalised (NaN)")
+    li = q / qm
+    # the plural tail's model systematic (measured on simulations, see LI_PLURAL_SYST)
+    syst = LI_PLURAL_SYST * np.abs(li - 1.0) * li if cols.pop("_li_plural", False) else np.zeros(a.size)
+    if np.any(syst > 0):
+        notes.append(f"c_Li errors include the plural-tail model's systematic, {LI_PLURAL_SYST:.3f} x |c_Li - 1| x c_Li "
+                     "(the parent's plasmon tail under Li-K is not a power law where the plasmons change with c_Li)")
     cols.update({
-        "li_rel": np.where(valid, q / qm, np.nan),
-        "li_rel_err": np.where(valid, np.hypot(q_err / qm, q * qm_err / qm**2), np.nan),
+        "li_rel": np.where(valid, li, np.nan),
+        "li_rel_err": np.where(valid, np.sqrt((q_err / qm) ** 2 + (q * qm_err / qm**2) ** 2 + syst**2), np.nan),
         # the normalisation's relative error is common to every row: kept apart for derived numbers
-        "li_rel_err_row": np.where(valid, q_err / qm, np.nan),
+        "li_rel_err_row": np.where(valid, np.hypot(q_err / qm, syst), np.nan),
         "li_norm_rel_err": np.full(a.size, qm_err / qm),
+        "li_plural_syst": np.full(a.size, LI_PLURAL_SYST if np.any(syst > 0) else 0.0),
         "li_areal_rel": a / am, "li_areal_rel_err": np.hypot(a_err / am, a * am_err / am**2),
         "parent": par.astype(int),
     })

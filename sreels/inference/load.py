@@ -42,6 +42,16 @@ class WindowData:
     position_unit: str = "nm"           # "" when the file gives no length unit: y is then the row index
     #: per-row factor on the channel variances (rows,): > 1 after a deconvolution (see .lowloss)
     variance_factor: np.ndarray | None = field(default=None, repr=False)
+    #: plural scattering of a window the low loss reaches (see .lowloss.plural_kernel): per row the
+    #: unscattered fraction (rows,), the multiple scattering (rows, lags) on losses m x channel width in
+    #: low-loss counts, and its noise as replica deviations (replicas, rows, lags)
+    unscattered: np.ndarray | None = field(default=None, repr=False)
+    plural_tail: np.ndarray | None = field(default=None, repr=False)
+    plural_tail_dev: np.ndarray | None = field(default=None, repr=False)
+    #: per-row energy shift (eV) still in the counts (the ZLP's, for windows not deconvolved)
+    row_shift_ev: np.ndarray | None = field(default=None, repr=False)
+    #: this window's exposure over the low-loss window's (from the metadata), with ``plural_tail``
+    exposure_ratio: float | None = None
 
 
 def _energy_axis_index(axes, where):

@@ -10,9 +10,10 @@ Fourier-ratio deconvolution of the core-loss windows.  Every function acts on al
 - t/lambda (:func:`log_ratio_thickness`): the log-ratio method, t/lambda = ln(I_t / I_0)
   (Egerton 2011, Eq. 5.11), I_0 the counts up to the first minimum after the ZLP (as exspy's
   ``estimate_elastic_scattering_intensity`` with a threshold), I_t the whole window.
-- Deconvolution of the core-loss windows (:mod:`.deconvolve`): Fourier ratio above the low-loss
-  range, Fourier log on the spliced spectrum inside it (the Li-K window), both reconvolved with the
-  inversion's own resolution; :func:`apply_low_loss` is the fast path's step.
+- Plural scattering of the core-loss windows: those above the low-loss range are Fourier-ratio
+  deconvolved (:mod:`.deconvolve`) and reconvolved with the inversion's own resolution; those that
+  start inside it (the Li-K window at 40 eV) keep their counts and the fit convolves its references
+  with each row's low loss (:func:`plural_kernel`); :func:`apply_low_loss` is the fast path's step.
 """
 
 from __future__ import annotations
@@ -20,19 +21,28 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import fft as sfft
 from scipy.ndimage import uniform_filter1d
 
 from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from .deconvolve import fourier_log, fourier_ratio
+from .deconvolve import fourier_ratio
 
 #: the ZLP is searched within this distance of 0 eV on the stored axis (uncalibrated axes: a few eV)
 ZLP_SEARCH_EV = 10.0
-#: windows starting below this energy (eV) are continued below their start by the low loss before the
-#: deconvolution (an extrapolation would have to cross the plasmon region); without a low loss that
-#: reaches into them they are scaled by exp(t/lambda) instead
+#: windows starting below this energy (eV) are not deconvolved (their plural source is the plasmon
+#: region just below them, where a Fourier ratio's kernel would hold their own edges and a Fourier log
+#: needs the low loss spliced in at its ~250x shorter exposure's noise): the fit convolves its
+#: references with the row's low loss instead (:func:`plural_kernel`)
 MIN_DECONVOLVE_EV = 150.0
+#: principal components kept of the rows' multiple-scattering tails (:func:`denoise_rows`)
+TAIL_COMPONENTS = 6
+#: losses (eV above a window's start) over which the tail is computed: the Li-K fit's reach
+TAIL_SPAN_EV = 100.0
+#: replicas (and their seed) that carry the low loss's shot noise through the tail into the errors
+TAIL_REPLICAS = 8
+TAIL_SEED = 20140414
 #: the elastic threshold (first minimum) is searched in [centre + max(1 eV, 1.5 FWHM), centre + this]
 THRESHOLD_MAX_EV = 11.0
 
@@ -126,6 +136,68 @@ def log_ratio_thickness(counts, threshold_idx, gain=1.0, readout=0.0):
     return tl, err
 
 
+def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: float, span_ev: float):
+    """What plural scattering does to a core-loss window of channel spacing ``scale_ev`` that starts
+    inside the low-loss range, per row: (unscattered, tail).
+
+    With J = Z exp(S / I_0) (Poisson; Z the zero-loss peak of area I_0, S the single-scattering
+    distribution of everything, plasmons and shallow edges alike; Egerton 2011, Sec. 4.2) a window
+    above the ZLP records I_0 [S + M] / I_t per incident electron, M = exp(S/I_0) - 1 - S/I_0 the
+    multiple scattering.  So the fit takes the single-scattering references times
+    ``unscattered`` = I_0 / I_t = exp(-t/lambda), (rows, 1), plus the row's ``tail`` = I_0 M
+    (counts of the low-loss window, (rows, lags) on lags m dE from the row's ZLP) times one exposure
+    ratio.  M comes from the row's low loss by the Fourier log, ln(J / Z) = S / I_0 (Egerton 2011,
+    Eq. 4.10), reconvolved with a 1 eV Gaussian.  The single part S, which the short low-loss exposure
+    measures poorly, cancels exactly; its shot noise still reaches M at first order (dM ~ dS (*) S / I_0,
+    smoothed by the plasmon's width), which :func:`apply_low_loss` carries into the errors by replicas.
+    """
+    from ..forward.lowloss import zlp_tf
+    from .deconvolve import _resample
+
+    ll, ax = _resample(np.asarray(counts, dtype=float), axis, scale_ev)
+    e = ax.energy_ev
+    thr = axis.energy_ev[np.asarray(threshold_idx)]
+    # J up to span + 10 eV above the ZLP (the tail at loss L needs J below L only), a 10 eV cosine taper
+    # at the end (an abrupt end would ring through the logarithm)
+    end = min(e[-1], float(np.median(centre_ev)) + span_ev + 10.0)
+    keep = e <= end
+    ll, e = ll[:, keep], e[keep]
+    t = np.clip((end - e) / 10.0, 0.0, 1.0)
+    j = ll * (0.5 - 0.5 * np.cos(np.pi * t))[None, :]
+    zero = e[None, :] <= thr[:, None]
+    it = j.sum(1)
+    i0 = np.sum(np.where(zero, j, 0.0), 1)
+    # the ratio J / Z is independent of where the ZLP sits: its inverse transform starts at loss 0
+    n = sfft.next_fast_len(2 * j.shape[1], real=True)
+    f = sfft.rfftfreq(n, d=scale_ev)
+    jf, zf = sfft.rfft(j, n=n, axis=1), sfft.rfft(np.where(zero, j, 0.0), n=n, axis=1)
+    g = zlp_tf(f, 1.0)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = jf / zf
+        mult = np.where(g > 1e-8, g * (q - 1.0 - np.log(q)), 0.0)
+    mult = np.where(np.isfinite(mult), mult, 0.0)
+    m = int(np.ceil(span_ev / scale_ev)) + 1
+    tail = sfft.irfft(mult, n=n, axis=1)[:, :m] * i0[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unscattered = (i0 / it)[:, None]
+    bad = ~(np.all(np.isfinite(tail), axis=1) & np.isfinite(unscattered[:, 0]))
+    tail[bad], unscattered[bad] = 0.0, 1.0
+    return unscattered, tail
+
+
+def denoise_rows(a, k: int = TAIL_COMPONENTS):
+    """Rows (rows, n) projected on their ``k`` leading principal components (mean kept; from the
+    rows x rows Gram matrix): the multiple-scattering tails vary across an image in level and slowly
+    in shape, while the low loss's shot noise in them is independent from row to row."""
+    if a.shape[0] <= k + 1:
+        return a
+    mu = a.mean(0, keepdims=True)
+    c = a - mu
+    _, vec = np.linalg.eigh(c @ c.T)
+    u = vec[:, -k:]
+    return mu + u @ (u.T @ c)
+
+
 def _exposure(w):
     """Exposure (s) of a window from sreels or HyperSpy metadata, None when the file does not say."""
     md = w.metadata if isinstance(w.metadata, dict) else {}
@@ -189,7 +261,7 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
     notes = [f"low-loss window {ll.source}: energy scale referenced to the ZLP maximum (median "
              f"{np.nanmedian(centre):+.3f} eV on the stored axis, distortion {np.nanmax(centre) - np.nanmin(centre):.3f} "
              f"eV peak-to-peak); resolution {np.nanmedian(fwhm):.2f} eV FWHM; t/lambda {np.nanmedian(tl):.2f} (median)"]
-    out, scaled, logs = {}, [], []
+    out, forward = {}, []
     inst = settings.instrument()
     # reconvolve with the fit's resolution, or with the measured one where that is wider: sharpening
     # the ZLP would amplify the noise without bound (a 1.1 eV ZLP to 0.5 eV: x 1000 in variance, measured)
@@ -208,25 +280,29 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
             continue
         gw, rdw, dw = _detector(w, settings)
         if w.energy.offset_ev < MIN_DECONVOLVE_EV:  # the plural source below it: the low loss itself
-            if not (ll.energy.offset_ev < 0 and ll.energy.end_ev >= w.energy.offset_ev + 10.0):
-                e_tl = np.exp(np.nan_to_num(tl, nan=0.0))  # Var(c J) = c^2 Var(J): the weights' model sees c J
-                out[k] = dataclasses.replace(w, counts=w.counts * e_tl[:, None], variance_factor=e_tl)
-                scaled.append(k)
-                continue
-            d, fac = fourier_log(w.counts, w.energy, counts, ll.energy, centre, ll.energy.energy_ev[thr],
-                                 res_ev, inst.zlp_tail_ev, dw, ratio=_exposure_ratio(w, ll))
-            logs.append(k)
-        else:
-            d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
+            span = min(w.energy.end_ev, w.energy.offset_ev + TAIL_SPAN_EV)
+            # the tail's noise from the low loss's: parametric replicas (extra noise of the counts' own
+            # variance, seed TAIL_SEED), each through the same steps
+            rng = np.random.default_rng(TAIL_SEED)
+            sd = np.sqrt(g * np.maximum(counts, 0.0) + rd**2)
+            reps = counts[None] + rng.standard_normal((TAIL_REPLICAS, *counts.shape)) * sd[None]
+            unsc, tails = plural_kernel(np.concatenate([counts[None], reps]).reshape(-1, counts.shape[1]), ll.energy,
+                                        np.tile(centre, TAIL_REPLICAS + 1), np.tile(thr, TAIL_REPLICAS + 1),
+                                        w.energy.scale_ev, span)
+            # each replica denoised on its own: the components are estimated from noisy rows too
+            tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
+            out[k] = dataclasses.replace(w, unscattered=unsc[:counts.shape[0], 0], plural_tail=tails[0],
+                                         plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
+                                         row_shift_ev=centre, exposure_ratio=_exposure_ratio(w, ll))
+            forward.append(k)
+            continue
+        d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
         out[k] = dataclasses.replace(w, counts=d, variance_factor=fac)
-    if scaled:
-        notes.append(f"window(s) {', '.join(scaled)} start below {MIN_DECONVOLVE_EV:.0f} eV beyond the low-loss "
-                     "window's reach: not deconvolved (what scatters into them comes from the plasmon region below), "
-                     "scaled per row by I_t/I_0 = exp(t/lambda) instead (amplitudes per unscattered electron)")
-    if logs:
-        notes.append(f"window(s) {', '.join(logs)} start inside the low-loss range: single scattering by the "
-                     "Fourier-log method on the low loss spliced below them (Egerton 2011, Sec. 4.2)")
-    if deconvolve and len(out) > len(scaled) + len(logs):
+    if forward:
+        notes.append(f"window(s) {', '.join(forward)} start below {MIN_DECONVOLVE_EV:.0f} eV, where the plural "
+                     "source is the plasmon region itself: not deconvolved; the fit's references are convolved "
+                     "with each row's measured low loss instead (forward convolution, data noise unchanged)")
+    if deconvolve and len(out) > len(forward):
         notes.append("core-loss windows Fourier-ratio deconvolved by each row's low loss (Egerton 2011, Sec. 4.3), "
                      f"reconvolved with a {res_ev:.2f} eV ZLP; channel variances x "
                      "exp(~2 t/lambda)")
@@ -235,3 +311,4 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
     if not out or (ll.energy.contains(50.0, 66.0) and not any(w.energy.contains(50.0, 66.0) for w in out.values())):
         out[LOWLOSS_NAME] = ll
     return out, cols, notes
+

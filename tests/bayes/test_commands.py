@@ -31,7 +31,9 @@ def _args(inputs, out, **kw):
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     d = tmp_path_factory.mktemp("sim") / "img"
-    assert sreels_main(["simulate", "--seed", "4", "--rows", "60", "--out", str(d)]) == 0
+    toml = d.parent / "single.toml"  # the Bayesian model's own data: single scattering, no low loss
+    toml.write_text("[instrument]\nplural_scattering = false\nlowloss_window = false\n")
+    assert sreels_main(["simulate", "--seed", "4", "--rows", "60", "--scenario", str(toml), "--out", str(d)]) == 0
     return d
 
 

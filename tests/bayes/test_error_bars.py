@@ -48,6 +48,7 @@ def test_whitened_noise_matches_the_likelihood_variance(small, regime):
 
 def _map_pulls(small, regime, n, seed0):
     inst, det = REGIMES[regime]
+    inst = dataclasses.replace(inst, plural_scattering=False, lowloss_window=False)  # the model's own data
     sc = small["scenario"]
     models = window_models(inst)
     pr = build_priors(inst)

@@ -20,10 +20,14 @@ from sreels.config import Detector, Instrument, Scenario
 
 DOSE = Instrument().dose_e_per_row_s
 
+#: the noise regimes test the detector model (shot noise, gain, readout, PSF), single scattering;
+#: plural scattering and the low-loss window are tested by tests/inference/test_fast_accuracy.py and
+#: test_lowloss.py at t/lambda 0.3-0.9
+SINGLE = dict(plural_scattering=False, lowloss_window=False)
 REGIMES = {
-    "low": (Instrument(dose_e_per_row_s=DOSE / 20), Detector(readout_noise_counts=30.0)),
-    "default": (Instrument(), Detector()),
-    "high": (Instrument(dose_e_per_row_s=DOSE * 20), Detector(adc_max_counts=2**24)),
+    "low": (Instrument(dose_e_per_row_s=DOSE / 20, **SINGLE), Detector(readout_noise_counts=30.0)),
+    "default": (Instrument(**SINGLE), Detector()),
+    "high": (Instrument(dose_e_per_row_s=DOSE * 20, **SINGLE), Detector(adc_max_counts=2**24)),
 }
 
 #: The fast path's test image: 48 rows of 20 nm from the Pt interface into the parent
@@ -39,5 +43,6 @@ def regime(name):
 #: Ti-L2,3 / O-K window exposed 0.15 s instead of 30 s: the Ti amount per row is then as
 #: uncertain as the Li-K amount (median ratio of relative errors 1.3, against 0.09 by default),
 #: so the Li-per-Ti error must carry the Ti term.
-TI_SCARCE = dataclasses.replace(Instrument(), windows=(Instrument().windows[0],
-                                                       dataclasses.replace(Instrument().windows[1], exposure_s=0.15)))
+TI_SCARCE = dataclasses.replace(Instrument(**SINGLE), windows=(Instrument().windows[0],
+                                                               dataclasses.replace(Instrument().windows[1],
+                                                                                   exposure_s=0.15)))

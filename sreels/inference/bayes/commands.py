@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import __version__
-from ...config import Config, Detector, load_config
+from ...config import LOWLOSS_NAME, Config, Detector, load_config
 from ...errors import EXIT_UNCONVERGED, SreelsInputError
 
 
@@ -100,6 +100,10 @@ def detector_for(meta: dict, toml_detector: Detector | None, gain=None, readout=
     return dataclasses.replace(base, **kw), known, notes
 
 
+#: t/lambda above which the Bayesian path warns that it leaves plural scattering out
+PLURAL_WARN_TL = 0.1
+
+
 def load_input(inputs, saturation: float | None = None) -> tuple:
     """Counts per window, the Config (scenario.toml beside the files if present), y (nm), the
     file names, the truth table (simulations), the files' detector metadata, whether a
@@ -124,6 +128,16 @@ def load_input(inputs, saturation: float | None = None) -> tuple:
     inst = dataclasses.replace(cfg.instrument, windows=tuple(windows))
     y = next(iter(raw.values())).position.y_nm
     counts = {w.name: np.asarray(raw[w.name].counts, float) for w in windows}
+    if LOWLOSS_NAME in raw:  # a DualEELS pair: how much plural scattering the model leaves out
+        from ..lowloss import elastic_threshold, log_ratio_thickness, zlp_centre, zlp_fwhm
+
+        ll = raw[LOWLOSS_NAME]
+        c, imax = zlp_centre(ll.counts, ll.energy)
+        tl = np.nanmedian(log_ratio_thickness(ll.counts, elastic_threshold(ll.counts, ll.energy, c, zlp_fwhm(
+            ll.counts, ll.energy, imax)))[0])
+        if tl > PLURAL_WARN_TL:
+            print(f"warning: t/lambda = {tl:.2f} from the low-loss window: the Bayesian model has no plural "
+                  "scattering, so its numbers are biased (c_Li most); the fast path (--method fast) models it")
     saturated = {}
     for w in windows:
         level = saturation if saturation is not None else saturation_level(raw[w.name])
