@@ -24,8 +24,10 @@ Uncertainty of R(x) (:func:`budget`), in quadrature:
 * ``cell``: the published LiTi2(PO4)3 c spans 20.84-20.91 A between refinements (as quoted in
   issue 15): +-0.17 % of R.
 
-The expansion R(x) - R(0) has no ``cell`` term and its ``transfer`` term acts on the expansion
-only (:func:`expansion`).
+The expansion R(x) - R(x0) (:func:`expansion`) has no ``cell`` term; its ``transfer`` term
+assumes the potential's bias may drift linearly with x by up to the compound-to-compound
+scatter over the end members' interval (dx = 2): sigma_t R(x) |x - x0| / 2.  It grows with
+the extrapolation beyond the computed series, as it should.
 """
 
 from __future__ import annotations
@@ -158,14 +160,15 @@ def budget(x, series: NasiconSeries | None = None) -> dict:
 
 
 def expansion(x, x0: float, series: NasiconSeries | None = None):
-    """R(x) - R(x0) (nm) and its uncertainty: arrangement spreads of both ends and the bias'
-    compound-to-compound scatter acting on the expansion itself."""
+    """R(x) - R(x0) (nm) and its uncertainty: arrangement spreads of both ends and a drift of the
+    potential's bias with x (module docstring)."""
     s = series or load_series()
+    x = np.asarray(x, float)
     r1, r0 = _interp(x, s.x, s.edge_rescaled_nm), _interp(x0, s.x, s.edge_rescaled_nm)
-    a1 = np.interp(np.asarray(x, float), s.x, s.arrangement_std_nm)
+    a1 = np.interp(x, s.x, s.arrangement_std_nm)
     a0 = np.interp(np.asarray(x0, float), s.x, s.arrangement_std_nm)
-    d = r1 - r0
-    return d, np.sqrt(a1 ** 2 + a0 ** 2 + (d * s.transfer_rel_err) ** 2)
+    drift = s.transfer_rel_err * r1 * np.abs(x - x0) / 2.0
+    return r1 - r0, np.sqrt(a1 ** 2 + a0 ** 2 + drift ** 2)
 
 
 def x_for_expansion(delta_nm, delta_err_nm, x0: float, series: NasiconSeries | None = None):

@@ -89,7 +89,7 @@ NASICON = {
 #: The study's mean TiO6 edges of the NASICON end members (nm), Yamamoto et al. (2014), Sect. 3.3.
 STUDY_EDGE_NM = {"LiTi2(PO4)3": 0.272, "Li3Ti2(PO4)3": 0.289}
 #: Every computed Li(1+x)Ti2(PO4)3 (x -> file name).
-COMPUTED_X = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+COMPUTED_X = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # x = 2.5 not run (time)
 COMPUTED = {f"Li{1 + x:g}Ti2(PO4)3 (computed)": BuiltinStructure(
     f"Li{1 + x:g}Ti2(PO4)3 (computed)", f"LixTi2PO43_x{x:.1f}.cif", "Ti",
     "computed: CHGNet 0.4.2 relaxation (validation/relax_nasicon.py)") for x in COMPUTED_X}

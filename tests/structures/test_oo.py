@@ -47,7 +47,10 @@ def test_guess_cation():
 
 def test_nasicon_study_numbers():
     """The computed end members (rescaled to the published LiTi2(PO4)3 cell) against the study's
-    0.272 / 0.289 nm (Yamamoto 2014, Sect. 3.3): equal within twice the bias budget."""
+    0.272 / 0.289 nm (Yamamoto 2014, Sect. 3.3).  LiTi2(PO4)3 agrees within twice its budget.
+    Li3Ti2(PO4)3 comes out below 0.289 nm, and the expansion below the study's 17 pm, as in the
+    independent CHGNet trial of issue 15 (13.3-15.0 pm raw over five arrangements): the
+    difference is a finding reported by validation/15, kept here as a two-sided regression."""
     from sreels.structures import nasicon
 
     raw0 = oo.oo_distances(oo.load_builtin("LiTi2(PO4)3"), "Ti").oo_octahedral_edge_nm
@@ -55,8 +58,8 @@ def test_nasicon_study_numbers():
     (r0, r2), (e0, e2) = nasicon.r_oo_nm_from_x(np.array([0.0, 2.0]))
     assert raw0 == pytest.approx(nasicon.load_series().edge_nm[0])
     assert abs(r0 - oo.STUDY_EDGE_NM["LiTi2(PO4)3"]) < 2 * e0
-    assert abs(r2 - oo.STUDY_EDGE_NM["Li3Ti2(PO4)3"]) < 2 * e2
-    assert raw2 - raw0 > 0.008  # Li insertion (Ti4+ -> Ti3+) expands the octahedra
+    assert -0.007 < r2 - oo.STUDY_EDGE_NM["Li3Ti2(PO4)3"] < 0.0
+    assert 0.010 < raw2 - raw0 < 0.016  # Li insertion (Ti4+ -> Ti3+) expands the octahedra, < 17 pm
 
 
 def test_missing_nasicon_cif_is_a_clear_error(monkeypatch, tmp_path):
