@@ -56,7 +56,7 @@ def structures_part(s) -> dict:
     b = nasicon.budget(s.x, s)
     r, rerr = nasicon.r_oo_nm_from_x(s.x, series=s)
     rows = []
-    print(f"{'x':>4}{'raw (nm)':>10}{'rescaled':>10}{'arr. sd':>9}{'transfer':>9}{'cell':>7}{'total':>8}{'n arr':>6}")
+    print(f"{'x':>4}{'raw (nm)':>10}{'rescaled':>10}{'arr. sd':>9}{'transfer':>9}{'cell':>8}{'total':>8}{'n arr':>6}")
     for i, x in enumerate(s.x):
         rows.append({"x": float(x), "edge_raw_nm": float(s.edge_nm[i]), "edge_rescaled_nm": float(r[i]),
                      "arrangement_sd_nm": float(b["arrangement"][i]), "transfer_nm": float(b["transfer"][i]),
@@ -99,8 +99,8 @@ def study_numbers(s) -> dict:
     li_need = float(x_need) + 1
     li_meas = LI_MAX_REL * lp
     text = (f"study's numbers: {delta * 1e3:.0f} pm expansion needs {li_need:.1f} ± {float(x_err):.1f} Li per f.u. "
-            f"in the computed series (parent 1.3); the study's Li-K maximum, 8.5 x parent, is {li_meas:.1f} Li "
-            "per f.u. with the parent's nominal composition")
+            f"in the computed series (parent 1.3), {(li_need - 3) / float(x_err):.1f} sigma above 3; the study's "
+            f"Li-K maximum, 8.5 x parent, is {li_meas:.1f} Li per f.u. with the parent's nominal composition")
     print(text)
     return {"expansion_nm": delta, "li_per_fu_needed": li_need, "li_per_fu_needed_err": float(x_err),
             "li_per_fu_from_li_max_rel": li_meas, "text": text}

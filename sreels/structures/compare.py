@@ -101,8 +101,10 @@ def verdict(cols, parent, top_rows: int = 5, series=None) -> dict:
             f"({p['r_parent_nm']:.4f} nm); the computed Li(1+x)Ti2(PO4)3 series needs "
             f"{li_need:.1f} ± {li_need_e:.1f} Li per formula unit for it; measured there: "
             f"{li_m:.1f} ± {li_m_e:.1f} (stat. {li_m_stat:.2f}); "
-            f"{'both' if min(li_need - li_need_e, li_m - li_m_e) > 3 else 'not both'} above 3 Li per f.u. "
-            f"by one sigma; difference {z:+.1f} sigma")
+            f"above 3 Li per f.u. by {(li_need - 3) / li_need_e:.1f} sigma (structures) and "
+            f"{(li_m - 3) / li_m_e:.1f} sigma (measured); their difference {z:+.1f} sigma")
     return {"text": text, "expansion_nm": delta, "expansion_nm_err": delta_e, "li_per_fu_needed": li_need,
             "li_per_fu_needed_err": li_need_e, "li_per_fu_measured": li_m, "li_per_fu_measured_err": li_m_e,
-            "li_per_fu_measured_stat_err": li_m_stat, "difference_sigma": float(z), "rows": idx.tolist(), **p}
+            "li_per_fu_measured_stat_err": li_m_stat, "difference_sigma": float(z),
+            "sigma_above_3_structures": float((li_need - 3) / li_need_e),
+            "sigma_above_3_measured": float((li_m - 3) / li_m_e), "rows": idx.tolist(), **p}
