@@ -26,7 +26,7 @@ Uncertainty of R(x) (:func:`budget`), in quadrature:
 
 The expansion R(x) - R(x0) (:func:`expansion`) has no ``cell`` term; its ``transfer`` term
 assumes the potential's bias may drift linearly with x by up to the compound-to-compound
-scatter over the end members' interval (dx = 2): sigma_t R(x) |x - x0| / 2.  It grows with
+scatter over the end members' interval (dx = 2): sigma_t R(x) abs(x - x0) / 2.  It grows with
 the extrapolation beyond the computed series, as it should.
 """
 
