@@ -8,6 +8,10 @@ package's own environment or CI)::
     /work/venv-relax/bin/pip install "chgnet==0.4.2" ase
     /work/venv-relax/bin/pip install --no-deps -e .
     /work/venv-relax/bin/python validation/relax_nasicon.py [--arrangements N] [--seed S] [--out DIR]
+    python validation/relax_nasicon.py --merge RUN.json [RUN.json ...]   # -> data/nasicon_series.json (no torch)
+
+The shipped files were made by the commands listed in
+``validation/results/15_structures/README.md`` (two runs in parallel on two shared cores).
 
 What it does
 ------------
