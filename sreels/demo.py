@@ -117,6 +117,19 @@ def _invert(sim, sim_dir: Path, out: Path) -> int:
         z = (res.columns[col] - t[tcol]) / err
         z = z[ok & np.isfinite(z)]
         print(f"   {col:18s} mean {z.mean():+.2f}  sd {z.std():.2f}  (n = {z.size}; honest errors give 0 and 1)")
+    if np.isfinite(res.columns.get("li_per_fu", np.array([np.nan]))).any():
+        from .forward.material import LASGTP_ATOMS_PER_FU
+        from .structures import compare, nasicon
+        c = res.columns
+        z = (c["li_per_fu"] - LASGTP_ATOMS_PER_FU["Li"] * t["li_rel_row"]) / c["li_per_fu_err"]
+        z = z[ok & np.isfinite(z)]
+        print(f"   {'li_per_fu':18s} mean {z.mean():+.2f}  sd {z.std():.2f}  (n = {z.size}; absolute Li per formula "
+              f"unit, max {np.nanmax(np.where(ok, c['li_per_fu'], np.nan)):.1f}; cross sections +-"
+              f"{np.nanmedian(c['li_per_fu_xs_err'] / c['li_per_fu']) * 100:.0f} % apart)")
+        if nasicon.available():
+            v = compare.verdict(c, c["parent"].astype(bool) & ok)
+            print(f"   the study's comparison (R_OO measured vs the computed NASICON series at the measured Li per f.u.): "
+                  f"{v['text']}")
     if "t_over_lambda" in res.columns:  # the low-loss window: energy reference and thickness per row
         c = res.columns
         dz = c["zlp_shift_ev"] - t["zlp_shift_ev"]

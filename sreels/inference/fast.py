@@ -26,7 +26,8 @@ from ..axes import EnergyAxis
 from .edgefits import PLURAL_TAIL, FINE_STEP_EV, Shifted, fit_linear_edges, rows_at, global_shift, variance_model
 from .okpeaks import O_K_ONSET_EV, OKRows, measure_o_k, noise_scale
 from .load import WindowData, check_fit_input
-from .lowloss import apply_low_loss
+from .lipfu import li_per_fu
+from .lowloss import _exposure, apply_low_loss
 
 
 @dataclass(frozen=True)
@@ -381,7 +382,8 @@ def _fit_ti(run: _Run, w: WindowData):
     # Ti atoms per row (valence-independent: per-atom references) and the row's energy shift
     ti = {"n": n_ti, "n_err": n_ti_err, "has": has,
           "delta": np.where(has, delta, run.ti_d0),  # rows without Ti: the image's global offset
-          "delta_err": np.where(has, delta_err, 0.0)}
+          "delta_err": np.where(has, delta_err, 0.0), "exposure_s": _exposure(w),
+          "ref_scale": fit.ref_scale}  # amplitudes are per atom x ref_scale
     return fit, cols, ti
 
 
@@ -490,8 +492,16 @@ def _fit_li(run: _Run, w: WindowData, ti):
     else:
         valid = has
         q, q_err = a, a_err
-    return fit, {"_li_plural": w.plural_tail is not None, "_li_a": a, "_li_a_err": a_err, "_li_q": q, "_li_q_err": q_err, "_li_valid": valid,
-                 "li_chi2_red": fit.result.chi2_red}
+    cols = {"_li_plural": w.plural_tail is not None, "_li_a": a, "_li_a_err": a_err, "_li_q": q, "_li_q_err": q_err, "_li_valid": valid,
+            "li_chi2_red": fit.result.chi2_red}
+    if ti is not None:  # absolute Li per formula unit from the Li-K / Ti-L2,3 ratio (:mod:`.lipfu`)
+        t_li, t_ti = _exposure(w), ti["exposure_s"]
+        if not (t_li and t_ti):
+            run.notes.append("li_per_fu not computed (NaN): the exposure of the Li-K or the Ti-L2,3 window is not "
+                             "in the files' metadata")
+        k_li, k_ti = fit.ref_scale, ti["ref_scale"]  # amplitudes per atom: divided by their reference scales
+        cols.update(li_per_fu(a / k_li, a_err / k_li, ti["n"] / k_ti, ti["n_err"] / k_ti, t_li, t_ti, valid))
+    return fit, cols
 
 
 def _normalise_li(cols: dict, y_nm, parent_nm, notes: list) -> None:

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import SreelsInputError
 
 _STRUCT_EPILOG = """\
@@ -55,7 +57,7 @@ def _structures(cifs, cation, shell_factor, max_atoms=None):
     from .oo import MAX_ATOMS, MAX_SITES, builtin_oo, guess_cation, oo_distances, read_structure
 
     if not cifs:
-        return builtin_oo(shell_factor)
+        return builtin_oo(shell_factor, computed=True)
     if max_atoms is not None and max_atoms < 1:
         raise SreelsInputError(f"--max-atoms {max_atoms}: expected an integer >= 1")
     limits = (MAX_SITES, MAX_ATOMS) if max_atoms is None else (max_atoms, 20 * max_atoms)
@@ -73,19 +75,47 @@ def run_structures(args) -> int:
     except SreelsInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    rows = [dict(r.as_dict(), **_provenance(r.name, args.cif)) for r in res]
     if args.json:
-        print(json.dumps([r.as_dict() for r in res], indent=2))
+        print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'name':<18}{'cation':>7}{'edge mean (nm)':>16}{'edge std':>10}{'nn mean (nm)':>14}{'nn std':>9}")
-    for r in res:
-        print(f"{r.name:<18}{r.cation:>7}{r.oo_octahedral_edge_nm:>16.4f}{r.oo_octahedral_edge_std_nm:>10.4f}"
-              f"{r.oo_nearest_nm:>14.4f}{r.oo_nearest_std_nm:>9.4f}")
+    print(f"{'name':<30}{'cation':>7}{'edge mean (nm)':>16}{'edge std':>10}{'nn mean (nm)':>14}{'nn std':>9}"
+          f"  {'kind':<9}{'rescaled (nm)':>14}{'study (nm)':>12}")
+    for r, row in zip(res, rows):
+        resc = f"{row['edge_rescaled_nm']:.4f}" if row.get("edge_rescaled_nm") is not None else ""
+        study = f"{row['study_edge_nm']:.3f}" if row.get("study_edge_nm") is not None else ""
+        print(f"{r.name:<30}{r.cation:>7}{r.oo_octahedral_edge_nm:>16.4f}{r.oo_octahedral_edge_std_nm:>10.4f}"
+              f"{r.oo_nearest_nm:>14.4f}{r.oo_nearest_std_nm:>9.4f}  {row['kind']:<9}{resc:>14}{study:>12}")
     from .oo import NASICON, data_dir
     missing = [k for k, b in NASICON.items() if not (data_dir() / b.filename).is_file()]
     if missing and not args.cif:
-        print(f"note: no CIF for {', '.join(missing)} (no published refinement located); "
-              "the study quotes 0.272 / 0.289 nm", file=sys.stderr)
+        print(f"note: no CIF for {', '.join(missing)}; the study quotes 0.272 / 0.289 nm", file=sys.stderr)
+    elif not args.cif:
+        print("note: 'computed' = relaxed with the CHGNet potential (validation/relax_nasicon.py; see each CIF's "
+              "header), not a refinement; 'rescaled' = on the published LiTi2(PO4)3 cell (sreels.structures.nasicon); "
+              "'study' = Yamamoto et al. 2014, Sect. 3.3, from Delmas' group's refinements", file=sys.stderr)
     return 0
+
+
+def _provenance(name, user_cifs) -> dict:
+    """kind (refined / computed / user), the rescaled edge of computed NASICON and the study's value."""
+    from . import nasicon
+    from .oo import COMPUTED, NASICON, STUDY_EDGE_NM
+
+    if user_cifs:
+        return {"kind": "user"}
+    b = {**NASICON, **COMPUTED}.get(name)
+    if b is None:
+        return {"kind": "refined"}
+    out = {"kind": "computed", "study_edge_nm": STUDY_EDGE_NM.get(name)}
+    if nasicon.available():
+        s = nasicon.load_series()
+        x = float(b.filename.split("_x")[1].removesuffix(".cif"))
+        i = int(np.argmin(np.abs(s.x - x)))
+        if abs(s.x[i] - x) < 1e-9:
+            out["x"] = x
+            out["edge_rescaled_nm"] = float(s.edge_rescaled_nm[i])
+    return out
 
 
 def configure_calibrate(parser):

@@ -23,7 +23,17 @@ Models (:data:`MODELS`):
     through :mod:`sreels.structures.oo` when those CIFs are present; otherwise
     from the values the study quotes (0.272 and 0.289 nm, derived by the authors
     from Delmas' group's positions with VESTA).  ``r_x0_nm`` / ``r_x2_nm``
-    override them; ``source`` in :func:`vegard_endpoints` tells which was used.
+    override them; ``source`` in :func:`vegard_endpoints` tells which was used.  The
+    built-in end members are the computed ones (:mod:`.nasicon`, rescaled to the published
+    LiTi2(PO4)3 cell).
+
+``"structures"``
+    R(x) of the computed Li(1+x)Ti2(PO4)3 series itself (:mod:`.nasicon`: CHGNet
+    relaxations at x = 0 ... 3, rescaled to the published LiTi2(PO4)3 cell), piecewise
+    linear in x and extrapolated beyond x = 3 along its last three points, with
+    x = ``li_per_fu_parent`` * li_rel - 1.  ``li_per_fu_parent`` defaults to the parent
+    LASGTP's 1.3 Li per formula unit (:mod:`sreels.forward.material`).  Its uncertainty:
+    :func:`r_oo_err_nm_from_li`.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ import numpy as np
 
 from ..errors import SreelsInputError
 
-MODELS = ("linear", "vegard")
+MODELS = ("linear", "vegard", "structures")
 
 #: Yamamoto et al. (2014), Sect. 3.3: parent O-O distance and electrode maximum (nm).
 R_PARENT_NM = 0.280
@@ -48,13 +58,11 @@ def vegard_endpoints(r_x0_nm: float | None = None, r_x2_nm: float | None = None)
     """Mean TiO6 edges (nm) of LiTi2(PO4)3 and Li3Ti2(PO4)3 and where they came from."""
     if r_x0_nm is not None and r_x2_nm is not None:
         return float(r_x0_nm), float(r_x2_nm), "user"
-    from .oo import NASICON, data_dir, load_builtin, octahedral_edges_nm
+    from . import nasicon
 
-    paths = [data_dir() / NASICON[k].filename for k in ("LiTi2(PO4)3", "Li3Ti2(PO4)3")]
-    if all(p.is_file() for p in paths):
-        r0 = float(octahedral_edges_nm(load_builtin("LiTi2(PO4)3"), "Ti", "LiTi2(PO4)3").mean())
-        r2 = float(octahedral_edges_nm(load_builtin("Li3Ti2(PO4)3"), "Ti", "Li3Ti2(PO4)3").mean())
-        src = "builtin CIFs"
+    if nasicon.available():
+        r0, r2 = (float(v) for v in nasicon.r_oo_nm_from_x(np.array([0.0, 2.0]))[0])
+        src = "computed structures (CHGNet, rescaled to the published LiTi2(PO4)3 cell)"
     else:
         r0, r2, src = R_LITI2_STUDY_NM, R_LI3TI2_STUDY_NM, "study (Yamamoto 2014, Sect. 3.3); NASICON CIFs absent"
     return (float(r_x0_nm) if r_x0_nm is not None else r0,
@@ -77,6 +85,32 @@ def _vegard(li, li_per_fu_parent=1.0, r_x0_nm=None, r_x2_nm=None):
     return r0 + (r2 - r0) * x / 2.0
 
 
+def _li_per_fu_parent(li_per_fu_parent):
+    if li_per_fu_parent is None:
+        from ..forward.material import LASGTP_ATOMS_PER_FU
+        return LASGTP_ATOMS_PER_FU["Li"]
+    if not li_per_fu_parent > 0:
+        raise SreelsInputError(f"li_per_fu_parent must be > 0, got {li_per_fu_parent}")
+    return float(li_per_fu_parent)
+
+
+def _structures(li, li_per_fu_parent=None):
+    from . import nasicon
+
+    if not nasicon.available():
+        raise SreelsInputError("model 'structures' needs the computed NASICON structures (data/nasicon_series.json), "
+                               "which are not installed; use model 'vegard'")
+    return nasicon.r_oo_nm_from_x(_li_per_fu_parent(li_per_fu_parent) * li - 1.0)[0]
+
+
+def r_oo_err_nm_from_li(li_rel, li_per_fu_parent=None):
+    """Uncertainty (nm) of the ``"structures"`` model's R at ``li_rel`` (arrangement spread,
+    the potential's compound-to-compound bias scatter and the published cell; :func:`.nasicon.budget`)."""
+    from . import nasicon
+
+    return nasicon.r_oo_nm_from_x(_li_per_fu_parent(li_per_fu_parent) * np.asarray(li_rel, float) - 1.0)[1]
+
+
 def r_oo_nm_from_li(li_rel, model: str = "linear", **params):
     """Mean O-O distance R (nm) for relative Li content ``li_rel`` (parent = 1).
 
@@ -84,11 +118,12 @@ def r_oo_nm_from_li(li_rel, model: str = "linear", **params):
     ----------
     li_rel : array_like
         Li concentration relative to the parent electrolyte, >= 0; any shape.
-    model : {"linear", "vegard"}
+    model : {"linear", "vegard", "structures"}
         See the module docstring.
     **params
         ``linear``: r_parent_nm, r_max_nm, li_max_rel.
         ``vegard``: li_per_fu_parent, r_x0_nm, r_x2_nm.
+        ``structures``: li_per_fu_parent.
 
     Returns
     -------
@@ -107,11 +142,12 @@ def r_oo_nm_from_li(li_rel, model: str = "linear", **params):
     if np.any(~np.isfinite(li)) or np.any(li < 0):
         raise SreelsInputError(f"li_rel must be finite and >= 0 (parent = 1), got {li_rel!r}")
     allowed = {"linear": {"r_parent_nm", "r_max_nm", "li_max_rel"},
-               "vegard": {"li_per_fu_parent", "r_x0_nm", "r_x2_nm"}}[model]
+               "vegard": {"li_per_fu_parent", "r_x0_nm", "r_x2_nm"},
+               "structures": {"li_per_fu_parent"}}[model]
     unknown = set(params) - allowed
     if unknown:
         raise SreelsInputError(f"model {model!r} takes parameters {sorted(allowed)}, got {sorted(unknown)}")
-    r = _linear(li, **params) if model == "linear" else _vegard(li, **params)
+    r = {"linear": _linear, "vegard": _vegard, "structures": _structures}[model](li, **params)
     if np.any(r <= 0):
         raise SreelsInputError(f"model {model!r} gives R <= 0 nm for li_rel={li_rel!r} (extrapolated too far)")
     return r

@@ -70,22 +70,29 @@ BUILTIN = {
         "NiO", "NiO_rocksalt.cif", "Ni", "a = 4.1769 A, secondary compilation (Wikipedia 'Bunsenite'); no refinement read"),
 }
 
-#: NASICON end members (LiTi2(PO4)3, Li3Ti2(PO4)3).  Their CIFs are looked up
-#: in the package data; no published atomic positions could be located (after
-#: searching public CIF collections, COD/AMCSD/ICSD mirrors, test data and PyPI
-#: packages), so they are absent and :func:`load_builtin` reports it.  The OBELiX
-#: dataset (PyPI ``obelix-data`` 1.0.1) holds LiTi2(PO4)3 CIFs traced to ICSD 118128
-#: (Arbi et al. 2013) and ICSD 184088 (close match to Aatiq et al. 2002), but with
-#: atomic positions deliberately randomised by its authors: not usable.  Drop a
-#: cited CIF named as below into ``data/`` and everything downstream picks it up.
+#: NASICON end members LiTi2(PO4)3 and Li3Ti2(PO4)3.  No published atomic positions were
+#: reachable (public CIF collections, COD/AMCSD/ICSD mirrors and PyPI packages were searched; the
+#: OBELiX dataset's LiTi2(PO4)3 CIFs have deliberately randomised positions), so the shipped
+#: CIFs are COMPUTED: relaxed with the universal potential CHGNet 0.4.2 by
+#: ``validation/relax_nasicon.py`` (header of each CIF; the whole series Li(1+x)Ti2(PO4)3,
+#: x = 0 ... 3, is in :data:`COMPUTED` and :mod:`.nasicon`).  The study quotes 0.272 / 0.289 nm
+#: from the refinements of Delmas' group (Yamamoto et al. 2014, Sect. 3.3): :data:`STUDY_EDGE_NM`.
 NASICON = {
     "LiTi2(PO4)3": BuiltinStructure(
-        "LiTi2(PO4)3", "LiTi2PO43.cif", "Ti",
-        "Aatiq et al., J. Mater. Chem. 12 (2002) 2971 (positions not located)"),
+        "LiTi2(PO4)3", "LixTi2PO43_x0.0.cif", "Ti",
+        "computed: CHGNet 0.4.2 relaxation (validation/relax_nasicon.py); start: Aatiq et al., "
+        "J. Mater. Chem. 12 (2002) 2971 sites"),
     "Li3Ti2(PO4)3": BuiltinStructure(
-        "Li3Ti2(PO4)3", "Li3Ti2PO43.cif", "Ti",
-        "Aatiq et al., J. Mater. Chem. 12 (2002) 2971 (positions not located)"),
+        "Li3Ti2(PO4)3", "LixTi2PO43_x2.0.cif", "Ti",
+        "computed: CHGNet 0.4.2 relaxation, lowest-energy Li arrangement (validation/relax_nasicon.py)"),
 }
+#: The study's mean TiO6 edges of the NASICON end members (nm), Yamamoto et al. (2014), Sect. 3.3.
+STUDY_EDGE_NM = {"LiTi2(PO4)3": 0.272, "Li3Ti2(PO4)3": 0.289}
+#: Every computed Li(1+x)Ti2(PO4)3 (x -> file name).
+COMPUTED_X = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # x = 2.5 not run (time)
+COMPUTED = {f"Li{1 + x:g}Ti2(PO4)3 (computed)": BuiltinStructure(
+    f"Li{1 + x:g}Ti2(PO4)3 (computed)", f"LixTi2PO43_x{x:.1f}.cif", "Ti",
+    "computed: CHGNet 0.4.2 relaxation (validation/relax_nasicon.py)") for x in COMPUTED_X}
 
 
 @dataclass(frozen=True)
@@ -234,16 +241,15 @@ def read_structure(path, max_sites: int = MAX_SITES, max_atoms: int = MAX_ATOMS)
 
 
 def load_builtin(name: str):
-    """``ase.Atoms`` of a built-in structure (keys of :data:`BUILTIN` or :data:`NASICON`)."""
-    table = {**BUILTIN, **NASICON}
+    """``ase.Atoms`` of a built-in structure (keys of :data:`BUILTIN`, :data:`NASICON` or :data:`COMPUTED`)."""
+    table = {**BUILTIN, **NASICON, **COMPUTED}
     if name not in table:
         raise SreelsInputError(f"unknown built-in structure {name!r}; available: {sorted(table)}")
     path = data_dir() / table[name].filename
     if not path.is_file():
         raise SreelsInputError(
-            f"built-in structure {name!r} has no CIF ({path.name}): no published refinement "
-            f"was available when this release was built ({table[name].source}); "
-            "pass your own CIF instead")
+            f"built-in structure {name!r} has no CIF ({path.name}) in this installation "
+            f"({table[name].source}); pass your own CIF instead")
     return read_structure(path)
 
 
@@ -381,10 +387,12 @@ def guess_cation(atoms) -> str:
     return best
 
 
-def builtin_oo(shell_factor: float = 1.2) -> list[OODistances]:
-    """O-O distances of every built-in structure whose CIF is present."""
+def builtin_oo(shell_factor: float = 1.2, computed: bool = False) -> list[OODistances]:
+    """O-O distances of every built-in structure whose CIF is present: the NASICON end members
+    (:data:`NASICON`), with ``computed`` the whole computed series (:data:`COMPUTED`), then the
+    refined reference oxides (:data:`BUILTIN`)."""
     out = []
-    for key, b in {**NASICON, **BUILTIN}.items():
+    for key, b in {**NASICON, **(COMPUTED if computed else {}), **BUILTIN}.items():
         if (data_dir() / b.filename).is_file():
             out.append(oo_distances(load_builtin(key), b.cation, key, shell_factor))
     return out

@@ -1,7 +1,7 @@
 """Simulated scenarios shared by the fast-path tests."""
 import numpy as np
 
-from sreels.config import Scenario
+from sreels.config import LOWLOSS_NAME, Scenario
 from sreels.forward.simulate import simulate
 from sreels.inference.derived import derive
 from sreels.inference.fast import fit_image, usable, usable_by_edge
@@ -21,9 +21,14 @@ SCENARIOS = {
 
 def windows_of(sim):
     det = sim.config.detector
-    md = {"sreels": {"detector": {"psf_decay": det.psf_decay}}}
+    inst = sim.config.instrument
+
+    def md(name):  # as sreels.forward.output writes it: the detector and the window's exposure
+        exposure = inst.lowloss_exposure_s if name == LOWLOSS_NAME else inst.window(name).exposure_s
+        return {"sreels": {"detector": {"psf_decay": det.psf_decay}, "exposure_s": exposure}}
+
     return {k: WindowData(k, v.energy, v.counts.astype(float), sim.position, "sim", det.gain_counts_per_e,
-                          det.readout_noise_counts, metadata=md) for k, v in sim.windows.items()}
+                          det.readout_noise_counts, metadata=md(k)) for k, v in sim.windows.items()}
 
 
 def fit_all():

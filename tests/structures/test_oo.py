@@ -45,20 +45,26 @@ def test_guess_cation():
     assert oo.guess_cation(oo.load_builtin("TiO2_rutile")) == "Ti"
 
 
-@pytest.mark.skipif(not (oo.data_dir() / oo.NASICON["LiTi2(PO4)3"].filename).is_file(),
-                    reason="no published LiTi2(PO4)3 / Li3Ti2(PO4)3 refinement shipped yet")
 def test_nasicon_study_numbers():
-    r0 = oo.oo_distances(oo.load_builtin("LiTi2(PO4)3"), "Ti").oo_octahedral_edge_nm
-    r2 = oo.oo_distances(oo.load_builtin("Li3Ti2(PO4)3"), "Ti").oo_octahedral_edge_nm
-    assert r0 == pytest.approx(0.272, abs=0.003)
-    assert r2 == pytest.approx(0.289, abs=0.003)
-    assert r2 - r0 == pytest.approx(0.017, abs=0.004)
+    """The computed end members (rescaled to the published LiTi2(PO4)3 cell) against the study's
+    0.272 / 0.289 nm (Yamamoto 2014, Sect. 3.3).  LiTi2(PO4)3 agrees within twice its budget.
+    Li3Ti2(PO4)3 comes out below 0.289 nm, and the expansion below the study's 17 pm, as in the
+    independent CHGNet trial of issue 15 (13.3-15.0 pm raw over five arrangements): the
+    difference is a finding reported by validation/15, kept here as a two-sided regression."""
+    from sreels.structures import nasicon
+
+    raw0 = oo.oo_distances(oo.load_builtin("LiTi2(PO4)3"), "Ti").oo_octahedral_edge_nm
+    raw2 = oo.oo_distances(oo.load_builtin("Li3Ti2(PO4)3"), "Ti").oo_octahedral_edge_nm
+    (r0, r2), (e0, e2) = nasicon.r_oo_nm_from_x(np.array([0.0, 2.0]))
+    assert raw0 == pytest.approx(nasicon.load_series().edge_nm[0])
+    assert abs(r0 - oo.STUDY_EDGE_NM["LiTi2(PO4)3"]) < 2 * e0
+    assert -0.007 < r2 - oo.STUDY_EDGE_NM["Li3Ti2(PO4)3"] < 0.0
+    assert 0.010 < raw2 - raw0 < 0.016  # Li insertion (Ti4+ -> Ti3+) expands the octahedra, < 17 pm
 
 
-def test_missing_nasicon_cif_is_a_clear_error():
-    if (oo.data_dir() / oo.NASICON["LiTi2(PO4)3"].filename).is_file():
-        pytest.skip("NASICON CIF present")
-    with pytest.raises(SreelsInputError, match="no published refinement"):
+def test_missing_nasicon_cif_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(oo, "data_dir", lambda: tmp_path)
+    with pytest.raises(SreelsInputError, match="no CIF"):
         oo.load_builtin("LiTi2(PO4)3")
 
 
@@ -78,7 +84,7 @@ def test_bad_inputs(tmp_path):
 
 
 def test_every_builtin_cif_names_its_source():
-    for b in oo.BUILTIN.values():
+    for b in (*oo.BUILTIN.values(), *oo.NASICON.values(), *oo.COMPUTED.values()):
         text = (oo.data_dir() / b.filename).read_text()
         assert "Source" in text.split("data_")[0], b.filename
         assert b.source

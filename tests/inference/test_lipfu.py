@@ -1,0 +1,53 @@
+"""Absolute Li per formula unit (Li-K / Ti-L2,3 with the model's cross sections)."""
+
+import numpy as np
+import pytest
+
+from sreels.forward.material import LASGTP_ATOMS_PER_FU
+from sreels.inference.fast import usable
+from sreels.inference.lipfu import TI_PER_FU, TI_PER_FU_ERR, li_per_fu, xs_ratio_rel_err
+
+
+def _pulls(sim, res):
+    truth = LASGTP_ATOMS_PER_FU["Li"] * sim.truth_columns()["li_rel_row"]
+    c = res.columns
+    z = (c["li_per_fu"] - truth) / c["li_per_fu_err"]
+    return z[usable(res.status) & np.isfinite(z)], truth
+
+
+@pytest.mark.parametrize("name", ["study", "narrow", "wide"])
+def test_li_per_fu_recovers_the_simulated_truth(fitted, name):
+    """Seeded simulations (seeds 100-102): the pulls against the truth (1.3 Li per f.u. in the
+    parent times the row's Li concentration) have sd 0.8-1.2 and mean within +-0.2."""
+    sim, res, _ = fitted[name]
+    z, truth = _pulls(sim, res)
+    assert z.size > 100
+    assert abs(z.mean()) < 0.2, z.mean()
+    assert 0.8 < z.std() < 1.2, z.std()
+    # the electrode's maximum is read as Li per formula unit, not relative to the parent
+    top = np.nanargmax(np.where(usable(res.status), truth, np.nan))
+    assert res.columns["li_per_fu"][top] == pytest.approx(truth[top], rel=0.1)
+    assert truth[top] > 5
+
+
+def test_cross_section_and_composition_errors_are_kept_apart(fitted):
+    _, res, _ = fitted["study"]
+    c = res.columns
+    ok = np.isfinite(c["li_per_fu"])
+    np.testing.assert_allclose(c["li_per_fu_xs_err"][ok], np.abs(c["li_per_fu"][ok]) * xs_ratio_rel_err())
+    np.testing.assert_allclose(c["li_per_fu_comp_err"][ok], np.abs(c["li_per_fu"][ok]) * TI_PER_FU_ERR / TI_PER_FU)
+    # the statistical error is not inflated by either: much smaller in the bright electrode
+    assert np.nanmedian(c["li_per_fu_err"] / c["li_per_fu_xs_err"]) < 0.5
+
+
+def test_li_per_fu_function():
+    a, ae = np.array([2.0, 4.0, 1.0]), np.array([0.1, 0.2, 0.1])
+    n, ne = np.array([1.0, 1.0, 0.0]), np.array([0.01, 0.01, 0.01])
+    out = li_per_fu(a, ae, n, ne, 0.5, 30.0)
+    # exposures: Li-K recorded 60x shorter -> 60x fewer counts per atom
+    assert out["li_per_fu"][0] == pytest.approx(2.0 * 60 * TI_PER_FU)
+    assert out["li_per_fu"][1] == pytest.approx(2 * out["li_per_fu"][0])
+    assert np.isnan(out["li_per_fu"][2])  # no Ti: undefined
+    assert out["li_per_fu_err"][0] == pytest.approx(out["li_per_fu"][0] * np.hypot(0.05, 0.01))
+    none = li_per_fu(a, ae, n, ne, None, 30.0)
+    assert all(np.isnan(v).all() for v in none.values())
