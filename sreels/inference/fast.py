@@ -136,8 +136,12 @@ def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
     d = np.where(absurd, 0.0, d)
     beam = ed.Beam(inst.beam_energy_kev, inst.collection_semiangle_mrad * 1e-3)
     es = e[None, :] - d[:, None]
-    cont = (fit.value("Ti4+")[:, None] * ed.ti_l_continuum(es, beam)
-            + fit.value("Ti3+")[:, None] * ed.ti_l_continuum(es, beam, ed.TI3_SHIFT_EV)) / fit.ref_scale
+    # the continua on a 0.01 eV grid fixed by the window's axis (not by the rows' shifts), so that a
+    # row's ratio does not depend on which other rows are fitted with it (blocks of a Dask fit)
+    g = np.arange(e.min() - 51.0, e.max() + 51.0, 0.01)
+    cont = (fit.value("Ti4+")[:, None] * np.interp(es, g, ed.ti_l_continuum(g, beam))
+            + fit.value("Ti3+")[:, None] * np.interp(es, g, ed.ti_l_continuum(g, beam, ed.TI3_SHIFT_EV))
+            ) / fit.ref_scale
     bg = np.exp(fit.value("log_a")[:, None] - fit.value("r")[:, None] * np.log(e / fit.e_ref)[None, :])
     wl = fit.data - bg - cont
     split = (split_ev + ed.TI3_SHIFT_EV * f3)[:, None]
@@ -752,56 +756,15 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
 
 
 def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | None = None,
-                      chunk_rows: int = 4096) -> FastResult:
+                      chunk_rows: int = 4096, **dask_options) -> FastResult:
     """:func:`fit_image` over blocks of ``chunk_rows`` rows, for images that do not fit in
     memory: ``counts`` may be Dask arrays (``load_measurement(..., lazy=True)``), read one
-    block at a time.  What depends on the whole image is computed on the whole image first
-    (the mean spectra behind the global energy offsets) or last (the parent normalisation of
-    Li, the derived numbers), so the result equals :func:`fit_image`'s.  The per-row edge
-    fits are not kept (``fits`` is empty: no spectra panels or residual images)."""
-    from tqdm.auto import tqdm
+    block at a time.  The blocks are tasks of a Dask graph whose whole-image steps (the mean
+    spectra behind the global energy offsets, the low-loss window's widest ZLP and mean ZLP
+    shape, the parent normalisation of Li) are reductions, so the result equals
+    :func:`fit_image`'s; see :func:`.daskfit.fit_image_dask` (``dask_options``: ``workers``,
+    ``scheduler``, ``client``, ``progress``).  The per-row edge fits are not kept (``fits`` is
+    empty: no spectra panels or residual images)."""
+    from .daskfit import fit_image_dask
 
-    s, inst_notes = resolve_instrument(windows, settings or FitSettings())
-    check_fit_input(windows, s)
-    if int(chunk_rows) != chunk_rows or chunk_rows < 1:
-        raise SreelsInputError(f"chunk_rows = {chunk_rows!r}: expected an integer >= 1")
-    t0 = time.perf_counter()
-    n = s.bin_rows
-    step = max(n, (int(chunk_rows) // n) * n)
-    any_w = next(iter(windows.values()))
-    total = (any_w.counts.shape[0] // n) * n
-    if total == 0:
-        raise SreelsInputError(f"{any_w.source}: {any_w.counts.shape[0]} rows, fewer than --bin {n}")
-    means = {}
-    windows = {k: dataclasses.replace(w, name=k) for k, w in windows.items()}  # unique names: the keys
-    for k, w in windows.items():  # the binned, dark-subtracted image's mean spectrum
-        m = w.counts[:total].mean(0)
-        m = np.asarray(m.compute() if hasattr(m, "compute") else m, dtype=float)
-        means[k] = n * (m - s.dark_offset_counts)
-    parts, status, notes, timings = [], [], list(inst_notes), {}
-    starts = range(0, total, step)
-    for i0 in tqdm(starts, desc="sreels fit (chunks)", unit="chunk", delay=2.0, leave=False):
-        i1 = min(i0 + step, total)
-        chunk = {}
-        for k, w in windows.items():
-            c = w.counts[i0:i1]
-            c = np.asarray(c.compute() if hasattr(c, "compute") else c, dtype=float)
-            pos = PositionAxis(w.position.offset_nm + i0 * w.position.scale_nm, w.position.scale_nm, i1 - i0)
-            bad = ~np.isfinite(c)
-            if bad.any():  # a lazily read file is checked block by block
-                r, ch = np.argwhere(bad)[0]
-                raise SreelsInputError(f"{w.source}: NaN/inf values (first at row {i0 + r}, "
-                                       f"{w.energy.energy_ev[ch]:.2f} eV); expected finite counts")
-            chunk[k] = dataclasses.replace(w, counts=c, position=pos, nav_shape=(i1 - i0,))
-        c, st, _, tm, nt = _fit_rows(_prepared(chunk, s), s, means, progress=False)
-        parts.append(c)
-        status += st
-        notes += nt
-        for key, v in tm.items():
-            timings[key] = timings.get(key, 0.0) + v
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    full = _binned_position(any_w.position, n)
-    notes.append(f"fitted in {len(starts)} chunks of <= {step} rows: per-row edge fits not kept "
-                 "(no spectra panels or residual images)")
-    timings["total"] = time.perf_counter() - t0
-    return _result(full, cols, status, {}, s, timings, notes)
+    return fit_image_dask(windows, settings, chunk_rows, **dask_options)

@@ -152,7 +152,20 @@ def _detector(w, s):
     return float(g), float(rd), float(decay or 0.0)
 
 
-def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
+def widest_zlp_fwhm(fwhm) -> float:
+    """The image-wide ZLP width the deconvolution reconvolves with when it exceeds the fit's
+    resolution: the 95th percentile of the rows' FWHMs (a reduction over the whole image)."""
+    return float(np.nanpercentile(np.asarray(fwhm, float), 95))
+
+
+def low_loss_note(source, centre, fwhm, tl) -> str:
+    """The low-loss window's summary note (medians over the image's rows)."""
+    return (f"low-loss window {source}: energy scale referenced to the ZLP maximum (median "
+            f"{np.nanmedian(centre):+.3f} eV on the stored axis, distortion {np.nanmax(centre) - np.nanmin(centre):.3f} "
+            f"eV peak-to-peak); resolution {np.nanmedian(fwhm):.2f} eV FWHM; t/lambda {np.nanmedian(tl):.2f} (median)")
+
+
+def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_ev: float | None = None):
     """The fast path's low-loss step: read the low-loss window, deconvolve the others.
 
     Parameters
@@ -164,6 +177,9 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
         Resolution (``resolution_fwhm_ev``, the reconvolution's FWHM), gain, readout, PSF.
     deconvolve : bool
         Fourier-ratio deconvolution of the core-loss windows (else only the ZLP reference).
+    wide_fwhm_ev : float, optional
+        The whole image's :func:`widest_zlp_fwhm` when ``windows`` hold a block of its rows
+        (:mod:`.daskfit`); None: from these rows.
 
     Returns
     -------
@@ -186,15 +202,13 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
     thr = elastic_threshold(counts, ll.energy, centre, fwhm)
     tl, tl_err = log_ratio_thickness(counts, thr, g, rd)
     cols = {"zlp_shift_ev": centre, "resolution_ev": fwhm, "t_over_lambda": tl, "t_over_lambda_err": tl_err}
-    notes = [f"low-loss window {ll.source}: energy scale referenced to the ZLP maximum (median "
-             f"{np.nanmedian(centre):+.3f} eV on the stored axis, distortion {np.nanmax(centre) - np.nanmin(centre):.3f} "
-             f"eV peak-to-peak); resolution {np.nanmedian(fwhm):.2f} eV FWHM; t/lambda {np.nanmedian(tl):.2f} (median)"]
+    notes = [low_loss_note(ll.source, centre, fwhm, tl)]
     out, scaled, logs = {}, [], []
     inst = settings.instrument()
     # reconvolve with the fit's resolution, or with the measured one where that is wider: sharpening
     # the ZLP would amplify the noise without bound (a 1.1 eV ZLP to 0.5 eV: x 1000 in variance, measured)
     res_ev = settings.resolution_fwhm_ev
-    wide = float(np.nanpercentile(fwhm, 95))  # the widest rows too
+    wide = widest_zlp_fwhm(fwhm) if wide_fwhm_ev is None else float(wide_fwhm_ev)  # the widest rows too
     if wide > res_ev * 1.3:  # (the camera's PSF alone widens a 0.5 eV ZLP to ~0.55 eV)
         res_ev = wide
         notes.append(f"the measured ZLP (up to {res_ev:.2f} eV FWHM) is wider than the fit's resolution "
