@@ -19,7 +19,7 @@ from ..axes import EnergyAxis, PositionAxis
 from ..errors import SreelsInputError
 
 _READERS = {
-    ".hspy": "rsciio.hspy", ".hdf5": "rsciio.hspy",
+    ".hspy": "rsciio.hspy", ".hdf5": "rsciio.hspy", ".zspy": "rsciio.zspy",
     ".dm3": "rsciio.digitalmicrograph", ".dm4": "rsciio.digitalmicrograph",
     ".msa": "rsciio.msa", ".ems": "rsciio.msa", ".emsa": "rsciio.msa",
 }
@@ -195,7 +195,7 @@ def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = Fals
     import importlib
 
     path = Path(path)
-    if not path.is_file():
+    if not (path.is_file() or (path.suffix.lower() == ".zspy" and path.is_dir())):  # a .zspy is a zarr folder
         raise SreelsInputError(f"input file {path} does not exist")
     ext = path.suffix.lower()
     if ext == ".npy":
