@@ -123,6 +123,15 @@ def _dark(w: WindowData, dark: float) -> WindowData:
     return dataclasses.replace(w, counts=w.counts - dark)
 
 
+@functools.lru_cache(maxsize=8)
+def _ti_continua(e_lo: float, e_hi: float, beam):
+    """Ti4+ and Ti3+ L2,3 continua on a 0.01 eV grid over [e_lo - 51, e_hi + 51] eV (cached)."""
+    from ..forward import edges as ed
+
+    g = np.arange(e_lo - 51.0, e_hi + 51.0, 0.01)
+    return g, ed.ti_l_continuum(g, beam), ed.ti_l_continuum(g, beam, ed.TI3_SHIFT_EV)
+
+
 def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
     """Ti L2/L3 white-line ratio per row, method stated: the data less the fitted power law and
     the fitted hydrogenic continuum steps (Ti4+ and Ti3+ in the fitted proportions), integrated
@@ -138,10 +147,9 @@ def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
     es = e[None, :] - d[:, None]
     # the continua on a 0.01 eV grid fixed by the window's axis (not by the rows' shifts), so that a
     # row's ratio does not depend on which other rows are fitted with it (blocks of a Dask fit)
-    g = np.arange(e.min() - 51.0, e.max() + 51.0, 0.01)
-    cont = (fit.value("Ti4+")[:, None] * np.interp(es, g, ed.ti_l_continuum(g, beam))
-            + fit.value("Ti3+")[:, None] * np.interp(es, g, ed.ti_l_continuum(g, beam, ed.TI3_SHIFT_EV))
-            ) / fit.ref_scale
+    g, c4, c3 = _ti_continua(float(e.min()), float(e.max()), beam)
+    cont = (fit.value("Ti4+")[:, None] * np.interp(es, g, c4)
+            + fit.value("Ti3+")[:, None] * np.interp(es, g, c3)) / fit.ref_scale
     bg = np.exp(fit.value("log_a")[:, None] - fit.value("r")[:, None] * np.log(e / fit.e_ref)[None, :])
     wl = fit.data - bg - cont
     split = (split_ev + ed.TI3_SHIFT_EV * f3)[:, None]
