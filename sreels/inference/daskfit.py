@@ -168,17 +168,24 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
         raise SreelsInputError(f"{any_w.source}: {any_w.counts.shape[0]} rows, fewer than --bin {n}")
     windows = {k: dataclasses.replace(w, name=k) for k, w in windows.items()}  # unique names: the keys
     templates = {k: dataclasses.replace(w, counts=None) for k, w in windows.items()}
-    arrays = {k: _as_dask(w.counts, step, total) for k, w in windows.items()}
-    blocks = list(zip(*(a.to_delayed().ravel() for a in arrays.values())))
+    arrays = [_as_dask(w.counts, step, total) for w in windows.values()]
+
+    def read():
+        """The blocks read by tasks of their own for each pass (``clone``): a block read for the
+        mean spectra is not held in memory until the fits, which wait for every block's sum."""
+        from dask.graph_manipulation import clone
+        return list(zip(*(a.to_delayed().ravel() for a in clone(*arrays))))
+
+    blocks = read()
     starts = [i * step for i in range(len(blocks))]
     tpl, st = dask.delayed(templates, pure=True), dask.delayed(s, pure=True)
     image = None
     if LOWLOSS_NAME in windows:  # reduction 1: the widest ZLP and the deconvolution's image averages
         image = dask.delayed(_image_reduce, pure=True)(
-            *[dask.delayed(_image_pass, pure=True)(tpl, st, i0, *b) for i0, b in zip(starts, blocks)])
+            *[dask.delayed(_image_pass, pure=True)(tpl, st, i0, *b) for i0, b in zip(starts, read())])
     sums = [dask.delayed(_sums, pure=True)(tpl, st, image, i0, *b) for i0, b in zip(starts, blocks)]
     means = dask.delayed(_means, pure=True)(*sums)  # reduction 2: mean spectra
-    fits = [dask.delayed(_fit_block, pure=True)(tpl, st, image, means, i0, *b) for i0, b in zip(starts, blocks)]
+    fits = [dask.delayed(_fit_block, pure=True)(tpl, st, image, means, i0, *b) for i0, b in zip(starts, read())]
     notes = inst_notes + [f"fitted as a Dask graph of {len(blocks)} chunks of <= {step} rows: per-row edge fits "
                           "not kept (no spectra panels or residual images)"]
     full = _binned_position(any_w.position, n)

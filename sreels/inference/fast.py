@@ -677,8 +677,16 @@ def resolve_instrument(windows: dict, s: FitSettings) -> tuple[FitSettings, list
         if not found and key == "resolution_fwhm_ev" and LOWLOSS_NAME in windows:  # measured: the ZLP's FWHM
             from .lowloss import zlp_centre, zlp_fwhm
             ll = windows[LOWLOSS_NAME]
-            c = np.asarray(ll.counts, float)
-            fw = float(np.nanmedian(zlp_fwhm(c, ll.energy, zlp_centre(c, ll.energy)[1])))
+
+            def widths(c):
+                c = np.asarray(c, float)
+                return zlp_fwhm(c, ll.energy, zlp_centre(c, ll.energy)[1])
+            if hasattr(ll.counts, "map_blocks"):  # a lazily read window: block by block (Dask)
+                c = ll.counts.rechunk({1: -1})
+                rows = c.map_blocks(lambda b: widths(b)[:, None], chunks=(c.chunks[0], (1,)), dtype=float)
+                fw = float(np.nanmedian(rows[:, 0].compute()))
+            else:
+                fw = float(np.nanmedian(widths(ll.counts)))
             if np.isfinite(fw) and fw > 0:
                 upd[key] = fw
                 notes.append(f"resolution_fwhm_ev = {fw:.3g}: the low-loss window's ZLP FWHM (median over rows)")

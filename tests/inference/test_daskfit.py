@@ -140,3 +140,16 @@ def test_simulate_map_command_line(tmp_path):
     seed = np.random.SeedSequence(3).spawn(5)[3]
     one = simulate(sc, rng=np.random.default_rng(seed))
     assert np.array_equal(np.asarray(s.data[:, 3, :]), one.windows["high"].counts)
+
+
+def test_the_resolution_of_a_lazy_low_loss_window_is_read_block_by_block():
+    """Without metadata the resolution is the median ZLP FWHM over rows: the same from Dask blocks."""
+    import dask.array as da
+
+    from sreels.inference.fast import FitSettings, resolve_instrument
+
+    sim = simulate(Scenario(rows=30), Instrument(plural_scattering=True, lowloss_window=True), rng=1)
+    w = windows_of(sim)
+    lazy = {k: dataclasses.replace(v, counts=da.from_array(v.counts, chunks=(7, -1))) for k, v in w.items()}
+    a, b = (resolve_instrument(x, FitSettings())[0].resolution_fwhm_ev for x in (w, lazy))
+    assert a == b and 0.5 < a < 0.7  # the 0.5 eV ZLP widened by the camera's PSF
