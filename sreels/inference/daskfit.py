@@ -39,11 +39,23 @@ from .deconvolve import ImageStats, image_stats
 from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm, zlp_centre, zlp_fwhm
 
 
+class _Rows:
+    """A block of a window's rows as a Dask array that the task itself computes (in the worker,
+    with the synchronous scheduler): not a dependency of the graph, so no block is held between
+    tasks."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def read(self) -> np.ndarray:
+        return np.asarray(self.a.compute(scheduler="sync"), dtype=float)
+
+
 def _block_windows(templates: dict, i0: int, blocks) -> dict:
     """WindowData of one block (rows i0..) from the windows' templates (counts None) and the blocks."""
     out = {}
     for (k, w), c in zip(templates.items(), blocks):
-        c = np.asarray(c, dtype=float)
+        c = c.read() if isinstance(c, _Rows) else np.asarray(c, dtype=float)
         bad = ~np.isfinite(c)
         if bad.any():  # a lazily read file is checked block by block
             r, ch = np.argwhere(bad)[0]
@@ -169,23 +181,22 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
     windows = {k: dataclasses.replace(w, name=k) for k, w in windows.items()}  # unique names: the keys
     templates = {k: dataclasses.replace(w, counts=None) for k, w in windows.items()}
     arrays = [_as_dask(w.counts, step, total) for w in windows.values()]
+    starts = list(range(0, total, step))
 
     def read():
-        """The blocks read by tasks of their own for each pass (``clone``): a block read for the
-        mean spectra is not held in memory until the fits, which wait for every block's sum."""
-        from dask.graph_manipulation import clone
-        return list(zip(*(a.to_delayed().ravel() for a in clone(*arrays))))
+        """Each pass's tasks read their own blocks (:class:`_Rows`): a block read for the mean spectra
+        is not held in memory until the fits, which wait for every block's sum."""
+        return [tuple(_Rows(a[i0:i0 + step]) for a in arrays) for i0 in starts]
 
     blocks = read()
-    starts = [i * step for i in range(len(blocks))]
     tpl, st = dask.delayed(templates, pure=True), dask.delayed(s, pure=True)
     image = None
     if LOWLOSS_NAME in windows:  # reduction 1: the widest ZLP and the deconvolution's image averages
         image = dask.delayed(_image_reduce, pure=True)(
-            *[dask.delayed(_image_pass, pure=True)(tpl, st, i0, *b) for i0, b in zip(starts, read())])
-    sums = [dask.delayed(_sums, pure=True)(tpl, st, image, i0, *b) for i0, b in zip(starts, blocks)]
+            *[dask.delayed(_image_pass)(tpl, st, i0, *b) for i0, b in zip(starts, read())])
+    sums = [dask.delayed(_sums)(tpl, st, image, i0, *b) for i0, b in zip(starts, blocks)]
     means = dask.delayed(_means, pure=True)(*sums)  # reduction 2: mean spectra
-    fits = [dask.delayed(_fit_block, pure=True)(tpl, st, image, means, i0, *b) for i0, b in zip(starts, read())]
+    fits = [dask.delayed(_fit_block)(tpl, st, image, means, i0, *b) for i0, b in zip(starts, read())]
     notes = inst_notes + [f"fitted as a Dask graph of {len(blocks)} chunks of <= {step} rows: per-row edge fits "
                           "not kept (no spectra panels or residual images)"]
     full = _binned_position(any_w.position, n)
