@@ -32,10 +32,10 @@ def _same(a, b):
 
 def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window():
     """Plural scattering + low-loss window: the deconvolution's whole-image steps (widest ZLP, mean
-    ZLP shape, power-law pads) and the mean spectra are reductions, so blocks of 14 rows give the
+    ZLP shape, power-law pads) and the mean spectra are reductions, so two blocks of 14 rows give the
     whole image's numbers."""
     inst = Instrument(plural_scattering=True, lowloss_window=True)
-    sim = simulate(Scenario(rows=42, row_nm=40.0, first_row_nm=-60.0), inst, rng=5)
+    sim = simulate(Scenario(rows=28, row_nm=60.0, first_row_nm=-60.0), inst, rng=5)
     w = windows_of(sim)
     whole = fit_image(w, progress=False)
     res = fit_image_dask(w, chunk_rows=14, progress=False)
@@ -118,7 +118,7 @@ def _fit_map_through_scheduler(tmp_path, address, ny, nx, chunk):
 
 
 def test_a_map_through_a_real_scheduler_equals_the_in_memory_fit(tmp_path, cluster):
-    _fit_map_through_scheduler(tmp_path, cluster, 10, 10, 40)
+    _fit_map_through_scheduler(tmp_path, cluster, 8, 8, 24)
 
 
 @pytest.mark.slow
