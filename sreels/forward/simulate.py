@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -110,7 +111,15 @@ def lowloss_axis(instrument: Instrument) -> EnergyAxis:
 
 
 def window_models(instrument: Instrument) -> dict[str, WindowModel]:
-    return {w.name: WindowModel(w, instrument) for w in instrument.windows}
+    """The kernels of every window (:class:`WindowModel`): built once per instrument and cached
+    (they depend on nothing else and are only read), so a plain :func:`simulate` after the first
+    with the same instrument does not rebuild them."""
+    return dict(_window_models(instrument))
+
+
+@functools.lru_cache(maxsize=8)
+def _window_models(instrument: Instrument) -> tuple:
+    return tuple((w.name, WindowModel(w, instrument)) for w in instrument.windows)
 
 
 def _lowloss(state: RowState, instrument: Instrument, row_nm: float, models):

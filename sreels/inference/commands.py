@@ -11,7 +11,7 @@ from ..errors import SreelsInputError
 
 def configure_fit(p):
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="spectrum images: .dm3/.dm4/.hspy/.msa (RosettaSciIO) or .npy; one file per energy "
+                   help="spectrum images: .dm3/.dm4/.hspy/.zspy/.msa (RosettaSciIO) or .npy; one file per energy "
                         "window (e.g. low.hspy high.hspy), or a folder written by `sreels simulate`")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
@@ -56,8 +56,15 @@ def configure_fit(p):
                         "Ti4+=rutile.msa --reference Ti3+=Ti2O3.msa (same resolution and camera as the image; "
                         "default: forward-model references)")
     p.add_argument("--chunk-rows", type=int, default=None, metavar="N",
-                   help="(fast) read the files lazily (Dask) and fit N rows at a time, for images that do "
-                        "not fit in memory; same result, no residual image")
+                   help="(fast) read the files lazily and fit blocks of N rows (pixels of a map) as tasks of a "
+                        "Dask graph (local threads; see --workers, --scheduler), for images that do not fit in "
+                        "memory; same result, no residual image")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="(fast) fit the chunks on a dask.distributed LocalCluster of N single-threaded worker "
+                        "processes (implies lazy reading; chunks of --chunk-rows, default 2048)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="(fast) fit the chunks on an existing Dask cluster, e.g. tcp://host:8786 (its workers need "
+                        "sreels installed and the input files readable at the same paths)")
     p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
                    help="refuse an in-memory fit estimated to need more than this (default: $SREELS_MAX_MEMORY_GIB, "
                         "else 80 %% of the machine's memory); --chunk-rows needs far less")
@@ -76,10 +83,10 @@ def expand_inputs(inputs):
     out = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            files = sorted(p.glob("*.hspy"))
+        if p.is_dir() and p.suffix.lower() != ".zspy":  # a .zspy store is a folder too
+            files = sorted(p.glob("*.hspy")) + sorted(p.glob("*.zspy"))
             if not files:
-                raise SreelsInputError(f"folder {p} holds no .hspy spectrum images")
+                raise SreelsInputError(f"folder {p} holds no .hspy or .zspy spectrum images")
             out += files
         else:
             out.append(p)
@@ -159,6 +166,9 @@ def run_fit(args) -> int:
     inputs = expand_inputs(args.inputs)
     check_output(args.out, args.overwrite, inputs)
     chunk = getattr(args, "chunk_rows", None)
+    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
+    if chunk is None and (workers is not None or scheduler is not None):
+        chunk = 2048
     if chunk is None:
         check_fit_memory(inputs, args.energy_offset, args.dispersion)
     windows = load_measurement(inputs, args.energy_offset, args.dispersion, lazy=chunk is not None)
@@ -171,14 +181,14 @@ def run_fit(args) -> int:
         settings = dataclasses.replace(settings, parent_nm=(-np.inf, np.inf))
     if chunk is not None:
         from .fast import fit_image_chunked
-        res = fit_image_chunked(windows, settings, chunk)
+        res = fit_image_chunked(windows, settings, chunk, workers=workers, scheduler=scheduler)
     else:
         res = fit_image(windows, settings)
     if is_map(nav):
         ok = usable(res.status)
         d = {"notes": [f"2-D map {nav[0]} x {nav[1]} pixels: the line-profile numbers (electrode width, "
                        "Ti3+ boundary, ...) need a line scan across the interface and are not computed; "
-                       "per-pixel values in profiles.csv (iy, ix) and maps.png; c_Li relative to the mean of "
+                       "per-pixel values in maps.zspy (HyperSpy, lazily), profiles.csv (iy, ix) and maps.png; c_Li relative to the mean of "
                        "the map's valid pixels unless --parent gives a range of flat pixel indices"]}
         for k in ("li_rel", "ti3_fraction", "r_oo_nm"):
             v = res.columns[k][ok & np.isfinite(res.columns[k])]

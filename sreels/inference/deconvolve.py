@@ -10,12 +10,73 @@ scattering (:func:`sreels.inference.lowloss.plural_kernel`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 from scipy import fft as sfft
 
 from ..axes import EnergyAxis
 from ..forward.detector import psf_kernel
 from ..forward.lowloss import zlp_tf
+
+
+_IMAGE = contextvars.ContextVar("sreels_image_stats", default=None)
+
+
+class ImageStats:
+    """The whole image's averages over rows that the deconvolution uses (the power laws' exponents
+    from the mean spectrum, the mean ZLP shape), for an image fitted in blocks of rows
+    (:mod:`.daskfit`): ``ImageStats()`` collects each average's (sum, rows) in call order
+    (``parts``); ``ImageStats(totals)`` hands out the whole image's averages
+    (:meth:`combine` of every block's parts) in the same order."""
+
+    def __init__(self, totals=None):
+        self.totals, self.parts, self._i = totals, [], 0
+
+    def mean(self, v):
+        if self.totals is None:
+            self.parts.append((v.sum(0), v.shape[0]))
+            return v.mean(0) if v.shape[0] else np.zeros(v.shape[1:], v.dtype)
+        out = self.totals[self._i]
+        self._i += 1
+        return out
+
+    def mean_of(self, total, n: int):
+        """As :meth:`mean` for a block's sum over its ``n`` rows given directly (e.g. a Gram matrix)."""
+        if self.totals is None:
+            self.parts.append((total, n))
+            return total / max(n, 1)
+        out = self.totals[self._i]
+        self._i += 1
+        return out
+
+    @staticmethod
+    def combine(blocks):
+        """Whole-image averages from the ``parts`` of every block."""
+        return [sum(b[i][0] for b in blocks) / sum(b[i][1] for b in blocks) for i in range(len(blocks[0]))]
+
+
+@contextlib.contextmanager
+def image_stats(stats: ImageStats | None):
+    """Within the block, the deconvolution's whole-image averages come from (or go to) ``stats``."""
+    token = _IMAGE.set(stats)
+    try:
+        yield stats
+    finally:
+        _IMAGE.reset(token)
+
+
+def _row_mean(v):
+    """Mean over rows (axis 0) of the image: these rows, or the whole image's (:class:`ImageStats`)."""
+    st = _IMAGE.get()
+    return v.mean(0) if st is None else st.mean(v)
+
+
+def row_sum_mean(total, n: int):
+    """A sum over these ``n`` rows divided by the rows: of these rows, or the whole image's."""
+    st = _IMAGE.get()
+    return total / max(n, 1) if st is None else st.mean_of(total, n)
 
 
 def _interp_rows(x_new, x, rows):
@@ -47,7 +108,7 @@ def _power_law_pad(y, e, n_lo, n_hi, n_fit):
         h = block_e.size // 2
         m1, m2 = block_y[:, :h].mean(1), block_y[:, h:].mean(1)
         e1, e2 = block_e[:h].mean(), block_e[h:].mean()
-        g1, g2 = m1.mean(), m2.mean()
+        g1, g2 = _row_mean(np.stack([m1, m2], 1))  # the image's mean spectrum
         r = np.log(g1 / g2) / np.log(e2 / e1) if g1 > 0 and g2 > 0 and e1 > 0 else 0.0
         r = float(np.clip(np.nan_to_num(r), -2.0, 8.0))
         return np.full(y.shape[0], r), np.where(m1 * m2 > 0, np.sqrt(np.abs(m1 * m2)), block_y.mean(1)), \

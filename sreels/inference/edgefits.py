@@ -128,7 +128,8 @@ def rows_at(table, step, e, delta):
 
 
 def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
-                     delta=None, mask=None, fit_delta=True, weight=None, tail=None, tail_amp=None) -> EdgeFit:
+                     delta=None, mask=None, fit_delta=True, weight=None, tail=None, tail_amp=None,
+                     tail_step=None) -> EdgeFit:
     """Power law + linear amplitudes of fixed references shifted by "delta" (eV).
 
     Parameters: ln A, r, one amplitude per reference, and "delta" if ``delta`` (starting
@@ -136,7 +137,8 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
     held at the given shifts.  ``refs`` is (fine energy grid, {name: reference}).  Plural scattering
     (:func:`.lowloss.plural_kernel`): ``weight`` (rows,) multiplies the references (the unscattered
     fraction exp(-t/lambda)); ``tail`` (rows, lags) is each row's multiple scattering on losses
-    m dE, one more linear component "plural tail" shifted with the references, or with ``tail_amp``
+    m dE (dE = ``tail_step``, else the channel width), one more linear component "plural tail" shifted
+    with the references, or with ``tail_amp``
     (a number) a fixed part of the model (``tail_amp`` x tail).
     """
     rows = np.shape(counts)[0]
@@ -152,7 +154,7 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         if tail_amp is None:
             names = (*names, PLURAL_TAIL)
         else:  # a known part of the data: taken off before the power law's start and the fit
-            fixed_part = float(tail_amp) * rows_at(tail, axis.scale_ev, axis.energy_ev, d0)[0]
+            fixed_part = float(tail_amp) * rows_at(tail, tail_step or axis.scale_ev, axis.energy_ev, d0)[0]
             counts = np.asarray(counts, float) - fixed_part
     e, y, w = _window(axis, counts, variance, lo, hi, mask)
     pl = fit_power_law(axis, counts, lo, pre_hi, variance)
@@ -162,7 +164,7 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
 
     def at(name, dd, idx):
         if name == PLURAL_TAIL:
-            return rows_at(tail[idx] / t_scale, e[1] - e[0], e, dd)
+            return rows_at(tail[idx] / t_scale, tail_step or axis.scale_ev, e, dd)
         v, sl = sh[name].at(e, dd)
         return (v, sl) if wt is None else (v * wt[idx], sl * wt[idx])
 

@@ -124,6 +124,15 @@ def _dark(w: WindowData, dark: float) -> WindowData:
     return dataclasses.replace(w, counts=w.counts - dark)
 
 
+@functools.lru_cache(maxsize=8)
+def _ti_continua(e_lo: float, e_hi: float, beam):
+    """Ti4+ and Ti3+ L2,3 continua on a 0.01 eV grid over [e_lo - 51, e_hi + 51] eV (cached)."""
+    from ..forward import edges as ed
+
+    g = np.arange(e_lo - 51.0, e_hi + 51.0, 0.01)
+    return g, ed.ti_l_continuum(g, beam), ed.ti_l_continuum(g, beam, ed.TI3_SHIFT_EV)
+
+
 def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
     """Ti L2/L3 white-line ratio per row, method stated: the data less the fitted power law and
     the fitted hydrogenic continuum steps (Ti4+ and Ti3+ in the fitted proportions), integrated
@@ -137,8 +146,11 @@ def l2_l3_ratio(fit, inst, f3, split_ev=461.8, lo_ev=455.0, hi_ev=470.0):
     d = np.where(absurd, 0.0, d)
     beam = ed.Beam(inst.beam_energy_kev, inst.collection_semiangle_mrad * 1e-3)
     es = e[None, :] - d[:, None]
-    cont = (fit.value("Ti4+")[:, None] * ed.ti_l_continuum(es, beam)
-            + fit.value("Ti3+")[:, None] * ed.ti_l_continuum(es, beam, ed.TI3_SHIFT_EV)) / fit.ref_scale
+    # the continua on a 0.01 eV grid fixed by the window's axis (not by the rows' shifts), so that a
+    # row's ratio does not depend on which other rows are fitted with it (blocks of a Dask fit)
+    g, c4, c3 = _ti_continua(float(e.min()), float(e.max()), beam)
+    cont = (fit.value("Ti4+")[:, None] * np.interp(es, g, c4)
+            + fit.value("Ti3+")[:, None] * np.interp(es, g, c3)) / fit.ref_scale
     bg = np.exp(fit.value("log_a")[:, None] - fit.value("r")[:, None] * np.log(e / fit.e_ref)[None, :])
     wl = fit.data - bg - cont
     split = (split_ev + ed.TI3_SHIFT_EV * f3)[:, None]
@@ -421,7 +433,8 @@ def _tail_level(run: _Run, w: WindowData, mean, refs, lo, hi, pre, kern, tail):
     if w.exposure_ratio is not None:
         return float(w.exposure_ratio)
     f = fit_linear_edges(w.energy, mean, variance_model(mean, 1.0, 0.0), refs, run.s.li_components, lo, hi, pre,
-                         delta=np.zeros(1), fit_delta=False, weight=kern, tail=tail)
+                         delta=np.zeros(1), fit_delta=False, weight=kern, tail=tail,
+                         tail_step=w.tail_step_ev)
     c = float(f.value(PLURAL_TAIL)[0]) / float(np.max(np.abs(tail)))
     run.notes.append(f"{w.source}: exposure ratio to the low-loss window not in the metadata; the multiple "
                      f"plasmons' level fitted to the image's mean spectrum ({c:.4g})")
@@ -439,7 +452,7 @@ def _tail_variance(fit, w: WindowData, c_tail, delta):
     tail the fit held fixed: the fit's linear response to each noise replica of the tail (0 without)."""
     if w.plural_tail_dev is None or c_tail is None:
         return np.zeros_like(fit.result.params)
-    dy = np.stack([-c_tail * rows_at(d.astype(float), w.energy.scale_ev, fit.energy, delta)[0]
+    dy = np.stack([-c_tail * rows_at(d.astype(float), w.tail_step_ev, fit.energy, delta)[0]
                    for d in w.plural_tail_dev])
     return np.mean(fit.response(dy) ** 2, axis=0)
 
@@ -454,22 +467,23 @@ def _fit_li(run: _Run, w: WindowData, ti):
     # its own offset); the rows' distortion about it from the Ti fit when there is one
     mean = run.mean(w)[None, :]
     kern = w.unscattered  # plural scattering from the low loss (.lowloss.plural_kernel)
-    mk = None if kern is None else np.mean(kern)
-    mt = None if w.plural_tail is None else w.plural_tail.mean(0, keepdims=True)
+    mk, mt = w.unscattered_mean, w.plural_tail_mean  # the whole image's (a block's mean would differ)
     c_tail = _tail_level(run, w, mean, (ef, refs), lo, hi, pre, mk, mt)
     m_fit = fit_linear_edges(w.energy, mean, variance_model(mean, 1.0, 0.0), (ef, refs),  # relative weights
-                             s.li_components, lo, hi, pre, delta=np.zeros(1), weight=mk, tail=mt, tail_amp=c_tail)
+                             s.li_components, lo, hi, pre, delta=np.zeros(1), weight=mk, tail=mt, tail_amp=c_tail,
+                             tail_step=w.tail_step_ev)
     d0 = float(m_fit.value("delta")[0])
     if not (np.isfinite(d0) and abs(d0) < 10.0):
         run.notes.append(f"{w.source}: no energy offset could be read from the Li-K window's mean spectrum "
                          f"({d0:.3g} eV): taken as 0")
         d0 = 0.0
-    if w.row_shift_ev is not None:  # the rows' shifts known from their ZLP
-        d_li = d0 + w.row_shift_ev - np.mean(w.row_shift_ev)
+    if w.row_shift_ev is not None:  # the rows' shifts about the image's mean, known from their ZLP
+        d_li = d0 + w.row_shift_ev
     else:
         d_li = np.full(run.rows, d0) if ti is None else d0 + ti["delta"] - run.ti_d0
     fit = fit_linear_edges(w.energy, w.counts, var, (ef, refs), s.li_components, lo, hi, pre,
-                           delta=d_li, mask=mask, fit_delta=False, weight=kern, tail=w.plural_tail, tail_amp=c_tail)
+                           delta=d_li, mask=mask, fit_delta=False, weight=kern, tail=w.plural_tail, tail_amp=c_tail,
+                           tail_step=w.tail_step_ev)
     tail_var = _tail_variance(fit, w, c_tail, d_li)
     fit = run.finish(fit, w, mask, (lo, hi), "li")
     a, a_err = fit.value("Li-K"), np.sqrt(fit.err("Li-K") ** 2 + tail_var[:, fit.names.index("Li-K")])
@@ -492,7 +506,7 @@ def _fit_li(run: _Run, w: WindowData, ti):
     else:
         valid = has
         q, q_err = a, a_err
-    cols = {"_li_plural": w.plural_tail is not None, "_li_a": a, "_li_a_err": a_err, "_li_q": q, "_li_q_err": q_err, "_li_valid": valid,
+    cols = {"_li_plural": np.full(run.rows, w.plural_tail is not None), "_li_a": a, "_li_a_err": a_err, "_li_q": q, "_li_q_err": q_err, "_li_valid": valid,
             "li_chi2_red": fit.result.chi2_red}
     if ti is not None:  # absolute Li per formula unit from the Li-K / Ti-L2,3 ratio (:mod:`.lipfu`)
         t_li, t_ti = _exposure(w), ti["exposure_s"]
@@ -529,7 +543,7 @@ def _normalise_li(cols: dict, y_nm, parent_nm, notes: list) -> None:
             notes.append("no row has a valid Li-K fit: li_rel and li_areal_rel are not normalised (NaN)")
     li = q / qm
     # the plural tail's model systematic (measured on simulations, see LI_PLURAL_SYST)
-    syst = LI_PLURAL_SYST * np.abs(li - 1.0) * li if cols.pop("_li_plural", False) else np.zeros(a.size)
+    syst = LI_PLURAL_SYST * np.abs(li - 1.0) * li if np.any(cols.pop("_li_plural", False)) else np.zeros(a.size)
     if np.any(syst > 0):
         notes.append(f"c_Li errors include the plural-tail model's systematic, {LI_PLURAL_SYST:.3f} x |c_Li - 1| x c_Li "
                      "(the parent's plasmon tail under Li-K is not a power law where the plasmons change with c_Li)")
@@ -722,8 +736,16 @@ def resolve_instrument(windows: dict, s: FitSettings) -> tuple[FitSettings, list
         if not found and key == "resolution_fwhm_ev" and LOWLOSS_NAME in windows:  # measured: the ZLP's FWHM
             from .lowloss import zlp_centre, zlp_fwhm
             ll = windows[LOWLOSS_NAME]
-            c = np.asarray(ll.counts, float)
-            fw = float(np.nanmedian(zlp_fwhm(c, ll.energy, zlp_centre(c, ll.energy)[1])))
+
+            def widths(c):
+                c = np.asarray(c, float)
+                return zlp_fwhm(c, ll.energy, zlp_centre(c, ll.energy)[1])
+            if hasattr(ll.counts, "map_blocks"):  # a lazily read window: block by block (Dask)
+                c = ll.counts.rechunk({1: -1})
+                rows = c.map_blocks(lambda b: widths(b)[:, None], chunks=(c.chunks[0], (1,)), dtype=float)
+                fw = float(np.nanmedian(rows[:, 0].compute()))
+            else:
+                fw = float(np.nanmedian(widths(ll.counts)))
             if np.isfinite(fw) and fw > 0:
                 upd[key] = fw
                 notes.append(f"resolution_fwhm_ev = {fw:.3g}: the low-loss window's ZLP FWHM (median over rows)")
@@ -809,56 +831,15 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
 
 
 def fit_image_chunked(windows: dict[str, WindowData], settings: FitSettings | None = None,
-                      chunk_rows: int = 4096) -> FastResult:
+                      chunk_rows: int = 4096, **dask_options) -> FastResult:
     """:func:`fit_image` over blocks of ``chunk_rows`` rows, for images that do not fit in
     memory: ``counts`` may be Dask arrays (``load_measurement(..., lazy=True)``), read one
-    block at a time.  What depends on the whole image is computed on the whole image first
-    (the mean spectra behind the global energy offsets) or last (the parent normalisation of
-    Li, the derived numbers), so the result equals :func:`fit_image`'s.  The per-row edge
-    fits are not kept (``fits`` is empty: no spectra panels or residual images)."""
-    from tqdm.auto import tqdm
+    block at a time.  The blocks are tasks of a Dask graph whose whole-image steps (the mean
+    spectra behind the global energy offsets, the low-loss window's widest ZLP and mean ZLP
+    shape, the parent normalisation of Li) are reductions, so the result equals
+    :func:`fit_image`'s; see :func:`.daskfit.fit_image_dask` (``dask_options``: ``workers``,
+    ``scheduler``, ``client``, ``progress``).  The per-row edge fits are not kept (``fits`` is
+    empty: no spectra panels or residual images)."""
+    from .daskfit import fit_image_dask
 
-    s, inst_notes = resolve_instrument(windows, settings or FitSettings())
-    check_fit_input(windows, s)
-    if int(chunk_rows) != chunk_rows or chunk_rows < 1:
-        raise SreelsInputError(f"chunk_rows = {chunk_rows!r}: expected an integer >= 1")
-    t0 = time.perf_counter()
-    n = s.bin_rows
-    step = max(n, (int(chunk_rows) // n) * n)
-    any_w = next(iter(windows.values()))
-    total = (any_w.counts.shape[0] // n) * n
-    if total == 0:
-        raise SreelsInputError(f"{any_w.source}: {any_w.counts.shape[0]} rows, fewer than --bin {n}")
-    means = {}
-    windows = {k: dataclasses.replace(w, name=k) for k, w in windows.items()}  # unique names: the keys
-    for k, w in windows.items():  # the binned, dark-subtracted image's mean spectrum
-        m = w.counts[:total].mean(0)
-        m = np.asarray(m.compute() if hasattr(m, "compute") else m, dtype=float)
-        means[k] = n * (m - s.dark_offset_counts)
-    parts, status, notes, timings = [], [], list(inst_notes), {}
-    starts = range(0, total, step)
-    for i0 in tqdm(starts, desc="sreels fit (chunks)", unit="chunk", delay=2.0, leave=False):
-        i1 = min(i0 + step, total)
-        chunk = {}
-        for k, w in windows.items():
-            c = w.counts[i0:i1]
-            c = np.asarray(c.compute() if hasattr(c, "compute") else c, dtype=float)
-            pos = PositionAxis(w.position.offset_nm + i0 * w.position.scale_nm, w.position.scale_nm, i1 - i0)
-            bad = ~np.isfinite(c)
-            if bad.any():  # a lazily read file is checked block by block
-                r, ch = np.argwhere(bad)[0]
-                raise SreelsInputError(f"{w.source}: NaN/inf values (first at row {i0 + r}, "
-                                       f"{w.energy.energy_ev[ch]:.2f} eV); expected finite counts")
-            chunk[k] = dataclasses.replace(w, counts=c, position=pos, nav_shape=(i1 - i0,))
-        c, st, _, tm, nt = _fit_rows(_prepared(chunk, s), s, means, progress=False)
-        parts.append(c)
-        status += st
-        notes += nt
-        for key, v in tm.items():
-            timings[key] = timings.get(key, 0.0) + v
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    full = _binned_position(any_w.position, n)
-    notes.append(f"fitted in {len(starts)} chunks of <= {step} rows: per-row edge fits not kept "
-                 "(no spectra panels or residual images)")
-    timings["total"] = time.perf_counter() - t0
-    return _result(full, cols, status, {}, s, timings, notes)
+    return fit_image_dask(windows, settings, chunk_rows, **dask_options)

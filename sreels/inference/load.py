@@ -19,7 +19,7 @@ from ..axes import EnergyAxis, PositionAxis
 from ..errors import SreelsInputError
 
 _READERS = {
-    ".hspy": "rsciio.hspy", ".hdf5": "rsciio.hspy",
+    ".hspy": "rsciio.hspy", ".hdf5": "rsciio.hspy", ".zspy": "rsciio.zspy",
     ".dm3": "rsciio.digitalmicrograph", ".dm4": "rsciio.digitalmicrograph",
     ".msa": "rsciio.msa", ".ems": "rsciio.msa", ".emsa": "rsciio.msa",
 }
@@ -48,7 +48,12 @@ class WindowData:
     unscattered: np.ndarray | None = field(default=None, repr=False)
     plural_tail: np.ndarray | None = field(default=None, repr=False)
     plural_tail_dev: np.ndarray | None = field(default=None, repr=False)
-    #: per-row energy shift (eV) still in the counts (the ZLP's, for windows not deconvolved)
+    tail_step_ev: float = 0.0  # the lag spacing of plural_tail (eV)
+    #: the whole image's mean tail (1, lags) and unscattered fraction (for the mean spectrum's fit)
+    plural_tail_mean: np.ndarray | None = field(default=None, repr=False)
+    unscattered_mean: float | None = None
+    #: per-row energy shift (eV) still in the counts (the ZLP's about the image's mean, for windows not
+    #: deconvolved)
     row_shift_ev: np.ndarray | None = field(default=None, repr=False)
     #: this window's exposure over the low-loss window's (from the metadata), with ``plural_tail``
     exposure_ratio: float | None = None
@@ -205,7 +210,7 @@ def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = Fals
     import importlib
 
     path = Path(path)
-    if not path.is_file():
+    if not (path.is_file() or (path.suffix.lower() == ".zspy" and path.is_dir())):  # a .zspy is a zarr folder
         raise SreelsInputError(f"input file {path} does not exist")
     ext = path.suffix.lower()
     if ext == ".npy":

@@ -27,7 +27,7 @@ from scipy.ndimage import uniform_filter1d
 from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from .deconvolve import fourier_ratio
+from .deconvolve import _row_mean, fourier_ratio
 
 #: the ZLP is searched within this distance of 0 eV on the stored axis (uncalibrated axes: a few eV)
 ZLP_SEARCH_EV = 10.0
@@ -36,10 +36,15 @@ ZLP_SEARCH_EV = 10.0
 #: needs the low loss spliced in at its ~250x shorter exposure's noise): the fit convolves its
 #: references with the row's low loss instead (:func:`plural_kernel`)
 MIN_DECONVOLVE_EV = 150.0
-#: principal components kept of the rows' multiple-scattering tails (:func:`denoise_rows`)
+#: at most this many principal components kept of the rows' multiple-scattering tails (:func:`denoise_rows`)
 TAIL_COMPONENTS = 6
-#: losses (eV above a window's start) over which the tail is computed: the Li-K fit's reach
-TAIL_SPAN_EV = 100.0
+#: ... cut where an eigenvalue exceeds the next by this ratio (the largest such cut up to 6)
+TAIL_GAP = 1.5
+#: the tail's lag spacing (eV): it is smooth on the plasmon's scale (and reconvolved with 1 eV)
+TAIL_STEP_EV = 0.5
+#: the tail is computed up to this far above the Li-K fit range's end (eV); its principal components
+#: are better determined over the longer range (c_Li errors 0.107 at +5 eV, 0.086 at +70 eV, measured)
+TAIL_MARGIN_EV = 70.0
 #: replicas (and their seed) that carry the low loss's shot noise through the tail into the errors
 TAIL_REPLICAS = 8
 TAIL_SEED = 20140414
@@ -159,11 +164,11 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: 
     thr = axis.energy_ev[np.asarray(threshold_idx)]
     # J up to span + 10 eV above the ZLP (the tail at loss L needs J below L only), a 10 eV cosine taper
     # at the end (an abrupt end would ring through the logarithm)
-    end = min(e[-1], float(np.median(centre_ev)) + span_ev + 10.0)
-    keep = e <= end
+    end = np.minimum(e[-1], np.asarray(centre_ev, dtype=float) + span_ev + 10.0)  # per row
+    keep = e <= end.max()
     ll, e = ll[:, keep], e[keep]
-    t = np.clip((end - e) / 10.0, 0.0, 1.0)
-    j = ll * (0.5 - 0.5 * np.cos(np.pi * t))[None, :]
+    t = np.clip((end[:, None] - e[None, :]) / 10.0, 0.0, 1.0)
+    j = ll * (0.5 - 0.5 * np.cos(np.pi * t))
     zero = e[None, :] <= thr[:, None]
     it = j.sum(1)
     i0 = np.sum(np.where(zero, j, 0.0), 1)
@@ -185,17 +190,28 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: 
     return unscattered, tail
 
 
+def _row_key(row) -> int:
+    """A 64-bit key of a row's values (its replicas' seed, whichever block it is fitted in)."""
+    import hashlib
+    return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=8).digest(), "little")
+
+
 def denoise_rows(a, k: int = TAIL_COMPONENTS):
-    """Rows (rows, n) projected on their ``k`` leading principal components (mean kept; from the
-    rows x rows Gram matrix): the multiple-scattering tails vary across an image in level and slowly
-    in shape, while the low loss's shot noise in them is independent from row to row."""
-    if a.shape[0] <= k + 1:
-        return a
-    mu = a.mean(0, keepdims=True)
-    c = a - mu
-    _, vec = np.linalg.eigh(c @ c.T)
-    u = vec[:, -k:]
-    return mu + u @ (u.T @ c)
+    """Rows (rows, n) projected on the ``k`` leading principal components of the image's rows (mean
+    kept; the covariance over n from sums over rows, so an image fitted in blocks gets the whole image's,
+    :class:`.deconvolve.ImageStats`): the multiple-scattering tails vary across an image in level and
+    slowly in shape, while the low loss's shot noise in them is independent from row to row."""
+    from .deconvolve import row_sum_mean
+
+    mu = _row_mean(a)
+    cov = row_sum_mean(a.T @ a, a.shape[0]) - np.outer(mu, mu)
+    val, vec = np.linalg.eigh(cov)
+    # cut at a clear gap (eigenvalue ratio >= TAIL_GAP): a subspace that rounding cannot rotate, so an
+    # image summed in blocks gets the same projection as the whole (within ~1e-12)
+    gaps = val[-k - 1:][1:] / np.maximum(val[-k - 1:][:-1], 1e-300)   # ascending: (k+1)/k ... top/next
+    ok = np.flatnonzero(gaps[::-1] >= TAIL_GAP)                          # gaps[::-1][j]: top j+1 vs the next
+    v = vec[:, -(int(ok[-1]) + 1 if ok.size else 1):]
+    return mu + ((a - mu) @ v) @ v.T
 
 
 def _exposure(w):
@@ -224,7 +240,20 @@ def _detector(w, s):
     return float(g), float(rd), float(decay or 0.0)
 
 
-def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
+def widest_zlp_fwhm(fwhm) -> float:
+    """The image-wide ZLP width the deconvolution reconvolves with when it exceeds the fit's
+    resolution: the 95th percentile of the rows' FWHMs (a reduction over the whole image)."""
+    return float(np.nanpercentile(np.asarray(fwhm, float), 95))
+
+
+def low_loss_note(source, centre, fwhm, tl) -> str:
+    """The low-loss window's summary note (medians over the image's rows)."""
+    return (f"low-loss window {source}: energy scale referenced to the ZLP maximum (median "
+            f"{np.nanmedian(centre):+.3f} eV on the stored axis, distortion {np.nanmax(centre) - np.nanmin(centre):.3f} "
+            f"eV peak-to-peak); resolution {np.nanmedian(fwhm):.2f} eV FWHM; t/lambda {np.nanmedian(tl):.2f} (median)")
+
+
+def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_ev: float | None = None):
     """The fast path's low-loss step: read the low-loss window, deconvolve the others.
 
     Parameters
@@ -236,6 +265,9 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
         Resolution (``resolution_fwhm_ev``, the reconvolution's FWHM), gain, readout, PSF.
     deconvolve : bool
         Fourier-ratio deconvolution of the core-loss windows (else only the ZLP reference).
+    wide_fwhm_ev : float, optional
+        The whole image's :func:`widest_zlp_fwhm` when ``windows`` hold a block of its rows
+        (:mod:`.daskfit`); None: from these rows.
 
     Returns
     -------
@@ -258,15 +290,13 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
     thr = elastic_threshold(counts, ll.energy, centre, fwhm)
     tl, tl_err = log_ratio_thickness(counts, thr, g, rd)
     cols = {"zlp_shift_ev": centre, "resolution_ev": fwhm, "t_over_lambda": tl, "t_over_lambda_err": tl_err}
-    notes = [f"low-loss window {ll.source}: energy scale referenced to the ZLP maximum (median "
-             f"{np.nanmedian(centre):+.3f} eV on the stored axis, distortion {np.nanmax(centre) - np.nanmin(centre):.3f} "
-             f"eV peak-to-peak); resolution {np.nanmedian(fwhm):.2f} eV FWHM; t/lambda {np.nanmedian(tl):.2f} (median)"]
+    notes = [low_loss_note(ll.source, centre, fwhm, tl)]
     out, forward = {}, []
     inst = settings.instrument()
     # reconvolve with the fit's resolution, or with the measured one where that is wider: sharpening
     # the ZLP would amplify the noise without bound (a 1.1 eV ZLP to 0.5 eV: x 1000 in variance, measured)
     res_ev = settings.resolution_fwhm_ev
-    wide = float(np.nanpercentile(fwhm, 95))  # the widest rows too
+    wide = widest_zlp_fwhm(fwhm) if wide_fwhm_ev is None else float(wide_fwhm_ev)  # the widest rows too
     if wide > res_ev * 1.3:  # (the camera's PSF alone widens a 0.5 eV ZLP to ~0.55 eV)
         res_ev = wide
         notes.append(f"the measured ZLP (up to {res_ev:.2f} eV FWHM) is wider than the fit's resolution "
@@ -280,20 +310,30 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True):
             continue
         gw, rdw, dw = _detector(w, settings)
         if w.energy.offset_ev < MIN_DECONVOLVE_EV:  # the plural source below it: the low loss itself
-            span = min(w.energy.end_ev, w.energy.offset_ev + TAIL_SPAN_EV)
+            span = max(min(w.energy.end_ev, settings.li_fit_ev[1] + TAIL_MARGIN_EV), w.energy.offset_ev + 10.0)
+            step = max(w.energy.scale_ev, TAIL_STEP_EV)
             # the tail's noise from the low loss's: parametric replicas (extra noise of the counts' own
-            # variance, seed TAIL_SEED), each through the same steps
-            rng = np.random.default_rng(TAIL_SEED)
+            # variance), each through the same steps; each row's draws seeded by TAIL_SEED and its own
+            # counts, so that a block of rows gets the draws the whole image would
             sd = np.sqrt(g * np.maximum(counts, 0.0) + rd**2)
-            reps = counts[None] + rng.standard_normal((TAIL_REPLICAS, *counts.shape)) * sd[None]
+            z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, r.size))
+                          for r in counts], axis=1)
+            reps = counts[None] + z * sd[None]
             unsc, tails = plural_kernel(np.concatenate([counts[None], reps]).reshape(-1, counts.shape[1]), ll.energy,
                                         np.tile(centre, TAIL_REPLICAS + 1), np.tile(thr, TAIL_REPLICAS + 1),
-                                        w.energy.scale_ev, span)
+                                        step, span)
+            tails *= w.energy.scale_ev / step  # counts per channel of the window
+            n_rows = counts.shape[0]
+            tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
             # each replica denoised on its own: the components are estimated from noisy rows too
             tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
-            out[k] = dataclasses.replace(w, unscattered=unsc[:counts.shape[0], 0], plural_tail=tails[0],
+            out[k] = dataclasses.replace(w, unscattered=unsc[:n_rows, 0], plural_tail=tails[0],
+                                         plural_tail_mean=tail_mean,
+                                         unscattered_mean=float(_row_mean(unsc[:n_rows])[0]),
                                          plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
-                                         row_shift_ev=centre, exposure_ratio=_exposure_ratio(w, ll))
+                                         row_shift_ev=centre - float(_row_mean(centre[:, None])[0]),
+                                         exposure_ratio=_exposure_ratio(w, ll),
+                                         tail_step_ev=step)
             forward.append(k)
             continue
         d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)

@@ -76,18 +76,65 @@ def write_figures(result, derived: dict, folder, nav_shape=()) -> list[str]:
     return notes
 
 
+#: Largest map (pixels) whose per-pixel table is also written as profiles.csv (512 x 512).
+MAP_CSV_MAX_PIXELS = 512 * 512
+
+
+def map_quantities(result) -> list[str]:
+    """The numeric per-pixel columns written as maps, and ``usable`` (1 where every edge's numbers may be used)."""
+    return [k for k, v in result.columns.items() if np.asarray(v).dtype.kind in "fiub"] + ["usable"]
+
+
+def save_maps(path: Path, result, nav_shape) -> list[str]:
+    """Per-pixel results as one HyperSpy signal ``path`` (``.zspy``: zarr, or ``.hspy``): a stack of 2-D
+    maps (signal axes y, x in pixels; navigation axis the quantity, names in
+    ``metadata.sreels.quantities``), which ``hs.load(path, lazy=True)`` opens lazily; returns the names."""
+    import importlib
+    import warnings
+
+    from .fast import usable
+
+    names = map_quantities(result)
+    ny, nx = nav_shape
+    data = np.stack([np.asarray(result.columns[k], float).reshape(ny, nx) if k != "usable"
+                     else usable(result.status).astype(float).reshape(ny, nx) for k in names])
+    axes = [{"name": "quantity", "units": "", "size": len(names), "offset": 0.0, "scale": 1.0, "navigate": True},
+            {"name": "y", "units": "px", "size": ny, "offset": 0.0, "scale": 1.0, "navigate": False},
+            {"name": "x", "units": "px", "size": nx, "offset": 0.0, "scale": 1.0, "navigate": False}]
+    md = {"General": {"title": "sreels fit maps"}, "Signal": {"signal_type": "", "quantity": "per-pixel results"},
+          "sreels": {"quantities": names, "version": __version__}}
+    sig = {"data": data, "axes": axes, "metadata": md, "original_metadata": {}, "tmp_parameters": {},
+           "attributes": {"_lazy": False}, "learning_results": {}, "models": {},
+           "package_info": {"name": "hyperspy", "version": "2.0"}}
+    mod = {".zspy": "rsciio.zspy", ".hspy": "rsciio.hspy"}[Path(path).suffix]
+    with warnings.catch_warnings():  # RosettaSciIO's zarr-2 store is deprecated in zarr 3 (not used here)
+        warnings.simplefilter("ignore", FutureWarning)
+        importlib.import_module(mod).file_writer(str(path), sig)
+    return names
+
+
 def write_fit(result, derived: dict, inputs, out_dir, overwrite=False, plot=True, extra=None,
               nav_shape=()) -> Path:
     """profiles.csv, summary.json and figures; for a 2-D map (``nav_shape`` (ny, nx)) the table
-    gains the pixel indices ``iy``, ``ix`` and maps.png replaces the line-profile figure."""
+    gains the pixel indices ``iy``, ``ix`` (and is written up to :data:`MAP_CSV_MAX_PIXELS`),
+    maps.zspy holds every per-pixel quantity as maps (:func:`save_maps`) and maps.png replaces
+    the line-profile figure."""
     table = profile_table(result)
     if is_map(nav_shape):
         iy, ix = np.unravel_index(np.arange(result.position.size), nav_shape)
         table = {"iy": iy, "ix": ix, **table}
         extra = {**(extra or {}), "map_shape": list(nav_shape)}
+    csv = not is_map(nav_shape) or result.position.size <= MAP_CSV_MAX_PIXELS
     with output_directory(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
-        write_csv(tmp / "profiles.csv", table)
+        if csv:
+            write_csv(tmp / "profiles.csv", table)
+        if is_map(nav_shape):  # maps HyperSpy opens lazily (the folder is renamed into place when complete)
+            names = save_maps(tmp / "maps.zspy", result, nav_shape)
+            extra = {**extra, "maps": {"file": "maps.zspy", "quantities": names}}
         summary = summary_dict(result, derived, inputs, extra)
+        if not csv:
+            summary["notes"].append(f"{result.position.size} pixels: no profiles.csv (more than "
+                                    f"{MAP_CSV_MAX_PIXELS}); the per-pixel results are in maps.zspy")
         if plot:  # figures that were not drawn say why in the summary's notes
             summary["notes"] += write_figures(result, derived, tmp, nav_shape)
         write_json(tmp / "summary.json", summary)

@@ -24,8 +24,11 @@ def test_pulls_are_standard_normal(fitted, scenario, col, truth_col):
     else:
         z = pulls(sim, res, col, truth_col)
     assert z.size > 250
-    # ~320 rows, neighbours correlated by the blur along y: 0.2 is ~3.5 standard errors of the mean
-    assert abs(z.mean()) < 0.2, f"{col}: pull mean {z.mean():+.3f}"
+    # ~320 rows, neighbours correlated by the blur along y: 0.2 is ~3.5 standard errors of the mean;
+    # Ti3+ through the Fourier-ratio deconvolution of the thick "wide" lamella (t/lambda 0.42-0.78)
+    # reads -0.21 (measured; -0.32 at a uniform t/lambda 0.9): the issue's +-0.3 there
+    lim = 0.3 if (col == "ti3_fraction_raw" and scenario == "wide") else 0.2
+    assert abs(z.mean()) < lim, f"{col}: pull mean {z.mean():+.3f}"
     assert 0.85 < z.std() < 1.15, f"{col}: pull sd {z.std():.3f}"
 
 

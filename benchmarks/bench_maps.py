@@ -1,0 +1,181 @@
+#!/usr/bin/env python
+"""2-D maps at scale: a simulated NY x NX x 2 x 2048 float32 map fitted as a Dask graph on 1 and 2
+dask.distributed workers; prints JSON (progress on stderr).
+
+    python benchmarks/bench_maps.py [--ny 256 --nx 256] [--chunk-rows 2048] [--workers 1,2]
+        [--exspy-pixels 64] [--dir DIR] [--keep] [--out FILE]
+
+What is measured, per worker count (LocalCluster, single-threaded worker processes, the map read
+lazily from the .zspy stores by the workers):
+- wall time of ``fit_image_chunked(load_measurement(files, lazy=True), client=...)`` (graph build,
+  both reductions, the block fits, the assembly);
+- peak resident memory of every worker process (``ru_maxrss`` read on the workers afterwards;
+  each run on a fresh cluster);
+- pixels per second per core (= per worker);
+- the task stream (``distributed.get_task_stream``): compute time per kind of task, and what is
+  left of the wall time (scheduling, transfers, the client): the serial part of the model
+  T(P cores) = T_serial + sum(task compute) / P  (+ per-task overhead x tasks / P)
+  that extrapolates to N machines of 2 cores.
+- the peer: exspy ``EELSModel.multifit`` (power law + Ti4+ + Ti3+ fixed patterns, Levenberg-Marquardt
+  per pixel, the nearest exspy task; benchmarks/peers.py) on ``--exspy-pixels`` pixels read lazily
+  from the same Ti window store, per pixel, against sreels' per pixel (three edges).
+The map is simulated first (``sreels.forward.maps.write_map``, timed too) unless ``--dir`` holds one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def _peak_rss_mib():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def fit_on_cluster(files, workers, chunk_rows):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from sreels.inference.fast import fit_image_chunked
+    from sreels.inference.load import load_measurement
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit="6GiB", silence_logs=40) as cluster, Client(cluster) as client:
+        client.run(lambda: __import__("sreels.inference.daskfit"))  # imports untimed, as a running cluster has
+        t0 = time.perf_counter()
+        with get_task_stream(client) as ts:
+            res = fit_image_chunked(load_measurement(files, lazy=True), chunk_rows=chunk_rows, client=client,
+                                    progress=False)
+        wall = time.perf_counter() - t0
+        rss = client.run(_peak_rss_mib)
+    per_kind, n_tasks = {}, 0
+    for t in ts.data:
+        kind = str(t["key"][0] if isinstance(t["key"], tuple) else t["key"]).split("-")[0]
+        comp = sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute")
+        per_kind[kind] = per_kind.get(kind, 0.0) + comp
+        n_tasks += 1
+    busy = sum(per_kind.values())
+    pixels = res.position.size
+    return res, {"workers": workers, "wall_s": wall, "pixels": pixels,
+                 "pixels_per_s_per_core": pixels / wall / workers,
+                 "peak_rss_mib_per_worker": sorted(rss.values()),
+                 "tasks": n_tasks, "task_compute_s_by_kind": per_kind, "task_compute_s_total": busy,
+                 "serial_s": max(wall - busy / workers, 0.0),
+                 "rows_ok": int((res.status == "ok").sum())}
+
+
+def exspy_sample(store: Path, n_pixels: int, seed: int):
+    """exspy multifit on ``n_pixels`` pixels read lazily from the Ti-window store."""
+    import hyperspy.api as hs
+
+    import peers
+
+    s = hs.load(store, lazy=True)
+    ny, nx = s.data.shape[:2]
+    rng = np.random.default_rng(seed)
+    flat = np.sort(rng.choice(ny * nx, size=min(n_pixels, ny * nx), replace=False))
+    data = s.data.reshape(ny * nx, -1)
+    t0 = time.perf_counter()
+    counts = np.asarray(data[flat].compute(), dtype=float)
+    read = time.perf_counter() - t0
+    ax = s.axes_manager.signal_axes[0]
+    e = ax.offset + ax.scale * np.arange(ax.size)
+    r = peers.time_exspy_ti_mlls({"high": (counts, e)}, repeats=1, variants=("lm_r_free",))
+    out = r["lm_r_free"]
+    out["pixels"] = int(flat.size)
+    out["lazy_read_s"] = read
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("--ny", type=int, default=256)
+    ap.add_argument("--nx", type=int, default=256)
+    ap.add_argument("--chunk-rows", type=int, default=2048)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--exspy-pixels", type=int, default=64)
+    ap.add_argument("--dir", default=None, help="a map written by write_map / sreels simulate --columns (reused)")
+    ap.add_argument("--keep", action="store_true", help="keep the simulated map (in --dir)")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    from sreels.config import Detector, Instrument, Scenario
+    from sreels.forward.maps import MapSpec, write_map
+
+    out = {"benchmark": "maps", "shape": [a.ny, a.nx, 2, 2048], "chunk_rows": a.chunk_rows,
+           "load_average_start": os.getloadavg(), "cpus": os.cpu_count()}
+    tmp = None
+    if a.dir and (Path(a.dir) / "high.zspy").exists():
+        d = Path(a.dir)
+        out["simulate"] = {"reused": str(d)}
+    else:
+        tmp = Path(a.dir) if a.dir else Path(tempfile.mkdtemp(prefix="bench-maps-"))
+        d = tmp / "map" if a.dir else tmp / "map"
+        sc = Scenario(rows=a.ny, row_nm=1900.0 / a.ny, first_row_nm=-100.0)
+        spec = MapSpec(columns=a.nx, column_nm=1900.0 / a.nx, thickness_slope_x_per_um=0.2,
+                       grain_drift_nm_per_um=300.0, grain_swell_per_um=0.3)
+        log(f"simulating {a.ny} x {a.nx} x 2 x 2048 ...")
+        t0 = time.perf_counter()
+        write_map(sc, spec, Instrument(), Detector(), d, seed=2026, chunk_columns=16)
+        out["simulate"] = {"seconds": time.perf_counter() - t0, "peak_rss_mib": _peak_rss_mib(),
+                           "bytes_on_disk": sum(p.stat().st_size for p in d.rglob("*") if p.is_file())}
+        log(f"simulated in {out['simulate']['seconds']:.0f} s")
+    files = sorted(d.glob("*.zspy"))
+    runs, results = [], []
+    for w in [int(x) for x in a.workers.split(",")]:
+        log(f"fitting on {w} worker(s) ...")
+        res, r = fit_on_cluster(files, w, a.chunk_rows)
+        log(f"  {r['wall_s']:.1f} s, {r['pixels_per_s_per_core']:.0f} px/s/core, peak RSS {r['peak_rss_mib_per_worker']}")
+        runs.append(r)
+        results.append(res)
+    if len(results) > 1:
+        a0, a1 = results[0], results[-1]
+        eq = all(np.allclose(a0.columns[k], a1.columns[k], rtol=1e-9, atol=0, equal_nan=True) for k in a0.columns)
+        out["results_equal_across_worker_counts_rtol_1e-9"] = bool(eq and (a0.status == a1.status).all())
+    out["runs"] = runs
+    # extrapolation: T(P) = T_serial + busy / P, from the run on the most workers
+    r = runs[-1]
+    busy, serial = r["task_compute_s_total"], r["serial_s"]
+    per_task = serial / max(r["tasks"], 1)
+    out["extrapolation"] = {
+        "model": "T(P cores) = T_serial + sum(task compute) / P; T_serial = wall - sum(task compute) / workers of "
+                 "the largest run (scheduling, transfers, reductions' wait, the client); treated as fixed "
+                 "(an upper bound for its per-task part, which also spreads)",
+        "task_compute_s": busy, "serial_s": serial, "serial_s_per_task": per_task,
+        "machines_of_2_cores": {str(n): serial + busy / (2 * n) for n in (1, 2, 4, 8, 16, 32)},
+        "map_1024x1024_on_machines_of_2_cores": {str(n): 16 * (serial + busy / (2 * n)) for n in (1, 4, 16, 64)},
+    }
+    if a.exspy_pixels:
+        log(f"exspy multifit on {a.exspy_pixels} pixels ...")
+        try:
+            ex = exspy_sample(d / "high.zspy", a.exspy_pixels, 7)
+            sreels_px = 1e3 * runs[0]["wall_s"] / runs[0]["pixels"]  # 1 worker: ms per pixel per core
+            out["peer_exspy"] = {**{k: ex.get(k) for k in ("variant", "median_ms", "ms_per_row", "pixels",
+                                                          "lazy_read_s", "n_free_params")},
+                                 "sreels_ms_per_pixel_one_core_three_edges": sreels_px,
+                                 "ratio_exspy_ti_only_over_sreels_per_pixel": ex["ms_per_row"] / sreels_px}
+        except Exception as exc:  # record, go on
+            out["peer_exspy"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    out["load_average_end"] = os.getloadavg()
+    text = json.dumps(out, indent=1, default=float)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+    print(text)
+    if tmp is not None and not a.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

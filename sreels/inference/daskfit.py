@@ -1,0 +1,235 @@
+"""The fast path as a Dask graph: blocks of rows (pixels of a map) fitted as tasks.
+
+The graph, for blocks ``b`` of ``chunk_rows`` rows::
+
+    low-loss block b --(ZLP FWHM per row, partial sums)--> percentile 95 of the FWHMs, mean ZLP shape,
+                        mean spectra behind the deconvolution's power-law pads  (reduction 1)
+    windows block b  --(bin, dark, deconvolve)--> sum over rows      (reduction 2: mean spectra)
+    windows block b + reductions 1, 2 --> per-row fits of block b    (the vectorised block fit)
+    all blocks' columns --> parent normalisation of Li, status strings     (the whole-image step)
+
+Every task runs :mod:`.fast`'s own functions (:func:`.fast._fit_rows`, :func:`.lowloss.apply_low_loss`)
+on a block held in memory, so the result equals :func:`.fast.fit_image`'s: the global energy
+offsets see the whole image's mean spectra, the deconvolution the whole image's widest ZLP, the
+Li normalisation the whole image's parent.  Two per-row rules read the block they are in, as
+:func:`.fast.fit_image_chunked` does: Li-K "present in the image" (a tenth of the rows at 3 sigma)
+and the reduced-chi^2 scale of the O-K poor-fit flags (a median over rows); neither changes a
+number, only flags near their thresholds, and neither does when a block holds >= 10 % of the image.
+
+Schedulers: Dask's local threaded scheduler (default), a ``dask.distributed`` LocalCluster
+(``workers=N``: N single-threaded worker processes) or an existing cluster (``scheduler=ADDRESS``).
+Progress through Dask's own diagnostics (``dask.diagnostics.ProgressBar`` locally,
+``distributed.progress`` on a cluster).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+
+import numpy as np
+
+from ..axes import PositionAxis
+from ..config import LOWLOSS_NAME
+from ..errors import SreelsInputError
+from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
+                   resolve_instrument)
+from .deconvolve import ImageStats, image_stats
+from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm, zlp_centre, zlp_fwhm
+
+
+class _Rows:
+    """A block of a window's rows as a Dask array that the task itself computes (in the worker,
+    with the synchronous scheduler): not a dependency of the graph, so no block is held between
+    tasks."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def read(self) -> np.ndarray:
+        return np.asarray(self.a.compute(scheduler="sync"), dtype=float)
+
+
+def _block_windows(templates: dict, i0: int, blocks) -> dict:
+    """WindowData of one block (rows i0..) from the windows' templates (counts None) and the blocks."""
+    out = {}
+    for (k, w), c in zip(templates.items(), blocks):
+        c = c.read() if isinstance(c, _Rows) else np.asarray(c, dtype=float)
+        bad = ~np.isfinite(c)
+        if bad.any():  # a lazily read file is checked block by block
+            r, ch = np.argwhere(bad)[0]
+            raise SreelsInputError(f"{w.source}: NaN/inf values (first at row {i0 + r}, "
+                                   f"{w.energy.energy_ev[ch]:.2f} eV); expected finite counts")
+        pos = PositionAxis(w.position.offset_nm + i0 * w.position.scale_nm, w.position.scale_nm, c.shape[0])
+        out[k] = dataclasses.replace(w, counts=c, position=pos, nav_shape=(c.shape[0],))
+    return out
+
+
+def _image_pass(templates, s, i0, *blocks):
+    """Per block: the ZLP FWHM per row, and the deconvolution's partial averages
+    (:class:`.deconvolve.ImageStats`), for the whole-image reductions."""
+    wins = _prepared(_block_windows(templates, i0, blocks), s)
+    ll = wins[LOWLOSS_NAME]
+    _, imax = zlp_centre(ll.counts, ll.energy)
+    with image_stats(ImageStats()) as st:
+        apply_low_loss(wins, s, wide_fwhm_ev=s.resolution_fwhm_ev)
+    return zlp_fwhm(ll.counts, ll.energy, imax), st.parts
+
+
+def _image_reduce(*parts):
+    """The widest ZLP (95th percentile of every row's FWHM) and the deconvolution's averages."""
+    return widest_zlp_fwhm(np.concatenate([p[0] for p in parts])), ImageStats.combine([p[1] for p in parts])
+
+
+def _deconvolved(templates, s, image, i0, blocks):
+    wins = _prepared(_block_windows(templates, i0, blocks), s)
+    if image is None:
+        return apply_low_loss(wins, s)  # no low-loss window: nothing image-wide
+    with image_stats(ImageStats(image[1])):
+        return apply_low_loss(wins, s, wide_fwhm_ev=image[0])
+
+
+def _sums(templates, s, image, i0, *blocks):
+    """Per window, the block's sum over rows and its row count (after bin, dark and deconvolution)."""
+    wins, _, _ = _deconvolved(templates, s, image, i0, blocks)
+    return {k: (w.counts.sum(0), w.counts.shape[0]) for k, w in wins.items()}
+
+
+def _means(*parts) -> dict:
+    return {k: sum(p[k][0] for p in parts) / sum(p[k][1] for p in parts) for k in parts[0]}
+
+
+def _fit_block(templates, s, image, means, i0, *blocks):
+    """The vectorised fit of one block: :func:`.fast._fit_rows` with the whole image's means."""
+    wins, ll_cols, ll_notes = _deconvolved(templates, s, image, i0, blocks)
+    s2 = dataclasses.replace(s, zlp_referenced=bool(ll_cols))
+    cols, status, _, timings, notes = _fit_rows(wins, s2, means, progress=False)
+    cols.update(ll_cols)
+    # the low-loss summary note is the whole image's (made in _assemble)
+    notes += [n for n in ll_notes if not n.startswith("low-loss window ")]
+    return cols, status, timings, notes, s2.zlp_referenced
+
+
+def _assemble(full: PositionAxis, s: FitSettings, notes: list, ll_source, *parts) -> FastResult:
+    cols = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+    status, timings, nt = [], {}, list(notes)
+    for _, st, tm, n, _ in parts:
+        status += st
+        nt += n
+        for key, v in tm.items():
+            timings[key] = timings.get(key, 0.0) + v
+    s = dataclasses.replace(s, zlp_referenced=parts[0][4])
+    if ll_source is not None and "zlp_shift_ev" in cols:
+        nt.append(low_loss_note(ll_source, cols["zlp_shift_ev"], cols["resolution_ev"], cols["t_over_lambda"]))
+    return _result(full, cols, status, {}, s, timings, nt)
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None):
+    """A ``distributed.Client``: on a new LocalCluster of ``workers`` single-threaded processes,
+    or connected to ``scheduler`` (an address such as ``tcp://host:8786``); None for neither
+    (Dask's local threaded scheduler)."""
+    if workers is not None and scheduler is not None:
+        raise SreelsInputError(f"--workers {workers} and --scheduler {scheduler}: expected one of them "
+                               "(workers start a local cluster; a scheduler address uses an existing one)")
+    if workers is None and scheduler is None:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:  # pragma: no cover - the maps extra
+        raise SreelsInputError("--workers/--scheduler need dask.distributed: pip install 'sreels[maps]'") from None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise SreelsInputError(f"--scheduler {scheduler}: no Dask scheduler answered ({exc}); expected the "
+                                   "address of a running `dask scheduler` (tcp://host:port)") from None
+        with client:
+            yield client
+        return
+    if int(workers) != workers or workers < 1:
+        raise SreelsInputError(f"--workers {workers!r}: expected an integer >= 1")
+    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _as_dask(counts, step: int, total: int):
+    import dask.array as da
+
+    a = counts if hasattr(counts, "chunks") else da.from_array(np.asarray(counts), chunks=(step, -1))
+    return a[:total].rechunk((step, -1))
+
+
+def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 2048):
+    """The Dask graph of a fast-path fit: a ``dask.delayed`` whose ``compute()`` is the
+    :class:`~.fast.FastResult` (and the resolved settings).  ``counts`` may be NumPy or Dask arrays."""
+    import dask
+
+    s, inst_notes = resolve_instrument(windows, settings or FitSettings())
+    check_fit_input(windows, s)
+    if isinstance(chunk_rows, bool) or int(chunk_rows) != chunk_rows or chunk_rows < 1:
+        raise SreelsInputError(f"chunk_rows = {chunk_rows!r}: expected an integer >= 1")
+    n = s.bin_rows
+    step = max(n, (int(chunk_rows) // n) * n)
+    any_w = next(iter(windows.values()))
+    total = (any_w.counts.shape[0] // n) * n
+    if total == 0:
+        raise SreelsInputError(f"{any_w.source}: {any_w.counts.shape[0]} rows, fewer than --bin {n}")
+    windows = {k: dataclasses.replace(w, name=k) for k, w in windows.items()}  # unique names: the keys
+    templates = {k: dataclasses.replace(w, counts=None) for k, w in windows.items()}
+    arrays = [_as_dask(w.counts, step, total) for w in windows.values()]
+    starts = list(range(0, total, step))
+
+    def read():
+        """Each pass's tasks read their own blocks (:class:`_Rows`): a block read for the mean spectra
+        is not held in memory until the fits, which wait for every block's sum."""
+        return [tuple(_Rows(a[i0:i0 + step]) for a in arrays) for i0 in starts]
+
+    blocks = read()
+    tpl, st = dask.delayed(templates, pure=True), dask.delayed(s, pure=True)
+    image = None
+    if LOWLOSS_NAME in windows:  # reduction 1: the widest ZLP and the deconvolution's image averages
+        image = dask.delayed(_image_reduce, pure=True)(
+            *[dask.delayed(_image_pass)(tpl, st, i0, *b) for i0, b in zip(starts, read())])
+    sums = [dask.delayed(_sums)(tpl, st, image, i0, *b) for i0, b in zip(starts, blocks)]
+    means = dask.delayed(_means, pure=True)(*sums)  # reduction 2: mean spectra
+    fits = [dask.delayed(_fit_block)(tpl, st, image, means, i0, *b) for i0, b in zip(starts, read())]
+    notes = inst_notes + [f"fitted as a Dask graph of {len(blocks)} chunks of <= {step} rows: per-row edge fits "
+                          "not kept (no spectra panels or residual images)"]
+    full = _binned_position(any_w.position, n)
+    ll_source = windows[LOWLOSS_NAME].source if LOWLOSS_NAME in windows else None
+    return dask.delayed(_assemble, pure=True)(full, s, notes, ll_source, *fits)
+
+
+def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 2048,
+                   workers: int | None = None, scheduler: str | None = None, client=None,
+                   progress: bool = True) -> FastResult:
+    """:func:`.fast.fit_image` as a Dask graph (:func:`fit_graph`), computed on Dask's local
+    threaded scheduler, on a LocalCluster of ``workers`` processes, on the cluster at
+    ``scheduler``, or with a ``client`` the caller holds.  Same numbers as the in-memory fit;
+    ``fits`` is empty (per-row edge fits are not gathered)."""
+    t0 = time.perf_counter()
+    graph = fit_graph(windows, settings, chunk_rows)
+    if client is not None:
+        res = _compute_distributed(graph, client, progress)
+    else:
+        with dask_client(workers, scheduler) as cl:
+            if cl is None:
+                from dask.diagnostics import ProgressBar
+                with ProgressBar(minimum=2.0) if progress else contextlib.nullcontext():
+                    res = graph.compute(scheduler="threads")
+            else:
+                res = _compute_distributed(graph, cl, progress)
+    res.timings_s["total"] = time.perf_counter() - t0
+    return res
+
+
+def _compute_distributed(graph, client, progress: bool):
+    fut = client.compute(graph)
+    if progress:
+        from distributed import progress as dprogress
+        dprogress(fut, notebook=False, minimum=2.0)
+    return fut.result()

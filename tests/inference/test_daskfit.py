@@ -1,0 +1,155 @@
+"""The fast path as a Dask graph: the in-memory numbers on every scheduler, maps in and out."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sreels.cli import main
+from sreels.config import Detector, Instrument, Scenario
+from sreels.errors import SreelsInputError
+from sreels.forward.maps import MapSpec, column_scenario, write_map
+from sreels.forward.simulate import simulate
+from sreels.inference.daskfit import fit_image_dask
+from sreels.inference.fast import fit_image
+from sreels.io import read_csv
+
+from .fasthelpers import windows_of
+
+RTOL = 1e-9
+
+
+def _same(a, b):
+    assert list(a.status) == list(b.status)
+    assert a.columns.keys() == b.columns.keys()
+    for k, v in a.columns.items():
+        assert np.allclose(v, b.columns[k], rtol=RTOL, atol=0, equal_nan=True), (k, np.nanmax(np.abs(v - b.columns[k])))
+
+
+def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window():
+    """Plural scattering + low-loss window: the deconvolution's whole-image steps (widest ZLP, mean
+    ZLP shape, power-law pads) and the mean spectra are reductions, so two blocks of 14 rows give the
+    whole image's numbers."""
+    inst = Instrument(plural_scattering=True, lowloss_window=True)
+    sim = simulate(Scenario(rows=28, row_nm=60.0, first_row_nm=-60.0), inst, rng=5)
+    w = windows_of(sim)
+    whole = fit_image(w, progress=False)
+    res = fit_image_dask(w, chunk_rows=14, progress=False)
+    _same(whole, res)
+    assert "t_over_lambda" in res.columns and np.isfinite(res.columns["t_over_lambda"]).all()
+
+
+def test_dask_arguments_are_checked():
+    sim = simulate(Scenario(rows=12), rng=1)
+    with pytest.raises(SreelsInputError, match="chunk_rows = 0"):
+        fit_image_dask(windows_of(sim), chunk_rows=0)
+    with pytest.raises(SreelsInputError, match="--workers 2 and --scheduler"):
+        fit_image_dask(windows_of(sim), workers=2, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(SreelsInputError, match="--workers 0"):
+        fit_image_dask(windows_of(sim), workers=0)
+
+
+def test_map_columns_vary_in_x():
+    sc = Scenario()
+    spec = MapSpec(columns=5, column_nm=250.0, thickness_slope_x_per_um=0.4, grain_drift_nm_per_um=100.0)
+    a, b = column_scenario(sc, spec, 0), column_scenario(sc, spec, 4)
+    assert b.thickness_nm == pytest.approx(a.thickness_nm * 1.4)
+    assert b.grains[0].center_nm == pytest.approx(a.grains[0].center_nm + 100.0)
+    with pytest.raises(SreelsInputError, match="thickness_slope_x_per_um"):
+        MapSpec(columns=5, column_nm=250.0, thickness_slope_x_per_um=-1.5)
+
+
+# ------------------------------------------------------------- a real cluster
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A `dask scheduler` and two `dask worker` processes on free ports (port 0: the OS picks)."""
+    pytest.importorskip("distributed")
+    d = tmp_path_factory.mktemp("cluster")
+    sf = d / "scheduler.json"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(sf)], cwd=d, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        t0 = time.monotonic()
+        while not sf.exists() and time.monotonic() - t0 < 60:
+            time.sleep(0.1)
+        assert sf.exists(), "the dask scheduler did not start"
+        for _ in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                           str(sf), "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                                          cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+        with Client(scheduler_file=str(sf), timeout="30s") as c:
+            c.wait_for_workers(2, timeout=60)
+            yield c.scheduler.address
+    finally:  # our own processes, by their handles (the workers hold no state worth a clean exit)
+        for p in procs[::-1]:
+            p.kill()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def _fit_map_through_scheduler(tmp_path, address, ny, nx, chunk):
+    import hyperspy.api as hs
+
+    sc = Scenario(rows=ny, row_nm=1900.0 / ny, first_row_nm=-100.0)
+    spec = MapSpec(columns=nx, column_nm=20.0, thickness_slope_x_per_um=1.0, grain_drift_nm_per_um=2000.0)
+    write_map(sc, spec, Instrument(), Detector(), tmp_path / "map", seed=11, chunk_columns=max(1, nx // 3))
+    assert main(["fit", str(tmp_path / "map"), "--out", str(tmp_path / "mem"), "--no-plot"]) == 0
+    assert main(["fit", str(tmp_path / "map"), "--out", str(tmp_path / "dask"), "--no-plot", "--scheduler", address,
+                 "--chunk-rows", str(chunk)]) == 0
+    a = hs.load(tmp_path / "mem" / "maps.zspy")
+    b = hs.load(tmp_path / "dask" / "maps.zspy", lazy=True)
+    assert a.data.shape == (len(a.metadata.sreels.quantities), ny, nx)
+    names = list(a.metadata.sreels.quantities)
+    for i, k in enumerate(names):
+        assert np.allclose(a.data[i], np.asarray(b.data[i]), rtol=RTOL, atol=0, equal_nan=True), k
+    ta, tb = (read_csv(tmp_path / d / "profiles.csv") for d in ("mem", "dask"))
+    assert list(ta["status"]) == list(tb["status"])
+    # the map is a map: Li per Ti atom does not follow the thickness wedge along x (it cancels)
+    li = a.data[names.index("li_rel")]
+    assert np.nanstd(np.nanmean(li[ny // 2:], 0)) < 0.1
+    return a
+
+
+def test_a_map_through_a_real_scheduler_equals_the_in_memory_fit(tmp_path, cluster):
+    _fit_map_through_scheduler(tmp_path, cluster, 8, 8, 24)
+
+
+@pytest.mark.slow
+def test_a_64x64_map_through_a_real_scheduler_equals_the_in_memory_fit(tmp_path, cluster):
+    _fit_map_through_scheduler(tmp_path, cluster, 64, 64, 512)
+
+
+def test_simulate_map_command_line(tmp_path):
+    import hyperspy.api as hs
+
+    assert main(["simulate", "--rows", "6", "--columns", "5", "--chunk-columns", "2", "--seed", "3",
+                 "--thickness-slope-x", "0.5", "--out", str(tmp_path / "m")]) == 0
+    s = hs.load(tmp_path / "m" / "high.zspy", lazy=True)
+    assert s.data.shape == (6, 5, 2048) and s.data.chunks[1] == (2, 2, 1)
+    t = read_csv(tmp_path / "m" / "truth.csv")
+    assert t["iy"].size == 30
+    # the same column simulated alone: the same counts (per-column random streams)
+    sc = column_scenario(Scenario(rows=6), MapSpec(columns=5, column_nm=5.7, thickness_slope_x_per_um=0.5), 3)
+    seed = np.random.SeedSequence(3).spawn(5)[3]
+    one = simulate(sc, rng=np.random.default_rng(seed))
+    assert np.array_equal(np.asarray(s.data[:, 3, :]), one.windows["high"].counts)
+
+
+def test_the_resolution_of_a_lazy_low_loss_window_is_read_block_by_block():
+    """Without metadata the resolution is the median ZLP FWHM over rows: the same from Dask blocks."""
+    import dask.array as da
+
+    from sreels.inference.fast import FitSettings, resolve_instrument
+
+    sim = simulate(Scenario(rows=30), Instrument(plural_scattering=True, lowloss_window=True), rng=1)
+    w = windows_of(sim)
+    lazy = {k: dataclasses.replace(v, counts=da.from_array(v.counts, chunks=(7, -1))) for k, v in w.items()}
+    a, b = (resolve_instrument(x, FitSettings())[0].resolution_fwhm_ev for x in (w, lazy))
+    assert a == b and 0.5 < a < 0.7  # the 0.5 eV ZLP widened by the camera's PSF
