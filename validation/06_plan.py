@@ -19,7 +19,8 @@ reported with every ratio; pass = |ratio - 1| <= 0.15.
 Usage:
   python validation/06_plan.py OUT --designs default tenth fine --n 100   (raw results per design)
   python validation/06_plan.py OUT --report                              (report.json, ratios.md)
-Raw results are appended after every image (OUT/<design>.npz), so a run can be stopped and resumed.
+Raw results are appended after every image (OUT/<design>.npz), designs interleaved, so a run can be
+stopped and resumed.
 """
 
 from __future__ import annotations
@@ -79,24 +80,36 @@ def windows_of(sim):
                           det.readout_noise_counts, metadata=md) for k, v in sim.windows.items()}
 
 
-def run_design(name: str, d: dz.Design, n: int, out: Path, fast: bool) -> None:
-    raw = out / f"{name}.npz"
-    prev = dict(np.load(raw, allow_pickle=False)) if raw.exists() else {}
-    done = int(prev["seeds"].size) if prev else 0
-    pred_p = out / f"{name}_plan.json"
-    if not pred_p.exists():
-        plan = make_plan(d, fast=fast)
-        keep = {k: plan[k] for k in ("joint", "seconds", "exposure_s")}
-        if fast:
-            keep["fast_profile"] = {k: np.asarray(v).tolist() for k, v in plan["_profiles"].items() if k != "joint"}
-        pred_p.write_text(json.dumps(keep, indent=1, default=float))
-    priors = priors_for(d)
-    models = window_models(d.instrument)
-    acc = {k: list(v) for k, v in prev.items()}
-    for i in range(done, n):
+class _Run:
+    """One design's state: its prediction (written once), priors, kernels and the raw results so far."""
+
+    def __init__(self, name: str, d: dz.Design, out: Path, fast: bool):
+        self.name, self.d, self.out, self.fast = name, d, out, fast
+        self.raw = out / f"{name}.npz"
+        prev = dict(np.load(self.raw, allow_pickle=False)) if self.raw.exists() else {}
+        self.acc = {k: list(v) for k, v in prev.items()}
+        pred_p = out / f"{name}_plan.json"
+        if not pred_p.exists():
+            plan = make_plan(d, fast=fast)
+            keep = {k: plan[k] for k in ("joint", "seconds", "exposure_s")}
+            if fast:
+                keep["fast_profile"] = {k: np.asarray(v).tolist() for k, v in plan["_profiles"].items()
+                                        if k != "joint"}
+            pred_p.write_text(json.dumps(keep, indent=1, default=float))
+        self.priors = priors_for(d)
+        self.models = window_models(d.instrument)
+
+    @property
+    def done(self) -> int:
+        return len(self.acc.get("seeds", []))
+
+    def one(self, n: int) -> None:
+        """Fit the next seeded image (seed = SEED0[name] + index)."""
+        name, d, priors, acc, fast = self.name, self.d, self.priors, self.acc, self.fast
+        i = self.done
         seed = SEED0[name] + i
         t0 = time.perf_counter()
-        sim = simulate(d.scenario, d.instrument, d.detector, rng=seed, models=models)
+        sim = simulate(d.scenario, d.instrument, d.detector, rng=seed, models=self.models)
         with single_threaded_blas():
             fit = fit_bayes(from_simulation(sim), priors, sample=False, progress=False)
         t1 = time.perf_counter()
@@ -111,7 +124,7 @@ def run_design(name: str, d: dz.Design, n: int, out: Path, fast: bool) -> None:
             for key, col in ROW_COLS:
                 acc.setdefault(f"fast_{key}", []).append(np.where(ok, r.columns[col], np.nan))
             acc.setdefault("fast_seconds", []).append(time.perf_counter() - t1)
-        np.savez(raw, **{k: np.asarray(v) for k, v in acc.items()})
+        np.savez(self.raw, **{k: np.asarray(v) for k, v in acc.items()})
         print(f"{name} {i + 1}/{n}: MAP {t1 - t0:.1f} s{' fast %.1f s' % acc['fast_seconds'][-1] if fast else ''}"
               f"{'' if fit.map.success else ' (MAP not converged)'}", flush=True)
 
@@ -195,8 +208,11 @@ def main(argv=None):
         print((out / "ratios.md").read_text())
         return 0 if rep["all_pass"] else 1
     ds = designs(trip_factor(out) if "trip" in a.designs else None)
-    for name in a.designs:
-        run_design(name, ds[name], a.n, out, fast=not a.no_fast and name != "trip")
+    runs = [_Run(name, ds[name], out, fast=not a.no_fast and name != "trip") for name in a.designs]
+    while any(r.done < a.n for r in runs):  # designs interleaved: a stopped run leaves all of them comparable
+        for r in runs:
+            if r.done < a.n:
+                r.one(a.n)
     return 0
 
 
