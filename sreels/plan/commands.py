@@ -14,10 +14,10 @@ def configure_plan(p):
 
     p.add_argument("--scenario", metavar="FILE.toml", help="scenario/instrument/detector TOML (default: the source "
                    "study's interface and instrument)")
-    p.add_argument("--target", action="append", default=[], metavar="NAME=SIGMA",
+    p.add_argument("--target", action="append", default=None, metavar="NAME=SIGMA",
                    help="a 1-sigma wanted for a derived number, in the unit of its name (repeatable); names: "
                         + ", ".join(TARGET_NAMES) + " (e.g. r_oo_change_nm=0.002 for 2 pm)")
-    p.add_argument("--vary", action="append", default=[], metavar="KEY=LO:HI",
+    p.add_argument("--vary", action="append", default=None, metavar="KEY=LO:HI",
                    help="trade-off over a design choice (repeatable); keys: " + ", ".join(VARY))
     p.add_argument("--vary-points", type=int, default=5, metavar="N", help="values per --vary key (default 5)")
     p.add_argument("--critical-dose", type=float, default=None, metavar="E_PER_NM2",
