@@ -19,13 +19,14 @@ Gaussian likelihood (and so F) is an approximation (:data:`GAUSSIAN_MIN_ELECTRON
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..forward.simulate import simulate
 from ..inference.bayes.crlb import derived_gradient
-from ..inference.bayes.data import QUANTISATION_VAR, from_simulation
+from ..inference.bayes.data import QUANTISATION_VAR, _axis_operator, from_simulation
 from ..inference.bayes.fit import single_threaded_blas
 from ..inference.bayes.likelihood import GAUSSIAN_MIN_ELECTRONS, Likelihood
 from ..inference.bayes.model import ImageModel
@@ -48,6 +49,9 @@ class WindowJacobian:
     lam: np.ndarray        # expected electrons per bin
     readout_var: np.ndarray
     mask: np.ndarray
+    i0: int = 0            # first channel of the fit region in the window
+    bin: int = 1           # channels per bin
+    channels: int = 0      # channels of the window
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4)
                 G[w][idx] = (m[w][:k] - m[w][k:]) / (up - dn)[idx, None, None]
         c0 = model.columns(theta[None])
     wins = tuple(WindowJacobian(wd.window.name, g, np.stack([c.background[0], c.host[0], c.alpo4[0]], -1),
-                                np.maximum(wd.data, 0.0), wd.readout_var, wd.mask)
+                                np.maximum(wd.data, 0.0), wd.readout_var, wd.mask, wd.i0, wd.bin, wd.window.channels)
                  for wd, g, c in zip(data.windows, G, c0))
     info = np.array([1.0 / priors.dists[n].sigma ** 2 if hasattr(priors.dists[n], "sigma") else 0.0
                      for n in priors.pset.names])
@@ -128,9 +132,31 @@ def readout_factor(jac: JointJacobian, gain: float | None = None, readout_counts
     return (r2 / g ** 2) / (jac.readout_counts2 / jac.gain ** 2)
 
 
-def fisher(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, include_prior: bool = True) -> np.ndarray:
-    """F (P, P) with every window's exposure times ``scale`` (scalar or one per window) and the
-    readout variance times ``rfactor``."""
+@functools.lru_cache(maxsize=8)
+def _readout_bands(channels: int, decay: float, i0: int, nbins: int, b: int) -> tuple:
+    """Diagonals (k = 0, 1, ...) of Q = (S K^-1)(S K^-1)', S the binning of the fit region: the
+    correlation of white readout noise after the whitening K^-1 of :mod:`..inference.bayes.data`
+    (its diagonal is the factor ``fac`` the likelihood uses).  Kept while > 1e-6 of the diagonal."""
+    if decay <= 0:
+        return (np.full(nbins, float(b)),)
+    ident, _, _, inv = _axis_operator(channels, float(decay), "e")   # the whitening's own K^-1 (cached)
+    if ident:
+        return (np.full(nbins, float(b)),)
+    S = inv[i0:i0 + nbins * b].reshape(nbins, b, channels).sum(1)
+    Q = S @ S.T
+    out = [np.diagonal(Q, 0).copy()]
+    for k in range(1, nbins):
+        d = np.diagonal(Q, k)
+        if np.max(np.abs(d)) < 1e-6 * out[0].max():
+            break
+        out.append(d.copy())
+    return tuple(out)
+
+
+def _terms(jac: JointJacobian, scale, rfactor: float, spread: bool):
+    """F (P, P) of the data and, if ``spread``, H = sum_r G~' W C W G~ with C the true covariance of
+    the whitened, binned noise: Poisson (diagonal) + readout and quantisation, which the whitening
+    K^-1 correlates between neighbouring bins (the likelihood keeps only the diagonal of that part)."""
     nw = len(jac.windows)
     s = np.broadcast_to(np.asarray(scale, float), (nw,))
     P = jac.theta.size
@@ -139,6 +165,7 @@ def fisher(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, include_prior: b
     F = np.zeros((P, P))
     M = np.zeros((R, K, K))
     B = np.zeros((R, P, K))
+    Ws, As = [], []
     for i, w in enumerate(jac.windows):
         W = np.where(w.mask, 1.0 / (s[i] * w.lam + rfactor * w.readout_var), 0.0)
         Gs = w.G * s[i]
@@ -149,14 +176,55 @@ def fisher(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, include_prior: b
         A *= s[i]
         B += np.matmul(GW.transpose(1, 0, 2), A)                      # (R, P, K)
         M += np.matmul((A * W[..., None]).transpose(0, 2, 1), A)      # (R, K, K)
+        Ws.append(W)
+        As.append(A)
     dg = np.sqrt(np.clip(np.einsum("rkk->rk", M), 1e-300, None))
     Ms = M / (dg[:, :, None] * dg[:, None, :]) + 1e-12 * np.eye(K)
     Bs = B / dg[:, None, :]
-    F -= np.einsum("rpk,rqk->pq", Bs, np.linalg.solve(Ms, Bs.transpose(0, 2, 1)).transpose(0, 2, 1))
+    coef = np.linalg.solve(Ms, Bs.transpose(0, 2, 1)) / dg[:, :, None]   # (R, K, P) = M^-1 B'
+    F -= np.einsum("rpk,rkq->pq", B, coef)
     F = 0.5 * (F + F.T)
-    if include_prior:
-        F += np.diag(jac.prior_info)
-    return F
+    if not spread:
+        return F, None
+    H = np.zeros((P, P))
+    c0 = rfactor * jac.readout_counts2 / jac.gain ** 2   # readout variance per channel before whitening (e^2)
+    decay = jac.design.detector.psf_decay
+    for i, w in enumerate(jac.windows):
+        Gt = w.G * s[i] - np.matmul(As[i], coef).transpose(2, 0, 1)     # (P, R, C): amplitudes projected out
+        u = Gt * Ws[i]
+        H += (u * (s[i] * w.lam)).reshape(P, -1) @ u.reshape(P, -1).T   # Poisson: white after whitening
+        if c0 > 0:  # sum_r u_r Q u_r' from the bands of Q (row-independent, nearly tridiagonal)
+            for k, d in enumerate(_readout_bands(w.channels, float(decay), w.i0, w.cols.shape[1], w.bin)):
+                C = u.shape[-1]
+                t = (u[..., :C - k] * d).reshape(P, -1) @ u[..., k:].reshape(P, -1).T
+                H += c0 * (t if k == 0 else t + t.T)
+    return F, 0.5 * (H + H.T)
+
+
+def fisher(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, include_prior: bool = True) -> np.ndarray:
+    """F (P, P) of the joint fit's likelihood with every window's exposure times ``scale`` (scalar or
+    one per window) and the readout variance times ``rfactor``: the inverse of the covariance the
+    fit reports."""
+    F, _ = _terms(jac, scale, rfactor, False)
+    return F + np.diag(jac.prior_info) if include_prior else F
+
+
+def covariance(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, kind: str = "spread") -> np.ndarray:
+    """Covariance of the joint fit's estimates (P, P).
+
+    ``kind="reported"``: F^-1, what the fit reports (its likelihood's curvature).  ``kind="spread"``:
+    the sandwich F^-1 H F^-1, the spread of the estimates over repeated images when the noise is
+    the detector's (Poisson + readout correlated by the PSF whitening).  The two agree where shot
+    noise dominates; where readout dominates the fit's diagonal weights overstate the noise of
+    smooth features and the spread is smaller than the reported error.
+    """
+    F, H = _terms(jac, scale, rfactor, kind == "spread")
+    Fp = F + np.diag(jac.prior_info)
+    try:
+        Fi = np.linalg.inv(Fp)
+    except np.linalg.LinAlgError:
+        return np.full(Fp.shape, np.nan)
+    return Fi if H is None else Fi @ H @ Fi
 
 
 def min_electrons(jac: JointJacobian, scale=1.0) -> float:
@@ -188,8 +256,13 @@ def sigmas(F: np.ndarray, grads: dict) -> dict:
         cov = np.linalg.inv(F)
     except np.linalg.LinAlgError:
         return {k: float("nan") for k in grads}
+    return sigmas_cov(cov, grads)
+
+
+def sigmas_cov(cov: np.ndarray, grads: dict) -> dict:
+    """1-sigma of every number with a gradient: sqrt(g' cov g)."""
     return {k: float(np.sqrt(max(g @ cov @ g, 0.0))) for k, g in grads.items()}
 
 
-__all__ = ["GAUSSIAN_MIN_ELECTRONS", "JointJacobian", "fisher", "gradients", "joint_jacobian", "min_electrons",
-           "readout_factor", "sigmas"]
+__all__ = ["GAUSSIAN_MIN_ELECTRONS", "JointJacobian", "covariance", "fisher", "gradients", "joint_jacobian", "min_electrons",
+           "readout_factor", "sigmas", "sigmas_cov"]

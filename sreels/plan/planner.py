@@ -1,7 +1,9 @@
 """Predicted precision of every number of a design, the exposure a target needs, trade-offs.
 
-Joint (Bayesian) fit: sigma = sqrt(g' F^-1 g) from :mod:`.fisher` (g the gradient of the
-number with respect to the fit's parameters).  Fast path: the per-row errors the fast path
+Joint (Bayesian) fit: sigma = sqrt(g' Sigma g) from :mod:`.fisher` (g the gradient of the
+number with respect to the fit's parameters), Sigma the spread of its estimates over repeated
+images (the sandwich F^-1 H F^-1: the detector's noise, readout correlated by the PSF
+whitening); the error the fit will report, sqrt(g' F^-1 g), is given beside it.  Fast path: the per-row errors the fast path
 reports when it inverts the design's noise-free expected image: its own per-row information
 at the truth (its errors match the spread over seeds within 0.93-1.06, tests/statistics).
 
@@ -21,7 +23,8 @@ from ..errors import SreelsInputError
 from ..inference.bayes.params import DERIVED
 from . import design as dz
 from .design import Design
-from .fisher import GAUSSIAN_MIN_ELECTRONS, fisher, gradients, joint_jacobian, min_electrons, readout_factor, sigmas
+from .fisher import (GAUSSIAN_MIN_ELECTRONS, covariance, gradients, joint_jacobian, min_electrons, readout_factor,
+                     sigmas_cov)
 
 #: The study's six numbers (Yamamoto 2014) and the R_OO change; units as in the names.
 TARGET_NAMES = DERIVED
@@ -106,8 +109,10 @@ def dose_e_per_nm2(d: Design, slit_width_nm: float) -> dict:
 
 
 # ------------------------------------------------------------------ joint fit
-def joint_sigmas(jac, grads, scale=1.0, rfactor=1.0) -> dict:
-    return sigmas(fisher(jac, scale, rfactor), grads)
+def joint_sigmas(jac, grads, scale=1.0, rfactor=1.0, kind: str = "spread") -> dict:
+    """1-sigma of every number in ``grads``: the spread of the joint fit's estimates (``kind="spread"``)
+    or the error it reports (``"reported"``)."""
+    return sigmas_cov(covariance(jac, scale, rfactor, kind), grads)
 
 
 def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: float = 1e-3, max_iter: int = 30):
@@ -116,7 +121,7 @@ def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: floa
     Returns (s, sigma(s), iterations); s = nan when the target is not reached in SCALE_RANGE.
     """
     def sig(s):
-        return sigmas(fisher(jac, s * np.asarray(scale0, float), rfactor), {"x": grad})["x"]
+        return joint_sigmas(jac, {"x": grad}, s * np.asarray(scale0, float), rfactor)["x"]
 
     s1, f1 = 1.0, sig(1.0)
     if not np.isfinite(f1) or f1 <= 0:
@@ -174,7 +179,7 @@ def fast_prediction(sim, rows_nm) -> dict:
 
 # ------------------------------------------------------------------ the plan
 def _derived_at(jac, grads, scale=1.0, rfactor=1.0) -> dict:
-    s = sigmas(fisher(jac, scale, rfactor), {k: grads[f"derived:{k}"] for k in DERIVED})
+    s = joint_sigmas(jac, {k: grads[f"derived:{k}"] for k in DERIVED}, scale, rfactor)
     return {k: s[k] for k in DERIVED}
 
 
@@ -223,18 +228,22 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
     jac = joint_jacobian(d)
     t_jac = time.perf_counter() - t0
     grads = gradients(jac, rows_nm)
-    F = fisher(jac)
-    sig = sigmas(F, grads)
+    cov = covariance(jac)
+    sig = sigmas_cov(cov, grads)
+    rep = sigmas_cov(covariance(jac, kind="reported"), grads)
     nmin = min_electrons(jac)
     dose = dose_e_per_nm2(d, slit_width_nm)
     out = {
-        "method": "Fisher information of the joint fit's model at the design's truth (detector noise as its "
-                  "likelihood sees it: Poisson + readout + quantisation through the PSF whitening), amplitudes "
-                  "profiled out, Gaussian priors included; fast path: its reported errors on the noise-free image",
+        "method": "joint fit: Jacobians of its model at the design's truth, amplitudes profiled out, Gaussian "
+                  "priors included; derived_sigma = spread over repeated images (sandwich F^-1 H F^-1 with the "
+                  "detector's noise: Poisson + gain + readout + quantisation, the readout correlated between bins by "
+                  "the PSF whitening), derived_sigma_reported_by_the_fit = F^-1 of its likelihood (which keeps only "
+                  "the diagonal of that correlation); fast path: its reported errors on the noise-free image",
         "design": {"scenario": dataclasses.asdict(d.scenario), "instrument": dataclasses.asdict(d.instrument),
                    "detector": dataclasses.asdict(d.detector)},
         "parameters": list(jac.names),
         "joint": {"derived_sigma": {k: sig[f"derived:{k}"] for k in DERIVED},
+                  "derived_sigma_reported_by_the_fit": {k: rep[f"derived:{k}"] for k in DERIVED},
                   "rows_sigma": {f"{y:g}": {k: sig[f"{k}@{y:g}"] for k in ("li_rel", "ti3_fraction", "r_oo_nm")}
                                  for y in rows_nm},
                   "min_electrons_per_bin": nmin, "gaussian_valid": bool(nmin >= GAUSSIAN_MIN_ELECTRONS)},
@@ -277,13 +286,13 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
     # joint per-row profile for the figure
     yall = jac.y_nm
     gall = gradients(jac, yall)
-    sall = sigmas(F, {k: v for k, v in gall.items() if not k.startswith("derived")})
+    sall = sigmas_cov(cov, {k: v for k, v in gall.items() if not k.startswith("derived")})
     out.setdefault("_profiles", {})["joint"] = {
         "y_nm": yall, **{f"{k}_err": np.array([sall[f"{k}@{y:g}"] for y in yall]) for k in ("li_rel", "r_oo_nm")}}
     # the sigma-dose curve of the base design
     marks = [t["dose_factor"] for t in tres.values() if np.isfinite(t["dose_factor"])]
     marks += [out["critical_dose"]["dose_factor"]] if critical_dose is not None else []
-    f = np.geomspace(min([0.01] + [m / 2 for m in marks]), max([100.0] + [m * 2 for m in marks]), 7)
+    f = np.geomspace(min([0.01] + [m / 2 for m in marks]), max([100.0] + [m * 2 for m in marks]), 5)
     curve = [_derived_at(jac, grads, x) for x in f]
     out["_dose_curve"] = {"factor": f, **{k: np.array([c[k] for c in curve]) for k in DERIVED}}
     # trade-offs

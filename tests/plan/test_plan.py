@@ -18,8 +18,9 @@ from sreels.inference.bayes.likelihood import Likelihood
 from sreels.inference.bayes.model import ImageModel
 from sreels.inference.fast import fit_image, usable
 from sreels.plan import design as dz
-from sreels.plan.fisher import fisher, gradients, joint_jacobian, readout_factor, sigmas
-from sreels.plan.planner import fast_prediction, parse_targets, parse_vary, solve_scale
+from sreels.plan.fisher import (_readout_bands, covariance, fisher, gradients, joint_jacobian, readout_factor, sigmas,
+                                sigmas_cov)
+from sreels.plan.planner import fast_prediction, joint_sigmas, parse_targets, parse_vary, solve_scale
 
 from tests.inference.fasthelpers import windows_of
 
@@ -65,19 +66,47 @@ def test_dose_scaling_shot_noise_limit_and_readout(small):
     assert readout_factor(jac, gain=2 * jac.gain) == pytest.approx(0.25)
 
 
+def test_spread_and_reported_error(small):
+    """Without readout noise the spread of the estimates is the fit's own F^-1; where readout
+    dominates (1/1000 dose) the fit's diagonal weights overstate the noise of smooth features,
+    which the whitening's negative correlation between bins lowers: the spread is smaller."""
+    _, jac, g = small
+    for k in (CHANGE, "derived:li_max_rel"):
+        assert joint_sigmas(jac, {"x": g[k]}, 1.0, 0.0)["x"] == pytest.approx(
+            joint_sigmas(jac, {"x": g[k]}, 1.0, 0.0, "reported")["x"], rel=1e-6)
+        assert joint_sigmas(jac, {"x": g[k]}, 1e-3)["x"] < 0.97 * joint_sigmas(jac, {"x": g[k]}, 1e-3,
+                                                                                   kind="reported")["x"]
+
+
+def test_readout_correlation_is_the_whitened_datas():
+    """The bands of Q (readout correlation between bins after the fit's PSF whitening) equal the
+    covariance of pure readout noise sent through the camera's PSF and sreels' own whitening."""
+    from sreels.forward.detector import apply_psf
+    from sreels.inference.bayes.data import deconvolve
+    ch, i0, nb, b, decay = 256, 40, 60, 2, Detector().psf_decay
+    noise = apply_psf(np.random.default_rng(3).standard_normal((4000, ch)), 0.0)  # readout: after the PSF
+    white, _, _ = deconvolve(noise, decay, slice(i0, i0 + nb * b), b)
+    binned = white[:, i0:i0 + nb * b].reshape(-1, nb, b).sum(-1)
+    bands = _readout_bands(ch, decay, i0, nb, b)
+    assert len(bands) >= 2 and bands[1].mean() < 0
+    for k in range(2):
+        emp = np.mean(binned[:, :nb - k] * binned[:, k:], axis=0).mean()
+        assert emp == pytest.approx(bands[k].mean(), abs=4 * bands[0].mean() / np.sqrt(4000 * nb))
+
+
 def test_target_solver_round_trip(small, target_factor=30.0):
     """The exposure factor returned for a target gives that sigma; with readout noise the dose it
     needs is above the shot-noise guess (sigma / target)^2 when the target asks for less dose."""
     _, jac, g = small
-    s0 = sigmas(fisher(jac), g)[CHANGE]
+    s0 = joint_sigmas(jac, g)[CHANGE]
     target = s0 * target_factor
     s, got, _ = solve_scale(jac, g[CHANGE], target)
-    assert sigmas(fisher(jac, s), {"x": g[CHANGE]})["x"] == pytest.approx(target, rel=2e-3)
+    assert joint_sigmas(jac, {"x": g[CHANGE]}, s)["x"] == pytest.approx(target, rel=2e-3)
     assert got == pytest.approx(target, rel=2e-3)
     if target_factor > 1:
         assert s > (s0 / target) ** 2 * 1.001
     split = np.array([0.2, 1.0])  # per-window factors are honoured: less low-window time needs more dose
-    s_split, _, _ = solve_scale(jac, g["derived:li_max_rel"], sigmas(fisher(jac), g)["derived:li_max_rel"], split)
+    s_split, _, _ = solve_scale(jac, g["derived:li_max_rel"], joint_sigmas(jac, g)["derived:li_max_rel"], split)
     assert s_split > 1.5
 
 
