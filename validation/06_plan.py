@@ -139,7 +139,7 @@ def report(out: Path) -> dict:
     rep = {"tolerance": TOL, "designs": {}}
     lines = ["| design | n | number | predicted sd | empirical sd | empirical / predicted | +- (sampling) | pass |",
              "|---|---|---|---|---|---|---|---|"]
-    for name in ("default", "tenth", "fine", "trip"):
+    for name in ("default", "tenth", "fine", "trip", "trip_at_reported_factor"):
         raw = out / f"{name}.npz"
         if not raw.exists():
             continue
@@ -177,16 +177,17 @@ def report(out: Path) -> dict:
                 lines.append(f"| {name} (fast, {int(good.sum())} rows) | {n} | {key} per row (rms) | {pred_rms:.4g} | "
                              f"{emp_rms:.4g} | {e['ratio']:.3f} | {e['ratio_sampling_se'] / np.sqrt(good.sum()):.3f}"
                              f" | {'yes' if e['pass'] else 'NO'} |")
-        if name == "trip":
+        if name.startswith("trip"):
             j = DERIVED.index("r_oo_change_nm")
             emp = float(np.std(m[:, j], ddof=1)) * 1e3
-            entry["round_trip"] = {"target_pm": TARGET_PM, "dose_factor": trip_factor(out), "empirical_sd_pm": emp,
+            f = json.loads((out / f"{name}_target.json").read_text())["targets"]["r_oo_change_nm"]["dose_factor"]
+            entry["round_trip"] = {"target_pm": TARGET_PM, "dose_factor": f, "empirical_sd_pm": emp,
                                    "ratio": emp / TARGET_PM, "ratio_sampling_se": emp / TARGET_PM / np.sqrt(2 * (n - 1)),
                                    "pass": bool(abs(emp / TARGET_PM - 1) <= TOL)}
         rep["designs"][name] = entry
-    rep["all_pass"] = bool(all(e["pass"] for d in rep["designs"].values()
-                               for grp in ("joint", "fast_rows") for e in d[grp].values())
-                           and all(d.get("round_trip", {"pass": True})["pass"] for d in rep["designs"].values()))
+    main_designs = [d for n, d in rep["designs"].items() if n != "trip_at_reported_factor"]
+    rep["all_pass"] = bool(all(e["pass"] for d in main_designs for grp in ("joint", "fast_rows") for e in d[grp].values())
+                           and all(d.get("round_trip", {"pass": True})["pass"] for d in main_designs))
     (out / "report.json").write_text(json.dumps(rep, indent=1, default=float))
     (out / "ratios.md").write_text("\n".join(lines) + "\n")
     return rep
@@ -200,9 +201,21 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--no-fast", action="store_true")
+    ap.add_argument("--repredict", nargs="+", default=[], metavar="DESIGN",
+                    help="recompute DESIGN_plan.json with the current code (the fits are kept)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    for name in a.repredict:
+        (out / f"{name}_plan.json").unlink(missing_ok=True)
+        if name == "trip_at_reported_factor":  # the exposure an earlier plan (the fit's reported sigma) gave
+            f = json.loads((out / f"{name}_target.json").read_text())["targets"]["r_oo_change_nm"]["dose_factor"]
+            d = dz.scale_exposures(base(), f)
+            plan = make_plan(d, fast=False)
+            (out / f"{name}_plan.json").write_text(json.dumps({k: plan[k] for k in ("joint", "seconds", "exposure_s")},
+                                                              indent=1, default=float))
+        else:
+            _Run(name, designs(trip_factor(out) if name == "trip" else None)[name], out, fast=name != "trip")
     if a.report:
         rep = report(out)
         print((out / "ratios.md").read_text())
