@@ -39,7 +39,7 @@ def main(out=Path("example-plan")):
     toml = out.parent / f"{out.name}-scenario.toml"
     toml.write_text(SCENARIO)
     rc = sreels(["plan", "--scenario", str(toml), "--target", "r_oo_change_nm=0.0017", "--target", "li_max_rel=0.28",
-                 "--critical-dose", "5e3", "--vary", "exposure_split=0.005:0.2", "--vary-points", "4",
+                 "--critical-dose", "5e3", "--vary", "exposure_split=0.005:0.2", "--vary-points", "3",
                  "--no-fast", "--out", str(out), "--overwrite"])
     if rc:
         raise SystemExit(rc)
