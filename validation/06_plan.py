@@ -216,6 +216,8 @@ def main(argv=None):
                                                               indent=1, default=float))
         else:
             _Run(name, designs(trip_factor(out) if name == "trip" else None)[name], out, fast=name != "trip")
+    if a.repredict and not a.report:
+        return 0
     if a.report:
         rep = report(out)
         print((out / "ratios.md").read_text())
