@@ -205,7 +205,8 @@ def fisher(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, include_prior: b
     """F (P, P) of the joint fit's likelihood with every window's exposure times ``scale`` (scalar or
     one per window) and the readout variance times ``rfactor``: the inverse of the covariance the
     fit reports."""
-    F, _ = _terms(jac, scale, rfactor, False)
+    with single_threaded_blas():  # small products: BLAS threads only spin on a busy machine
+        F, _ = _terms(jac, scale, rfactor, False)
     return F + np.diag(jac.prior_info) if include_prior else F
 
 
@@ -218,7 +219,8 @@ def covariance(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, kind: str = 
     noise dominates; where readout dominates the fit's diagonal weights overstate the noise of
     smooth features and the spread is smaller than the reported error.
     """
-    F, H = _terms(jac, scale, rfactor, kind == "spread")
+    with single_threaded_blas():
+        F, H = _terms(jac, scale, rfactor, kind == "spread")
     Fp = F + np.diag(jac.prior_info)
     try:
         Fi = np.linalg.inv(Fp)

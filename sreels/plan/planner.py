@@ -115,15 +115,17 @@ def joint_sigmas(jac, grads, scale=1.0, rfactor=1.0, kind: str = "spread") -> di
     return sigmas_cov(covariance(jac, scale, rfactor, kind), grads)
 
 
-def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: float = 1e-3, max_iter: int = 30):
-    """The factor s on every exposure (times ``scale0`` per window) with sigma(s) = target.
+def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: float = 1e-3, max_iter: int = 30,
+                sigma1: float | None = None):
+    """The factor s on every exposure (times ``scale0`` per window) with sigma(s) = target
+    (``sigma1``: sigma at s = 1 if known).
 
     Returns (s, sigma(s), iterations); s = nan when the target is not reached in SCALE_RANGE.
     """
     def sig(s):
         return joint_sigmas(jac, {"x": grad}, s * np.asarray(scale0, float), rfactor)["x"]
 
-    s1, f1 = 1.0, sig(1.0)
+    s1, f1 = 1.0, (sig(1.0) if sigma1 is None else float(sigma1))
     if not np.isfinite(f1) or f1 <= 0:
         return float("nan"), float("nan"), 1
     s2 = float(np.clip((f1 / target) ** 2, *SCALE_RANGE))  # the shot-noise limit
@@ -202,7 +204,8 @@ def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targe
         scale, rf = np.ones(len(d_base.instrument.windows)), 1.0
     grads = gradients(jac, rows_nm)
     sig = joint_sigmas(jac, grads, scale, rf)
-    need = {k: solve_scale(jac, grads[f"derived:{k}"], t, scale, rf)[0] for k, t in targets.items()}
+    need = {k: solve_scale(jac, grads[f"derived:{k}"], t, scale, rf, sigma1=sig[f"derived:{k}"])[0]
+            for k, t in targets.items()}
     return sig, need, min_electrons(jac, scale)
 
 
@@ -257,7 +260,7 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
     # targets
     tres = {}
     for k, t in targets.items():
-        s, got, it = solve_scale(jac, grads[f"derived:{k}"], t)
+        s, got, it = solve_scale(jac, grads[f"derived:{k}"], t, sigma1=sig[f"derived:{k}"])
         entry = {"sigma_target": t, "dose_factor": s, "sigma_reached": got, "iterations": it}
         if np.isfinite(s):
             dt = dz.scale_exposures(d, s)
