@@ -22,6 +22,7 @@ COMMANDS = {
     "fit": ("sreels.inference.commands:fit", "invert a spectrum image into Li, Ti3+ and O-O profiles"),
     "calibrate": ("sreels.structures.commands:calibrate", "fit the O-K resonance rule dE*R^2 = C"),
     "structures": ("sreels.structures.commands:structures", "O-O distances of crystal structures"),
+    "plan": ("sreels.plan.commands:plan", "predict the precision of every number, and the dose a target needs"),
     "demo": ("sreels.demo:demo", "simulate the source study's interface, invert it and report"),
 }
 

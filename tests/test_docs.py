@@ -46,7 +46,7 @@ def test_every_command_is_in_the_reference_and_the_readme():
         assert f"sreels {name}" in README
 
 
-@pytest.mark.parametrize("command", ["simulate", "fit", "demo"])
+@pytest.mark.parametrize("command", ["simulate", "fit", "demo", "plan"])
 def test_help_states_every_default(command):
     parser = build_parser(command)
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]

@@ -1,0 +1,82 @@
+"""``plan.png``: sigma against dose (targets and the critical dose marked), the per-row sigma of
+both paths, and sigma against every ``--vary`` key (matplotlib through :mod:`sreels.figstyle`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..figstyle import DISTANCE_LABEL, figure, save
+
+#: The study's numbers in the figure: (key, label, unit factor, unit)
+NUMBERS = (("electrode_width_nm", "electrode width", 1.0, "nm"), ("ti_boundary_nm", "Ti$^{3+}$ boundary", 1.0, "nm"),
+           ("li_max_rel", "c$_{\\rm Li}$ max", 1.0, ""), ("li_at_ti_boundary_rel", "c$_{\\rm Li}$ at boundary", 1.0, ""),
+           ("r_oo_parent_nm", "$R_{\\rm OO}$ parent", 1e3, "pm"), ("r_oo_max_nm", "$R_{\\rm OO}$ max", 1e3, "pm"),
+           ("r_oo_change_nm", "$R_{\\rm OO}$ change", 1e3, "pm"))
+_C = dict(zip([n[0] for n in NUMBERS], ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#17becf"]))
+
+
+def plan_figure(plan: dict, path: Path) -> Path:
+    vary = plan.get("vary", {})
+    n = 2 + len(vary)
+    ncol = 2 if n > 1 else 1
+    nrow = -(-n // ncol)
+    fig, axs = figure(nrow, ncol, figsize=(4.2 * ncol, 3.1 * nrow), squeeze=False)
+    axs = axs.ravel()
+    for ax in axs[n:]:
+        ax.set_visible(False)
+    targets = plan.get("targets", {})
+    base = plan["joint"]["derived_sigma"]
+
+    def ref(k):  # each number relative to its target if given, else to the design's own sigma
+        return targets[k]["sigma_target"] if k in targets else base[k]
+
+    ax = axs[0]
+    c = plan["_dose_curve"]
+    for k, lab, _, _ in NUMBERS:
+        ax.loglog(c["factor"], np.asarray(c[k]) / ref(k), color=_C[k], label=lab + (" (/target)" if k in targets else ""))
+        if k in targets and np.isfinite(targets[k]["dose_factor"]):
+            ax.plot(targets[k]["dose_factor"], 1.0, "o", color=_C[k], ms=4)
+    if targets:
+        ax.axhline(1.0, color="0.3", lw=0.8, ls="--", label="target")
+    cd = plan.get("critical_dose")
+    if cd:
+        ax.axvline(cd["dose_factor"], color="k", lw=1.0, ls=":", label=f"critical dose {cd['e_per_nm2']:.3g} e/nm$^2$")
+    ax.set_xlabel("dose (x the design's exposures)")
+    ax.set_ylabel("predicted $\\sigma$ / target (or / design)")
+    ax.set_title("joint fit: $\\sigma$ against dose")
+    ax.legend(fontsize=6, ncol=2)
+    ax = axs[1]
+    pj = plan["_profiles"]["joint"]
+    ax.semilogy(pj["y_nm"], pj["li_rel_err"], color="#1f77b4", label="c$_{\\rm Li}$, joint fit")
+    ax.semilogy(pj["y_nm"], np.asarray(pj["r_oo_nm_err"]) * 1e3, color="#ff7f0e", label="$R_{\\rm OO}$ (pm), joint fit")
+    if "li_rel_err" in plan["_profiles"]:
+        pf = plan["_profiles"]
+        ax.semilogy(pf["y_nm"], pf["li_rel_err"], color="#1f77b4", ls="--", label="c$_{\\rm Li}$, fast path (per row)")
+        ax.semilogy(pf["y_nm"], np.asarray(pf["r_oo_nm_err"]) * 1e3, color="#ff7f0e", ls="--",
+                    label="$R_{\\rm OO}$ (pm), fast path")
+        ax.semilogy(pf["y_nm"], pf["ti3_fraction_err"], color="#d62728", ls="--", label="Ti$^{3+}$ fraction, fast path")
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], 1e-5))  # the joint fit's parent c_Li is fixed by its model form
+    ax.set_xlabel(DISTANCE_LABEL)
+    ax.set_ylabel("predicted $\\sigma$ per row")
+    ax.set_title("per-row $\\sigma$ at the design's dose")
+    ax.legend(fontsize=6)
+    for ax, (key, v) in zip(axs[2:], vary.items()):
+        x = [r["value"] for r in v["rows"]]
+        for k, lab, _, _ in NUMBERS:
+            ax.plot(x, [r[f"sigma:{k}"] / ref(k) for r in v["rows"]], "o-", ms=3, color=_C[k], label=lab)
+        ax.set_yscale("log")
+        if max(x) / max(min(x), 1e-300) >= 4 and min(x) > 0:
+            ax.set_xscale("log")
+        if targets:
+            ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
+        if np.isfinite(v["base_value"]):
+            ax.axvline(v["base_value"], color="0.6", lw=0.8, ls=":")
+        ax.set_xlabel(f"{key} ({v['unit']})" if v["unit"] else key)
+        ax.set_ylabel("$\\sigma$ / target (or / design)")
+        ax.set_title(v["what"], fontsize=7.5)
+    if vary:
+        axs[2].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return save(fig, path)

@@ -1,0 +1,270 @@
+"""The joint fit's Fisher information for any exposure per window and readout noise.
+
+The joint (Bayesian) fit compares whitened, binned data with mu = A_r(theta) a_r per row r
+(:mod:`sreels.inference.bayes.likelihood`): A_r the columns of the model (background per
+window, host, AlPO4), a_r the per-row amplitudes it marginalises, and a Gaussian noise of
+variance V = lambda + v_read per bin (lambda the expected electrons, v_read the readout and
+quantisation variance carried through the PSF whitening, :mod:`sreels.inference.bayes.data`).
+Its information on the parameters theta, with the amplitudes profiled out, is
+
+    F = sum_r G_r' [W_r - W_r A_r (A_r' W_r A_r)^-1 A_r' W_r] G_r  (+ 1/sigma^2 of Gaussian priors),
+
+G_r = d mu_r / d theta at fixed amplitudes, W_r = diag(1 / V).  Scaling a window's exposure by
+s scales its lambda, G and A by s and leaves v_read: every term is recomputed from G, A and
+lambda taken once at the design's truth (:class:`JointJacobian`), so a change of dose, of
+exposure split, of gain or of readout noise costs matrix products, not a new model.  At s = 1
+F equals :func:`sreels.inference.bayes.crlb.fisher` (tested).  Below ~20 electrons per bin the
+Gaussian likelihood (and so F) is an approximation (:data:`GAUSSIAN_MIN_ELECTRONS`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..forward.simulate import simulate
+from ..inference.bayes.crlb import derived_gradient
+from ..inference.bayes.data import QUANTISATION_VAR, _axis_operator, from_simulation
+from ..inference.bayes.fit import single_threaded_blas
+from ..inference.bayes.likelihood import GAUSSIAN_MIN_ELECTRONS, Likelihood
+from ..inference.bayes.model import ImageModel
+from ..inference.bayes.optimize import REL_STEP
+from ..inference.bayes.params import DERIVED, default_values, row_profiles
+from ..inference.bayes.priors import Priors, build_priors
+from .design import Design
+
+#: Per-row profiles predicted for the joint fit (row_profiles keys).
+ROW_KEYS = ("li_rel", "ti3_fraction", "r_oo_nm")
+
+
+@dataclass(frozen=True)
+class WindowJacobian:
+    """One window at the design's truth, arrays (rows, bins): G (P, rows, bins)."""
+
+    name: str
+    G: np.ndarray
+    cols: np.ndarray       # (rows, bins, 3): background, host, AlPO4
+    lam: np.ndarray        # expected electrons per bin
+    readout_var: np.ndarray
+    mask: np.ndarray
+    i0: int = 0            # first channel of the fit region in the window
+    bin: int = 1           # channels per bin
+    channels: int = 0      # channels of the window
+
+
+@dataclass(frozen=True)
+class JointJacobian:
+    design: Design
+    priors: Priors
+    theta: np.ndarray
+    windows: tuple
+    y_nm: np.ndarray
+    prior_info: np.ndarray   # (P,) 1 / sigma^2 of Gaussian priors, 0 for flat ones
+    readout_counts2: float   # readout^2 + quantisation variance (counts^2) the readout_var was built with
+    gain: float
+    simulation: object = None  # the noise-free simulation behind it (reused by the fast path's prediction)
+
+    @property
+    def names(self) -> tuple:
+        return self.priors.pset.names
+
+
+def priors_for(design: Design) -> Priors:
+    """The joint fit's default priors for the design's instrument and Ti3+ mode."""
+    return build_priors(design.instrument, {"model": {"ti3_mode": design.scenario.ti3_mode}})
+
+
+def truth(design: Design, priors: Priors) -> np.ndarray:
+    v = default_values(design.scenario, design.instrument)
+    return np.array([v[n] for n in priors.pset.names])
+
+
+def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4) -> JointJacobian:
+    """G, the model columns and the expected electrons of every bin the joint fit uses, at the
+    design's truth (a noise-free simulation through the fit's own whitening and binning)."""
+    priors = priors or priors_for(design)
+    sc, inst, det = design.scenario, design.instrument, design.detector
+    theta = truth(design, priors)
+    with single_threaded_blas():
+        sim = simulate(sc, inst, det, rng=0, noise_free=True)
+        data = from_simulation(sim, source="plan")
+        model = ImageModel(data, priors.pset)
+        like = Likelihood(model, chunk=chunk)
+        a, _, _ = like.fit_rows(theta)
+        nw = like.nw
+        lo, hi = priors.bounds.T
+        h = REL_STEP * (hi - lo)
+        P = theta.size
+        G = [np.empty((P,) + wd.data.shape) for wd in data.windows]
+
+        def mu(cols):  # (B, R, C) per window at the fixed amplitudes a
+            return [a[None, :, i, None] * c.background + a[None, :, nw, None] * c.host
+                    + a[None, :, nw + 1, None] * c.alpo4 for i, c in enumerate(cols)]
+
+        for s in range(0, P, chunk):
+            idx = np.arange(s, min(s + chunk, P))
+            up = np.minimum(theta + h, hi)
+            dn = np.maximum(theta - h, lo)
+            pts = np.vstack([np.where(np.arange(P) == i, up, theta) for i in idx]
+                            + [np.where(np.arange(P) == i, dn, theta) for i in idx])
+            m = mu(model.columns(pts))
+            k = idx.size
+            for w in range(nw):
+                G[w][idx] = (m[w][:k] - m[w][k:]) / (up - dn)[idx, None, None]
+        c0 = model.columns(theta[None])
+    wins = tuple(WindowJacobian(wd.window.name, g, np.stack([c.background[0], c.host[0], c.alpo4[0]], -1),
+                                np.maximum(wd.data, 0.0), wd.readout_var, wd.mask, wd.i0, wd.bin, wd.window.channels)
+                 for wd, g, c in zip(data.windows, G, c0))
+    info = np.array([1.0 / priors.dists[n].sigma ** 2 if hasattr(priors.dists[n], "sigma") else 0.0
+                     for n in priors.pset.names])
+    q = QUANTISATION_VAR if det.quantise else 0.0
+    return JointJacobian(design, priors, theta, wins, data.y_nm, info, det.readout_noise_counts ** 2 + q,
+                         det.gain_counts_per_e, sim)
+
+
+def readout_factor(jac: JointJacobian, gain: float | None = None, readout_counts: float | None = None) -> float:
+    """Factor on the readout variance (electrons^2) for another gain or readout noise."""
+    g = jac.gain if gain is None else float(gain)
+    q = jac.readout_counts2 - jac.design.detector.readout_noise_counts ** 2
+    r2 = jac.readout_counts2 if readout_counts is None else float(readout_counts) ** 2 + q
+    return (r2 / g ** 2) / (jac.readout_counts2 / jac.gain ** 2)
+
+
+@functools.lru_cache(maxsize=8)
+def _readout_bands(channels: int, decay: float, i0: int, nbins: int, b: int) -> tuple:
+    """Diagonals (k = 0, 1, ...) of Q = (S K^-1)(S K^-1)', S the binning of the fit region: the
+    correlation of white readout noise after the whitening K^-1 of :mod:`..inference.bayes.data`
+    (its diagonal is the factor ``fac`` the likelihood uses).  Kept while > 1e-6 of the diagonal."""
+    if decay <= 0:
+        return (np.full(nbins, float(b)),)
+    ident, _, _, inv = _axis_operator(channels, float(decay), "e")   # the whitening's own K^-1 (cached)
+    if ident:
+        return (np.full(nbins, float(b)),)
+    S = inv[i0:i0 + nbins * b].reshape(nbins, b, channels).sum(1)
+    Q = S @ S.T
+    out = [np.diagonal(Q, 0).copy()]
+    for k in range(1, nbins):
+        d = np.diagonal(Q, k)
+        if np.max(np.abs(d)) < 1e-6 * out[0].max():
+            break
+        out.append(d.copy())
+    return tuple(out)
+
+
+def _terms(jac: JointJacobian, scale, rfactor: float, spread: bool):
+    """F (P, P) of the data and, if ``spread``, H = sum_r G~' W C W G~ with C the true covariance of
+    the whitened, binned noise: Poisson (diagonal) + readout and quantisation, which the whitening
+    K^-1 correlates between neighbouring bins (the likelihood keeps only the diagonal of that part)."""
+    nw = len(jac.windows)
+    s = np.broadcast_to(np.asarray(scale, float), (nw,))
+    P = jac.theta.size
+    R = jac.y_nm.size
+    K = nw + 2
+    F = np.zeros((P, P))
+    M = np.zeros((R, K, K))
+    B = np.zeros((R, P, K))
+    Ws, As = [], []
+    for i, w in enumerate(jac.windows):
+        W = np.where(w.mask, 1.0 / (s[i] * w.lam + rfactor * w.readout_var), 0.0)
+        Gs = w.G * s[i]
+        GW = Gs * W
+        F += GW.reshape(P, -1) @ Gs.reshape(P, -1).T
+        A = np.zeros(w.cols.shape[:2] + (K,))
+        A[..., i], A[..., nw], A[..., nw + 1] = w.cols[..., 0], w.cols[..., 1], w.cols[..., 2]
+        A *= s[i]
+        B += np.matmul(GW.transpose(1, 0, 2), A)                      # (R, P, K)
+        M += np.matmul((A * W[..., None]).transpose(0, 2, 1), A)      # (R, K, K)
+        Ws.append(W)
+        As.append(A)
+    dg = np.sqrt(np.clip(np.einsum("rkk->rk", M), 1e-300, None))
+    Ms = M / (dg[:, :, None] * dg[:, None, :]) + 1e-12 * np.eye(K)
+    Bs = B / dg[:, None, :]
+    coef = np.linalg.solve(Ms, Bs.transpose(0, 2, 1)) / dg[:, :, None]   # (R, K, P) = M^-1 B'
+    F -= np.einsum("rpk,rkq->pq", B, coef)
+    F = 0.5 * (F + F.T)
+    if not spread:
+        return F, None
+    H = np.zeros((P, P))
+    c0 = rfactor * jac.readout_counts2 / jac.gain ** 2   # readout variance per channel before whitening (e^2)
+    decay = jac.design.detector.psf_decay
+    for i, w in enumerate(jac.windows):
+        Gt = w.G * s[i] - np.matmul(As[i], coef).transpose(2, 0, 1)     # (P, R, C): amplitudes projected out
+        u = Gt * Ws[i]
+        H += (u * (s[i] * w.lam)).reshape(P, -1) @ u.reshape(P, -1).T   # Poisson: white after whitening
+        if c0 > 0:  # sum_r u_r Q u_r' from the bands of Q (row-independent, nearly tridiagonal)
+            for k, d in enumerate(_readout_bands(w.channels, float(decay), w.i0, w.cols.shape[1], w.bin)):
+                C = u.shape[-1]
+                t = (u[..., :C - k] * d).reshape(P, -1) @ u[..., k:].reshape(P, -1).T
+                H += c0 * (t if k == 0 else t + t.T)
+    return F, 0.5 * (H + H.T)
+
+
+def fisher(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, include_prior: bool = True) -> np.ndarray:
+    """F (P, P) of the joint fit's likelihood with every window's exposure times ``scale`` (scalar or
+    one per window) and the readout variance times ``rfactor``: the inverse of the covariance the
+    fit reports."""
+    with single_threaded_blas():  # small products: BLAS threads only spin on a busy machine
+        F, _ = _terms(jac, scale, rfactor, False)
+    return F + np.diag(jac.prior_info) if include_prior else F
+
+
+def covariance(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, kind: str = "spread") -> np.ndarray:
+    """Covariance of the joint fit's estimates (P, P).
+
+    ``kind="reported"``: F^-1, what the fit reports (its likelihood's curvature).  ``kind="spread"``:
+    the sandwich F^-1 H F^-1, the spread of the estimates over repeated images when the noise is
+    the detector's (Poisson + readout correlated by the PSF whitening).  The two agree where shot
+    noise dominates; where readout dominates the fit's diagonal weights overstate the noise of
+    smooth features and the spread is smaller than the reported error.
+    """
+    with single_threaded_blas():
+        F, H = _terms(jac, scale, rfactor, kind == "spread")
+    Fp = F + np.diag(jac.prior_info)
+    try:
+        Fi = np.linalg.inv(Fp)
+    except np.linalg.LinAlgError:
+        return np.full(Fp.shape, np.nan)
+    return Fi if H is None else Fi @ H @ Fi
+
+
+def min_electrons(jac: JointJacobian, scale=1.0) -> float:
+    """The fewest expected electrons in a used bin at ``scale`` (Gaussian regime if >= 20)."""
+    s = np.broadcast_to(np.asarray(scale, float), (len(jac.windows),))
+    return float(min((k * w.lam[w.mask]).min() for k, w in zip(s, jac.windows)))
+
+
+def gradients(jac: JointJacobian, rows_nm) -> dict:
+    """d(number)/d(theta): the derived numbers (D, P) and the per-row profiles at ``rows_nm`` (P each)."""
+    pr = jac.priors
+    g = {f"derived:{k}": v for k, v in zip(DERIVED, derived_gradient(pr, jac.theta))}
+    lo, hi = pr.bounds.T
+    h = 1e-6 * (hi - lo)
+    P = jac.theta.size
+    pts = np.vstack([jac.theta + np.diag(h), jac.theta - np.diag(h)])
+    y = np.asarray(rows_nm, float)
+    prof = row_profiles(pr.pset.as_dict(pts), pr.pset.ti3_mode, y)
+    for k in ROW_KEYS:
+        d = (prof[k][:P] - prof[k][P:]) / (2 * h[:, None])           # (P, rows)
+        for j, yy in enumerate(y):
+            g[f"{k}@{yy:g}"] = d[:, j]
+    return g
+
+
+def sigmas(F: np.ndarray, grads: dict) -> dict:
+    """1-sigma of every number with a gradient: sqrt(g' F^-1 g)."""
+    try:
+        cov = np.linalg.inv(F)
+    except np.linalg.LinAlgError:
+        return {k: float("nan") for k in grads}
+    return sigmas_cov(cov, grads)
+
+
+def sigmas_cov(cov: np.ndarray, grads: dict) -> dict:
+    """1-sigma of every number with a gradient: sqrt(g' cov g)."""
+    return {k: float(np.sqrt(max(g @ cov @ g, 0.0))) for k, g in grads.items()}
+
+
+__all__ = ["GAUSSIAN_MIN_ELECTRONS", "JointJacobian", "covariance", "fisher", "gradients", "joint_jacobian", "min_electrons",
+           "readout_factor", "sigmas", "sigmas_cov"]

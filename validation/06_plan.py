@@ -1,0 +1,235 @@
+"""Validation 06: does ``sreels plan`` predict the spread of real fits?
+
+For each design (default; 1/10 of the dose; 0.05 eV/channel with 2 rows binned on the chip):
+
+- the joint fit's predicted 1-sigma of the study's six numbers and the R_OO change
+  (:func:`sreels.plan.planner.make_plan`) against the standard deviation of the Bayesian MAP
+  over n seeded images of that design (new detector noise per image, seeds recorded);
+- the fast path's predicted per-row sigma of c_Li, Ti3+ fraction and R_OO (its errors on the
+  noise-free image) against the spread of its per-row estimates over the same images
+  (rms over usable rows of the per-row sd, divided by the rms predicted sigma).
+
+Round trip ("trip" design): the exposure factor ``plan`` returns for sigma(R_OO change) = 2 pm
+on the default design, fed back into simulate + the joint (MAP) fit; the spread of the MAP's
+R_OO change over the images must be 2 pm +- 15 %.
+
+The sd of n samples has a relative sampling error of ~1 / sqrt(2 (n - 1)) (7.1 % at n = 100),
+reported with every ratio; pass = |ratio - 1| <= 0.15.
+
+Usage:
+  python validation/06_plan.py OUT --designs default tenth fine --n 100   (raw results per design)
+  python validation/06_plan.py OUT --report                              (report.json, ratios.md)
+Raw results are appended after every image (OUT/<design>.npz), designs interleaved, so a run can be
+stopped and resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sreels.config import Detector, Instrument, Scenario
+from sreels.forward.simulate import simulate, window_models
+from sreels.inference.bayes.data import from_simulation
+from sreels.inference.bayes.fit import fit_bayes, single_threaded_blas
+from sreels.inference.bayes.params import DERIVED, derived
+from sreels.inference.fast import fit_image, usable
+from sreels.inference.load import WindowData
+from sreels.plan import design as dz
+from sreels.plan.fisher import priors_for
+from sreels.plan.planner import make_plan
+
+SIX = ("electrode_width_nm", "ti_boundary_nm", "li_max_rel", "li_at_ti_boundary_rel", "r_oo_parent_nm",
+       "r_oo_max_nm")
+ROW_COLS = (("li_rel", "li_rel"), ("ti3_fraction", "ti3_fraction_raw"), ("r_oo_nm", "r_oo_nm"))
+TOL = 0.15
+TARGET_PM = 2.0
+SEED0 = {"default": 60000, "tenth": 61000, "fine": 62000, "trip": 63000}
+
+
+def base() -> dz.Design:
+    return dz.Design(Scenario(), Instrument(), Detector())
+
+
+def designs(trip_factor: float | None = None) -> dict:
+    b = base()
+    out = {"default": b, "tenth": dz.scale_exposures(b, 0.1), "fine": dz.bin_rows(dz.set_dispersion(b, 0.05), 2)}
+    if trip_factor is not None:
+        out["trip"] = dz.scale_exposures(b, trip_factor)
+    return out
+
+
+def trip_factor(out: Path) -> float:
+    p = out / "trip_target.json"
+    if not p.exists():
+        plan = make_plan(base(), targets={"r_oo_change_nm": TARGET_PM * 1e-3}, fast=False)
+        p.write_text(json.dumps({k: plan[k] for k in ("targets", "joint", "seconds")}, indent=1, default=float))
+    return float(json.loads(p.read_text())["targets"]["r_oo_change_nm"]["dose_factor"])
+
+
+def windows_of(sim):
+    det = sim.config.detector
+    md = {"sreels": {"detector": {"psf_decay": det.psf_decay, "adc_max_counts": det.adc_max_counts,
+                                  "dark_offset_counts": det.dark_offset_counts, "dark_subtracted": det.dark_subtracted}}}
+    return {k: WindowData(k, v.energy, np.asarray(v.counts, float), sim.position, "sim", det.gain_counts_per_e,
+                          det.readout_noise_counts, metadata=md) for k, v in sim.windows.items()}
+
+
+class _Run:
+    """One design's state: its prediction (written once), priors, kernels and the raw results so far."""
+
+    def __init__(self, name: str, d: dz.Design, out: Path, fast: bool):
+        self.name, self.d, self.out, self.fast = name, d, out, fast
+        self.raw = out / f"{name}.npz"
+        prev = dict(np.load(self.raw, allow_pickle=False)) if self.raw.exists() else {}
+        self.acc = {k: list(v) for k, v in prev.items()}
+        pred_p = out / f"{name}_plan.json"
+        if not pred_p.exists():
+            plan = make_plan(d, fast=fast)
+            keep = {k: plan[k] for k in ("joint", "seconds", "exposure_s")}
+            if fast:
+                keep["fast_profile"] = {k: np.asarray(v).tolist() for k, v in plan["_profiles"].items()
+                                        if k != "joint"}
+            pred_p.write_text(json.dumps(keep, indent=1, default=float))
+        self.priors = priors_for(d)
+        self.models = window_models(d.instrument)
+
+    @property
+    def done(self) -> int:
+        return len(self.acc.get("seeds", []))
+
+    def one(self, n: int) -> None:
+        """Fit the next seeded image (seed = SEED0[name] + index)."""
+        name, d, priors, acc, fast = self.name, self.d, self.priors, self.acc, self.fast
+        i = self.done
+        seed = SEED0[name] + i
+        t0 = time.perf_counter()
+        sim = simulate(d.scenario, d.instrument, d.detector, rng=seed, models=self.models)
+        with single_threaded_blas():
+            fit = fit_bayes(from_simulation(sim), priors, sample=False, progress=False)
+        t1 = time.perf_counter()
+        dv = derived(priors.pset.as_dict(fit.map.theta), priors.pset.ti3_mode)
+        acc.setdefault("seeds", []).append(seed)
+        acc.setdefault("map", []).append([float(dv[k]) for k in DERIVED])
+        acc.setdefault("map_ok", []).append(bool(fit.map.success))
+        acc.setdefault("map_seconds", []).append(t1 - t0)
+        if fast:
+            r = fit_image(windows_of(sim), progress=False)
+            ok = usable(r.status)
+            for key, col in ROW_COLS:
+                acc.setdefault(f"fast_{key}", []).append(np.where(ok, r.columns[col], np.nan))
+            acc.setdefault("fast_seconds", []).append(time.perf_counter() - t1)
+        np.savez(self.raw, **{k: np.asarray(v) for k, v in acc.items()})
+        print(f"{name} {i + 1}/{n}: MAP {t1 - t0:.1f} s{' fast %.1f s' % acc['fast_seconds'][-1] if fast else ''}"
+              f"{'' if fit.map.success else ' (MAP not converged)'}", flush=True)
+
+
+def _ratio(pred, emp, n):
+    r = emp / pred
+    return {"predicted": pred, "empirical_sd": emp, "ratio": r, "ratio_sampling_se": r / np.sqrt(2 * (n - 1)),
+            "pass": bool(abs(r - 1) <= TOL)}
+
+
+def report(out: Path) -> dict:
+    rep = {"tolerance": TOL, "designs": {}}
+    lines = ["| design | n | number | predicted sd | empirical sd | empirical / predicted | +- (sampling) | pass |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in ("default", "tenth", "fine", "trip", "trip_at_reported_factor"):
+        raw = out / f"{name}.npz"
+        if not raw.exists():
+            continue
+        r = dict(np.load(raw))
+        plan = json.loads((out / f"{name}_plan.json").read_text())
+        n = int(r["seeds"].size)
+        m = r["map"]
+        entry = {"n_images": n, "seeds": [int(r["seeds"][0]), int(r["seeds"][-1])],
+                 "map_not_converged": int(np.sum(~r["map_ok"].astype(bool))),
+                 "map_seconds_mean": float(np.mean(r["map_seconds"])), "joint": {}, "fast_rows": {},
+                 "plan_seconds": plan["seconds"]}
+        keys = SIX + ("r_oo_change_nm",)
+        for j, k in enumerate(DERIVED):
+            if k not in keys:
+                continue
+            pred = plan["joint"]["derived_sigma"][k]
+            emp = float(np.std(m[:, j], ddof=1))
+            entry["joint"][k] = _ratio(pred, emp, n)
+            entry["joint"][k]["bias_over_sd"] = float((np.mean(m[:, j]) - np.median(m[:, j])) / emp)
+            e = entry["joint"][k]
+            lines.append(f"| {name} | {n} | {k} | {pred:.4g} | {emp:.4g} | {e['ratio']:.3f} | "
+                         f"{e['ratio_sampling_se']:.3f} | {'yes' if e['pass'] else 'NO'} |")
+        if "fast_li_rel" in r and "fast_profile" in plan:
+            prof = plan["fast_profile"]
+            for key, _ in ROW_COLS:
+                v = r[f"fast_{key}"]
+                p = np.asarray(prof[f"{key}_err"], float)
+                good = np.all(np.isfinite(v), 0) & np.isfinite(p) & (p > 0)
+                emp_rms = float(np.sqrt(np.mean(np.var(v[:, good], 0, ddof=1))))
+                pred_rms = float(np.sqrt(np.mean(p[good] ** 2)))
+                per_row = np.std(v[:, good], 0, ddof=1) / p[good]
+                entry["fast_rows"][key] = {**_ratio(pred_rms, emp_rms, n), "rows": int(good.sum()),
+                                           "per_row_ratio_p5_p50_p95": np.percentile(per_row, [5, 50, 95]).tolist()}
+                e = entry["fast_rows"][key]
+                lines.append(f"| {name} (fast, {int(good.sum())} rows) | {n} | {key} per row (rms) | {pred_rms:.4g} | "
+                             f"{emp_rms:.4g} | {e['ratio']:.3f} | {e['ratio_sampling_se'] / np.sqrt(good.sum()):.3f}"
+                             f" | {'yes' if e['pass'] else 'NO'} |")
+        if name.startswith("trip"):
+            j = DERIVED.index("r_oo_change_nm")
+            emp = float(np.std(m[:, j], ddof=1)) * 1e3
+            f = json.loads((out / f"{name}_target.json").read_text())["targets"]["r_oo_change_nm"]["dose_factor"]
+            entry["round_trip"] = {"target_pm": TARGET_PM, "dose_factor": f, "empirical_sd_pm": emp,
+                                   "ratio": emp / TARGET_PM, "ratio_sampling_se": emp / TARGET_PM / np.sqrt(2 * (n - 1)),
+                                   "pass": bool(abs(emp / TARGET_PM - 1) <= TOL)}
+        rep["designs"][name] = entry
+    main_designs = [d for n, d in rep["designs"].items() if n != "trip_at_reported_factor"]
+    rep["all_pass"] = bool(all(e["pass"] for d in main_designs for grp in ("joint", "fast_rows") for e in d[grp].values())
+                           and all(d.get("round_trip", {"pass": True})["pass"] for d in main_designs))
+    (out / "report.json").write_text(json.dumps(rep, indent=1, default=float))
+    (out / "ratios.md").write_text("\n".join(lines) + "\n")
+    return rep
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--designs", nargs="+", default=["default", "tenth", "fine", "trip"],
+                    choices=["default", "tenth", "fine", "trip"])
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--report", action="store_true")
+    ap.add_argument("--no-fast", action="store_true")
+    ap.add_argument("--repredict", nargs="+", default=[], metavar="DESIGN",
+                    help="recompute DESIGN_plan.json with the current code (the fits are kept)")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in a.repredict:
+        (out / f"{name}_plan.json").unlink(missing_ok=True)
+        if name == "trip_at_reported_factor":  # the exposure an earlier plan (the fit's reported sigma) gave
+            f = json.loads((out / f"{name}_target.json").read_text())["targets"]["r_oo_change_nm"]["dose_factor"]
+            d = dz.scale_exposures(base(), f)
+            plan = make_plan(d, fast=False)
+            (out / f"{name}_plan.json").write_text(json.dumps({k: plan[k] for k in ("joint", "seconds", "exposure_s")},
+                                                              indent=1, default=float))
+        else:
+            _Run(name, designs(trip_factor(out) if name == "trip" else None)[name], out, fast=name != "trip")
+    if a.repredict and not a.report:
+        return 0
+    if a.report:
+        rep = report(out)
+        print((out / "ratios.md").read_text())
+        return 0 if rep["all_pass"] else 1
+    ds = designs(trip_factor(out) if "trip" in a.designs else None)
+    runs = [_Run(name, ds[name], out, fast=not a.no_fast and name != "trip") for name in a.designs]
+    while any(r.done < a.n for r in runs):  # designs interleaved: a stopped run leaves all of them comparable
+        for r in runs:
+            if r.done < a.n:
+                r.one(a.n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
