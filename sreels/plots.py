@@ -9,6 +9,7 @@
 - :func:`region_spectra_figure`: Fig. 6 (c, d) — Ti-L2,3 and O-K spectra averaged by region.
 - :func:`spectrum_fits_figure`: one spectrum (or a few): data, model and residual per edge.
 - :func:`residuals_figure`, :func:`maps_figure`: residual images, 2-D maps.
+- :func:`lowloss_figure`: the ZLP line, t/lambda and resolution across the rows (Supplementary data 1).
 """
 
 from __future__ import annotations
@@ -341,6 +342,35 @@ def spectrum_fits_figure(result, path) -> bool:
                                    ("peak_b_ev", 'peak "b"', "eV"), ("r_oo_nm", "$R_{\\rm OO}$", "nm"))
                 if np.isfinite(c[k][0])]
         _box(axes[0, -1], vals)
+    fig.tight_layout()
+    save(fig, path)
+    return True
+
+
+@styled
+def lowloss_figure(result, path) -> bool:
+    """The low-loss window across the rows (Yamamoto et al. 2014, Supplementary data 1): (a) the ZLP
+    line, its maximum per row against position (the SR energy distortion, which every core-loss row
+    is referenced to), (b) t/lambda with its error, (c) the ZLP FWHM.  False without a low-loss window."""
+    c = result.columns
+    if "zlp_shift_ev" not in c or result.position.size < 3:
+        return False
+    y = c["y_nm"]
+    fig, axes = figure(1, 3, figsize=(13, 4.2), sharey=True)
+    shift = c["zlp_shift_ev"] - np.nanmedian(c["zlp_shift_ev"])
+    axes[0].plot(shift * 1e3, y, ".", ms=3, color="k")
+    axes[0].set_xlabel("ZLP maximum − median (meV)")
+    pp = np.nanmax(c["zlp_shift_ev"]) - np.nanmin(c["zlp_shift_ev"])
+    axes[0].set_title(f"(a) ZLP line: {pp * 1e3:.0f} meV peak-to-peak", loc="left")
+    axes[0].set_ylabel(DISTANCE_LABEL)
+    axes[0].invert_yaxis()
+    axes[1].errorbar(c["t_over_lambda"], y, xerr=c["t_over_lambda_err"], fmt=".", ms=3, color=COLOURS["li_rel"],
+                     elinewidth=0.6)
+    axes[1].set_xlabel("t/λ (log ratio)")
+    axes[1].set_title(f"(b) t/λ: median {np.nanmedian(c['t_over_lambda']):.2f}", loc="left")
+    axes[2].plot(c["resolution_ev"], y, ".", ms=3, color=COLOURS["r_oo_nm"])
+    axes[2].set_xlabel("ZLP FWHM (eV)")
+    axes[2].set_title(f"(c) resolution: median {np.nanmedian(c['resolution_ev']):.2f} eV", loc="left")
     fig.tight_layout()
     save(fig, path)
     return True

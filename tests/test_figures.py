@@ -117,3 +117,17 @@ def test_spectrum_images_have_colour_bars_and_do_not_saturate(small):
         assert any("OO}$ (nm)" in ax.get_xlabel() for ax in fig.axes)  # R_OO in nm, as in the CSV
     finally:
         plt.close(fig)
+
+
+def test_lowloss_figure_shows_the_zlp_line(small, tmp_path):
+    """With a low-loss window: the ZLP line, t/lambda and resolution across the rows; the title reads the
+    distortion off the rows (its peak-to-peak); without one, no figure."""
+    from sreels.plots import lowloss_figure
+
+    sim, res, _ = small
+    assert lowloss_figure(res, tmp_path / "lowloss.png")
+    assert (tmp_path / "lowloss.png").stat().st_size > 10_000
+    cols = {k: v for k, v in res.columns.items() if k not in ("zlp_shift_ev",)}
+    assert not lowloss_figure(dataclasses.replace(res, columns=cols), tmp_path / "none.png")
+    pp = np.ptp(res.columns["zlp_shift_ev"])
+    assert abs(pp - np.ptp(sim.truth_columns()["zlp_shift_ev"])) < 0.01

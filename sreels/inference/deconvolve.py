@@ -112,7 +112,7 @@ def _power_law_pad(y, e, n_lo, n_hi, n_fit):
         r = np.log(g1 / g2) / np.log(e2 / e1) if g1 > 0 and g2 > 0 and e1 > 0 else 0.0
         r = float(np.clip(np.nan_to_num(r), -2.0, 8.0))
         return np.full(y.shape[0], r), np.where(m1 * m2 > 0, np.sqrt(np.abs(m1 * m2)), block_y.mean(1)), \
-            np.sqrt(e1 * e2)
+            np.sqrt(abs(e1 * e2))
 
     de = e[1] - e[0]
     r0, a0, ea = law(e[:n_fit], y[:, :n_fit])

@@ -340,8 +340,9 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
         out[k] = dataclasses.replace(w, counts=d, variance_factor=fac)
     if forward:
         notes.append(f"window(s) {', '.join(forward)} start below {MIN_DECONVOLVE_EV:.0f} eV, where the plural "
-                     "source is the plasmon region itself: not deconvolved; the fit's references are convolved "
-                     "with each row's measured low loss instead (forward convolution, data noise unchanged)")
+                     "source is the plasmon region itself: not deconvolved; the fit takes its references times the "
+                     "row's unscattered fraction plus the row's multiple scattering from its low loss (Fourier log; "
+                     f"its noise in the errors by {TAIL_REPLICAS} replicas)")
     if deconvolve and len(out) > len(forward):
         notes.append("core-loss windows Fourier-ratio deconvolved by each row's low loss (Egerton 2011, Sec. 4.3), "
                      f"reconvolved with a {res_ev:.2f} eV ZLP; channel variances x "

@@ -50,10 +50,11 @@ def write_figures(result, derived: dict, folder, nav_shape=()) -> list[str]:
     """The fast path's figures into ``folder``; returns notes on figures not drawn.
 
     A line scan of three or more rows: ``profiles.png`` (the four profiles with errors),
-    ``region_spectra.png`` (spectra by region) and ``residuals.png``; fewer rows:
+    ``region_spectra.png`` (spectra by region), ``residuals.png`` and, with a low-loss window,
+    ``lowloss.png`` (ZLP line, t/lambda, resolution); fewer rows:
     ``spectrum_fits.png`` (data, model, residual per edge) instead of profiles; a 2-D map:
     ``maps.png`` and ``residuals.png``."""
-    from ..plots import (maps_figure, profiles_figure, region_spectra_figure, residuals_figure,
+    from ..plots import (lowloss_figure, maps_figure, profiles_figure, region_spectra_figure, residuals_figure,
                          spectrum_fits_figure)
     folder = Path(folder)
     notes = []
@@ -62,6 +63,7 @@ def write_figures(result, derived: dict, folder, nav_shape=()) -> list[str]:
         maps_figure(result, nav_shape, folder / "maps.png")
     elif rows >= 3:
         profiles_figure(result, derived, folder / "profiles.png")
+        lowloss_figure(result, folder / "lowloss.png")
         if not region_spectra_figure(result, folder / "region_spectra.png"):
             notes.append("region_spectra.png not drawn: no Ti-L2,3/O-K fit or no region (Ti3+, Ti4+, parent) "
                          "with usable rows")
