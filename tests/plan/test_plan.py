@@ -29,9 +29,13 @@ SMALL = Scenario(rows=48, row_nm=20.0, first_row_nm=0.0)
 CHANGE = "derived:r_oo_change_nm"
 
 
+#: the joint fit's own data: single scattering (its model has no plural scattering yet)
+SINGLE_KW = dict(plural_scattering=False, lowloss_window=False)
+SINGLE = Instrument(**SINGLE_KW)
+
 @pytest.fixture(scope="module")
 def small():
-    d = dz.Design(SMALL, Instrument(), Detector())
+    d = dz.Design(SMALL, SINGLE, Detector())
     jac = joint_jacobian(d)
     return d, jac, gradients(jac, [100.0, 600.0])
 
@@ -113,7 +117,7 @@ def test_target_solver_round_trip(small, target_factor=30.0):
 def test_fast_path_prediction_matches_a_seeded_ensemble():
     """Fast path: the per-row sigma predicted from the noise-free image equals the spread of its
     per-row estimates over 4 seeded images (pooled over ~45 rows: ~6 % sampling error), two-sided."""
-    inst, det = Instrument(dose_e_per_row_s=Instrument().dose_e_per_row_s / 5), Detector()
+    inst, det = Instrument(dose_e_per_row_s=Instrument().dose_e_per_row_s / 5, **SINGLE_KW), Detector()
     nf = simulate(SMALL, inst, det, rng=0, noise_free=True)
     pred = fast_prediction(nf, [100.0])["profile"]
     models = window_models(inst)
@@ -159,7 +163,7 @@ def test_parsers_accept_good_input():
 
 
 def test_designs_keep_what_they_should():
-    d = dz.Design(Scenario(), Instrument(), Detector())
+    d = dz.Design(Scenario(), SINGLE, Detector())
     f = dz.bin_rows(dz.set_dispersion(d, 0.05), 2)
     for a, b in zip(d.instrument.windows, f.instrument.windows):
         assert b.scale_ev == 0.05 and b.end_ev == pytest.approx(a.end_ev, abs=0.05)
