@@ -14,6 +14,7 @@ from sreels.inference.bayes.fit import fit_bayes
 from sreels.inference.bayes.params import DERIVED, derived
 
 
+@pytest.mark.slow  # 23 s: the default suite keeps the MAP pull and CRLB tests of tests/bayes/test_fit.py
 def test_small_coverage_of_the_map_intervals(small):
     """16 images of 80 rows: the 18 pulls (MAP - truth) / sd pooled (288) are standard normal
     (sd 1 +- 0.15, mean 0 +- 0.2) and MAP +- sd / +- 1.96 sd cover 68 +- 10 % / 95 +- 4.5 %
