@@ -39,6 +39,17 @@ def folder(tmp_path_factory):
 
 def test_unconverged_run_exits_3_and_still_writes_flagged_results(folder, tmp_path, monkeypatch):
     out = tmp_path / "fit"
+    # the fit is run once: --allow-unconverged below reuses it (same result, only the exit code differs)
+    import sreels.inference.bayes.commands as cmd
+    first = {}
+    real = cmd.run_on_data
+
+    def once(*a, **k):
+        if "r" not in first:
+            first["r"] = real(*a, **k)
+        return first["r"]
+
+    monkeypatch.setattr(cmd, "run_on_data", once)
     rc = run_bayes(_args([folder], out, seed=1, steps=20))
     assert rc == EXIT_UNCONVERGED
     s = json.loads((out / "summary.json").read_text())
@@ -65,16 +76,6 @@ def test_unconverged_run_exits_3_and_still_writes_flagged_results(folder, tmp_pa
     with pytest.raises(SreelsInputError, match="exists"):
         run_bayes(_args([folder], out, seed=1, steps=20))
     # --allow-unconverged turns the exit code into 0 (the fit itself is reused: same result)
-    import sreels.inference.bayes.commands as cmd
-    first = {}
-    real = cmd.run_on_data
-
-    def once(*a, **k):
-        if "r" not in first:
-            first["r"] = real(*a, **k)
-        return first["r"]
-
-    monkeypatch.setattr(cmd, "run_on_data", once)
     assert run_bayes(_args([folder], tmp_path / "fit2", seed=1, steps=20, allow_unconverged=True)) == 0
 
 
