@@ -180,3 +180,19 @@ def _check_inference_data(idata, rows):
     ok = np.isfinite(obs) & np.isfinite(rep)
     z2 = (rep[ok] - obs[ok]) ** 2 / np.maximum(np.abs(obs[ok]), 1.0)
     assert 1.0 < np.mean(z2) < 4.0  # difference of two noisy images: ~2
+
+
+def test_a_dualeels_input_warns_that_plural_scattering_is_not_modelled(tmp_path, capsys):
+    """The Bayesian model has no plural scattering: a DualEELS pair (12 rows from the Pt side,
+    t/lambda ~0.8) says so, with the t/lambda it read."""
+    import re
+
+    from sreels.inference.bayes.commands import load_input
+
+    d = tmp_path / "dual"
+    assert sreels_main(["simulate", "--seed", "2", "--rows", "12", "--out", str(d)]) == 0
+    capsys.readouterr()
+    load_input([str(d)])
+    out = capsys.readouterr().out
+    m = re.search(r"warning: t/lambda = ([0-9.]+) from the low-loss window", out)
+    assert m and 0.4 < float(m.group(1)) < 1.2 and "no plural scattering" in out, out
