@@ -33,12 +33,12 @@ from .deconvolve import _row_mean, fourier_ratio
 ZLP_SEARCH_EV = 10.0
 #: windows starting below this energy (eV) are not deconvolved (their plural source is the plasmon
 #: region just below them, where a Fourier ratio's kernel would hold their own edges and a Fourier log
-#: needs the low loss spliced in at its ~250x shorter exposure's noise): the fit convolves its
-#: references with the row's low loss instead (:func:`plural_kernel`)
+#: needs the low loss spliced in at its ~250x shorter exposure's noise): the fit takes its references
+#: times the unscattered fraction plus the row's multiple scattering instead (:func:`plural_kernel`)
 MIN_DECONVOLVE_EV = 150.0
 #: at most this many principal components kept of the rows' multiple-scattering tails (:func:`denoise_rows`)
 TAIL_COMPONENTS = 6
-#: ... cut where an eigenvalue exceeds the next by this ratio (the largest such cut up to 6)
+#: ... cut where an eigenvalue exceeds the next by this ratio (the largest such cut up to TAIL_COMPONENTS)
 TAIL_GAP = 1.5
 #: the tail's lag spacing (eV): it is smooth on the plasmon's scale (and reconvolved with 1 eV)
 TAIL_STEP_EV = 0.5
