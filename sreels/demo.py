@@ -141,4 +141,6 @@ def _invert(sim, sim_dir: Path, out: Path) -> int:
                      if (fit_dir / f).is_file())
     print(f"3. figures: {sim_dir}/spectrum_images.png (Fig. 5: spectrum images), {figs} (Fig. 6: profiles with "
           "errors, spectra by region; residuals)")
+    if (fit_dir / "lowloss.png").is_file():
+        print(f"   {fit_dir}/lowloss.png (the ZLP line, t/lambda and resolution across the rows: Supplementary data 1)")
     return 0

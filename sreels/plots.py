@@ -32,6 +32,25 @@ def spectrum_image_figure(sim, path: Path) -> Path:
     return save(draw_spectrum_images(sim), path)
 
 
+def _without_plural_tail(sim, win):
+    """A window's counts less the multiple scattering its low loss predicts (double and triple plasmons
+    under Li-K, which no power law removes; :func:`.inference.lowloss.plural_kernel`), for windows the low
+    loss reaches; else the counts as simulated."""
+    from .config import LOWLOSS_NAME
+    from .inference.edgefits import rows_at
+    from .inference.lowloss import MIN_DECONVOLVE_EV, TAIL_STEP_EV, plural_kernel, read_zlp
+
+    w, ll = sim.windows[win], sim.windows.get(LOWLOSS_NAME)
+    if ll is None or w.energy.offset_ev >= MIN_DECONVOLVE_EV:
+        return w.counts
+    counts = np.asarray(ll.counts, float)
+    centre, _, thr, _, _ = read_zlp(counts, ll.energy)
+    _, tail = plural_kernel(counts, ll.energy, centre, thr, TAIL_STEP_EV, w.energy.end_ev)
+    inst = sim.config.instrument
+    ratio = inst.window(win).exposure_s / inst.lowloss_exposure_s * w.energy.scale_ev / TAIL_STEP_EV
+    return w.counts - ratio * rows_at(tail, TAIL_STEP_EV, w.energy.energy_ev, centre)[0]
+
+
 @styled
 def draw_spectrum_images(sim):
     """Yamamoto et al. (2014) Fig. 5 from a simulation: (a) the true profiles, (b-d) the
@@ -63,7 +82,7 @@ def draw_spectrum_images(sim):
             continue
         w = sim.windows[win]
         try:
-            e, sig, _ = subtract_background(w.energy, w.counts, edge)
+            e, sig, _ = subtract_background(w.energy, _without_plural_tail(sim, win), edge)
         except ValueError:
             _empty(ax, f"{edge} not in the {win} window")
             continue

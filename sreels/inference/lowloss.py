@@ -141,6 +141,15 @@ def log_ratio_thickness(counts, threshold_idx, gain=1.0, readout=0.0):
     return tl, err
 
 
+def read_zlp(counts, axis: EnergyAxis, gain=1.0, readout=0.0):
+    """Each row's ZLP maximum (eV), FWHM (eV), elastic threshold (channel), t/lambda and its error."""
+    y = np.asarray(counts, dtype=float)
+    centre, imax = zlp_centre(y, axis)
+    fwhm = zlp_fwhm(y, axis, imax)
+    thr = elastic_threshold(y, axis, centre, fwhm)
+    return (centre, fwhm, thr, *log_ratio_thickness(y, thr, gain, readout))
+
+
 def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: float, span_ev: float):
     """What plural scattering does to a core-loss window of channel spacing ``scale_ev`` that starts
     inside the low-loss range, per row: (unscattered, tail).
@@ -285,10 +294,7 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
     ll = windows[LOWLOSS_NAME]
     counts = np.asarray(ll.counts, dtype=float)
     g, rd, decay = _detector(ll, settings)
-    centre, imax = zlp_centre(counts, ll.energy)
-    fwhm = zlp_fwhm(counts, ll.energy, imax)
-    thr = elastic_threshold(counts, ll.energy, centre, fwhm)
-    tl, tl_err = log_ratio_thickness(counts, thr, g, rd)
+    centre, fwhm, thr, tl, tl_err = read_zlp(counts, ll.energy, g, rd)
     cols = {"zlp_shift_ev": centre, "resolution_ev": fwhm, "t_over_lambda": tl, "t_over_lambda_err": tl_err}
     notes = [low_loss_note(ll.source, centre, fwhm, tl)]
     out, forward = {}, []

@@ -129,12 +129,9 @@ def load_input(inputs, saturation: float | None = None) -> tuple:
     y = next(iter(raw.values())).position.y_nm
     counts = {w.name: np.asarray(raw[w.name].counts, float) for w in windows}
     if LOWLOSS_NAME in raw:  # a DualEELS pair: how much plural scattering the model leaves out
-        from ..lowloss import elastic_threshold, log_ratio_thickness, zlp_centre, zlp_fwhm
+        from ..lowloss import read_zlp
 
-        ll = raw[LOWLOSS_NAME]
-        c, imax = zlp_centre(ll.counts, ll.energy)
-        tl = np.nanmedian(log_ratio_thickness(ll.counts, elastic_threshold(ll.counts, ll.energy, c, zlp_fwhm(
-            ll.counts, ll.energy, imax)))[0])
+        tl = np.nanmedian(read_zlp(raw[LOWLOSS_NAME].counts, raw[LOWLOSS_NAME].energy)[3])
         if tl > PLURAL_WARN_TL:
             print(f"warning: t/lambda = {tl:.2f} from the low-loss window: the Bayesian model has no plural "
                   "scattering, so its numbers are biased (c_Li most); the fast path (--method fast) models it")
