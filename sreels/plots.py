@@ -45,7 +45,7 @@ def _without_plural_tail(sim, win):
         return w.counts
     counts = np.asarray(ll.counts, float)
     centre, _, thr, _, _ = read_zlp(counts, ll.energy)
-    _, tail = plural_kernel(counts, ll.energy, centre, thr, TAIL_STEP_EV, w.energy.end_ev)
+    _, tail = plural_kernel(counts, ll.energy, centre, ll.energy.energy_ev[thr], TAIL_STEP_EV, w.energy.end_ev)
     inst = sim.config.instrument
     ratio = inst.window(win).exposure_s / inst.lowloss_exposure_s * w.energy.scale_ev / TAIL_STEP_EV
     return w.counts - ratio * rows_at(tail, TAIL_STEP_EV, w.energy.energy_ev, centre)[0]
