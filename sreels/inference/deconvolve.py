@@ -185,7 +185,7 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
     lag = (np.arange(ll.shape[1]) + o_int) % n
     kern = np.zeros((ll.shape[0], n))
     kern[:, lag] = ll
-    jl = sfft.rfft(kern, axis=1) * np.exp(-2j * np.pi * f * (o - o_int) * de)[None, :]
+    jl = sfft.rfft(kern, axis=1, workers=-1) * np.exp(-2j * np.pi * f * (o - o_int) * de)[None, :]
     il = jl[:, :1].real
     eps2 = gain * np.abs(il) + ll.shape[1] * readout**2
     z = zlp_tf(f, fwhm_ev, tail_ev)
@@ -194,8 +194,8 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
     kk[(np.arange(k.size) - k.size // 2) % n] = k
     kf = sfft.rfft(kk).real
     h = (z * kf)[None, :] * np.conj(jl) * il / (np.abs(jl) ** 2 + eps2)
-    jk = sfft.rfft(padded, n=n, axis=1)
-    out = sfft.irfft(jk * h, n=n, axis=1)[:, n_lo:n_lo + core.shape[1]]
+    jk = sfft.rfft(padded, n=n, axis=1, workers=-1)
+    out = sfft.irfft(jk * h, n=n, axis=1, workers=-1)[:, n_lo:n_lo + core.shape[1]]
     band = (f >= 0.1) & (f <= 1.0)
     factor = np.mean(np.abs(h[:, band]) ** 2, axis=1)
     return out, factor

@@ -183,14 +183,14 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
     # the ratio J / Z is independent of where the ZLP sits: its inverse transform starts at loss 0
     n = sfft.next_fast_len(2 * j.shape[1], real=True)
     f = sfft.rfftfreq(n, d=scale_ev)
-    jf, zf = sfft.rfft(j, n=n, axis=1), sfft.rfft(np.where(zero, j, 0.0), n=n, axis=1)
+    jf, zf = sfft.rfft(j, n=n, axis=1, workers=-1), sfft.rfft(np.where(zero, j, 0.0), n=n, axis=1, workers=-1)
     g = zlp_tf(f, 1.0)[None, :]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = jf / zf
         mult = np.where(g > 1e-8, g * (q - 1.0 - np.log(q)), 0.0)
     mult = np.where(np.isfinite(mult), mult, 0.0)
     m = int(np.ceil(span_ev / scale_ev)) + 1
-    tail = sfft.irfft(mult, n=n, axis=1)[:, :m] * i0[:, None]
+    tail = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         unscattered = (i0 / it)[:, None]
     bad = ~(np.all(np.isfinite(tail), axis=1) & np.isfinite(unscattered[:, 0]))
