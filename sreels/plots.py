@@ -405,7 +405,8 @@ def residuals_figure(result, path):
         pulls = fit.pulls()
         im = a.imshow(pulls, aspect="auto", cmap="RdBu_r", vmin=-4, vmax=4, interpolation="nearest",
                       extent=[fit.energy[0], fit.energy[-1], y[-1], y[0]])
-        a.set_title(f"{edge}: χ²/N = {np.nanmean(pulls ** 2):.3f}", loc="left")
+        fin = np.isfinite(pulls)  # (a pixel of zero variance, e.g. vacuum, has no pull)
+        a.set_title(f"{edge}: χ²/N = {np.mean(pulls[fin] ** 2) if fin.any() else np.nan:.3f}", loc="left")
         a.set_xlabel("energy loss (eV)")
         a.set_ylabel(DISTANCE_LABEL if a is axes[0, 0] else "")
         fig.colorbar(im, ax=a, label="(data − model) / σ")

@@ -310,9 +310,11 @@ class _Run:
         if self.gain_known(w):
             return variance_model(w.counts, s.gain_counts_per_e or w.gain_counts_per_e, rd) * f
         var = variance_model(w.counts, 1.0, rd)
-        k = noise_scale(np.asarray(w.counts, float), var)
+        raw = w.noise_scale is not None  # measured before the deconvolution (.lowloss)
+        k = w.noise_scale if raw else noise_scale(np.asarray(w.counts, float), var)
         self.notes.append(f"detector gain unknown (give --gain): the noise level of {w.source} was measured "
-                          f"from channel-to-channel differences ({k:.3g} x counts)")
+                          f"from channel-to-channel differences{' of the recorded counts' if raw else ''} "
+                          f"({k:.3g} x counts)")
         return var * k * f
 
     def finish(self, fit, w: WindowData, mask, fit_range, tag):

@@ -28,6 +28,8 @@ from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
 from .deconvolve import _resample, _row_mean, fourier_ratio
+from .edgefits import variance_model
+from .okpeaks import noise_scale
 
 #: the ZLP is searched within this distance of 0 eV on the stored axis (uncalibrated axes: a few eV)
 ZLP_SEARCH_EV = 10.0
@@ -252,6 +254,35 @@ def _detector(w, s):
     return float(g), float(rd), float(decay or 0.0)
 
 
+#: a low-loss window removes plural scattering only if it reaches this many plasmon energies (the
+#: n-fold plasmons sit at ~n E_p with Poisson weights, so a window to 3 E_p holds all but the n >= 3
+#: terms, 1 - e^-t (1 + t + t^2/2) of the counts at t = t/lambda: 1.4 % at 0.5, 8 % at 1) ...
+PLURAL_COVER = 3.0
+#: ... and if its image-mean spectrum has fallen, over its last 5 %, below this fraction of its maximum
+#: above the ZLP (a window that ends on the plasmon region cuts the single scattering itself)
+PLURAL_END_FRACTION = 0.1
+
+
+def plural_coverage(counts, axis: EnergyAxis, threshold_idx) -> str:
+    """Why a low-loss window is too short to remove plural scattering ("" if it is not): its image-mean
+    spectrum above the elastic threshold (+ 2 eV) must peak (the plasmon, E_p) and fall to
+    :data:`PLURAL_END_FRACTION` of that peak before the window's end, which must be >= PLURAL_COVER E_p."""
+    e = axis.energy_ev
+    mean = _row_mean(np.asarray(counts, float))
+    m = e > float(np.median(e[np.asarray(threshold_idx)])) + 2.0
+    if m.sum() < 20:
+        return f"it records only {m.sum()} channels above the ZLP"
+    peak = float(np.max(mean[m]))
+    ep = float(e[m][np.argmax(mean[m])])
+    end = float(np.mean(mean[e >= e[0] + 0.95 * (e[-1] - e[0])]))
+    if end > PLURAL_END_FRACTION * peak:
+        return (f"at its end ({e[-1]:.0f} eV) the mean spectrum is still {end / peak:.0%} of its maximum above the "
+                f"ZLP (at {ep:.1f} eV)")
+    if e[-1] < PLURAL_COVER * ep:
+        return f"it ends at {e[-1]:.0f} eV, below {PLURAL_COVER:.0f} x its plasmon peak ({ep:.1f} eV)"
+    return ""
+
+
 def widest_zlp_fwhm(fwhm) -> float:
     """The image-wide ZLP width the deconvolution reconvolves with when it exceeds the fit's
     resolution: the 95th percentile of the rows' FWHMs (a reduction over the whole image)."""
@@ -302,6 +333,12 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
     notes = [low_loss_note(ll.source, centre, fwhm, tl)]
     out, forward = {}, []
     inst = settings.instrument()
+    short = plural_coverage(counts, ll.energy, thr) if deconvolve else ""
+    if short:
+        deconvolve = False
+        notes.append(f"the low-loss window is too short to remove plural scattering ({short}): the core-loss "
+                     "windows are fitted as recorded, with the residual tests of a fit without a low loss; the "
+                     "energy reference and resolution still come from the ZLP, and t/lambda is a lower bound")
     # reconvolve with the fit's resolution, or with the measured one where that is wider: sharpening
     # the ZLP would amplify the noise without bound (a 1.1 eV ZLP to 0.5 eV: x 1000 in variance, measured)
     res_ev = settings.resolution_fwhm_ev
@@ -351,7 +388,13 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
             forward.append(k)
             continue
         d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
-        out[k] = dataclasses.replace(w, counts=d, variance_factor=fac)
+        # gain unknown: the noise level is measured on the counts as recorded (second differences of the
+        # deconvolved channels would see the reconvolution's smoothing: 1500x too low on a measured pair)
+        k_raw = None
+        if not (settings.gain_counts_per_e or w.gain_counts_per_e):
+            raw = np.asarray(w.counts, float)
+            k_raw = noise_scale(raw, variance_model(raw, 1.0, rdw))
+        out[k] = dataclasses.replace(w, counts=d, variance_factor=fac, noise_scale=k_raw)
     if forward:
         notes.append(f"window(s) {', '.join(forward)} start below {MIN_DECONVOLVE_EV:.0f} eV, where the plural "
                      "source is the plasmon region itself: not deconvolved; the fit takes its references times the "
