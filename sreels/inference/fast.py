@@ -480,8 +480,11 @@ def _fit_li(run: _Run, w: WindowData, ti):
     mk, mt = w.unscattered_mean, w.plural_tail_mean  # the whole image's (a block's mean would differ)
     c_tail = _tail_level(run, w, mean, (ef, refs), lo, hi, pre, mk, mt)
     curved = LI_CURVED_BACKGROUND and w.plural_tail is not None  # the single plasmon's tail under Li-K
+    # started at the low loss's mean ZLP where there is one (a drift of a few eV moves the Li-K window
+    # with it; from 0 the fit of a 2.5 eV drift stopped at -1.7 or +9.7 eV, every row li_poor_fit)
+    start = np.array([w.zlp_mean_ev if w.zlp_mean_ev is not None else 0.0])
     m_fit = fit_linear_edges(w.energy, mean, variance_model(mean, 1.0, 0.0), (ef, refs),  # relative weights
-                             s.li_components, lo, hi, pre, delta=np.zeros(1), weight=mk, tail=mt, tail_amp=c_tail,
+                             s.li_components, lo, hi, pre, delta=start, weight=mk, tail=mt, tail_amp=c_tail,
                              tail_step=w.tail_step_ev, curvature=curved)
     d0 = float(m_fit.value("delta")[0])
     if not (np.isfinite(d0) and abs(d0) < 10.0):

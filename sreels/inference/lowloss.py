@@ -339,6 +339,7 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                                         np.tile(total, TAIL_REPLICAS + 1))
             tails *= w.energy.scale_ev / step  # counts per channel of the window
             n_rows = counts.shape[0]
+            zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position
             tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
             # each replica denoised on its own: the components are estimated from noisy rows too
             tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
@@ -348,7 +349,7 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                                          unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0])
                                          / total_mean,
                                          plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
-                                         row_shift_ev=centre - float(_row_mean(centre[:, None])[0]),
+                                         row_shift_ev=centre - zmean, zlp_mean_ev=zmean,
                                          exposure_ratio=_exposure_ratio(w, ll),
                                          tail_step_ev=step)
             forward.append(k)
