@@ -58,6 +58,8 @@ class WindowData:
     #: per-row energy shift (eV) still in the counts (the ZLP's about the image's mean, for windows not
     #: deconvolved)
     row_shift_ev: np.ndarray | None = field(default=None, repr=False)
+    #: the image's mean ZLP position (eV) on the low-loss window's stored axis, with ``row_shift_ev``
+    zlp_mean_ev: float | None = None
     #: this window's exposure over the low-loss window's (from the metadata), with ``plural_tail``
     exposure_ratio: float | None = None
 

@@ -27,7 +27,7 @@ from scipy.ndimage import uniform_filter1d
 from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from .deconvolve import _resample, _row_mean, fourier_ratio
+from .deconvolve import _resample, _row_mean, fourier_ratio, low_loss_total
 from .edgefits import variance_model
 from .okpeaks import noise_scale
 
@@ -152,7 +152,8 @@ def read_zlp(counts, axis: EnergyAxis, gain=1.0, readout=0.0):
     return (centre, fwhm, thr, *log_ratio_thickness(y, thr, gain, readout))
 
 
-def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float):
+def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
+                  total=None):
     """What plural scattering does to a core-loss window of channel spacing ``scale_ev`` that starts
     inside the low-loss range, per row: (unscattered, tail).
 
@@ -166,6 +167,11 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
     Eq. 4.10), reconvolved with a 1 eV Gaussian.  The single part S, which the short low-loss exposure
     measures poorly, cancels exactly; its shot noise still reaches M at first order (dM ~ dS (*) S / I_0,
     smoothed by the plasmon's width), which :func:`apply_low_loss` carries into the errors by replicas.
+
+    ``total`` (rows,): I_t, every electron of the row, as the Fourier ratio of the windows above normalises
+    (:func:`.deconvolve.extended_low_loss`: the whole low-loss window and its power-law extension); None:
+    the counts up to ``span_ev`` + 10 eV, which miss the plasmon and inner-shell tails beyond (1.2 % of
+    the electrons at t/lambda 0.54, measured: the Li-K amplitude read that much low against Ti-L2,3).
     """
     from ..forward.lowloss import zlp_tf
 
@@ -194,7 +200,7 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
     m = int(np.ceil(span_ev / scale_ev)) + 1
     tail = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        unscattered = (i0 / it)[:, None]
+        unscattered = (i0 / (it if total is None else np.asarray(total, float)))[:, None]
     bad = ~(np.all(np.isfinite(tail), axis=1) & np.isfinite(unscattered[:, 0]))
     tail[bad], unscattered[bad] = 0.0, 1.0
     return unscattered, tail
@@ -368,19 +374,25 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                           for r in counts], axis=1)
             reps = coarse[None] + z * sd[None]
             the = ll.energy.energy_ev[thr]
+            # I_t as the Fourier ratio of the windows above has it (one scale for Li-K and Ti-L2,3); the
+            # replicas' unscattered fractions are not used
+            total, total_mean = low_loss_total(counts, ll.energy, w.energy.scale_ev)
             unsc, tails = plural_kernel(np.concatenate([coarse[None], reps]).reshape(-1, coarse.shape[1]), cax,
                                         np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1),
-                                        step, span)
+                                        step, span, np.tile(total, TAIL_REPLICAS + 1))
             tails *= w.energy.scale_ev / step  # counts per channel of the window
             n_rows = counts.shape[0]
+            zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position
             tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
             # each replica denoised on its own: the components are estimated from noisy rows too
             tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
             out[k] = dataclasses.replace(w, unscattered=unsc[:n_rows, 0], plural_tail=tails[0],
                                          plural_tail_mean=tail_mean,
-                                         unscattered_mean=float(_row_mean(unsc[:n_rows])[0]),
+                                         # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
+                                         unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0])
+                                         / total_mean,
                                          plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
-                                         row_shift_ev=centre - float(_row_mean(centre[:, None])[0]),
+                                         row_shift_ev=centre - zmean, zlp_mean_ev=zmean,
                                          exposure_ratio=_exposure_ratio(w, ll),
                                          tail_step_ev=step)
             forward.append(k)
