@@ -156,7 +156,8 @@ def fast_prediction(sim, rows_nm) -> dict:
     det = sim.config.detector
     md = {"sreels": {"detector": {"psf_decay": det.psf_decay, "adc_max_counts": det.adc_max_counts,
                                   "dark_offset_counts": det.dark_offset_counts,
-                                  "dark_subtracted": det.dark_subtracted}},
+                                  "dark_subtracted": det.dark_subtracted},
+                     "instrument": {"plural_scattering": sim.config.instrument.plural_scattering}},
           "resolution_fwhm_ev": sim.config.instrument.resolution_fwhm_ev}
     wins = {k: WindowData(k, v.energy, np.asarray(v.counts, float), sim.position, "plan", det.gain_counts_per_e,
                           det.readout_noise_counts, metadata=md) for k, v in sim.windows.items()}
