@@ -138,10 +138,20 @@ def _next_scale(s1, f1, s2, f2, target) -> float:
     return float(np.clip(s3, *SCALE_RANGE))
 
 
+def readout_share(sigma1: float, s: float, sigma_s: float) -> float:
+    """beta / alpha of sigma^2 = alpha / s + beta / s^2 through (1, sigma1) and (s, sigma_s): how much
+    readout weighs in a design (0: shot-noise limited), a first guess for a similar design's target."""
+    if not (np.isfinite(s) and s > 0 and s != 1):
+        return 0.0
+    alpha, beta = np.linalg.solve([[1.0, 1.0], [1 / s, 1 / s ** 2]], [sigma1 ** 2, sigma_s ** 2])
+    return float(beta / alpha) if alpha > 0 and beta >= 0 else 0.0
+
+
 def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: float = 1e-3, max_iter: int = 30,
-                sigma1: float | None = None):
+                sigma1: float | None = None, share: float = 0.0):
     """The factor s on every exposure (times ``scale0`` per window) with sigma(s) = target
-    (``sigma1``: sigma at s = 1 if known).
+    (``sigma1``: sigma at s = 1 if known; ``share``: :func:`readout_share` of a similar design, for the
+    first guess; 0 takes the shot-noise limit (sigma1 / target)^2).
 
     Returns (s, sigma(s), iterations); s = nan when the target is not reached in SCALE_RANGE.
     """
@@ -151,7 +161,9 @@ def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: floa
     s1, f1 = 1.0, (sig(1.0) if sigma1 is None else float(sigma1))
     if not np.isfinite(f1) or f1 <= 0:
         return float("nan"), float("nan"), 1
-    s2 = float(np.clip((f1 / target) ** 2, *SCALE_RANGE))  # the shot-noise limit
+    # first guess: sigma^2 = alpha (1 / s + share / s^2) through (1, sigma1); share = 0: the shot-noise limit
+    a = f1 ** 2 / (1 + share)
+    s2 = float(np.clip((a + np.sqrt(a ** 2 + 4 * target ** 2 * share * a)) / (2 * target ** 2), *SCALE_RANGE))
     f2 = sig(s2)
     it = 2
     while it < max_iter and abs(f2 / target - 1) > rel_tol:
@@ -205,7 +217,7 @@ def _derived_at(jac, grads, scale=1.0, rfactor=1.0) -> dict:
     return {k: s[k] for k in DERIVED}
 
 
-def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targets: dict):
+def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targets: dict, shares: dict):
     """(sigmas, dose factors for the targets, min electrons) of one varied design."""
     if dz.VARY[key][3]:  # cheap: same Jacobian, other exposures / readout
         jac, scale, rf = jac_base, np.ones(len(d_base.instrument.windows)), 1.0
@@ -224,7 +236,8 @@ def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targe
         scale, rf = np.ones(len(d_base.instrument.windows)), 1.0
     grads = gradients(jac, rows_nm)
     sig = joint_sigmas(jac, grads, scale, rf)
-    need = {k: solve_scale(jac, grads[f"derived:{k}"], t, scale, rf, sigma1=sig[f"derived:{k}"])[0]
+    need = {k: solve_scale(jac, grads[f"derived:{k}"], t, scale, rf, sigma1=sig[f"derived:{k}"],
+                           share=shares.get(k, 0.0))[0]
             for k, t in targets.items()}
     return sig, need, min_electrons(jac, scale)
 
@@ -292,9 +305,10 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
         "notes": [n for n in (note_ps,) if n],
     }
     # targets
-    tres = {}
+    tres, shares = {}, {}
     for k, t in targets.items():
         s, got, it = solve_scale(jac, grads[f"derived:{k}"], t, sigma1=sig[f"derived:{k}"])
+        shares[k] = readout_share(sig[f"derived:{k}"], s, got)   # first guess of this target at the --vary points
         entry = {"sigma_target": t, "dose_factor": s, "sigma_reached": got, "iterations": it}
         if np.isfinite(s):
             dt = dz.scale_exposures(d, s)
@@ -333,7 +347,7 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
         vals = vary_values(key, lo, hi, vary_points)
         rows = []
         for v in vals:
-            s, need, nm = _vary_point(jac, d, key, float(v), rows_nm, targets)
+            s, need, nm = _vary_point(jac, d, key, float(v), rows_nm, targets, shares)
             rows.append({"value": float(v), **{f"sigma:{k}": s[f"derived:{k}"] for k in DERIVED},
                          **{f"dose_factor_for:{k}": need[k] for k in need}, "min_electrons_per_bin": nm})
         vres[key] = {"what": dz.VARY[key][0], "unit": dz.VARY[key][1], "base_value": dz.base_value(d, key),
