@@ -30,7 +30,7 @@ def _one_blas_thread_per_worker():
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         yield
         return
-    from threadpoolctl import threadpool_limits
+    from sreels.resources import single_threaded_blas
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_threaded_blas():
         yield

@@ -849,15 +849,14 @@ def _result(pos: PositionAxis, cols: dict, status: list, fits: dict, s: FitSetti
 
 
 def one_blas_thread(fn):
-    """Run ``fn`` with one BLAS thread.  The fast path's linear algebra is thousands of small per-row
-    systems and ~500-channel eigenproblems, which a multi-threaded BLAS makes much slower on a busy
-    machine (measured on 2 cores at load 8: eigh of 480 x 480 in 0.03 s with one thread, 0.4-5 s with
-    two; the demo's fast fit 1.3 s of CPU instead of 4-8 s); parallelism comes from Dask's blocks."""
+    """``fn`` run with one BLAS thread (:func:`sreels.resources.single_threaded_blas`): the fast path's
+    thousands of small per-row systems and ~500-channel eigenproblems (eigh of 480 x 480: 0.03 s with
+    one thread, 0.4-5 s with two on a busy 2-core machine; the demo's fit 1.3 s of CPU instead of 4-8 s)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from threadpoolctl import threadpool_limits
+        from ..resources import single_threaded_blas
 
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_threaded_blas():
             return fn(*args, **kwargs)
     return wrapper
 
