@@ -37,16 +37,22 @@ SCALE_RANGE = (1e-6, 1e6)
 
 
 # ------------------------------------------------------------------ parsing
+def _split_option(it, option: str, form: str, example: str, names, what: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of ``--option`` -> (name, value text), the name one of ``names``."""
+    name, sep, val = str(it).partition("=")
+    name = name.strip()
+    if not sep:
+        raise SreelsInputError(f"--{option} {it!r}: expected {form}, e.g. {example}")
+    if name not in names:
+        raise SreelsInputError(f"--{option} {it!r}: unknown {what} {name!r}; accepted: {', '.join(names)}")
+    return name, val
+
+
 def parse_targets(items) -> dict:
     """``NAME=SIGMA`` strings -> {name: sigma}; names are the derived numbers (units in the name)."""
     out = {}
     for it in items or ():
-        name, sep, val = str(it).partition("=")
-        name = name.strip()
-        if not sep:
-            raise SreelsInputError(f"--target {it!r}: expected NAME=SIGMA, e.g. r_oo_change_nm=0.002")
-        if name not in TARGET_NAMES:
-            raise SreelsInputError(f"--target {it!r}: unknown name {name!r}; accepted: {', '.join(TARGET_NAMES)}")
+        name, val = _split_option(it, "target", "NAME=SIGMA", "r_oo_change_nm=0.002", TARGET_NAMES, "name")
         try:
             v = float(val)
         except ValueError:
@@ -67,12 +73,7 @@ def parse_vary(items) -> dict:
     """``KEY=LO:HI`` strings -> {key: (lo, hi)}."""
     out = {}
     for it in items or ():
-        key, sep, rng = str(it).partition("=")
-        key = key.strip()
-        if not sep:
-            raise SreelsInputError(f"--vary {it!r}: expected KEY=LO:HI, e.g. dose=0.1:10")
-        if key not in dz.VARY:
-            raise SreelsInputError(f"--vary {it!r}: unknown key {key!r}; accepted: {', '.join(dz.VARY)}")
+        key, rng = _split_option(it, "vary", "KEY=LO:HI", "dose=0.1:10", dz.VARY, "key")
         lo_s, sep2, hi_s = rng.partition(":")
         try:
             lo, hi = float(lo_s), float(hi_s)
