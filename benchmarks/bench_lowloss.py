@@ -65,7 +65,8 @@ def forward(repeats):
 
 def fast(repeats):
     from sreels.forward.simulate import simulate
-    from sreels.inference.fast import FitSettings, _prepared, fit_image, one_blas_thread, resolve_instrument
+    from sreels.inference.fast import FitSettings, _prepared, fit_image, resolve_instrument
+    from sreels.resources import single_threaded_blas
     from sreels.inference.lowloss import apply_low_loss
 
     sim = simulate(rng=1)
@@ -77,7 +78,7 @@ def fast(repeats):
     ms_no, _ = _median_ms(lambda: fit_image(no_ll), repeats, cpu, "fit_without_lowloss_median_cpu_ms")
     s, _ = resolve_instrument(wins, FitSettings())  # what fit_image does first
     prep = _prepared(wins, s)
-    ms_ll, _ = _median_ms(lambda: one_blas_thread(apply_low_loss)(prep, s), repeats, cpu, "apply_low_loss_median_cpu_ms")
+    ms_ll, _ = _median_ms(lambda: single_threaded_blas()(apply_low_loss)(prep, s), repeats, cpu, "apply_low_loss_median_cpu_ms")
     return sim, {"fit_with_deconvolution_median_ms": ms, "fit_without_lowloss_median_ms": ms_no,
                  "apply_low_loss_median_ms": ms_ll, **cpu, "rows": sim.position.size,
                  "rows_ok": int((res.status == "ok").sum())}

@@ -33,8 +33,9 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
+from ..resources import single_threaded_blas
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
-                   one_blas_thread, resolve_instrument)
+                   resolve_instrument)
 from .deconvolve import ImageStats, image_stats
 from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm, zlp_centre, zlp_fwhm
 
@@ -220,7 +221,8 @@ def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_row
             if cl is None:
                 from dask.diagnostics import ProgressBar
                 with ProgressBar(minimum=2.0) if progress else contextlib.nullcontext():
-                    res = one_blas_thread(graph.compute)(scheduler="threads")  # the blocks are the threads
+                    with single_threaded_blas():  # the blocks are the threads
+                        res = graph.compute(scheduler="threads")
             else:
                 res = _compute_distributed(graph, cl, progress)
     res.timings_s["total"] = time.perf_counter() - t0

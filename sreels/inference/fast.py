@@ -19,6 +19,7 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import Instrument
 from ..errors import SreelsInputError
+from ..resources import single_threaded_blas
 from ..forward.detector import psf_kernel, psf_variance_factor
 from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
@@ -848,20 +849,7 @@ def _result(pos: PositionAxis, cols: dict, status: list, fits: dict, s: FitSetti
     return FastResult(pos, cols, st, fits, s, timings, sorted(set(notes)))
 
 
-def one_blas_thread(fn):
-    """``fn`` run with one BLAS thread (:func:`sreels.resources.single_threaded_blas`): the fast path's
-    thousands of small per-row systems and ~500-channel eigenproblems (eigh of 480 x 480: 0.03 s with
-    one thread, 0.4-5 s with two on a busy 2-core machine; the demo's fit 1.3 s of CPU instead of 4-8 s)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from ..resources import single_threaded_blas
-
-        with single_threaded_blas():
-            return fn(*args, **kwargs)
-    return wrapper
-
-
-@one_blas_thread
+@single_threaded_blas()  # its many small per-row systems and ~500-channel eigenproblems
 def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = None,
               progress: bool = True) -> FastResult:
     """Invert a measurement (windows keyed by name) with the fast path: Ti-L2,3 first (Ti atoms
