@@ -238,7 +238,7 @@ def read_file(path, energy_offset_ev=None, dispersion_ev=None, lazy: bool = Fals
         try:
             try:
                 sigs = reader(str(path), lazy=True) if lazy else reader(str(path))
-            except TypeError:  # a reader without lazy loading (e.g. MSA: one small spectrum)
+            except (TypeError, NotImplementedError):  # a reader without lazy loading (MSA: one small spectrum)
                 sigs = reader(str(path))
         except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
             raise SreelsInputError(f"{path}: RosettaSciIO could not read it ({type(exc).__name__}: {exc})") from None
