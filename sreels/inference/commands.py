@@ -207,6 +207,25 @@ def run_fit(args) -> int:
     return exit_code_for(res)
 
 
+#: The columns that say an edge was measured in a row (a usable row with one of them finite).
+MEASURED_COLUMNS = (("li", "Li-K", ("li_rel", "li_k_amount")), ("ti", "Ti-L2,3", ("ti3_fraction",)),
+                    ("o", "O-K", ("delta_e_b_ev",)))
+
+
+def measured_rows(res) -> dict:
+    """Rows with a usable, finite number, per edge whose window the image has (label -> count)."""
+    from .fast import usable
+
+    c, out = res.columns, {}
+    for edge, label, cols in MEASURED_COLUMNS:
+        present = [k for k in cols if k in c]
+        if not present or f"{edge}_chi2_red" not in c or all(f"no_{edge}" in str(st).split("|") for st in res.status):
+            continue  # no window of this edge, or the edge is in none of its rows
+        ok = usable(res.status, edge)
+        out[label] = int(np.sum(ok & np.any([np.isfinite(np.asarray(c[k], float)) for k in present], axis=0)))
+    return out
+
+
 def exit_code_for(res) -> int:
     """0 when at least one number was measured (a usable row with a finite c_Li, Li-K amount, Ti3+
     fraction or dE_b); :data:`~sreels.errors.EXIT_NOTHING_MEASURED` (with one line on stderr naming
@@ -215,13 +234,9 @@ def exit_code_for(res) -> int:
     from collections import Counter
 
     from ..errors import EXIT_NOTHING_MEASURED
-    from .fast import usable
 
-    c = res.columns
-    for edge, cols in (("li", ("li_rel", "li_k_amount")), ("ti", ("ti3_fraction",)), ("o", ("delta_e_b_ev",))):
-        ok = usable(res.status, edge)
-        if any(np.any(ok & np.isfinite(np.asarray(c[k], float))) for k in cols if k in c):
-            return 0
+    if any(measured_rows(res).values()):
+        return 0
     status = [str(s) for s in res.status]
     kinds = ", ".join(f"{k} x{n}" for k, n in Counter(status).most_common(4))
     print(f"sreels fit: error: not one of the {len(status)} rows could be fitted (status: {kinds}); "
@@ -245,10 +260,11 @@ def check_fit_memory(inputs, energy_offset=None, dispersion=None) -> None:
 def print_summary(res, d, truth=None):
     from .derived import KEYS
 
-    from .fast import usable
 
-    n_ok, n_use = int((res.status == "ok").sum()), int(usable(res.status).sum())
-    print(f"fitted {res.position.size} rows ({n_ok} ok, {n_use} usable) in {res.timings_s['total'] * 1e3:.0f} ms")
+    n_ok = int((res.status == "ok").sum())
+    per_edge = ", ".join(f"{label} {n}" for label, n in measured_rows(res).items())
+    print(f"fitted {res.position.size} rows ({n_ok} ok; rows with a usable number: {per_edge or 'none'}) "
+          f"in {res.timings_s['total'] * 1e3:.0f} ms")
     medians = [k for k in d if k.endswith("_median")]
     if medians:  # a 2-D map: per-pixel values, no line-profile numbers
         for k in medians:

@@ -124,6 +124,7 @@ def test_text_and_msa_spectra_on_the_command_line(shared_data, tmp_path, capsys,
     assert main(["fit", *map(str, files), "--out", str(tmp_path / "o"), "--no-plot"]) == 0
     out = capsys.readouterr().out
     assert "1 rows" in out and (tmp_path / "o" / "profiles.csv").exists()
+    assert "rows with a usable number: O-K 1)" in out  # oxides without Ti or Li: their one edge counted
     # the ice "low loss" (a 600-count level under a ZLP 1.8x its median) is not taken for one, and says so
     assert ("no zero-loss peak was recognised" in out) == (len(rels) == 2)
 
