@@ -159,7 +159,8 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
     for name in ("li_max_rel", "li_at_ti_boundary_rel"):
         if syst > 0 and np.isfinite(out.get(name, np.nan)):
             out[f"{name}_err"] = float(np.hypot(out[f"{name}_err"], syst * abs(out[name] - 1.0) * out[name]))
-    r, r_e = cols["r_oo_nm"], cols["r_oo_nm_err"]
+    # per-row errors without C's (common to every row: added once below, as ``syst``)
+    r, r_e = cols["r_oo_nm"], cols.get("r_oo_nm_err_stat", cols["r_oo_nm_err"])
     gr = oks["o"] & np.isfinite(r) & np.isfinite(r_e) & (r_e > 0)
     if gr.sum() < max(10, 0.2 * y.size) and np.isfinite(r).any():
         notes.append(f"R_OO usable in {int(gr.sum())} of {y.size} rows: the R_OO numbers rest on few rows")

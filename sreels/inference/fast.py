@@ -688,12 +688,14 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     de, de_err = ok.delta_e_b_ev, ok.delta_e_b_err_ev
     if s.threshold_ev is not None:
         de_err = np.hypot(ok.peak_b_err_ev, d_err)
-    r, r_err = r_from_energy_b(de, de_err, 0.0, 0.0, s.c_ev_nm2, s.c_err_ev_nm2)
+    r, r_err_stat = r_from_energy_b(de, de_err, 0.0, 0.0, s.c_ev_nm2, 0.0)
+    r_err = np.hypot(r_err_stat, r * 0.5 * s.c_err_ev_nm2 / s.c_ev_nm2)  # + C's error, common to every row
     cols = {
         "o_threshold_ev": ok.threshold_ev - d_row, "o_threshold_ev_err": ok.threshold_err_ev,
         "peak_a_ev": ok.peak_a_ev - d_row, "peak_a_ev_err": np.hypot(ok.peak_a_err_ev, d_err),
         "peak_b_ev": ok.peak_b_ev - d_row, "peak_b_ev_err": np.hypot(ok.peak_b_err_ev, d_err),
         "delta_e_b_ev": de, "delta_e_b_ev_err": de_err, "r_oo_nm": r, "r_oo_nm_err": r_err,
+        "r_oo_nm_err_stat": r_err_stat,
         "o_chi2_red": ok.b_chi2_red, "o_jump_snr": ok.jump_snr, "peak_b_fwhm_ev": ok.peak_b_fwhm_ev,
         "o_background_r": ok.background_r,
         # the window's axis less this = the reference scale (source in the notes)

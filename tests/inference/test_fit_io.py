@@ -35,6 +35,9 @@ def test_fit_cli_writes_the_contract_and_leaves_inputs_alone(simdir, tmp_path):
     for k in SUMMARY:
         assert k in s and f"{k}_err" in s
     assert s["input_files"] and s["version"] and "settings" in s
+    # a sreels simulation is inverted with its forward model's C, exactly (measured data: a calibrated C)
+    assert any("the forward model's own constant" in n for n in s["notes"])
+    np.testing.assert_allclose(prof["r_oo_nm_err"], prof["r_oo_nm_err_stat"], rtol=1e-12)
     assert (out / "profiles.png").stat().st_size > 10_000 and (out / "residuals.png").exists()
     assert {p.name: p.read_bytes() for p in simdir.iterdir()} == before
     # a folder works as input too; an existing output is refused
