@@ -240,7 +240,8 @@ def run_fit(args) -> int:
             d.setdefault("notes", []).append(
                 f"{', '.join(unitless)}: the position axis has no length unit; y_nm and every width or "
                 "position below are row indices (x the row size in nm to convert)")
-    d.setdefault("notes", []).append(c_note)
+    if np.isfinite(np.asarray(res.columns.get("r_oo_nm", [np.nan]), float)).any():
+        d.setdefault("notes", []).append(c_note)
     out = write_fit(res, d, inputs, args.out, overwrite=args.overwrite, plot=not args.no_plot, nav_shape=nav)
     print_summary(res, d)
     print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))})")
