@@ -404,6 +404,14 @@ def lowloss_figure(result, path) -> bool:
     return True
 
 
+def chi2_per_pixel(fit) -> float:
+    """Mean squared pull over the pixels the fit used: zero weight outside a row's fit window, and a
+    pixel of zero variance (e.g. vacuum) has no pull."""
+    pulls = fit.pulls()
+    used = np.isfinite(pulls) & (np.broadcast_to(getattr(fit, "weights", 1.0), pulls.shape) > 0)
+    return float(np.mean(pulls[used] ** 2)) if used.any() else np.nan
+
+
 @styled
 def residuals_figure(result, path):
     """Normalised residuals (data - model) / sigma of every edge fit, rows x energy."""
@@ -414,8 +422,7 @@ def residuals_figure(result, path):
         pulls = fit.pulls()
         im = a.imshow(pulls, aspect="auto", cmap="RdBu_r", vmin=-4, vmax=4, interpolation="nearest",
                       extent=[fit.energy[0], fit.energy[-1], y[-1], y[0]])
-        fin = np.isfinite(pulls)  # (a pixel of zero variance, e.g. vacuum, has no pull)
-        a.set_title(f"{edge}: χ²/N = {np.mean(pulls[fin] ** 2) if fin.any() else np.nan:.3f}", loc="left")
+        a.set_title(f"{edge}: χ²/N = {chi2_per_pixel(fit):.3f}", loc="left")
         a.set_xlabel("energy loss (eV)")
         a.set_ylabel(_position_label(result) if a is axes[0, 0] else "")
         fig.colorbar(im, ax=a, label="(data − model) / σ")

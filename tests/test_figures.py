@@ -131,3 +131,16 @@ def test_lowloss_figure_shows_the_zlp_line(small, tmp_path):
     assert not lowloss_figure(dataclasses.replace(res, columns=cols), tmp_path / "none.png")
     pp = np.ptp(res.columns["zlp_shift_ev"])
     assert abs(pp - np.ptp(sim.truth_columns()["zlp_shift_ev"])) < 0.01
+
+
+def test_residuals_title_counts_only_the_fitted_pixels(small):
+    """χ²/N over the pixels a fit used: the O-K fit's pulls are zero outside each row's peak window,
+    which the old title averaged in (the demo's O-K panel read 0.06 for 0.25 over the fitted pixels)."""
+    from sreels.plots import chi2_per_pixel
+
+    fit = small[1].fits["O-K"]
+    p = fit.pulls()
+    used = np.broadcast_to(fit.weights, p.shape) > 0
+    assert 0.05 < used.mean() < 0.9  # each row's fit window is a part of the O-K window
+    assert chi2_per_pixel(fit) == pytest.approx(np.mean(p[used] ** 2), rel=1e-12)
+    assert chi2_per_pixel(fit) > 2 * np.mean(p**2)
