@@ -171,7 +171,8 @@ def _blind(sim):
 def test_unknown_gain_scales_each_row_by_its_chi2():
     """README: without a known gain the noise level k is measured from the data (channel-to-channel
     differences) and each row's errors are then widened by sqrt(max(1, chi2_red)).  Against the
-    same fit with gain 1 and no readout stated: errors x sqrt(k) x sqrt(max(1, chi2_red))."""
+    same fit with gain 1 and no readout stated: errors x sqrt(k) x sqrt(max(1, chi2_red)), times one
+    factor >= 1 for every row from the rows' own scatter."""
     from sreels.config import Detector
     from sreels.inference.edgefits import variance_model
     from sreels.inference.fast import FitSettings
@@ -189,14 +190,20 @@ def test_unknown_gain_scales_each_row_by_its_chi2():
     # (the statistical part: files without sreels metadata also carry the reference-shape systematic;
     # the gain-1 fit's own errors are widened by its chi2_red too, which is taken out first)
     g1_unwidened = g1.columns["ti3_fraction_err_stat"][ok] / np.sqrt(np.maximum(g1.columns["ti_chi2_red"][ok], 1.0))
-    np.testing.assert_allclose(blind.columns["ti3_fraction_err_stat"][ok],
-                               g1_unwidened * np.sqrt(k * np.maximum(chi2, 1.0)), rtol=1e-6)
+    base = g1_unwidened * np.sqrt(k * np.maximum(chi2, 1.0))
+    # then one factor for every row, from the rows' scatter (fast._scatter_check), never below 1
+    from sreels.inference.fast import scatter_ratio
+
+    full = np.full(ok.size, np.nan)
+    full[ok] = base
+    factor = max(1.0, scatter_ratio(blind.columns["ti3_fraction_raw"], full)[0])
+    np.testing.assert_allclose(blind.columns["ti3_fraction_err_stat"][ok], base * factor, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="unknown gain: chi2_red of PSF-correlated pixels estimates gain * sum(k^2), "
-                   "not the gain (0.48 x at psf_decay 0.2), so the scaled errors are too small: Ti3+ pull sd ~1.3 "
-                   "at gain 4 (measured on 3 images)")
 def test_unknown_gain_errors_are_honest():
+    """chi2_red of PSF-correlated pixels estimates gain x sum(k^2), not the gain (0.48x at psf_decay
+    0.2), so errors scaled by it alone were too small (Ti3+ pull sd ~1.3 at gain 4, a strict xfail
+    here); the rows' scatter check (fast._scatter_check) restores them."""
     from sreels.config import Detector
 
     inst = REGIMES["default"][0]
