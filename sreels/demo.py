@@ -126,10 +126,18 @@ def _invert(sim, sim_dir: Path, out: Path) -> int:
         print(f"   {'li_per_fu':18s} mean {z.mean():+.2f}  sd {z.std():.2f}  (n = {z.size}; absolute Li per formula "
               f"unit, max {np.nanmax(np.where(ok, c['li_per_fu'], np.nan)):.1f}; cross sections +-"
               f"{np.nanmedian(c['li_per_fu_xs_err'] / c['li_per_fu']) * 100:.0f} % apart)")
+        if np.isfinite(c.get("li_per_fu_o", np.array([np.nan]))).any():
+            zo = ((c["li_per_fu_o"] - t["li_per_fu_o_row"]) / c["li_per_fu_o_err"])
+            both = ok & np.isfinite(c["li_per_fu_o"]) & np.isfinite(c["li_per_fu"])
+            print(f"   {'li_per_fu_o':18s} mean {zo[ok & np.isfinite(zo)].mean():+.2f}  sd "
+                  f"{zo[ok & np.isfinite(zo)].std():.2f}  (n = {np.sum(ok & np.isfinite(zo))}; from Li-K / O-K, "
+                  f"against 12 N_Li / N_O; median ratio to the Ti route {np.median(c['li_per_fu_o'][both] / c['li_per_fu'][both]):.3f}; "
+                  f"cross sections +-{np.nanmedian(c['li_per_fu_o_xs_err'] / c['li_per_fu_o']) * 100:.0f} % apart)")
         if nasicon.available():
-            v = compare.verdict(c, c["parent"].astype(bool) & ok)
-            print(f"   the study's comparison (R_OO measured vs the computed NASICON series at the measured Li per f.u.): "
-                  f"{v['text']}")
+            for route in ("ti", "o"):
+                v = compare.verdict(c, c["parent"].astype(bool) & ok, route=route)
+                print(f"   the study's comparison (R_OO measured vs the computed NASICON series at the measured Li per f.u., "
+                      f"{compare.ROUTES[route]}): {v['text']}")
     if "t_over_lambda" in res.columns:  # the low-loss window: energy reference and thickness per row
         c = res.columns
         dz = c["zlp_shift_ev"] - t["zlp_shift_ev"]

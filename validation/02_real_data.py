@@ -19,7 +19,6 @@ Run: ``python validation/02_real_data.py``.
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path

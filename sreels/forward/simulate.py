@@ -81,8 +81,13 @@ def as_measured(p: Profiles, blur_fwhm_nm: float, row_nm: float) -> dict[str, np
     n_o = (density_per_nm3("O") * p.host_fraction + density_per_nm3("O", "AlPO4")
            * np.where(p.in_pt, 0.0, 1.0 - p.host_fraction)) * p.thickness_nm
     eb = avg(p.peak_b_ev, n_o)
+    n_li = density_per_nm3("Li") * p.li_rel * host_t
+    with np.errstate(invalid="ignore", divide="ignore"):
+        li_per_o = np.where(n_o > 0, n_li / n_o, np.nan)
     return {
         "li_rel_row": avg(p.li_rel, host_t),
+        # what the Li-K / O-K route reads (every O taken as the host's: 12 O per formula unit)
+        "li_per_fu_o_row": 12.0 * avg(li_per_o, n_o),
         "ti3_fraction_row": avg(p.ti3_fraction, host_t),
         "peak_a_ev_row": avg(p.peak_a_ev, n_o * p.peak_a_rel),
         "peak_b_ev_row": eb,

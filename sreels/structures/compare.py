@@ -16,6 +16,11 @@ Its error combines the parent's mean, the expansion's model error (:func:`.nasic
 and the Li per formula unit error (statistical, cross sections and composition) through the
 slope dR/dx.  :func:`verdict` gives the Li per formula unit that the maximum measured expansion
 needs according to the structures, next to the Li per formula unit measured there.
+
+Which Li per formula unit (``route``): ``"ti"`` (default) the Li-K / Ti-L2,3 ratio (``li_per_fu``,
+cross sections 22 % and the parent's Ti per formula unit 9 %), or ``"o"`` the Li-K / O-K ratio
+(``li_per_fu_o``, cross sections 14 %, no composition term, rows with a second O phase withheld);
+the text says which.  The validation (``validation/15_structures_li_per_fu.py``) shows both.
 """
 
 from __future__ import annotations
@@ -33,6 +38,23 @@ def _weighted_mean(v, e):
     return float(np.sum(w * v[ok]) / w.sum()), float(1.0 / np.sqrt(w.sum()))
 
 
+ROUTES = {"ti": "Li-K / Ti-L2,3", "o": "Li-K / O-K"}
+
+
+def route_columns(cols, route: str = "ti") -> dict:
+    """``cols`` with ``li_per_fu`` and its errors taken from the chosen route (``"o"``: ``li_per_fu_o``,
+    ``li_per_fu_o_err``, ``li_per_fu_o_xs_err`` and no composition error)."""
+    if route not in ROUTES:
+        raise ValueError(f"route {route!r}: expected one of {sorted(ROUTES)}")
+    if route == "ti":
+        return cols
+    out = dict(cols)
+    v = np.asarray(cols["li_per_fu_o"], float)
+    out.update({"li_per_fu": v, "li_per_fu_err": np.asarray(cols["li_per_fu_o_err"], float),
+                "li_per_fu_xs_err": np.asarray(cols["li_per_fu_o_xs_err"], float), "li_per_fu_comp_err": np.zeros_like(v)})
+    return out
+
+
 def li_total_err(cols) -> np.ndarray:
     """Li per formula unit's total error: statistical, cross sections and composition in quadrature."""
     z = np.zeros_like(np.asarray(cols["li_per_fu"], float))
@@ -40,7 +62,7 @@ def li_total_err(cols) -> np.ndarray:
                        for k in ("li_per_fu_err", "li_per_fu_xs_err", "li_per_fu_comp_err")))
 
 
-def predicted_r(cols, parent, series=None) -> dict:
+def predicted_r(cols, parent, series=None, route: str = "ti") -> dict:
     """Per-row predicted R_OO (nm) and error, and the parent's measured R and Li per f.u.
 
     Parameters
@@ -49,8 +71,11 @@ def predicted_r(cols, parent, series=None) -> dict:
         ``li_per_fu`` (+ its three errors), ``r_oo_nm``, ``r_oo_nm_err``.
     parent : array of bool (rows,)
         Rows of the parent electrolyte.
+    route : "ti" or "o"
+        Which Li per formula unit (module docstring).
     """
     s = series or nasicon.load_series()
+    cols = route_columns(cols, route)
     lpf = np.asarray(cols["li_per_fu"], float)
     lpf_e = li_total_err(cols)
     r, r_e = np.asarray(cols["r_oo_nm"], float), np.asarray(cols["r_oo_nm_err"], float)
@@ -74,7 +99,7 @@ def predicted_r(cols, parent, series=None) -> dict:
             "r_parent_nm": rp, "r_parent_nm_err": rp_e, "li_per_fu_parent": lp, "li_per_fu_parent_err": lp_e}
 
 
-def verdict(cols, parent, top_rows: int = 5, series=None) -> dict:
+def verdict(cols, parent, top_rows: int = 5, series=None, route: str = "ti") -> dict:
     """The study's claim tested: at the rows of the largest measured expansion (the ``top_rows``
     rows of largest R_OO, averaged), the Li per formula unit the structures need for that
     expansion against the Li per formula unit measured there.
@@ -82,6 +107,7 @@ def verdict(cols, parent, top_rows: int = 5, series=None) -> dict:
     Returns a dict of numbers and a one-line ``text``.
     """
     s = series or nasicon.load_series()
+    cols = route_columns(cols, route)
     p = predicted_r(cols, parent, s)
     r, r_e = np.asarray(cols["r_oo_nm"], float), np.asarray(cols["r_oo_nm_err"], float)
     lpf = np.asarray(cols["li_per_fu"], float)
@@ -99,11 +125,11 @@ def verdict(cols, parent, top_rows: int = 5, series=None) -> dict:
     z = (li_m - li_need) / np.hypot(li_m_e, li_need_e)
     text = (f"largest measured expansion {delta * 1e3:.1f} ± {delta_e * 1e3:.1f} pm over the parent "
             f"({p['r_parent_nm']:.4f} nm); the computed Li(1+x)Ti2(PO4)3 series needs "
-            f"{li_need:.1f} ± {li_need_e:.1f} Li per formula unit for it; measured there: "
+            f"{li_need:.1f} ± {li_need_e:.1f} Li per formula unit for it; measured there ({ROUTES[route]}): "
             f"{li_m:.1f} ± {li_m_e:.1f} (stat. {li_m_stat:.2f}); "
             f"above 3 Li per f.u. by {(li_need - 3) / li_need_e:.1f} sigma (structures) and "
             f"{(li_m - 3) / li_m_e:.1f} sigma (measured); their difference {z:+.1f} sigma")
-    return {"text": text, "expansion_nm": delta, "expansion_nm_err": delta_e, "li_per_fu_needed": li_need,
+    return {"text": text, "route": route, "expansion_nm": delta, "expansion_nm_err": delta_e, "li_per_fu_needed": li_need,
             "li_per_fu_needed_err": li_need_e, "li_per_fu_measured": li_m, "li_per_fu_measured_err": li_m_e,
             "li_per_fu_measured_stat_err": li_m_stat, "difference_sigma": float(z),
             "sigma_above_3_structures": float((li_need - 3) / li_need_e),

@@ -19,10 +19,16 @@ Uncertainty of R(x) (:func:`budget`), in quadrature:
 
 * ``arrangement``: standard deviation of the edge over the relaxed Li arrangements at that x;
 * ``transfer``: the potential's bias is not the same in every compound (Ti3+ vs Ti4+, other
-  frameworks): the standard deviation of (relaxed / refined) edge ratios of the reference
-  oxides in ``data/`` (rutile, anatase, corundum, SrTiO3, rock salts, ...) times R;
+  frameworks): the prediction standard deviation of a new compound's bias from the (relaxed /
+  refined) edge ratios of the n reference oxides in ``data/`` (rutile, anatase, corundum,
+  SrTiO3, rock salts, ...), s sqrt(1 + 1/n) with s their standard deviation, times R;
 * ``cell``: the published LiTi2(PO4)3 c spans 20.84-20.91 A between refinements (as quoted in
   issue 15): +-0.17 % of R.
+
+The potential's bias, quoted (:meth:`NasiconSeries.bias_interval`): the oxides' mean ratio - 1 with
+the prediction interval of a new compound, mean +- t(n-1) s sqrt(1 + 1/n) (Student's t: the mean and
+s are estimated from the n oxides).  It is tested on held-out oxides by leave-one-out
+(:meth:`NasiconSeries.leave_one_out`): each oxide against the interval from the other n - 1.
 
 The expansion R(x) - R(x0) (:func:`expansion`) has no ``cell`` term; its ``transfer`` term
 assumes the potential's bias may drift linearly with x by up to the compound-to-compound
@@ -70,9 +76,34 @@ class NasiconSeries:
 
     @property
     def transfer_rel_err(self) -> float:
-        """Standard deviation of the reference oxides' edge ratios (the bias' compound-to-compound scatter)."""
+        """Prediction standard deviation of a new compound's bias, s sqrt(1 + 1/n), s the standard deviation
+        of the n reference oxides' edge ratios (the bias' compound-to-compound scatter)."""
         r = np.array(list(self.oxide_ratios.values()))
-        return float(r.std(ddof=1)) if r.size > 1 else 0.01
+        return float(r.std(ddof=1) * np.sqrt(1.0 + 1.0 / r.size)) if r.size > 1 else 0.01
+
+    def bias_interval(self, confidence: float = 0.95, leave_out: str | None = None) -> tuple:
+        """The potential's relative bias on a new oxide's mean octahedral edge: (mean, lo, hi) of the
+        reference oxides' ratios - 1 (without ``leave_out``), the interval mean +- t s sqrt(1 + 1/n) with
+        t the two-sided ``confidence`` quantile of Student's t with n - 1 degrees of freedom."""
+        from scipy import stats
+
+        r = np.array([v for k, v in self.oxide_ratios.items() if k != leave_out]) - 1.0
+        if r.size < 3:
+            raise SreelsInputError(f"{r.size} reference oxides: a prediction interval needs at least 3")
+        half = stats.t.ppf(0.5 + confidence / 2.0, r.size - 1) * r.std(ddof=1) * np.sqrt(1.0 + 1.0 / r.size)
+        return float(r.mean()), float(r.mean() - half), float(r.mean() + half)
+
+    def leave_one_out(self, confidence: float = 0.95) -> dict:
+        """Each reference oxide held out: {name: (its bias, lo, hi, inside, z)}, the interval of
+        :meth:`bias_interval` from the other oxides and z = (bias - their mean) / (their prediction sd)."""
+        out = {}
+        for name, ratio in self.oxide_ratios.items():
+            m, lo, hi = self.bias_interval(confidence, leave_out=name)
+            others = np.array([v for k, v in self.oxide_ratios.items() if k != name]) - 1.0
+            sd = others.std(ddof=1) * np.sqrt(1.0 + 1.0 / others.size)
+            b = ratio - 1.0
+            out[name] = (float(b), lo, hi, bool(lo <= b <= hi), float((b - m) / sd))
+        return out
 
     def slope_nm_per_li(self, rescaled: bool = True) -> float:
         """Least-squares slope of R(x) (nm per Li per formula unit) over the series."""

@@ -69,7 +69,10 @@ def test_pt_rows_are_flagged_not_fitted(fitted):
     pt = sim.profiles.y_nm < -12.0  # deep in Pt: the blur along y lends the first Pt row some Ti
     assert np.all(np.char.find(res.status[pt].astype(str), "no_ti") >= 0)
     assert np.all(np.isnan(res.columns["ti3_fraction"][pt]))
-    assert np.mean(res.status[~pt] == "ok") > 0.98
+    # rows over the AlPO4 grains carry second_o_phase (only li_per_fu_o withheld); nothing else off Pt
+    st = np.array(["|".join(f for f in s.split("|") if f != "second_o_phase") or "ok" for s in res.status])
+    assert np.mean(st[~pt] == "ok") > 0.98
+    assert 10 < np.sum(res.status != st) < 0.2 * st.size
 
 
 def test_noise_free_round_trip_is_tight():

@@ -99,3 +99,167 @@ def test_li_per_fu_function():
     assert out["li_per_fu_err"][0] == pytest.approx(out["li_per_fu"][0] * np.hypot(0.05, 0.01))
     none = li_per_fu(a, ae, n, ne, None, 30.0)
     assert all(np.isnan(v).all() for v in none.values())
+
+
+# ------------------------------------------------------------------ the Li-K / O-K route
+
+
+def _o_truths(sc, sim):
+    """Li per f.u. (1.3 x the row's Li) and what the O-K route measures, 12 N_Li / N_O (every O of
+    the row taken as the host's: AlPO4 grains dilute it); the rows free of AlPO4."""
+    from sreels.forward.profiles import build_profiles
+
+    p = build_profiles(sc)
+    truth = LASGTP_ATOMS_PER_FU["Li"] * sim.truth_columns()["li_rel_row"]
+    # the simulation's truth column (as a row sees it, blurred along y); equal to the Ti route's off the grains
+    t_o = sim.truth_columns()["li_per_fu_o_row"]
+    clean = (1.0 - p.host_fraction < 1e-3) & ~p.in_pt
+    np.testing.assert_allclose(t_o[clean], truth[clean], rtol=1e-3)
+    assert np.all(t_o[~clean & ~p.in_pt] < truth[~clean & ~p.in_pt] * 1.001)  # AlPO4's O dilutes it
+    return truth, t_o, clean
+
+
+def _noise_free_o(thickness_nm, instrument=None):
+    import dataclasses
+
+    sc = dataclasses.replace(SCENARIOS["study"], thickness_nm=thickness_nm, rows=165, row_nm=11.4)
+    sim = simulate(sc, instrument, noise_free=True) if instrument else simulate(sc, noise_free=True)
+    res = fit_image(windows_of(sim), progress=False)
+    return sc, sim, res
+
+
+def test_li_per_fu_o_noise_free_through_plural_scattering():
+    """Noise-free DualEELS image at t/lambda 0.54: Li per f.u. from Li-K / O-K within 1 % of the truth
+    on every row free of AlPO4 away from the Pt collector (measured +0.30 % median, +0.99 % max in the
+    electrode, where the deconvolved O-K post-edge reads lowest: LI_O_PLURAL_SYST), and within
+    LI_O_PLURAL_SYST (t/lambda)^2 of the Ti route; rows over the AlPO4 grains are withheld
+    (second_o_phase) where their extra O exceeds 2 %, and the others' reading matches 12 N_Li / N_O."""
+    from sreels.inference.fast import LI_O_PLURAL_SYST, SECOND_O_PHASE_REL
+
+    sc, sim, res = _noise_free_o(100.0)
+    c = res.columns
+    truth, truth_o, clean = _o_truths(sc, sim)
+    tl = np.nanmedian(c["t_over_lambda"])
+    assert 0.5 < tl < 0.6
+    ok = usable(res.status) & np.isfinite(c["li_per_fu_o"]) & (sim.truth_columns()["y_nm"] > 20.0)
+    assert (ok & clean).sum() > 120
+    r = c["li_per_fu_o"][ok & clean] / truth[ok & clean]
+    assert np.max(np.abs(r - 1)) < 0.01, (r.min(), r.max())
+    np.testing.assert_allclose(c["li_per_fu_o"][ok], truth_o[ok], rtol=0.01)
+    both = ok & clean & np.isfinite(c["li_per_fu"])
+    q = c["li_per_fu_o"][both] / c["li_per_fu"][both]
+    assert np.all(np.abs(q - 1) < LI_O_PLURAL_SYST * tl**2 + 0.002), (q.min(), q.max())
+    # rows over the grains: withheld where the extra O is clear (> 2 % and 3 sigma of O per Ti: the
+    # errors of a noisy image, ~4 %); the others read 12 N_Li / N_O (checked above), up to ~10 % low
+    second = np.array(["second_o_phase" in s for s in res.status])
+    assert second.sum() >= 10 and not np.any(second & clean)
+    assert np.all(np.isnan(c["li_per_fu_o"][second]))
+    excess = truth / truth_o - 1
+    lit = np.isfinite(truth_o) & (truth > 0) & (sim.truth_columns()["y_nm"] > 20.0)
+    assert np.all(second[lit & (excess > 0.15)]) and (lit & (excess > 0.15)).sum() >= 5
+    assert np.all(excess[lit & ~second] < 0.15 + SECOND_O_PHASE_REL)
+    # the cross-section error is kept apart: Li-K and O-K at 10 % each
+    np.testing.assert_allclose(c["li_per_fu_o_xs_err"][ok], c["li_per_fu_o"][ok] * xs_ratio_rel_err("O-K"))
+    assert xs_ratio_rel_err("O-K") == pytest.approx(np.hypot(0.10, 0.10))
+
+
+def test_li_per_fu_o_pulls_through_plural_scattering(fitted):
+    """The default DualEELS image (t/lambda 0.54, seed 100): li_per_fu_o pulls against 12 N_Li / N_O
+    have mean within +-0.2 and sd 0.8-1.2; it agrees with the Ti route within the two routes' errors."""
+    sim, res, _ = fitted["study"]
+    c = res.columns
+    truth, truth_o, clean = _o_truths(SCENARIOS["study"], sim)
+    ok = usable(res.status) & np.isfinite(c["li_per_fu_o"])
+    z = ((c["li_per_fu_o"] - truth_o) / c["li_per_fu_o_err"])[ok]
+    assert z.size > 250
+    assert abs(z.mean()) < 0.2, z.mean()
+    assert 0.8 < z.std() < 1.2, z.std()
+    both = ok & np.isfinite(c["li_per_fu"]) & clean
+    d = (c["li_per_fu_o"] - c["li_per_fu"])[both] / np.hypot(c["li_per_fu_o_err"], c["li_per_fu_err"])[both]
+    assert abs(np.mean(d)) < 0.3 and np.std(d) < 1.2, (np.mean(d), np.std(d))
+
+
+def test_li_per_fu_o_without_ti():
+    """A window that records O-K but no Ti-L2,3 (single scattering, noise-free): the Ti route is withheld,
+    the O-K route recovers the truth within 0.5 % on the rows free of AlPO4, and a note says that a
+    second O-bearing phase cannot be recognised without Ti."""
+    import dataclasses
+
+    base = Instrument(plural_scattering=False, lowloss_window=False)
+    low, high = base.windows
+    inst = dataclasses.replace(base, windows=(low, dataclasses.replace(high, edges=("O-K",))))
+    sc, sim, res = _noise_free_o(100.0, inst)
+    c = res.columns
+    truth, truth_o, clean = _o_truths(sc, sim)
+    assert np.all(np.isnan(c["li_per_fu"]))
+    ok = np.isfinite(c["li_per_fu_o"]) & clean & (sim.truth_columns()["y_nm"] > 20.0)
+    assert ok.sum() > 120
+    np.testing.assert_allclose(c["li_per_fu_o"][ok], truth[ok], rtol=0.005)
+    np.testing.assert_allclose(c["li_per_fu_o"][np.isfinite(c["li_per_fu_o"])],
+                               truth_o[np.isfinite(c["li_per_fu_o"])], rtol=0.005)
+    assert any("cannot be recognised" in n for n in res.notes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("thickness_nm", [55.0, 165.0])
+def test_li_per_fu_o_noise_free_thin_and_thick(thickness_nm):
+    """Noise-free DualEELS images at t/lambda 0.30 and 0.89.  At 0.30 li_per_fu_o is within 1 % of the
+    truth on the AlPO4-free rows off Pt (measured -0.25 % median, +0.34 % max).  At 0.89 it is NOT within
+    1 %: the deconvolved O-K post-edge reads low by up to 2.7 % (li_per_fu_o +1.4 % median, +2.8 % max),
+    from the power-law extension of the 195 eV low-loss window (with a window to 400 eV the post-edge
+    is right to 0.05 %); the error budget carries LI_O_PLURAL_SYST (t/lambda)^2, which covers it."""
+    from sreels.inference.fast import LI_O_PLURAL_SYST
+
+    sc, sim, res = _noise_free_o(thickness_nm)
+    c = res.columns
+    truth, _, clean = _o_truths(sc, sim)
+    tl = np.nanmedian(c["t_over_lambda"])
+    ok = usable(res.status) & np.isfinite(c["li_per_fu_o"]) & clean & (sim.truth_columns()["y_nm"] > 20.0)
+    assert ok.sum() > 120
+    r = c["li_per_fu_o"][ok] / truth[ok]
+    if thickness_nm < 100:
+        assert 0.25 < tl < 0.35
+        assert np.max(np.abs(r - 1)) < 0.01, (r.min(), r.max())
+    else:
+        assert 0.85 < tl < 0.95
+        assert np.all(np.abs(r - 1) < LI_O_PLURAL_SYST * tl**2 + 0.005), (r.min(), r.max())
+        assert np.median(r) - 1 > 0.005  # the known bias is there (the test would notice its fix)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("thickness_nm, mean_range", [(55.0, (-0.2, 0.2)), (100.0, (-0.2, 0.2)), (165.0, (0.0, 0.35))])
+def test_li_per_fu_o_pulls_over_seeds(thickness_nm, mean_range):
+    """Seeded DualEELS images (seeds 200-202, the study's interface on 165 rows of 11.4 nm): li_per_fu_o
+    pulls against 12 N_Li / N_O.  t/lambda 0.30 and 0.54: mean within +-0.2 (measured -0.14 and +0.05,
+    n = 436 and 435), sd 0.8-1.2 (1.05, 1.03).  t/lambda 0.89: the known bias of the deconvolved O-K
+    post-edge (li_per_fu_o +1.4 to +2.8 % noise-free, LI_O_PLURAL_SYST) shifts the mean to +0.20
+    (n = 433, sd 1.11): asserted in (0, 0.35), i.e. the bias is there and bounded, not within +-0.2."""
+    import dataclasses
+
+    sc = dataclasses.replace(SCENARIOS["study"], thickness_nm=thickness_nm, rows=165, row_nm=11.4)
+    z = []
+    for seed in (200, 201, 202):
+        sim = simulate(sc, rng=seed)
+        res = fit_image(windows_of(sim), progress=False)
+        _, truth_o, _ = _o_truths(sc, sim)
+        c = res.columns
+        ok = usable(res.status) & np.isfinite(c["li_per_fu_o"])
+        z.append(((c["li_per_fu_o"] - truth_o) / c["li_per_fu_o_err"])[ok])
+    z = np.concatenate(z)
+    assert z.size > 350
+    assert mean_range[0] < z.mean() < mean_range[1], z.mean()
+    assert 0.8 < z.std() < 1.2, z.std()
+
+
+def test_li_per_fu_o_function():
+    from sreels.inference.lipfu import O_PER_FU, li_per_fu_o
+
+    a, ae = np.array([2.0, 0.0, 1.0]), np.array([0.1, 0.1, 0.1])
+    n, ne = np.array([4.0, 4.0, np.nan]), np.array([0.04, 0.04, 0.04])
+    out = li_per_fu_o(a, ae, n, ne, 0.5, 30.0)
+    assert O_PER_FU == 12.0
+    assert out["li_per_fu_o"][0] == pytest.approx(2.0 / 4.0 * 60 * 12.0)
+    assert out["li_per_fu_o_err"][0] == pytest.approx(out["li_per_fu_o"][0] * np.hypot(0.05, 0.01))
+    assert out["li_per_fu_o"][1] == 0.0 and out["li_per_fu_o_err"][1] == pytest.approx(0.1 / 4.0 * 60 * 12.0)
+    assert np.isnan(out["li_per_fu_o"][2])
+    assert all(np.isnan(v).all() for v in li_per_fu_o(a, ae, n, ne, 0.5, None).values())

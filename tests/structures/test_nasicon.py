@@ -52,15 +52,39 @@ def test_trial_figures_of_issue_15(series):
     assert 5.0 < series.slope_nm_per_li(rescaled=False) * 1e3 < 9.0
 
 
-def test_reference_oxides_land_within_the_quoted_bias(series):
-    """Held-out reference oxides relaxed by the same recipe: (relaxed / refined edge - 1) within the
-    bias measured on LiTi2(PO4)3 +- 2 x the oxides' scatter (the 'transfer' term of the budget)."""
+def test_reference_oxides_against_the_quoted_bias(series):
+    """The quoted bias of the potential on a new compound's mean octahedral edge: the reference oxides'
+    mean with the 95 % prediction interval (Student's t, n - 1 degrees of freedom, s sqrt(1 + 1/n)):
+    +1.15 +- 1.14 % over the 10 oxides; LiTi2(PO4)3's own +1.04 % lies in it.  Held out one at a time
+    (the interval from the other nine), 8 of 10 land inside at 95 %: Cr2O3 (+2.11 %, z = +2.8) and
+    Y3Al5O12 (+0.25 %, z = -2.4) do not; all 10 at 99 %.  With 10 held-out oxides and an honest 95 %
+    interval, fewer than 8 inside has probability 1.2 % (binomial): the test fails there."""
     r = np.array(list(series.oxide_ratios.values())) - 1
-    assert r.size >= 8
+    assert r.size >= 10
     assert np.all(r > 0)  # the potential overestimates every one of them
-    lo, hi = series.potential_bias - 2 * series.transfer_rel_err, series.potential_bias + 2 * series.transfer_rel_err
-    inside = (r >= lo) & (r <= hi)
-    assert inside.sum() >= r.size - 1, dict(zip(series.oxide_ratios, r))
+    m, lo, hi = series.bias_interval(0.95)
+    assert lo <= series.potential_bias <= hi
+    assert m == pytest.approx(0.0115, abs=0.0005) and hi - m == pytest.approx(0.0114, abs=0.0005)
+    loo = series.leave_one_out(0.95)
+    assert sum(v[3] for v in loo.values()) >= 8, loo
+    assert {k for k, v in loo.items() if not v[3]} <= {"Cr2O3", "Y3Al5O12"}
+    assert all(v[3] for v in series.leave_one_out(0.99).values())
+    # the budget's transfer term is the prediction sd of a new compound (1 sigma)
+    assert series.transfer_rel_err == pytest.approx(np.std(r, ddof=1) * np.sqrt(1 + 1 / r.size))
+
+
+def test_transition_metal_oxides_fitted_with_gga_u_are_biased_higher(series):
+    """Why Cr2O3 is high: the oxides whose cations the Materials Project treats with GGA+U (Co, Cr, Mn, Ni;
+    CHGNet's training data) are over-expanded more (+1.57 +- 0.36 %) than the others (Ti, Al, Mg, Sr/Ti, Y/Al:
+    +0.87 +- 0.32 %; Welch t = 3.2); every GGA+U oxide lies above the others' median.  The NASICON's Ti is not
+    a GGA+U element there.  (CHGNet has no spin input: its 2.98 muB on Cr3+ is a read-out, and it cannot tell
+    the antiferromagnetic Cr2O3 from a ferromagnetic one; validation/relax_corundum_check.py.)"""
+    u = np.array([v for k, v in series.oxide_ratios.items() if k in ("CoO", "Cr2O3", "MnO", "NiO")]) - 1
+    nu = np.array([v for k, v in series.oxide_ratios.items() if k not in ("CoO", "Cr2O3", "MnO", "NiO")]) - 1
+    assert u.size == 4 and nu.size == 6
+    assert np.all(u > np.median(nu))
+    se = np.hypot(u.std(ddof=1) / np.sqrt(u.size), nu.std(ddof=1) / np.sqrt(nu.size))
+    assert (u.mean() - nu.mean()) / se > 2.5
 
 
 def test_mapping_structures_model(series):
