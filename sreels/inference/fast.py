@@ -591,6 +591,7 @@ SCATTER_CHECKED = {
     "ti3_fraction_raw": ("ti3_fraction_err_stat", ()),
     "ti_shift_ev": ("ti_shift_ev_err", ()),
     "_li_q": ("_li_q_err", ("_li_a_err", "li_per_fu_err")),
+    "li_per_fu_o": ("li_per_fu_o_err", ()),
     "delta_e_b_ev": ("delta_e_b_ev_err", ("r_oo_nm_err_stat",)),
     "peak_a_ev": ("peak_a_ev_err", ()),
     "peak_b_ev": ("peak_b_ev_err", ()),
