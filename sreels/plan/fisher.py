@@ -27,12 +27,11 @@ import numpy as np
 from ..forward.simulate import simulate
 from ..inference.bayes.crlb import derived_gradient
 from ..inference.bayes.data import QUANTISATION_VAR, _axis_operator, from_simulation
-from ..inference.bayes.fit import single_threaded_blas
-from ..inference.bayes.likelihood import GAUSSIAN_MIN_ELECTRONS, Likelihood
+from ..inference.bayes.likelihood import GAUSSIAN_MIN_ELECTRONS, REL_STEP, Likelihood
 from ..inference.bayes.model import ImageModel
-from ..inference.bayes.optimize import REL_STEP
 from ..inference.bayes.params import DERIVED, default_values, row_profiles
 from ..inference.bayes.priors import Priors, build_priors
+from ..resources import single_threaded_blas
 from .design import Design
 
 #: Per-row profiles predicted for the joint fit (row_profiles keys).
