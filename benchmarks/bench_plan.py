@@ -7,7 +7,10 @@ shared, loaded machine the wall time counts the time other jobs hold the cores, 
 the first run separately (it pays the imports: numpy/scipy/lmfit/matplotlib), and the time per stage
 of the last run.  Optionally ``--target`` / ``--vary`` as ``sreels plan`` takes them.
 
-    python benchmarks/bench_plan.py [--repeats 3] [--target r_oo_change_nm=0.002] [--vary dose=0.1:10]
+    python benchmarks/bench_plan.py [--repeats 3] [--target r_oo_change_nm=0.002] [--vary dose=0.1:10] [--no-fast]
+
+The same figures are printed as a table on stderr (CPU and wall seconds of the imports, of every run and of
+every stage of the last run, with the load average), the JSON document on stdout.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from _benchutil import environment, json_default, reserve_stdout  # noqa: E402
 
 
 class _Stages:
-    """CPU and wall seconds of the plan's stages (wrapping the functions ``make_plan`` calls)."""
+    """CPU and wall seconds of the plan's stages (wrapping the functions ``make_plan`` calls).  A stage's CPU is
+    its thread's (``time.thread_time``): the fast path runs in a thread beside the joint fit's stages, and
+    ``process_time`` would count it in whichever stage runs at the same time."""
 
     def __init__(self):
         self.t = {}
@@ -34,12 +39,12 @@ class _Stages:
         fn = getattr(mod, name)
 
         def timed(*a, **k):
-            c0, w0 = time.process_time(), time.perf_counter()
+            c0, w0 = time.thread_time(), time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
                 cpu, wall = self.t.get(label, (0.0, 0.0))
-                self.t[label] = (cpu + time.process_time() - c0, wall + time.perf_counter() - w0)
+                self.t[label] = (cpu + time.thread_time() - c0, wall + time.perf_counter() - w0)
         setattr(mod, name, timed)
 
 
@@ -48,6 +53,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--target", action="append", default=[])
     ap.add_argument("--vary", action="append", default=[])
+    ap.add_argument("--no-fast", action="store_true", help="skip the fast path's prediction (sreels plan --no-fast)")
     a = ap.parse_args(argv)
     out = reserve_stdout()
     if True:  # noqa: SIM102 - keeps the block of the stdout reservation
@@ -66,7 +72,8 @@ def main(argv=None):
         import sreels.plan.figures as figures
         stages.wrap(figures, "plan_figure", "plan.png")
         runs = []
-        args = sum((["--target", t] for t in a.target), []) + sum((["--vary", v] for v in a.vary), [])
+        args = (sum((["--target", t] for t in a.target), []) + sum((["--vary", v] for v in a.vary), [])
+                + (["--no-fast"] if a.no_fast else []))
         with tempfile.TemporaryDirectory() as tmp:
             for i in range(a.repeats):
                 stages.t.clear()
@@ -84,6 +91,22 @@ def main(argv=None):
                "load_average": os.getloadavg(), "environment": environment()}
         json.dump(doc, out, indent=1, default=json_default)
         out.write("\n")
+        _table(doc)
+
+
+def _table(doc):
+    """The figures of ``doc`` as a table on stderr."""
+    p = lambda *x: print(*x, file=sys.stderr)  # noqa: E731
+    p(f"\n{doc['what']}  (load average {', '.join(f'{x:.1f}' for x in doc['load_average'])}; timings on a loaded "
+      "machine are inflated)")
+    p(f"{'':72s} {'CPU s':>8s} {'wall s':>8s}")
+    rows = [("imports (numpy, scipy, sreels.plan)", doc["imports_before_first_run"]),
+            ("first run (with lazy imports: matplotlib, lmfit)", doc["first_run_including_lazy_imports"]),
+            ("command line estimate (imports + first run)", doc["command_line_estimate"])]
+    rows += [(f"later run {i + 2}", r) for i, r in enumerate(doc["later_runs"])]
+    rows += [(f"  stage (its thread's CPU): {k}", v) for k, v in doc["stages_last_run"].items()]
+    for name, v in rows:
+        p(f"{name[:72]:72s} {v['cpu_s']:8.2f} {v['wall_s']:8.2f}")
 
 
 if __name__ == "__main__":

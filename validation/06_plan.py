@@ -16,8 +16,15 @@ R_OO change over the images must be 2 pm +- 15 %.
 The sd of n samples has a relative sampling error of ~1 / sqrt(2 (n - 1)) (7.1 % at n = 100),
 reported with every ratio; pass = |ratio - 1| <= 0.15.
 
+Linear check (``--linear DESIGN ...``): the joint fit linearised at the truth (one Gauss-Newton step
+with its own model, weights and profiled amplitudes, :func:`sreels.plan.fisher.one_step`) on (a) the
+stored images (same seeds: how close the MAP is to the linear estimate, image by image) and (b)
+``--linear-n`` fresh detector draws of the noise-free image (cheap: no MAP): its spread is what the
+plan's sandwich predicts if the noise model is right, with a sampling error set by the draws alone.
+
 Usage:
   python validation/06_plan.py OUT --designs default tenth fine --n 100   (raw results per design)
+  python validation/06_plan.py OUT --linear fine trip --linear-n 200       (linear_<design>.json)
   python validation/06_plan.py OUT --report                              (report.json, ratios.md)
 Raw results are appended after every image (OUT/<design>.npz), designs interleaved, so a run can be
 stopped and resumed.
@@ -51,6 +58,9 @@ ROW_COLS = (("li_rel", "li_rel"), ("ti3_fraction", "ti3_fraction_raw"), ("r_oo_n
 TOL = 0.15
 TARGET_PM = 2.0
 SEED0 = {"default": 60000, "tenth": 61000, "fine": 62000, "trip": 63000}
+#: fresh detector draws of the linear check (seed = LINEAR_SEED0[design] + index)
+LINEAR_SEED0 = {"default": 900000, "tenth": 905000, "fine": 910000, "trip": 920000}
+LINEAR_KEYS = ("r_oo_change_nm", "r_oo_max_nm", "r_oo_parent_nm", "li_max_rel", "electrode_width_nm")
 
 
 #: The instrument of every design: single scattering, no low-loss window. The Bayesian (MAP) path does not
@@ -78,6 +88,48 @@ def trip_factor(out: Path) -> float:
         plan = make_plan(base(), targets={"r_oo_change_nm": TARGET_PM * 1e-3}, fast=False)
         p.write_text(json.dumps({k: plan[k] for k in ("targets", "joint", "seconds")}, indent=1, default=float))
     return float(json.loads(p.read_text())["targets"]["r_oo_change_nm"]["dose_factor"])
+
+
+def linear_check(name: str, d: dz.Design, out: Path, n_fresh: int) -> dict:
+    """The linear estimate of the stored images (vs their MAP) and of ``n_fresh`` new detector draws."""
+    from sreels.forward.detector import apply_detector
+    from sreels.plan.fisher import gradients, joint_jacobian, one_step
+
+    jac = joint_jacobian(d)
+    g = gradients(jac, [100.0])
+    grads = np.array([g[f"derived:{k}"] for k in LINEAR_KEYS])
+    step = one_step(jac)
+    pred = json.loads((out / f"{name}_plan.json").read_text())["joint"]["derived_sigma"]
+    raw = dict(np.load(out / f"{name}.npz"))
+    models = window_models(d.instrument)
+    stored = np.array([grads @ step(from_simulation(simulate(d.scenario, d.instrument, d.detector, rng=int(sd),
+                                                                 models=models)))
+                       for sd in raw["seeds"]])
+    mapv = raw["map"][:, [DERIVED.index(k) for k in LINEAR_KEYS]]
+    sim = jac.simulation
+    fresh = []
+    for i in range(n_fresh):
+        gen = np.random.default_rng(LINEAR_SEED0[name] + i)
+        noisy = dataclasses.replace(sim, windows={k: dataclasses.replace(w, counts=apply_detector(w.electrons, d.detector,
+                                                                                                   gen).counts)
+                                                  for k, w in sim.windows.items()})
+        fresh.append(grads @ step(from_simulation(noisy)))
+    fresh = np.array(fresh)
+    res = {"n_stored": int(len(stored)), "stored_seeds": [int(raw["seeds"][0]), int(raw["seeds"][-1])],
+           "n_fresh": n_fresh, "fresh_seeds": [LINEAR_SEED0[name], LINEAR_SEED0[name] + n_fresh - 1], "numbers": {}}
+    for j, k in enumerate(LINEAR_KEYS):
+        p = pred[k]
+        a, b = stored[:, j], mapv[:, j]
+        res["numbers"][k] = {
+            "predicted": p,
+            "stored_map_sd_over_predicted": float(np.std(b, ddof=1) / p),
+            "stored_linear_sd_over_predicted": float(np.std(a, ddof=1) / p),
+            "stored_map_linear_correlation": float(np.corrcoef(a, b)[0, 1]),
+            "stored_sd_of_map_minus_linear_over_predicted": float(np.std(b - a, ddof=1) / p),
+            "fresh_linear_sd_over_predicted": float(np.std(fresh[:, j], ddof=1) / p),
+            "fresh_sampling_se": float(np.std(fresh[:, j], ddof=1) / p / np.sqrt(2 * (n_fresh - 1)))}
+    (out / f"linear_{name}.json").write_text(json.dumps(res, indent=1))
+    return res
 
 
 def windows_of(sim):
@@ -159,6 +211,11 @@ def report(out: Path) -> dict:
     rep = {"tolerance": TOL, "designs": {}}
     lines = ["| design | n | number | predicted sd | empirical sd | empirical / predicted | +- (sampling) | "
              "bootstrap 95 % | pass |", "|---|---|---|---|---|---|---|---|---|"]
+    lin_lines = ["", "Linear check (`--linear`): sd / predicted sd of the MAP and of the fit linearised at the truth "
+                 "(fisher.one_step) on the stored images, their correlation and the sd of MAP - linear; the linear "
+                 "estimate's sd over fresh detector draws (+- its sampling error).", "",
+                 "| design | number | stored n | MAP | linear | corr(MAP, linear) | sd(MAP - linear) | fresh n | "
+                 "linear, fresh draws |", "|---|---|---|---|---|---|---|---|---|"]
     for name in ("default", "tenth", "fine", "trip", "trip_at_reported_factor"):
         raw = out / f"{name}.npz"
         if not raw.exists():
@@ -205,11 +262,22 @@ def report(out: Path) -> dict:
             entry["round_trip"] = {"target_pm": TARGET_PM, "dose_factor": f, "empirical_sd_pm": emp,
                                    "ratio": emp / TARGET_PM, "ratio_sampling_se": emp / TARGET_PM / np.sqrt(2 * (n - 1)),
                                    "pass": bool(abs(emp / TARGET_PM - 1) <= TOL)}
+        lin = out / f"linear_{name}.json"
+        if lin.exists():
+            entry["linear_check"] = lc = json.loads(lin.read_text())
+            for k, v in lc["numbers"].items():
+                lin_lines.append(
+                    f"| {name} | {k} | {lc['n_stored']} | {v['stored_map_sd_over_predicted']:.3f} | "
+                    f"{v['stored_linear_sd_over_predicted']:.3f} | {v['stored_map_linear_correlation']:.4f} | "
+                    f"{v['stored_sd_of_map_minus_linear_over_predicted']:.3f} | {lc['n_fresh']} | "
+                    f"{v['fresh_linear_sd_over_predicted']:.3f} +- {v['fresh_sampling_se']:.3f} |")
         rep["designs"][name] = entry
     main_designs = [d for n, d in rep["designs"].items() if n != "trip_at_reported_factor"]
     rep["all_pass"] = bool(all(e["pass"] for d in main_designs for grp in ("joint", "fast_rows") for e in d[grp].values())
                            and all(d.get("round_trip", {"pass": True})["pass"] for d in main_designs))
     (out / "report.json").write_text(json.dumps(rep, indent=1, default=float))
+    if len(lin_lines) > 5:
+        lines += lin_lines
     (out / "ratios.md").write_text("\n".join(lines) + "\n")
     return rep
 
@@ -222,6 +290,9 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--no-fast", action="store_true")
+    ap.add_argument("--linear", nargs="+", default=[], metavar="DESIGN",
+                    choices=["default", "tenth", "fine", "trip"], help="the linear check of DESIGN (linear_DESIGN.json)")
+    ap.add_argument("--linear-n", type=int, default=200, help="fresh detector draws of the linear check")
     ap.add_argument("--repredict", nargs="+", default=[], metavar="DESIGN",
                     help="recompute DESIGN_plan.json with the current code (the fits are kept)")
     a = ap.parse_args(argv)
@@ -237,7 +308,13 @@ def main(argv=None):
                                                               indent=1, default=float))
         else:
             _Run(name, designs(trip_factor(out) if name == "trip" else None)[name], out, fast=name != "trip")
-    if a.repredict and not a.report:
+    for name in a.linear:
+        d = designs(trip_factor(out) if name == "trip" else None)[name]
+        with single_threaded_blas():
+            r = linear_check(name, d, out, a.linear_n)
+        for k, v in r["numbers"].items():
+            print(name, k, {q: round(x, 4) for q, x in v.items()}, flush=True)
+    if (a.repredict or a.linear) and not a.report:
         return 0
     if a.report:
         rep = report(out)

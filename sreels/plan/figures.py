@@ -17,6 +17,17 @@ NUMBERS = (("electrode_width_nm", "electrode width", 1.0, "nm"), ("ti_boundary_n
 _C = dict(zip([n[0] for n in NUMBERS], ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#17becf"]))
 
 
+def _plain_log_ticks(ax):
+    """Log axes without minor ticks and with plain tick labels ("0.01", "1e+03"), not mathtext: the
+    default minor ticks and 10^x labels made ~2/3 of the figure's drawing time (profiled)."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+        if scale == "log":
+            axis.set_minor_locator(NullLocator())
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+
+
 def plan_figure(plan: dict, path: Path) -> Path:
     vary = plan.get("vary", {})
     n = 2 + len(vary)
@@ -78,6 +89,8 @@ def plan_figure(plan: dict, path: Path) -> Path:
         ax.set_title(v["what"], fontsize=7.5, y=1.0)
     if vary:
         axs[2].legend(fontsize=6, ncol=2)
+    for ax in axs[:n]:
+        _plain_log_ticks(ax)
     # a fixed layout (in inches, whatever the number of panels) instead of tight_layout and a tight bounding
     # box, each of which draws every text once more (~1-2 s of the plan's time)
     w, h = fig.get_size_inches()

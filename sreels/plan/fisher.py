@@ -27,12 +27,11 @@ import numpy as np
 from ..forward.simulate import simulate
 from ..inference.bayes.crlb import derived_gradient
 from ..inference.bayes.data import QUANTISATION_VAR, _axis_operator, from_simulation
-from ..inference.bayes.fit import single_threaded_blas
-from ..inference.bayes.likelihood import GAUSSIAN_MIN_ELECTRONS, Likelihood
+from ..inference.bayes.likelihood import GAUSSIAN_MIN_ELECTRONS, REL_STEP, Likelihood
 from ..inference.bayes.model import ImageModel
-from ..inference.bayes.optimize import REL_STEP
 from ..inference.bayes.params import DERIVED, default_values, row_profiles
 from ..inference.bayes.priors import Priors, build_priors
+from ..resources import single_threaded_blas
 from .design import Design
 
 #: Per-row profiles predicted for the joint fit (row_profiles keys).
@@ -153,6 +152,39 @@ def _readout_bands(channels: int, decay: float, i0: int, nbins: int, b: int) -> 
     return tuple(out)
 
 
+#: The likelihood's variance floor (electrons): V = max(expected, 1) + readout (PreparedData.with_variance);
+#: the plan's weights are the fit's, so that below ~1 electron per bin they are the same.
+VARIANCE_FLOOR_E = 1.0
+
+
+def _projection(jac: JointJacobian, s, rfactor: float):
+    """F (P, P) of the data with the amplitudes profiled out, coef = M^-1 B' (R, K, P) that projects
+    them out of G, and the likelihood's weights W = 1 / V per window (rows, bins) at exposure factors s."""
+    nw = len(jac.windows)
+    P = jac.theta.size
+    R = jac.y_nm.size
+    K = nw + 2
+    F = np.zeros((P, P))
+    M = np.zeros((R, K, K))
+    B = np.zeros((R, P, K))
+    Ws = []
+    for i, w in enumerate(jac.windows):
+        idx = [i, nw, nw + 1]                                          # background, host, AlPO4
+        W = np.where(w.mask, 1.0 / (np.maximum(s[i] * w.lam, VARIANCE_FLOOR_E) + rfactor * w.readout_var), 0.0)
+        GW = w.G * W[..., None]                                        # (R, C, P)
+        s2 = s[i] ** 2
+        F += s2 * (w.G.reshape(-1, P).T @ GW.reshape(-1, P))
+        B[:, :, idx] += s2 * np.matmul(GW.transpose(0, 2, 1), w.cols)           # (R, P, 3)
+        M[:, np.array(idx)[:, None], idx] += s2 * np.matmul((w.cols * W[..., None]).transpose(0, 2, 1), w.cols)
+        Ws.append(W)
+    dg = np.sqrt(np.clip(np.einsum("rkk->rk", M), 1e-300, None))
+    Ms = M / (dg[:, :, None] * dg[:, None, :]) + 1e-12 * np.eye(K)
+    Bs = B / dg[:, None, :]
+    coef = np.linalg.solve(Ms, Bs.transpose(0, 2, 1)) / dg[:, :, None]   # (R, K, P) = M^-1 B'
+    F -= np.einsum("rpk,rkq->pq", B, coef)
+    return 0.5 * (F + F.T), coef, Ws
+
+
 def _terms(jac: JointJacobian, scale, rfactor: float, spread: bool):
     """F (P, P) of the data and, if ``spread``, H = sum_r G~' W C W G~ with C the true covariance of
     the whitened, binned noise: Poisson (diagonal) + readout and quantisation, which the whitening
@@ -165,41 +197,31 @@ def _terms(jac: JointJacobian, scale, rfactor: float, spread: bool):
     s = np.broadcast_to(np.asarray(scale, float), (nw,))
     P = jac.theta.size
     R = jac.y_nm.size
-    K = nw + 2
-    F = np.zeros((P, P))
-    M = np.zeros((R, K, K))
-    B = np.zeros((R, P, K))
-    Ws = []
-    for i, w in enumerate(jac.windows):
-        idx = [i, nw, nw + 1]                                          # background, host, AlPO4
-        W = np.where(w.mask, 1.0 / (s[i] * w.lam + rfactor * w.readout_var), 0.0)
-        GW = w.G * W[..., None]                                        # (R, C, P)
-        s2 = s[i] ** 2
-        F += s2 * (w.G.reshape(-1, P).T @ GW.reshape(-1, P))
-        B[:, :, idx] += s2 * np.matmul(GW.transpose(0, 2, 1), w.cols)           # (R, P, 3)
-        M[:, np.array(idx)[:, None], idx] += s2 * np.matmul((w.cols * W[..., None]).transpose(0, 2, 1), w.cols)
-        Ws.append(W)
-    dg = np.sqrt(np.clip(np.einsum("rkk->rk", M), 1e-300, None))
-    Ms = M / (dg[:, :, None] * dg[:, None, :]) + 1e-12 * np.eye(K)
-    Bs = B / dg[:, None, :]
-    coef = np.linalg.solve(Ms, Bs.transpose(0, 2, 1)) / dg[:, :, None]   # (R, K, P) = M^-1 B'
-    F -= np.einsum("rpk,rkq->pq", B, coef)
-    F = 0.5 * (F + F.T)
+    F, coef, Ws = _projection(jac, s, rfactor)
     if not spread:
         return F, None
-    H = np.zeros((P, P))
     c0 = rfactor * jac.readout_counts2 / jac.gain ** 2   # readout variance per channel before whitening (e^2)
     decay = jac.design.detector.psf_decay
+    bands = [_readout_bands(w.channels, float(decay), w.i0, w.G.shape[1], w.bin) if c0 > 0
+             else (np.zeros(w.G.shape[1]),) for w in jac.windows]
+    # v: Poisson (white after the whitening) + the readout's diagonal, the true variance of every bin
+    v = [s[i] * w.lam + c0 * b[0] for i, (w, b) in enumerate(zip(jac.windows, bands))]
+    # where the likelihood's variance is that true one on every used bin (W v = 1: its readout_var is the
+    # diagonal of the whitened readout's covariance, tested), sum_r u' diag(v) u is F itself: only the
+    # off-diagonal readout bands are added
+    model_var = all(np.allclose(W * vv, w.mask, rtol=1e-9, atol=0) for W, vv, w in zip(Ws, v, jac.windows))
+    H = F.copy() if model_var else np.zeros((P, P))
     for i, w in enumerate(jac.windows):
         idx = [i, nw, nw + 1]
-        # u = W G~, G~ = s (G - A coef): the amplitudes projected out; (R, C, P)
-        u = (w.G - np.matmul(w.cols, coef[:, idx, :])) * (s[i] * Ws[i])[..., None]
+        # u = W G~, G~ = s (G - A coef): the amplitudes projected out; (R, C, P), built in place
+        u = np.matmul(w.cols, coef[:, idx, :])
+        np.subtract(w.G, u, out=u)
+        u *= (s[i] * Ws[i])[..., None]
         C = u.shape[1]
-        bands = _readout_bands(w.channels, float(decay), w.i0, C, w.bin) if c0 > 0 else (np.zeros(C),)
-        v = s[i] * w.lam + c0 * bands[0]                    # Poisson (white after whitening) + readout diagonal
         u2 = u.reshape(-1, P)
-        H += (u * v[..., None]).reshape(-1, P).T @ u2
-        for k, d in enumerate(bands[1:], 1):   # sum_r u_r Q u_r' off the diagonal (Q nearly tridiagonal)
+        if not model_var:
+            H += (u * v[i][..., None]).reshape(-1, P).T @ u2
+        for k, d in enumerate(bands[i][1:], 1):   # sum_r u_r Q u_r' off the diagonal (Q nearly tridiagonal)
             wk = np.zeros(C)
             wk[:C - k] = d                     # pairs (c, c + k) of one row; none across rows
             t = (u2[:-k] * np.tile(wk, R)[:-k, None]).T @ u2[k:]
@@ -246,6 +268,27 @@ def covariance(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, kind: str = 
     return Fi if H is None else Fi @ H @ Fi
 
 
+def one_step(jac: JointJacobian, scale=1.0):
+    """The joint fit linearised at the truth: a function of prepared (whitened, binned) data of the design
+    (every exposure times ``scale``) that returns theta_hat - theta = (F + prior)^-1 sum_r G~_r' W_r (d_r - mu_r),
+    one Gauss-Newton step from the truth with the fit's own model, weights and profiled amplitudes (mu: the
+    noise-free data).  Its spread over detector draws is what :func:`covariance` (``kind="spread"``)
+    predicts; where it equals the MAP image by image, the MAP's spread is that prediction too (validation 06)."""
+    from ..inference.bayes.data import from_simulation as _prep
+
+    nw = len(jac.windows)
+    s = np.broadcast_to(np.asarray(scale, float), (nw,))
+    F, coef, Ws = _projection(jac, s, 1.0)
+    Fi = np.linalg.inv(F + np.diag(jac.prior_info))
+    Gt = [s[i] * (w.G - np.matmul(w.cols, coef[:, [i, nw, nw + 1], :])) for i, w in enumerate(jac.windows)]
+    mu = [k * wd.data for k, wd in zip(s, _prep(jac.simulation).windows)]
+
+    def step(data) -> np.ndarray:
+        score = sum(np.einsum("rcp,rc->p", g, W * (wd.data - m)) for g, W, wd, m in zip(Gt, Ws, data.windows, mu))
+        return Fi @ score
+    return step
+
+
 def min_electrons(jac: JointJacobian, scale=1.0) -> float:
     """The fewest expected electrons in a used bin at ``scale`` (Gaussian regime if >= 20)."""
     s = np.broadcast_to(np.asarray(scale, float), (len(jac.windows),))
@@ -283,5 +326,5 @@ def sigmas_cov(cov: np.ndarray, grads: dict) -> dict:
     return {k: float(np.sqrt(max(g @ cov @ g, 0.0))) for k, g in grads.items()}
 
 
-__all__ = ["GAUSSIAN_MIN_ELECTRONS", "JointJacobian", "covariance", "covariances", "fisher", "gradients", "joint_jacobian", "min_electrons",
+__all__ = ["GAUSSIAN_MIN_ELECTRONS", "JointJacobian", "covariance", "covariances", "fisher", "gradients", "joint_jacobian", "min_electrons", "one_step",
            "readout_factor", "sigmas", "sigmas_cov"]

@@ -248,7 +248,7 @@ def make_plan(d: Design, targets: dict | None = None, vary: dict | None = None, 
               critical_dose: float | None = None, slit_width_nm: float = 1000.0, vary_points: int = 5,
               fast: bool = True) -> dict:
     """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` for the figure)."""
-    from ..inference.bayes.fit import single_threaded_blas
+    from ..resources import single_threaded_blas
 
     with single_threaded_blas():  # small matrix products: BLAS threads only spin on a busy machine
         return _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast)
@@ -341,7 +341,8 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
     marks = [t["dose_factor"] for t in tres.values() if np.isfinite(t["dose_factor"])]
     marks += [out["critical_dose"]["dose_factor"]] if critical_dose is not None else []
     f = np.geomspace(min([0.01] + [m / 2 for m in marks]), max([100.0] + [m * 2 for m in marks]), 5)
-    curve = [_derived_at(jac, grads, x) for x in f]
+    at1 = {k: sig[f"derived:{k}"] for k in DERIVED}   # the design itself (x = 1): computed above
+    curve = [at1 if abs(x - 1.0) < 1e-12 else _derived_at(jac, grads, x) for x in f]
     out["_dose_curve"] = {"factor": f, **{k: np.array([c[k] for c in curve]) for k in DERIVED}}
     # trade-offs
     vres = {}

@@ -14,13 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from .likelihood import Likelihood
-from .optimize import jacobian
 from .params import DERIVED, derived
 from .priors import Priors
 
 
 def fisher(like: Likelihood, priors: Priors, theta, include_prior: bool = False) -> np.ndarray:
     """F (P, P) at ``theta`` (central differences)."""
+    from .optimize import jacobian  # lmfit: imported when needed (sreels plan uses derived_gradient only)
+
     J = jacobian(like, priors, theta, central=True)
     n_prior = J.shape[0] - like.n_data
     if not include_prior and n_prior:

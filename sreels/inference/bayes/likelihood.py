@@ -29,6 +29,10 @@ from .model import ImageModel
 #: Bins with fewer expected electrons than this are outside the Gaussian regime.
 GAUSSIAN_MIN_ELECTRONS = 20.0
 
+#: Finite-difference step as a fraction of each parameter's prior width (the optimiser's Jacobian and
+#: ``sreels plan``'s; here, not in :mod:`.optimize`, so that the plan does not import lmfit).
+REL_STEP = 2e-6
+
 
 def count_regime(data: PreparedData) -> dict:
     """Minimum and median expected electrons per used bin (from the current variance)."""

@@ -19,11 +19,8 @@ from dataclasses import dataclass
 import lmfit
 import numpy as np
 
-from .likelihood import Likelihood
+from .likelihood import REL_STEP, Likelihood
 from .priors import Priors
-
-#: Finite-difference step as a fraction of each parameter's prior width.
-REL_STEP = 2e-6
 
 
 @dataclass(frozen=True)
