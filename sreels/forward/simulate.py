@@ -14,8 +14,8 @@ from ..errors import SreelsInputError
 from ..resources import check_memory, simulate_bytes
 from .detector import Readout, apply_detector, expected_counts
 from .instrument import blur_rows, energy_distortion, padded_grid
-from .lowloss import lowloss_electrons, row_scattering
-from .model import RowState, WindowModel, shallow_edges
+from .lowloss import inside_t_over_lambda, lowloss_electrons, row_scattering
+from .model import RowState, WindowModel, _block, plural_fft_length, row_kernel, shallow_edges
 from .profiles import Profiles, build_profiles, position_axis
 
 
@@ -122,15 +122,55 @@ def _window_models(instrument: Instrument) -> tuple:
     return tuple((w.name, WindowModel(w, instrument)) for w in instrument.windows)
 
 
-def _lowloss(state: RowState, instrument: Instrument, row_nm: float, models):
-    """Expected electrons of the low-loss window, blurred along y like the core-loss windows; its
-    plural scattering holds the shallow edges (of the Li-K window).  Returns the axis, the electrons
-    and t/lambda as the window holds it (plasmons + inner shells)."""
+def lowloss_grid(instrument: Instrument):
+    """The low-loss window's padded grid: damped, of the core-loss windows' FFT length, with plural
+    scattering (it then shares their rows' kernel, :func:`.model.row_kernel`)."""
     axis = lowloss_axis(instrument)
-    grid = padded_grid(axis, plural=True)
-    n_e = instrument.dose_e_per_row_s * instrument.lowloss_exposure_s
-    ll = lowloss_electrons(grid, instrument, state, n_e, shallow_edges(instrument))
-    return axis, blur_rows(ll.electrons, instrument.spatial_blur_fwhm_nm, row_nm), ll.t_over_lambda
+    if not instrument.plural_scattering:
+        return padded_grid(axis, plural=True)
+    return padded_grid(axis, plural=True, damped=True, n_fft=plural_fft_length(instrument, axis.scale_ev))
+
+
+def expected_electrons(models: dict[str, WindowModel], state: RowState, instrument: Instrument, row_nm: float,
+                       block_rows: int = 256) -> tuple[dict, dict]:
+    """Expected electrons of every window (and the low-loss window), blurred along y.
+
+    Rows go through the FFT stage in blocks of ``block_rows``; in each block the rows' kernel
+    (:class:`.lowloss.RowKernel`) is evaluated once for all windows that share it.  Returns
+    ({name: (axis, electrons)}, {"t_over_lambda": ...} of the low-loss window or {})."""
+    rows = state.li_rel.shape[0]
+    out = {name: np.empty((rows, m.axis.size)) for name, m in models.items()}
+    truth = {}
+    if instrument.lowloss_window:
+        ll_grid = lowloss_grid(instrument)
+        ll_kernel = row_kernel(instrument, ll_grid.window.scale_ev, ll_grid.n_fft) \
+            if instrument.plural_scattering else None
+        out[LOWLOSS_NAME] = np.empty((rows, ll_grid.window.size))
+        n_e = instrument.dose_e_per_row_s * instrument.lowloss_exposure_s
+        shallow = shallow_edges(instrument)
+        truth["t_over_lambda"] = inside_t_over_lambda(ll_grid, instrument, state, shallow)
+    for i in range(0, rows, block_rows):
+        sl = slice(i, i + block_rows)
+        b = _block(state, sl)
+        tfs = {}   # the rows' kernel of each shared RowKernel, evaluated once per block
+
+        def tf_of(kernel, fallback):
+            if kernel is None:
+                return fallback(b)
+            if id(kernel) not in tfs:
+                tfs[id(kernel)] = kernel.transfer(b)
+            return tfs[id(kernel)]
+
+        for name, m in models.items():
+            out[name][sl] = m.block_electrons(b, tf_of(m.kernel, m.transfer))
+        if instrument.lowloss_window:
+            tf = tf_of(ll_kernel, lambda _: None)
+            out[LOWLOSS_NAME][sl] = lowloss_electrons(ll_grid, instrument, b, n_e, shallow, ll_kernel, tf).electrons
+    axes = {name: m.axis for name, m in models.items()}
+    if instrument.lowloss_window:
+        axes[LOWLOSS_NAME] = ll_grid.window
+    return {name: (axes[name], blur_rows(img, instrument.spatial_blur_fwhm_nm, row_nm))
+            for name, img in out.items()}, truth
 
 
 def simulate(scenario: Scenario | None = None, instrument: Instrument | None = None,
@@ -161,22 +201,20 @@ def simulate(scenario: Scenario | None = None, instrument: Instrument | None = N
     profiles = build_profiles(scenario)
     shift = energy_distortion(profiles.y_nm, instrument.energy_distortion_ev, instrument.drift_ev)
     state = RowState.from_profiles(profiles, shift)
-    images, timings, ll_truth = {}, {"kernels": t1 - t0}, {}
-    names = [w.name for w in instrument.windows] + ([LOWLOSS_NAME] if instrument.lowloss_window else [])
-    for name in names:
+    images, timings = {}, {"kernels": t1 - t0}
+    ta = time.perf_counter()
+    models = {w.name: models[w.name] for w in instrument.windows}
+    electrons, ll_truth = expected_electrons(models, state, instrument, scenario.row_nm)
+    timings["expected_electrons"] = time.perf_counter() - ta
+    for name, (axis, el) in electrons.items():
         ta = time.perf_counter()
-        if name == LOWLOSS_NAME:
-            axis, electrons, ll_tl = _lowloss(state, instrument, scenario.row_nm, models)
-            ll_truth["t_over_lambda"] = ll_tl
-        else:
-            axis, electrons = models[name].axis, models[name].electrons(state, scenario.row_nm)
         if noise_free:
-            mean = expected_counts(electrons, detector)
+            mean = expected_counts(el, detector)
             out = Readout(mean, np.zeros(mean.shape, bool), None)
         else:
-            out = apply_detector(electrons, detector, gen)
-        images[name] = WindowImage(name, axis, out.counts, electrons, detector, out.saturated)
-        timings[name] = time.perf_counter() - ta
+            out = apply_detector(el, detector, gen)
+        images[name] = WindowImage(name, axis, out.counts, el, detector, out.saturated)
+        timings[f"detector:{name}"] = time.perf_counter() - ta
     timings["total"] = time.perf_counter() - t0
     cfg = Config(scenario, instrument, detector)
     return Simulation(cfg, position_axis(scenario), profiles, shift, images, record, noise_free, timings, ll_truth)
