@@ -175,3 +175,26 @@ def test_unscattered_fraction_is_exp_minus_every_single_scattering_probability()
     expected = np.exp(-tau - fixed_edge_densities(names, s) @ sig)
     assert 0.2 < expected.min() and expected.max() < 0.5
     np.testing.assert_allclose(zlp, expected, rtol=3e-4)
+
+
+def test_windows_from_the_shared_inverse_fft_equal_their_own_models():
+    """simulate() takes the low-loss and Li-K windows from one inverse FFT of the rows' kernel on a common
+    grid (:class:`ImpulseGroup`) and every window from one kernel evaluation per block: the same numbers
+    (1e-6 relative, the damped grids' round-off) as each window's own model and its own grid."""
+    from sreels.forward.instrument import blur_rows
+    from sreels.forward.lowloss import lowloss_electrons
+    from sreels.forward.model import RowState, shallow_edges
+    from sreels.forward.simulate import impulse_group, lowloss_grid, window_models
+
+    inst = dual(energy_distortion_ev=0.3, zlp_tail_ev=0.1)
+    models = window_models(inst)
+    assert impulse_group(models, inst, lowloss_grid(inst)) is not None
+    sim = simulate(THICK, inst, noise_free=True, rng=0)
+    s = RowState.from_profiles(sim.profiles, sim.shift_ev)
+    for name in ("low", "high"):
+        np.testing.assert_allclose(sim.windows[name].electrons, models[name].electrons(s, THICK.row_nm), rtol=1e-6)
+    n_e = inst.dose_e_per_row_s * inst.lowloss_exposure_s
+    own = lowloss_electrons(lowloss_grid(inst), inst, s, n_e, shallow_edges(inst)).electrons
+    ll = sim.windows["lowloss"].electrons
+    big = ll > 1e-6 * ll.max()
+    np.testing.assert_allclose(ll[big], blur_rows(own, inst.spatial_blur_fwhm_nm, THICK.row_nm)[big], rtol=1e-6)
