@@ -56,8 +56,9 @@ class Simulation:
         cols["in_pt"] = cols["in_pt"].astype(int)
         cols["energy_shift_ev"] = self.shift_ev
         cols["zlp_shift_ev"] = self.shift_ev  # the ZLP line moves with the edges (maximum at the shift)
-        # what the log-ratio method measures: ln(I_t / I_0) of the low-loss window (plasmons + the inner
-        # shells inside it); without a low-loss window the plasmons' t/lambda
+        # what the log-ratio method measures: ln(I_t / I_0) of the low-loss window (I_t its noise-free
+        # counts before the blur along y, I_0 the unscattered exp(-t/lambda - sum n sigma)); without a
+        # low-loss window the plasmons' t/lambda
         cols["t_over_lambda"] = self.lowloss_truth.get(
             "t_over_lambda", row_scattering(self.profiles, self.config.instrument)[0])
         cols.update(as_measured(self.profiles, self.config.instrument.spatial_blur_fwhm_nm,
@@ -242,6 +243,8 @@ def _expected_electrons(models, state, instrument, row_nm, block_rows):
     axes = {name: m.axis for name, m in models.items()}
     if instrument.lowloss_window:
         axes[LOWLOSS_NAME] = ll_grid.window
+        if ll_kernel is not None:  # ln(I_t / I_0) of the window exactly: I_0 / n_e = exp(-t/lambda - sum n sigma)
+            truth["t_over_lambda"] = np.log(out[LOWLOSS_NAME].sum(1) / n_e) - ll_kernel.coefficients(state)[1]
     return {name: (axes[name], blur_rows(img, instrument.spatial_blur_fwhm_nm, row_nm))
             for name, img in out.items()}, truth
 
