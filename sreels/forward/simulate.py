@@ -61,6 +61,8 @@ class Simulation:
         # low-loss window the plasmons' t/lambda
         cols["t_over_lambda"] = self.lowloss_truth.get(
             "t_over_lambda", row_scattering(self.profiles, self.config.instrument)[0])
+        # every inelastic loss, -ln(I_0 / I_total): what a log-ratio over an unlimited window would read
+        cols["t_over_lambda_total"] = self.lowloss_truth.get("t_over_lambda_total", cols["t_over_lambda"])
         cols.update(as_measured(self.profiles, self.config.instrument.spatial_blur_fwhm_nm,
                                 self.config.scenario.row_nm))
         return cols
@@ -245,6 +247,9 @@ def _expected_electrons(models, state, instrument, row_nm, block_rows):
         axes[LOWLOSS_NAME] = ll_grid.window
         if ll_kernel is not None:  # ln(I_t / I_0) of the window exactly: I_0 / n_e = exp(-t/lambda - sum n sigma)
             truth["t_over_lambda"] = np.log(out[LOWLOSS_NAME].sum(1) / n_e) - ll_kernel.coefficients(state)[1]
+    kernels = [m.kernel for m in models.values() if m.kernel is not None]
+    if kernels:   # every loss: -ln(I_0 / n_e), the plasmons' t/lambda plus the shallow edges' whole cross-sections
+        truth["t_over_lambda_total"] = -kernels[0].coefficients(state)[1]
     return {name: (axes[name], blur_rows(img, instrument.spatial_blur_fwhm_nm, row_nm))
             for name, img in out.items()}, truth
 

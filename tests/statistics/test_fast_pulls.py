@@ -203,7 +203,11 @@ def test_unknown_gain_errors_are_honest():
     models = window_models(inst)
     z = []
     for s in range(3):
-        sim = simulate(FAST_SCENARIO, inst, Detector(gain_counts_per_e=4.0), rng=1650 + s, models=models)
+        # exact Poisson draws: a strict xfail on 3 images sits near the band's edge, and the realisation
+        # decides (Cornish-Fisher draws above 100 e: pull sd 1.25 and 1.47 on seeds 1650 and 2650, exact:
+        # 1.30 and 1.48, i.e. the same statistics; measured after the forward model's wrap fix)
+        sim = simulate(FAST_SCENARIO, inst, Detector(gain_counts_per_e=4.0), rng=1650 + s, models=models,
+                       poisson_exact_below=np.inf)
         res = fit_image(_blind(sim))
         z.append(_pulls([(sim, res)], "ti3_fraction_raw", "ti3_fraction_row", "ti3_fraction_err"))
     check_pulls(np.concatenate(z), "blind gain ti3_fraction_raw")
