@@ -54,6 +54,8 @@ def log(*a):
 STAGES = [
     ("sreels.forward.simulate", "build_profiles", "profiles"),
     ("sreels.forward.lowloss", "RowKernel.transfer", "rows' kernel (transfer functions)"),
+    # (before the shared RowKernel, each window built its own: not called by simulate() since)
+    ("sreels.forward.model", "WindowModel.transfer", "rows' kernel (transfer functions)"),
     ("sreels.forward.model", "WindowModel.single_scattering", "single scattering (edges, high window)"),
     ("scipy.fft", "rfft", "FFT forward"),
     ("scipy.fft", "irfft", "FFT inverse"),
