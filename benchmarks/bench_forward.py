@@ -11,10 +11,13 @@ What is timed (time.perf_counter, warm-up calls untimed, median of N):
   (kernels cached per instrument), with and without the detector, for the default instrument and
   for Instrument(plural_scattering=True, lowloss_window=True); wall and CPU time (--as-user-only).
 - sreels: simulate(scenario, instrument, detector, rng=seed, models=window_models(instrument))
-  on the default two-window 330 x 2048 image, after import and after building the kernels
-  once; noise-free and with the full detector model; per-window and per-stage breakdown
-  (model methods single_scattering, transfer, convolve_rows, background, blur_rows, then the
-  detector stages); scaling with rows 330 -> 3300 -> 33000; a cProfile of the detector run.
+  on the default 330 x 2048 image (Li-K, Ti-L/O-K and low-loss windows, plural scattering), after
+  import and after building the kernels once; noise-free and with the full detector model; per-stage
+  breakdown of the real call path (its functions wrapped in place: rows' kernel, single scattering,
+  FFTs, blur, Poisson, PSF, rest of the detector), CPU (process_time) and wall, for the plain call and
+  with prebuilt kernels; scaling with rows 330 -> 3300 -> 33000; a cProfile of the detector run.
+  Figures of issue 13: "as_user" (plain sreels.simulate(rng=i) after the first call and with prebuilt
+  kernels, with the detector: min and median wall, median CPU, meets_target = min wall < 100 ms).
 - peer: exspy EELSModel.as_signal() of the same two windows (same per-row parameters, same
   per-atom shapes, same resolution and per-row energy shift through a per-row low-loss), three
   variants; model build untimed. Ratio = peer median / sreels median.
@@ -25,7 +28,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
-import io
 import json
 import os
 import pstats
@@ -48,71 +50,84 @@ def log(*a):
 
 
 # ------------------------------------------------------------------ sreels stages
-def staged_simulate(scenario, instrument, detector, models, seed, noise_free):
-    """simulate() spelled out stage by stage with the model's own methods, timed per stage.
+#: (module, attribute, stage label): the functions simulate() spends its time in, timed in place
+STAGES = [
+    ("sreels.forward.simulate", "build_profiles", "profiles"),
+    ("sreels.forward.lowloss", "RowKernel.transfer", "rows' kernel (transfer functions)"),
+    # (before the shared RowKernel, each window built its own: not called by simulate() since)
+    ("sreels.forward.model", "WindowModel.transfer", "rows' kernel (transfer functions)"),
+    ("sreels.forward.model", "WindowModel.single_scattering", "single scattering (edges, high window)"),
+    ("scipy.fft", "rfft", "FFT forward"),
+    ("scipy.fft", "irfft", "FFT inverse"),
+    ("sreels.forward.simulate", "blur_rows", "blur along y"),
+    ("sreels.forward.detector", "poisson_counts", "detector: electron counts (Poisson)"),
+    ("sreels.forward.detector", "apply_psf", "detector: PSF"),
+    ("sreels.forward.detector", "apply_detector", "detector: whole (incl. the two above)"),
+    ("sreels.forward.detector", "expected_counts", "noise-free expected counts"),
+]
 
-    Returns (images {window: counts}, timings {window: {stage: ms}}); same draws in the same order
-    as simulate(), so the images are checked for equality against it."""
-    from sreels.forward.detector import apply_psf, expected_counts
-    from sreels.forward.instrument import blur_rows, convolve_rows, energy_distortion
-    from sreels.forward.model import RowState
-    from sreels.forward.profiles import build_profiles
-    from sreels.forward.simulate import make_rng
 
-    pc = time.perf_counter
-    tm = {}
-    t0 = pc()
-    gen, _ = make_rng(seed)
-    profiles = build_profiles(scenario)
-    shift = energy_distortion(profiles.y_nm, instrument.energy_distortion_ev, instrument.drift_ev)
-    s = RowState.from_profiles(profiles, shift)
-    tm["profiles"] = 1e3 * (pc() - t0)
-    images = {}
-    for w in instrument.windows:
-        m = models[w.name]
-        st = {}
-        t = pc(); ss = m.single_scattering(s); st["single_scattering"] = 1e3 * (pc() - t)
-        t = pc(); tf = m.transfer(s); st["transfer"] = 1e3 * (pc() - t)
-        t = pc(); core = convolve_rows(ss, tf, m.grid); st["convolve"] = 1e3 * (pc() - t)
-        t = pc()
-        per_ev = np.clip(core, 0.0, None) + m.background(s)
-        img = per_ev * (instrument.dose_e_per_row_s * w.exposure_s * w.scale_ev)
-        st["background+clip+dose"] = 1e3 * (pc() - t)
-        t = pc(); electrons = blur_rows(img, instrument.spatial_blur_fwhm_nm, scenario.row_nm)
-        st["blur"] = 1e3 * (pc() - t)
-        t = pc(); mean = expected_counts(electrons, detector); st["expected_counts(psf)"] = 1e3 * (pc() - t)
-        if noise_free:
-            t = pc(); out = mean.astype(np.float64); st["copy_out"] = 1e3 * (pc() - t)
-        else:  # the body of apply_detector, stage by stage
-            d = detector
-            t = pc()
-            lam = np.asarray(electrons, dtype=float)
-            if np.any(~np.isfinite(lam)) or np.any(lam < 0):
-                raise ValueError("bad electrons")
-            st["detector:check"] = 1e3 * (pc() - t)
-            t = pc(); pois = gen.poisson(lam).astype(float); st["detector:poisson"] = 1e3 * (pc() - t)
-            t = pc(); signal = d.gain_counts_per_e * apply_psf(pois, d.psf_decay)
-            st["detector:psf"] = 1e3 * (pc() - t)
-            t = pc()
-            if d.gain_nonuniformity_rel > 0:
-                signal *= 1.0 + d.gain_nonuniformity_rel * gen.standard_normal(lam.shape)
-            raw = signal + d.dark_offset_counts
-            if d.readout_noise_counts > 0:
-                raw += d.readout_noise_counts * gen.standard_normal(lam.shape)
-            st["detector:readout_noise"] = 1e3 * (pc() - t)
-            t = pc()
-            if d.quantise:
-                raw = np.rint(raw)
-            raw = np.clip(raw, 0, d.adc_max_counts)
-            _sat = raw >= d.adc_max_counts
-            counts = raw - d.dark_offset_counts if d.dark_subtracted else raw
-            out = counts.astype(np.float32)
-            st["detector:quantise+clip+float32"] = 1e3 * (pc() - t)
-        st["window_total"] = sum(st.values())
-        tm[w.name] = st
-        images[w.name] = out
-    tm["total"] = 1e3 * (pc() - t0)
-    return images, tm
+def stage_breakdown(instrument, detector, repeats, noise_free, models=None):
+    """Per-stage time of ``simulate(instrument=..., rng=i)`` (the real call path, its functions wrapped in
+    place): CPU (time.process_time: all threads of this process, insensitive to other jobs' load) and
+    wall (time.perf_counter), ms per call, median over ``repeats`` calls after a warm-up call; the
+    rest of the call is "other (numpy glue, clip, dose, crops)".  Returns {stage: {cpu_ms, wall_ms}}."""
+    import importlib
+
+    import sreels
+    from sreels.forward import detector as det_mod, simulate as sim_mod
+
+    acc = {}
+    saved = []
+
+    def wrap(owner, attr, label):
+        f = getattr(owner, attr)
+
+        def g(*a, **k):
+            c, w = time.process_time(), time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                row = acc.setdefault(label, [0.0, 0.0])
+                row[0] += time.process_time() - c
+                row[1] += time.perf_counter() - w
+        saved.append((owner, attr, f))
+        setattr(owner, attr, g)
+
+    for mod, attr, label in STAGES:
+        owner = importlib.import_module(mod)
+        if "." in attr:
+            cls, attr = attr.split(".")
+            owner = getattr(owner, cls, None)
+        if owner is not None and hasattr(owner, attr):
+            wrap(owner, attr, label)
+    # simulate.py imported the detector's functions by name: time those it calls
+    for attr in ("apply_detector", "expected_counts"):
+        if hasattr(sim_mod, attr):
+            saved.append((sim_mod, attr, getattr(sim_mod, attr)))
+            setattr(sim_mod, attr, getattr(det_mod, attr))
+    try:
+        kw = {"models": models} if models is not None else {}
+        sreels.simulate(instrument=instrument, detector=detector, rng=0, noise_free=noise_free, **kw)
+        per = []
+        for i in range(1, repeats + 1):
+            acc.clear()
+            c, w = time.process_time(), time.perf_counter()
+            sreels.simulate(instrument=instrument, detector=detector, rng=i, noise_free=noise_free, **kw)
+            tot = (time.process_time() - c, time.perf_counter() - w)
+            row = {k: {"cpu_ms": 1e3 * v[0], "wall_ms": 1e3 * v[1]} for k, v in acc.items()}
+            inner = [k for k in row if not k.startswith("detector:") or "whole" in k]
+            row["other (numpy glue, clip, dose, crops)"] = {
+                "cpu_ms": 1e3 * tot[0] - sum(row[k]["cpu_ms"] for k in inner),
+                "wall_ms": 1e3 * tot[1] - sum(row[k]["wall_ms"] for k in inner)}
+            row["total"] = {"cpu_ms": 1e3 * tot[0], "wall_ms": 1e3 * tot[1]}
+            per.append(row)
+    finally:
+        for owner, attr, f in reversed(saved):
+            setattr(owner, attr, f)
+    keys = per[0].keys()
+    return {k: {m: round(float(np.median([r[k][m] for r in per if k in r])), 2) for m in ("cpu_ms", "wall_ms")}
+            for k in keys}
 
 
 def profile_hotspots(fn, n_calls, top=20):
@@ -444,6 +459,7 @@ def main():
     real_stdout = bu.reserve_stdout()
 
     res = {"benchmark": "forward", "target_ms": TARGET_MS, "seed": SEED}
+    res["load_average_start"] = os.getloadavg()
     res["as_user"] = as_user_calls(rep)
     if args.as_user_only:
         res["env"] = bu.environment([])
@@ -477,24 +493,15 @@ def main():
         log(f"[sreels] simulate {label}: median {tm['median_ms']:.1f} ms (min {tm['min_ms']:.1f})")
     res["simulate_330x2048"] = head
 
-    # ---------------- stage breakdown (median over repeats per stage) + equality with simulate()
-    per = []
-    for nf in (True, False):
-        runs = [staged_simulate(scenario, instrument, detector, models, SEED, nf) for _ in range(rep + 1)][1:]
-        imgs = runs[-1][0]
-        ref = sim(nf)
-        same = all(np.array_equal(imgs[k], ref.windows[k].counts) if not nf
-                   else np.allclose(imgs[k], ref.windows[k].counts, rtol=1e-12, atol=0)
-                   for k in imgs)
-        med = {"identical_to_simulate": bool(same)}
-        for key in runs[0][1]:
-            v = runs[0][1][key]
-            if isinstance(v, dict):
-                med[key] = {st: round(float(np.median([r[1][key][st] for r in runs])), 3) for st in v}
-            else:
-                med[key] = round(float(np.median([r[1][key] for r in runs])), 3)
-        per.append(("noise_free" if nf else "with_detector", med))
-    res["stages_ms_median"] = dict(per)
+    # ---------------- stage breakdown (median over repeats per stage, CPU and wall)
+    res["stages_ms_median"] = {
+        ("with_detector" if not nf else "noise_free") + ("_prebuilt_kernels" if pre else "_plain_call"):
+            stage_breakdown(instrument, detector, rep, nf, models if pre else None)
+        for nf in (False, True) for pre in (False, True)}
+    for label, st in res["stages_ms_median"].items():
+        log(f"[sreels] stages, {label} (ms per call, CPU / wall):")
+        for k, v in st.items():
+            log(f"    {k:42s} {v['cpu_ms']:8.1f} {v['wall_ms']:8.1f}")
 
     # ---------------- scaling
     scal = []

@@ -40,7 +40,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import optimize, special
 
-from .instrument import FWHM_TO_SIGMA, PaddedGrid, drude_loss
+from .instrument import FWHM_TO_SIGMA, PaddedGrid, drude_loss, shift_tf
 from .material import LASGTP_ATOMS_PER_FU, LASGTP_FU_PER_NM3, ALPO4_FU_PER_NM3
 
 AVOGADRO = 6.02214076e23
@@ -145,25 +145,75 @@ def row_scattering(s, instrument) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(s.thickness_nm, dtype=float) * inv, mu / inv[:, None]
 
 
+#: Loss (eV) up to which Drude losses are summed for their physical normalisation (beyond it the
+#: analytic E^-3 remainder is added: :func:`drude_sum`).
+NORM_RANGE_EV = 20000.0
+
+
+@functools.lru_cache(maxsize=64)
+def drude_sum(plasmon_ev: float, fwhm_ev: float, scale_ev: float) -> float:
+    """Sum of :func:`.instrument.drude_loss` sampled at 0, dE, 2 dE, ... to infinity: the
+    physical normalisation of a unit-area single-scattering distribution (not its sum over a
+    finite grid).  Sampled to :data:`NORM_RANGE_EV`, plus the analytic tail beyond E_N,
+    sum_{E > E_N} E_p^2 G / E^3 ~ E_p^2 G / (2 E_N^2 dE) (the Drude loss for E >> E_p, G)."""
+    e = scale_ev * np.arange(int(NORM_RANGE_EV / scale_ev) + 1)
+    tail = plasmon_ev**2 * fwhm_ev / (2.0 * e[-1] ** 2 * scale_ev)
+    return float(drude_loss(e, plasmon_ev, fwhm_ev).sum() + tail)
+
+
 def ssd_tf(grid: PaddedGrid, plasmon_ev, fwhm_ev) -> np.ndarray:
     """Fourier transforms (phases, n_freq) of unit-sum Drude losses sampled causally at
-    0, dE, 2 dE, ... over the grid length (cf. :func:`.instrument.plasmon_tf`)."""
-    e = grid.window.scale_ev * np.arange(grid.n_fft)
-    p = drude_loss(e[None, :], np.asarray(plasmon_ev)[:, None], np.asarray(fwhm_ev)[:, None])
-    return sfft.rfft(p / p.sum(1, keepdims=True), axis=-1)
+    0, dE, 2 dE, ... over the grid length (cf. :func:`.instrument.plasmon_tf`).
+
+    Normalised physically (:func:`drude_sum`: unit sum over all losses, not over the grid), so that
+    exp[tau (P - 1)] keeps exactly exp(-tau) unscattered; on a damped grid the losses are damped by
+    exp(-gamma lag) (:class:`.instrument.PaddedGrid`): the kernel is then the linear one, its tail
+    beyond the grid not folded back."""
+    lag = grid.window.scale_ev * np.arange(grid.n_fft)
+    ep, fw = np.atleast_1d(plasmon_ev).astype(float), np.atleast_1d(fwhm_ev).astype(float)
+    p = drude_loss(lag[None, :], ep[:, None], fw[:, None])
+    norm = np.array([drude_sum(float(a), float(b), float(grid.window.scale_ev)) for a, b in zip(ep, fw)])
+    return sfft.rfft(p / norm[:, None] * np.exp(-grid.damping_per_ev * lag), axis=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _shallow_lags(scale_ev: float, beam, names: tuple, n: int) -> np.ndarray:
+    """Per-atom single-scattering probability per channel (barn x channel width) of the shallow
+    edges at lags 0, dE, ..., (n - 1) dE (cached; not to be modified)."""
+    from . import edges as ed
+
+    e = scale_ev * np.arange(n)
+    t = np.array([np.where(e > 1.0, ed.EDGES[k].shape(np.maximum(e, 1.0), beam), 0.0) for k in names])
+    return t * scale_ev
+
+
+@functools.lru_cache(maxsize=16)
+def _shallow_totals(scale_ev: float, beam, names: tuple, n: int) -> np.ndarray:
+    """Sum of :func:`_shallow_lags` over all lags (not only the first n): the sampled part plus the
+    integral of the shapes from (n - 1/2) dE on, piecewise power laws between 400 log-spaced points to
+    30 keV and the last segment's power law beyond (the hydrogenic tails fall as ~E^-3.8 there)."""
+    from . import edges as ed
+
+    x = np.geomspace(scale_ev * (n - 0.5), 3.0e4, 400)
+    y = np.maximum(np.array([ed.EDGES[k].shape(x, beam) for k in names]), 1e-300)
+    x1, x2, y1, y2 = x[:-1], x[1:], y[:, :-1], y[:, 1:]
+    k = np.log(y2 / y1) / np.log(x2 / x1)
+    seg = np.where(np.abs(k + 1) > 1e-9, y1 * x1 / (k + 1) * ((x2 / x1) ** (k + 1) - 1), y1 * x1 * np.log(x2 / x1))
+    tail = np.where(k[:, -1] < -1, -y[:, -1] * x[-1] / (k[:, -1] + 1), np.inf)
+    return _shallow_lags(scale_ev, beam, names, n).sum(1) + seg.sum(1) + tail
 
 
 @functools.lru_cache(maxsize=16)
 def shallow_edge_tf(grid: PaddedGrid, beam, names: tuple):
     """Transforms (edges, n_freq) of the per-atom single-scattering probability per channel
-    (barn x channel width) of shallow edges at lags 0, dE, ... over the grid, and their sums
-    (cached: the hydrogenic shapes are the costly part; the arrays are not to be modified)."""
-    from . import edges as ed
-
-    e = grid.window.scale_ev * np.arange(grid.n_fft)
-    t = np.array([np.where(e > 1.0, ed.EDGES[n].shape(np.maximum(e, 1.0), beam), 0.0) for n in names])
-    t = t * grid.window.scale_ev
-    return sfft.rfft(t, axis=-1), t.sum(1)
+    (barn x channel width) of shallow edges at lags 0, dE, ... over the grid (damped on a damped
+    grid), and their physical sums over all losses (:func:`_shallow_totals`), not their sums over
+    the grid: the unscattered fraction is then exact and nothing of the tails folds back (cached;
+    the arrays are not to be modified)."""
+    t = _shallow_lags(float(grid.window.scale_ev), beam, names, grid.n_fft)
+    lag = grid.window.scale_ev * np.arange(grid.n_fft)
+    return (sfft.rfft(t * np.exp(-grid.damping_per_ev * lag), axis=-1),
+            _shallow_totals(float(grid.window.scale_ev), beam, names, grid.n_fft))
 
 
 def plural_rows_tf(p_tf, weights, tau) -> np.ndarray:
@@ -184,21 +234,28 @@ def _emg_mode(sigma, tau):
                                           options={"xatol": 1e-9}).x)
 
 
+def zlp_log_tf(freq_per_ev, fwhm_ev, tail_ev=0.0):
+    """Logarithm of :func:`zlp_tf` (analytic: no underflow; complex frequencies allowed)."""
+    f = np.asarray(freq_per_ev)
+    f = f if np.iscomplexobj(f) else f.astype(float)   # complex: a damped grid's freq_c
+    s = fwhm_ev * FWHM_TO_SIGMA
+    g = -2.0 * (np.pi * s * f) ** 2
+    if tail_ev <= 0:
+        return g
+    mode = _emg_mode(s, tail_ev)
+    return g - np.log(1.0 + 2j * np.pi * f * tail_ev) + 2j * np.pi * f * mode
+
+
 def zlp_tf(freq_per_ev, fwhm_ev, tail_ev=0.0):
     """Fourier transform of the unit-area zero-loss peak, maximum at 0 eV.
 
     R = Gaussian(FWHM ``fwhm_ev``) (*) exp(-E / tail) / tail (E >= 0): an exponentially
     modified Gaussian, transform exp(-2 pi^2 s^2 f^2) / (1 + 2 pi i f tail), moved by its
     mode so that the energy reference (the ZLP maximum, the study's convention) is 0.
-    ``tail_ev = 0`` gives the Gaussian of :func:`.instrument.resolution_tf`.
+    ``tail_ev = 0`` gives the Gaussian of :func:`.instrument.resolution_tf`.  Complex frequencies
+    (a damped grid's ``freq_c``) give the transform of the damped ZLP.
     """
-    f = np.asarray(freq_per_ev, dtype=float)
-    s = fwhm_ev * FWHM_TO_SIGMA
-    g = np.exp(-2.0 * (np.pi * s * f) ** 2)
-    if tail_ev <= 0:
-        return g
-    mode = _emg_mode(s, tail_ev)
-    return g / (1.0 + 2j * np.pi * f * tail_ev) * np.exp(2j * np.pi * f * mode)
+    return np.exp(zlp_log_tf(freq_per_ev, fwhm_ev, tail_ev))
 
 
 def zlp_fwhm_ev(fwhm_ev, tail_ev, step_ev=0.001):
@@ -212,6 +269,68 @@ def zlp_fwhm_ev(fwhm_ev, tail_ev, step_ev=0.001):
     return float(above[-1] - above[0] + step_ev)
 
 
+def lag_grid(scale_ev: float, n_fft: int) -> PaddedGrid:
+    """The damped grid of kernels on ``n_fft`` channels of ``scale_ev`` (lag 0 first)."""
+    from ..axes import EnergyAxis
+    from .instrument import WRAP_SUPPRESSION
+
+    return PaddedGrid(EnergyAxis(0.0, scale_ev, 2), 0, int(n_fft), float(np.log(1.0 / WRAP_SUPPRESSION)
+                                                                          / (n_fft * scale_ev)))
+
+
+class RowKernel:
+    """Every row's energy-loss kernel on damped grids of one length and dispersion, built once:
+
+        H_y(f) = R(f) exp[-2 pi i f d(y)] exp[tau(y) (P_y(f) - 1) + D_y(f) - D_y(0)]
+
+    the ZLP R, the row's energy shift d, Poisson plural scattering in the plasmons P (unit area,
+    physically normalised) and in the shallow inner-shell edges D (their single-scattering
+    probability per channel, summed over all losses), evaluated at the damped grid's complex
+    frequencies (:class:`.instrument.PaddedGrid`), so that the convolution is the linear one with
+    the kernels' whole tails.  Every window of the instrument on grids of this length shares it: a
+    simulation evaluates it once per block of rows (:meth:`transfer`) for all its windows.
+    """
+
+    def __init__(self, instrument, scale_ev: float, n_fft: int, shallow: tuple = ()):
+        from . import edges as ed
+
+        self.instrument = instrument
+        self.grid = lag_grid(scale_ev, n_fft)
+        fc = self.grid.freq_c
+        self.shallow = tuple(shallow)
+        # the exponent is a row-coefficient matrix times these basis rows: one matrix product, one exp
+        basis = [ssd_tf(self.grid, *phase_plasmons(instrument)),
+                 zlp_log_tf(fc, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)[None, :],
+                 (-2j * np.pi * fc)[None, :]]
+        self.sum_shallow = np.zeros(0)
+        if self.shallow:
+            beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
+            tfe, self.sum_shallow = shallow_edge_tf(self.grid, beam, self.shallow)
+            basis.append(tfe)
+        self.basis = np.concatenate(basis, axis=0)
+
+    def coefficients(self, s) -> tuple[np.ndarray, np.ndarray]:
+        """Row coefficients (rows, basis) and the real constants (rows,) of the exponent."""
+        from .model import fixed_edge_densities
+
+        tau, w = row_scattering(s, self.instrument)
+        shift = np.asarray(s.shift_ev, dtype=float)
+        cols = [tau[:, None] * w, np.ones((tau.size, 1)), shift[:, None]]
+        const = -tau
+        if self.shallow:
+            d = fixed_edge_densities(self.shallow, s)
+            cols.append(d)
+            const = const - d @ self.sum_shallow
+        return np.concatenate(cols, axis=1), const
+
+    def transfer(self, s) -> np.ndarray:
+        """H_y(f) of the rows of ``s`` (rows, n_freq), complex."""
+        c, const = self.coefficients(s)
+        expo = c.astype(complex) @ self.basis
+        expo += const[:, None]
+        return np.exp(expo, out=expo)
+
+
 @dataclass(frozen=True)
 class LowLossImage:
     """Expected electrons per channel of the low-loss window and its per-row truth."""
@@ -220,36 +339,47 @@ class LowLossImage:
     t_over_lambda: np.ndarray  # (rows,) plasmons + the inner-shell losses inside the window
 
 
-def lowloss_electrons(grid: PaddedGrid, instrument, s, electrons_per_row: float, shallow=()) -> LowLossImage:
-    """The low-loss window, all rows at once (before the blur along y and the detector).
+def impulse_tf(grid: PaddedGrid) -> np.ndarray:
+    """Transform of a unit impulse at 0 eV on the (damped) grid, per channel: exp(2 pi i f' E_0) / dE."""
+    return np.exp(2j * np.pi * grid.freq_c * grid.energy_ev[0]) / grid.window.scale_ev
 
-    A unit impulse at 0 eV (its transform exp(2 pi i f E_grid0) on the padded grid) times the ZLP,
-    the row's energy shift and its plural scattering: Poisson in the plasmons and in the ``shallow``
-    inner-shell edges (Ge-M, Ti-M, Li-K, Al-L, ... of the Li-K window), exp[tau (P - 1) + E - E(0)],
-    the same kernel the core-loss windows are convolved with; times the electrons per row in the
-    exposure.  Counts are conserved up to what scatters beyond the window's end.
-    ``t_over_lambda`` is what the window holds, ln(I_t / I_0): the plasmons' t/lambda plus the
-    inner-shell single-scattering probability inside the window.
-    """
+
+def inside_t_over_lambda(grid: PaddedGrid, instrument, s, shallow=()) -> np.ndarray:
+    """ln(I_t / I_0) of a window ending at ``grid.window.end_ev``: the plasmons' t/lambda plus the
+    shallow edges' single-scattering probability up to the window's end."""
     from . import edges as ed
-    from .instrument import shift_tf
     from .model import fixed_edge_densities
 
-    f = grid.freq_per_ev
-    tau, w = row_scattering(s, instrument)
-    ep, fw = phase_plasmons(instrument)
-    tf = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)[None, :] * shift_tf(f, s.shift_ev)
-    tf = tf * np.exp(2j * np.pi * f * grid.energy_ev[0])[None, :]   # impulse at E = 0 on the grid
-    tl = tau
+    tau, _ = row_scattering(s, instrument)
+    if not (instrument.plural_scattering and shallow):
+        return tau
+    beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
+    n = int(np.floor(grid.window.end_ev / grid.window.scale_ev + 1e-9)) + 1   # lags up to the window's end
+    return tau + fixed_edge_densities(shallow, s) @ _shallow_lags(float(grid.window.scale_ev), beam,
+                                                                   tuple(shallow), n).sum(1)
+
+
+def lowloss_electrons(grid: PaddedGrid, instrument, s, electrons_per_row: float, shallow=(),
+                      kernel: RowKernel | None = None, tf=None) -> LowLossImage:
+    """The low-loss window, all rows at once (before the blur along y and the detector).
+
+    A unit impulse at 0 eV times the row's kernel (:class:`RowKernel`: the ZLP, the row's energy
+    shift and its plural scattering, Poisson in the plasmons and in the ``shallow`` inner-shell
+    edges (Ge-M, Ti-M, Li-K, Al-L, ... of the Li-K window), the same kernel the core-loss windows are
+    convolved with), linear (a damped grid: nothing of the tails folds back below the ZLP); times the
+    electrons per row in the exposure.  Counts are conserved up to what scatters beyond the window's
+    end.  ``t_over_lambda`` is what the window holds, ln(I_t / I_0): the plasmons' t/lambda plus the
+    inner-shell single-scattering probability inside the window.  ``tf`` = the kernel's
+    :meth:`RowKernel.transfer` of these rows if already evaluated.
+    """
+    f = grid.freq_c
     if instrument.plural_scattering:
-        tf = tf * plural_rows_tf(ssd_tf(grid, ep, fw), w, tau)
-        if shallow:
-            beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
-            tfe, sums = shallow_edge_tf(grid, beam, shallow)
-            d = fixed_edge_densities(shallow, s)
-            tf = tf * np.exp(d @ tfe - (d @ sums)[:, None])
-            lag = grid.window.scale_ev * np.arange(grid.n_fft)
-            inside = sfft.irfft(tfe, n=grid.n_fft, axis=-1)[:, lag <= grid.window.end_ev].sum(1)
-            tl = tau + d @ inside
-    out = sfft.irfft(tf, n=grid.n_fft, axis=-1)[:, grid.crop]
-    return LowLossImage(np.clip(out, 0.0, None) * electrons_per_row, tl)
+        kernel = kernel or RowKernel(instrument, grid.window.scale_ev, grid.n_fft, tuple(shallow))
+        tf = kernel.transfer(s) if tf is None else tf
+    else:
+        tf = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)[None, :] * shift_tf(f, s.shift_ev)
+    out = sfft.irfft(tf * impulse_tf(grid)[None, :], n=grid.n_fft, axis=-1, workers=-1)[:, grid.crop]
+    if grid.damping_per_ev > 0:
+        out *= grid.undamp()
+    out *= grid.window.scale_ev * electrons_per_row
+    return LowLossImage(np.clip(out, 0.0, None, out=out), inside_t_over_lambda(grid, instrument, s, shallow))

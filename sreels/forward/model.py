@@ -24,8 +24,10 @@ from ..axes import EnergyAxis
 from ..config import Instrument, Window
 from ..errors import SreelsInputError
 from . import edges as ed
-from .instrument import PaddedGrid, blur_rows, convolve_rows, padded_grid, shift_tf
-from .lowloss import phase_plasmons, plural_rows_tf, row_scattering, shallow_edge_tf, ssd_tf, zlp_tf
+import functools
+
+from .instrument import PAD_HI_EV, PLURAL_PAD_LO_EV, PaddedGrid, blur_rows, convolve_rows, padded_grid, shift_tf
+from .lowloss import RowKernel, impulse_tf, zlp_tf
 from .material import density_per_nm3
 
 BARN_NM2 = 1e-10
@@ -78,6 +80,24 @@ def shallow_edges(instrument: Instrument) -> tuple:
     return tuple(n for n in first.edges if n not in ("Ti-L23", "O-K"))
 
 
+def plural_fft_length(instrument: Instrument, scale_ev: float, pad_hi_ev: float = PAD_HI_EV) -> int:
+    """One FFT length for every window of dispersion ``scale_ev`` (and the low-loss window), so that
+    they share their rows' kernels (:class:`.lowloss.RowKernel`, evaluated once per block of rows)."""
+    from scipy.fft import next_fast_len
+
+    sizes = [w.channels for w in instrument.windows if w.scale_ev == scale_ev]
+    if instrument.lowloss_window and instrument.windows[0].scale_ev == scale_ev:
+        sizes.append(instrument.lowloss_channels)
+    need = max(sizes) + int(np.ceil(PLURAL_PAD_LO_EV / scale_ev)) + int(np.ceil(pad_hi_ev / scale_ev))
+    return next_fast_len(need, real=True)
+
+
+@functools.lru_cache(maxsize=16)
+def row_kernel(instrument: Instrument, scale_ev: float, n_fft: int) -> RowKernel:
+    """The rows' kernel of the instrument's damped grids of this length (cached, shared)."""
+    return RowKernel(instrument, scale_ev, n_fft, shallow_edges(instrument))
+
+
 @dataclass(frozen=True)
 class RowState:
     """Per-row inputs of the model, arrays of shape (rows,)."""
@@ -105,12 +125,16 @@ def _block(s: RowState, sl: slice) -> RowState:
 class WindowModel:
     """Kernels of one window, built once: per-atom templates and transfer functions."""
 
-    def __init__(self, window: Window, instrument: Instrument):
+    def __init__(self, window: Window, instrument: Instrument, pad_hi_ev: float = PAD_HI_EV):
         check_window_edges(window)
         self.window = window
         self.instrument = instrument
         self.axis = window_axis(window)
-        self.grid: PaddedGrid = padded_grid(self.axis, instrument.plural_scattering)
+        plural = instrument.plural_scattering
+        n_fft = plural_fft_length(instrument, window.scale_ev, pad_hi_ev) if plural else None
+        self.grid: PaddedGrid = padded_grid(self.axis, plural, damped=plural, n_fft=n_fft, pad_hi_ev=pad_hi_ev)
+        # with plural scattering the rows' kernels (shared by the windows on grids of this length)
+        self.kernel = row_kernel(instrument, window.scale_ev, self.grid.n_fft) if plural else None
         self.beam = ed.Beam(instrument.beam_energy_kev, instrument.collection_semiangle_mrad * 1e-3)
         e = self.grid.energy_ev
         taper = self.grid.taper()
@@ -137,12 +161,12 @@ class WindowModel:
         # below it, with plural scattering, the background is the low loss itself (ZLP + plasmons, the
         # same distribution as the low-loss window), its tail reaching into the window; no separate power law
         self.lowloss_tail = instrument.plural_scattering and not self.bg_scattered and e[0] < -5.0
-        self._impulse = np.exp(2j * np.pi * f * e[0]) / window.scale_ev if self.lowloss_tail else None
+        self._impulse = impulse_tf(self.grid) if self.lowloss_tail else None
         self.tf_resolution = zlp_tf(f, instrument.resolution_fwhm_ev, instrument.zlp_tail_ev)
-        self.tf_ssd = ssd_tf(self.grid, *phase_plasmons(instrument)) if instrument.plural_scattering else None
-        self.shallow = shallow_edges(instrument) if instrument.plural_scattering else ()
-        if self.shallow:  # their single-scattering probabilities per atom per channel at lags 0, dE, ...
-            self.tf_shallow, self.sum_shallow = shallow_edge_tf(self.grid, self.beam, self.shallow)
+        if plural:  # the sources are damped before their FFT (the damped grid: a linear convolution)
+            self._damp = self.grid.damp()
+            if self._bg_grid is not None:
+                self._bg_grid = self._bg_grid * self._damp
 
     # ----------------------------------------------------------- pieces
     def areal_densities(self, s: RowState) -> np.ndarray:
@@ -184,15 +208,11 @@ class WindowModel:
         return out
 
     def transfer(self, s: RowState) -> np.ndarray:
-        """Resolution x plural scattering x per-row shift, shape (rows, n_freq)."""
-        f = self.grid.freq_per_ev
-        tf = self.tf_resolution[None, :] * shift_tf(f, s.shift_ev)
-        if self.instrument.plural_scattering:  # the rows' own valence losses (sreels.forward.lowloss)
-            tf = tf * plural_rows_tf(self.tf_ssd, *row_scattering(s, self.instrument)[::-1])
-            if self.shallow:  # and the shallow inner shells: exp(E(f) - E(0)), E their single scattering
-                d = fixed_edge_densities(self.shallow, s)
-                tf = tf * np.exp(d @ self.tf_shallow - (d @ self.sum_shallow)[:, None])
-        return tf
+        """Resolution x plural scattering x per-row shift, shape (rows, n_freq); with plural scattering
+        the damped transfer of the rows' kernel (:class:`.lowloss.RowKernel`, shared by the windows)."""
+        if self.kernel is not None:
+            return self.kernel.transfer(s)
+        return self.tf_resolution[None, :] * shift_tf(self.grid.freq_per_ev, s.shift_ev)
 
     def _level(self, s: RowState) -> np.ndarray:
         w = self.window
@@ -204,29 +224,41 @@ class WindowModel:
         # B(E - d) = B(E) (1 + r d / E) to first order; |r d / E| < 1e-2 for |d| < 0.1 eV
         return (level[:, None] * self._bg_shape[None, :]) * (1.0 + s.shift_ev[:, None] * self._bg_dlog[None, :])
 
+    def block_electrons(self, b: RowState, tf: np.ndarray | None = None) -> np.ndarray:
+        """Expected electrons per channel of a block of rows before the blur along y, (rows, channels);
+        ``tf`` = :meth:`transfer` of these rows if already evaluated (shared with other windows)."""
+        tf = self.transfer(b) if tf is None else tf
+        dose = self.instrument.dose_e_per_row_s * self.window.exposure_s * self.window.scale_ev
+        if self.lowloss_tail:  # the incident electrons at 0 eV, scattered like the edges; the low window's
+            # own edges are in its plural kernel (the shallow edges): only the beam
+            core = sfft.irfft(tf * self._impulse[None, :], n=self.grid.n_fft, axis=-1, workers=-1)[:, self.grid.crop]
+        else:
+            single = self.single_scattering(b)
+            if self.bg_scattered:  # (damped with the grid, as the edges below)
+                single *= self._damp if self.kernel is not None else 1.0
+                single += self._level(b)[:, None] * self._bg_grid[None, :]
+            elif self.kernel is not None:
+                single *= self._damp
+            core = sfft.irfft(sfft.rfft(single, axis=-1, workers=-1) * tf, n=self.grid.n_fft, axis=-1,
+                              workers=-1)[:, self.grid.crop]
+        if self.kernel is not None:
+            core *= self.grid.undamp() * dose
+        else:
+            core *= dose
+        np.clip(core, 0.0, None, out=core)
+        if not (self.bg_scattered or self.lowloss_tail):
+            core += self.background(b) * dose
+        return core
+
     def electrons(self, s: RowState, row_nm: float, block_rows: int = 256) -> np.ndarray:
         """Expected electrons per channel, (rows, channels).
 
         Rows go through the FFT stage in blocks of ``block_rows`` (bounded temporaries,
         linear scaling with rows); the blur along y then acts on the whole image."""
         rows = s.li_rel.shape[0]
-        dose = self.instrument.dose_e_per_row_s * self.window.exposure_s * self.window.scale_ev
         img = np.empty((rows, self.axis.size))
         for i in range(0, rows, block_rows):
-            b = _block(s, slice(i, i + block_rows))
-            # the low window's own edges are in its plural kernel (the shallow edges): only the beam
-            single = np.zeros((b.li_rel.size, self.grid.n_fft)) if self.lowloss_tail else self.single_scattering(b)
-            if self.bg_scattered:
-                single += self._level(b)[:, None] * self._bg_grid[None, :]
-            if self.lowloss_tail:  # the incident electrons at 0 eV, scattered like the edges
-                spec = sfft.rfft(single, axis=-1, workers=-1) + self._impulse[None, :]
-                core = sfft.irfft(spec * self.transfer(b), n=self.grid.n_fft, axis=-1, workers=-1)[:, self.grid.crop]
-            else:
-                core = convolve_rows(single, self.transfer(b), self.grid)
-            np.clip(core, 0.0, None, out=core)
-            if not (self.bg_scattered or self.lowloss_tail):
-                core += self.background(b)
-            np.multiply(core, dose, out=img[i:i + block_rows])
+            img[i:i + block_rows] = self.block_electrons(_block(s, slice(i, i + block_rows)))
         return blur_rows(img, self.instrument.spatial_blur_fwhm_nm, row_nm)
 
 

@@ -7,15 +7,16 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import fft as sfft
 
 from ..axes import EnergyAxis, PositionAxis
 from ..config import LOWLOSS_NAME, Config, Detector, Instrument, Scenario
 from ..errors import SreelsInputError
 from ..resources import check_memory, simulate_bytes
-from .detector import Readout, apply_detector, expected_counts
-from .instrument import blur_rows, energy_distortion, padded_grid
-from .lowloss import lowloss_electrons, row_scattering
-from .model import RowState, WindowModel, shallow_edges
+from .detector import POISSON_EXACT_BELOW_E, Readout, apply_detector, expected_counts
+from .instrument import PaddedGrid, blur_rows, energy_distortion, padded_grid
+from .lowloss import impulse_tf, inside_t_over_lambda, lowloss_electrons, row_scattering
+from .model import RowState, WindowModel, _block, plural_fft_length, row_kernel, shallow_edges
 from .profiles import Profiles, build_profiles, position_axis
 
 
@@ -29,6 +30,7 @@ class WindowImage:
     electrons: np.ndarray   # expected electrons per pixel (before the camera)
     detector: Detector
     saturated: np.ndarray
+    sampling: dict | None = None   # how the electron counts were drawn (None: noise-free)
 
     @property
     def expected_counts(self) -> np.ndarray:
@@ -54,10 +56,13 @@ class Simulation:
         cols["in_pt"] = cols["in_pt"].astype(int)
         cols["energy_shift_ev"] = self.shift_ev
         cols["zlp_shift_ev"] = self.shift_ev  # the ZLP line moves with the edges (maximum at the shift)
-        # what the log-ratio method measures: ln(I_t / I_0) of the low-loss window (plasmons + the inner
-        # shells inside it); without a low-loss window the plasmons' t/lambda
+        # what the log-ratio method measures: ln(I_t / I_0) of the low-loss window (I_t its noise-free
+        # counts before the blur along y, I_0 the unscattered exp(-t/lambda - sum n sigma)); without a
+        # low-loss window the plasmons' t/lambda
         cols["t_over_lambda"] = self.lowloss_truth.get(
             "t_over_lambda", row_scattering(self.profiles, self.config.instrument)[0])
+        # every inelastic loss, -ln(I_0 / I_total): what a log-ratio over an unlimited window would read
+        cols["t_over_lambda_total"] = self.lowloss_truth.get("t_over_lambda_total", cols["t_over_lambda"])
         cols.update(as_measured(self.profiles, self.config.instrument.spatial_blur_fwhm_nm,
                                 self.config.scenario.row_nm))
         return cols
@@ -127,20 +132,137 @@ def _window_models(instrument: Instrument) -> tuple:
     return tuple((w.name, WindowModel(w, instrument)) for w in instrument.windows)
 
 
-def _lowloss(state: RowState, instrument: Instrument, row_nm: float, models):
-    """Expected electrons of the low-loss window, blurred along y like the core-loss windows; its
-    plural scattering holds the shallow edges (of the Li-K window).  Returns the axis, the electrons
-    and t/lambda as the window holds it (plasmons + inner shells)."""
+def lowloss_grid(instrument: Instrument):
+    """The low-loss window's padded grid: damped, of the core-loss windows' FFT length, with plural
+    scattering (it then shares their rows' kernel, :func:`.model.row_kernel`)."""
     axis = lowloss_axis(instrument)
-    grid = padded_grid(axis, plural=True)
-    n_e = instrument.dose_e_per_row_s * instrument.lowloss_exposure_s
-    ll = lowloss_electrons(grid, instrument, state, n_e, shallow_edges(instrument))
-    return axis, blur_rows(ll.electrons, instrument.spatial_blur_fwhm_nm, row_nm), ll.t_over_lambda
+    if not instrument.plural_scattering:
+        return padded_grid(axis, plural=True)
+    return padded_grid(axis, plural=True, damped=True, n_fft=plural_fft_length(instrument, axis.scale_ev))
+
+
+@functools.lru_cache(maxsize=1)
+def _blas():
+    """A threadpoolctl controller (built once: limiting through it costs ~0.03 ms, a fresh
+    ``threadpool_limits`` ~2 ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+@dataclass(frozen=True)
+class ImpulseGroup:
+    """Windows that hold only the incident beam's own losses (the low-loss window, and a core-loss window
+    below 150 eV whose background is the low loss's tail): one impulse at 0 eV through the rows'
+    kernel, one inverse FFT on a common damped grid for all of them, each window a crop of it."""
+
+    grid: PaddedGrid
+    kernel: object
+    crops: dict        # name -> slice of the common grid
+    factors: dict      # name -> electrons per row x channel width (eV)
+
+
+def impulse_group(models: dict[str, WindowModel], instrument: Instrument, ll_grid=None) -> ImpulseGroup | None:
+    """The :class:`ImpulseGroup` of these windows, or None if fewer than two share a kernel and fit on
+    one grid of its length (channels aligned, 25.6 eV below the lowest and above the highest)."""
+    from .instrument import PAD_HI_EV
+
+    if not instrument.plural_scattering:
+        return None
+    axes, kernels, factors = {}, set(), {}
+    for name, m in models.items():
+        if m.lowloss_tail:
+            axes[name], factors[name] = m.axis, instrument.dose_e_per_row_s * m.window.exposure_s * m.axis.scale_ev
+            kernels.add(m.kernel)
+    if ll_grid is not None:
+        axes[LOWLOSS_NAME] = ll_grid.window
+        factors[LOWLOSS_NAME] = instrument.dose_e_per_row_s * instrument.lowloss_exposure_s * ll_grid.window.scale_ev
+        kernels.add(row_kernel(instrument, ll_grid.window.scale_ev, ll_grid.n_fft))
+    if len(axes) < 2 or len(kernels) != 1:
+        return None
+    kernel = kernels.pop()
+    de, n = kernel.grid.window.scale_ev, kernel.grid.n_fft
+    e0 = min(a.offset_ev for a in axes.values()) - PAD_HI_EV
+    crops = {}
+    for name, a in axes.items():
+        i0 = (a.offset_ev - e0) / de
+        if abs(i0 - round(i0)) > 1e-6 or a.scale_ev != de:
+            return None
+        crops[name] = slice(int(round(i0)), int(round(i0)) + a.size)
+    if max(c.stop for c in crops.values()) + int(np.ceil(PAD_HI_EV / de)) > n:
+        return None
+    return ImpulseGroup(PaddedGrid(EnergyAxis(e0, de, n), 0, n, kernel.grid.damping_per_ev), kernel, crops, factors)
+
+
+def expected_electrons(models: dict[str, WindowModel], state: RowState, instrument: Instrument, row_nm: float,
+                       block_rows: int = 512) -> tuple[dict, dict]:
+    """Expected electrons of every window (and the low-loss window), blurred along y.
+
+    Rows go through the FFT stage in blocks of ``block_rows``; in each block the rows' kernel
+    (:class:`.lowloss.RowKernel`) is evaluated once for all windows that share it, and the windows of
+    the incident beam's own losses come from one inverse FFT (:class:`ImpulseGroup`).  BLAS runs
+    single-threaded (small products; its spinning threads cost more than they give).  Returns
+    ({name: (axis, electrons)}, {"t_over_lambda": ...} of the low-loss window or {})."""
+    with _blas().limit(limits=1, user_api="blas"):
+        return _expected_electrons(models, state, instrument, row_nm, block_rows)
+
+
+def _expected_electrons(models, state, instrument, row_nm, block_rows):
+    rows = state.li_rel.shape[0]
+    out = {name: np.empty((rows, m.axis.size)) for name, m in models.items()}
+    truth = {}
+    ll_grid = None
+    if instrument.lowloss_window:
+        ll_grid = lowloss_grid(instrument)
+        ll_kernel = row_kernel(instrument, ll_grid.window.scale_ev, ll_grid.n_fft) \
+            if instrument.plural_scattering else None
+        out[LOWLOSS_NAME] = np.empty((rows, ll_grid.window.size))
+        n_e = instrument.dose_e_per_row_s * instrument.lowloss_exposure_s
+        shallow = shallow_edges(instrument)
+        truth["t_over_lambda"] = inside_t_over_lambda(ll_grid, instrument, state, shallow)
+    group = impulse_group(models, instrument, ll_grid)
+    grouped = group.crops if group is not None else {}
+    for i in range(0, rows, block_rows):
+        sl = slice(i, i + block_rows)
+        b = _block(state, sl)
+        tfs = {}   # the rows' kernel of each shared RowKernel, evaluated once per block
+
+        def tf_of(kernel, fallback):
+            if kernel is None:
+                return fallback(b)
+            if id(kernel) not in tfs:
+                tfs[id(kernel)] = kernel.transfer(b)
+            return tfs[id(kernel)]
+
+        if group is not None:
+            g = group.grid
+            k = sfft.irfft(tf_of(group.kernel, None) * impulse_tf(g)[None, :], n=g.n_fft, axis=-1, workers=-1)
+            k *= g.undamp()
+            for name, crop in grouped.items():
+                np.multiply(k[:, crop], group.factors[name], out=out[name][sl])
+                np.clip(out[name][sl], 0.0, None, out=out[name][sl])
+        for name, m in models.items():
+            if name not in grouped:
+                out[name][sl] = m.block_electrons(b, tf_of(m.kernel, m.transfer))
+        if instrument.lowloss_window and LOWLOSS_NAME not in grouped:
+            tf = tf_of(ll_kernel, lambda _: None)
+            out[LOWLOSS_NAME][sl] = lowloss_electrons(ll_grid, instrument, b, n_e, shallow, ll_kernel, tf).electrons
+    axes = {name: m.axis for name, m in models.items()}
+    if instrument.lowloss_window:
+        axes[LOWLOSS_NAME] = ll_grid.window
+        if ll_kernel is not None:  # ln(I_t / I_0) of the window exactly: I_0 / n_e = exp(-t/lambda - sum n sigma)
+            truth["t_over_lambda"] = np.log(out[LOWLOSS_NAME].sum(1) / n_e) - ll_kernel.coefficients(state)[1]
+    kernels = [m.kernel for m in models.values() if m.kernel is not None]
+    if kernels:   # every loss: -ln(I_0 / n_e), the plasmons' t/lambda plus the shallow edges' whole cross-sections
+        truth["t_over_lambda_total"] = -kernels[0].coefficients(state)[1]
+    return {name: (axes[name], blur_rows(img, instrument.spatial_blur_fwhm_nm, row_nm))
+            for name, img in out.items()}, truth
 
 
 def simulate(scenario: Scenario | None = None, instrument: Instrument | None = None,
              detector: Detector | None = None, rng=None, noise_free: bool = False,
-             models: dict[str, WindowModel] | None = None) -> Simulation:
+             models: dict[str, WindowModel] | None = None,
+             poisson_exact_below: float = POISSON_EXACT_BELOW_E) -> Simulation:
     """Simulate every energy window of an SR-EELS spectrum image.
 
     Parameters
@@ -153,6 +275,10 @@ def simulate(scenario: Scenario | None = None, instrument: Instrument | None = N
         Return expected counts instead of a detector readout.
     models : dict, optional
         Pre-built :class:`WindowModel` kernels (reuse them across many simulations).
+    poisson_exact_below : float
+        Expected electrons per pixel below which counts are drawn exactly from a Poisson distribution,
+        above by its Cornish-Fisher approximation (:func:`.detector.poisson_counts`; ``inf``: exact
+        everywhere).  Recorded per window in ``WindowImage.sampling`` and the output metadata.
     """
     t0 = time.perf_counter()
     scenario = scenario or Scenario()
@@ -166,22 +292,20 @@ def simulate(scenario: Scenario | None = None, instrument: Instrument | None = N
     profiles = build_profiles(scenario)
     shift = energy_distortion(profiles.y_nm, instrument.energy_distortion_ev, instrument.drift_ev)
     state = RowState.from_profiles(profiles, shift)
-    images, timings, ll_truth = {}, {"kernels": t1 - t0}, {}
-    names = [w.name for w in instrument.windows] + ([LOWLOSS_NAME] if instrument.lowloss_window else [])
-    for name in names:
+    images, timings = {}, {"kernels": t1 - t0}
+    ta = time.perf_counter()
+    models = {w.name: models[w.name] for w in instrument.windows}
+    electrons, ll_truth = expected_electrons(models, state, instrument, scenario.row_nm)
+    timings["expected_electrons"] = time.perf_counter() - ta
+    for name, (axis, el) in electrons.items():
         ta = time.perf_counter()
-        if name == LOWLOSS_NAME:
-            axis, electrons, ll_tl = _lowloss(state, instrument, scenario.row_nm, models)
-            ll_truth["t_over_lambda"] = ll_tl
-        else:
-            axis, electrons = models[name].axis, models[name].electrons(state, scenario.row_nm)
         if noise_free:
-            mean = expected_counts(electrons, detector)
+            mean = expected_counts(el, detector)
             out = Readout(mean, np.zeros(mean.shape, bool), None)
         else:
-            out = apply_detector(electrons, detector, gen)
-        images[name] = WindowImage(name, axis, out.counts, electrons, detector, out.saturated)
-        timings[name] = time.perf_counter() - ta
+            out = apply_detector(el, detector, gen, poisson_exact_below)
+        images[name] = WindowImage(name, axis, out.counts, el, detector, out.saturated, out.sampling)
+        timings[f"detector:{name}"] = time.perf_counter() - ta
     timings["total"] = time.perf_counter() - t0
     cfg = Config(scenario, instrument, detector)
     return Simulation(cfg, position_axis(scenario), profiles, shift, images, record, noise_free, timings, ll_truth)

@@ -81,3 +81,75 @@ def test_detector_refuses_global_random_state_and_bad_expectations():
         apply_detector(np.ones((2, 2)), Detector(), 42)
     with pytest.raises(ValueError, match="finite"):
         apply_detector(np.array([[1.0, np.nan]]), Detector(), np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- Poisson draws: exact, and approximated
+def _chi2_vs_poisson(x, lam):
+    """Pearson chi-square of integer draws against Poisson(lam), bins of expected count >= 20 (tails pooled)."""
+    from scipy import stats
+
+    k = np.arange(int(lam - 8 * np.sqrt(lam)), int(lam + 8 * np.sqrt(lam)))
+    p = stats.poisson.pmf(k, lam)
+    p[0] += stats.poisson.cdf(k[0] - 1, lam)
+    p[-1] += stats.poisson.sf(k[-1], lam)
+    obs = np.bincount(np.clip(x.astype(np.int64), k[0], k[-1]) - k[0], minlength=k.size)
+    exp = p * x.size
+    keep = exp >= 20
+    o = np.append(obs[keep], obs[~keep].sum())
+    e = np.append(exp[keep], exp[~keep].sum())
+    chi2 = float(np.sum((o - e) ** 2 / e))
+    return chi2, stats.chi2.sf(chi2, o.size - 1)
+
+
+def test_cornish_fisher_draws_are_poisson_at_the_switch_over_mean():
+    """At the switch-over mean (100 electrons) 2e6 draws of the approximation pass a chi-square test
+    against Poisson(100) and match its first three moments; the same test rejects the plain rounded
+    Gaussian (no skew term) at p < 1e-6, so it has the power to see a wrong approximation.  (Computed
+    exactly, the approximation needs ~4e8 draws to be told apart, the Gaussian ~6e4: detector.py.)"""
+    from sreels.forward.detector import POISSON_EXACT_BELOW_E, poisson_cornish_fisher
+
+    lam, n = POISSON_EXACT_BELOW_E, 2_000_000
+    x = poisson_cornish_fisher(np.full(n, lam), np.random.default_rng(20261201)).astype(float)
+    assert np.all(x == np.rint(x))
+    _, p = _chi2_vs_poisson(x, lam)
+    assert p > 1e-3, p
+    d = x - lam
+    assert abs(d.mean()) < 4 * np.sqrt(lam / n)
+    assert d.var() == pytest.approx(lam, rel=4 * np.sqrt(2 / n))
+    m3 = np.mean(d**3)   # third central moment lam (skewness 1/sqrt(lam)); its sd ~ sqrt(15 lam^3 / n)
+    assert abs(m3 - lam) < 4 * np.sqrt(15 * lam**3 / n)
+    g = np.rint(lam + np.sqrt(lam - 1 / 12) * np.random.default_rng(20261202).standard_normal(n))
+    assert _chi2_vs_poisson(g, lam)[1] < 1e-6
+    assert abs(np.mean((g - lam) ** 3) - lam) > 6 * np.sqrt(15 * lam**3 / n)
+
+
+def test_counts_are_exact_poisson_below_the_switch_over_and_the_sampling_is_recorded():
+    """Below the switch-over the camera's electron counts are Generator.poisson's own draws (same
+    generator state, same numbers); the readout records how many pixels were approximated."""
+    from sreels.forward.detector import POISSON_EXACT_BELOW_E
+
+    det = Detector(gain_counts_per_e=1.0, readout_noise_counts=0.0, psf_decay=0.0, dark_subtracted=False,
+                   dark_offset_counts=0.0)
+    lam = np.random.default_rng(3).uniform(0.0, 99.0, (50, 400))
+    out = apply_detector(lam, det, np.random.default_rng(11))
+    np.testing.assert_array_equal(out.counts, np.random.default_rng(11).poisson(lam))
+    assert out.sampling["pixels_approximated"] == 0 and out.sampling["poisson"] == "numpy Generator.poisson"
+    lam[:, :100] += 200.0
+    out = apply_detector(lam, det, np.random.default_rng(11))
+    assert out.sampling["pixels_approximated"] == 5000 == np.count_nonzero(lam >= POISSON_EXACT_BELOW_E)
+    exact = apply_detector(lam, det, np.random.default_rng(11), exact_below=np.inf)
+    assert exact.sampling["pixels_approximated"] == 0
+    np.testing.assert_array_equal(out.counts[:, 100:] >= 0, True)
+
+
+def test_simulated_images_record_their_sampling():
+    from sreels.config import Scenario
+    from sreels.forward.simulate import simulate
+
+    sim = simulate(Scenario(rows=40, row_nm=47.0), rng=5)
+    rec = {k: w.sampling for k, w in sim.windows.items()}
+    assert rec["high"]["pixels_approximated"] == rec["high"]["pixels"]        # thousands of electrons
+    assert 0 < rec["lowloss"]["pixels_approximated"] < 0.2 * rec["lowloss"]["pixels"]   # the ZLP only
+    exact = simulate(Scenario(rows=40, row_nm=47.0), rng=5, poisson_exact_below=np.inf)
+    assert all(w.sampling["pixels_approximated"] == 0 for w in exact.windows.values())
+    assert simulate(Scenario(rows=40, row_nm=47.0), rng=5, noise_free=True).windows["high"].sampling is None

@@ -184,7 +184,8 @@ def test_a_low_loss_window_too_short_for_the_plasmons_is_not_used_to_deconvolve(
     assert any("too short to remove plural scattering" in n for n in res.notes)
     assert not any("Fourier-ratio" in n for n in res.notes)
     t = sim.truth_columns()
-    assert np.all(res.columns["t_over_lambda"] < t["t_over_lambda"])
+    # (the truth t_over_lambda is what this short window holds; the bound is on every loss's)
+    assert np.all(res.columns["t_over_lambda"] < 0.9 * t["t_over_lambda_total"])
     from sreels.inference.fast import usable
     assert usable(res.status, "ti").mean() > 0.8
 

@@ -210,7 +210,10 @@ def test_unknown_gain_errors_are_honest():
     models = window_models(inst)
     z = []
     for s in range(3):
-        sim = simulate(FAST_SCENARIO, inst, Detector(gain_counts_per_e=4.0), rng=1650 + s, models=models)
+        # exact Poisson draws (the forward model's approximation above 100 e has the same statistics:
+        # without the scatter check, pull sd 1.25 / 1.47 approximate, 1.30 / 1.48 exact on two seed sets)
+        sim = simulate(FAST_SCENARIO, inst, Detector(gain_counts_per_e=4.0), rng=1650 + s, models=models,
+                       poisson_exact_below=np.inf)
         res = fit_image(_blind(sim))
         z.append(_pulls([(sim, res)], "ti3_fraction_raw", "ti3_fraction_row", "ti3_fraction_err"))
     check_pulls(np.concatenate(z), "blind gain ti3_fraction_raw")
