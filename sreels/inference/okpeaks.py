@@ -265,24 +265,39 @@ def other_edges_in(e, mean, noise, onset, lo_ev, hi_ev):
     the 8 eV after the onset exceeds both the straight line through the 10 eV before it and
     their mean by 5 noise units and by 10 % of the spectrum's level there (a white line or a
     sharp edge; the broad O-K resonances rise by a few per cent).  Returns [(name, onset on this axis)]."""
-    found = []
+    e = np.asarray(e, float)
+    mean, noise = np.asarray(mean, float), np.asarray(noise, float)
+    # every edge's candidate onsets at once: onsets move with the material's O-K onset by a few eV,
+    # so the rise is looked for within +-5 eV of each tabulated one
+    names, ex0s = [], []
     for name, e_x in OTHER_EDGES:
-        ex0 = e_x + (onset - O_K_ONSET_EV)  # onsets move with the material's O-K onset by a few eV:
-        best = None                         # the rise is looked for within +-5 eV
-        if ex0 + 5.0 < lo_ev or ex0 - 5.0 > hi_ev:
-            continue
-        for ex in ex0 + np.arange(-5.0, 5.01, 0.5):
-            pre = (e >= ex - 10) & (e <= ex - 1)
-            post = (e >= ex) & (e <= ex + 8)
-            if not (lo_ev <= ex <= hi_ev) or pre.sum() < 3 or post.sum() < 3 or ex + 8 > e[-1]:
-                continue
-            k, b = np.polyfit(e[pre], mean[pre], 1)  # above both the line and the level before it
-            rise = np.mean(mean[post]) - max(np.mean(k * e[post] + b), np.mean(mean[pre]))
-            n = np.sqrt(np.mean(noise[post]) / post.sum() + np.mean(noise[pre]) / pre.sum())
-            if rise > 5 * n and rise > 0.1 * abs(np.mean(mean[pre])) and (best is None or rise > best[0]):
-                best = (rise, float(ex))
-        if best is not None:
-            found.append((name, best[1], best[0], abs(best[1] - ex0)))
+        ex0 = e_x + (onset - O_K_ONSET_EV)
+        if not (ex0 + 5.0 < lo_ev or ex0 - 5.0 > hi_ev):
+            names.append(name)
+            ex0s.append(ex0)
+    found = []
+    if names:
+        ex0s = np.array(ex0s)
+        ex = ex0s[:, None] + np.arange(-5.0, 5.01, 0.5)[None, :]            # (edges, shifts)
+        valid = (lo_ev <= ex) & (ex <= hi_ev) & (ex + 8 <= e[-1])
+        near = (e >= ex.min() - 11.0) & (e <= ex.max() + 9.0)              # the channels any of them uses
+        e, mean, noise = e[near], mean[near], noise[near]
+        d = e[None, None, :] - ex[:, :, None]                                 # (edges, shifts, channels)
+        pre, post = (d >= -10) & (d <= -1), (d >= 0) & (d <= 8)
+        n_pre, n_post = pre.sum(2), post.sum(2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # the straight line through the pre-edge (least squares, abscissa centred on its mean)
+            xm = np.sum(pre * e, 2) / n_pre
+            ym = pre @ mean / n_pre
+            xc = np.where(pre, e[None, None, :] - xm[:, :, None], 0.0)
+            k = np.sum(xc * mean, 2) / np.sum(xc * xc, 2)
+            line_post = k * (post @ e / n_post - xm) + ym  # its mean over the post-edge channels
+            rise = post @ mean / n_post - np.maximum(line_post, ym)
+            nse = np.sqrt((post @ noise / n_post) / n_post + (pre @ noise / n_pre) / n_pre)
+        hit = valid & (n_pre >= 3) & (n_post >= 3) & (rise > 5 * nse) & (rise > 0.1 * np.abs(ym))
+        for i in np.flatnonzero(hit.any(1)):
+            j = int(np.argmax(np.where(hit[i], rise[i], -np.inf)))  # the largest rise (the first of equals)
+            found.append((names[i], float(ex[i, j]), float(rise[i, j]), abs(float(ex[i, j]) - ex0s[i])))
     # one rise is one edge: of detections within 6 eV of each other, a transition-metal or
     # rare-earth edge (common in oxides) before others, then the one closest to its tabulated
     # onset, is kept, unless another rises 20 % more
