@@ -27,34 +27,37 @@ _IMAGE = contextvars.ContextVar("sreels_image_stats", default=None)
 class ImageStats:
     """The whole image's averages over rows that the deconvolution uses (the power laws' exponents
     from the mean spectrum, the mean ZLP shape), for an image fitted in blocks of rows
-    (:mod:`.daskfit`): ``ImageStats()`` collects each average's (sum, rows) in call order
-    (``parts``); ``ImageStats(totals)`` hands out the whole image's averages
-    (:meth:`combine` of every block's parts) in the same order."""
+    (:mod:`.daskfit`): ``ImageStats()`` collects each average's (sum, rows) in call order within its
+    scope (``parts``: scope -> list; :func:`stats_scope`, one per window, so that a pass may leave a
+    window out); ``ImageStats(totals)`` hands out the whole image's averages (:meth:`combine` of every
+    block's parts) in the same order."""
 
     def __init__(self, totals=None):
-        self.totals, self.parts, self._i = totals, [], 0
+        self.totals, self.parts, self._i, self.scope = totals, {}, {}, None
+
+    def _take(self):
+        i = self._i.get(self.scope, 0)
+        self._i[self.scope] = i + 1
+        return self.totals[self.scope][i]
 
     def mean(self, v):
         if self.totals is None:
-            self.parts.append((v.sum(0), v.shape[0]))
+            self.parts.setdefault(self.scope, []).append((v.sum(0), v.shape[0]))
             return v.mean(0) if v.shape[0] else np.zeros(v.shape[1:], v.dtype)
-        out = self.totals[self._i]
-        self._i += 1
-        return out
+        return self._take()
 
     def mean_of(self, total, n: int):
         """As :meth:`mean` for a block's sum over its ``n`` rows given directly (e.g. a Gram matrix)."""
         if self.totals is None:
-            self.parts.append((total, n))
+            self.parts.setdefault(self.scope, []).append((total, n))
             return total / max(n, 1)
-        out = self.totals[self._i]
-        self._i += 1
-        return out
+        return self._take()
 
     @staticmethod
     def combine(blocks):
-        """Whole-image averages from the ``parts`` of every block."""
-        return [sum(b[i][0] for b in blocks) / sum(b[i][1] for b in blocks) for i in range(len(blocks[0]))]
+        """Whole-image averages (scope -> list) from the ``parts`` of every block."""
+        return {k: [sum(b[k][i][0] for b in blocks) / sum(b[k][i][1] for b in blocks) for i in range(len(v))]
+                for k, v in blocks[0].items()}
 
 
 @contextlib.contextmanager
@@ -65,6 +68,27 @@ def image_stats(stats: ImageStats | None):
         yield stats
     finally:
         _IMAGE.reset(token)
+
+
+@contextlib.contextmanager
+def stats_scope(name):
+    """The averages taken within are counted apart (a window's own: :class:`ImageStats`)."""
+    st = _IMAGE.get()
+    if st is None:
+        yield
+        return
+    old, st.scope = st.scope, name
+    try:
+        yield
+    finally:
+        st.scope = old
+
+
+def collecting() -> bool:
+    """True while a block's averages are being collected (a first pass of :mod:`.daskfit`, whose
+    outputs are not used): the steps after the averages they take may be skipped."""
+    st = _IMAGE.get()
+    return st is not None and st.totals is None
 
 
 def _row_mean(v):
@@ -262,6 +286,8 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
     band = (f >= 0.1) & (f <= 1.0)
     zk2 = np.abs(zk[:, band]) ** 2
     rows = core.shape[0]
+    if collecting():  # the image's averages are taken (above); the deconvolution itself is not used
+        return np.zeros(core.shape), np.ones(rows)
     out, factor = np.empty(core.shape), np.empty(rows)
     for b0 in range(0, rows, ROW_BATCH):  # every row on its own: batches bound the temporaries
         sl = slice(b0, min(b0 + ROW_BATCH, rows))
