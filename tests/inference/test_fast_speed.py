@@ -90,3 +90,25 @@ def test_map_blocks_follow_the_storage_chunks_and_cover_every_pixel_once():
             assert np.array_equal(iy, np.repeat(np.arange(ys.start, ys.stop), xs.stop - xs.start))
             assert np.array_equal(ix, np.tile(np.arange(xs.start, xs.stop), ys.stop - ys.start))
     assert _map_tiles({"high": WindowData("high", None, data.reshape(-1, ch), None, "m")}, 5) is None
+
+
+def test_filters_on_the_channels_read_equal_the_filters_over_whole_rows():
+    from scipy.ndimage import convolve1d, gaussian_filter1d
+
+    from sreels.inference.okpeaks import _filter_on, _gauss_kernel, _gauss_reach
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(6, 300))
+    for lo, hi in ((0, 5), (40, 90), (250, 300), (120, 121)):  # at either end, inside, one channel
+        ok = np.zeros(x.shape, bool)
+        ok[2:, lo:hi] = True
+        sel = slice(max(lo - 1, 0), min(hi + 1, 300))  # the channels and one either side
+        for sig, order in ((6.3, 1), (20.0, 0), (10.0, 0)):
+            full = gaussian_filter1d(x, sig, axis=-1, order=order, mode="nearest")
+            got = _filter_on(x, ok, _gauss_reach(sig),
+                             lambda v: gaussian_filter1d(v, sig, axis=-1, order=order, mode="nearest"))
+            assert np.array_equal(got[:, sel], full[:, sel])
+        k = _gauss_kernel(6.3, 2)[::-1] ** 2
+        full = convolve1d(x, k, axis=-1, mode="nearest")
+        got = _filter_on(x, ok, k.size, lambda v: convolve1d(v, k, axis=-1, mode="nearest"))
+        assert np.array_equal(got[:, sel], full[:, sel])
