@@ -11,7 +11,8 @@ lazily from the .zspy stores by the workers):
   both reductions, the block fits, the assembly);
 - peak resident memory of every worker process (``ru_maxrss`` read on the workers afterwards;
   each run on a fresh cluster);
-- pixels per second per core (= per worker);
+- pixels per second per core (= per worker), and per CPU second of the workers (``process_time`` read on
+  them before and after: on a shared machine the wall time also holds the other processes' load);
 - the task stream (``distributed.get_task_stream``): compute time per kind of task, and what is
   left of the wall time (scheduling, transfers, the client): the serial part of the model
   T(P cores) = T_serial + sum(task compute) / P  (+ per-task overhead x tasks / P)
@@ -55,11 +56,13 @@ def fit_on_cluster(files, workers, chunk_rows):
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       memory_limit="6GiB", silence_logs=40) as cluster, Client(cluster) as client:
         client.run(lambda: __import__("sreels.inference.daskfit"))  # imports untimed, as a running cluster has
+        cpu0 = client.run(time.process_time)
         t0 = time.perf_counter()
         with get_task_stream(client) as ts:
             res = fit_image_chunked(load_measurement(files, lazy=True), chunk_rows=chunk_rows, client=client,
                                     progress=False)
         wall = time.perf_counter() - t0
+        cpu1 = client.run(time.process_time)
         rss = client.run(_peak_rss_mib)
     per_kind, n_tasks = {}, 0
     for t in ts.data:
@@ -71,6 +74,9 @@ def fit_on_cluster(files, workers, chunk_rows):
     pixels = res.position.size
     return res, {"workers": workers, "wall_s": wall, "pixels": pixels,
                  "pixels_per_s_per_core": pixels / wall / workers,
+                 # CPU seconds the workers spent (on a shared machine the wall time holds the others' load)
+                 "worker_cpu_s": sorted(cpu1[k] - cpu0[k] for k in cpu1),
+                 "pixels_per_cpu_s": pixels / max(sum(cpu1[k] - cpu0[k] for k in cpu1), 1e-9),
                  "peak_rss_mib_per_worker": sorted(rss.values()),
                  "tasks": n_tasks, "task_compute_s_by_kind": per_kind, "task_compute_s_total": busy,
                  "serial_s": max(wall - busy / workers, 0.0),

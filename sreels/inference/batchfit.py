@@ -92,7 +92,9 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         idx = np.flatnonzero(~done)
         if idx.size == 0:
             break
-        A, g = _normal(J[idx], weights[idx], res[idx])
+        full = idx.size == rows  # every row still iterating: the arrays themselves, no copies
+        w_i, y_i = (weights, y) if full else (weights[idx], y[idx])
+        A, g = _normal(J, weights, res) if full else _normal(J[idx], w_i, res[idx])
         diag = np.diagonal(A, axis1=1, axis2=2)
         Ad = A + lam[idx, None, None] * eye * np.maximum(diag, 1e-30)[:, :, None]
         step = _solve(Ad, g)
@@ -101,8 +103,8 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         step[bad] = 0.0
         p_new = np.clip(p[idx] + step, lo, hi)
         m_new, J_new = model(p_new, idx)
-        res_new = y[idx] - m_new
-        chi2_new = np.sum(weights[idx] * res_new**2, axis=1)
+        res_new = y_i - m_new
+        chi2_new = np.sum(w_i * res_new**2, axis=1)
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
         settled = np.abs(chi2[idx] - chi2_new) < np.maximum(dchi2, 1e-9 * chi2[idx])
         b = idx[better]

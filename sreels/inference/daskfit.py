@@ -49,18 +49,21 @@ class _Rows:
         self.a = a
 
     def read(self) -> np.ndarray:
-        return np.asarray(self.a.compute(scheduler="sync"), dtype=float)
+        a = np.asarray(self.a.compute(scheduler="sync"), dtype=float)
+        return a.reshape(-1, a.shape[-1])  # a tile of a map (y, x, channels): its pixels y-major
 
 
-def _block_windows(templates: dict, i0: int, blocks) -> dict:
-    """WindowData of one block (rows i0..) from the windows' templates (counts None) and the blocks."""
+def _block_windows(templates: dict, rows, blocks) -> dict:
+    """WindowData of one block (rows i0.. or the rows of an index array) from the windows' templates
+    (counts None) and the blocks."""
     out = {}
+    i0 = int(rows[0]) if np.ndim(rows) else int(rows)
     for (k, w), c in zip(templates.items(), blocks):
         c = c.read() if isinstance(c, _Rows) else np.asarray(c, dtype=float)
         bad = ~np.isfinite(c)
         if bad.any():  # a lazily read file is checked block by block
             r, ch = np.argwhere(bad)[0]
-            raise SreelsInputError(f"{w.source}: NaN/inf values (first at row {i0 + r}, "
+            raise SreelsInputError(f"{w.source}: NaN/inf values (first at row {rows[r] if np.ndim(rows) else i0 + r}, "
                                    f"{w.energy.energy_ev[ch]:.2f} eV); expected finite counts")
         pos = PositionAxis(w.position.offset_nm + i0 * w.position.scale_nm, w.position.scale_nm, c.shape[0])
         out[k] = dataclasses.replace(w, counts=c, position=pos, nav_shape=(c.shape[0],))
@@ -73,7 +76,7 @@ def _image_pass(templates, s, i0, *blocks):
     wins = _prepared(_block_windows(templates, i0, blocks), s)
     ll = wins[LOWLOSS_NAME]
     _, imax = zlp_centre(ll.counts, ll.energy)
-    with image_stats(ImageStats()) as st:
+    with image_stats(ImageStats()) as st:  # (the deconvolution and the projections after the averages are skipped)
         apply_low_loss(wins, s, wide_fwhm_ev=s.resolution_fwhm_ev)
     return zlp_fwhm(ll.counts, ll.energy, imax), st.parts
 
@@ -83,17 +86,19 @@ def _image_reduce(*parts):
     return widest_zlp_fwhm(np.concatenate([p[0] for p in parts])), ImageStats.combine([p[1] for p in parts])
 
 
-def _deconvolved(templates, s, image, i0, blocks):
+def _deconvolved(templates, s, image, i0, blocks, plural=True):
     wins = _prepared(_block_windows(templates, i0, blocks), s)
     if image is None:
         return apply_low_loss(wins, s)  # no low-loss window: nothing image-wide
     with image_stats(ImageStats(image[1])):
-        return apply_low_loss(wins, s, wide_fwhm_ev=image[0])
+        return apply_low_loss(wins, s, wide_fwhm_ev=image[0], plural=plural)
 
 
 def _sums(templates, s, image, i0, *blocks):
-    """Per window, the block's sum over rows and its row count (after bin, dark and deconvolution)."""
-    wins, _, _ = _deconvolved(templates, s, image, i0, blocks)
+    """Per window, the block's sum over rows and its row count (after bin, dark and deconvolution; the
+    windows whose plural scattering the fit models are not changed by it: their multiple scattering is
+    not computed here)."""
+    wins, _, _ = _deconvolved(templates, s, image, i0, blocks, plural=False)
     return {k: (w.counts.sum(0), w.counts.shape[0]) for k, w in wins.items()}
 
 
@@ -112,7 +117,9 @@ def _fit_block(templates, s, image, means, i0, *blocks):
     return cols, status, timings, notes, s2.zlp_referenced
 
 
-def _assemble(full: PositionAxis, s: FitSettings, notes: list, ll_source, *parts) -> FastResult:
+def _assemble(full: PositionAxis, s: FitSettings, notes: list, ll_source, order, *parts) -> FastResult:
+    """The blocks' columns in the image's row order (``order``: the rows of the concatenated blocks,
+    None: in order already) and the whole-image steps."""
     cols = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
     status, timings, nt = [], {}, list(notes)
     for _, st, tm, n, _ in parts:
@@ -120,6 +127,11 @@ def _assemble(full: PositionAxis, s: FitSettings, notes: list, ll_source, *parts
         nt += n
         for key, v in tm.items():
             timings[key] = timings.get(key, 0.0) + v
+    if order is not None:
+        inv = np.empty(order.size, int)
+        inv[order] = np.arange(order.size)
+        cols = {k: v[inv] for k, v in cols.items()}
+        status = [status[i] for i in inv]
     s = dataclasses.replace(s, zlp_referenced=parts[0][4])
     if ll_source is not None and "zlp_shift_ev" in cols:
         nt.append(low_loss_note(ll_source, cols["zlp_shift_ev"], cols["resolution_ev"], cols["t_over_lambda"]))
@@ -164,6 +176,34 @@ def _as_dask(counts, step: int, total: int):
     return a[:total].rechunk((step, -1))
 
 
+def _map_tiles(windows: dict, step: int):
+    """Blocks of a lazily read 2-D map that follow its storage chunks: [(row indices (y-major), (y slice,
+    x slice))], each of at most ``step`` pixels (a chunk larger than that split along y, then x); None
+    unless every window holds its map as stored (``map_counts``) with the same navigation shape.  Blocks of
+    consecutive rows would cut across the chunks of a map stored in column strips (as ``write_map`` writes
+    it): each block would decompress every chunk it touches (x 32 for 256 x 256 in 2048-pixel blocks)."""
+    maps = [w.map_counts for w in windows.values()]
+    if any(m is None or not hasattr(m, "chunks") for m in maps) or len({m.shape[:2] for m in maps}) != 1:
+        return None
+    nx = maps[0].shape[1]
+    tiles = []
+    y0 = 0
+    for hy in maps[0].chunks[0]:
+        x0 = 0
+        for wx in maps[0].chunks[1]:
+            wx_b = min(wx, step)                 # columns per block
+            hy_b = max(1, step // wx_b)          # rows per block
+            for ya in range(y0, y0 + hy, hy_b):
+                yb = min(ya + hy_b, y0 + hy)
+                for xa in range(x0, x0 + wx, wx_b):
+                    xb = min(xa + wx_b, x0 + wx)
+                    idx = (np.arange(ya, yb)[:, None] * nx + np.arange(xa, xb)[None, :]).ravel()
+                    tiles.append((idx, (slice(ya, yb), slice(xa, xb))))
+            x0 += wx
+        y0 += hy
+    return tiles
+
+
 def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 2048):
     """The Dask graph of a fast-path fit: a ``dask.delayed`` whose ``compute()`` is the
     :class:`~.fast.FastResult` (and the resolved settings).  ``counts`` may be NumPy or Dask arrays."""
@@ -180,14 +220,24 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
     if total == 0:
         raise SreelsInputError(f"{any_w.source}: {any_w.counts.shape[0]} rows, fewer than --bin {n}")
     windows = {k: dataclasses.replace(w, name=k) for k, w in windows.items()}  # unique names: the keys
-    templates = {k: dataclasses.replace(w, counts=None) for k, w in windows.items()}
-    arrays = [_as_dask(w.counts, step, total) for w in windows.values()]
-    starts = list(range(0, total, step))
+    templates = {k: dataclasses.replace(w, counts=None, map_counts=None) for k, w in windows.items()}
+    tiles = _map_tiles(windows, step) if n == 1 else None
+    order = None
+    if tiles is not None:  # a lazily read map: blocks follow its storage chunks (each chunk read once a pass)
+        maps = [w.map_counts for w in windows.values()]
+        starts = [idx for idx, _ in tiles]
+        order = np.concatenate(starts)
 
-    def read():
-        """Each pass's tasks read their own blocks (:class:`_Rows`): a block read for the mean spectra
-        is not held in memory until the fits, which wait for every block's sum."""
-        return [tuple(_Rows(a[i0:i0 + step]) for a in arrays) for i0 in starts]
+        def read():
+            return [tuple(_Rows(m[ys, xs]) for m in maps) for _, (ys, xs) in tiles]
+    else:
+        arrays = [_as_dask(w.counts, step, total) for w in windows.values()]
+        starts = list(range(0, total, step))
+
+        def read():
+            """Each pass's tasks read their own blocks (:class:`_Rows`): a block read for the mean spectra
+            is not held in memory until the fits, which wait for every block's sum."""
+            return [tuple(_Rows(a[i0:i0 + step]) for a in arrays) for i0 in starts]
 
     blocks = read()
     tpl, st = dask.delayed(templates, pure=True), dask.delayed(s, pure=True)
@@ -202,7 +252,7 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
                           "not kept (no spectra panels or residual images)"]
     full = _binned_position(any_w.position, n)
     ll_source = windows[LOWLOSS_NAME].source if LOWLOSS_NAME in windows else None
-    return dask.delayed(_assemble, pure=True)(full, s, notes, ll_source, *fits)
+    return dask.delayed(_assemble, pure=True)(full, s, notes, ll_source, order, *fits)
 
 
 def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 2048,

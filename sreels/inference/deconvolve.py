@@ -27,34 +27,37 @@ _IMAGE = contextvars.ContextVar("sreels_image_stats", default=None)
 class ImageStats:
     """The whole image's averages over rows that the deconvolution uses (the power laws' exponents
     from the mean spectrum, the mean ZLP shape), for an image fitted in blocks of rows
-    (:mod:`.daskfit`): ``ImageStats()`` collects each average's (sum, rows) in call order
-    (``parts``); ``ImageStats(totals)`` hands out the whole image's averages
-    (:meth:`combine` of every block's parts) in the same order."""
+    (:mod:`.daskfit`): ``ImageStats()`` collects each average's (sum, rows) in call order within its
+    scope (``parts``: scope -> list; :func:`stats_scope`, one per window, so that a pass may leave a
+    window out); ``ImageStats(totals)`` hands out the whole image's averages (:meth:`combine` of every
+    block's parts) in the same order."""
 
     def __init__(self, totals=None):
-        self.totals, self.parts, self._i = totals, [], 0
+        self.totals, self.parts, self._i, self.scope = totals, {}, {}, None
+
+    def _take(self):
+        i = self._i.get(self.scope, 0)
+        self._i[self.scope] = i + 1
+        return self.totals[self.scope][i]
 
     def mean(self, v):
         if self.totals is None:
-            self.parts.append((v.sum(0), v.shape[0]))
+            self.parts.setdefault(self.scope, []).append((v.sum(0), v.shape[0]))
             return v.mean(0) if v.shape[0] else np.zeros(v.shape[1:], v.dtype)
-        out = self.totals[self._i]
-        self._i += 1
-        return out
+        return self._take()
 
     def mean_of(self, total, n: int):
         """As :meth:`mean` for a block's sum over its ``n`` rows given directly (e.g. a Gram matrix)."""
         if self.totals is None:
-            self.parts.append((total, n))
+            self.parts.setdefault(self.scope, []).append((total, n))
             return total / max(n, 1)
-        out = self.totals[self._i]
-        self._i += 1
-        return out
+        return self._take()
 
     @staticmethod
     def combine(blocks):
-        """Whole-image averages from the ``parts`` of every block."""
-        return [sum(b[i][0] for b in blocks) / sum(b[i][1] for b in blocks) for i in range(len(blocks[0]))]
+        """Whole-image averages (scope -> list) from the ``parts`` of every block."""
+        return {k: [sum(b[k][i][0] for b in blocks) / sum(b[k][i][1] for b in blocks) for i in range(len(v))]
+                for k, v in blocks[0].items()}
 
 
 @contextlib.contextmanager
@@ -65,6 +68,27 @@ def image_stats(stats: ImageStats | None):
         yield stats
     finally:
         _IMAGE.reset(token)
+
+
+@contextlib.contextmanager
+def stats_scope(name):
+    """The averages taken within are counted apart (a window's own: :class:`ImageStats`)."""
+    st = _IMAGE.get()
+    if st is None:
+        yield
+        return
+    old, st.scope = st.scope, name
+    try:
+        yield
+    finally:
+        st.scope = old
+
+
+def collecting() -> bool:
+    """True while a block's averages are being collected (a first pass of :mod:`.daskfit`, whose
+    outputs are not used): the steps after the averages they take may be skipped."""
+    st = _IMAGE.get()
+    return st is not None and st.totals is None
 
 
 def _row_mean(v):
@@ -119,6 +143,11 @@ def _end_law(block_e, block_y, rows):
         np.sqrt(abs(e1 * e2))
 
 
+def _one(r):
+    """The exponent :func:`_end_law` gives every row (0 for no rows)."""
+    return float(r[0]) if r.size else 0.0
+
+
 def _taper(n):
     """1 over the inner half, a cosine rise over the outer half (as the first channels)."""
     t = np.ones(n)
@@ -127,22 +156,42 @@ def _taper(n):
     return t
 
 
-def _power_law_pad(y, e, n_lo, n_hi, n_fit):
-    """Extend rows below and above by power laws fitted to ``n_fit`` channels at each end, then a
-    cosine taper to zero over the outer half of each pad.  The exponent is the two-area estimate of
-    the image's mean spectrum (one per end: a row's own would carry ~0.3 of shot noise over 6 eV and
-    misplace what the deconvolution removes), the level each row's own."""
+def _pad_laws(y, e, n_lo, n_hi, n_fit):
+    """The power laws of :func:`_power_law_pad`: (lower pad's shape (n_lo,), each row's level there
+    (rows,), upper pad's shape (n_hi,), each row's level there); the shapes (the image's exponent and
+    the taper) are one for every row."""
     de = e[1] - e[0]
     r0, a0, ea = _end_law(e[:n_fit], y[:, :n_fit], y.shape[0])
     r1, a1, eb = _end_law(e[-n_fit:], y[:, -n_fit:], y.shape[0])
     elo = e[0] - de * np.arange(n_lo, 0, -1)
     ehi = e[-1] + de * np.arange(1, n_hi + 1)
     floor = 0.25 * max(abs(e[0]), de)
-    lo = a0[:, None] * (np.maximum(elo, floor)[None, :] / ea) ** (-r0[:, None])
-    hi = a1[:, None] * (ehi[None, :] / eb) ** (-r1[:, None])
-    return np.concatenate([lo * _taper(n_lo)[None, :], y, hi * _taper(n_hi)[::-1][None, :]], 1)
+    return ((np.maximum(elo, floor) / ea) ** (-_one(r0)) * _taper(n_lo), a0,
+            (ehi / eb) ** (-_one(r1)) * _taper(n_hi)[::-1], a1)
 
 
+def _padded(y, laws, rows=slice(None)):
+    """Rows ``rows`` of ``y`` extended by :func:`_pad_laws`' power laws."""
+    lo, a0, hi, a1 = laws
+    y = y[rows]
+    out = np.empty((y.shape[0], lo.size + y.shape[1] + hi.size))
+    out[:, :lo.size] = a0[rows, None] * lo[None, :]
+    out[:, lo.size:lo.size + y.shape[1]] = y
+    out[:, lo.size + y.shape[1]:] = a1[rows, None] * hi[None, :]
+    return out
+
+
+def _power_law_pad(y, e, n_lo, n_hi, n_fit):
+    """Extend rows below and above by power laws fitted to ``n_fit`` channels at each end, then a
+    cosine taper to zero over the outer half of each pad.  The exponent is the two-area estimate of
+    the image's mean spectrum (one per end: a row's own would carry ~0.3 of shot noise over 6 eV and
+    misplace what the deconvolution removes), the level each row's own."""
+    return _padded(y, _pad_laws(y, e, n_lo, n_hi, n_fit))
+
+
+#: rows per batch of the FFT steps (each row is transformed on its own; batches bound the temporaries
+#: of a large block of rows and keep them in cache)
+ROW_BATCH = 256
 #: how far beyond its end the low loss is extended by a power law (eV; :func:`extended_low_loss`)
 EXTEND_EV = 160.0
 
@@ -212,31 +261,52 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
     factor : (rows,) variance inflation of a channel
     """
     core = np.asarray(core, dtype=float)
-    ll, ll_axis = extended_low_loss(ll, ll_axis, core_axis.scale_ev, extend_ev)
     de = core_axis.scale_ev
+    # the power laws first, in this order (the image's averages, :class:`ImageStats`): the low loss's, the core's
+    ll, ll_axis = _resample(np.asarray(ll, dtype=float), ll_axis, de)
+    n_ext = int(round(extend_ev / de)) if extend_ev > 0 else 0
+    ll_laws = _pad_laws(ll, ll_axis.energy_ev, 0, n_ext, int(round(20.0 / de))) if n_ext else None
     n_lo = int(round(min(pad_ev, 0.5 * max(core_axis.offset_ev, 0.0)) / de))
     n_hi = int(round(64.0 / de))
     n_fit = min(int(round(20.0 / de)), core.shape[1] // 4)
-    padded = _power_law_pad(core, core_axis.energy_ev, n_lo, n_hi, n_fit)
-    n = sfft.next_fast_len(padded.shape[1] + ll.shape[1] + 16, real=True)
+    core_laws = _pad_laws(core, core_axis.energy_ev, n_lo, n_hi, n_fit)
+    nl = ll.shape[1] + n_ext
+    n = sfft.next_fast_len(n_lo + core.shape[1] + n_hi + nl + 16, real=True)
     f = sfft.rfftfreq(n, d=de)
     # low loss: channel j at lag j + o (o = offset in channels), wrapped; the fractional part as a phase
     o = ll_axis.offset_ev / de
     o_int = int(np.floor(o))
-    lag = (np.arange(ll.shape[1]) + o_int) % n
-    kern = np.zeros((ll.shape[0], n))
-    kern[:, lag] = ll
-    jl = sfft.rfft(kern, axis=1, workers=-1) * np.exp(-2j * np.pi * f * (o - o_int) * de)[None, :]
-    il = jl[:, :1].real
-    eps2 = gain * np.abs(il) + ll.shape[1] * readout**2
+    phase = None if o == o_int else np.exp(-2j * np.pi * f * (o - o_int) * de)[None, :]
+    start = o_int % n
     z = zlp_tf(f, fwhm_ev, tail_ev)
     k = psf_kernel(psf_decay)
     kk = np.zeros(n)
     kk[(np.arange(k.size) - k.size // 2) % n] = k
-    kf = sfft.rfft(kk).real
-    h = (z * kf)[None, :] * np.conj(jl) * il / (np.abs(jl) ** 2 + eps2)
-    jk = sfft.rfft(padded, n=n, axis=1, workers=-1)
-    out = sfft.irfft(jk * h, n=n, axis=1, workers=-1)[:, n_lo:n_lo + core.shape[1]]
+    zk = (z * sfft.rfft(kk).real)[None, :]
     band = (f >= 0.1) & (f <= 1.0)
-    factor = np.mean(np.abs(h[:, band]) ** 2, axis=1)
+    zk2 = np.abs(zk[:, band]) ** 2
+    rows = core.shape[0]
+    if collecting():  # the image's averages are taken (above); the deconvolution itself is not used
+        return np.zeros(core.shape), np.ones(rows)
+    out, factor = np.empty(core.shape), np.empty(rows)
+    for b0 in range(0, rows, ROW_BATCH):  # every row on its own: batches bound the temporaries
+        sl = slice(b0, min(b0 + ROW_BATCH, rows))
+        ext = _padded(ll, ll_laws, sl) if n_ext else ll[sl]
+        kern = np.zeros((ext.shape[0], n))
+        k1 = min(nl, n - start)
+        kern[:, start:start + k1] = ext[:, :k1]
+        kern[:, :nl - k1] = ext[:, k1:]
+        jl = sfft.rfft(kern, axis=1, workers=-1)
+        if phase is not None:
+            jl *= phase
+        il = jl[:, :1].real
+        p2 = jl.real ** 2 + jl.imag ** 2
+        r = il / (p2 + (gain * np.abs(il) + nl * readout**2))
+        h = np.conj(jl)
+        h *= zk
+        h *= r
+        jk = sfft.rfft(_padded(core, core_laws, sl), n=n, axis=1, workers=-1)
+        jk *= h
+        out[sl] = sfft.irfft(jk, n=n, axis=1, workers=-1)[:, n_lo:n_lo + core.shape[1]]
+        factor[sl] = np.mean(zk2 * p2[:, band] * r[:, band] ** 2, axis=1)
     return out, factor

@@ -115,16 +115,18 @@ def _window(axis: EnergyAxis, counts, variance, lo, hi, mask=None):
     return e, np.asarray(counts, float)[:, sl], w
 
 
-def rows_at(table, step, e, delta):
+def rows_at(table, step, e, delta, slopes=True):
     """Per-row tables on losses m * step (m = 0, 1, ...) at E - delta_r: (values, d/dE), (rows, n) each
-    (0 outside the table)."""
+    (0 outside the table); ``table`` (..., rows, lags): a stack of tables at the same positions gives
+    (..., rows, n) (the positions computed once); ``slopes=False``: the values only."""
     pos = (e[None, :] - np.asarray(delta, float)[:, None]) / step
-    i = np.clip(np.floor(pos).astype(int), 0, table.shape[1] - 2)
+    i = np.clip(np.floor(pos).astype(int), 0, table.shape[-1] - 2)
     f = np.clip(pos - i, 0.0, 1.0)
-    r = np.arange(table.shape[0])[:, None]
-    inside = (pos >= 0) & (pos <= table.shape[1] - 1)
-    v = np.where(inside, table[r, i] * (1 - f) + table[r, i + 1] * f, 0.0)
-    return v, np.where(inside, (table[r, i + 1] - table[r, i]) / step, 0.0)
+    r = np.arange(table.shape[-2])[:, None]
+    inside = (pos >= 0) & (pos <= table.shape[-1] - 1)
+    t0, t1 = table[..., r, i], table[..., r, i + 1]
+    v = np.where(inside, t0 * (1 - f) + t1 * f, 0.0)
+    return (v, np.where(inside, (t1 - t0) / step, 0.0)) if slopes else v
 
 
 def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
@@ -188,7 +190,7 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         if fit_shift:
             vals, slopes = zip(*(at(n, p[:, nb + k], idx) for n in names))
         else:
-            vals, slopes = zip(*((v[idx], sl[idx]) for v, sl in fixed))
+            vals, slopes = zip(*fixed) if idx.size == rows else zip(*((v[idx], sl[idx]) for v, sl in fixed))
         m = bb + sum(v * p[:, nb + i:nb + 1 + i] for i, v in enumerate(vals))
         cols = [bb, -bb * x[None, :]] + ([-bb * x[None, :] ** 2] if curvature else []) + list(vals)
         if fit_shift:

@@ -512,8 +512,7 @@ def _tail_variance(fit, w: WindowData, c_tail, delta):
     tail the fit held fixed: the fit's linear response to each noise replica of the tail (0 without)."""
     if w.plural_tail_dev is None or c_tail is None:
         return np.zeros_like(fit.result.params)
-    dy = np.stack([-c_tail * rows_at(d.astype(float), w.tail_step_ev, fit.energy, delta)[0]
-                   for d in w.plural_tail_dev])
+    dy = -c_tail * rows_at(w.plural_tail_dev.astype(float), w.tail_step_ev, fit.energy, delta, slopes=False)
     return np.mean(fit.response(dy) ** 2, axis=0)
 
 

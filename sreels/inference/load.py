@@ -55,6 +55,9 @@ class WindowData:
     #: the whole image's mean tail (1, lags) and unscattered fraction (for the mean spectrum's fit)
     plural_tail_mean: np.ndarray | None = field(default=None, repr=False)
     unscattered_mean: float | None = None
+    #: a lazily read 2-D map's counts as stored, (ny, nx, channels) (a Dask array; ``counts`` are its rows
+    #: y-major): a Dask fit reads blocks that follow its storage chunks (:mod:`.daskfit`)
+    map_counts: object = field(default=None, repr=False)
     #: per-row energy shift (eV) still in the counts (the ZLP's about the image's mean, for windows not
     #: deconvolved)
     row_shift_ev: np.ndarray | None = field(default=None, repr=False)
@@ -139,7 +142,8 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
     sre = md.get("sreels", {}) if isinstance(md, dict) else {}
     det = sre.get("detector", {}) if isinstance(sre, dict) else {}
     return WindowData(_window_name(energy, Path(source).stem, counts), energy, counts, position, source,
-                      sre.get("gain_counts_per_e"), det.get("readout_noise_counts"), tuple(nav_shape), md, punit)
+                      sre.get("gain_counts_per_e"), det.get("readout_noise_counts"), tuple(nav_shape), md, punit,
+                      map_counts=data if _is_lazy(data) and len(nav_shape) == 2 else None)
 
 
 #: No detector records more than this per pixel (16-bit readouts summed over > 10^7 frames).

@@ -27,7 +27,7 @@ from scipy.ndimage import uniform_filter1d
 from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from .deconvolve import _resample, _row_mean, fourier_ratio, low_loss_total
+from .deconvolve import ROW_BATCH, _resample, _row_mean, fourier_ratio, low_loss_total, stats_scope
 from .edgefits import variance_model
 from .okpeaks import noise_scale
 
@@ -152,6 +152,24 @@ def read_zlp(counts, axis: EnergyAxis, gain=1.0, readout=0.0):
     return (centre, fwhm, thr, *log_ratio_thickness(y, thr, gain, readout))
 
 
+def _log_ratio_excess(jf, zf, g):
+    """g (q - 1 - ln q) with q = jf / zf, every row and frequency at once, in real arithmetic (the
+    principal logarithm, ln|q| + i atan2(Im q, Re q), as numpy's complex log, at a third of its cost);
+    0 where g <= 1e-8 or the value is not finite."""
+    a, b, c, d = jf.real, jf.imag, zf.real, zf.imag
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        den = c * c + d * d
+        qr = (a * c + b * d) / den
+        qi = (b * c - a * d) / den
+        re = g * (qr - 1.0 - 0.5 * np.log(qr * qr + qi * qi))
+        im = g * (qi - np.arctan2(qi, qr))
+    ok = (g > 1e-8) & np.isfinite(re) & np.isfinite(im)
+    out = np.empty(jf.shape, complex)
+    out.real = np.where(ok, re, 0.0)
+    out.imag = np.where(ok, im, 0.0)
+    return out
+
+
 def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
                   total=None):
     """What plural scattering does to a core-loss window of channel spacing ``scale_ev`` that starts
@@ -183,22 +201,25 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
     end = np.minimum(e[-1], np.asarray(centre_ev, dtype=float) + span_ev + 10.0)  # per row
     keep = e <= end.max()
     ll, e = ll[:, keep], e[keep]
-    t = np.clip((end[:, None] - e[None, :]) / 10.0, 0.0, 1.0)
-    j = ll * (0.5 - 0.5 * np.cos(np.pi * t))
-    zero = e[None, :] <= thr[:, None]
-    it = j.sum(1)
-    i0 = np.sum(np.where(zero, j, 0.0), 1)
     # the ratio J / Z is independent of where the ZLP sits: its inverse transform starts at loss 0
-    n = sfft.next_fast_len(2 * j.shape[1], real=True)
+    n = sfft.next_fast_len(2 * e.size, real=True)
     f = sfft.rfftfreq(n, d=scale_ev)
-    jf, zf = sfft.rfft(j, n=n, axis=1, workers=-1), sfft.rfft(np.where(zero, j, 0.0), n=n, axis=1, workers=-1)
     g = zlp_tf(f, 1.0)[None, :]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        q = jf / zf
-        mult = np.where(g > 1e-8, g * (q - 1.0 - np.log(q)), 0.0)
-    mult = np.where(np.isfinite(mult), mult, 0.0)
     m = int(np.ceil(span_ev / scale_ev)) + 1
-    tail = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[:, None]
+    rows = ll.shape[0]
+    tail, it, i0 = np.empty((rows, min(m, n))), np.empty(rows), np.empty(rows)
+    for b0 in range(0, rows, ROW_BATCH):  # every row on its own: batches bound the temporaries
+        sl = slice(b0, min(b0 + ROW_BATCH, rows))
+        # the taper is 1 (exactly) up to 10 eV below the earliest row's end: only the channels after that
+        c0 = int(np.searchsorted(e, end[sl].min() - 10.0))
+        j = ll[sl].copy()
+        t = np.clip((end[sl, None] - e[None, c0:]) / 10.0, 0.0, 1.0)
+        j[:, c0:] *= 0.5 - 0.5 * np.cos(np.pi * t)
+        z = np.where(e[None, :] <= thr[sl, None], j, 0.0)
+        it[sl] = j.sum(1)
+        i0[sl] = z.sum(1)
+        mult = _log_ratio_excess(sfft.rfft(j, n=n, axis=1, workers=-1), sfft.rfft(z, n=n, axis=1, workers=-1), g)
+        tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[sl, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         unscattered = (i0 / (it if total is None else np.asarray(total, float)))[:, None]
     bad = ~(np.all(np.isfinite(tail), axis=1) & np.isfinite(unscattered[:, 0]))
@@ -219,10 +240,12 @@ def denoise_rows(a, k: int = TAIL_COMPONENTS):
     slowly in shape, while the low loss's shot noise in them is independent from row to row."""
     from scipy.linalg import eigh
 
-    from .deconvolve import row_sum_mean
+    from .deconvolve import collecting, row_sum_mean
 
     mu = _row_mean(a)
     cov = row_sum_mean(a.T @ a, a.shape[0]) - np.outer(mu, mu)
+    if collecting():  # the image's averages are taken (above); the projection is not used
+        return a
     n = cov.shape[0]
     # the k + 1 largest eigenpairs only (LAPACK's evr: ~2x faster than all of them)
     val, vec = eigh(cov, subset_by_index=[max(n - k - 1, 0), n - 1], driver="evr")
@@ -300,7 +323,8 @@ def low_loss_note(source, centre, fwhm, tl) -> str:
             f"eV peak-to-peak); resolution {np.nanmedian(fwhm):.2f} eV FWHM; t/lambda {np.nanmedian(tl):.2f} (median)")
 
 
-def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_ev: float | None = None):
+def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_ev: float | None = None,
+                   plural: bool = True):
     """The fast path's low-loss step: read the low-loss window, deconvolve the others.
 
     Parameters
@@ -315,6 +339,9 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
     wide_fwhm_ev : float, optional
         The whole image's :func:`widest_zlp_fwhm` when ``windows`` hold a block of its rows
         (:mod:`.daskfit`); None: from these rows.
+    plural : bool
+        The multiple scattering of the windows that start inside the low-loss range (False: they are
+        returned as recorded, for a pass that needs only the deconvolved windows, :mod:`.daskfit`).
 
     Returns
     -------
@@ -358,53 +385,57 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
         if not deconvolve:
             out[k] = w
             continue
-        gw, rdw, dw = _detector(w, settings)
-        if w.energy.offset_ev < MIN_DECONVOLVE_EV:  # the plural source below it: the low loss itself
-            span = max(min(w.energy.end_ev, settings.li_fit_ev[1] + TAIL_MARGIN_EV), w.energy.offset_ev + 10.0)
-            step = max(w.energy.scale_ev, TAIL_STEP_EV)
-            # the tail's noise from the low loss's: parametric replicas (extra noise of the counts' own
-            # variance), each through the same steps; each row's draws seeded by TAIL_SEED and its own
-            # counts, so that a block of rows gets the draws the whole image would
-            # (drawn on the tail's lag grid, where a lag sums step / dE channels: the same Gaussian law as
-            # drawing per channel and summing, at a fifth of the cost)
-            coarse, cax = _resample(counts, ll.energy, step)
-            per = step / ll.energy.scale_ev
-            sd = np.sqrt(g * np.maximum(coarse, 0.0) + per * rd**2)
-            z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, coarse.shape[1]))
-                          for r in counts], axis=1)
-            reps = coarse[None] + z * sd[None]
-            the = ll.energy.energy_ev[thr]
-            # I_t as the Fourier ratio of the windows above has it (one scale for Li-K and Ti-L2,3); the
-            # replicas' unscattered fractions are not used
-            total, total_mean = low_loss_total(counts, ll.energy, w.energy.scale_ev)
-            unsc, tails = plural_kernel(np.concatenate([coarse[None], reps]).reshape(-1, coarse.shape[1]), cax,
-                                        np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1),
-                                        step, span, np.tile(total, TAIL_REPLICAS + 1))
-            tails *= w.energy.scale_ev / step  # counts per channel of the window
-            n_rows = counts.shape[0]
-            zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position
-            tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
-            # each replica denoised on its own: the components are estimated from noisy rows too
-            tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
-            out[k] = dataclasses.replace(w, unscattered=unsc[:n_rows, 0], plural_tail=tails[0],
-                                         plural_tail_mean=tail_mean,
-                                         # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
-                                         unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0])
-                                         / total_mean,
-                                         plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
-                                         row_shift_ev=centre - zmean, zlp_mean_ev=zmean,
-                                         exposure_ratio=_exposure_ratio(w, ll),
-                                         tail_step_ev=step)
-            forward.append(k)
+        if not plural and w.energy.offset_ev < MIN_DECONVOLVE_EV:
+            out[k] = w  # as recorded (a pass that needs only the deconvolved windows)
             continue
-        d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
-        # gain unknown: the noise level is measured on the counts as recorded (second differences of the
-        # deconvolved channels would see the reconvolution's smoothing: 1500x too low on a measured pair)
-        k_raw = None
-        if not (settings.gain_counts_per_e or w.gain_counts_per_e):
-            raw = np.asarray(w.counts, float)
-            k_raw = noise_scale(raw, variance_model(raw, 1.0, rdw))
-        out[k] = dataclasses.replace(w, counts=d, variance_factor=fac, noise_scale=k_raw)
+        with stats_scope(k):  # this window's image averages (a pass may leave it out)
+            gw, rdw, dw = _detector(w, settings)
+            if w.energy.offset_ev < MIN_DECONVOLVE_EV:  # the plural source below it: the low loss itself
+                span = max(min(w.energy.end_ev, settings.li_fit_ev[1] + TAIL_MARGIN_EV), w.energy.offset_ev + 10.0)
+                step = max(w.energy.scale_ev, TAIL_STEP_EV)
+                # the tail's noise from the low loss's: parametric replicas (extra noise of the counts' own
+                # variance), each through the same steps; each row's draws seeded by TAIL_SEED and its own
+                # counts, so that a block of rows gets the draws the whole image would
+                # (drawn on the tail's lag grid, where a lag sums step / dE channels: the same Gaussian law as
+                # drawing per channel and summing, at a fifth of the cost)
+                coarse, cax = _resample(counts, ll.energy, step)
+                per = step / ll.energy.scale_ev
+                sd = np.sqrt(g * np.maximum(coarse, 0.0) + per * rd**2)
+                z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, coarse.shape[1]))
+                              for r in counts], axis=1)
+                reps = coarse[None] + z * sd[None]
+                the = ll.energy.energy_ev[thr]
+                # I_t as the Fourier ratio of the windows above has it (one scale for Li-K and Ti-L2,3); the
+                # replicas' unscattered fractions are not used
+                total, total_mean = low_loss_total(counts, ll.energy, w.energy.scale_ev)
+                unsc, tails = plural_kernel(np.concatenate([coarse[None], reps]).reshape(-1, coarse.shape[1]), cax,
+                                            np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1),
+                                            step, span, np.tile(total, TAIL_REPLICAS + 1))
+                tails *= w.energy.scale_ev / step  # counts per channel of the window
+                n_rows = counts.shape[0]
+                zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position
+                tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
+                # each replica denoised on its own: the components are estimated from noisy rows too
+                tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
+                out[k] = dataclasses.replace(w, unscattered=unsc[:n_rows, 0], plural_tail=tails[0],
+                                             plural_tail_mean=tail_mean,
+                                             # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
+                                             unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0])
+                                             / total_mean,
+                                             plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
+                                             row_shift_ev=centre - zmean, zlp_mean_ev=zmean,
+                                             exposure_ratio=_exposure_ratio(w, ll),
+                                             tail_step_ev=step)
+                forward.append(k)
+                continue
+            d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
+            # gain unknown: the noise level is measured on the counts as recorded (second differences of the
+            # deconvolved channels would see the reconvolution's smoothing: 1500x too low on a measured pair)
+            k_raw = None
+            if not (settings.gain_counts_per_e or w.gain_counts_per_e):
+                raw = np.asarray(w.counts, float)
+                k_raw = noise_scale(raw, variance_model(raw, 1.0, rdw))
+            out[k] = dataclasses.replace(w, counts=d, variance_factor=fac, noise_scale=k_raw)
     if forward:
         notes.append(f"window(s) {', '.join(forward)} start below {MIN_DECONVOLVE_EV:.0f} eV, where the plural "
                      "source is the plasmon region itself: not deconvolved; the fit takes its references times the "

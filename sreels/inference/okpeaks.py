@@ -119,6 +119,27 @@ def coarse_onset(e, mean, de, search_ev=(515.0, 545.0), where="spectrum"):
     return float(e[m][loc[0] if loc.size else int(np.argmax(d))])
 
 
+def _filter_on(x, ok, reach, fn):
+    """``fn(x)``, a filter along the last axis whose kernel reaches ``reach`` channels either side
+    (``mode="nearest"``), on the channels where any row of ``ok`` holds and one channel either side,
+    computed on those channels widened by the reach only: there the values are those of the filter over
+    the whole rows (every tap inside the slice, or the slice ends where the rows do); 0 elsewhere."""
+    n = x.shape[-1]
+    cols = np.flatnonzero(np.asarray(ok).reshape(-1, n).any(0))
+    if cols.size == 0:
+        return np.zeros(x.shape)
+    a, b = max(cols[0] - 1, 0), min(cols[-1] + 2, n)
+    wa, wb = max(a - reach, 0), min(b + reach, n)
+    out = np.zeros(x.shape)
+    out[..., a:b] = fn(x[..., wa:wb])[..., a - wa:b - wa]
+    return out
+
+
+def _gauss_reach(sigma_ch):
+    """How far scipy's gaussian_filter1d reaches (channels; its default truncation at 4 sigma)."""
+    return int(4.0 * float(sigma_ch) + 0.5)
+
+
 def _first_peak(v, ok):
     """Per row, the index of the first local maximum of ``v`` (rows, n) where ``ok`` holds
     and v reaches half of the row's maximum over ``ok``; argmax where there is none."""
@@ -159,9 +180,10 @@ def threshold_rows(e, s, var, onset, de, resolution_fwhm_ev, around_ev=None):
     the edge cannot be taken for it."""
     res = max(resolution_fwhm_ev, 0.0)
     sig = _sigma_ch(np.sqrt(max(EFFECTIVE_FWHM_EV**2 - res**2, 0.0)) * FWHM_TO_SIGMA, de)
-    d1 = gaussian_filter1d(s, sig, axis=-1, order=1, mode="nearest")
     lo, hi = (onset - 3.0, onset + 4.0) if around_ev is None else (around_ev - 2.0, around_ev + 2.0)
     win = np.broadcast_to((e >= lo) & (e <= hi), s.shape)
+    # the derivative and its noise are read within the window only (and one channel either side)
+    d1 = _filter_on(s, win, _gauss_reach(sig), lambda x: gaussian_filter1d(x, sig, axis=-1, order=1, mode="nearest"))
     i = np.clip(_first_peak(d1, win) if around_ev is None else np.argmax(np.where(win, d1, -np.inf), 1),
                 1, e.size - 2)
     r = np.arange(s.shape[0])
@@ -170,9 +192,10 @@ def threshold_rows(e, s, var, onset, de, resolution_fwhm_ev, around_ev=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(curv < 0, np.clip(0.5 * (ym - yp) / curv, -0.5, 0.5), 0.0)
         # noise of d' at the peak: the second-derivative filter applied to the variances
-        v_d2 = convolve1d(var, _gauss_kernel(sig, 2)[::-1] ** 2, axis=-1, mode="nearest")[r, i]
+        k2, k1 = _gauss_kernel(sig, 2)[::-1] ** 2, _gauss_kernel(sig, 1)[::-1] ** 2
+        v_d2 = _filter_on(var, win, k2.size, lambda x: convolve1d(x, k2, axis=-1, mode="nearest"))[r, i]
         err = np.sqrt(v_d2) / np.abs(curv) * de
-        v_d1 = convolve1d(var, _gauss_kernel(sig, 1)[::-1] ** 2, axis=-1, mode="nearest")[r, i]
+        v_d1 = _filter_on(var, win, k1.size, lambda x: convolve1d(x, k1, axis=-1, mode="nearest"))[r, i]
         snr = y0 / np.sqrt(v_d1)
     err = np.where(curv < 0, err, np.nan)
     return e[i] + frac * de, err, snr
@@ -265,24 +288,39 @@ def other_edges_in(e, mean, noise, onset, lo_ev, hi_ev):
     the 8 eV after the onset exceeds both the straight line through the 10 eV before it and
     their mean by 5 noise units and by 10 % of the spectrum's level there (a white line or a
     sharp edge; the broad O-K resonances rise by a few per cent).  Returns [(name, onset on this axis)]."""
-    found = []
+    e = np.asarray(e, float)
+    mean, noise = np.asarray(mean, float), np.asarray(noise, float)
+    # every edge's candidate onsets at once: onsets move with the material's O-K onset by a few eV,
+    # so the rise is looked for within +-5 eV of each tabulated one
+    names, ex0s = [], []
     for name, e_x in OTHER_EDGES:
-        ex0 = e_x + (onset - O_K_ONSET_EV)  # onsets move with the material's O-K onset by a few eV:
-        best = None                         # the rise is looked for within +-5 eV
-        if ex0 + 5.0 < lo_ev or ex0 - 5.0 > hi_ev:
-            continue
-        for ex in ex0 + np.arange(-5.0, 5.01, 0.5):
-            pre = (e >= ex - 10) & (e <= ex - 1)
-            post = (e >= ex) & (e <= ex + 8)
-            if not (lo_ev <= ex <= hi_ev) or pre.sum() < 3 or post.sum() < 3 or ex + 8 > e[-1]:
-                continue
-            k, b = np.polyfit(e[pre], mean[pre], 1)  # above both the line and the level before it
-            rise = np.mean(mean[post]) - max(np.mean(k * e[post] + b), np.mean(mean[pre]))
-            n = np.sqrt(np.mean(noise[post]) / post.sum() + np.mean(noise[pre]) / pre.sum())
-            if rise > 5 * n and rise > 0.1 * abs(np.mean(mean[pre])) and (best is None or rise > best[0]):
-                best = (rise, float(ex))
-        if best is not None:
-            found.append((name, best[1], best[0], abs(best[1] - ex0)))
+        ex0 = e_x + (onset - O_K_ONSET_EV)
+        if not (ex0 + 5.0 < lo_ev or ex0 - 5.0 > hi_ev):
+            names.append(name)
+            ex0s.append(ex0)
+    found = []
+    if names:
+        ex0s = np.array(ex0s)
+        ex = ex0s[:, None] + np.arange(-5.0, 5.01, 0.5)[None, :]            # (edges, shifts)
+        valid = (lo_ev <= ex) & (ex <= hi_ev) & (ex + 8 <= e[-1])
+        near = (e >= ex.min() - 11.0) & (e <= ex.max() + 9.0)              # the channels any of them uses
+        e, mean, noise = e[near], mean[near], noise[near]
+        d = e[None, None, :] - ex[:, :, None]                                 # (edges, shifts, channels)
+        pre, post = (d >= -10) & (d <= -1), (d >= 0) & (d <= 8)
+        n_pre, n_post = pre.sum(2), post.sum(2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # the straight line through the pre-edge (least squares, abscissa centred on its mean)
+            xm = np.sum(pre * e, 2) / n_pre
+            ym = pre @ mean / n_pre
+            xc = np.where(pre, e[None, None, :] - xm[:, :, None], 0.0)
+            k = np.sum(xc * mean, 2) / np.sum(xc * xc, 2)
+            line_post = k * (post @ e / n_post - xm) + ym  # its mean over the post-edge channels
+            rise = post @ mean / n_post - np.maximum(line_post, ym)
+            nse = np.sqrt((post @ noise / n_post) / n_post + (pre @ noise / n_pre) / n_pre)
+        hit = valid & (n_pre >= 3) & (n_post >= 3) & (rise > 5 * nse) & (rise > 0.1 * np.abs(ym))
+        for i in np.flatnonzero(hit.any(1)):
+            j = int(np.argmax(np.where(hit[i], rise[i], -np.inf)))  # the largest rise (the first of equals)
+            found.append((names[i], float(ex[i, j]), float(rise[i, j]), abs(float(ex[i, j]) - ex0s[i])))
     # one rise is one edge: of detections within 6 eV of each other, a transition-metal or
     # rare-earth edge (common in oxides) before others, then the one closest to its tabulated
     # onset, is kept, unless another rises 20 % more
@@ -363,8 +401,9 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     edges = other_edges_in(e, mean, var.mean(0) / rows, onset, onset + 5.0, hi_b + 3.0)
     cut = min([hi_b, e[-1]] + [ex - 3.0 for _, ex in edges] + ([max_ev] if max_ev is not None else []))
     # peak "b"
-    sm = gaussian_filter1d(s, _sigma_ch(2.0, de), axis=-1, mode="nearest")
     ok_b = (e[None, :] >= th[:, None] + b_range_ev[0]) & (e[None, :] <= np.minimum(th[:, None] + b_range_ev[1], cut))
+    sg_b = _sigma_ch(2.0, de)
+    sm = _filter_on(s, ok_b, _gauss_reach(sg_b), lambda x: gaussian_filter1d(x, sg_b, axis=-1, mode="nearest"))
     if ok_b.sum(1).max() < 5:
         raise SreelsInputError(f"{where}: no peak-b window: {onset + b_range_ev[0]:.1f}-{cut:.1f} eV holds "
                                f"fewer than 5 channels (the data end at {e[-1]:.1f} eV)")
@@ -394,7 +433,9 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     sig_a = np.clip(fw_a[0] * FWHM_TO_SIGMA, 0.5, 8.0) if np.isfinite(fw_a[0]) else 1.3
     ca0 = ca_m[0] if np.isfinite(ca_m[0]) else e[iam[0]]
     ok_a = np.broadcast_to((e >= ca0 - 2.0) & (e <= ca0 + 2.0), s.shape)
-    ia, _ = _largest_peak(gaussian_filter1d(s, _sigma_ch(1.0, de), axis=-1, mode="nearest"), ok_a)
+    sg_a = _sigma_ch(1.0, de)
+    ia, _ = _largest_peak(_filter_on(s, ok_a, _gauss_reach(sg_a),
+                                     lambda x: gaussian_filter1d(x, sg_a, axis=-1, mode="nearest")), ok_a)
     ca, ca_err, _, _, bound_a, _, _, _, a_snr = _peak_fit(e, s, var, ia, half_width_a_ev, e[-1], 1.3, basis,
                                                           fixed_sigma=sig_a)
     bound_a = bound_a | ~(a_snr >= MIN_SNR["peak_a"])  # a faint peak a: withheld
