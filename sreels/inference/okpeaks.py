@@ -321,9 +321,14 @@ def other_edges_in(e, mean, noise, onset, lo_ev, hi_ev):
         for i in np.flatnonzero(hit.any(1)):
             j = int(np.argmax(np.where(hit[i], rise[i], -np.inf)))  # the largest rise (the first of equals)
             found.append((names[i], float(ex[i, j]), float(rise[i, j]), abs(float(ex[i, j]) - ex0s[i])))
-    # one rise is one edge: of detections within 6 eV of each other, a transition-metal or
-    # rare-earth edge (common in oxides) before others, then the one closest to its tabulated
-    # onset, is kept, unless another rises 20 % more
+    return one_edge_per_rise(found)
+
+
+def one_edge_per_rise(found) -> list:
+    """Detections [(name, onset, rise, distance from its tabulated onset)] reduced to one edge per
+    rise: of detections within 6 eV of each other, a transition-metal or rare-earth edge (common in
+    oxides) before others, then the one closest to its tabulated onset, is kept, unless another
+    rises 20 % more.  Returns [(name, onset)] by onset."""
     kept = []
     for name, ex, rise, dist in sorted(found, key=lambda t: (t[0].split("-")[0] in RARE_IN_OXIDES, t[3])):
         near = [k for k in kept if abs(ex - k[1]) <= 6.0]

@@ -5,7 +5,7 @@ import numpy as np
 from sreels.inference.daskfit import _map_tiles
 from sreels.inference.load import WindowData
 from sreels.inference.lowloss import _log_ratio_excess
-from sreels.inference.okpeaks import OTHER_EDGES, O_K_ONSET_EV, RARE_IN_OXIDES, other_edges_in
+from sreels.inference.okpeaks import OTHER_EDGES, O_K_ONSET_EV, one_edge_per_rise, other_edges_in
 
 
 def _other_edges_loop(e, mean, noise, onset, lo_ev, hi_ev):
@@ -28,14 +28,7 @@ def _other_edges_loop(e, mean, noise, onset, lo_ev, hi_ev):
                 best = (rise, float(ex))
         if best is not None:
             found.append((name, best[1], best[0], abs(best[1] - ex0)))
-    kept = []
-    for name, ex, rise, dist in sorted(found, key=lambda t: (t[0].split("-")[0] in RARE_IN_OXIDES, t[3])):
-        near = [k for k in kept if abs(ex - k[1]) <= 6.0]
-        if not near:
-            kept.append((name, ex, rise))
-        elif all(rise > 1.2 * k[2] for k in near):
-            kept = [k for k in kept if k not in near] + [(name, ex, rise)]
-    return sorted(((n, ex) for n, ex, _ in kept), key=lambda t: t[1])
+    return one_edge_per_rise(found)
 
 
 def test_other_edges_in_finds_what_the_one_at_a_time_definition_finds():
