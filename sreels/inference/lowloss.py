@@ -150,7 +150,8 @@ def read_zlp(counts, axis: EnergyAxis, gain=1.0, readout=0.0):
     return (centre, fwhm, thr, *log_ratio_thickness(y, thr, gain, readout))
 
 
-def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: float, span_ev: float):
+def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: float, span_ev: float,
+                  fwhm_ev: float = 1.0):
     """What plural scattering does to a core-loss window of channel spacing ``scale_ev`` that starts
     inside the low-loss range, per row: (unscattered, tail).
 
@@ -161,7 +162,7 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: 
     ``unscattered`` = I_0 / I_t = exp(-t/lambda), (rows, 1), plus the row's ``tail`` = I_0 M
     (counts of the low-loss window, (rows, lags) on lags m dE from the row's ZLP) times one exposure
     ratio.  M comes from the row's low loss by the Fourier log, ln(J / Z) = S / I_0 (Egerton 2011,
-    Eq. 4.10), reconvolved with a 1 eV Gaussian.  The single part S, which the short low-loss exposure
+    Eq. 4.10), reconvolved with a Gaussian of ``fwhm_ev`` (1 eV by default).  The single part S, which the short low-loss exposure
     measures poorly, cancels exactly; its shot noise still reaches M at first order (dM ~ dS (*) S / I_0,
     smoothed by the plasmon's width), which :func:`apply_low_loss` carries into the errors by replicas.
     """
@@ -185,7 +186,7 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: 
     n = sfft.next_fast_len(2 * j.shape[1], real=True)
     f = sfft.rfftfreq(n, d=scale_ev)
     jf, zf = sfft.rfft(j, n=n, axis=1), sfft.rfft(np.where(zero, j, 0.0), n=n, axis=1)
-    g = zlp_tf(f, 1.0)[None, :]
+    g = zlp_tf(f, fwhm_ev)[None, :]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = jf / zf
         mult = np.where(g > 1e-8, g * (q - 1.0 - np.log(q)), 0.0)

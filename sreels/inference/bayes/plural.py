@@ -1,0 +1,236 @@
+"""Plural scattering in the Bayesian data model, from the measured low loss (a DualEELS input).
+
+The data stay counts (whitened electrons, :mod:`.data`), so the Gaussian limit of the Poisson
+likelihood stays right; the model is convolved FORWARD with each row's measured low loss
+(Egerton 2011, Sec. 4.2: J = Z exp(S / I_0), Poisson in t/lambda).  With the low loss L_r of row r
+(whitened like the core loss: electrons before the camera's PSF), Z_r its zero-loss part (up to the
+first minimum after the ZLP, :func:`sreels.inference.lowloss.elastic_threshold`), I_t its sum and
+u_r = I_0 / I_t the unscattered fraction:
+
+- windows from :data:`~sreels.inference.lowloss.MIN_DECONVOLVE_EV` up (Ti-L2,3 and O-K): the
+  single-scattering columns of the model (host X and AlPO4 Y, the analytic O-K peaks included) are
+  convolved per row with K_r = u_r delta + [L_r - Z_r] / I_t on lags from the row's ZLP maximum,
+  integral 1 (the plural part [L_r - Z_r] / I_t is denoised across rows by the fast path's
+  :func:`~sreels.inference.lowloss.denoise_rows`).  K_r's plural part carries the measured ZLP's width
+  once more on top of the model's resolution (the plasmons are ~10 eV wide: a relative change of
+  the plural part's shape of order (FWHM_res / FWHM_plasmon)^2 ~ 1 %, tested noise-free).  What the
+  convolution brings in from below the fit region is the plurally scattered power-law background,
+  again a smooth decreasing curve: the model's own power law (free level per row and free
+  exponent) absorbs it (relied on; tested noise-free).
+- the window that starts inside the low-loss range (Li-K, 40 eV): as the fast path, the edge
+  columns times u_r plus the row's multiple scattering M_r (:func:`~sreels.inference.lowloss.plural_kernel`,
+  Fourier log of the row's low loss, denoised across rows) times the exposure ratio, a fixed part of
+  the model.  Its noise (the low loss's shot noise, carried by :data:`~sreels.inference.lowloss.TAIL_REPLICAS`
+  seeded replicas through the same steps) enters the likelihood as one linear nuisance column per
+  replica deviation with a Gaussian prior N(0, 1 / replicas) on its coefficient, marginalised with the
+  per-row amplitudes (:mod:`.likelihood`): a Gaussian tail error of covariance sum_k dev_k dev_k' / replicas.
+  The tail is known up to the low loss's last channel less :data:`TAIL_END_MARGIN_EV`, which ends that
+  window's fit region.
+
+The energy reference: the model keeps fitting its own energy shift per row (the SR distortion
+curve's parameters, :mod:`.params`); the ZLP maxima only place each row's kernel and tail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft as sfft
+
+from ...axes import EnergyAxis
+from ..edgefits import rows_at
+from ..lowloss import (MIN_DECONVOLVE_EV, TAIL_COMPONENTS, TAIL_REPLICAS, TAIL_SEED, _row_key, denoise_rows,
+                       plural_kernel, read_zlp)
+
+#: the Li-K window's fit region ends this far below the low loss's last channel (eV): the tail at loss E
+#: needs the low loss up to E, and plural_kernel tapers its last 10 eV
+TAIL_END_MARGIN_EV = 15.0
+#: powers of the extra background columns under Li-K (the Drude tail's series in (E_p / E)^2) and their scale (eV)
+EXTRA_POWERS = (5.0, 7.0, 9.0)
+EXTRA_REF_EV = 60.0
+#: the Li-K tail's lag step and reconvolution FWHM (eV).  The fast path's 0.5 eV / 1 eV
+#: (:data:`~sreels.inference.lowloss.TAIL_STEP_EV`) flattens the double plasmon's peak at 49 eV (-0.27
+#: sigma per bin of the core loss against the forward model's multiple scattering, noise-free, t/lambda 0.57);
+#: 0.1 eV / 0.5 eV follows it but its replicas overstate its noise 2.6x (their denoising keeps other components);
+#: 0.25 eV / 0.6 eV: within 0.1 sigma per bin, replicas' spread 1.28 sigma for an actual 1.26 sigma (measured)
+BAYES_TAIL_STEP_EV = 0.25
+BAYES_TAIL_FWHM_EV = 0.6
+#: rows next to a jump of the unscattered fraction u = exp(-t/lambda) larger than this are left out
+#: (:func:`mixed_rows`); the default image's largest step inside the electrolyte is 0.0022
+MIXED_DU = 0.005
+#: extra background columns of a window above the low-loss range: E^-(r0 + q), r0 the window's configured exponent
+BG_EXTRA_POWERS = (1.0, 2.0, 3.0)
+
+
+@dataclass(frozen=True)
+class PluralWindow:
+    """Plural scattering of one window's fit region (rows, bins)."""
+
+    unscattered: np.ndarray                 # (rows,) u_r = I_0 / I_t
+    kernel_tf: np.ndarray | None = None     # (rows, nf) rfft of K_r on lags k h (h: the bin), length nfft
+    nfft: int = 0
+    tail: np.ndarray | None = None          # (rows, bins) electrons: the multiple scattering, fixed
+    tail_dev: np.ndarray | None = None      # (replicas, rows, bins) its noise replicas' deviations: image-wide
+                                            # nuisance columns, coefficients N(0, 1 / replicas), shared by the rows
+    extra: np.ndarray | None = None         # (columns, rows, bins) fixed background columns, flat priors
+
+    @property
+    def n_nuisance(self) -> int:
+        return 0 if self.extra is None else self.extra.shape[0]
+
+    def fixed_columns(self):
+        """The window's theta-independent per-row columns (Q, rows, bins) with flat priors (the extra
+        background columns) and their prior precisions (Q,), zero."""
+        if self.extra is None:
+            return np.zeros((0, 0, 0)), np.zeros(0)
+        return self.extra.astype(float), np.zeros(self.extra.shape[0])
+
+    def convolve(self, cols: np.ndarray) -> np.ndarray:
+        """Columns (B, R, C) convolved per row with K_r (linear, causal: lag >= 0)."""
+        c = cols.shape[-1]
+        f = sfft.rfft(cols, n=self.nfft, axis=-1, workers=-1)
+        f *= self.kernel_tf
+        return sfft.irfft(f, n=self.nfft, axis=-1, workers=-1)[..., :c]
+
+
+@dataclass(frozen=True)
+class LowLoss:
+    """A low-loss window in whitened electrons (rows, channels) and its reading."""
+
+    electrons: np.ndarray
+    axis: EnergyAxis
+    centre_ev: np.ndarray
+    fwhm_ev: np.ndarray
+    threshold: np.ndarray
+    t_over_lambda: np.ndarray
+
+    @property
+    def unscattered(self) -> np.ndarray:
+        return np.exp(-self.t_over_lambda)
+
+
+def read_lowloss(electrons, axis: EnergyAxis) -> LowLoss:
+    """The ZLP reading of :func:`sreels.inference.lowloss.read_zlp` on whitened electrons."""
+    e = np.asarray(electrons, dtype=float)
+    centre, fwhm, thr, tl, _ = read_zlp(e, axis)
+    return LowLoss(e, axis, centre, fwhm, thr, tl)
+
+
+def tail_end_ev(axis: EnergyAxis) -> float:
+    """Where the Li-K window's fit region must end (eV) for its tail to be known."""
+    return axis.end_ev - TAIL_END_MARGIN_EV
+
+
+def _mass_on_lags(ll: LowLoss, h: float, nk: int) -> np.ndarray:
+    """[L_r - Z_r] / I_t integrated over lag bins [(k - 1/2) h, (k + 1/2) h) from each row's ZLP maximum,
+    (rows, nk): cumulative sums interpolated at the bins' edges (counts conserved)."""
+    y = ll.electrons
+    ax = ll.axis
+    idx = np.arange(y.shape[1])[None, :]
+    plural = np.where(idx >= ll.threshold[:, None], y, 0.0)
+    it = y.sum(1)
+    cum = np.concatenate([np.zeros((y.shape[0], 1)), np.cumsum(plural, 1)], 1) / it[:, None]
+    edges_lag = h * (np.arange(nk + 1) - 0.5)
+    pos = (ll.centre_ev[:, None] + edges_lag[None, :] - (ax.offset_ev - 0.5 * ax.scale_ev)) / ax.scale_ev
+    pos = np.clip(pos, 0.0, y.shape[1])
+    i = np.clip(np.floor(pos).astype(int), 0, y.shape[1] - 1)
+    fr = pos - i
+    r = np.arange(y.shape[0])[:, None]
+    c = cum[r, i] * (1 - fr) + cum[r, i + 1] * fr
+    return np.diff(c, axis=1)
+
+
+def kernel_window(ll: LowLoss, bin_ev: float, nbins: int, energy_ev=None, background_r: float = 3.0,
+                  background_ref_ev: float = 1.0) -> PluralWindow:
+    """K_r for a window above the low-loss range, binned at ``bin_ev``, lags up to the region's span."""
+    mass = denoise_rows(_mass_on_lags(ll, bin_ev, nbins))
+    u = ll.unscattered
+    n = sfft.next_fast_len(2 * nbins, real=True)
+    tf = sfft.rfft(mass, n=n, axis=-1) + u[:, None]
+    # the plurally scattered power law is E^-r [1 + a_r / E + b_r / E^2 + ...], a_r = r <lag>_r (of order
+    # r (1 - u_r) E_p) varying with t/lambda from row to row: two more columns per row, flat priors
+    e = energy_ev.reshape(-1) / background_ref_ev
+    extra = np.stack([np.broadcast_to((e ** -(background_r + q)).reshape(energy_ev.shape).sum(-1), (u.size, nbins))
+                      for q in BG_EXTRA_POWERS])
+    return PluralWindow(u, tf, n, extra=extra)
+
+
+def _project(a, k: int):
+    """Rows (rows, n) on their mean plus their ``k`` leading principal components (always ``k``, unlike
+    :func:`~sreels.inference.lowloss.denoise_rows`' cut at an eigenvalue gap, which a noisy low loss can move:
+    here the components are per-row columns with flat priors, so one too many costs little and one too
+    few biases c_Li)."""
+    mu = a.mean(0)
+    _, _, vt = np.linalg.svd(a - mu, full_matrices=False)
+    v = vt[:k].T
+    return mu + ((a - mu) @ v) @ v.T
+
+
+def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float) -> PluralWindow:
+    """The Li-K window's fixed multiple scattering per bin (electrons) and its noise replicas.
+
+    ``energy_ev`` (bins, bin) the channel centres summed into each bin on the stored axis, ``scale_ev``
+    the window's channel width, ``exposure_ratio`` core-loss over low-loss exposure."""
+    y = ll.electrons
+    rows = y.shape[0]
+    span = float(energy_ev.max() - np.min(ll.centre_ev)) + 2.0
+    step = BAYES_TAIL_STEP_EV
+    # replicas as the fast path's (sreels.inference.lowloss.apply_low_loss): Poisson noise of the
+    # whitened electrons, each row's draws seeded by TAIL_SEED and its own values
+    sd = np.sqrt(np.maximum(y, 0.0))
+    z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, r.size))
+                  for r in y], axis=1)
+    reps = np.concatenate([y[None], y[None] + z * sd[None]]).reshape(-1, y.shape[1])
+    _, tails = plural_kernel(reps, ll.axis, np.tile(ll.centre_ev, TAIL_REPLICAS + 1),
+                             np.tile(ll.threshold, TAIL_REPLICAS + 1), step, span,
+                             fwhm_ev=BAYES_TAIL_FWHM_EV)
+    tails = tails * (scale_ev / step) * exposure_ratio       # electrons per core-loss channel
+    tails = np.stack([_project(t, TAIL_COMPONENTS) for t in tails.reshape(TAIL_REPLICAS + 1, rows, -1)])
+    nb, b = energy_ev.shape
+    e = energy_ev.reshape(-1)
+    binned = np.stack([rows_at(t, step, e, ll.centre_ev)[0].reshape(rows, nb, b).sum(-1) for t in tails])
+    # the single-scattering valence loss under the window is a Drude tail, E^-3 [1 + O((E_p / E)^2)], not a
+    # power law (local exponent -4.7 at 41 eV for E_p = 24.7 eV, Gamma = 10 eV; Egerton 2011, Eq. 3.43):
+    # the model's power law plus E^-5, E^-7, E^-9 on the row's ZLP-referenced axis describe a single Drude
+    # tail over 41-180 eV within 0.1 % (E_p 24-26 eV, Gamma 10 eV; 0.3 % for Pt's 30 eV, 20 eV)
+    loss = (e[None, :] - ll.centre_ev[:, None]) / EXTRA_REF_EV
+    extra = [(loss ** -q).reshape(rows, nb, b).sum(-1) for q in EXTRA_POWERS]
+    # the denoised tails vary from row to row within the span of their principal components, each row's
+    # coefficients carrying that row's low-loss noise: those components are per-row columns with flat priors
+    # (the core loss, 250x the low loss's dose, fits them); the image-wide errors (of the mean tail and of the
+    # components themselves) stay in the replicas' deviations, shared by the rows
+    t0 = tails[0] - tails[0].mean(0)
+    _, sv, vt = np.linalg.svd(t0, full_matrices=False)
+    for v in vt[:np.sum(sv > 1e-6 * sv[0])] if sv.size and sv[0] > 0 else ():
+        col = rows_at(np.broadcast_to(v, t0.shape), step, e, ll.centre_ev)[0].reshape(rows, nb, b).sum(-1)
+        extra.append(col / np.max(np.abs(col)))
+    return PluralWindow(ll.unscattered, tail=binned[0], tail_dev=binned[1:] - binned[:1], extra=np.stack(extra))
+
+
+def mixed_rows(unscattered) -> np.ndarray:
+    """Rows (bool, (rows,)) next to a jump of the unscattered fraction larger than :data:`MIXED_DU`.
+
+    The blur along y mixes neighbouring rows after plural scattering, the model's kernels act on the
+    blurred rows: exact where the kernel varies slowly, not at a sharp change of t/lambda (the Pt
+    collector's edge, where the row's low loss is partly Pt's while its edges are all the electrolyte's:
+    the fitted c_Li of the image moved by 0.5 sigma in a noise-free test with those rows kept)."""
+    u = np.asarray(unscattered, dtype=float)
+    jump = np.abs(np.diff(u)) > MIXED_DU
+    out = np.zeros(u.size, bool)
+    out[:-1] |= jump
+    out[1:] |= jump
+    return out
+
+
+def plural_windows(windows, ll: LowLoss, exposure_ratio: dict) -> tuple:
+    """One :class:`PluralWindow` per prepared window (:class:`.data.WindowData`), aligned with them."""
+    out = []
+    for wd in windows:
+        w = wd.window
+        if w.offset_ev >= MIN_DECONVOLVE_EV:
+            out.append(kernel_window(ll, wd.bin * w.scale_ev, wd.nbins, wd.energy_ev, w.background_r,
+                                     w.background_ref_ev))
+        else:
+            out.append(tail_window(ll, wd.energy_ev, w.scale_ev, exposure_ratio[w.name]))
+    return tuple(out)
