@@ -6,6 +6,17 @@ with ``from_simulation(sim, plural=True)`` (sreels.inference.bayes.plural).  Per
 Laplace errors; pulls (MAP - truth) / sd of the six study numbers (delta method) and of the per-row
 profiles c_Li, Ti3+ fraction, R_OO (every 10th row; sd from 300 draws of the Laplace approximation).
 
+Findings (2026-12-01, 80 rows, seeds 3000-3011; see the report of branch h10b): Ti3+, R_OO and the Ti
+boundary have pull sd 0.7-1.5 at t/lambda 0.30-0.90; c_Li (li_max_rel, li_at_ti_boundary_rel, the rows'
+li_rel) does not: sd 2.5-2.7 at 0.30-0.57, ~14 at 0.90, chi2_red of the Li-K window 1.02-1.06 at 0.90.
+The Li-K tail (multiple scattering from the 250x less exposed low loss) is the cause: with the tail
+and u taken from the noise-free low loss (the rest from the noisy one) seeds 3003 / 3005 at t/lambda
+0.57 give li_max pulls -0.38 / +1.35 instead of +4.05 / +6.99; 64 tail replicas instead of 8 give
++4.69 / +3.62.  The row-averaged tail's noise is shared by every row (it does not average down with
+the rows, as a per-row nuisance would) and the replicas span only a few of its directions; the Fourier
+log's noise bias may add to it.  Next: that error's full covariance (or a tail fitted from the core
+loss itself) in the likelihood.
+
 Usage: python validation/16_bayes_dualeels_pulls.py OUTDIR [--thickness 100] [--n-images 20]
        [--first-seed 3000] [--rows 80]
 Appends one JSON line per image to OUTDIR/pulls_<thickness>.jsonl; prints the pooled pull

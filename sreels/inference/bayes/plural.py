@@ -56,6 +56,8 @@ EXTRA_REF_EV = 60.0
 #: 0.25 eV / 0.6 eV: within 0.1 sigma per bin, replicas' spread 1.28 sigma for an actual 1.26 sigma (measured)
 BAYES_TAIL_STEP_EV = 0.25
 BAYES_TAIL_FWHM_EV = 0.6
+#: noise replicas of the Li-K tail (the fast path's count, :data:`~sreels.inference.lowloss.TAIL_REPLICAS`)
+BAYES_TAIL_REPLICAS = TAIL_REPLICAS
 #: rows next to a jump of the unscattered fraction u = exp(-t/lambda) larger than this are left out
 #: (:func:`mixed_rows`); the default image's largest step inside the electrolyte is 0.0022
 MIXED_DU = 0.005
@@ -179,14 +181,15 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
     # replicas as the fast path's (sreels.inference.lowloss.apply_low_loss): Poisson noise of the
     # whitened electrons, each row's draws seeded by TAIL_SEED and its own values
     sd = np.sqrt(np.maximum(y, 0.0))
-    z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, r.size))
+    nrep = BAYES_TAIL_REPLICAS
+    z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((nrep, r.size))
                   for r in y], axis=1)
     reps = np.concatenate([y[None], y[None] + z * sd[None]]).reshape(-1, y.shape[1])
-    _, tails = plural_kernel(reps, ll.axis, np.tile(ll.centre_ev, TAIL_REPLICAS + 1),
-                             np.tile(ll.threshold, TAIL_REPLICAS + 1), step, span,
+    _, tails = plural_kernel(reps, ll.axis, np.tile(ll.centre_ev, nrep + 1),
+                             np.tile(ll.threshold, nrep + 1), step, span,
                              fwhm_ev=BAYES_TAIL_FWHM_EV)
     tails = tails * (scale_ev / step) * exposure_ratio       # electrons per core-loss channel
-    tails = np.stack([_project(t, TAIL_COMPONENTS) for t in tails.reshape(TAIL_REPLICAS + 1, rows, -1)])
+    tails = np.stack([_project(t, TAIL_COMPONENTS) for t in tails.reshape(nrep + 1, rows, -1)])
     nb, b = energy_ev.shape
     e = energy_ev.reshape(-1)
     binned = np.stack([rows_at(t, step, e, ll.centre_ev)[0].reshape(rows, nb, b).sum(-1) for t in tails])
