@@ -26,7 +26,7 @@ u_r = I_0 / I_t the unscattered fraction:
   E^-5, E^-7, E^-9 columns.  The image-wide part of the tail's noise (mean and components, shared by the
   rows), carried by :data:`BAYES_TAIL_REPLICAS` seeded replicas through the same steps, enters as one
   column per replica deviation, shared by all rows, coefficient N(0, 1 / replicas), marginalised by a
-  Schur complement (:mod:`.likelihood`).  NOT YET HONEST: the c_Li pulls have sd 2.5-14
+  Schur complement (:mod:`.likelihood`).  NOT YET HONEST: the c_Li pulls have sd 3-12
   (validation/16_bayes_dualeels_pulls.py): the replicas span few of that error's directions.
   The tail is known up to the low loss's last channel less :data:`TAIL_END_MARGIN_EV`, which ends that
   window's fit region.
