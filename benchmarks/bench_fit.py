@@ -6,7 +6,7 @@ numbers; cold (first call: references built) and warm (references cached, as for
 further image with the same axes).  Peers on the same image: exspy ``EELSModel.multifit``
 on the Ti MLLS task and an lmfit per-row loop of the O-K peak fit (``peers.py``).
 
-    /work/peers-venv/bin/python benchmarks/bench_fit.py [--repeats 7] [--no-peer] > fit.json
+    python benchmarks/bench_fit.py [--repeats 7] [--no-peer] > fit.json
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 Run (peers venv, see benchmarks/README.md; prints JSON to stdout, progress to stderr):
 
-    /work/peers-venv/bin/python benchmarks/bench_forward.py [--repeats 15] [--quick]
+    python benchmarks/bench_forward.py [--repeats 15] [--quick]
         [--rows 330,3300,33000] [--no-peer] [--no-profile] [--out FILE]
 
 What is timed (time.perf_counter, warm-up calls untimed, median of N):

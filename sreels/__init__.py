@@ -9,7 +9,7 @@
 The names load lazily (``sreels --help`` stays instant); ``dir(sreels)`` lists them.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "simulate": "sreels.forward.simulate",

@@ -17,7 +17,7 @@ def configure_demo(p):
     p.add_argument("--out", default="sreels-demo", metavar="DIR", help="output folder (default ./sreels-demo)")
     p.add_argument("--seed", type=seed_arg, default=2014, help="random seed (default 2014)")
     p.add_argument("--bayes", action="store_true",
-                   help="also run the Bayesian joint fit (1.5 min on 2 idle cores, 4-6 min loaded) into DIR/bayes")
+                   help="also run the Bayesian joint fit (~2 min more on 2 idle cores, longer on a busy machine) into DIR/bayes")
     p.add_argument("--overwrite", action="store_true",
                    help="replace DIR from an earlier demo (a folder that is not a demo's is never replaced)")
 

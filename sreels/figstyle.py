@@ -53,13 +53,14 @@ def figure(*args, **kwargs):
         return plt.subplots(*args, **kwargs)
 
 
-def save(fig, path) -> Path:
+def save(fig, path, tight: bool = True) -> Path:
     """Write ``fig`` to ``path`` atomically (temporary name in the same folder, then rename)
-    and close it."""
+    and close it.  ``tight``: trim the margins to the drawn content (costs a second draw; a
+    figure with its own fixed layout can skip it)."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     with plt.rc_context(STYLE):
-        fig.savefig(tmp, bbox_inches="tight")
+        fig.savefig(tmp, bbox_inches="tight" if tight else None)
     plt.close(fig)
     tmp.replace(path)
     return path

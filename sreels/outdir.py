@@ -231,11 +231,13 @@ def output_directory(path, overwrite: bool = False, inputs=(), expected_bytes: i
     _make_parent(real)
     clean_stale(real)
     _check_space(real.parent, expected_bytes)
+    with signals.deferred():  # a signal between creating the folder and knowing its name would leave it
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.{TMP_TAG}-{os.getpid()}-", dir=real.parent))
+        except OSError as exc:
+            raise SreelsInputError(f"cannot write into {real.parent}: {exc.strerror}") from None
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.{TMP_TAG}-{os.getpid()}-", dir=real.parent))
-    except OSError as exc:
-        raise SreelsInputError(f"cannot write into {real.parent}: {exc.strerror}") from None
-    try:
+        signals.raise_if_pending()  # ... so it is raised here, where the folder is removed
         os.chmod(tmp, 0o777 & ~_umask())
         (tmp / PARTIAL).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
         yield tmp

@@ -32,6 +32,17 @@ def spectrum_image_figure(sim, path: Path) -> Path:
     return save(draw_spectrum_images(sim), path)
 
 
+def _pt_rows(result) -> np.ndarray:
+    """Rows flagged both ``no_ti`` and ``no_o``: the Pt collector of the study's interface."""
+    st = np.asarray(result.status).astype(str)
+    return (np.char.find(st, "no_ti") >= 0) & (np.char.find(st, "no_o") >= 0)
+
+
+def _position_label(result) -> str:
+    """The study's axis label where the scan starts at a Pt collector; a measured scan need not."""
+    return DISTANCE_LABEL if _pt_rows(result).any() else "position along the line scan (nm)"
+
+
 def _without_plural_tail(sim, win):
     """A window's counts less the multiple scattering its low loss predicts (double and triple plasmons
     under Li-K, which no power law removes; :func:`.inference.lowloss.plural_kernel`), for windows the low
@@ -45,7 +56,7 @@ def _without_plural_tail(sim, win):
         return w.counts
     counts = np.asarray(ll.counts, float)
     centre, _, thr, _, _ = read_zlp(counts, ll.energy)
-    _, tail = plural_kernel(counts, ll.energy, centre, thr, TAIL_STEP_EV, w.energy.end_ev)
+    _, tail = plural_kernel(counts, ll.energy, centre, ll.energy.energy_ev[thr], TAIL_STEP_EV, w.energy.end_ev)
     inst = sim.config.instrument
     ratio = inst.window(win).exposure_s / inst.lowloss_exposure_s * w.energy.scale_ev / TAIL_STEP_EV
     return w.counts - ratio * rows_at(tail, TAIL_STEP_EV, w.energy.energy_ev, centre)[0]
@@ -202,9 +213,7 @@ def draw_profiles(result, derived):
     ``no_ti``/``no_o`` (the Pt collector) are greyed; an edge not in the input says so."""
     c = _masked(result)
     y = np.asarray(c["y_nm"], float)
-    st = np.asarray(result.status).astype(str)
-    pt = np.char.find(st, "no_ti") >= 0
-    pt &= np.char.find(st, "no_o") >= 0
+    pt = _pt_rows(result)
     d = derived or {}
     fig, axs = figure(4, 2, figsize=(13, 9.5), sharex=True, gridspec_kw={"height_ratios": [3, 1, 3, 1]})
     panels = [(axs[0, 0], axs[1, 0], "li_rel", "(a) Li concentration"),
@@ -244,8 +253,8 @@ def draw_profiles(result, derived):
             for a in (ax, strip):
                 mark_rows(a, y, pt, "Pt (no Ti, no O)", text=a is ax)
     _annotate_derived(axs, d)
-    for a in axs[3]:  # measured scans need not start at a Pt collector
-        a.set_xlabel(DISTANCE_LABEL if pt.any() else "position along the line scan (nm)")
+    for a in axs[3]:
+        a.set_xlabel(_position_label(result))
     from .inference.fast import usable
     rows_ok = int(usable(result.status).sum())
     fig.suptitle(f"sreels fit (fast path): {rows_ok} of {y.size} rows usable; bars and bands: ±1σ per row. "
@@ -381,7 +390,7 @@ def lowloss_figure(result, path) -> bool:
     axes[0].set_xlabel("ZLP maximum − median (meV)")
     pp = np.nanmax(c["zlp_shift_ev"]) - np.nanmin(c["zlp_shift_ev"])
     axes[0].set_title(f"(a) ZLP line: {pp * 1e3:.0f} meV peak-to-peak", loc="left")
-    axes[0].set_ylabel(DISTANCE_LABEL)
+    axes[0].set_ylabel(_position_label(result))
     axes[0].invert_yaxis()
     axes[1].errorbar(c["t_over_lambda"], y, xerr=c["t_over_lambda_err"], fmt=".", ms=3, color=COLOURS["li_rel"],
                      elinewidth=0.6)
@@ -405,9 +414,10 @@ def residuals_figure(result, path):
         pulls = fit.pulls()
         im = a.imshow(pulls, aspect="auto", cmap="RdBu_r", vmin=-4, vmax=4, interpolation="nearest",
                       extent=[fit.energy[0], fit.energy[-1], y[-1], y[0]])
-        a.set_title(f"{edge}: χ²/N = {np.nanmean(pulls ** 2):.3f}", loc="left")
+        fin = np.isfinite(pulls)  # (a pixel of zero variance, e.g. vacuum, has no pull)
+        a.set_title(f"{edge}: χ²/N = {np.mean(pulls[fin] ** 2) if fin.any() else np.nan:.3f}", loc="left")
         a.set_xlabel("energy loss (eV)")
-        a.set_ylabel(DISTANCE_LABEL if a is axes[0, 0] else "")
+        a.set_ylabel(_position_label(result) if a is axes[0, 0] else "")
         fig.colorbar(im, ax=a, label="(data − model) / σ")
     fig.tight_layout()
     save(fig, path)

@@ -1,4 +1,5 @@
-"""Memory estimated before allocating, and refused above a limit the user can raise.
+"""Machine resources: one BLAS thread for small linear algebra; memory estimated before allocating,
+and refused above a limit the user can raise.
 
 The limit is, in order: :func:`set_limit` (the ``--max-memory GIB`` option), the environment
 variable ``SREELS_MAX_MEMORY_GIB``, else 80 % of the machine's physical memory.  The per-element
@@ -9,6 +10,7 @@ which a margin is added.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -82,3 +84,16 @@ def simulate_bytes(rows: int, channels: int) -> float:
 def fit_bytes(rows: int, channels: int) -> float:
     """Peak memory of an in-memory fast fit of ``rows`` rows and ``channels`` channels over all windows."""
     return BASE_BYTES + float(rows) * float(channels) * FIT_BYTES_PER_PIXEL
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the block with one BLAS thread (every BLAS library loaded: numpy's and scipy's, through
+    threadpoolctl).  sreels' linear algebra is many small products and solves, which BLAS threads do
+    not speed up and, spinning, slow down: measured on 2 cores, the demo's emcee run 92 s with one
+    thread against 142 s (and 50 s of system time) with two on an idle machine, and small eigenproblems
+    10-100x slower with two on a busy one.  Parallelism comes from the FFTs' workers and Dask's blocks."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

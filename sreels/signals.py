@@ -10,9 +10,11 @@ whenever a signal arrived.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 _pending: int | None = None
+_deferred = False
 
 
 class Interrupted(KeyboardInterrupt):
@@ -28,7 +30,21 @@ def _handler(signum, frame):
     if _pending is not None:  # a second signal during the clean-up: let the clean-up finish
         return
     _pending = signum
-    raise Interrupted(signum)
+    if not _deferred:
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def deferred():
+    """Within the block a signal is recorded, not raised: for steps whose result must be known before
+    it can be cleaned up (a temporary folder being created); the caller then calls
+    :func:`raise_if_pending` where the clean-up is in place."""
+    global _deferred
+    old, _deferred = _deferred, True
+    try:
+        yield
+    finally:
+        _deferred = old
 
 
 def install() -> None:

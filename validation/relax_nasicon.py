@@ -228,6 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--framework", default=None, metavar="CIF",
                     help="relaxed LiTi2(PO4)3 (x = 0 CIF of an earlier run) to insert Li into, instead of relaxing it")
     ap.add_argument("--skip-oxide", nargs="*", default=[], help="reference oxides left out (e.g. Y3Al5O12: 80 atoms)")
+    ap.add_argument("--cavities", nargs="*", default=[], metavar="I,J,...",
+                    help="explicit Li arrangements (cavity indices 0-1 = M1, 2-7 = M2) instead of random ones; "
+                         "needs a single --x")
     ap.add_argument("--tag", default="relax", help="name of the JSON written into --out (default relax)")
     ap.add_argument("--out", default=str(ROOT / "validation" / "results" / "15_structures"))
     ap.add_argument("--cif-dir", default=str(oo.data_dir()))
@@ -303,7 +306,14 @@ def main(argv=None) -> int:
     series = []
     for x in args.x:
         n_li = int(round(2 * (1 + x)))
-        if x == 0.0:
+        if args.cavities:
+            if len(args.x) != 1:
+                raise SystemExit("--cavities needs exactly one --x")
+            choices = [tuple(int(i) for i in c.split(",")) for c in args.cavities]
+            if any(len(c) != n_li or len(set(c)) != n_li or not set(c) <= set(range(len(cavities)))
+                   for c in choices):
+                raise SystemExit(f"--cavities: each arrangement needs {n_li} distinct indices in 0-{len(cavities) - 1}")
+        elif x == 0.0:
             choices = [tuple(int(np.flatnonzero(cavities == i)[0]) for i in m1)]
         else:
             all_choices = list(itertools.combinations(range(len(cavities)), n_li))
@@ -346,7 +356,8 @@ def main(argv=None) -> int:
             f"({'converged' if best['converged'] else 'NOT converged'} in {best['steps']}).",
             "Start: LiTi2(PO4)3 R-3c NASICON Wyckoff sites as in Aatiq et al., J. Mater. Chem. 12 (2002) 2971,",
             f"  cell a = {A_PUB_ANG}, c = {C_PUB_ANG} A (JCPDS 35-0754); primitive cell, 2 formula units.",
-            f"Li arrangement: lowest energy of {len(runs)} over the M1/M2 cavities (seed {args.seed});",
+            f"Li arrangement: lowest energy of {len(runs)} over the M1/M2 cavities (seed {args.seed}; "
+            f"cavities {list(best['cavities'])});",
             f"  mean TiO6 edge {best['edge_nm']:.5f} nm (all arrangements {edges.min():.5f}-{edges.max():.5f} nm);",
             f"  rescaled to the published x = 0 cell: {best['edge_rescaled_nm']:.5f} nm.",
             f"Command: {command}",

@@ -13,6 +13,10 @@ barn per eV per atom (1 barn = 1e-28 m^2).
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from ..errors import SreelsInputError
@@ -30,6 +34,14 @@ _XU = [0.82, 0.52, 0.52, 0.42, 0.30, 0.29, 0.22, 0.30, 0.22, 0.16, 0.12, 0.13,
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(96)
 _COARSE_EV = 0.05
+
+#: Results of :func:`hydrogenic_dsigma_de` kept for identical inputs (the simulator, the joint fit's model
+#: and the fast path's references ask for the same edges on the same axes; ``sreels plan`` did the same
+#: ~0.1 s evaluation up to 8 times).  Keyed by a digest of the energy array and the other arguments.
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 64
+_CACHE_MAX_ENERGIES = 200_000
+_CACHE_LOCK = threading.Lock()   # sreels plan evaluates the fast path in a thread beside the joint fit
 
 
 def _kinematics(energy_ev, beam_energy_kev, beta_rad):
@@ -129,6 +141,25 @@ def hydrogenic_dsigma_de(energy_ev, z: int, shell: str, onset_ev: float, beam_en
         raise SreelsInputError(f"hydrogenic cross sections exist for K and L shells, got {shell!r}")
     if shell == "L" and onset_l1_ev is None:
         raise SreelsInputError("an L-shell cross section needs onset_l1_ev")
+    if e.size > _CACHE_MAX_ENERGIES:
+        return _dsigma_de(e, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev)
+    key = (hashlib.blake2b(np.ascontiguousarray(e).tobytes(), digest_size=16).digest(), e.shape, int(z), shell,
+           float(onset_ev), float(beam_energy_kev), float(beta_rad), None if onset_l1_ev is None else float(onset_l1_ev))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+    if hit is None:
+        hit = _dsigma_de(e, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev)
+        hit.setflags(write=False)
+        with _CACHE_LOCK:
+            _CACHE[key] = hit
+            if len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return hit.copy()
+
+
+def _dsigma_de(e, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev):
     out = np.zeros_like(e)
     m = e > onset_ev
     if not np.any(m):

@@ -62,7 +62,8 @@ def image_metadata(sim, name: str) -> dict:
             "gain_counts_per_e": det.gain_counts_per_e, "version": __version__,
             "instrument": {"beam_energy_kev": cfg.instrument.beam_energy_kev,
                            "collection_semiangle_mrad": cfg.instrument.collection_semiangle_mrad,
-                           "resolution_fwhm_ev": cfg.instrument.resolution_fwhm_ev},
+                           "resolution_fwhm_ev": cfg.instrument.resolution_fwhm_ev,
+                           "plural_scattering": cfg.instrument.plural_scattering},
         },
     }
     if det.dark_subtracted and not sim.noise_free:

@@ -33,6 +33,7 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
+from ..resources import single_threaded_blas
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
                    resolve_instrument)
 from .deconvolve import ImageStats, image_stats
@@ -220,7 +221,8 @@ def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_row
             if cl is None:
                 from dask.diagnostics import ProgressBar
                 with ProgressBar(minimum=2.0) if progress else contextlib.nullcontext():
-                    res = graph.compute(scheduler="threads")
+                    with single_threaded_blas():  # the blocks are the threads
+                        res = graph.compute(scheduler="threads")
             else:
                 res = _compute_distributed(graph, cl, progress)
     res.timings_s["total"] = time.perf_counter() - t0

@@ -90,6 +90,13 @@ def _resample(ll, axis: EnergyAxis, scale_ev: float):
     """Low-loss rows onto channels of ``scale_ev`` (counts conserved: cumulative-sum interpolation)."""
     if abs(axis.scale_ev - scale_ev) < 1e-6 * scale_ev:
         return np.asarray(ll, float), axis
+    r = scale_ev / axis.scale_ev
+    if abs(r - round(r)) < 1e-9 and round(r) > 1:  # whole channels per bin: sums (what the interpolation gives)
+        r = int(round(r))
+        n = axis.size // r
+        new = EnergyAxis(axis.offset_ev + 0.5 * (r - 1) * axis.scale_ev, scale_ev, n)
+        a = np.asarray(ll, float)
+        return a[:, :n * r].reshape(a.shape[0], n, r).sum(2), new
     edges = axis.offset_ev - 0.5 * axis.scale_ev + axis.scale_ev * np.arange(axis.size + 1)
     n = int(np.floor((edges[-1] - edges[0]) / scale_ev))
     new = EnergyAxis(edges[0] + 0.5 * scale_ev, scale_ev, n)
@@ -99,40 +106,83 @@ def _resample(ll, axis: EnergyAxis, scale_ev: float):
     return np.diff(c, axis=1), new
 
 
+def _end_law(block_e, block_y, rows):
+    """Power law through the two halves of a block of channels: the exponent of the image's mean
+    spectrum (rows,), each row's level (rows,) and the reference energy."""
+    h = block_e.size // 2
+    m1, m2 = block_y[:, :h].mean(1), block_y[:, h:].mean(1)
+    e1, e2 = block_e[:h].mean(), block_e[h:].mean()
+    g1, g2 = _row_mean(np.stack([m1, m2], 1))  # the image's mean spectrum
+    r = np.log(g1 / g2) / np.log(e2 / e1) if g1 > 0 and g2 > 0 and e1 > 0 else 0.0
+    r = float(np.clip(np.nan_to_num(r), -2.0, 8.0))
+    return np.full(rows, r), np.where(m1 * m2 > 0, np.sqrt(np.abs(m1 * m2)), block_y.mean(1)), \
+        np.sqrt(abs(e1 * e2))
+
+
+def _taper(n):
+    """1 over the inner half, a cosine rise over the outer half (as the first channels)."""
+    t = np.ones(n)
+    k = n // 2
+    t[:k] = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / max(k, 1))
+    return t
+
+
 def _power_law_pad(y, e, n_lo, n_hi, n_fit):
     """Extend rows below and above by power laws fitted to ``n_fit`` channels at each end, then a
     cosine taper to zero over the outer half of each pad.  The exponent is the two-area estimate of
     the image's mean spectrum (one per end: a row's own would carry ~0.3 of shot noise over 6 eV and
     misplace what the deconvolution removes), the level each row's own."""
-    def law(block_e, block_y):
-        h = block_e.size // 2
-        m1, m2 = block_y[:, :h].mean(1), block_y[:, h:].mean(1)
-        e1, e2 = block_e[:h].mean(), block_e[h:].mean()
-        g1, g2 = _row_mean(np.stack([m1, m2], 1))  # the image's mean spectrum
-        r = np.log(g1 / g2) / np.log(e2 / e1) if g1 > 0 and g2 > 0 and e1 > 0 else 0.0
-        r = float(np.clip(np.nan_to_num(r), -2.0, 8.0))
-        return np.full(y.shape[0], r), np.where(m1 * m2 > 0, np.sqrt(np.abs(m1 * m2)), block_y.mean(1)), \
-            np.sqrt(abs(e1 * e2))
-
     de = e[1] - e[0]
-    r0, a0, ea = law(e[:n_fit], y[:, :n_fit])
-    r1, a1, eb = law(e[-n_fit:], y[:, -n_fit:])
+    r0, a0, ea = _end_law(e[:n_fit], y[:, :n_fit], y.shape[0])
+    r1, a1, eb = _end_law(e[-n_fit:], y[:, -n_fit:], y.shape[0])
     elo = e[0] - de * np.arange(n_lo, 0, -1)
     ehi = e[-1] + de * np.arange(1, n_hi + 1)
     floor = 0.25 * max(abs(e[0]), de)
     lo = a0[:, None] * (np.maximum(elo, floor)[None, :] / ea) ** (-r0[:, None])
     hi = a1[:, None] * (ehi[None, :] / eb) ** (-r1[:, None])
+    return np.concatenate([lo * _taper(n_lo)[None, :], y, hi * _taper(n_hi)[::-1][None, :]], 1)
 
-    def taper(n):
-        t = np.ones(n)
-        k = n // 2
-        t[:k] = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / max(k, 1))
-        return t
-    return np.concatenate([lo * taper(n_lo)[None, :], y, hi * taper(n_hi)[::-1][None, :]], 1)
+
+#: how far beyond its end the low loss is extended by a power law (eV; :func:`extended_low_loss`)
+EXTEND_EV = 160.0
+
+
+def extended_low_loss(ll, ll_axis: EnergyAxis, scale_ev: float, extend_ev: float = EXTEND_EV):
+    """Low-loss rows on channels of ``scale_ev``, extended beyond the window's end by a power law fitted
+    to its last 20 eV over ``extend_ev`` (tapered; as exspy's ``extrapolate_lowloss``): the plural tail
+    beyond a ~200 eV window (plasmon tails, Al/Si/P-L continua).  Returns the rows (the extension
+    appended after the window's channels) and the resampled window's axis.  Their row sums are the
+    total I_t of :func:`low_loss_total`."""
+    ll, ll_axis = _resample(np.asarray(ll, dtype=float), ll_axis, scale_ev)
+    if extend_ev > 0:  # the plural tail beyond the low loss's end (plasmon and inner-shell continua)
+        ll = _power_law_pad(ll, ll_axis.energy_ev, 0, int(round(extend_ev / scale_ev)), int(round(20.0 / scale_ev)))
+    return ll, ll_axis
+
+
+def low_loss_total(ll, ll_axis: EnergyAxis, scale_ev: float, extend_ev: float = EXTEND_EV):
+    """Every electron of each row, I_t, as :func:`fourier_ratio` normalises the windows above by it (the
+    row sums of :func:`extended_low_loss`), and the image's mean I_t.
+
+    :func:`.lowloss.plural_kernel`'s unscattered fraction I_0 / I_t divides by the same I_t, so that the
+    Li-K window below and the Ti-L2,3 window above are on one scale.  The mean is the row means of the
+    window's counts and of the extension's level combined with the image's exponent (not a mean of the
+    rows' totals, whose exponent a block of rows would take from its own rows: :class:`ImageStats`).
+    Returns (total (rows,), mean total)."""
+    ll, ax = _resample(np.asarray(ll, dtype=float), ll_axis, scale_ev)
+    win = ll.sum(1)
+    if extend_ev <= 0:
+        return win, float(_row_mean(win[:, None])[0])
+    n_fit, n_hi = int(round(20.0 / scale_ev)), int(round(extend_ev / scale_ev))
+    e = ax.energy_ev
+    r, a, eb = _end_law(e[-n_fit:], ll[:, -n_fit:], ll.shape[0])
+    # the extension of a row of unit level (its shape: the image's exponent, tapered)
+    f = float(np.sum(((e[-1] + scale_ev * np.arange(1, n_hi + 1)) / eb) ** (-r[0]) * _taper(n_hi)[::-1]))
+    m_win, m_a = _row_mean(np.stack([win, a], 1))
+    return win + a * f, float(m_win + m_a * f)
 
 
 def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev: float, tail_ev: float = 0.0,
-                  psf_decay: float = 0.0, gain=1.0, readout=0.0, pad_ev: float = 128.0, extend_ev: float = 160.0):
+                  psf_decay: float = 0.0, gain=1.0, readout=0.0, pad_ev: float = 128.0, extend_ev: float = EXTEND_EV):
     """Fourier-ratio deconvolution of core-loss rows by their low-loss rows.
 
     S(f) = Z(f) J_k(f) conj(J_l(f)) I_l / (|J_l(f)|^2 + eps^2),   Z = ZLP(fwhm, tail) x PSF,
@@ -162,10 +212,8 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
     factor : (rows,) variance inflation of a channel
     """
     core = np.asarray(core, dtype=float)
-    ll, ll_axis = _resample(np.asarray(ll, dtype=float), ll_axis, core_axis.scale_ev)
+    ll, ll_axis = extended_low_loss(ll, ll_axis, core_axis.scale_ev, extend_ev)
     de = core_axis.scale_ev
-    if extend_ev > 0:  # the plural tail beyond the low loss's end (plasmon and inner-shell continua)
-        ll = _power_law_pad(ll, ll_axis.energy_ev, 0, int(round(extend_ev / de)), int(round(20.0 / de)))
     n_lo = int(round(min(pad_ev, 0.5 * max(core_axis.offset_ev, 0.0)) / de))
     n_hi = int(round(64.0 / de))
     n_fit = min(int(round(20.0 / de)), core.shape[1] // 4)
@@ -178,7 +226,7 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
     lag = (np.arange(ll.shape[1]) + o_int) % n
     kern = np.zeros((ll.shape[0], n))
     kern[:, lag] = ll
-    jl = sfft.rfft(kern, axis=1) * np.exp(-2j * np.pi * f * (o - o_int) * de)[None, :]
+    jl = sfft.rfft(kern, axis=1, workers=-1) * np.exp(-2j * np.pi * f * (o - o_int) * de)[None, :]
     il = jl[:, :1].real
     eps2 = gain * np.abs(il) + ll.shape[1] * readout**2
     z = zlp_tf(f, fwhm_ev, tail_ev)
@@ -187,8 +235,8 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
     kk[(np.arange(k.size) - k.size // 2) % n] = k
     kf = sfft.rfft(kk).real
     h = (z * kf)[None, :] * np.conj(jl) * il / (np.abs(jl) ** 2 + eps2)
-    jk = sfft.rfft(padded, n=n, axis=1)
-    out = sfft.irfft(jk * h, n=n, axis=1)[:, n_lo:n_lo + core.shape[1]]
+    jk = sfft.rfft(padded, n=n, axis=1, workers=-1)
+    out = sfft.irfft(jk * h, n=n, axis=1, workers=-1)[:, n_lo:n_lo + core.shape[1]]
     band = (f >= 0.1) & (f <= 1.0)
     factor = np.mean(np.abs(h[:, band]) ** 2, axis=1)
     return out, factor

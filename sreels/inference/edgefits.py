@@ -129,7 +129,7 @@ def rows_at(table, step, e, delta):
 
 def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
                      delta=None, mask=None, fit_delta=True, weight=None, tail=None, tail_amp=None,
-                     tail_step=None) -> EdgeFit:
+                     tail_step=None, curvature=False) -> EdgeFit:
     """Power law + linear amplitudes of fixed references shifted by "delta" (eV).
 
     Parameters: ln A, r, one amplitude per reference, and "delta" if ``delta`` (starting
@@ -139,7 +139,9 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
     fraction exp(-t/lambda)); ``tail`` (rows, lags) is each row's multiple scattering on losses
     m dE (dE = ``tail_step``, else the channel width), one more linear component "plural tail" shifted
     with the references, or with ``tail_amp``
-    (a number) a fixed part of the model (``tail_amp`` x tail).
+    (a number) a fixed part of the model (``tail_amp`` x tail).  ``curvature``: the background is
+    log-quadratic, ln B = ln A - r x - s x^2 with x = ln(E / E_ref) and a free "s" per row (a plasmon tail
+    under the edge, whose local exponent changes across the window), else a power law.
     """
     rows = np.shape(counts)[0]
     d0 = np.zeros(rows) if delta is None else np.asarray(delta, float)
@@ -174,18 +176,23 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
     A = tv * np.sqrt(w)[:, :, None]
     At = np.swapaxes(A, 1, 2)
     amp = np.linalg.solve(At @ A + 1e-12 * np.eye(len(names)), At @ z[:, :, None])[:, :, 0]
-    p0 = np.column_stack([pl.log_a, pl.r, amp] + ([d0] if fit_shift else []))
+    nb = 3 if curvature else 2  # background parameters: ln A, r (and the log-quadratic's s)
+    p0 = np.column_stack([pl.log_a, pl.r] + ([np.zeros(rows)] if curvature else []) + [amp]
+                         + ([d0] if fit_shift else []))
     k = len(names)
     def model(p, idx):
-        bb = np.exp(p[:, :1] - p[:, 1:2] * x[None, :])
+        lb = p[:, :1] - p[:, 1:2] * x[None, :]
+        if curvature:
+            lb = lb - p[:, 2:3] * x[None, :] ** 2
+        bb = np.exp(lb)
         if fit_shift:
-            vals, slopes = zip(*(at(n, p[:, 2 + k], idx) for n in names))
+            vals, slopes = zip(*(at(n, p[:, nb + k], idx) for n in names))
         else:
             vals, slopes = zip(*((v[idx], sl[idx]) for v, sl in fixed))
-        m = bb + sum(v * p[:, 2 + i:3 + i] for i, v in enumerate(vals))
-        cols = [bb, -bb * x[None, :], *vals]
+        m = bb + sum(v * p[:, nb + i:nb + 1 + i] for i, v in enumerate(vals))
+        cols = [bb, -bb * x[None, :]] + ([-bb * x[None, :] ** 2] if curvature else []) + list(vals)
         if fit_shift:
-            cols.append(-sum(sl * p[:, 2 + i:3 + i] for i, sl in enumerate(slopes)))
+            cols.append(-sum(sl * p[:, nb + i:nb + 1 + i] for i, sl in enumerate(slopes)))
         return m, np.stack(cols, -1)
 
     res = levenberg_marquardt(model, p0, y, w)
@@ -193,7 +200,7 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
     if fixed_part is not None:
         fp = fixed_part[:, axis.slice(lo, hi)]
         y, m = y + fp, m + fp
-    pnames = ("log_a", "r", *names) + (("delta",) if fit_shift else ())
+    pnames = ("log_a", "r") + (("s",) if curvature else ()) + (*names,) + (("delta",) if fit_shift else ())
     return EdgeFit(res, pnames, e_ref, e, m, y, w, scale, jac)
 
 

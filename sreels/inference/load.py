@@ -42,6 +42,9 @@ class WindowData:
     position_unit: str = "nm"           # "" when the file gives no length unit: y is then the row index
     #: per-row factor on the channel variances (rows,): > 1 after a deconvolution (see .lowloss)
     variance_factor: np.ndarray | None = field(default=None, repr=False)
+    #: with the gain unknown, the noise level (x counts) measured on the counts before a deconvolution
+    #: (:func:`.okpeaks.noise_scale`; the deconvolved channels are smoothed by the reconvolution)
+    noise_scale: float | None = field(default=None, repr=False)
     #: plural scattering of a window the low loss reaches (see .lowloss.plural_kernel): per row the
     #: unscattered fraction (rows,), the multiple scattering (rows, lags) on losses m x channel width in
     #: low-loss counts, and its noise as replica deviations (replicas, rows, lags)
@@ -55,6 +58,8 @@ class WindowData:
     #: per-row energy shift (eV) still in the counts (the ZLP's about the image's mean, for windows not
     #: deconvolved)
     row_shift_ev: np.ndarray | None = field(default=None, repr=False)
+    #: the image's mean ZLP position (eV) on the low-loss window's stored axis, with ``row_shift_ev``
+    zlp_mean_ev: float | None = None
     #: this window's exposure over the low-loss window's (from the metadata), with ``plural_tail``
     exposure_ratio: float | None = None
 

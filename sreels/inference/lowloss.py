@@ -27,7 +27,9 @@ from scipy.ndimage import uniform_filter1d
 from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from .deconvolve import _row_mean, fourier_ratio
+from .deconvolve import _resample, _row_mean, fourier_ratio, low_loss_total
+from .edgefits import variance_model
+from .okpeaks import noise_scale
 
 #: the ZLP is searched within this distance of 0 eV on the stored axis (uncalibrated axes: a few eV)
 ZLP_SEARCH_EV = 10.0
@@ -150,8 +152,8 @@ def read_zlp(counts, axis: EnergyAxis, gain=1.0, readout=0.0):
     return (centre, fwhm, thr, *log_ratio_thickness(y, thr, gain, readout))
 
 
-def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: float, span_ev: float,
-                  fwhm_ev: float = 1.0):
+def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
+                  total=None, fwhm_ev: float = 1.0):
     """What plural scattering does to a core-loss window of channel spacing ``scale_ev`` that starts
     inside the low-loss range, per row: (unscattered, tail).
 
@@ -165,13 +167,17 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: 
     Eq. 4.10), reconvolved with a Gaussian of ``fwhm_ev`` (1 eV by default).  The single part S, which the short low-loss exposure
     measures poorly, cancels exactly; its shot noise still reaches M at first order (dM ~ dS (*) S / I_0,
     smoothed by the plasmon's width), which :func:`apply_low_loss` carries into the errors by replicas.
+
+    ``total`` (rows,): I_t, every electron of the row, as the Fourier ratio of the windows above normalises
+    (:func:`.deconvolve.extended_low_loss`: the whole low-loss window and its power-law extension); None:
+    the counts up to ``span_ev`` + 10 eV, which miss the plasmon and inner-shell tails beyond (1.2 % of
+    the electrons at t/lambda 0.54, measured: the Li-K amplitude read that much low against Ti-L2,3).
     """
     from ..forward.lowloss import zlp_tf
-    from .deconvolve import _resample
 
     ll, ax = _resample(np.asarray(counts, dtype=float), axis, scale_ev)
     e = ax.energy_ev
-    thr = axis.energy_ev[np.asarray(threshold_idx)]
+    thr = np.asarray(threshold_ev, dtype=float)
     # J up to span + 10 eV above the ZLP (the tail at loss L needs J below L only), a 10 eV cosine taper
     # at the end (an abrupt end would ring through the logarithm)
     end = np.minimum(e[-1], np.asarray(centre_ev, dtype=float) + span_ev + 10.0)  # per row
@@ -185,16 +191,16 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_idx, scale_ev: 
     # the ratio J / Z is independent of where the ZLP sits: its inverse transform starts at loss 0
     n = sfft.next_fast_len(2 * j.shape[1], real=True)
     f = sfft.rfftfreq(n, d=scale_ev)
-    jf, zf = sfft.rfft(j, n=n, axis=1), sfft.rfft(np.where(zero, j, 0.0), n=n, axis=1)
+    jf, zf = sfft.rfft(j, n=n, axis=1, workers=-1), sfft.rfft(np.where(zero, j, 0.0), n=n, axis=1, workers=-1)
     g = zlp_tf(f, fwhm_ev)[None, :]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = jf / zf
         mult = np.where(g > 1e-8, g * (q - 1.0 - np.log(q)), 0.0)
     mult = np.where(np.isfinite(mult), mult, 0.0)
     m = int(np.ceil(span_ev / scale_ev)) + 1
-    tail = sfft.irfft(mult, n=n, axis=1)[:, :m] * i0[:, None]
+    tail = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        unscattered = (i0 / it)[:, None]
+        unscattered = (i0 / (it if total is None else np.asarray(total, float)))[:, None]
     bad = ~(np.all(np.isfinite(tail), axis=1) & np.isfinite(unscattered[:, 0]))
     tail[bad], unscattered[bad] = 0.0, 1.0
     return unscattered, tail
@@ -211,11 +217,15 @@ def denoise_rows(a, k: int = TAIL_COMPONENTS):
     kept; the covariance over n from sums over rows, so an image fitted in blocks gets the whole image's,
     :class:`.deconvolve.ImageStats`): the multiple-scattering tails vary across an image in level and
     slowly in shape, while the low loss's shot noise in them is independent from row to row."""
+    from scipy.linalg import eigh
+
     from .deconvolve import row_sum_mean
 
     mu = _row_mean(a)
     cov = row_sum_mean(a.T @ a, a.shape[0]) - np.outer(mu, mu)
-    val, vec = np.linalg.eigh(cov)
+    n = cov.shape[0]
+    # the k + 1 largest eigenpairs only (LAPACK's evr: ~2x faster than all of them)
+    val, vec = eigh(cov, subset_by_index=[max(n - k - 1, 0), n - 1], driver="evr")
     # cut at a clear gap (eigenvalue ratio >= TAIL_GAP): a subspace that rounding cannot rotate, so an
     # image summed in blocks gets the same projection as the whole (within ~1e-12)
     gaps = val[-k - 1:][1:] / np.maximum(val[-k - 1:][:-1], 1e-300)   # ascending: (k+1)/k ... top/next
@@ -248,6 +258,33 @@ def _detector(w, s):
     rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
     decay = s.psf_decay if s.psf_decay is not None else det.get("psf_decay", 0.0)
     return float(g), float(rd), float(decay or 0.0)
+
+
+#: a low-loss window removes plural scattering only if it reaches this many plasmon energies: the
+#: n-fold plasmons sit at ~n E_p with Poisson weights, so a window to 3 E_p holds all but the n >= 3
+#: terms, 1 - e^-t (1 + t + t^2/2) of the counts at t = t/lambda: 1.4 % at 0.5, 8 % at 1
+PLURAL_COVER = 3.0
+#: the plasmon energy taken is at least this (eV): oxides' bulk plasmons lie near 20-30 eV (measured on
+#: the pairs in ../shared/data: lisp 22.5, LSMO 30-31; the study's LASGTP ~24 eV by the free-electron
+#: formula, :mod:`sreels.forward.lowloss`); a lower maximum above the ZLP is an interband transition
+#: (TiO2: 14.6 eV, with its plasmon near 25 eV)
+PLASMON_MIN_EV = 20.0
+
+
+def plural_coverage(counts, axis: EnergyAxis, threshold_idx) -> str:
+    """Why a low-loss window is too short to remove plural scattering ("" if it is not): it must reach
+    PLURAL_COVER x E_p, E_p the image-mean spectrum's maximum above the elastic threshold (+ 2 eV) but
+    at least :data:`PLASMON_MIN_EV`."""
+    e = axis.energy_ev
+    mean = _row_mean(np.asarray(counts, float))
+    m = e > float(np.median(e[np.asarray(threshold_idx)])) + 2.0
+    if m.sum() < 20:
+        return f"it records only {m.sum()} channels above the ZLP"
+    ep = max(float(e[m][np.argmax(mean[m])]), PLASMON_MIN_EV)
+    if e[-1] < PLURAL_COVER * ep:
+        return (f"it ends at {e[-1]:.0f} eV, below {PLURAL_COVER:.0f} x the plasmon energy taken, {ep:.1f} eV: "
+                "the double and triple plasmons are cut")
+    return ""
 
 
 def widest_zlp_fwhm(fwhm) -> float:
@@ -300,6 +337,12 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
     notes = [low_loss_note(ll.source, centre, fwhm, tl)]
     out, forward = {}, []
     inst = settings.instrument()
+    short = plural_coverage(counts, ll.energy, thr) if deconvolve else ""
+    if short:
+        deconvolve = False
+        notes.append(f"the low-loss window is too short to remove plural scattering ({short}): the core-loss "
+                     "windows are fitted as recorded, with the residual tests of a fit without a low loss; the "
+                     "energy reference and resolution still come from the ZLP, and t/lambda is a lower bound")
     # reconvolve with the fit's resolution, or with the measured one where that is wider: sharpening
     # the ZLP would amplify the noise without bound (a 1.1 eV ZLP to 0.5 eV: x 1000 in variance, measured)
     res_ev = settings.resolution_fwhm_ev
@@ -322,29 +365,46 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
             # the tail's noise from the low loss's: parametric replicas (extra noise of the counts' own
             # variance), each through the same steps; each row's draws seeded by TAIL_SEED and its own
             # counts, so that a block of rows gets the draws the whole image would
-            sd = np.sqrt(g * np.maximum(counts, 0.0) + rd**2)
-            z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, r.size))
+            # (drawn on the tail's lag grid, where a lag sums step / dE channels: the same Gaussian law as
+            # drawing per channel and summing, at a fifth of the cost)
+            coarse, cax = _resample(counts, ll.energy, step)
+            per = step / ll.energy.scale_ev
+            sd = np.sqrt(g * np.maximum(coarse, 0.0) + per * rd**2)
+            z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, coarse.shape[1]))
                           for r in counts], axis=1)
-            reps = counts[None] + z * sd[None]
-            unsc, tails = plural_kernel(np.concatenate([counts[None], reps]).reshape(-1, counts.shape[1]), ll.energy,
-                                        np.tile(centre, TAIL_REPLICAS + 1), np.tile(thr, TAIL_REPLICAS + 1),
-                                        step, span)
+            reps = coarse[None] + z * sd[None]
+            the = ll.energy.energy_ev[thr]
+            # I_t as the Fourier ratio of the windows above has it (one scale for Li-K and Ti-L2,3); the
+            # replicas' unscattered fractions are not used
+            total, total_mean = low_loss_total(counts, ll.energy, w.energy.scale_ev)
+            unsc, tails = plural_kernel(np.concatenate([coarse[None], reps]).reshape(-1, coarse.shape[1]), cax,
+                                        np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1),
+                                        step, span, np.tile(total, TAIL_REPLICAS + 1))
             tails *= w.energy.scale_ev / step  # counts per channel of the window
             n_rows = counts.shape[0]
+            zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position
             tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
             # each replica denoised on its own: the components are estimated from noisy rows too
             tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
             out[k] = dataclasses.replace(w, unscattered=unsc[:n_rows, 0], plural_tail=tails[0],
                                          plural_tail_mean=tail_mean,
-                                         unscattered_mean=float(_row_mean(unsc[:n_rows])[0]),
+                                         # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
+                                         unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0])
+                                         / total_mean,
                                          plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
-                                         row_shift_ev=centre - float(_row_mean(centre[:, None])[0]),
+                                         row_shift_ev=centre - zmean, zlp_mean_ev=zmean,
                                          exposure_ratio=_exposure_ratio(w, ll),
                                          tail_step_ev=step)
             forward.append(k)
             continue
         d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
-        out[k] = dataclasses.replace(w, counts=d, variance_factor=fac)
+        # gain unknown: the noise level is measured on the counts as recorded (second differences of the
+        # deconvolved channels would see the reconvolution's smoothing: 1500x too low on a measured pair)
+        k_raw = None
+        if not (settings.gain_counts_per_e or w.gain_counts_per_e):
+            raw = np.asarray(w.counts, float)
+            k_raw = noise_scale(raw, variance_model(raw, 1.0, rdw))
+        out[k] = dataclasses.replace(w, counts=d, variance_factor=fac, noise_scale=k_raw)
     if forward:
         notes.append(f"window(s) {', '.join(forward)} start below {MIN_DECONVOLVE_EV:.0f} eV, where the plural "
                      "source is the plasmon region itself: not deconvolved; the fit takes its references times the "

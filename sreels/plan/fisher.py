@@ -41,10 +41,10 @@ ROW_KEYS = ("li_rel", "ti3_fraction", "r_oo_nm")
 
 @dataclass(frozen=True)
 class WindowJacobian:
-    """One window at the design's truth, arrays (rows, bins): G (P, rows, bins)."""
+    """One window at the design's truth, arrays (rows, bins): G (rows, bins, P), contiguous."""
 
     name: str
-    G: np.ndarray
+    G: np.ndarray          # d mu / d theta at fixed amplitudes, (rows, bins, P)
     cols: np.ndarray       # (rows, bins, 3): background, host, AlPO4
     lam: np.ndarray        # expected electrons per bin
     readout_var: np.ndarray
@@ -97,7 +97,7 @@ def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4)
         lo, hi = priors.bounds.T
         h = REL_STEP * (hi - lo)
         P = theta.size
-        G = [np.empty((P,) + wd.data.shape) for wd in data.windows]
+        G = [np.empty(wd.data.shape + (P,)) for wd in data.windows]
 
         def mu(cols):  # (B, R, C) per window at the fixed amplitudes a
             return [a[None, :, i, None] * c.background + a[None, :, nw, None] * c.host
@@ -112,7 +112,7 @@ def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4)
             m = mu(model.columns(pts))
             k = idx.size
             for w in range(nw):
-                G[w][idx] = (m[w][:k] - m[w][k:]) / (up - dn)[idx, None, None]
+                G[w][..., idx] = ((m[w][:k] - m[w][k:]) / (up - dn)[idx, None, None]).transpose(1, 2, 0)
         c0 = model.columns(theta[None])
     wins = tuple(WindowJacobian(wd.window.name, g, np.stack([c.background[0], c.host[0], c.alpo4[0]], -1),
                                 np.maximum(wd.data, 0.0), wd.readout_var, wd.mask, wd.i0, wd.bin, wd.window.channels)
@@ -156,7 +156,11 @@ def _readout_bands(channels: int, decay: float, i0: int, nbins: int, b: int) -> 
 def _terms(jac: JointJacobian, scale, rfactor: float, spread: bool):
     """F (P, P) of the data and, if ``spread``, H = sum_r G~' W C W G~ with C the true covariance of
     the whitened, binned noise: Poisson (diagonal) + readout and quantisation, which the whitening
-    K^-1 correlates between neighbouring bins (the likelihood keeps only the diagonal of that part)."""
+    K^-1 correlates between neighbouring bins (the likelihood keeps only the diagonal of that part).
+
+    Works on G as (rows x bins, P) (:attr:`WindowJacobian.G`): every product is one BLAS call on
+    contiguous memory; a window's exposure factor s enters as s^2 (F, B, M) and s (G~) on the
+    arrays taken at s = 1."""
     nw = len(jac.windows)
     s = np.broadcast_to(np.asarray(scale, float), (nw,))
     P = jac.theta.size
@@ -165,19 +169,16 @@ def _terms(jac: JointJacobian, scale, rfactor: float, spread: bool):
     F = np.zeros((P, P))
     M = np.zeros((R, K, K))
     B = np.zeros((R, P, K))
-    Ws, As = [], []
+    Ws = []
     for i, w in enumerate(jac.windows):
+        idx = [i, nw, nw + 1]                                          # background, host, AlPO4
         W = np.where(w.mask, 1.0 / (s[i] * w.lam + rfactor * w.readout_var), 0.0)
-        Gs = w.G * s[i]
-        GW = Gs * W
-        F += GW.reshape(P, -1) @ Gs.reshape(P, -1).T
-        A = np.zeros(w.cols.shape[:2] + (K,))
-        A[..., i], A[..., nw], A[..., nw + 1] = w.cols[..., 0], w.cols[..., 1], w.cols[..., 2]
-        A *= s[i]
-        B += np.matmul(GW.transpose(1, 0, 2), A)                      # (R, P, K)
-        M += np.matmul((A * W[..., None]).transpose(0, 2, 1), A)      # (R, K, K)
+        GW = w.G * W[..., None]                                        # (R, C, P)
+        s2 = s[i] ** 2
+        F += s2 * (w.G.reshape(-1, P).T @ GW.reshape(-1, P))
+        B[:, :, idx] += s2 * np.matmul(GW.transpose(0, 2, 1), w.cols)           # (R, P, 3)
+        M[:, np.array(idx)[:, None], idx] += s2 * np.matmul((w.cols * W[..., None]).transpose(0, 2, 1), w.cols)
         Ws.append(W)
-        As.append(A)
     dg = np.sqrt(np.clip(np.einsum("rkk->rk", M), 1e-300, None))
     Ms = M / (dg[:, :, None] * dg[:, None, :]) + 1e-12 * np.eye(K)
     Bs = B / dg[:, None, :]
@@ -190,14 +191,19 @@ def _terms(jac: JointJacobian, scale, rfactor: float, spread: bool):
     c0 = rfactor * jac.readout_counts2 / jac.gain ** 2   # readout variance per channel before whitening (e^2)
     decay = jac.design.detector.psf_decay
     for i, w in enumerate(jac.windows):
-        Gt = w.G * s[i] - np.matmul(As[i], coef).transpose(2, 0, 1)     # (P, R, C): amplitudes projected out
-        u = Gt * Ws[i]
-        H += (u * (s[i] * w.lam)).reshape(P, -1) @ u.reshape(P, -1).T   # Poisson: white after whitening
-        if c0 > 0:  # sum_r u_r Q u_r' from the bands of Q (row-independent, nearly tridiagonal)
-            for k, d in enumerate(_readout_bands(w.channels, float(decay), w.i0, w.cols.shape[1], w.bin)):
-                C = u.shape[-1]
-                t = (u[..., :C - k] * d).reshape(P, -1) @ u[..., k:].reshape(P, -1).T
-                H += c0 * (t if k == 0 else t + t.T)
+        idx = [i, nw, nw + 1]
+        # u = W G~, G~ = s (G - A coef): the amplitudes projected out; (R, C, P)
+        u = (w.G - np.matmul(w.cols, coef[:, idx, :])) * (s[i] * Ws[i])[..., None]
+        C = u.shape[1]
+        bands = _readout_bands(w.channels, float(decay), w.i0, C, w.bin) if c0 > 0 else (np.zeros(C),)
+        v = s[i] * w.lam + c0 * bands[0]                    # Poisson (white after whitening) + readout diagonal
+        u2 = u.reshape(-1, P)
+        H += (u * v[..., None]).reshape(-1, P).T @ u2
+        for k, d in enumerate(bands[1:], 1):   # sum_r u_r Q u_r' off the diagonal (Q nearly tridiagonal)
+            wk = np.zeros(C)
+            wk[:C - k] = d                     # pairs (c, c + k) of one row; none across rows
+            t = (u2[:-k] * np.tile(wk, R)[:-k, None]).T @ u2[k:]
+            H += c0 * (t + t.T)
     return F, 0.5 * (H + H.T)
 
 
@@ -208,6 +214,17 @@ def fisher(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, include_prior: b
     with single_threaded_blas():  # small products: BLAS threads only spin on a busy machine
         F, _ = _terms(jac, scale, rfactor, False)
     return F + np.diag(jac.prior_info) if include_prior else F
+
+
+def covariances(jac: JointJacobian, scale=1.0, rfactor: float = 1.0) -> tuple:
+    """(spread, reported) covariances of :func:`covariance` from one evaluation of F and H."""
+    with single_threaded_blas():
+        F, H = _terms(jac, scale, rfactor, True)
+    try:
+        Fi = np.linalg.inv(F + np.diag(jac.prior_info))
+    except np.linalg.LinAlgError:
+        return np.full(F.shape, np.nan), np.full(F.shape, np.nan)
+    return Fi @ H @ Fi, Fi
 
 
 def covariance(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, kind: str = "spread") -> np.ndarray:
@@ -266,5 +283,5 @@ def sigmas_cov(cov: np.ndarray, grads: dict) -> dict:
     return {k: float(np.sqrt(max(g @ cov @ g, 0.0))) for k, g in grads.items()}
 
 
-__all__ = ["GAUSSIAN_MIN_ELECTRONS", "JointJacobian", "covariance", "fisher", "gradients", "joint_jacobian", "min_electrons",
+__all__ = ["GAUSSIAN_MIN_ELECTRONS", "JointJacobian", "covariance", "covariances", "fisher", "gradients", "joint_jacobian", "min_electrons",
            "readout_factor", "sigmas", "sigmas_cov"]

@@ -9,13 +9,15 @@ at the truth (its errors match the spread over seeds within 0.93-1.06, tests/sta
 
 Exposure for a target: every window's exposure is scaled by one factor s (the split between
 windows kept) until sigma(s) = target, solved on F(s) itself (readout noise makes sigma fall
-more slowly than s^-1/2 at low dose) by a secant method in log s - log sigma.
+more slowly than s^-1/2 at low dose) by secant steps on sigma^2 = alpha / s + beta / s^2 (shot
+noise and readout) through the last two evaluations.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -23,8 +25,8 @@ from ..errors import SreelsInputError
 from ..inference.bayes.params import DERIVED
 from . import design as dz
 from .design import Design
-from .fisher import (GAUSSIAN_MIN_ELECTRONS, covariance, gradients, joint_jacobian, min_electrons, readout_factor,
-                     sigmas_cov)
+from .fisher import (GAUSSIAN_MIN_ELECTRONS, covariance, covariances, gradients, joint_jacobian, min_electrons,
+                     readout_factor, sigmas_cov)
 
 #: The study's six numbers (Yamamoto 2014) and the R_OO change; units as in the names.
 TARGET_NAMES = DERIVED
@@ -35,16 +37,22 @@ SCALE_RANGE = (1e-6, 1e6)
 
 
 # ------------------------------------------------------------------ parsing
+def _split_option(it, option: str, form: str, example: str, names, what: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of ``--option`` -> (name, value text), the name one of ``names``."""
+    name, sep, val = str(it).partition("=")
+    name = name.strip()
+    if not sep:
+        raise SreelsInputError(f"--{option} {it!r}: expected {form}, e.g. {example}")
+    if name not in names:
+        raise SreelsInputError(f"--{option} {it!r}: unknown {what} {name!r}; accepted: {', '.join(names)}")
+    return name, val
+
+
 def parse_targets(items) -> dict:
     """``NAME=SIGMA`` strings -> {name: sigma}; names are the derived numbers (units in the name)."""
     out = {}
     for it in items or ():
-        name, sep, val = str(it).partition("=")
-        name = name.strip()
-        if not sep:
-            raise SreelsInputError(f"--target {it!r}: expected NAME=SIGMA, e.g. r_oo_change_nm=0.002")
-        if name not in TARGET_NAMES:
-            raise SreelsInputError(f"--target {it!r}: unknown name {name!r}; accepted: {', '.join(TARGET_NAMES)}")
+        name, val = _split_option(it, "target", "NAME=SIGMA", "r_oo_change_nm=0.002", TARGET_NAMES, "name")
         try:
             v = float(val)
         except ValueError:
@@ -65,12 +73,7 @@ def parse_vary(items) -> dict:
     """``KEY=LO:HI`` strings -> {key: (lo, hi)}."""
     out = {}
     for it in items or ():
-        key, sep, rng = str(it).partition("=")
-        key = key.strip()
-        if not sep:
-            raise SreelsInputError(f"--vary {it!r}: expected KEY=LO:HI, e.g. dose=0.1:10")
-        if key not in dz.VARY:
-            raise SreelsInputError(f"--vary {it!r}: unknown key {key!r}; accepted: {', '.join(dz.VARY)}")
+        key, rng = _split_option(it, "vary", "KEY=LO:HI", "dose=0.1:10", dz.VARY, "key")
         lo_s, sep2, hi_s = rng.partition(":")
         try:
             lo, hi = float(lo_s), float(hi_s)
@@ -115,10 +118,41 @@ def joint_sigmas(jac, grads, scale=1.0, rfactor=1.0, kind: str = "spread") -> di
     return sigmas_cov(covariance(jac, scale, rfactor, kind), grads)
 
 
+def _next_scale(s1, f1, s2, f2, target) -> float:
+    """Next exposure factor from the last two (s, sigma): through them sigma^2 = alpha / s + beta / s^2
+    (each bin's variance is s lambda + readout, its information s^2 / (s lambda + readout): exact for one
+    ratio of readout to electrons, close for a mixture; usually 1-2 steps), solved for sigma = target;
+    where that model does not fit (alpha or beta < 0), a secant step in log s - log sigma."""
+    a = np.array([[1 / s1, 1 / s1 ** 2], [1 / s2, 1 / s2 ** 2]])
+    with np.errstate(all="ignore"):
+        try:
+            alpha, beta = np.linalg.solve(a, [f1 ** 2, f2 ** 2]) if s1 != s2 else (np.nan, np.nan)
+        except np.linalg.LinAlgError:
+            alpha, beta = np.nan, np.nan
+        t2 = target ** 2
+        s3 = (alpha + np.sqrt(alpha ** 2 + 4 * t2 * beta)) / (2 * t2)
+    if not (alpha >= 0 and beta >= 0 and np.isfinite(s3) and s3 > 0):
+        slope = (np.log(f2) - np.log(f1)) / (np.log(s2) - np.log(s1)) if s2 != s1 else -0.5
+        if not np.isfinite(slope) or slope > -0.05:  # flat or rising: sigma no longer falls with dose
+            slope = -0.05
+        s3 = np.exp(np.log(s2) + (np.log(target) - np.log(f2)) / slope)
+    return float(np.clip(s3, *SCALE_RANGE))
+
+
+def readout_share(sigma1: float, s: float, sigma_s: float) -> float:
+    """beta / alpha of sigma^2 = alpha / s + beta / s^2 through (1, sigma1) and (s, sigma_s): how much
+    readout weighs in a design (0: shot-noise limited), a first guess for a similar design's target."""
+    if not (np.isfinite(s) and s > 0 and s != 1):
+        return 0.0
+    alpha, beta = np.linalg.solve([[1.0, 1.0], [1 / s, 1 / s ** 2]], [sigma1 ** 2, sigma_s ** 2])
+    return float(beta / alpha) if alpha > 0 and beta >= 0 else 0.0
+
+
 def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: float = 1e-3, max_iter: int = 30,
-                sigma1: float | None = None):
+                sigma1: float | None = None, share: float = 0.0):
     """The factor s on every exposure (times ``scale0`` per window) with sigma(s) = target
-    (``sigma1``: sigma at s = 1 if known).
+    (``sigma1``: sigma at s = 1 if known; ``share``: :func:`readout_share` of a similar design, for the
+    first guess; 0 takes the shot-noise limit (sigma1 / target)^2).
 
     Returns (s, sigma(s), iterations); s = nan when the target is not reached in SCALE_RANGE.
     """
@@ -128,14 +162,13 @@ def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: floa
     s1, f1 = 1.0, (sig(1.0) if sigma1 is None else float(sigma1))
     if not np.isfinite(f1) or f1 <= 0:
         return float("nan"), float("nan"), 1
-    s2 = float(np.clip((f1 / target) ** 2, *SCALE_RANGE))  # the shot-noise limit
+    # first guess: sigma^2 = alpha (1 / s + share / s^2) through (1, sigma1); share = 0: the shot-noise limit
+    a = f1 ** 2 / (1 + share)
+    s2 = float(np.clip((a + np.sqrt(a ** 2 + 4 * target ** 2 * share * a)) / (2 * target ** 2), *SCALE_RANGE))
     f2 = sig(s2)
     it = 2
     while it < max_iter and abs(f2 / target - 1) > rel_tol:
-        slope = (np.log(f2) - np.log(f1)) / (np.log(s2) - np.log(s1)) if s2 != s1 else -0.5
-        if not np.isfinite(slope) or slope > -0.05:  # flat or rising: sigma no longer falls with dose
-            slope = -0.05
-        s3 = float(np.clip(np.exp(np.log(s2) + (np.log(target) - np.log(f2)) / slope), *SCALE_RANGE))
+        s3 = _next_scale(s1, f1, s2, f2, target)
         s1, f1 = s2, f2
         s2, f2 = s3, sig(s3)
         it += 1
@@ -156,7 +189,8 @@ def fast_prediction(sim, rows_nm) -> dict:
     det = sim.config.detector
     md = {"sreels": {"detector": {"psf_decay": det.psf_decay, "adc_max_counts": det.adc_max_counts,
                                   "dark_offset_counts": det.dark_offset_counts,
-                                  "dark_subtracted": det.dark_subtracted}},
+                                  "dark_subtracted": det.dark_subtracted},
+                     "instrument": {"plural_scattering": sim.config.instrument.plural_scattering}},
           "resolution_fwhm_ev": sim.config.instrument.resolution_fwhm_ev}
     wins = {k: WindowData(k, v.energy, np.asarray(v.counts, float), sim.position, "plan", det.gain_counts_per_e,
                           det.readout_noise_counts, metadata=md) for k, v in sim.windows.items()}
@@ -185,7 +219,7 @@ def _derived_at(jac, grads, scale=1.0, rfactor=1.0) -> dict:
     return {k: s[k] for k in DERIVED}
 
 
-def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targets: dict):
+def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targets: dict, shares: dict):
     """(sigmas, dose factors for the targets, min electrons) of one varied design."""
     if dz.VARY[key][3]:  # cheap: same Jacobian, other exposures / readout
         jac, scale, rf = jac_base, np.ones(len(d_base.instrument.windows)), 1.0
@@ -204,7 +238,8 @@ def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targe
         scale, rf = np.ones(len(d_base.instrument.windows)), 1.0
     grads = gradients(jac, rows_nm)
     sig = joint_sigmas(jac, grads, scale, rf)
-    need = {k: solve_scale(jac, grads[f"derived:{k}"], t, scale, rf, sigma1=sig[f"derived:{k}"])[0]
+    need = {k: solve_scale(jac, grads[f"derived:{k}"], t, scale, rf, sigma1=sig[f"derived:{k}"],
+                           share=shares.get(k, 0.0))[0]
             for k, t in targets.items()}
     return sig, need, min_electrons(jac, scale)
 
@@ -230,10 +265,24 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
         note_ps = None
     jac = joint_jacobian(d)
     t_jac = time.perf_counter() - t0
+    # the fast path's prediction (its fit of the noise-free image) runs beside the joint fit's algebra
+    # below, which spends its time in BLAS and numpy without the GIL: on two cores the two overlap
+    pool = ThreadPoolExecutor(1) if fast else None
+    fast_job = pool.submit(fast_prediction, jac.simulation, rows_nm) if fast else None
+    try:
+        return _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
+                           note_ps, fast_job)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, note_ps,
+                fast_job):
     grads = gradients(jac, rows_nm)
-    cov = covariance(jac)
+    cov, cov_rep = covariances(jac)
     sig = sigmas_cov(cov, grads)
-    rep = sigmas_cov(covariance(jac, kind="reported"), grads)
+    rep = sigmas_cov(cov_rep, grads)
     nmin = min_electrons(jac)
     dose = dose_e_per_nm2(d, slit_width_nm)
     out = {
@@ -258,9 +307,10 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
         "notes": [n for n in (note_ps,) if n],
     }
     # targets
-    tres = {}
+    tres, shares = {}, {}
     for k, t in targets.items():
         s, got, it = solve_scale(jac, grads[f"derived:{k}"], t, sigma1=sig[f"derived:{k}"])
+        shares[k] = readout_share(sig[f"derived:{k}"], s, got)   # first guess of this target at the --vary points
         entry = {"sigma_target": t, "dose_factor": s, "sigma_reached": got, "iterations": it}
         if np.isfinite(s):
             dt = dz.scale_exposures(d, s)
@@ -281,11 +331,6 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
                                 "dose_factor": f, "exposure_s": dz.scale_exposures(d, f).exposures_s(),
                                 "derived_sigma_at_critical": _derived_at(jac, grads, f),
                                 "design_exceeds_it": bool(dose["total"] > critical_dose)}
-    # fast path
-    if fast:
-        fp = fast_prediction(jac.simulation, rows_nm)
-        out["_profiles"] = fp.pop("profile")
-        out["fast"] = fp
     # joint per-row profile for the figure
     yall = jac.y_nm
     gall = gradients(jac, yall)
@@ -304,11 +349,15 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
         vals = vary_values(key, lo, hi, vary_points)
         rows = []
         for v in vals:
-            s, need, nm = _vary_point(jac, d, key, float(v), rows_nm, targets)
+            s, need, nm = _vary_point(jac, d, key, float(v), rows_nm, targets, shares)
             rows.append({"value": float(v), **{f"sigma:{k}": s[f"derived:{k}"] for k in DERIVED},
                          **{f"dose_factor_for:{k}": need[k] for k in need}, "min_electrons_per_bin": nm})
         vres[key] = {"what": dz.VARY[key][0], "unit": dz.VARY[key][1], "base_value": dz.base_value(d, key),
                      "rows": rows}
     out["vary"] = vres
+    if fast_job is not None:
+        fp = fast_job.result()
+        out["_profiles"].update(fp.pop("profile"))
+        out["fast"] = fp
     out["seconds"] = {"jacobian": t_jac, "total": time.perf_counter() - t0}
     return out

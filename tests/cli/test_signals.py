@@ -56,3 +56,34 @@ def test_sigkill_leftover_is_removed_by_the_next_run(tmp_path, capsys):
     assert main(["simulate", "--out", str(out), "--rows", "20", "--seed", "1"]) == 0
     assert "removed" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_signal_while_the_temporary_folder_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """The race the subprocess tests hit now and then: SIGTERM right after the temporary folder exists
+    but before its name is known to the clean-up.  It is recorded there and raised where the folder
+    is removed."""
+    import tempfile
+
+    from sreels import signals
+    from sreels.outdir import output_directory
+
+    real = tempfile.mkdtemp
+
+    def mkdtemp_then_signal(*a, **k):
+        d = real(*a, **k)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the Python-level handler runs here, inside mkdtemp's caller
+        return d
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals.install()
+    try:
+        monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_then_signal)
+        with pytest.raises(signals.Interrupted):
+            with output_directory(tmp_path / "out"):
+                pytest.fail("the block must not run after the signal")
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        signals._pending = None  # this process goes on testing
+    assert list(tmp_path.iterdir()) == []

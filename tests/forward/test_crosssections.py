@@ -38,3 +38,20 @@ def test_cross_section_grows_with_collection_angle_and_vanishes_below_onset():
 def test_unknown_shell_is_refused():
     with pytest.raises(ValueError, match="K and L"):
         cs.hydrogenic_dsigma_de([100.0], 8, "M", 50.0, 300.0, 0.01)
+
+
+def test_repeated_evaluations_come_from_the_cache_as_independent_copies():
+    """The same axis and edge twice: equal values (to the bit) from the cache, and a caller writing
+    into its array does not change what the next caller gets; another axis is computed anew."""
+    e = np.linspace(60.0, 260.0, 801)
+    cs._CACHE.clear()
+    first = cs.hydrogenic_dsigma_de(e, 13, "L", 73.0, 300.0, 0.010, 118.0)
+    first_copy = first.copy()
+    first[:] = -1.0
+    again = cs.hydrogenic_dsigma_de(e.copy(), 13, "L", 73.0, 300.0, 0.010, 118.0)
+    np.testing.assert_array_equal(again, first_copy)
+    assert len(cs._CACHE) == 1
+    fresh = cs._dsigma_de(e, 13, "L", 73.0, 300.0, 0.010, 118.0)
+    np.testing.assert_array_equal(again, fresh)
+    other = cs.hydrogenic_dsigma_de(e + 0.01, 13, "L", 73.0, 300.0, 0.010, 118.0)
+    assert len(cs._CACHE) == 2 and not np.array_equal(other, again)

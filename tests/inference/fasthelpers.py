@@ -25,7 +25,8 @@ def windows_of(sim):
 
     def md(name):  # as sreels.forward.output writes it: the detector and the window's exposure
         exposure = inst.lowloss_exposure_s if name == LOWLOSS_NAME else inst.window(name).exposure_s
-        return {"sreels": {"detector": {"psf_decay": det.psf_decay}, "exposure_s": exposure}}
+        return {"sreels": {"detector": {"psf_decay": det.psf_decay}, "exposure_s": exposure,
+                           "instrument": {"plural_scattering": inst.plural_scattering}}}
 
     return {k: WindowData(k, v.energy, v.counts.astype(float), sim.position, "sim", det.gain_counts_per_e,
                           det.readout_noise_counts, metadata=md(k)) for k, v in sim.windows.items()}

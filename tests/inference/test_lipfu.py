@@ -46,15 +46,36 @@ def test_li_per_fu_recovers_the_simulated_truth(single, name):
     assert truth[top] > 5
 
 
-def test_li_per_fu_through_plural_scattering_reads_low_by_a_few_percent(fitted):
-    """The default DualEELS image (t/lambda 0.54): li_per_fu reads 2-4 % low (measured 3.9 % in the
-    parent, 2.7 % noise-free), far inside its cross-section error (22 %) but beyond its statistical
-    one: an absolute-scale systematic of the plural-scattering treatment, not yet found; this pins it."""
+def test_li_per_fu_through_plural_scattering_recovers_the_truth(fitted):
+    """The default DualEELS image (t/lambda 0.54, seed 100): li_per_fu pulls (statistical error only) have
+    mean within +-0.2 and sd 0.8-1.2.  (It read 3-4 % low, pull mean -0.6, while the Li-K window's
+    unscattered fraction took I_t up to 150 eV only and a power law stood for the plasmon tail under it.)"""
     sim, res, _ = fitted["study"]
-    truth = LASGTP_ATOMS_PER_FU["Li"] * sim.truth_columns()["li_rel_row"]
-    ok = usable(res.status) & (res.columns["parent"] == 1)
-    r = np.nanmedian(res.columns["li_per_fu"][ok] / truth[ok])
-    assert 0.94 < r < 0.995, r
+    z, _ = _pulls(sim, res)
+    assert z.size > 300
+    assert abs(z.mean()) < 0.2, z.mean()
+    assert 0.8 < z.std() < 1.2, z.std()
+
+
+@pytest.mark.parametrize("thickness_nm", [55.0, 165.0])
+def test_li_per_fu_noise_free_through_plural_scattering(thickness_nm):
+    """Noise-free DualEELS images at t/lambda 0.30 and 0.89: li_per_fu within 1 % of the truth on every
+    row with Ti away from the Pt collector (y > 20 nm), median within 0.6 % (measured 0.44 % and 0.14 %
+    low, rows 0.91-1.00 and 0.99-1.005; 2.7 % low at t/lambda 0.54 before the I_t and background fixes)."""
+    import dataclasses
+
+    # the study's scenario on half as many rows of twice the height (the same interface, half the cost)
+    sc = dataclasses.replace(SCENARIOS["study"], thickness_nm=thickness_nm, rows=165, row_nm=11.4)
+    sim = simulate(sc, noise_free=True)
+    res = fit_image(windows_of(sim), progress=False)
+    t = sim.truth_columns()
+    tl = np.nanmedian(res.columns["t_over_lambda"])
+    assert 0.25 < tl < 0.35 if thickness_nm < 100 else 0.85 < tl < 0.95
+    ok = usable(res.status) & np.isfinite(res.columns["li_per_fu"]) & (t["y_nm"] > 20.0)
+    assert ok.sum() > 150
+    r = res.columns["li_per_fu"][ok] / (LASGTP_ATOMS_PER_FU["Li"] * t["li_rel_row"][ok])
+    assert abs(np.median(r) - 1) < 0.006, np.median(r)
+    assert np.max(np.abs(r - 1)) < 0.01, (r.min(), r.max())
 
 
 def test_cross_section_and_composition_errors_are_kept_apart(fitted):

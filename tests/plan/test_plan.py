@@ -3,7 +3,6 @@ path's prediction against a seeded ensemble, and the command's inputs and output
 
 The joint fit's predictions against 100+ MAP fits per design are validation/06_plan.py."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -18,9 +17,9 @@ from sreels.inference.bayes.likelihood import Likelihood
 from sreels.inference.bayes.model import ImageModel
 from sreels.inference.fast import fit_image, usable
 from sreels.plan import design as dz
-from sreels.plan.fisher import (_readout_bands, covariance, fisher, gradients, joint_jacobian, readout_factor, sigmas,
-                                sigmas_cov)
-from sreels.plan.planner import fast_prediction, joint_sigmas, parse_targets, parse_vary, solve_scale
+from sreels.plan.fisher import _readout_bands, fisher, gradients, joint_jacobian, readout_factor, sigmas
+from sreels.plan.planner import (_next_scale, fast_prediction, joint_sigmas, parse_targets, parse_vary, readout_share,
+                                 solve_scale)
 
 from tests.inference.fasthelpers import windows_of
 
@@ -89,13 +88,25 @@ def test_readout_correlation_is_the_whitened_datas():
     from sreels.inference.bayes.data import deconvolve
     ch, i0, nb, b, decay = 256, 40, 60, 2, Detector().psf_decay
     noise = apply_psf(np.random.default_rng(3).standard_normal((4000, ch)), 0.0)  # readout: after the PSF
-    white, _, _ = deconvolve(noise, decay, slice(i0, i0 + nb * b), b)
+    # whitened in blocks of 200 rows (the operator along y is the identity; 4000 rows would build it 4000 x 4000)
+    white = np.concatenate([deconvolve(blk, decay, slice(i0, i0 + nb * b), b)[0] for blk in np.split(noise, 20)])
     binned = white[:, i0:i0 + nb * b].reshape(-1, nb, b).sum(-1)
     bands = _readout_bands(ch, decay, i0, nb, b)
     assert len(bands) >= 2 and bands[1].mean() < 0
     for k in range(2):
         emp = np.mean(binned[:, :nb - k] * binned[:, k:], axis=0).mean()
         assert emp == pytest.approx(bands[k].mean(), abs=4 * bands[0].mean() / np.sqrt(4000 * nb))
+
+
+def test_whitening_inverse_is_the_psf_inverse():
+    """K^-1 of the PSF along energy (from its banded LU) is the dense inverse of the PSF's matrix."""
+    from sreels.inference.bayes.data import _axis_operator, psf_matrices
+    for decay in (Detector().psf_decay, 0.5):
+        ident, h, _, inv = _axis_operator(300, decay, "e")
+        k = psf_matrices(1, 300, decay)[1]
+        assert not ident and h > 0
+        np.testing.assert_allclose(inv, np.linalg.inv(k), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(inv @ k, np.eye(300), rtol=0, atol=1e-12)
 
 
 def test_target_solver_round_trip(small, target_factor=30.0):
@@ -109,9 +120,26 @@ def test_target_solver_round_trip(small, target_factor=30.0):
     assert got == pytest.approx(target, rel=2e-3)
     if target_factor > 1:
         assert s > (s0 / target) ** 2 * 1.001
+    # the first guess from the readout share of a solved target lands closer than the shot-noise limit
+    share = readout_share(s0, s, got)
+    assert share > 0
+    s_hint, _, it_hint = solve_scale(jac, g[CHANGE], target, share=share)
+    assert s_hint == pytest.approx(s, rel=3e-3) and it_hint <= 3
     split = np.array([0.2, 1.0])  # per-window factors are honoured: less low-window time needs more dose
     s_split, _, _ = solve_scale(jac, g["derived:li_max_rel"], joint_sigmas(jac, g)["derived:li_max_rel"], split)
     assert s_split > 1.5
+
+
+def test_secant_step_is_exact_for_shot_noise_plus_readout():
+    """sigma^2 = a / s + b / s^2 (every bin with the same readout-to-electrons ratio) is solved in one
+    step from two evaluations; a rising sigma falls back to the log-log secant (a finite, positive step)."""
+    a, b, target = 2.0e-6, 5.0e-8, 1.0e-3
+    sig = lambda s: np.sqrt(a / s + b / s ** 2)  # noqa: E731
+    s3 = _next_scale(1.0, sig(1.0), 3.0, sig(3.0), target)
+    assert sig(s3) == pytest.approx(target, rel=1e-12)
+    assert readout_share(sig(1.0), s3, target) == pytest.approx(b / a, rel=1e-9)
+    s_up = _next_scale(1.0, 1.0, 2.0, 1.5, 0.5)
+    assert np.isfinite(s_up) and s_up > 0
 
 
 def test_fast_path_prediction_matches_a_seeded_ensemble():
@@ -180,7 +208,7 @@ def test_plan_command_writes_a_complete_folder(tmp_path, capsys):
     """plan.json, plan.png and a trade-off table in a folder that appears whole (manifest, no
     temporary folder); the target's exposure is in it; an existing folder is refused untouched."""
     toml = tmp_path / "s.toml"
-    toml.write_text("[scenario]\nrows = 48\nrow_nm = 20.0\nfirst_row_nm = 0.0\n")
+    toml.write_text("[scenario]\nrows = 24\nrow_nm = 40.0\nfirst_row_nm = 0.0\n")   # 960 nm in 24 rows: quick
     out = tmp_path / "plan"
     rc = main(["plan", "--scenario", str(toml), "--target", "r_oo_change_nm=0.002", "--vary", "dose=0.1:10",
                "--vary-points", "3", "--critical-dose", "1e5", "--no-fast", "--out", str(out)])
@@ -196,6 +224,9 @@ def test_plan_command_writes_a_complete_folder(tmp_path, capsys):
     rows = p["vary"]["dose"]["rows"]
     # sigma falls with dose along the table
     assert rows[0]["sigma:r_oo_change_nm"] > rows[1]["sigma:r_oo_change_nm"] > rows[2]["sigma:r_oo_change_nm"]
+    # a design with v times the dose needs 1/v of the factor the design itself needs for the target
+    for r in rows:
+        assert r["value"] * r["dose_factor_for:r_oo_change_nm"] == pytest.approx(t["dose_factor"], rel=3e-3)
     before = (out / "plan.json").read_bytes()
     assert main(["plan", "--scenario", str(toml), "--no-fast", "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err

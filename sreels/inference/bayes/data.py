@@ -120,7 +120,8 @@ def _axis_operator(n: int, decay: float, axis: str):
     if np.allclose(k, np.eye(n)):
         return True, 0, None, None
     h, ab = _banded(k)
-    return False, h, ab, np.linalg.inv(k)
+    # K^-1 from the banded LU (O(n^2 h)) instead of a dense inverse (O(n^3): ~1 s for 2048 channels)
+    return False, h, ab, solve_banded((h, h), ab, np.eye(n))
 
 
 def deconvolve(counts: np.ndarray, decay: float, sl: slice, bin: int):

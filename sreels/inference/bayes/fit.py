@@ -7,16 +7,13 @@ whether a number may be trusted (flags, never a silent value).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import glob
-import os
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...config import Scenario
+from ...resources import single_threaded_blas
 from .data import PreparedData
 from .likelihood import Likelihood, count_regime
 from .model import ImageModel
@@ -24,37 +21,6 @@ from .optimize import MapResult, find_map
 from .params import default_values
 from .priors import Priors
 from .sample import SampleResult, run_sampler
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Run with one OpenBLAS thread: the likelihood's matrix products are small, and
-    OpenBLAS threads spin on a busy 2-core machine (x20 slower measured).  No-op if the
-    library cannot be found."""
-    fn = getfn = None
-    try:
-        import numpy as _np
-        libs = glob.glob(os.path.join(os.path.dirname(_np.__file__), "..", "numpy.libs", "*openblas*"))
-        if libs:
-            lib = ctypes.CDLL(libs[0])
-            for prefix in ("scipy_openblas", "openblas"):
-                for suffix in ("64_", ""):
-                    if hasattr(lib, f"{prefix}_set_num_threads{suffix}"):
-                        fn = getattr(lib, f"{prefix}_set_num_threads{suffix}")
-                        getfn = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                        break
-                if fn:
-                    break
-    except OSError:
-        fn = None
-    old = getfn() if getfn else None
-    if fn:
-        fn(1)
-    try:
-        yield
-    finally:
-        if fn and old:
-            fn(int(old))
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,7 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
                   for r in y], axis=1)
     reps = np.concatenate([y[None], y[None] + z * sd[None]]).reshape(-1, y.shape[1])
     _, tails = plural_kernel(reps, ll.axis, np.tile(ll.centre_ev, nrep + 1),
-                             np.tile(ll.threshold, nrep + 1), step, span,
+                             np.tile(ll.axis.energy_ev[ll.threshold], nrep + 1), step, span,
                              fwhm_ev=BAYES_TAIL_FWHM_EV)
     tails = tails * (scale_ev / step) * exposure_ratio       # electrons per core-loss channel
     tails = np.stack([_project(t, TAIL_COMPONENTS) for t in tails.reshape(nrep + 1, rows, -1)])

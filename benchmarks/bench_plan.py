@@ -1,0 +1,90 @@
+"""Benchmark of ``sreels plan`` (issue 14 target: < 5 s for the default scenario).
+
+Runs ``sreels plan --out DIR`` (the default scenario: the instrument's defaults, DualEELS with plural
+scattering) in this process ``--repeats`` times, each in a fresh output folder, and prints one JSON
+document: wall time (``time.perf_counter``) and CPU time of this process (``time.process_time``: on a
+shared, loaded machine the wall time counts the time other jobs hold the cores, the CPU time does not),
+the first run separately (it pays the imports: numpy/scipy/lmfit/matplotlib), and the time per stage
+of the last run.  Optionally ``--target`` / ``--vary`` as ``sreels plan`` takes them.
+
+    python benchmarks/bench_plan.py [--repeats 3] [--target r_oo_change_nm=0.002] [--vary dose=0.1:10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchutil import environment, json_default, reserve_stdout  # noqa: E402
+
+
+class _Stages:
+    """CPU and wall seconds of the plan's stages (wrapping the functions ``make_plan`` calls)."""
+
+    def __init__(self):
+        self.t = {}
+
+    def wrap(self, mod, name, label):
+        fn = getattr(mod, name)
+
+        def timed(*a, **k):
+            c0, w0 = time.process_time(), time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                cpu, wall = self.t.get(label, (0.0, 0.0))
+                self.t[label] = (cpu + time.process_time() - c0, wall + time.perf_counter() - w0)
+        setattr(mod, name, timed)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--target", action="append", default=[])
+    ap.add_argument("--vary", action="append", default=[])
+    a = ap.parse_args(argv)
+    out = reserve_stdout()
+    if True:  # noqa: SIM102 - keeps the block of the stdout reservation
+        c0, w0 = time.process_time(), time.perf_counter()
+        from sreels.cli import main as sreels_main
+        from sreels.plan import planner
+        imports = (time.process_time() - c0, time.perf_counter() - w0)
+        stages = _Stages()
+        for mod, name, label in ((planner, "joint_jacobian", "joint Jacobian (noise-free simulation + model)"),
+                                 (planner, "covariances", "joint covariance at the design"),
+                                 (planner, "fast_prediction", "fast path on the noise-free image"),
+                                 (planner, "_derived_at", "sigma-dose curve"),
+                                 (planner, "_vary_point", "--vary points"),
+                                 (planner, "make_plan", "make_plan (all of the above)")):
+            stages.wrap(mod, name, label)
+        import sreels.plan.figures as figures
+        stages.wrap(figures, "plan_figure", "plan.png")
+        runs = []
+        args = sum((["--target", t] for t in a.target), []) + sum((["--vary", v] for v in a.vary), [])
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(a.repeats):
+                stages.t.clear()
+                c0, w0 = time.process_time(), time.perf_counter()
+                rc = sreels_main(["plan", *args, "--out", os.path.join(tmp, f"p{i}")])
+                runs.append({"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0, "exit": rc})
+                print(f"run {i}: wall {runs[-1]['wall_s']:.2f} s, cpu {runs[-1]['cpu_s']:.2f} s", file=sys.stderr)
+        first = runs[0]
+        doc = {"what": "sreels plan --out DIR, default scenario" + (f" {' '.join(args)}" if args else ""),
+               "imports_before_first_run": {"cpu_s": imports[0], "wall_s": imports[1]},
+               "first_run_including_lazy_imports": first,
+               "command_line_estimate": {"cpu_s": imports[0] + first["cpu_s"], "wall_s": imports[1] + first["wall_s"]},
+               "later_runs": runs[1:],
+               "stages_last_run": {k: {"cpu_s": c, "wall_s": w} for k, (c, w) in stages.t.items()},
+               "load_average": os.getloadavg(), "environment": environment()}
+        json.dump(doc, out, indent=1, default=json_default)
+        out.write("\n")
+
+
+if __name__ == "__main__":
+    main()
