@@ -1,7 +1,7 @@
 """The Bayesian path on DualEELS images: plural scattering by forward convolution with each row's
 measured low loss (:mod:`sreels.inference.bayes.plural`, experimental, ``plural=True``).  Noise-free
-checks only: the MAP pulls on noisy images are measured by validation/16_bayes_dualeels_pulls.py and
-are not yet within target (c_Li errors too narrow), so there is no pull test here."""
+checks and the Li-K tail's noise columns; the MAP pulls on noisy images are measured by
+validation/16_bayes_dualeels_pulls.py."""
 
 import dataclasses
 
@@ -14,6 +14,7 @@ from sreels.inference.bayes.data import from_simulation
 from sreels.inference.bayes.likelihood import Likelihood
 from sreels.inference.bayes.model import ImageModel
 from sreels.inference.bayes.params import default_values
+from sreels.inference.bayes.plural import _tail_noise_columns
 from sreels.inference.bayes.priors import build_priors
 
 ROWS = 40
@@ -82,3 +83,46 @@ def test_without_the_low_loss_the_model_is_the_single_scattering_one(dual):
     _, single, _, _ = dual
     assert single.data.plural == ()
     assert single.n_cols == len(single.data.windows) + 2
+
+
+def test_residuals_carry_the_tail_noise_priors(dual):
+    """The optimiser's residuals (data and prior rows) square-sum to the profile -2 ln L: the Li-K tail's
+    per-row noise columns have N(0, 1) priors, whose rows the residuals must hold (fails without them)."""
+    like, _, pr, truth = dual
+    p = like.data.plural[0]
+    assert p.extra_prec is not None and np.sum(p.extra_prec > 0) >= 5
+    th = truth + 0.01 * np.abs(truth)
+    r = like.residuals_batch(th[None])
+    assert r.shape[1] == like.n_data
+    prior = np.sum(r[0, like.n_data - like.n_prior:] ** 2)
+    chi2 = -2 * like(th[None], profile=True)[0]
+    assert prior > 1e-4 * chi2, (prior, chi2)       # the prior rows matter at this tolerance
+    np.testing.assert_allclose(np.sum(r ** 2), chi2, rtol=2e-6)  # 1e-12 ridge of the amplitudes' solve
+
+
+def test_tail_noise_columns_recover_a_known_covariance():
+    """Replica deviations drawn from a known per-row covariance (three smooth directions with variances
+    30, 10, 3 times the data's plus white 0.05, rows scaled 1-2x): the columns plus the remaining variance
+    give it back per row (total and along the largest direction within 15 %, 32 replicas x 60 rows: each
+    row's level from 32 x 3 draws over 9 rows, ~5 % error)."""
+    rng = np.random.default_rng(7)
+    rows, bins, n = 60, 120, 32
+    e = np.linspace(0, 1, bins)
+    shapes = np.stack([np.exp(-((e - c) / 0.15) ** 2) for c in (0.3, 0.5, 0.7)])
+    shapes /= np.linalg.norm(shapes, axis=1)[:, None]
+    amp = np.sqrt(np.array([30.0, 10.0, 3.0]))
+    scale = np.linspace(1.0, np.sqrt(2.0), rows)
+    row_var = np.full((rows, bins), 400.0)
+    sd = np.sqrt(row_var)
+    z = rng.standard_normal((n, rows, 3)) * amp
+    dev = (np.einsum("nrq,qb->nrb", z, shapes) + np.sqrt(0.05) * rng.standard_normal((n, rows, bins))) \
+        * scale[None, :, None] * sd
+    cols, var = _tail_noise_columns(dev, row_var)
+    assert 3 <= cols.shape[0] <= 10
+    for r in (0, rows - 1):
+        cov = cols[:, r, :].T @ cols[:, r, :] + np.diag(var[r])
+        w = cov / 400.0
+        true = scale[r] ** 2 * (shapes.T @ np.diag(amp ** 2) @ shapes + 0.05 * np.eye(bins))
+        assert abs(np.trace(w) / np.trace(true) - 1) < 0.15
+        v = shapes[0]
+        assert abs((v @ w @ v) / (v @ true @ v) - 1) < 0.15

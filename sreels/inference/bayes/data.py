@@ -249,6 +249,11 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
             raise SreelsInputError(f"window(s) {missing}: the exposure ratio to the low-loss window is not known "
                                    "(needed to scale the multiple scattering under Li-K)")
         plural = plural_windows(out, ll, ratio)
+        if any(p.tail_var is not None for p in plural):  # the tail's own noise, independent per row and bin
+            out = [wd if p.tail_var is None else dataclasses.replace(wd, readout_var=wd.readout_var + p.tail_var)
+                   for wd, p in zip(out, plural)]
+            var = tuple(np.maximum(uniform_filter(wd.data, size=(3, 7), mode="nearest"), 1.0) + wd.readout_var
+                        for wd in out)
         mixed = mixed_rows(ll.unscattered)
         if mixed.any():  # those rows' kernels are not the ones their edges see: left out of the fit
             out = [dataclasses.replace(wd, mask=wd.mask & ~mixed[:, None]) for wd in out]

@@ -78,7 +78,11 @@ class Likelihood:
         self.n_cols = off
         self.dd = sum(np.sum(w * d ** 2, axis=1) for w, d in zip(self.w, self.d))
         #: residuals per theta: the used bins, plus one prior row per image-wide tail column
-        self.n_data = int(sum(wd.mask.sum() for wd in self.data.windows)) + self.n_glob
+        # ... plus one prior row per row and per-row nuisance column with a Gaussian prior (.plural)
+        self.prior_cols = [None if nu is None or not np.any(nu[4] > 0) else np.flatnonzero(nu[4] > 0)
+                           for nu in self.nuis]
+        self.n_prior = sum(len(self.data.y_nm) * c.size for c in self.prior_cols if c is not None)
+        self.n_data = int(sum(wd.mask.sum() for wd in self.data.windows)) + self.n_glob + self.n_prior
         if self.n_glob:
             q = self.n_glob
             self.g_prior = np.concatenate([np.full(g.shape[0], float(g.shape[0])) for g in self.glob if g is not None])
@@ -270,5 +274,13 @@ class Likelihood:
                 j += r.shape[1]
             if self.n_glob:  # the tail coefficients' prior rows
                 out[s:s + beta.shape[0], j:j + self.n_glob] = np.sqrt(self.g_prior) * beta
+                j += self.n_glob
+            for nu, pc in zip(self.nuis, self.prior_cols):  # per-row nuisance amplitudes' prior rows
+                if pc is None:
+                    continue
+                o, prec = nu[0], nu[4]
+                v = (np.sqrt(prec[pc]) * a[..., o + pc]).reshape(a.shape[0], -1)
+                out[s:s + v.shape[0], j:j + v.shape[1]] = v
+                j += v.shape[1]
         self.n_evals += theta.shape[0]
         return out

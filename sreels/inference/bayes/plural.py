@@ -20,14 +20,13 @@ u_r = I_0 / I_t the unscattered fraction:
   ~0.3 sigma), it is by three more per-row columns E^-(r0 + 1, 2, 3) with flat priors.
 - the window that starts inside the low-loss range (Li-K, 40 eV): as the fast path, the edge
   columns times u_r plus the row's multiple scattering M_r (:func:`~sreels.inference.lowloss.plural_kernel`,
-  Fourier log of the row's low loss, projected on the rows' mean and leading principal components) times
-  the exposure ratio, a fixed part of the model.  The components are also per-row columns with flat priors
-  (each row's coefficients carry that row's low-loss noise); the single plasmon's Drude tail gets
-  E^-5, E^-7, E^-9 columns.  The image-wide part of the tail's noise (mean and components, shared by the
-  rows), carried by :data:`BAYES_TAIL_REPLICAS` seeded replicas through the same steps, enters as one
-  column per replica deviation, shared by all rows, coefficient N(0, 1 / replicas), marginalised by a
-  Schur complement (:mod:`.likelihood`).  NOT YET HONEST: the c_Li pulls have sd 3-12
-  (validation/16_bayes_dualeels_pulls.py): the replicas span few of that error's directions.
+  Fourier log of the row's own low loss, not denoised across rows) times the exposure ratio, a fixed part
+  of the model; the single plasmon's Drude tail gets E^-5, E^-7, E^-9 columns (flat priors).  M_r's noise
+  (the 250x less exposed low loss's, larger than the core loss's own and smooth in energy) is carried per
+  row: nuisance columns along the leading directions of its covariance (from seeded replicas pooled over
+  the rows), prior N(0, 1), marginalised with the other amplitudes (:func:`tail_window`).  Its errors are
+  independent from row to row; the h10b model's tail denoised across rows had an error shared by every
+  row that the likelihood did not carry (c_Li pulls sd 3-12, validation/16).
   The tail is known up to the low loss's last channel less :data:`TAIL_END_MARGIN_EV`, which ends that
   window's fit region.
 - rows beside a jump of u_r (:func:`mixed_rows`, the Pt edge) are left out.
@@ -42,10 +41,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
+from scipy.ndimage import uniform_filter, uniform_filter1d
 
 from ...axes import EnergyAxis
 from ..edgefits import rows_at
-from ..lowloss import (MIN_DECONVOLVE_EV, TAIL_COMPONENTS, TAIL_REPLICAS, TAIL_SEED, _row_key, denoise_rows,
+from ..lowloss import (MIN_DECONVOLVE_EV, TAIL_REPLICAS, TAIL_SEED, _row_key, denoise_rows,
                        plural_kernel, read_zlp)
 
 #: the Li-K window's fit region ends this far below the low loss's last channel (eV): the tail at loss E
@@ -61,8 +61,14 @@ EXTRA_REF_EV = 60.0
 #: 0.25 eV / 0.6 eV: within 0.1 sigma per bin, replicas' spread 1.28 sigma for an actual 1.26 sigma (measured)
 BAYES_TAIL_STEP_EV = 0.25
 BAYES_TAIL_FWHM_EV = 0.6
-#: noise replicas of the Li-K tail (the fast path's count, :data:`~sreels.inference.lowloss.TAIL_REPLICAS`)
+#: noise replicas of the Li-K tail per row (the fast path's count, :data:`~sreels.inference.lowloss.TAIL_REPLICAS`):
+#: pooled over the rows they estimate the tail noise's covariance (:func:`tail_window`)
 BAYES_TAIL_REPLICAS = TAIL_REPLICAS
+#: directions of the Li-K tail's noise kept as per-row nuisance columns: whitened variance above this (the data's
+#: own noise along them); ~25 at t/lambda 0.57, holding ~95 % of the tail's noise variance (measured, 40 rows)
+ROW_TAIL_KEEP = 1.0
+#: rows over which each row's tail-noise level is averaged (:func:`_tail_noise_columns`)
+ROW_TAIL_SMOOTH = 9
 #: rows next to a jump of the unscattered fraction u = exp(-t/lambda) larger than this are left out
 #: (:func:`mixed_rows`); the default image's largest step inside the electrolyte is 0.0022
 MIXED_DU = 0.005
@@ -78,9 +84,11 @@ class PluralWindow:
     kernel_tf: np.ndarray | None = None     # (rows, nf) rfft of K_r on lags k h (h: the bin), length nfft
     nfft: int = 0
     tail: np.ndarray | None = None          # (rows, bins) electrons: the multiple scattering, fixed
-    tail_dev: np.ndarray | None = None      # (replicas, rows, bins) its noise replicas' deviations: image-wide
-                                            # nuisance columns, coefficients N(0, 1 / replicas), shared by the rows
-    extra: np.ndarray | None = None         # (columns, rows, bins) fixed background columns, flat priors
+    tail_dev: np.ndarray | None = None      # (Q, rows, bins) image-wide nuisance columns shared by the rows,
+                                            # coefficients N(0, 1 / Q) (:mod:`.likelihood`); unused here now
+    extra: np.ndarray | None = None         # (columns, rows, bins) fixed per-row columns (theta-independent)
+    extra_prec: np.ndarray | None = None    # (columns,) prior precisions of ``extra``'s amplitudes (None: all flat)
+    tail_var: np.ndarray | None = None      # (rows, bins) the tail's remaining noise variance, added to the data's
 
     @property
     def n_nuisance(self) -> int:
@@ -91,7 +99,8 @@ class PluralWindow:
         background columns) and their prior precisions (Q,), zero."""
         if self.extra is None:
             return np.zeros((0, 0, 0)), np.zeros(0)
-        return self.extra.astype(float), np.zeros(self.extra.shape[0])
+        prec = np.zeros(self.extra.shape[0]) if self.extra_prec is None else np.asarray(self.extra_prec, float)
+        return self.extra.astype(float), prec
 
     def convolve(self, cols: np.ndarray) -> np.ndarray:
         """Columns (B, R, C) convolved per row with K_r (linear, causal: lag >= 0)."""
@@ -164,22 +173,26 @@ def kernel_window(ll: LowLoss, bin_ev: float, nbins: int, energy_ev, background_
     return PluralWindow(u, tf, n, extra=extra)
 
 
-def _project(a, k: int):
-    """Rows (rows, n) on their mean plus their ``k`` leading principal components (always ``k``, unlike
-    :func:`~sreels.inference.lowloss.denoise_rows`' cut at an eigenvalue gap, which a noisy low loss can move:
-    here the components are per-row columns with flat priors, so one too many costs little and one too
-    few biases c_Li)."""
-    mu = a.mean(0)
-    _, _, vt = np.linalg.svd(a - mu, full_matrices=False)
-    v = vt[:k].T
-    return mu + ((a - mu) @ v) @ v.T
-
-
-def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float) -> PluralWindow:
-    """The Li-K window's fixed multiple scattering per bin (electrons) and its noise replicas.
+def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float,
+                row_var: np.ndarray) -> PluralWindow:
+    """The Li-K window's fixed multiple scattering per bin (electrons), each row's from its own low loss,
+    and that tail's noise as per-row nuisance columns.
 
     ``energy_ev`` (bins, bin) the channel centres summed into each bin on the stored axis, ``scale_ev``
-    the window's channel width, ``exposure_ratio`` core-loss over low-loss exposure."""
+    the window's channel width, ``exposure_ratio`` core-loss over low-loss exposure, ``row_var`` (rows, bins)
+    the data's noise variance (electrons^2), which whitens the tail's noise.
+
+    The tail's noise (the low loss's shot noise through the Fourier log, times the exposure ratio, 250 for
+    the default instrument) is 1.3-1.7 x the core loss's own per bin and smooth in energy: 25-bin means keep
+    nearly all of it (measured, t/lambda 0.57), so it lies in a few smooth directions, as the Li-K edge and
+    its background do.  Its covariance is estimated from :data:`BAYES_TAIL_REPLICAS` seeded replicas of every
+    row (Poisson noise of the whitened electrons through the same steps): pooled over replicas and rows, the
+    whitened covariance (N R draws) gives the directions; each row's replicas give its own variance along
+    each.  Directions with whitened variance above :data:`ROW_TAIL_KEEP` are per-row amplitude columns with a
+    N(0, 1) prior (marginalised with the other linear amplitudes, :mod:`.likelihood`); the rest of the
+    covariance's diagonal is added to the data's variance.  The rows' tails are not denoised across rows:
+    their errors are then independent from row to row (the denoised tail's error, shared by every row, made
+    the c_Li pulls' sd 3-12: validation/16)."""
     y = ll.electrons
     rows = y.shape[0]
     span = float(energy_ev.max() - np.min(ll.centre_ev)) + 2.0
@@ -195,26 +208,41 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
                              np.tile(ll.axis.energy_ev[ll.threshold], nrep + 1), step, span,
                              fwhm_ev=BAYES_TAIL_FWHM_EV)
     tails = tails * (scale_ev / step) * exposure_ratio       # electrons per core-loss channel
-    tails = np.stack([_project(t, TAIL_COMPONENTS) for t in tails.reshape(nrep + 1, rows, -1)])
     nb, b = energy_ev.shape
     e = energy_ev.reshape(-1)
-    binned = np.stack([rows_at(t, step, e, ll.centre_ev)[0].reshape(rows, nb, b).sum(-1) for t in tails])
+    binned = np.stack([rows_at(t, step, e, ll.centre_ev)[0].reshape(rows, nb, b).sum(-1)
+                       for t in tails.reshape(nrep + 1, rows, -1)])
+    cols, var = _tail_noise_columns(binned[1:] - binned[:1], row_var)
     # the single-scattering valence loss under the window is a Drude tail, E^-3 [1 + O((E_p / E)^2)], not a
     # power law (local exponent -4.7 at 41 eV for E_p = 24.7 eV, Gamma = 10 eV; Egerton 2011, Eq. 3.43):
     # the model's power law plus E^-5, E^-7, E^-9 on the row's ZLP-referenced axis describe a single Drude
-    # tail over 41-180 eV within 0.1 % (E_p 24-26 eV, Gamma 10 eV; 0.3 % for Pt's 30 eV, 20 eV)
+    # tail over 41-180 eV within 0.1 % (E_p 24-26 eV, Gamma 10 eV; 0.3 % for Pt's 30 eV, 20 eV); flat priors
     loss = (e[None, :] - ll.centre_ev[:, None]) / EXTRA_REF_EV
-    extra = [(loss ** -q).reshape(rows, nb, b).sum(-1) for q in EXTRA_POWERS]
-    # the denoised tails vary from row to row within the span of their principal components, each row's
-    # coefficients carrying that row's low-loss noise: those components are per-row columns with flat priors
-    # (the core loss, 250x the low loss's dose, fits them); the image-wide errors (of the mean tail and of the
-    # components themselves) stay in the replicas' deviations, shared by the rows
-    t0 = tails[0] - tails[0].mean(0)
-    _, sv, vt = np.linalg.svd(t0, full_matrices=False)
-    for v in vt[:np.sum(sv > 1e-6 * sv[0])] if sv.size and sv[0] > 0 else ():
-        col = rows_at(np.broadcast_to(v, t0.shape), step, e, ll.centre_ev)[0].reshape(rows, nb, b).sum(-1)
-        extra.append(col / np.max(np.abs(col)))
-    return PluralWindow(ll.unscattered, tail=binned[0], tail_dev=binned[1:] - binned[:1], extra=np.stack(extra))
+    extra = np.stack([(loss ** -q).reshape(rows, nb, b).sum(-1) for q in EXTRA_POWERS])
+    prec = np.concatenate([np.zeros(len(extra)), np.ones(cols.shape[0])])
+    return PluralWindow(ll.unscattered, tail=binned[0], extra=np.concatenate([extra, cols]), extra_prec=prec,
+                        tail_var=var)
+
+
+def _tail_noise_columns(dev: np.ndarray, row_var: np.ndarray) -> tuple:
+    """Per-row nuisance columns (Q, rows, bins), prior N(0, 1), and the remaining variance (rows, bins) of
+    a noise whose replicas' deviations are ``dev`` (N, rows, bins), for data of noise variance ``row_var``
+    (see :func:`tail_window`)."""
+    sd = np.sqrt(row_var)
+    w = dev / sd                                                  # whitened
+    cov = np.einsum("nrb,nrc->bc", w, w) / (w.shape[0] * w.shape[1])
+    lam, vec = np.linalg.eigh(cov)
+    keep = lam > ROW_TAIL_KEEP
+    v, lam_k = vec[:, keep], lam[keep]
+    proj = np.einsum("nrb,bq->nrq", w, v)
+    # each row's level (the low loss's counts vary from row to row) as one factor on the pooled covariance,
+    # from N Q draws per row averaged over ROW_TAIL_SMOOTH rows (N draws per direction and row alone would
+    # leave each row's variances 50 % uncertain, and a noisy variance makes a GLS fit's pulls too wide)
+    s_r = np.mean(proj ** 2 / lam_k, axis=(0, 2)) if lam_k.size else np.ones(w.shape[1])
+    s_r = uniform_filter1d(s_r, min(ROW_TAIL_SMOOTH, s_r.size), mode="nearest")
+    cols = np.sqrt(lam_k)[:, None, None] * np.sqrt(s_r)[None, :, None] * v.T[:, None, :] * sd[None]
+    rest = w - np.einsum("nrq,bq->nrb", proj, v)
+    return cols, np.mean(rest ** 2, 0) * row_var
 
 
 def mixed_rows(unscattered) -> np.ndarray:
@@ -241,5 +269,7 @@ def plural_windows(windows, ll: LowLoss, exposure_ratio: dict) -> tuple:
             out.append(kernel_window(ll, wd.bin * w.scale_ev, wd.nbins, wd.energy_ev, w.background_r,
                                      w.background_ref_ev))
         else:
-            out.append(tail_window(ll, wd.energy_ev, w.scale_ev, exposure_ratio[w.name]))
+            # the data's noise (the first-pass variance of .data.prepare) whitens the tail's
+            row_var = np.maximum(uniform_filter(wd.data, size=(3, 7), mode="nearest"), 1.0) + wd.readout_var
+            out.append(tail_window(ll, wd.energy_ev, w.scale_ev, exposure_ratio[w.name], row_var))
     return tuple(out)
