@@ -201,7 +201,10 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
         if lc.ndim != 2 or lc.shape[0] != len(y_nm):
             raise SreelsInputError(f"low-loss window: counts of shape {lc.shape}, expected ({len(y_nm)}, channels)")
         white = deconvolve(lc, det.psf_decay, slice(0, lc.shape[1]), 1)[0] / det.gain_counts_per_e
-        ll = read_lowloss(white, lowloss["axis"])
+        # the readout and quantisation noise per channel in electrons^2, as it reaches the slowly varying Li-K
+        # tail: the inverse PSF has unit gain at low frequencies (its per-pixel factor is high-frequency noise)
+        rv = (det.readout_noise_counts ** 2 + (QUANTISATION_VAR if det.quantise else 0.0)) / det.gain_counts_per_e ** 2
+        ll = read_lowloss(white, lowloss["axis"], rv)
     out = []
     for w in config.instrument.windows:
         if w.name not in counts:

@@ -120,17 +120,19 @@ class LowLoss:
     fwhm_ev: np.ndarray
     threshold: np.ndarray
     t_over_lambda: np.ndarray
+    readout_var: float = 0.0   # readout + quantisation variance per channel (electrons^2), low frequencies
 
     @property
     def unscattered(self) -> np.ndarray:
         return np.exp(-self.t_over_lambda)
 
 
-def read_lowloss(electrons, axis: EnergyAxis) -> LowLoss:
-    """The ZLP reading of :func:`sreels.inference.lowloss.read_zlp` on whitened electrons."""
+def read_lowloss(electrons, axis: EnergyAxis, readout_var: float = 0.0) -> LowLoss:
+    """The ZLP reading of :func:`sreels.inference.lowloss.read_zlp` on whitened electrons (``readout_var``:
+    the readout noise's variance per channel in electrons^2)."""
     e = np.asarray(electrons, dtype=float)
     centre, fwhm, thr, tl, _ = read_zlp(e, axis)
-    return LowLoss(e, axis, centre, fwhm, thr, tl)
+    return LowLoss(e, axis, centre, fwhm, thr, tl, float(readout_var))
 
 
 def tail_end_ev(axis: EnergyAxis) -> float:
@@ -197,9 +199,10 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
     rows = y.shape[0]
     span = float(energy_ev.max() - np.min(ll.centre_ev)) + 2.0
     step = BAYES_TAIL_STEP_EV
-    # replicas as the fast path's (sreels.inference.lowloss.apply_low_loss): Poisson noise of the
-    # whitened electrons, each row's draws seeded by TAIL_SEED and its own values
-    sd = np.sqrt(np.maximum(y, 0.0))
+    # replicas as the fast path's (sreels.inference.lowloss.apply_low_loss), each row's draws seeded by
+    # TAIL_SEED and its own values: Poisson noise of the whitened electrons plus the readout's, which the
+    # low loss's few electrons per channel above ~80 eV loss (2-20 at t/lambda 0.59) do not dwarf (~4 e^2)
+    sd = np.sqrt(np.maximum(y, 0.0) + ll.readout_var)
     nrep = BAYES_TAIL_REPLICAS
     z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((nrep, r.size))
                   for r in y], axis=1)
