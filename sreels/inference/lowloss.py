@@ -171,7 +171,7 @@ def _log_ratio_excess(jf, zf, g):
 
 
 def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
-                  total=None):
+                  total=None, fwhm_ev: float = 1.0):
     """What plural scattering does to a core-loss window of channel spacing ``scale_ev`` that starts
     inside the low-loss range, per row: (unscattered, tail).
 
@@ -182,7 +182,7 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
     ``unscattered`` = I_0 / I_t = exp(-t/lambda), (rows, 1), plus the row's ``tail`` = I_0 M
     (counts of the low-loss window, (rows, lags) on lags m dE from the row's ZLP) times one exposure
     ratio.  M comes from the row's low loss by the Fourier log, ln(J / Z) = S / I_0 (Egerton 2011,
-    Eq. 4.10), reconvolved with a 1 eV Gaussian.  The single part S, which the short low-loss exposure
+    Eq. 4.10), reconvolved with a Gaussian of ``fwhm_ev`` (1 eV by default).  The single part S, which the short low-loss exposure
     measures poorly, cancels exactly; its shot noise still reaches M at first order (dM ~ dS (*) S / I_0,
     smoothed by the plasmon's width), which :func:`apply_low_loss` carries into the errors by replicas.
 
@@ -204,7 +204,7 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
     # the ratio J / Z is independent of where the ZLP sits: its inverse transform starts at loss 0
     n = sfft.next_fast_len(2 * e.size, real=True)
     f = sfft.rfftfreq(n, d=scale_ev)
-    g = zlp_tf(f, 1.0)[None, :]
+    g = zlp_tf(f, fwhm_ev)[None, :]
     m = int(np.ceil(span_ev / scale_ev)) + 1
     rows = ll.shape[0]
     tail, it, i0 = np.empty((rows, min(m, n))), np.empty(rows), np.empty(rows)

@@ -182,9 +182,10 @@ def _check_inference_data(idata, rows):
     assert 1.0 < np.mean(z2) < 4.0  # difference of two noisy images: ~2
 
 
-def test_a_dualeels_input_warns_that_plural_scattering_is_not_modelled(tmp_path, capsys):
-    """The Bayesian model has no plural scattering: a DualEELS pair (12 rows from the Pt side,
-    t/lambda ~0.8) says so, with the t/lambda it read."""
+def test_a_dualeels_input_warns_or_is_fitted_with_plural_scattering(tmp_path, capsys):
+    """A DualEELS pair (12 rows from the Pt side, t/lambda ~0.8) warns by default that the model has no
+    plural scattering, with the t/lambda it read; with plural=True (--plural, experimental) it hands its
+    low loss to the model (sreels.inference.bayes.plural) and says so."""
     import re
 
     from sreels.inference.bayes.commands import load_input
@@ -192,7 +193,12 @@ def test_a_dualeels_input_warns_that_plural_scattering_is_not_modelled(tmp_path,
     d = tmp_path / "dual"
     assert sreels_main(["simulate", "--seed", "2", "--rows", "12", "--out", str(d)]) == 0
     capsys.readouterr()
-    load_input([str(d)])
+    out = load_input([str(d)], plural=True)
+    ll = out[-1]
+    assert ll is not None and ll["counts"].shape[0] == 12 and ll["exposure_ratio"]["low"] > 1
+    m = re.search(r"note: t/lambda = ([0-9.]+) \(median\) from the low-loss window", capsys.readouterr().out)
+    assert m and 0.4 < float(m.group(1)) < 1.2
+    assert load_input([str(d)])[-1] is None
     out = capsys.readouterr().out
     m = re.search(r"warning: t/lambda = ([0-9.]+) from the low-loss window", out)
     assert m and 0.4 < float(m.group(1)) < 1.2 and "no plural scattering" in out, out

@@ -34,6 +34,9 @@ def configure_bayes(parser):
     _add(parser, "--min-ess", type=float, default=1000.0, help="bulk ESS every parameter must reach")
     _add(parser, "--energy-bin", type=int, default=None,
          help="--method bayes: energy channels summed per bin (default: 4 in the low window, 2 in the high)")
+    _add(parser, "--plural", action="store_true",
+         help="--method bayes, EXPERIMENTAL: convolve the model with a DualEELS input's low loss (plural "
+              "scattering); c_Li's pulls have sd 1.0-1.2 but read 0.6-0.7 sigma low at t/lambda 0.6 (validation/16)")
     _add(parser, "--allow-unconverged", action="store_true",
          help="exit 0 even if the sampler did not converge (the summary still says so)")
 
@@ -100,15 +103,17 @@ def detector_for(meta: dict, toml_detector: Detector | None, gain=None, readout=
     return dataclasses.replace(base, **kw), known, notes
 
 
-#: t/lambda above which the Bayesian path warns that it leaves plural scattering out
+#: t/lambda above which the Bayesian path warns when it leaves plural scattering out (without --plural)
 PLURAL_WARN_TL = 0.1
 
 
-def load_input(inputs, saturation: float | None = None) -> tuple:
+def load_input(inputs, saturation: float | None = None, plural: bool = False) -> tuple:
     """Counts per window, the Config (scenario.toml beside the files if present), y (nm), the
     file names, the truth table (simulations), the files' detector metadata, whether a
-    scenario.toml was found, and per-window saturation masks (pixels at or above
-    ``saturation`` counts, else at the level the sreels metadata give; None when unknown)."""
+    scenario.toml was found, per-window saturation masks (pixels at or above ``saturation``
+    counts, else at the level the sreels metadata give; None when unknown), and the low-loss
+    window of a DualEELS input for :func:`.data.prepare` with ``plural=True`` (``--plural``, experimental);
+    else None, and a DualEELS input warns that plural scattering is left out."""
     from ..fast import saturation_level
 
     files = _expand(inputs)
@@ -128,13 +133,23 @@ def load_input(inputs, saturation: float | None = None) -> tuple:
     inst = dataclasses.replace(cfg.instrument, windows=tuple(windows))
     y = next(iter(raw.values())).position.y_nm
     counts = {w.name: np.asarray(raw[w.name].counts, float) for w in windows}
-    if LOWLOSS_NAME in raw:  # a DualEELS pair: how much plural scattering the model leaves out
-        from ..lowloss import read_zlp
+    lowloss = None
+    if LOWLOSS_NAME in raw:  # a DualEELS pair: the model carries each row's plural scattering (.plural)
+        from ..lowloss import _exposure_ratio, read_zlp
 
-        tl = np.nanmedian(read_zlp(raw[LOWLOSS_NAME].counts, raw[LOWLOSS_NAME].energy)[3])
-        if tl > PLURAL_WARN_TL:
+        ll = raw[LOWLOSS_NAME]
+        tl = np.nanmedian(read_zlp(ll.counts, ll.energy)[3])
+        if plural:
+            ratio = {w.name: _exposure_ratio(raw[w.name], ll) for w in windows}
+            if cfg.instrument.windows and toml:  # a sreels simulation: its recorded exposures
+                ratio = {w.name: ratio[w.name] or w.exposure_s / cfg.instrument.lowloss_exposure_s for w in windows}
+            lowloss = {"counts": np.asarray(ll.counts, float), "axis": ll.energy, "exposure_ratio": ratio}
+            print(f"note: t/lambda = {tl:.2f} (median) from the low-loss window: the model is convolved with each "
+                  "row's low loss (plural scattering; experimental: c_Li reads ~0.6 sigma low at t/lambda 0.6, validation/16)")
+        elif tl > PLURAL_WARN_TL:
             print(f"warning: t/lambda = {tl:.2f} from the low-loss window: the Bayesian model has no plural "
-                  "scattering, so its numbers are biased (c_Li most); the fast path (--method fast) models it")
+                  "scattering, so its numbers are biased (c_Li most); the fast path (--method fast) models it "
+                  "(--plural: the experimental plural model)")
     saturated = {}
     for w in windows:
         level = saturation if saturation is not None else saturation_level(raw[w.name])
@@ -148,7 +163,7 @@ def load_input(inputs, saturation: float | None = None) -> tuple:
     for w in raw.values():
         meta.update(_detector_metadata(w))
     return counts, Config(cfg.scenario, inst, cfg.detector if toml else Detector()), np.asarray(y, float), \
-        [str(f) for f in files], truth, meta, toml is not None, saturated
+        [str(f) for f in files], truth, meta, toml is not None, saturated, lowloss
 
 
 # -------------------------------------------------------------------- run
@@ -238,7 +253,8 @@ def run_bayes(args) -> int:
     from ...io import hdf5_safe
     from ...outdir import check_output
 
-    counts, cfg, y, files, truth, meta, from_toml, saturated = load_input(args.inputs, getattr(args, "saturation", None))
+    counts, cfg, y, files, truth, meta, from_toml, saturated, lowloss = load_input(
+        args.inputs, getattr(args, "saturation", None), plural=bool(getattr(args, "plural", False)))
     check_output(args.out, getattr(args, "overwrite", False), files)
     det, gain_known, notes = detector_for(meta, cfg.detector if from_toml else None, getattr(args, "gain", None),
                                           getattr(args, "readout_noise", None), getattr(args, "psf_decay", None))
@@ -247,7 +263,7 @@ def run_bayes(args) -> int:
 
     def prepared(d):
         return prepare(counts, dataclasses.replace(cfg, detector=d), y, row_nm, saturated=saturated,
-                       bin=getattr(args, "energy_bin", None), source=", ".join(files))
+                       bin=getattr(args, "energy_bin", None), source=", ".join(files), lowloss=lowloss)
 
     data = prepared(det)
     if not gain_known:

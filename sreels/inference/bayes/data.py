@@ -75,6 +75,8 @@ class PreparedData:
     variance: tuple
     variance_source: str
     source: str = ""
+    #: plural scattering per window from a DualEELS input (:mod:`.plural`), aligned with ``windows``; () without
+    plural: tuple = ()
 
     def window(self, name):
         for w in self.windows:
@@ -161,7 +163,8 @@ def default_region(window: Window) -> tuple:
 
 
 def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict | None = None,
-            regions: dict | None = None, bin: int | None = None, source: str = "") -> PreparedData:
+            regions: dict | None = None, bin: int | None = None, source: str = "",
+            lowloss: dict | None = None) -> PreparedData:
     """Whiten, crop and bin dark-subtracted counts of every window.
 
     Parameters
@@ -176,6 +179,11 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
         window name -> (lo_ev, hi_ev) or (lo_ev, hi_ev, bin); default :data:`DEFAULT_REGIONS`.
     bin : int, optional
         Channels summed per bin in every window (overrides the regions' bins).
+    lowloss : dict, optional
+        A DualEELS input's low-loss window: ``counts`` (rows, channels, dark subtracted like the others),
+        ``axis`` (:class:`~sreels.axes.EnergyAxis`) and ``exposure_ratio`` (window name -> core-loss over
+        low-loss exposure, needed for a window starting below 150 eV).  The model then carries each row's
+        plural scattering (:mod:`.plural`); the Li-K window's region ends where its tail is known.
     """
     det = config.detector
     if not det.dark_subtracted:
@@ -183,6 +191,20 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
     if bin is not None and (int(bin) != bin or bin < 1):
         raise SreelsInputError(f"bin = {bin!r}: expected an integer >= 1")
     regions = dict(regions or {})
+    ll = None
+    if lowloss is not None:
+        from .plural import read_lowloss, tail_end_ev
+        from ...inference.lowloss import MIN_DECONVOLVE_EV
+        lc = np.asarray(lowloss["counts"], dtype=float)
+        if not det.dark_subtracted:
+            lc = lc - det.dark_offset_counts
+        if lc.ndim != 2 or lc.shape[0] != len(y_nm):
+            raise SreelsInputError(f"low-loss window: counts of shape {lc.shape}, expected ({len(y_nm)}, channels)")
+        white = deconvolve(lc, det.psf_decay, slice(0, lc.shape[1]), 1)[0] / det.gain_counts_per_e
+        # the readout and quantisation noise per channel in electrons^2, as it reaches the slowly varying Li-K
+        # tail: the inverse PSF has unit gain at low frequencies (its per-pixel factor is high-frequency noise)
+        rv = (det.readout_noise_counts ** 2 + (QUANTISATION_VAR if det.quantise else 0.0)) / det.gain_counts_per_e ** 2
+        ll = read_lowloss(white, lowloss["axis"], rv)
     out = []
     for w in config.instrument.windows:
         if w.name not in counts:
@@ -198,6 +220,8 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
         lo, hi = reg[:2]
         b = int(bin if bin is not None else (reg[2] if len(reg) > 2 else default_region(w)[2]))
         lo, hi = max(lo, w.offset_ev + 1.0), min(hi, w.end_ev - 1.0)
+        if ll is not None and w.offset_ev < MIN_DECONVOLVE_EV:
+            hi = min(hi, tail_end_ev(ll.axis))
         i0 = int(np.ceil((lo - w.offset_ev) / w.scale_ev))
         n = (int(np.floor((hi - w.offset_ev) / w.scale_ev)) - i0) // b * b
         if n < 20 * b:
@@ -219,13 +243,39 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
     # first-pass variance: the data smoothed over 7 bins x 3 rows (replaced by the MAP model later)
     var = tuple(np.maximum(uniform_filter(wd.data, size=(3, 7), mode="nearest"), 1.0) + wd.readout_var
                 for wd in out)
+    plural = ()
+    if ll is not None:
+        from .plural import mixed_rows, plural_windows
+        ratio = dict(lowloss.get("exposure_ratio") or {})
+        missing = [wd.window.name for wd in out if wd.window.offset_ev < MIN_DECONVOLVE_EV and not ratio.get(wd.window.name)]
+        if missing:
+            raise SreelsInputError(f"window(s) {missing}: the exposure ratio to the low-loss window is not known "
+                                   "(needed to scale the multiple scattering under Li-K)")
+        plural = plural_windows(out, ll, ratio)
+        if any(p.tail_var is not None for p in plural):  # the tail's own noise, independent per row and bin
+            out = [wd if p.tail_var is None else dataclasses.replace(wd, readout_var=wd.readout_var + p.tail_var)
+                   for wd, p in zip(out, plural)]
+            var = tuple(np.maximum(uniform_filter(wd.data, size=(3, 7), mode="nearest"), 1.0) + wd.readout_var
+                        for wd in out)
+        mixed = mixed_rows(ll.unscattered)
+        if mixed.any():  # those rows' kernels are not the ones their edges see: left out of the fit
+            out = [dataclasses.replace(wd, mask=wd.mask & ~mixed[:, None]) for wd in out]
     return PreparedData(tuple(out), np.asarray(y_nm, float), float(row_nm), config.instrument, det, var,
-                        "smoothed data", source)
+                        "smoothed data", source, plural)
 
 
-def from_simulation(sim, **kw) -> PreparedData:
-    """Prepare a :class:`~sreels.forward.simulate.Simulation` (its recorded configuration)."""
-    counts = {k: w.counts for k, w in sim.windows.items()}
-    sat = {k: w.saturated for k, w in sim.windows.items()}
+def from_simulation(sim, plural: bool = False, **kw) -> PreparedData:
+    """Prepare a :class:`~sreels.forward.simulate.Simulation` (its recorded configuration); with
+    ``plural=True`` a simulation with a low-loss window is prepared as a DualEELS input (the model then
+    carries plural scattering, :mod:`.plural`; EXPERIMENTAL, off by default: c_Li's pulls are not yet within
+    target, validation/16)."""
+    from ...config import LOWLOSS_NAME
+    counts = {k: w.counts for k, w in sim.windows.items() if k != LOWLOSS_NAME}
+    sat = {k: w.saturated for k, w in sim.windows.items() if k != LOWLOSS_NAME}
+    inst = sim.config.instrument
+    if plural and LOWLOSS_NAME in sim.windows:
+        ll = sim.windows[LOWLOSS_NAME]
+        kw["lowloss"] = {"counts": ll.counts, "axis": ll.energy,
+                         "exposure_ratio": {w.name: w.exposure_s / inst.lowloss_exposure_s for w in inst.windows}}
     return prepare(counts, sim.config, sim.position.y_nm, sim.position.scale_nm, saturated=sat,
                    source=kw.pop("source", "simulation"), **kw)

@@ -75,7 +75,8 @@ def row_log_likelihood(like, thetas: np.ndarray) -> np.ndarray:
     """(B, R) log-likelihood of each row for parameter vectors ``thetas`` (B, P).
 
     The per-row amplitudes (background per window, host and AlPO4 amounts) are integrated
-    out under a flat unit prior, as in the fit:
+    out under a flat unit prior, as in the fit (a DualEELS input's image-wide tail columns held at their
+    best values):
     ln p_r = -(chi2_r + ln det M_r) / 2 - sum ln(2 pi V) / 2 + K ln(2 pi) / 2,
     chi2_r at the best amplitudes, M_r the amplitudes' normal matrix, K their number."""
     thetas = np.atleast_2d(np.asarray(thetas, float))
@@ -84,10 +85,9 @@ def row_log_likelihood(like, thetas: np.ndarray) -> np.ndarray:
     out = np.empty((thetas.shape[0], like.data.y_nm.size))
     for s in range(0, thetas.shape[0], like.chunk):
         cols = like.model.columns(thetas[s:s + like.chunk])
-        M, z = like._normal(cols)
-        _, quad, logdet = like._solve(M, z)
-        K = M.shape[-1]
-        out[s:s + like.chunk] = -0.5 * (like.dd[None, :] - quad + logdet) - 0.5 * const + 0.5 * K * math.log(2 * np.pi)
+        chi2, logdet = like.row_terms(cols)
+        K = like.n_cols  # flat-prior amplitudes per row (a DualEELS input's extra background columns too)
+        out[s:s + like.chunk] = -0.5 * (chi2 + logdet) - 0.5 * const + 0.5 * K * math.log(2 * np.pi)
     return out
 
 

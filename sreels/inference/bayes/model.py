@@ -304,9 +304,15 @@ class ImageModel:
         prof = self.profiles(theta)
         bl = {k: v @ self.blur.T for k, v in prof.items() if k != "r_oo_nm"}
         out = []
-        for k in self.kernels:
+        plural = self.data.plural or (None,) * len(self.kernels)
+        for k, pl in zip(self.kernels, plural):
             name = k.window.name
             x, y = k.edges(bl, p["resolution_fwhm_ev"])
+            if pl is not None:  # a DualEELS input: each row's plural scattering (.plural)
+                if pl.kernel_tf is not None:
+                    x, y = pl.convolve(x), pl.convolve(y)
+                else:
+                    x, y = x * pl.unscattered[:, None], y * pl.unscattered[:, None]
             if name != self.pset.reference:
                 sc = np.asarray(p[f"edge_scale_{name}"])[:, None, None]
                 x, y = x * sc, y * sc
