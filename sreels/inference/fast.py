@@ -355,7 +355,7 @@ def _ti_global_offset(run: _Run, w: WindowData, ef, refs, lo, hi, pre) -> float:
     return best[1]
 
 
-#: |Ti-L2,3 shift| (eV) on a ZLP-referenced scale above which the run says the core-loss and low-loss
+#: The Ti-L2,3 shift (eV, absolute) on a ZLP-referenced scale above which the run says the core-loss and low-loss
 #: axes disagree.  The Ti4+/Ti3+ references carry the chemical shift, so on a simultaneous DualEELS
 #: pair the fitted shift is the references' own placement error: -0.3 eV on the LSMO/STO pair of
 #: exspy-demos (JEOL ARM200cF, GIF Quantum ER); the TiO2 pair of Zanetta et al. reads 3.5 eV and a
