@@ -143,8 +143,9 @@ def windows_of(sim):
 class _Run:
     """One design's state: its prediction (written once), priors, kernels and the raw results so far."""
 
-    def __init__(self, name: str, d: dz.Design, out: Path, fast: bool):
+    def __init__(self, name: str, d: dz.Design, out: Path, fast: bool, seed0: int | None = None):
         self.name, self.d, self.out, self.fast = name, d, out, fast
+        self.seed0 = SEED0[name] if seed0 is None else seed0
         self.raw = out / f"{name}.npz"
         prev = dict(np.load(self.raw, allow_pickle=False)) if self.raw.exists() else {}
         self.acc = {k: list(v) for k, v in prev.items()}
@@ -164,10 +165,10 @@ class _Run:
         return len(self.acc.get("seeds", []))
 
     def one(self, n: int) -> None:
-        """Fit the next seeded image (seed = SEED0[name] + index)."""
+        """Fit the next seeded image (seed = SEED0[name] + index, or ``--seed0`` + index)."""
         name, d, priors, acc, fast = self.name, self.d, self.priors, self.acc, self.fast
         i = self.done
-        seed = SEED0[name] + i
+        seed = self.seed0 + i
         t0 = time.perf_counter()
         sim = simulate(d.scenario, d.instrument, d.detector, rng=seed, models=self.models)
         with single_threaded_blas():
@@ -290,6 +291,8 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--no-fast", action="store_true")
+    ap.add_argument("--seed0", type=int, default=None,
+                    help="first seed of a new set (one design; default SEED0[design]); use a new OUT for it")
     ap.add_argument("--linear", nargs="+", default=[], metavar="DESIGN",
                     choices=["default", "tenth", "fine", "trip"], help="the linear check of DESIGN (linear_DESIGN.json)")
     ap.add_argument("--linear-n", type=int, default=200, help="fresh detector draws of the linear check")
@@ -321,7 +324,9 @@ def main(argv=None):
         print((out / "ratios.md").read_text())
         return 0 if rep["all_pass"] else 1
     ds = designs(trip_factor(out) if "trip" in a.designs else None)
-    runs = [_Run(name, ds[name], out, fast=not a.no_fast and name != "trip") for name in a.designs]
+    if a.seed0 is not None and len(a.designs) != 1:
+        ap.error("--seed0 takes one design")
+    runs = [_Run(name, ds[name], out, fast=not a.no_fast and name != "trip", seed0=a.seed0) for name in a.designs]
     while any(r.done < a.n for r in runs):  # designs interleaved: a stopped run leaves all of them comparable
         for r in runs:
             if r.done < a.n:
