@@ -596,8 +596,8 @@ SCATTER_CHECKED = {
     "peak_b_ev": ("peak_b_ev_err", ()),
     "o_threshold_ev": ("o_threshold_ev_err", ()),
 }  # (not t/lambda: the thickness of a lamella varies from row to row far beyond its counting error)
-#: ... and the totals rebuilt from a scaled statistical part and their systematic part.
-SCATTER_TOTALS = {"ti3_fraction_err": "ti3_fraction_err_stat", "r_oo_nm_err": "r_oo_nm_err_stat"}
+#: ... and the totals rebuilt from a scaled statistical part and their systematic part (stat -> total).
+SCATTER_TOTALS = {"ti3_fraction_err_stat": "ti3_fraction_err", "r_oo_nm_err_stat": "r_oo_nm_err"}
 #: Fewest neighbour triples for the check.
 SCATTER_MIN_PAIRS = 8
 #: How a run says the detector gain was not known (the noise level then measured from the data).
@@ -637,13 +637,14 @@ def _scatter_check(cols: dict, notes: list) -> dict:
             continue
         scales[v] = r
         for k in (e, *follow):
-            if k in cols:
-                if k in SCATTER_TOTALS.values():
-                    tot = next(t for t, st in SCATTER_TOTALS.items() if st == k)
-                    if tot in cols:  # total^2 = stat^2 + systematic^2: the systematic part kept
-                        sys2 = np.clip(np.asarray(cols[tot], float) ** 2 - np.asarray(cols[k], float) ** 2, 0, None)
-                        cols[tot] = np.sqrt((r * np.asarray(cols[k], float)) ** 2 + sys2)
-                cols[k] = r * np.asarray(cols[k], float)
+            if k not in cols:
+                continue
+            stat = np.asarray(cols[k], float)
+            tot = SCATTER_TOTALS.get(k)
+            if tot in cols:  # total^2 = stat^2 + systematic^2: the systematic part kept
+                sys2 = np.clip(np.asarray(cols[tot], float) ** 2 - stat**2, 0, None)
+                cols[tot] = np.sqrt((r * stat) ** 2 + sys2)
+            cols[k] = r * stat
         notes.append(f"{v.lstrip('_').replace('li_q', 'Li per Ti atom')}: neighbouring rows differ by {r:.2f}x what "
                      f"their errors allow ({n} triples): its errors are scaled by {r:.2f} (the noise model "
                      "underestimates the data's noise, e.g. a detector point spread that correlates channels "
