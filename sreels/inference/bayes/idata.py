@@ -75,8 +75,7 @@ def row_log_likelihood(like, thetas: np.ndarray) -> np.ndarray:
     """(B, R) log-likelihood of each row for parameter vectors ``thetas`` (B, P).
 
     The per-row amplitudes (background per window, host and AlPO4 amounts) are integrated
-    out under a flat unit prior, as in the fit (a DualEELS input's image-wide tail columns held at their
-    best values):
+    out under a flat unit prior, as in the fit:
     ln p_r = -(chi2_r + ln det M_r) / 2 - sum ln(2 pi V) / 2 + K ln(2 pi) / 2,
     chi2_r at the best amplitudes, M_r the amplitudes' normal matrix, K their number."""
     thetas = np.atleast_2d(np.asarray(thetas, float))

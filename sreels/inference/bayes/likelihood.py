@@ -58,12 +58,9 @@ class Likelihood:
         self.sw = [np.sqrt(w) for w in self.w]
         self.all_used = all(bool(wd.mask.all()) for wd in self.data.windows)
         # a DualEELS input (.plural): a window's fixed multiple-scattering tail is taken off its data; the
-        # extra background columns are per-row amplitudes with flat priors like the others; the tail's noise
-        # replicas' deviations are image-wide columns (the tail is denoised across rows, so its error is
-        # shared by them), coefficients N(0, 1 / replicas), marginalised by a Schur complement (_marginal)
+        # extra columns (background, the tail's noise directions) are per-row amplitudes, with flat or
+        # Gaussian priors (.plural.PluralWindow.fixed_columns)
         plural = self.data.plural or (None,) * self.nw
-        self.glob = [None if p is None or p.tail_dev is None else p.tail_dev.astype(float) for p in plural]
-        self.n_glob = sum(g.shape[0] for g in self.glob if g is not None)
         self.tail = [None if p is None else p.tail for p in plural]
         self.d = [wd.data if t is None else wd.data - t for wd, t in zip(self.data.windows, self.tail)]
         self.dev, self.nuis = [], []          # per window: deviations (Q, R, C) or None; column offsets
@@ -81,26 +78,12 @@ class Likelihood:
             off += q
         self.n_cols = off
         self.dd = sum(np.sum(w * d ** 2, axis=1) for w, d in zip(self.w, self.d))
-        #: residuals per theta: the used bins, plus one prior row per image-wide tail column
-        # ... plus one prior row per row and per-row nuisance column with a Gaussian prior (.plural)
+        #: residuals per theta: the used bins, plus one prior row per row and per-row nuisance column
+        #: with a Gaussian prior (.plural)
         self.prior_cols = [None if nu is None or not np.any(nu[4] > 0) else np.flatnonzero(nu[4] > 0)
                            for nu in self.nuis]
         self.n_prior = sum(len(self.data.y_nm) * c.size for c in self.prior_cols if c is not None)
-        self.n_data = int(sum(wd.mask.sum() for wd in self.data.windows)) + self.n_glob + self.n_prior
-        if self.n_glob:
-            q = self.n_glob
-            self.g_prior = np.concatenate([np.full(g.shape[0], float(g.shape[0])) for g in self.glob if g is not None])
-            gg = np.zeros((len(self.data.y_nm), q, q))
-            gy = np.zeros((len(self.data.y_nm), q))
-            k = 0
-            for g, w, d, nu in zip(self.glob, self.w, self.d, self.nuis):
-                if g is None:
-                    continue
-                sl = slice(k, k + g.shape[0])
-                gg[:, sl, sl] = np.einsum("qrc,prc->rqp", g * w, g)
-                gy[:, sl] = np.einsum("qrc,rc->rq", g * w, d)
-                k += g.shape[0]
-            self.g_gram, self.g_y = gg, gy
+        self.n_data = int(sum(wd.mask.sum() for wd in self.data.windows)) + self.n_prior
 
     def with_data(self, data: PreparedData) -> "Likelihood":
         """The same model with new data or variance (the kernels are shared, not rebuilt)."""
@@ -152,63 +135,22 @@ class Likelihood:
         a = np.linalg.solve(np.swapaxes(L, -1, -2), u[..., None])[..., 0] / dg
         return a, quad, logdet
 
-    def _cross(self, cols):
-        """C (B, R, K, Q): the per-row columns against the image-wide tail columns (weighted)."""
-        B, R = cols[0].host.shape[:2]
-        C = np.zeros((B, R, self.n_cols, self.n_glob))
-        k = 0
-        for i, (c, w, g) in enumerate(zip(cols, self.w, self.glob)):
-            if g is None:
-                continue
-            sl = slice(k, k + g.shape[0])
-            gw = g * w
-            for j, col in ((i, c.background), (self.nw, c.host), (self.nw + 1, c.alpo4)):
-                C[..., j, sl] += np.einsum("brc,qrc->brq", col, gw)
-            if self.nuis[i] is not None:
-                o, q = self.nuis[i][:2]
-                C[..., o:o + q, sl] += np.einsum("prc,qrc->rpq", self.dev[i], gw)[None]
-            k += g.shape[0]
-        return C
-
     def _marginal(self, cols):
-        """Per-row amplitudes a (B, R, K), image-wide tail coefficients beta (B, Q), sum_r chi2 terms
-        (B,) = dd - quad and ln det (B,) of the joint linear problem: rows' blocks M_r and the tail
-        block by the Schur complement S = P + sum_r (G_r - C_r' M_r^-1 C_r)."""
+        """Per-row amplitudes a (B, R, K), sum_r chi2 terms (B,) = dd - quad and ln det (B,) of the rows'
+        linear problems, and their per-row quad and ln det (B, R)."""
         M, z = self._normal(cols)
         a, quad, logdet = self._solve(M, z)
-        if not self.n_glob:
-            return a, None, np.sum(self.dd[None, :] - quad, 1), np.sum(logdet, 1), quad, logdet
-        C = self._cross(cols)
-        dg = np.sqrt(np.clip(np.einsum("...ii->...i", M), 1e-300, None))      # Jacobi scaling, as _solve
-        Ms = M / (dg[..., :, None] * dg[..., None, :]) + 1e-12 * np.eye(M.shape[-1])
-        X = np.linalg.solve(Ms, C / dg[..., None]) / dg[..., None]              # M_r^-1 C_r (B, R, K, Q)
-        S = np.diag(self.g_prior)[None] + np.sum(self.g_gram[None] - np.swapaxes(C, -1, -2) @ X, axis=1)
-        zb = np.sum(self.g_y[None] - np.einsum("brkq,brk->brq", C, a), axis=1)      # (B, Q)
-        L = np.linalg.cholesky(S)
-        u = np.linalg.solve(L, zb[..., None])[..., 0]
-        beta = np.linalg.solve(np.swapaxes(L, -1, -2), u[..., None])[..., 0]
-        a = a - np.einsum("brkq,bq->brk", X, beta)
-        ldS = 2 * np.sum(np.log(np.einsum("...ii->...i", L)), -1)
-        return (a, beta, np.sum(self.dd[None, :] - quad, 1) - np.sum(u * u, -1), np.sum(logdet, 1) + ldS,
-                quad, logdet)
+        return a, np.sum(self.dd[None, :] - quad, 1), np.sum(logdet, 1), quad, logdet
 
     def row_terms(self, cols):
-        """Per row (B, R): chi2 at the best amplitudes and ln det M_r; with image-wide tail columns,
-        conditional on their best coefficients (the rows' terms then no longer sum to the image's)."""
-        a, beta, _, _, quad, logdet = self._marginal(cols)
-        if beta is None:
-            return self.dd[None, :] - quad, logdet
-        chi2 = 0.0
-        for i, (c, w, d) in enumerate(zip(cols, self.w, self.data.windows)):
-            r = d.data - a[..., i, None] * c.background - a[..., self.nw, None] * c.host \
-                - a[..., self.nw + 1, None] * c.alpo4 - self._fixed(i, a, beta)
-            chi2 = chi2 + np.sum(w * r * r, axis=-1)
-        return chi2, logdet
+        """Per row (B, R): chi2 at the best amplitudes and ln det M_r."""
+        _, _, _, quad, logdet = self._marginal(cols)
+        return self.dd[None, :] - quad, logdet
 
     def _batch(self, theta, profile):
         cols = self.model.columns(theta)
         try:
-            _, _, chi2, logdet, _, _ = self._marginal(cols)
+            _, chi2, logdet, _, _ = self._marginal(cols)
         except np.linalg.LinAlgError:
             chi2 = logdet = np.full(theta.shape[0], np.nan)
         return -0.5 * (chi2 if profile else chi2 + logdet)
@@ -230,26 +172,22 @@ class Likelihood:
     def fit_rows(self, theta):
         """Best amplitudes (R, K), the prediction per window (R, C) and chi2 per row at one theta."""
         cols = self.model.columns(np.atleast_2d(theta))
-        a, beta, _, _, _, _ = self._marginal(cols)
+        a = self._marginal(cols)[0]
         pred = []
         for i, c in enumerate(cols):
-            f = self._fixed(i, a, beta)
+            f = self._fixed(i, a)
             pred.append(a[0, :, i, None] * c.background[0] + a[0, :, self.nw, None] * c.host[0]
                         + a[0, :, self.nw + 1, None] * c.alpo4[0] + (f[0] if np.ndim(f) else f))
         chi2 = sum(np.sum(w * (wd.data - p) ** 2, axis=1) for w, wd, p in zip(self.w, self.data.windows, pred))
         return a[0], tuple(pred), chi2
 
-    def _fixed(self, i, a, beta=None):
-        """Window i's plural tail plus its per-row extra columns at the amplitudes a (B, R, K) and its
-        image-wide tail columns at beta (B, Q): (B, R, C), or 0 without."""
+    def _fixed(self, i, a):
+        """Window i's plural tail plus its per-row extra columns at the amplitudes a (B, R, K): (B, R, C),
+        or 0 without."""
         out = 0.0 if self.tail[i] is None else self.tail[i][None]
         if self.nuis[i] is not None:
             o, q = self.nuis[i][:2]
             out = out + np.einsum("brq,qrc->brc", a[..., o:o + q], self.dev[i])
-        if beta is not None and self.glob[i] is not None:
-            k = sum(g.shape[0] for g in self.glob[:i] if g is not None)
-            g = self.glob[i]
-            out = out + np.einsum("bq,qrc->brc", beta[:, k:k + g.shape[0]], g)
         return out
 
     def residuals(self, theta) -> np.ndarray:
@@ -266,19 +204,16 @@ class Likelihood:
             out = np.empty((theta.shape[0], self.n_data))
         for s in range(0, theta.shape[0], self.chunk):
             cols = self.model.columns(theta[s:s + self.chunk])
-            a, beta, _, _, _, _ = self._marginal(cols)
+            a = self._marginal(cols)[0]
             j = 0
             for i, (c, sw, wd) in enumerate(zip(cols, self.sw, self.data.windows)):
-                r = wd.data - a[..., i, None] * c.background - self._fixed(i, a, beta)
+                r = wd.data - a[..., i, None] * c.background - self._fixed(i, a)
                 r -= a[..., self.nw, None] * c.host
                 r -= a[..., self.nw + 1, None] * c.alpo4
                 r *= sw
                 r = r.reshape(r.shape[0], -1) if self.all_used else r[:, wd.mask]
                 out[s:s + r.shape[0], j:j + r.shape[1]] = r
                 j += r.shape[1]
-            if self.n_glob:  # the tail coefficients' prior rows
-                out[s:s + beta.shape[0], j:j + self.n_glob] = np.sqrt(self.g_prior) * beta
-                j += self.n_glob
             for nu, pc in zip(self.nuis, self.prior_cols):  # per-row nuisance amplitudes' prior rows
                 if pc is None:
                     continue

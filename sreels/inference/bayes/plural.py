@@ -84,8 +84,6 @@ class PluralWindow:
     kernel_tf: np.ndarray | None = None     # (rows, nf) rfft of K_r on lags k h (h: the bin), length nfft
     nfft: int = 0
     tail: np.ndarray | None = None          # (rows, bins) electrons: the multiple scattering, fixed
-    tail_dev: np.ndarray | None = None      # (Q, rows, bins) image-wide nuisance columns shared by the rows,
-                                            # coefficients N(0, 1 / Q) (:mod:`.likelihood`); unused here now
     extra: np.ndarray | None = None         # (columns, rows, bins) fixed per-row columns (theta-independent)
     extra_prec: np.ndarray | None = None    # (columns,) prior precisions of ``extra``'s amplitudes (None: all flat)
     tail_var: np.ndarray | None = None      # (rows, bins) the tail's remaining noise variance, added to the data's
