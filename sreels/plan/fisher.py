@@ -104,25 +104,26 @@ def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4)
         lo, hi = priors.bounds.T
         h = REL_STEP * (hi - lo)
         P = theta.size
-        G = [np.empty(wd.data.shape + (P,)) for wd in data.windows]
+        G = [np.empty((P,) + wd.data.shape) for wd in data.windows]   # (P, R, C): a chunk is one block
 
         def mu(cols):  # (B, R, C) per window at the fixed amplitudes a
             return [a[None, :, i, None] * c.background + a[None, :, nw, None] * c.host
                     + a[None, :, nw + 1, None] * c.alpo4 for i, c in enumerate(cols)]
 
+        up = np.minimum(theta + h, hi)
+        dn = np.maximum(theta - h, lo)
         for s in range(0, P, chunk):
             idx = np.arange(s, min(s + chunk, P))
-            up = np.minimum(theta + h, hi)
-            dn = np.maximum(theta - h, lo)
             pts = np.vstack([np.where(np.arange(P) == i, up, theta) for i in idx]
                             + [np.where(np.arange(P) == i, dn, theta) for i in idx])
             m = mu(model.columns(pts))
             k = idx.size
             for w in range(nw):
-                G[w][..., idx] = ((m[w][:k] - m[w][k:]) / (up - dn)[idx, None, None]).transpose(1, 2, 0)
+                np.subtract(m[w][:k], m[w][k:], out=G[w][s:s + k])
+                G[w][s:s + k] /= (up - dn)[idx, None, None]
         c0 = model.columns(theta[None])
-    acts = [np.flatnonzero(np.any(g != 0, axis=(0, 1))) for g in G]
-    wins = tuple(WindowJacobian(wd.window.name, np.ascontiguousarray(g[..., act]),
+    acts = [np.flatnonzero(np.any(g != 0, axis=(1, 2))) for g in G]
+    wins = tuple(WindowJacobian(wd.window.name, np.ascontiguousarray(g[act].transpose(1, 2, 0)),
                                 np.stack([c.background[0], c.host[0], c.alpo4[0]], -1),
                                 np.maximum(wd.data, 0.0), wd.readout_var, wd.mask, wd.i0, wd.bin, wd.window.channels,
                                 act)
@@ -168,6 +169,14 @@ def _readout_bands(channels: int, decay: float, i0: int, nbins: int, b: int) -> 
 VARIANCE_FLOOR_E = 1.0
 
 
+#: Rows per block of the covariance's products (temporaries of ~8 x 850 x 16 doubles stay in cache).
+ROW_BLOCK = 8
+
+
+def _row_blocks(R: int):
+    return [slice(r, min(r + ROW_BLOCK, R)) for r in range(0, R, ROW_BLOCK)]
+
+
 def _projection(jac: JointJacobian, s, rfactor: float):
     """F (P, P) of the data with the amplitudes profiled out, coef = M^-1 B' (R, K, P) that projects
     them out of G, and the likelihood's weights W = 1 / V per window (rows, bins) at exposure factors s."""
@@ -184,10 +193,16 @@ def _projection(jac: JointJacobian, s, rfactor: float):
         a = w.act
         Pa = a.size
         W = np.where(w.mask, 1.0 / (np.maximum(s[i] * w.lam, VARIANCE_FLOOR_E) + rfactor * w.readout_var), 0.0)
-        GW = w.G * W[..., None]                                        # (R, C, Pa)
         s2 = s[i] ** 2
-        F[a[:, None], a] += s2 * (w.G.reshape(-1, Pa).T @ GW.reshape(-1, Pa))
-        B[:, a[:, None], idx] += s2 * np.matmul(GW.transpose(0, 2, 1), w.cols)   # (R, Pa, 3)
+        Fa = np.zeros((Pa, Pa))
+        Ba = np.empty((R, Pa, 3))
+        for r in _row_blocks(R):   # blocks of rows: the temporary G W stays in cache (x2.5 against one pass)
+            g = w.G[r]
+            gw = g * W[r, :, None]                                     # (rows, C, Pa)
+            Fa += g.reshape(-1, Pa).T @ gw.reshape(-1, Pa)
+            Ba[r] = np.matmul(gw.transpose(0, 2, 1), w.cols[r])        # (rows, Pa, 3)
+        F[a[:, None], a] += s2 * Fa
+        B[:, a[:, None], idx] += s2 * Ba
         M[:, idx[:, None], idx] += s2 * np.matmul((w.cols * W[..., None]).transpose(0, 2, 1), w.cols)
         Ws.append(W)
     dg = np.sqrt(np.clip(np.einsum("rkk->rk", M), 1e-300, None))
@@ -204,20 +219,23 @@ def _pair_sum(w: WindowJacobian, om: np.ndarray, E: np.ndarray, k: int, P: int) 
     product over the window's active columns.  ``om`` (R, C) is 0 where c + k is past the row's end."""
     R, C, Pa = w.G.shape
     a = w.act
-    G2 = w.G.reshape(-1, Pa)
-    Gw = w.G * om[..., None]                                           # (R, C, Pa)
+    GG = np.zeros((Pa, Pa))
+    X = np.empty((R, Pa, 3))
+    Y = np.empty((R, 3, Pa))
     Aw = w.cols * om[..., None]                                        # (R, C, 3)
-    n = R * C - k
-    T = np.zeros((P, P))
-    T[a[:, None], a] = Gw.reshape(-1, Pa)[:n].T @ G2[k:]              # rows flattened: om = 0 across rows
-    if k:
-        X = np.matmul(Gw[:, :C - k].transpose(0, 2, 1), w.cols[:, k:])   # (R, Pa, 3): sum_c om G_c A_{c+k}'
-        Y = np.matmul(Aw[:, :C - k].transpose(0, 2, 1), w.G[:, k:])      # (R, 3, Pa): sum_c om A_c G_{c+k}'
-        Z = np.matmul(Aw[:, :C - k].transpose(0, 2, 1), w.cols[:, k:])   # (R, 3, 3)
-    else:
-        X = np.matmul(Gw.transpose(0, 2, 1), w.cols)
+    for r in _row_blocks(R):
+        g = w.G[r]
+        gw = g * om[r, :, None]                                        # (rows, C, Pa)
+        n = gw.shape[0] * C - k
+        GG += gw.reshape(-1, Pa)[:n].T @ g.reshape(-1, Pa)[k:]        # rows flattened: om = 0 across rows
+        X[r] = np.matmul(gw[:, :C - k].transpose(0, 2, 1), w.cols[r, k:])   # sum_c om G_c A_{c+k}'
+        if k:
+            Y[r] = np.matmul(Aw[r, :C - k].transpose(0, 2, 1), g[:, k:])   # sum_c om A_c G_{c+k}'
+    if not k:
         Y = X.transpose(0, 2, 1)
-        Z = np.matmul(Aw.transpose(0, 2, 1), w.cols)
+    Z = np.matmul(Aw[:, :C - k].transpose(0, 2, 1), w.cols[:, k:])    # (R, 3, 3)
+    T = np.zeros((P, P))
+    T[a[:, None], a] = GG
     T[a, :] -= np.einsum("rak,rkp->ap", X, E)
     T[:, a] -= np.einsum("rkp,rka->pa", E, Y)
     T += np.einsum("rkp,rkl,rlq->pq", E, Z, E, optimize=True)
