@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -259,6 +262,67 @@ def _expected_electrons(models, state, instrument, row_nm, block_rows):
             for name, img in out.items()}, truth
 
 
+#: Bound of :func:`_cached_expectation`'s memory (bytes of expected electrons held) and of its entries.
+EXPECTATION_CACHE_BYTES = 256 * 2**20
+EXPECTATION_CACHE_ENTRIES = 4
+_expectation_cache: OrderedDict = OrderedDict()
+_expectation_lock = threading.Lock()
+
+
+def clear_expectation_cache() -> None:
+    """Forget the noise-free expectations :func:`simulate` keeps (see :func:`_cached_expectation`)."""
+    with _expectation_lock:
+        _expectation_cache.clear()
+
+
+def _expectation_key(scenario: Scenario, instrument: Instrument, models: dict):
+    """What the expected electrons depend on: the scenario (and its profile table's file, by path,
+    size and modification time), the instrument and the kernels' identity; None if not hashable."""
+    table = None
+    if scenario.profile_table:
+        try:
+            st = os.stat(scenario.profile_table)
+        except OSError:
+            return None
+        table = (os.path.abspath(scenario.profile_table), st.st_size, st.st_mtime_ns)
+    key = (scenario, table, instrument, tuple((k, id(m)) for k, m in models.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _cached_expectation(scenario: Scenario, instrument: Instrument, models: dict, state: RowState):
+    """:func:`expected_electrons`, computed once per scenario, instrument and kernels.
+
+    The expected image depends on nothing random (profiles, grains, thickness, energy distortion and
+    drift are all deterministic functions of the scenario and instrument), so repeated simulations of
+    one configuration with other seeds reuse it.  Held: up to :data:`EXPECTATION_CACHE_ENTRIES`
+    configurations and :data:`EXPECTATION_CACHE_BYTES` bytes (least recently used dropped first;
+    larger images are not kept), with references to the kernels they were computed with (so their
+    ids stay unique).  The electron arrays are read-only (shared by every result of the configuration);
+    the per-row truth is copied."""
+    key = _expectation_key(scenario, instrument, models)
+    if key is not None:
+        with _expectation_lock:
+            hit = _expectation_cache.get(key)
+            if hit is not None:
+                _expectation_cache.move_to_end(key)
+                return dict(hit[0]), {k: np.array(v) for k, v in hit[1].items()}
+    electrons, truth = expected_electrons(models, state, instrument, scenario.row_nm)
+    for _axis, el in electrons.values():
+        el.setflags(write=False)
+    size = sum(el.nbytes for _axis, el in electrons.values())
+    if key is not None and size <= EXPECTATION_CACHE_BYTES:
+        with _expectation_lock:
+            _expectation_cache[key] = (electrons, truth, size, tuple(models.values()))
+            while (len(_expectation_cache) > EXPECTATION_CACHE_ENTRIES
+                   or sum(v[2] for v in _expectation_cache.values()) > EXPECTATION_CACHE_BYTES):
+                _expectation_cache.popitem(last=False)
+    return dict(electrons), {k: np.array(v) for k, v in truth.items()}
+
+
 def simulate(scenario: Scenario | None = None, instrument: Instrument | None = None,
              detector: Detector | None = None, rng=None, noise_free: bool = False,
              models: dict[str, WindowModel] | None = None,
@@ -295,7 +359,7 @@ def simulate(scenario: Scenario | None = None, instrument: Instrument | None = N
     images, timings = {}, {"kernels": t1 - t0}
     ta = time.perf_counter()
     models = {w.name: models[w.name] for w in instrument.windows}
-    electrons, ll_truth = expected_electrons(models, state, instrument, scenario.row_nm)
+    electrons, ll_truth = _cached_expectation(scenario, instrument, models, state)
     timings["expected_electrons"] = time.perf_counter() - ta
     for name, (axis, el) in electrons.items():
         ta = time.perf_counter()

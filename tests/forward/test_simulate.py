@@ -141,3 +141,44 @@ def test_default_scenario_reproduces_the_study_numbers():
     assert np.all(np.abs(p.peak_a_ev[ti3] - 538.0 + 0.9) < 0.02)
     assert np.all(np.abs(p.peak_a_ev[el4] - 538.0 + 0.3) < 0.05)
     assert p.peak_a_rel[el4].mean() > 1.1 and p.peak_a_rel[ti3].mean() < p.peak_a_rel[el4].mean()
+
+
+def test_cached_expectation_equals_a_fresh_one_and_follows_its_inputs(tmp_path):
+    import dataclasses
+    import os
+
+    from sreels.config import Instrument
+    from sreels.forward import simulate as sm
+    from sreels.forward.instrument import energy_distortion
+    from sreels.forward.model import RowState
+    from sreels.forward.profiles import build_profiles
+
+    sm.clear_expectation_cache()
+    a = simulate(SMALL, rng=3)          # computes and keeps the expectation
+    b = simulate(SMALL, rng=3)          # reuses it
+    inst = Instrument()
+    p = build_profiles(SMALL)
+    fresh, truth = sm.expected_electrons(sm.window_models(inst), RowState.from_profiles(
+        p, energy_distortion(p.y_nm, inst.energy_distortion_ev, inst.drift_ev)), inst, SMALL.row_nm)
+    for k in a.windows:
+        assert b.windows[k].electrons is a.windows[k].electrons   # the same (read-only) array
+        assert not a.windows[k].electrons.flags.writeable
+        np.testing.assert_array_equal(a.windows[k].electrons, fresh[k][1])
+        np.testing.assert_array_equal(a.windows[k].counts, b.windows[k].counts)
+    np.testing.assert_array_equal(a.lowloss_truth["t_over_lambda"], truth["t_over_lambda"])
+    # another scenario, another instrument: other expectations (not the cached ones)
+    c = simulate(dataclasses.replace(SMALL, li_max_rel=4.0), noise_free=True)
+    assert not np.array_equal(c.windows["low"].electrons, a.windows["low"].electrons)
+    d = simulate(SMALL, dataclasses.replace(inst, drift_ev=0.3), noise_free=True)
+    assert not np.array_equal(d.windows["high"].electrons, a.windows["high"].electrons)
+    # a profile table rewritten in place is read again
+    t = tmp_path / "p.csv"
+    sc = Scenario(rows=20, row_nm=50.0, first_row_nm=0.0, profile_table=str(t), grains=())
+    t.write_text("y_nm,li_rel\n0,4\n2000,1\n")
+    e1 = simulate(sc, noise_free=True).windows["low"].electrons
+    t.write_text("y_nm,li_rel\n0,6\n2000,1\n")
+    os.utime(t, ns=(os.stat(t).st_atime_ns, os.stat(t).st_mtime_ns + 10**9))
+    e2 = simulate(sc, noise_free=True).windows["low"].electrons
+    assert e2[0].sum() > e1[0].sum()   # more Li at y = 0
+    assert len(sm._expectation_cache) <= sm.EXPECTATION_CACHE_ENTRIES
+    sm.clear_expectation_cache()
