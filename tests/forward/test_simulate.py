@@ -182,3 +182,38 @@ def test_cached_expectation_equals_a_fresh_one_and_follows_its_inputs(tmp_path):
     assert e2[0].sum() > e1[0].sum()   # more Li at y = 0
     assert len(sm._expectation_cache) <= sm.EXPECTATION_CACHE_ENTRIES
     sm.clear_expectation_cache()
+
+
+def test_readouts_do_not_depend_on_threads_and_windows_have_independent_noise_of_the_right_size():
+    """Each window draws from its own stream: the images are the same with one thread or several; the
+    windows' noise is uncorrelated (the same stream in two windows would correlate their CF normals
+    fully); without a PSF every window's pixels have variance gain^2 lam + readout^2 + 1/12."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sreels.config import Detector
+    from sreels.forward import simulate as sm
+
+    sc = Scenario(rows=60, row_nm=25.0)
+    det = Detector(psf_decay=0.0)
+    a = simulate(sc, detector=det, rng=21)
+    one = ThreadPoolExecutor(1)
+    saved = sm._pool
+    sm._pool = lambda: one
+    try:
+        b = simulate(sc, detector=det, rng=21)
+    finally:
+        sm._pool = saved
+        one.shutdown()
+    pulls = {}
+    for k, w in a.windows.items():
+        np.testing.assert_array_equal(w.counts, b.windows[k].counts)
+        lam = w.electrons
+        var = det.gain_counts_per_e**2 * lam + det.readout_noise_counts**2 + 1 / 12
+        z = (w.counts.astype(float) - det.gain_counts_per_e * lam) / np.sqrt(var)
+        n = z.size
+        assert abs(z.mean()) < 5 / np.sqrt(n), k
+        assert z.var() == pytest.approx(1.0, abs=5 * np.sqrt(2 / n) + 0.002), k
+        pulls[k] = z.ravel()
+    n = pulls["low"].size
+    assert abs(np.corrcoef(pulls["low"], pulls["high"])[0, 1]) < 5 / np.sqrt(n)
+    assert abs(np.corrcoef(pulls["high"], pulls["lowloss"])[0, 1]) < 5 / np.sqrt(n)
