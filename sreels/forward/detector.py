@@ -48,6 +48,15 @@ def apply_psf(image: np.ndarray, decay: float) -> np.ndarray:
     return convolve1d(image, k.astype(image.dtype) if image.dtype == np.float32 else k, axis=-1, mode="reflect")
 
 
+def gained_psf(counts: np.ndarray, det: Detector) -> np.ndarray:
+    """gain x PSF of float32 electron counts (the gain folded into the PSF kernel: one pass fewer)."""
+    if det.psf_decay > 0:
+        k = (psf_kernel(det.psf_decay) * det.gain_counts_per_e).astype(np.float32)
+        return convolve1d(counts, k, axis=-1, mode="reflect")
+    counts *= np.float32(det.gain_counts_per_e)
+    return counts
+
+
 def expected_counts(electrons: np.ndarray, det: Detector) -> np.ndarray:
     """Noise-free counts for expected electrons (no quantisation, no saturation)."""
     out = det.gain_counts_per_e * apply_psf(np.asarray(electrons, dtype=float), det.psf_decay)
@@ -74,12 +83,12 @@ def poisson_cornish_fisher(lam: np.ndarray, rng: np.random.Generator, scale: np.
     given as float32 with ``scale`` = :func:`cornish_fisher_scale` of it (precomputed: the same draws)."""
     z = rng.standard_normal(lam.shape, dtype=np.float32)
     lam32 = lam.astype(np.float32, copy=False)
-    x = (cornish_fisher_scale(lam32) if scale is None else scale) * z
+    # lam + a z + (z^2 - 1) / 6 = z (a + z / 6) + (lam - 1/6): four float32 passes
+    x = z * np.float32(1.0 / 6.0)
+    x += cornish_fisher_scale(lam32) if scale is None else scale
+    x *= z
     x += lam32
-    z *= z
-    z -= 1.0
-    z *= np.float32(1.0 / 6.0)
-    x += z
+    x -= np.float32(1.0 / 6.0)
     np.rint(x, out=x)
     return np.maximum(x, 0.0, out=x)
 
@@ -182,27 +191,31 @@ def apply_detector(electrons: np.ndarray, det: Detector, rng: np.random.Generato
         raise ValueError("the counts plan was made for another image or switch-over")
     shape = plan.shape
     counts, n_approx = poisson_counts(None, rng, exact_below, plan)
-    if det.psf_decay > 0:   # the gain folded into the PSF kernel (one pass fewer)
-        k = (psf_kernel(det.psf_decay) * det.gain_counts_per_e).astype(np.float32)
-        signal = convolve1d(counts, k, axis=-1, mode="reflect")
-    else:
-        counts *= np.float32(det.gain_counts_per_e)
-        signal = counts
+    signal = gained_psf(counts, det)
     gain_map = None
     if det.gain_nonuniformity_rel > 0:
         gain_map = 1.0 + det.gain_nonuniformity_rel * rng.standard_normal(shape)
         signal *= gain_map.astype(np.float32)
     raw = signal
-    raw += np.float32(det.dark_offset_counts)
+    dark = np.float32(det.dark_offset_counts)
+    # a dark-subtracted readout is kept relative to the dark offset: clip and saturate at -dark and
+    # max - dark (two passes fewer; rint(x + dark) = rint(x) + dark for an integer dark offset but at
+    # ties and float32 rounding, i.e. never in distribution)
+    rel = det.dark_subtracted and float(dark).is_integer()
     if det.readout_noise_counts > 0:
         noise = rng.standard_normal(shape, dtype=np.float32)
         noise *= np.float32(det.readout_noise_counts)
+        if not rel:
+            noise += dark
         raw += noise
+    elif not rel:
+        raw += dark
     if det.quantise:
         np.rint(raw, out=raw)
-    np.clip(raw, 0, det.adc_max_counts, out=raw)
-    saturated = raw >= det.adc_max_counts
-    if det.dark_subtracted:
-        raw -= np.float32(det.dark_offset_counts)
+    lo, hi = (-dark, np.float32(det.adc_max_counts) - dark) if rel else (0, det.adc_max_counts)
+    np.clip(raw, lo, hi, out=raw)
+    saturated = raw >= hi
+    if det.dark_subtracted and not rel:
+        raw -= dark
     return Readout(raw.astype(np.float32, copy=False), saturated, gain_map,
                    sampling_record(exact_below, int(np.prod(shape)), n_approx))
