@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -357,7 +358,10 @@ def _readouts(electrons: dict, detector: Detector, gen: np.random.Generator | No
         plan = plans.get((name, exact_below))
         if plan is None:
             plan = plans[(name, exact_below)] = counts_plan(el, exact_below)
-        return apply_detector(el, detector, np.random.Generator(np.random.SFC64(seeds[i])), exact_below, plan)
+        out = apply_detector(el, detector, np.random.Generator(np.random.SFC64(seeds[i])), exact_below, plan)
+        return dataclasses.replace(out, sampling={**out.sampling, "noise_stream": (
+            f"numpy SFC64 seeded by the {i + 1}. of {len(names)} uint32 x 4 rows drawn by "
+            "rng.integers(0, 2**32, size=(windows, 4), dtype=uint32) (windows in output order)")})
 
     # the largest share first (the low-loss window: mostly exact draws): the others fill the second thread
     order = sorted(range(len(names)), key=lambda i: names[i] != LOWLOSS_NAME)
