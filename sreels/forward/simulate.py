@@ -329,10 +329,16 @@ def _cached_expectation(scenario: Scenario, instrument: Instrument, models: dict
     return dict(electrons), {k: np.array(v) for k, v in truth.items()}, plans
 
 
-@functools.lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
     """Threads for the windows' detector readouts (numpy's generators, ufuncs and scipy.ndimage release
-    the GIL): at most one per core, and no more than a default image has windows."""
+    the GIL): at most one per core, and no more than a default image has windows.  One pool per
+    process: a forked child (multiprocessing's fork) inherits the parent's pool without its threads,
+    and gets its own."""
+    return _pool_of(os.getpid())
+
+
+@functools.lru_cache(maxsize=1)
+def _pool_of(pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(1, min(3, os.cpu_count() or 1)), thread_name_prefix="sreels-detector")
 
 

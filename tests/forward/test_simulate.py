@@ -217,3 +217,31 @@ def test_readouts_do_not_depend_on_threads_and_windows_have_independent_noise_of
     n = pulls["low"].size
     assert abs(np.corrcoef(pulls["low"], pulls["high"])[0, 1]) < 5 / np.sqrt(n)
     assert abs(np.corrcoef(pulls["high"], pulls["lowloss"])[0, 1]) < 5 / np.sqrt(n)
+
+
+def test_a_forked_process_simulates_after_its_parent_did():
+    """The readout threads' pool is per process: a child forked after the parent simulated (and so
+    holds a copy of the parent's pool without its threads) still finishes, with the parent's image."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    sc = Scenario(rows=12, row_nm=47.0)
+    parent = simulate(sc, rng=4).windows["high"].counts
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=_simulate_into, args=(q, sc))
+    child.start()
+    try:
+        got = q.get(timeout=60)   # (before join: the child exits only once its queue is drained)
+    except Exception:
+        got = None
+    child.join(timeout=10)
+    if child.is_alive():
+        child.kill()
+    assert got is not None, "the forked child hung"
+    np.testing.assert_array_equal(got, parent)
+
+
+def _simulate_into(q, sc):
+    q.put(simulate(sc, rng=4).windows["high"].counts)
