@@ -10,7 +10,7 @@ The model callable returns the prediction and its Jacobian for all rows:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,10 @@ class BatchResult:
     chi2_red: np.ndarray    # (rows,)
     converged: np.ndarray   # (rows,) bool
     n_iter: int
+    #: the model and its Jacobian at ``params`` (rows, n_ch) and (rows, n_ch, n_par), as the last
+    #: evaluation gave them (callers need not evaluate the model once more); None where not kept
+    model: np.ndarray | None = field(default=None, repr=False, compare=False)
+    jac: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def stderr(self) -> np.ndarray:
@@ -116,4 +120,4 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     cov = _inverse(A)
     dof = max(y.shape[1] - npar, 1)
     converged = done & np.isfinite(chi2) & (lam < 1e12) & np.isfinite(cov).all((1, 2))
-    return BatchResult(p, cov, chi2 / dof, converged, it)
+    return BatchResult(p, cov, chi2 / dof, converged, it, m, J)
