@@ -199,54 +199,53 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         return vals, sls
 
     def make_model(ee):
-        """``model(p, idx) -> (m, J)`` on energies ee (:func:`.batchfit.levenberg_marquardt`)."""
+        """``model(p, idx) -> (m, J)`` on energies ee, J as (rows, parameters, n)
+        (:func:`.batchfit.levenberg_marquardt` with ``transposed``)."""
         x = np.log(ee / e_ref)
         x2 = x**2
-        # held shifts: the components never change, evaluated once
-        fixed = None if fit_shift else np.stack(shapes(ee, d0, np.arange(rows), False)[0], axis=-1)
+        # held shifts: the components never change, evaluated once, (rows, components, n)
+        fixed = None if fit_shift else np.stack(shapes(ee, d0, np.arange(rows), False)[0], axis=1)
 
         def model(p, idx):
             lb = p[:, :1] - p[:, 1:2] * x[None, :]
             if curvature:
                 lb = lb - p[:, 2:3] * x2[None, :]
             bb = np.exp(lb)
+            jac = np.empty((bb.shape[0], npar, bb.shape[1]))
             if fit_shift:
                 vals, slopes = shapes(ee, p[:, nb + k], idx, True)
-            else:
-                fx = fixed if idx.size == rows else fixed[idx]
-                vals = [fx[..., i] for i in range(k)]
-            m = bb + sum(v * p[:, nb + i:nb + 1 + i] for i, v in enumerate(vals))
-            jac = np.empty(bb.shape + (npar,))
-            jac[..., 0] = bb
-            jac[..., 1] = -bb * x[None, :]
-            if curvature:
-                jac[..., 2] = -bb * x2[None, :]
-            if fit_shift:
                 for i, v in enumerate(vals):
-                    jac[..., nb + i] = v
-                jac[..., nb + k] = -sum(sl * p[:, nb + i:nb + 1 + i] for i, sl in enumerate(slopes))
+                    jac[:, nb + i] = v
+                jac[:, nb + k] = -sum(sl * p[:, nb + i:nb + 1 + i] for i, sl in enumerate(slopes))
             else:
-                jac[..., nb:nb + k] = fx
+                jac[:, nb:nb + k] = fixed if idx.size == rows else fixed[idx]
+                vals = [jac[:, nb + i] for i in range(k)]
+            m = bb + sum(v * p[:, nb + i:nb + 1 + i] for i, v in enumerate(vals))
+            jac[:, 0] = bb
+            np.multiply(-bb, x[None, :], out=jac[:, 1])
+            if curvature:
+                np.multiply(-bb, x2[None, :], out=jac[:, 2])
             return m, jac
         return model, fixed
 
     model, fixed = make_model(e)
     # starting amplitudes: linear least squares on the power law's extrapolation
     b, _ = _powerlaw_cols(e, e_ref, pl.log_a, pl.r)
-    tv = fixed if fixed is not None else np.stack(shapes(e, d0, np.arange(rows), False)[0], axis=-1)
+    tv = np.swapaxes(fixed, 1, 2) if fixed is not None else np.stack(shapes(e, d0, np.arange(rows), False)[0], axis=-1)
     z = (y - b) * np.sqrt(w)
     A = tv * np.sqrt(w)[:, :, None]
     At = np.swapaxes(A, 1, 2)
     amp = np.linalg.solve(At @ A + 1e-12 * np.eye(len(names)), At @ z[:, :, None])[:, :, 0]
     p0 = np.column_stack([pl.log_a, pl.r] + ([np.zeros(rows)] if curvature else []) + [amp]
                          + ([d0] if fit_shift else []))
-    res = levenberg_marquardt(model, p0, y, w)
+    res = levenberg_marquardt(model, p0, y, w, transposed=True)
     if isinstance(ch, slice):
-        m, jac = res.model, res.jac
+        m, jac = res.model, np.swapaxes(res.jac, 1, 2)
     else:  # the whole window's model; chi^2 per degree of freedom of the whole window as before
-        m, jac = make_model(e_all)[0](res.params, np.arange(rows))
+        m, jt = make_model(e_all)[0](res.params, np.arange(rows))
         res = replace(res, chi2_red=res.chi2_red * max(e.size - npar, 1) / max(e_all.size - npar, 1),
-                      model=m, jac=jac)
+                      model=m, jac=jt)
+        jac = np.swapaxes(jt, 1, 2)
     y = y_all
     if fixed_part is not None:
         fp = fixed_part[:, axis.slice(lo, hi)]
