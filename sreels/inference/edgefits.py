@@ -168,9 +168,13 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         if tail_amp is None:
             names = (*names, PLURAL_TAIL)
             tail_n = tail / t_scale
-        else:  # a known part of the data: taken off before the power law's start and the fit
-            fixed_part = float(tail_amp) * rows_at(tail, tail_step or axis.scale_ev, axis.energy_ev, d0)[0]
-            counts = np.asarray(counts, float) - fixed_part
+        else:  # a known part of the data: taken off before the power law's start and the fit (whose
+            # windows lie in [lo, hi]: only those channels)
+            win = axis.slice(lo, max(hi, pre_hi))
+            fixed_part = float(tail_amp) * rows_at(tail, tail_step or axis.scale_ev, axis.energy_ev[win], d0,
+                                                   slopes=False)
+            counts = np.array(counts, float)
+            counts[:, win] -= fixed_part
     e_all, y_all, w_all = _window(axis, counts, variance, lo, hi, mask)
     # channels without weight in any row (a masked gap) add nothing to the fit: left out of it
     keep = (w_all > 0).any(0)
@@ -248,7 +252,7 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         jac = np.swapaxes(jt, 1, 2)
     y = y_all
     if fixed_part is not None:
-        fp = fixed_part[:, axis.slice(lo, hi)]
+        fp = fixed_part[:, :e_all.size]  # (both slices start at lo)
         y, m = y + fp, m + fp
     pnames = ("log_a", "r") + (("s",) if curvature else ()) + (*names,) + (("delta",) if fit_shift else ())
     return EdgeFit(res, pnames, e_ref, e_all, m, y, w_all, scale, jac)

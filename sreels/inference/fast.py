@@ -512,7 +512,8 @@ def _tail_variance(fit, w: WindowData, c_tail, delta):
     tail the fit held fixed: the fit's linear response to each noise replica of the tail (0 without)."""
     if w.plural_tail_dev is None or c_tail is None:
         return np.zeros_like(fit.result.params)
-    dy = -c_tail * rows_at(w.plural_tail_dev.astype(float), w.tail_step_ev, fit.energy, delta, slopes=False)
+    # (float32 replicas gathered as stored: promoted to float64 exactly in the interpolation)
+    dy = -c_tail * rows_at(w.plural_tail_dev, w.tail_step_ev, fit.energy, delta, slopes=False)
     return np.mean(fit.response(dy) ** 2, axis=0)
 
 
@@ -707,6 +708,17 @@ def _energy_reference(run: _Run, ti, ok: OKRows):
     return np.full(run.rows, th - O_K_ONSET_EV), np.zeros(run.rows), "O-K threshold"
 
 
+TI_NAMES = ("Ti4+", "Ti3+")
+
+
+def _ti_part(ef, refs, ti_fit, e, delta, amps):
+    """The Ti-L2,3 fit's contribution (rows, channels) at energies ``e``: its Ti4+ and Ti3+ references shifted
+    by each row's ``delta`` times ``amps`` (one (rows,) array per reference)."""
+    sh = [Shifted.build(ef, refs[n] / ti_fit.ref_scale) for n in TI_NAMES]
+    where = sh[0].index(e, delta)  # one grid: the positions once for both references
+    return sum(r.interpolate(where, slopes=False) * a[:, None] for r, a in zip(sh, amps))
+
+
 def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     """O-K by the measurement shared with ``calibrate`` (:func:`.okpeaks.measure_o_k`): the
     threshold and peak "b" per row on the window's own axis, so dE_b and R_OO do not depend
@@ -730,9 +742,7 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
                                s.instrument(), ("Ti-L23", "O-K") if ti_fit is not None else ("O-K",),
                                run.psf_decay(w))
     if ti_fit is not None:
-        e = w.energy.energy_ev
-        y = y - sum(Shifted.build(ef, refs[n] / ti_fit.ref_scale).at(e, ti["delta"])[0] * ti_fit.value(n)[:, None]
-                    for n in ("Ti4+", "Ti3+"))
+        y = y - _ti_part(ef, refs, ti_fit, w.energy.energy_ev, ti["delta"], [ti_fit.value(n) for n in TI_NAMES])
     fixed = None
     if s.threshold_ev is not None:  # the study's convention: a fixed threshold on the reference scale
         if ti is None or not ti["has"].any():
@@ -804,9 +814,8 @@ def _o_amount(run: _Run, w: WindowData, ti, ti_fit, d_row, ok: OKRows) -> dict:
     ef, refs = fine_references(w.energy, lo, top, s.instrument(),
                                ("Ti-L23", "O-K") if ti_fit is not None else ("O-K",), run.psf_decay(w))
     if ti_fit is not None:  # rows with a Ti-L2,3 edge (elsewhere its amplitudes are noise)
-        e = w.energy.energy_ev
-        y = y - sum(Shifted.build(ef, refs[n] / ti_fit.ref_scale).at(e, ti["delta"])[0]
-                    * np.where(ti["has"], ti_fit.value(n), 0.0)[:, None] for n in ("Ti4+", "Ti3+"))
+        y = y - _ti_part(ef, refs, ti_fit, w.energy.energy_ev, ti["delta"],
+                         [np.where(ti["has"], ti_fit.value(n), 0.0) for n in TI_NAMES])
     sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
     am = fit_o_amount(w.energy, y, run.variance(w), (ef, {"O-K continuum": refs["O-K continuum"]}), d_row,
                       mask=None if sat is None else np.asarray(w.counts) >= sat, window_offset_ev=d0)
