@@ -97,3 +97,19 @@ def single_threaded_blas():
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def run_concurrently(fn, calls, threads: bool = True) -> list:
+    """``[fn(*args) for args in calls]``, the calls in threads when ``threads`` (and there are two or more
+    of them and two or more cores), each in a copy of the caller's context (context variables).  For
+    independent steps whose numpy work releases the GIL (the fast fit's windows and edges: their
+    results do not depend on the order in which they run); results in the order of ``calls``."""
+    calls = list(calls)
+    if not threads or len(calls) < 2 or (os.cpu_count() or 1) < 2:
+        return [fn(*a) for a in calls]
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(calls), os.cpu_count() or 1)) as ex:
+        futures = [ex.submit(contextvars.copy_context().run, fn, *a) for a in calls]
+        return [f.result() for f in futures]

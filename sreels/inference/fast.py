@@ -19,7 +19,7 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import Instrument
 from ..errors import SreelsInputError
-from ..resources import single_threaded_blas
+from ..resources import run_concurrently, single_threaded_blas
 from ..forward.detector import psf_kernel, psf_variance_factor
 from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
@@ -1031,9 +1031,10 @@ def _prepared(windows: dict, s: FitSettings) -> dict:
     return {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows) for k, w in windows.items()}
 
 
-def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True):
+def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True, threads: bool = False):
     """The per-row fits of (a chunk of) an image: columns (Li not yet normalised), status sets,
-    the edge fits, timings and notes."""
+    the edge fits, timings and notes.  ``threads``: the Li-K and O-K fits (after Ti-L2,3's) in two
+    threads (:func:`sreels.resources.run_concurrently`; same results, notes in another order)."""
     from tqdm.auto import tqdm
 
     rows = next(iter(wins.values())).counts.shape[0]
@@ -1047,20 +1048,28 @@ def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: b
     cols: dict[str, np.ndarray] = {}
     fits, timings, ti = {}, {}, None
     with tqdm(total=3, desc="sreels fit", unit="edge", delay=2.0, leave=False, disable=not progress) as bar:
-        for tag, key in (("ti", "Ti-L23"), ("li", "Li-K"), ("o", "O-K")):
+        if found["ti"] is not None:
             ta = time.perf_counter()
-            if found[tag] is not None:
-                if tag == "ti":
-                    fits[key], c, ti = _fit_ti(run, found[tag])
-                elif tag == "li":
-                    fits[key], c = _fit_li(run, found[tag], ti)
-                else:
-                    f, c = _fit_o(run, found[tag], ti, fits.get("Ti-L23") if found["o"] is found["ti"] else None)
-                    if f is not None:
-                        fits[key] = f
-                cols.update(c)
-                timings[tag] = time.perf_counter() - ta
-            bar.update()
+            fits["Ti-L23"], c, ti = _fit_ti(run, found["ti"])
+            cols.update(c)
+            timings["ti"] = time.perf_counter() - ta
+        bar.update()
+
+        def edge(tag):  # Li-K and O-K, each given the Ti-L2,3 fit: independent of each other
+            ta = time.perf_counter()
+            if tag == "li":
+                f, c = _fit_li(run, found[tag], ti)
+            else:
+                f, c = _fit_o(run, found[tag], ti, fits.get("Ti-L23") if found["o"] is found["ti"] else None)
+            return f, c, time.perf_counter() - ta
+
+        tags = [t for t in ("li", "o") if found[t] is not None]
+        for tag, (f, c, dt) in zip(tags, run_concurrently(edge, [(t,) for t in tags], threads)):
+            if f is not None:
+                fits[{"li": "Li-K", "o": "O-K"}[tag]] = f
+            cols.update(c)
+            timings[tag] = dt
+        bar.update(2)
     return cols, run.status, fits, timings, run.notes
 
 
@@ -1092,9 +1101,9 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     t0 = time.perf_counter()
     wins = _prepared(windows, s)
     # the low-loss window -> ZLP reference, t/lambda, deconvolved core loss (:mod:`.lowloss`)
-    wins, ll_cols, ll_notes = apply_low_loss(wins, s)
+    wins, ll_cols, ll_notes = apply_low_loss(wins, s, threads=True)
     s = dataclasses.replace(s, zlp_referenced=bool(ll_cols))
-    cols, status, fits, timings, notes = _fit_rows(wins, s, progress=progress)
+    cols, status, fits, timings, notes = _fit_rows(wins, s, progress=progress, threads=True)
     cols.update(ll_cols)
     notes += ll_notes
     timings["total"] = time.perf_counter() - t0
