@@ -44,8 +44,13 @@ def _normal(J, w, res, transposed=False):
 def _solve(A, b):
     """Solve A x = b for a stack (rows, n, n) x (rows, n); singular systems by pseudo-inverse,
     rows with non-finite entries give NaN (they are reported as not converged)."""
-    out = np.full(b.shape, np.nan)
     ok = np.isfinite(A).all((1, 2)) & np.isfinite(b).all(1)
+    if ok.all():  # (the usual case: no copies)
+        try:
+            return np.linalg.solve(A, b[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            pass
+    out = np.full(b.shape, np.nan)
     if ok.any():
         try:
             out[ok] = np.linalg.solve(A[ok], b[ok][:, :, None])[:, :, 0]

@@ -213,13 +213,16 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
         sl = slice(b0, min(b0 + ROW_BATCH, rows))
         # the taper is 1 (exactly) up to 10 eV below the earliest row's end: only the channels after that
         c0 = int(np.searchsorted(e, end[sl].min() - 10.0))
-        j = ll[sl].copy()
+        # J and Z written zero-padded to the transform's length (the transforms then copy nothing)
+        jp, zp = np.zeros((sl.stop - sl.start, n)), np.zeros((sl.stop - sl.start, n))
+        j, z = jp[:, :e.size], zp[:, :e.size]
+        j[...] = ll[sl]
         t = np.clip((end[sl, None] - e[None, c0:]) / 10.0, 0.0, 1.0)
         j[:, c0:] *= 0.5 - 0.5 * np.cos(np.pi * t)
-        z = np.where(e[None, :] <= thr[sl, None], j, 0.0)
+        np.copyto(z, j, where=e[None, :] <= thr[sl, None])
         it[sl] = j.sum(1)
         i0[sl] = z.sum(1)
-        mult = _log_ratio_excess(sfft.rfft(j, n=n, axis=1, workers=-1), sfft.rfft(z, n=n, axis=1, workers=-1), g)
+        mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=-1), sfft.rfft(zp, axis=1, workers=-1), g)
         tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[sl, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         unscattered = (i0 / (it if total is None else np.asarray(total, float)))[:, None]
