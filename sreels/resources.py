@@ -92,7 +92,8 @@ def single_threaded_blas():
     threadpoolctl).  sreels' linear algebra is many small products and solves, which BLAS threads do
     not speed up and, spinning, slow down: measured on 2 cores, the demo's emcee run 92 s with one
     thread against 142 s (and 50 s of system time) with two on an idle machine, and small eigenproblems
-    10-100x slower with two on a busy one.  Parallelism comes from the FFTs' workers and Dask's blocks."""
+    10-100x slower with two on a busy one.  Parallelism comes from the FFTs' workers, Dask's blocks and
+    the in-memory fit's independent steps in threads (:func:`run_concurrently`)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
