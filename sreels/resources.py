@@ -92,8 +92,25 @@ def single_threaded_blas():
     threadpoolctl).  sreels' linear algebra is many small products and solves, which BLAS threads do
     not speed up and, spinning, slow down: measured on 2 cores, the demo's emcee run 92 s with one
     thread against 142 s (and 50 s of system time) with two on an idle machine, and small eigenproblems
-    10-100x slower with two on a busy one.  Parallelism comes from the FFTs' workers and Dask's blocks."""
+    10-100x slower with two on a busy one.  Parallelism comes from the FFTs' workers, Dask's blocks and
+    the in-memory fit's independent steps in threads (:func:`run_concurrently`)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def run_concurrently(fn, calls, threads: bool = True) -> list:
+    """``[fn(*args) for args in calls]``, the calls in threads when ``threads`` (and there are two or more
+    of them and two or more cores), each in a copy of the caller's context (context variables).  For
+    independent steps whose numpy work releases the GIL (the fast fit's windows and edges: their
+    results do not depend on the order in which they run); results in the order of ``calls``."""
+    calls = list(calls)
+    if not threads or len(calls) < 2 or (os.cpu_count() or 1) < 2:
+        return [fn(*a) for a in calls]
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(calls), os.cpu_count() or 1)) as ex:
+        futures = [ex.submit(contextvars.copy_context().run, fn, *a) for a in calls]
+        return [f.result() for f in futures]

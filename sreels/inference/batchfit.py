@@ -10,7 +10,7 @@ The model callable returns the prediction and its Jacobian for all rows:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,14 +22,21 @@ class BatchResult:
     chi2_red: np.ndarray    # (rows,)
     converged: np.ndarray   # (rows,) bool
     n_iter: int
+    #: the model and its Jacobian at ``params`` (rows, n_ch) and (rows, n_ch, n_par), as the last
+    #: evaluation gave them (callers need not evaluate the model once more); None where not kept
+    model: np.ndarray | None = field(default=None, repr=False, compare=False)
+    jac: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def stderr(self) -> np.ndarray:
         return np.sqrt(np.clip(np.diagonal(self.cov, axis1=1, axis2=2), 0, None))
 
 
-def _normal(J, w, res):
-    """J^T W J and J^T W r for every row."""
+def _normal(J, w, res, transposed=False):
+    """J^T W J and J^T W r for every row; ``transposed``: J is (rows, n_par, n_ch)."""
+    if transposed:
+        JWt = J * w[:, None, :]
+        return JWt @ np.swapaxes(J, 1, 2), (JWt @ res[:, :, None])[:, :, 0]
     JWt = np.swapaxes(J * w[:, :, None], 1, 2)  # (rows, n_par, n_ch)
     return JWt @ J, (JWt @ res[:, :, None])[:, :, 0]
 
@@ -37,8 +44,13 @@ def _normal(J, w, res):
 def _solve(A, b):
     """Solve A x = b for a stack (rows, n, n) x (rows, n); singular systems by pseudo-inverse,
     rows with non-finite entries give NaN (they are reported as not converged)."""
-    out = np.full(b.shape, np.nan)
     ok = np.isfinite(A).all((1, 2)) & np.isfinite(b).all(1)
+    if ok.all():  # (the usual case: no copies)
+        try:
+            return np.linalg.solve(A, b[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            pass
+    out = np.full(b.shape, np.nan)
     if ok.any():
         try:
             out[ok] = np.linalg.solve(A[ok], b[ok][:, :, None])[:, :, 0]
@@ -60,7 +72,7 @@ def _inverse(A):
 
 
 def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=200, dchi2=1e-2,
-                        lam0=1e-3) -> BatchResult:
+                        lam0=1e-3, transposed=False) -> BatchResult:
     """Minimise sum_c w_rc (y_rc - m_rc(p_r))^2 for every row r.
 
     Parameters
@@ -74,6 +86,11 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     dchi2 : a row stops when a step changes its chi^2 by less than this (absolute: a chi^2
         change of 0.01 moves parameters by ~0.1 of their standard errors at most).  Rows of real
         data whose shape the model misses can need many iterations: ``max_iter`` allows 200.
+    transposed : the model returns J as (rows, n_par, n_ch) (cheaper to build and to reduce);
+        ``BatchResult.jac`` is then in that layout too.
+
+    Each row's normal equations are formed once per accepted step (a rejected step reuses them
+    with a larger damping).
     """
     p = np.array(p0, dtype=float)
     rows, npar = p.shape
@@ -84,6 +101,7 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     m, J = model(p, all_idx)
     res = y - m
     chi2 = np.sum(weights * res**2, axis=1)
+    A, g = _normal(J, weights, res, transposed)
     lam = np.full(rows, lam0)
     done = ~np.isfinite(chi2)
     eye = np.eye(npar)
@@ -94,10 +112,10 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
             break
         full = idx.size == rows  # every row still iterating: the arrays themselves, no copies
         w_i, y_i = (weights, y) if full else (weights[idx], y[idx])
-        A, g = _normal(J, weights, res) if full else _normal(J[idx], w_i, res[idx])
-        diag = np.diagonal(A, axis1=1, axis2=2)
-        Ad = A + lam[idx, None, None] * eye * np.maximum(diag, 1e-30)[:, :, None]
-        step = _solve(Ad, g)
+        A_i, g_i = (A, g) if full else (A[idx], g[idx])
+        diag = np.diagonal(A_i, axis1=1, axis2=2)
+        Ad = A_i + lam[idx, None, None] * eye * np.maximum(diag, 1e-30)[:, :, None]
+        step = _solve(Ad, g_i)
         bad = ~np.isfinite(step).all(1)
         done[idx[bad]] = True
         step[bad] = 0.0
@@ -108,12 +126,15 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
         settled = np.abs(chi2[idx] - chi2_new) < np.maximum(dchi2, 1e-9 * chi2[idx])
         b = idx[better]
-        p[b], m[b], J[b], res[b] = p_new[better], m_new[better], J_new[better], res_new[better]
-        chi2[b] = chi2_new[better]
+        if better.all():
+            p[b], m[b], J[b], chi2[b] = p_new, m_new, J_new, chi2_new
+            A[b], g[b] = _normal(J_new, w_i, res_new, transposed)
+        elif b.size:
+            p[b], m[b], J[b], chi2[b] = p_new[better], m_new[better], J_new[better], chi2_new[better]
+            A[b], g[b] = _normal(J[b], w_i[better], res_new[better], transposed)
         lam[idx] = np.where(better, lam[idx] / 5.0, lam[idx] * 10.0)
         done[idx] |= settled | (lam[idx] > 1e12)
-    A, _ = _normal(J, weights, res)
     cov = _inverse(A)
     dof = max(y.shape[1] - npar, 1)
     converged = done & np.isfinite(chi2) & (lam < 1e12) & np.isfinite(cov).all((1, 2))
-    return BatchResult(p, cov, chi2 / dof, converged, it)
+    return BatchResult(p, cov, chi2 / dof, converged, it, m, J)

@@ -170,14 +170,15 @@ def _pad_laws(y, e, n_lo, n_hi, n_fit):
             (ehi / eb) ** (-_one(r1)) * _taper(n_hi)[::-1], a1)
 
 
-def _padded(y, laws, rows=slice(None)):
-    """Rows ``rows`` of ``y`` extended by :func:`_pad_laws`' power laws."""
+def _padded(y, laws, rows=slice(None), width=None):
+    """Rows ``rows`` of ``y`` extended by :func:`_pad_laws`' power laws (then zeros up to ``width``)."""
     lo, a0, hi, a1 = laws
     y = y[rows]
-    out = np.empty((y.shape[0], lo.size + y.shape[1] + hi.size))
+    size = lo.size + y.shape[1] + hi.size
+    out = np.empty((y.shape[0], size)) if width is None or width <= size else np.zeros((y.shape[0], width))
     out[:, :lo.size] = a0[rows, None] * lo[None, :]
     out[:, lo.size:lo.size + y.shape[1]] = y
-    out[:, lo.size + y.shape[1]:] = a1[rows, None] * hi[None, :]
+    out[:, lo.size + y.shape[1]:size] = a1[rows, None] * hi[None, :]
     return out
 
 
@@ -320,7 +321,7 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
         h = np.conj(jl)
         h *= zk
         h *= r
-        jk = sfft.rfft(_padded(core, core_laws, sl), n=n, axis=1, workers=-1)
+        jk = sfft.rfft(_padded(core, core_laws, sl, width=n), n=n, axis=1, workers=-1)  # (padded: no copy)
         jk *= h
         out[sl] = sfft.irfft(jk, n=n, axis=1, workers=-1)[:, n_lo:n_lo + core.shape[1]]
         factor[sl] = np.mean(zk2 * p2[:, band] * r[:, band] ** 2, axis=1)

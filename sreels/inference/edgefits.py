@@ -9,7 +9,7 @@ are the forward model's own per-atom shapes convolved with the resolution
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,14 +43,23 @@ class Shifted:
         v = np.asarray(values, float)
         return cls(float(energy_ev[0]), v, np.gradient(v, step), float(step))
 
-    def at(self, energy_ev, delta):
-        """Values and d/dE at (E - delta): energy (n,), delta (rows,) -> (rows, n) each."""
+    def index(self, energy_ev, delta):
+        """Where (E - delta) falls on the grid: indices i, i + 1 and weights 1 - f, f, (rows, n) each
+        (shared by every reference built on the same grid, :meth:`interpolate`)."""
         pos = (energy_ev[None, :] - np.asarray(delta)[:, None] - self.e0) / self.step
         i = np.clip(np.floor(pos).astype(int), 0, self.values.size - 2)
         f = np.clip(pos - i, 0.0, 1.0)
-        v = self.values[i] * (1 - f) + self.values[i + 1] * f
-        s = self.slope[i] * (1 - f) + self.slope[i + 1] * f
-        return v, s
+        return i, i + 1, 1 - f, f
+
+    def interpolate(self, where, slopes=True):
+        """Values (and d/dE) at the positions :meth:`index` gave (of this grid)."""
+        i, i1, g, f = where
+        v = self.values[i] * g + self.values[i1] * f
+        return (v, self.slope[i] * g + self.slope[i1] * f) if slopes else v
+
+    def at(self, energy_ev, delta):
+        """Values and d/dE at (E - delta): energy (n,), delta (rows,) -> (rows, n) each."""
+        return self.interpolate(self.index(energy_ev, delta))
 
 
 def variance_model(counts, gain, readout):
@@ -151,59 +160,102 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
     ef, refs = refs
     scale = max(np.max(np.abs(refs[n])) for n in names)
     sh = {n: Shifted.build(ef, refs[n] / scale) for n in names}
+    grid = next(iter(sh.values()))  # every reference is on the same fine grid: positions computed once
     fixed_part = None
     if tail is not None:
         tail = np.broadcast_to(np.asarray(tail, float), (rows, np.shape(tail)[-1]))
         t_scale = max(float(np.max(np.abs(tail))), 1e-300)
         if tail_amp is None:
             names = (*names, PLURAL_TAIL)
-        else:  # a known part of the data: taken off before the power law's start and the fit
-            fixed_part = float(tail_amp) * rows_at(tail, tail_step or axis.scale_ev, axis.energy_ev, d0)[0]
-            counts = np.asarray(counts, float) - fixed_part
-    e, y, w = _window(axis, counts, variance, lo, hi, mask)
+            tail_n = tail / t_scale
+        else:  # a known part of the data: taken off before the power law's start and the fit (whose
+            # windows lie in [lo, hi]: only those channels)
+            win = axis.slice(lo, max(hi, pre_hi))
+            fixed_part = float(tail_amp) * rows_at(tail, tail_step or axis.scale_ev, axis.energy_ev[win], d0,
+                                                   slopes=False)
+            counts = np.array(counts, float)
+            counts[:, win] -= fixed_part
+    e_all, y_all, w_all = _window(axis, counts, variance, lo, hi, mask)
+    # channels without weight in any row (a masked gap) add nothing to the fit: left out of it
+    keep = (w_all > 0).any(0)
+    ch = slice(None) if keep.all() else np.flatnonzero(keep)
+    e, y, w = e_all[ch], y_all[:, ch], w_all[:, ch]
     pl = fit_power_law(axis, counts, lo, pre_hi, variance)
     e_ref = pl.e_ref_ev
-    b, x = _powerlaw_cols(e, e_ref, pl.log_a, pl.r)
     wt = None if weight is None else np.broadcast_to(np.asarray(weight, float), (rows,))[:, None]
+    nb = 3 if curvature else 2  # background parameters: ln A, r (and the log-quadratic's s)
+    k = len(names)
+    npar = nb + k + (1 if fit_shift else 0)
 
-    def at(name, dd, idx):
-        if name == PLURAL_TAIL:
-            return rows_at(tail[idx] / t_scale, tail_step or axis.scale_ev, e, dd)
-        v, sl = sh[name].at(e, dd)
-        return (v, sl) if wt is None else (v * wt[idx], sl * wt[idx])
+    def shapes(ee, dd, idx, slopes):
+        """The components (each (len(idx), n)) at E - dd on energies ee, and their d/dE."""
+        where = grid.index(ee, dd)
+        vals, sls = [], []
+        for name in names:
+            if name == PLURAL_TAIL:
+                v, sl = rows_at(tail_n[idx], tail_step or axis.scale_ev, ee, dd)
+            else:
+                v, sl = sh[name].interpolate(where) if slopes else (sh[name].interpolate(where, False), None)
+                if wt is not None:
+                    v, sl = v * wt[idx], (None if sl is None else sl * wt[idx])
+            vals.append(v)
+            sls.append(sl)
+        return vals, sls
 
-    fixed = None if fit_shift else [at(n, d0, np.arange(rows)) for n in names]
-    tv = np.stack([(fixed[i] if fixed else at(n, d0, np.arange(rows)))[0] for i, n in enumerate(names)], axis=-1)
+    def make_model(ee):
+        """``model(p, idx) -> (m, J)`` on energies ee, J as (rows, parameters, n)
+        (:func:`.batchfit.levenberg_marquardt` with ``transposed``)."""
+        x = np.log(ee / e_ref)
+        x2 = x**2
+        # held shifts: the components never change, evaluated once, (rows, components, n)
+        fixed = None if fit_shift else np.stack(shapes(ee, d0, np.arange(rows), False)[0], axis=1)
+
+        def model(p, idx):
+            lb = p[:, :1] - p[:, 1:2] * x[None, :]
+            if curvature:
+                lb = lb - p[:, 2:3] * x2[None, :]
+            bb = np.exp(lb)
+            jac = np.empty((bb.shape[0], npar, bb.shape[1]))
+            if fit_shift:
+                vals, slopes = shapes(ee, p[:, nb + k], idx, True)
+                for i, v in enumerate(vals):
+                    jac[:, nb + i] = v
+                jac[:, nb + k] = -sum(sl * p[:, nb + i:nb + 1 + i] for i, sl in enumerate(slopes))
+            else:
+                jac[:, nb:nb + k] = fixed if idx.size == rows else fixed[idx]
+                vals = [jac[:, nb + i] for i in range(k)]
+            m = bb + sum(v * p[:, nb + i:nb + 1 + i] for i, v in enumerate(vals))
+            jac[:, 0] = bb
+            np.multiply(-bb, x[None, :], out=jac[:, 1])
+            if curvature:
+                np.multiply(-bb, x2[None, :], out=jac[:, 2])
+            return m, jac
+        return model, fixed
+
+    model, fixed = make_model(e)
+    # starting amplitudes: linear least squares on the power law's extrapolation
+    b, _ = _powerlaw_cols(e, e_ref, pl.log_a, pl.r)
+    tv = np.swapaxes(fixed, 1, 2) if fixed is not None else np.stack(shapes(e, d0, np.arange(rows), False)[0], axis=-1)
     z = (y - b) * np.sqrt(w)
     A = tv * np.sqrt(w)[:, :, None]
     At = np.swapaxes(A, 1, 2)
     amp = np.linalg.solve(At @ A + 1e-12 * np.eye(len(names)), At @ z[:, :, None])[:, :, 0]
-    nb = 3 if curvature else 2  # background parameters: ln A, r (and the log-quadratic's s)
     p0 = np.column_stack([pl.log_a, pl.r] + ([np.zeros(rows)] if curvature else []) + [amp]
                          + ([d0] if fit_shift else []))
-    k = len(names)
-    def model(p, idx):
-        lb = p[:, :1] - p[:, 1:2] * x[None, :]
-        if curvature:
-            lb = lb - p[:, 2:3] * x[None, :] ** 2
-        bb = np.exp(lb)
-        if fit_shift:
-            vals, slopes = zip(*(at(n, p[:, nb + k], idx) for n in names))
-        else:
-            vals, slopes = zip(*fixed) if idx.size == rows else zip(*((v[idx], sl[idx]) for v, sl in fixed))
-        m = bb + sum(v * p[:, nb + i:nb + 1 + i] for i, v in enumerate(vals))
-        cols = [bb, -bb * x[None, :]] + ([-bb * x[None, :] ** 2] if curvature else []) + list(vals)
-        if fit_shift:
-            cols.append(-sum(sl * p[:, nb + i:nb + 1 + i] for i, sl in enumerate(slopes)))
-        return m, np.stack(cols, -1)
-
-    res = levenberg_marquardt(model, p0, y, w)
-    m, jac = model(res.params, np.arange(rows))
+    res = levenberg_marquardt(model, p0, y, w, transposed=True)
+    if isinstance(ch, slice):
+        m, jac = res.model, np.swapaxes(res.jac, 1, 2)
+    else:  # the whole window's model; chi^2 per degree of freedom of the whole window as before
+        m, jt = make_model(e_all)[0](res.params, np.arange(rows))
+        res = replace(res, chi2_red=res.chi2_red * max(e.size - npar, 1) / max(e_all.size - npar, 1),
+                      model=m, jac=jt)
+        jac = np.swapaxes(jt, 1, 2)
+    y = y_all
     if fixed_part is not None:
-        fp = fixed_part[:, axis.slice(lo, hi)]
+        fp = fixed_part[:, :e_all.size]  # (both slices start at lo)
         y, m = y + fp, m + fp
     pnames = ("log_a", "r") + (("s",) if curvature else ()) + (*names,) + (("delta",) if fit_shift else ())
-    return EdgeFit(res, pnames, e_ref, e, m, y, w, scale, jac)
+    return EdgeFit(res, pnames, e_ref, e_all, m, y, w_all, scale, jac)
 
 
 def global_shift(axis, mean_counts, ref, lo, hi, search_ev=10.0) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import Instrument
 from ..errors import SreelsInputError
-from ..resources import single_threaded_blas
+from ..resources import run_concurrently, single_threaded_blas
 from ..forward.detector import psf_kernel, psf_variance_factor
 from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
@@ -512,7 +512,8 @@ def _tail_variance(fit, w: WindowData, c_tail, delta):
     tail the fit held fixed: the fit's linear response to each noise replica of the tail (0 without)."""
     if w.plural_tail_dev is None or c_tail is None:
         return np.zeros_like(fit.result.params)
-    dy = -c_tail * rows_at(w.plural_tail_dev.astype(float), w.tail_step_ev, fit.energy, delta, slopes=False)
+    # (float32 replicas gathered as stored: promoted to float64 exactly in the interpolation)
+    dy = -c_tail * rows_at(w.plural_tail_dev, w.tail_step_ev, fit.energy, delta, slopes=False)
     return np.mean(fit.response(dy) ** 2, axis=0)
 
 
@@ -707,6 +708,17 @@ def _energy_reference(run: _Run, ti, ok: OKRows):
     return np.full(run.rows, th - O_K_ONSET_EV), np.zeros(run.rows), "O-K threshold"
 
 
+TI_NAMES = ("Ti4+", "Ti3+")
+
+
+def _ti_part(ef, refs, ti_fit, e, delta, amps):
+    """The Ti-L2,3 fit's contribution (rows, channels) at energies ``e``: its Ti4+ and Ti3+ references shifted
+    by each row's ``delta`` times ``amps`` (one (rows,) array per reference)."""
+    sh = [Shifted.build(ef, refs[n] / ti_fit.ref_scale) for n in TI_NAMES]
+    where = sh[0].index(e, delta)  # one grid: the positions once for both references
+    return sum(r.interpolate(where, slopes=False) * a[:, None] for r, a in zip(sh, amps))
+
+
 def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     """O-K by the measurement shared with ``calibrate`` (:func:`.okpeaks.measure_o_k`): the
     threshold and peak "b" per row on the window's own axis, so dE_b and R_OO do not depend
@@ -730,9 +742,7 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
                                s.instrument(), ("Ti-L23", "O-K") if ti_fit is not None else ("O-K",),
                                run.psf_decay(w))
     if ti_fit is not None:
-        e = w.energy.energy_ev
-        y = y - sum(Shifted.build(ef, refs[n] / ti_fit.ref_scale).at(e, ti["delta"])[0] * ti_fit.value(n)[:, None]
-                    for n in ("Ti4+", "Ti3+"))
+        y = y - _ti_part(ef, refs, ti_fit, w.energy.energy_ev, ti["delta"], [ti_fit.value(n) for n in TI_NAMES])
     fixed = None
     if s.threshold_ev is not None:  # the study's convention: a fixed threshold on the reference scale
         if ti is None or not ti["has"].any():
@@ -804,9 +814,8 @@ def _o_amount(run: _Run, w: WindowData, ti, ti_fit, d_row, ok: OKRows) -> dict:
     ef, refs = fine_references(w.energy, lo, top, s.instrument(),
                                ("Ti-L23", "O-K") if ti_fit is not None else ("O-K",), run.psf_decay(w))
     if ti_fit is not None:  # rows with a Ti-L2,3 edge (elsewhere its amplitudes are noise)
-        e = w.energy.energy_ev
-        y = y - sum(Shifted.build(ef, refs[n] / ti_fit.ref_scale).at(e, ti["delta"])[0]
-                    * np.where(ti["has"], ti_fit.value(n), 0.0)[:, None] for n in ("Ti4+", "Ti3+"))
+        y = y - _ti_part(ef, refs, ti_fit, w.energy.energy_ev, ti["delta"],
+                         [np.where(ti["has"], ti_fit.value(n), 0.0) for n in TI_NAMES])
     sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
     am = fit_o_amount(w.energy, y, run.variance(w), (ef, {"O-K continuum": refs["O-K continuum"]}), d_row,
                       mask=None if sat is None else np.asarray(w.counts) >= sat, window_offset_ev=d0)
@@ -1028,9 +1037,10 @@ def _prepared(windows: dict, s: FitSettings) -> dict:
     return {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows) for k, w in windows.items()}
 
 
-def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True):
+def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True, threads: bool = False):
     """The per-row fits of (a chunk of) an image: columns (Li not yet normalised), status sets,
-    the edge fits, timings and notes."""
+    the edge fits, timings and notes.  ``threads``: the Li-K and O-K fits (after Ti-L2,3's) in two
+    threads (:func:`sreels.resources.run_concurrently`; same results, notes in another order)."""
     from tqdm.auto import tqdm
 
     rows = next(iter(wins.values())).counts.shape[0]
@@ -1044,20 +1054,28 @@ def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: b
     cols: dict[str, np.ndarray] = {}
     fits, timings, ti = {}, {}, None
     with tqdm(total=3, desc="sreels fit", unit="edge", delay=2.0, leave=False, disable=not progress) as bar:
-        for tag, key in (("ti", "Ti-L23"), ("li", "Li-K"), ("o", "O-K")):
+        if found["ti"] is not None:
             ta = time.perf_counter()
-            if found[tag] is not None:
-                if tag == "ti":
-                    fits[key], c, ti = _fit_ti(run, found[tag])
-                elif tag == "li":
-                    fits[key], c = _fit_li(run, found[tag], ti)
-                else:
-                    f, c = _fit_o(run, found[tag], ti, fits.get("Ti-L23") if found["o"] is found["ti"] else None)
-                    if f is not None:
-                        fits[key] = f
-                cols.update(c)
-                timings[tag] = time.perf_counter() - ta
-            bar.update()
+            fits["Ti-L23"], c, ti = _fit_ti(run, found["ti"])
+            cols.update(c)
+            timings["ti"] = time.perf_counter() - ta
+        bar.update()
+
+        def edge(tag):  # Li-K and O-K, each given the Ti-L2,3 fit: independent of each other
+            ta = time.perf_counter()
+            if tag == "li":
+                f, c = _fit_li(run, found[tag], ti)
+            else:
+                f, c = _fit_o(run, found[tag], ti, fits.get("Ti-L23") if found["o"] is found["ti"] else None)
+            return f, c, time.perf_counter() - ta
+
+        tags = [t for t in ("li", "o") if found[t] is not None]
+        for tag, (f, c, dt) in zip(tags, run_concurrently(edge, [(t,) for t in tags], threads)):
+            if f is not None:
+                fits[{"li": "Li-K", "o": "O-K"}[tag]] = f
+            cols.update(c)
+            timings[tag] = dt
+        bar.update(2)
     return cols, run.status, fits, timings, run.notes
 
 
@@ -1089,9 +1107,9 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     t0 = time.perf_counter()
     wins = _prepared(windows, s)
     # the low-loss window -> ZLP reference, t/lambda, deconvolved core loss (:mod:`.lowloss`)
-    wins, ll_cols, ll_notes = apply_low_loss(wins, s)
+    wins, ll_cols, ll_notes = apply_low_loss(wins, s, threads=True)
     s = dataclasses.replace(s, zlp_referenced=bool(ll_cols))
-    cols, status, fits, timings, notes = _fit_rows(wins, s, progress=progress)
+    cols, status, fits, timings, notes = _fit_rows(wins, s, progress=progress, threads=True)
     cols.update(ll_cols)
     notes += ll_notes
     timings["total"] = time.perf_counter() - t0

@@ -27,7 +27,8 @@ from scipy.ndimage import uniform_filter1d
 from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from .deconvolve import ROW_BATCH, _resample, _row_mean, fourier_ratio, low_loss_total, stats_scope
+from ..resources import run_concurrently
+from .deconvolve import ROW_BATCH, _IMAGE, _resample, _row_mean, fourier_ratio, low_loss_total, stats_scope
 from .edgefits import variance_model
 from .okpeaks import noise_scale
 
@@ -199,8 +200,8 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
     # J up to span + 10 eV above the ZLP (the tail at loss L needs J below L only), a 10 eV cosine taper
     # at the end (an abrupt end would ring through the logarithm)
     end = np.minimum(e[-1], np.asarray(centre_ev, dtype=float) + span_ev + 10.0)  # per row
-    keep = e <= end.max()
-    ll, e = ll[:, keep], e[keep]
+    keep = int(np.searchsorted(e, end.max(), side="right"))  # e ascends: a prefix, taken as a view
+    ll, e = ll[:, :keep], e[:keep]
     # the ratio J / Z is independent of where the ZLP sits: its inverse transform starts at loss 0
     n = sfft.next_fast_len(2 * e.size, real=True)
     f = sfft.rfftfreq(n, d=scale_ev)
@@ -212,13 +213,16 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
         sl = slice(b0, min(b0 + ROW_BATCH, rows))
         # the taper is 1 (exactly) up to 10 eV below the earliest row's end: only the channels after that
         c0 = int(np.searchsorted(e, end[sl].min() - 10.0))
-        j = ll[sl].copy()
+        # J and Z written zero-padded to the transform's length (the transforms then copy nothing)
+        jp, zp = np.zeros((sl.stop - sl.start, n)), np.zeros((sl.stop - sl.start, n))
+        j, z = jp[:, :e.size], zp[:, :e.size]
+        j[...] = ll[sl]
         t = np.clip((end[sl, None] - e[None, c0:]) / 10.0, 0.0, 1.0)
         j[:, c0:] *= 0.5 - 0.5 * np.cos(np.pi * t)
-        z = np.where(e[None, :] <= thr[sl, None], j, 0.0)
+        np.copyto(z, j, where=e[None, :] <= thr[sl, None])
         it[sl] = j.sum(1)
         i0[sl] = z.sum(1)
-        mult = _log_ratio_excess(sfft.rfft(j, n=n, axis=1, workers=-1), sfft.rfft(z, n=n, axis=1, workers=-1), g)
+        mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=-1), sfft.rfft(zp, axis=1, workers=-1), g)
         tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[sl, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         unscattered = (i0 / (it if total is None else np.asarray(total, float)))[:, None]
@@ -323,8 +327,13 @@ def low_loss_note(source, centre, fwhm, tl) -> str:
             f"eV peak-to-peak); resolution {np.nanmedian(fwhm):.2f} eV FWHM; t/lambda {np.nanmedian(tl):.2f} (median)")
 
 
+def collecting_image_stats() -> bool:
+    """Whether image-wide averages are in use (:class:`.deconvolve.ImageStats`, a Dask block's pass)."""
+    return _IMAGE.get() is not None
+
+
 def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_ev: float | None = None,
-                   plural: bool = True):
+                   plural: bool = True, threads: bool = False):
     """The fast path's low-loss step: read the low-loss window, deconvolve the others.
 
     Parameters
@@ -342,6 +351,9 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
     plural : bool
         The multiple scattering of the windows that start inside the low-loss range (False: they are
         returned as recorded, for a pass that needs only the deconvolved windows, :mod:`.daskfit`).
+    threads : bool
+        The core-loss windows in two threads (:func:`sreels.resources.run_concurrently`; not while
+        image-wide averages are in use).  Same results.
 
     Returns
     -------
@@ -379,15 +391,8 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
         notes.append(f"the measured ZLP (up to {res_ev:.2f} eV FWHM) is wider than the fit's resolution "
                      f"({settings.resolution_fwhm_ev:.2f} eV): deconvolved windows reconvolved with {res_ev:.2f} eV "
                      "(give the resolution to the fit to match its references)")
-    for k, w in windows.items():
-        if k == LOWLOSS_NAME:
-            continue
-        if not deconvolve:
-            out[k] = w
-            continue
-        if not plural and w.energy.offset_ev < MIN_DECONVOLVE_EV:
-            out[k] = w  # as recorded (a pass that needs only the deconvolved windows)
-            continue
+    def one(k, w):
+        """A core-loss window deconvolved, or its plural scattering from the low loss: (window, forward)."""
         with stats_scope(k):  # this window's image averages (a pass may leave it out)
             gw, rdw, dw = _detector(w, settings)
             if w.energy.offset_ev < MIN_DECONVOLVE_EV:  # the plural source below it: the low loss itself
@@ -417,17 +422,15 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                 tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
                 # each replica denoised on its own: the components are estimated from noisy rows too
                 tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
-                out[k] = dataclasses.replace(w, unscattered=unsc[:n_rows, 0], plural_tail=tails[0],
-                                             plural_tail_mean=tail_mean,
-                                             # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
-                                             unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0])
-                                             / total_mean,
-                                             plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
-                                             row_shift_ev=centre - zmean, zlp_mean_ev=zmean,
-                                             exposure_ratio=_exposure_ratio(w, ll),
-                                             tail_step_ev=step)
-                forward.append(k)
-                continue
+                return dataclasses.replace(w, unscattered=unsc[:n_rows, 0], plural_tail=tails[0],
+                                           plural_tail_mean=tail_mean,
+                                           # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
+                                           unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0])
+                                           / total_mean,
+                                           plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
+                                           row_shift_ev=centre - zmean, zlp_mean_ev=zmean,
+                                           exposure_ratio=_exposure_ratio(w, ll),
+                                           tail_step_ev=step), True
             d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
             # gain unknown: the noise level is measured on the counts as recorded (second differences of the
             # deconvolved channels would see the reconvolution's smoothing: 1500x too low on a measured pair)
@@ -435,7 +438,25 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
             if not (settings.gain_counts_per_e or w.gain_counts_per_e):
                 raw = np.asarray(w.counts, float)
                 k_raw = noise_scale(raw, variance_model(raw, 1.0, rdw))
-            out[k] = dataclasses.replace(w, counts=d, variance_factor=fac, noise_scale=k_raw)
+            return dataclasses.replace(w, counts=d, variance_factor=fac, noise_scale=k_raw), False
+
+    todo = []
+    for k, w in windows.items():
+        if k == LOWLOSS_NAME:
+            continue
+        if not deconvolve:
+            out[k] = w
+            continue
+        if not plural and w.energy.offset_ev < MIN_DECONVOLVE_EV:
+            out[k] = w  # as recorded (a pass that needs only the deconvolved windows)
+            continue
+        out[k] = None  # (the windows' order kept)
+        todo.append((k, w))
+    # the windows are independent: in two threads when no image-wide averages are shared (a Dask block's are)
+    for (k, _), (nw, fw) in zip(todo, run_concurrently(one, todo, threads and not collecting_image_stats())):
+        out[k] = nw
+        if fw:
+            forward.append(k)
     if forward:
         notes.append(f"window(s) {', '.join(forward)} start below {MIN_DECONVOLVE_EV:.0f} eV, where the plural "
                      "source is the plasmon region itself: not deconvolved; the fit takes its references times the "

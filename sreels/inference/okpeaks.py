@@ -250,9 +250,9 @@ def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=
         if bsel is not None:
             m = m + p[:, j + 3:j + 4] * bsel[ii]
             cols.append(bsel[ii])
-        return m, np.stack(cols, -1)
+        return m, np.stack(cols, 1)  # (rows, parameters, channels)
 
-    res = levenberg_marquardt(model, p0, y, w, lower, upper)
+    res = levenberg_marquardt(model, p0, y, w, lower, upper, transposed=True)
     dof = np.maximum(n_used - npar, 1)
     chi2_red = res.chi2_red * max(y.shape[1] - npar, 1) / dof
     c = res.params[:, 1]
@@ -429,8 +429,8 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     if continuum is not None:
         ref = np.asarray(continuum[1], float)
         ref = Shifted.build(continuum[0], ref / np.max(np.abs(ref)))
-        basis = ref.at(e, np.nan_to_num(th - O_K_ONSET_EV))[0]
-        basis_m = ref.at(e, np.array([th0 - O_K_ONSET_EV]))[0]
+        basis = ref.interpolate(ref.index(e, np.nan_to_num(th - O_K_ONSET_EV)), slopes=False)
+        basis_m = ref.interpolate(ref.index(e, np.array([th0 - O_K_ONSET_EV])), slopes=False)
     ok_am = (e >= th0 + a_range_ev[0]) & (e <= th0 + a_range_ev[1])
     iam, _ = _largest_peak(gaussian_filter1d(s_mean, _sigma_ch(0.5, de), axis=-1, mode="nearest"), ok_am[None, :])
     ca_m, _, fw_a = _peak_fit(e, s_mean, np.maximum(mean, 1.0)[None, :], iam, half_width_a_ev, e[-1], 1.3,

@@ -105,3 +105,116 @@ def test_filters_on_the_channels_read_equal_the_filters_over_whole_rows():
         full = convolve1d(x, k, axis=-1, mode="nearest")
         got = _filter_on(x, ok, k.size, lambda v: convolve1d(v, k, axis=-1, mode="nearest"))
         assert np.array_equal(got[:, sel], full[:, sel])
+
+
+def _plain_lm(model, p0, y, w, max_iter=200, dchi2=1e-2, lam0=1e-3):
+    """Levenberg-Marquardt as batchfit's docstring defines it, without its shortcuts: the normal
+    equations of every iterating row formed anew each iteration from its stored Jacobian
+    (rows, channels, parameters)."""
+    p = np.array(p0, float)
+    rows, npar = p.shape
+    m, J = model(p, np.arange(rows))
+    chi2 = np.sum(w * (y - m) ** 2, 1)
+    lam, done = np.full(rows, lam0), ~np.isfinite(chi2)
+    it = 0
+    for it in range(1, max_iter + 1):
+        idx = np.flatnonzero(~done)
+        if idx.size == 0:
+            break
+        Jw = J[idx] * w[idx, :, None]
+        A = np.einsum("rnp,rnq->rpq", Jw, J[idx])
+        g = np.einsum("rnp,rn->rp", Jw, y[idx] - m[idx])
+        d = np.diagonal(A, axis1=1, axis2=2)
+        step = np.linalg.solve(A + lam[idx, None, None] * np.eye(npar) * np.maximum(d, 1e-30)[:, :, None],
+                               g[:, :, None])[:, :, 0]
+        p_new = p[idx] + step
+        m_new, J_new = model(p_new, idx)
+        c_new = np.sum(w[idx] * (y[idx] - m_new) ** 2, 1)
+        better = np.isfinite(c_new) & (c_new <= chi2[idx])
+        settled = np.abs(chi2[idx] - c_new) < np.maximum(dchi2, 1e-9 * chi2[idx])
+        b = idx[better]
+        p[b], m[b], J[b], chi2[b] = p_new[better], m_new[better], J_new[better], c_new[better]
+        lam[idx] = np.where(better, lam[idx] / 5.0, lam[idx] * 10.0)
+        done[idx] |= settled | (lam[idx] > 1e12)
+    Jw = J * w[:, :, None]
+    cov = np.linalg.inv(np.einsum("rnp,rnq->rpq", Jw, J))
+    return p, cov, chi2, it
+
+
+def test_the_batched_lm_keeps_the_plain_iterates_in_both_jacobian_layouts():
+    """Normal equations kept per row (formed once per accepted step) and the transposed Jacobian give
+    the plain algorithm's parameters, iterations and covariances: a power law plus two Gaussians of
+    free position per row, with starts far enough off that rows need different numbers of steps
+    (rejected steps included)."""
+    from sreels.inference.batchfit import levenberg_marquardt
+
+    rng = np.random.default_rng(21)
+    rows, x = 40, np.linspace(-1.0, 1.0, 150)
+    truth = np.column_stack([rng.uniform(3, 5, rows), rng.uniform(1, 3, rows), rng.uniform(20, 60, rows),
+                             rng.uniform(-0.3, 0.3, rows), rng.uniform(10, 30, rows)])
+
+    def parts(p, idx):
+        e = np.exp(p[:, :1] - p[:, 1:2] * (x[None, :] + 2.0))
+        g1 = np.exp(-0.5 * ((x[None, :] - p[:, 3:4]) / 0.1) ** 2)
+        g2 = np.exp(-0.5 * ((x[None, :] - p[:, 3:4] - 0.4) / 0.15) ** 2)
+        m = e + p[:, 2:3] * g1 + p[:, 4:5] * g2
+        dc = p[:, 2:3] * g1 * (x[None, :] - p[:, 3:4]) / 0.01 + p[:, 4:5] * g2 * (x[None, :] - p[:, 3:4] - 0.4) / 0.0225
+        return m, [e, -e * (x[None, :] + 2.0), g1, dc, g2]
+
+    m_true, _ = parts(truth, None)
+    w = 1.0 / np.maximum(m_true, 1.0)
+    y = m_true + rng.normal(size=m_true.shape) / np.sqrt(w)
+    p0 = truth + rng.normal(size=truth.shape) * [0.3, 0.3, 5.0, 0.08, 5.0]
+    p_ref, cov_ref, chi_ref, it_ref = _plain_lm(lambda p, i: (parts(p, i)[0], np.stack(parts(p, i)[1], -1)), p0, y, w)
+    assert it_ref > 5
+    for transposed in (False, True):
+        axis = 1 if transposed else -1
+        res = levenberg_marquardt(lambda p, i: (parts(p, i)[0], np.stack(parts(p, i)[1], axis)), p0, y, w,
+                                  transposed=transposed)
+        assert res.n_iter == it_ref
+        np.testing.assert_allclose(res.params, p_ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(res.cov, cov_ref, rtol=1e-6, atol=1e-14)
+        np.testing.assert_allclose(res.chi2_red * (x.size - 5), chi_ref, rtol=1e-10)
+        m, J = parts(res.params, None)  # the model and Jacobian kept are those at the solution
+        np.testing.assert_allclose(res.model, m, rtol=1e-12)
+        np.testing.assert_allclose(res.jac, np.stack(J, axis), rtol=1e-12, atol=1e-300)
+
+
+def test_a_fit_with_a_gap_of_no_weight_ignores_the_gap_and_models_it():
+    """The channels without weight in every row are left out of the iterations: the data there do not
+    matter, the model there is the fitted background plus amplitudes times the shapes, and the reduced
+    chi^2 is per degree of freedom of the whole window (as when they were iterated with weight 0)."""
+    from sreels.axes import EnergyAxis
+    from sreels.inference.edgefits import fit_linear_edges
+
+    rng = np.random.default_rng(3)
+    ax = EnergyAxis(480.0, 0.1, 1700)
+    e = ax.energy_ev
+    fine = np.arange(440.0, 660.0, 0.01)
+    shape = 1.0 / (1.0 + np.exp(-(fine - 529.0) / 1.5)) * (fine / 529.0) ** -2.5
+    rows = 12
+    amp = rng.uniform(2e3, 4e3, rows)
+    delta = rng.uniform(-0.5, 0.5, rows)
+    m = 4e5 * (e[None, :] / 500.0) ** -rng.uniform(3, 3.4, rows)[:, None] \
+        + amp[:, None] * np.interp(e[None, :] - delta[:, None], fine, shape)
+    y = rng.poisson(m).astype(float)
+    gap = (e > 526.0) & (e < 584.0)
+    mask = np.broadcast_to(gap, y.shape)
+    fits = []
+    for junk in (0.0, 1e9):
+        y2 = np.where(gap, y + junk, y)
+        fits.append(fit_linear_edges(ax, y2, np.maximum(m, 1.0), (fine, {"O": shape}), ("O",), 495.0, 634.0, 526.0,
+                                     delta=delta, mask=mask, fit_delta=False))
+    a, b = fits
+    np.testing.assert_array_equal(a.result.params, b.result.params)
+    sl = ax.slice(495.0, 634.0)
+    assert a.model.shape == (rows, sl.stop - sl.start) and (a.weights[:, gap[sl]] == 0).all()
+    p = a.result.params
+    x = np.log(a.energy / a.e_ref)
+    want = np.exp(p[:, :1] - p[:, 1:2] * x[None, :]) \
+        + p[:, 2:3] * np.interp(a.energy[None, :] - delta[:, None], fine, shape / a.ref_scale)
+    np.testing.assert_allclose(a.model, want, rtol=1e-6)  # (linear interpolation on the 0.01 eV grid vs np.interp)
+    chi = np.sum(a.weights * (a.data - a.model) ** 2, 1) / (a.data.shape[1] - 3)
+    np.testing.assert_allclose(a.result.chi2_red, chi, rtol=1e-9)
+    z = (p[:, 2] / a.ref_scale - amp) / (a.err("O") / a.ref_scale)  # the amplitudes found, within their errors
+    assert np.all(np.abs(z) < 4.0)
