@@ -73,12 +73,13 @@ def test_derived_error_matches_monte_carlo(key):
     assert abs(z.mean()) < mean_band(N_SETS, 0.15), (key, z.mean())
 
 
-@pytest.mark.parametrize("key, lo, hi", [("ti_boundary_nm", 0.45, 0.75), ("li_at_ti_boundary_rel", 0.65, 0.95),
+@pytest.mark.parametrize("key, lo, hi", [("ti_boundary_nm", 0.64, 0.94), ("li_at_ti_boundary_rel", 0.65, 0.95),
                                          ("r_oo_max_nm", 0.65, 0.95)])
 def test_conservative_derived_errors_stay_as_measured(key, lo, hi):
     """Errors wider than the spread, each for a stated reason, held to their measured ratio +-0.15
-    (0.56, 0.80, 0.79) so that neither a halving nor a doubling passes:
-    ti_boundary_nm_err = fit error (+) |erfc fit - linear 50 % crossing| (a model term, by design);
+    (0.78, 0.80, 0.79) so that neither a halving nor a doubling passes:
+    ti_boundary_nm_err = fit error (+) half the difference of the erfc and Richards steps' boundaries (a
+    shape systematic, by design; derived._ti_boundary; 0.56 with the old |erfc - linear crossing| term);
     li_at_ti_boundary_rel_err carries the boundary's error through the slope of c_Li;
     r_oo_max_nm_err treats the row error of c_max as independent of the R(c_Li) regression's slope,
     with which it is anti-correlated (not modelled).  The truth is still covered (|pull mean| small)."""
