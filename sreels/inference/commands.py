@@ -78,7 +78,7 @@ def configure_fit(p):
     p.add_argument("--priors", metavar="FILE.toml", help="(bayes) prior settings")
     p.add_argument("--plural", action="store_true",
                    help="(bayes, experimental) convolve the model with a DualEELS input's low loss (plural "
-                        "scattering); its c_Li errors are not yet validated (validation/16_bayes_dualeels_pulls.py)")
+                        "scattering); its c_Li errors are too narrow at t/lambda 0.9 (validation/16_bayes_dualeels_pulls.py)")
     p.add_argument("--walkers", type=int, default=None, help="(bayes) number of emcee walkers (default max(P + 6, 24), P sampled parameters)")
     p.add_argument("--steps", type=int, default=None, help="(bayes) maximum emcee steps (default 3000; the run stops earlier once converged)")
 

@@ -13,8 +13,9 @@ u_r = I_0 / I_t the unscattered fraction:
   integral 1 (the plural part [L_r - Z_r] / I_t is denoised across rows by the fast path's
   :func:`~sreels.inference.lowloss.denoise_rows`).  K_r's plural part carries the measured ZLP's width
   once more on top of the model's resolution (dividing it out moved no study parameter's noise-free MAP by more
-  than 0.05 sigma: the plasmons are ~10 eV wide).  The kernel's own noise is not in the likelihood (Ti3+
-  and R_OO pulls are honest without it, validation/16).  What the convolution brings in from below the fit
+  than 0.05 sigma: the plasmons are ~10 eV wide).  The kernel's own noise is not in the likelihood (R_OO
+  pulls within target without it; the per-row Ti3+ reads +0.7 sigma at t/lambda 0.31, not explained,
+  validation/16).  What the convolution brings in from below the fit
   region is the plurally scattered power-law background, E^-r [1 + a_r / E + ...] with a_r ~ r <lag>_r
   varying with t/lambda row by row: not absorbed by the model's one power law (noise-free residuals
   ~0.3 sigma), it is by three more per-row columns E^-(r0 + 1, 2, 3) with flat priors.
@@ -26,7 +27,9 @@ u_r = I_0 / I_t the unscattered fraction:
   row: nuisance columns along the leading directions of its covariance (from seeded replicas pooled over
   the rows), prior N(0, 1), marginalised with the other amplitudes (:func:`tail_window`).  Its errors are
   independent from row to row; the h10b model's tail denoised across rows had an error shared by every
-  row that the likelihood did not carry (c_Li pulls sd 3-12, validation/16).
+  row that the likelihood did not carry (c_Li pulls sd 3-12, validation/16).  These columns still under-carry
+  the tail's noise along the c_Li direction: c_Li pull sd 1.28-1.33 at t/lambda 0.59 and 1.47-1.51 at 0.92
+  (validation/16; the tail's noise alone moves the linearised c_Li by 1.0 sigma).
   The tail is known up to the low loss's last channel less :data:`TAIL_END_MARGIN_EV`, which ends that
   window's fit region.
 - rows beside a jump of u_r (:func:`mixed_rows`, the Pt edge) are left out.
