@@ -108,7 +108,13 @@ def _fit_map_through_scheduler(tmp_path, address, ny, nx, chunk):
     assert a.data.shape == (len(a.metadata.sreels.quantities), ny, nx)
     names = list(a.metadata.sreels.quantities)
     for i, k in enumerate(names):
-        assert np.allclose(a.data[i], np.asarray(b.data[i]), rtol=RTOL, atol=0, equal_nan=True), k
+        # an error is known no better than its number: the Li-K errors are spreads of 8 tail replicas' fits, and
+        # a rounding difference of 1e-11 in those fits (Dask's sums in another order) moves a spread ~1e-2 of
+        # its value by ~1e-9 of itself (measured 1.2e-9 on one pixel of 64); so an error column is compared to
+        # RTOL of its number as well
+        base = k.split("_err")[0]
+        atol = RTOL * np.abs(np.nan_to_num(a.data[names.index(base)])) if "_err" in k and base in names else 0
+        assert np.allclose(a.data[i], np.asarray(b.data[i]), rtol=RTOL, atol=atol, equal_nan=True), k
     ta, tb = (read_csv(tmp_path / d / "profiles.csv") for d in ("mem", "dask"))
     assert list(ta["status"]) == list(tb["status"])
     # the map is a map: Li per Ti atom does not follow the thickness wedge along x (it cancels)
