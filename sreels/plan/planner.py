@@ -263,18 +263,91 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
                    "joint fit's Jacobian is that of its own model")
     else:
         note_ps = None
-    jac = joint_jacobian(d)
-    t_jac = time.perf_counter() - t0
-    # the fast path's prediction (its fit of the noise-free image) runs beside the joint fit's algebra
-    # below, which spends its time in BLAS and numpy without the GIL: on two cores the two overlap
-    pool = ThreadPoolExecutor(1) if fast else None
-    fast_job = pool.submit(fast_prediction, jac.simulation, rows_nm) if fast else None
+    # the fast path's prediction (its fit of the noise-free image, its lmfit import) runs beside the joint
+    # fit's Jacobian and algebra, from the moment the noise-free simulation exists: in a forked process where
+    # the system has fork (both hold the GIL in their Python parts, so a thread overlaps only their large
+    # numpy calls), else in a thread
+    jobs = []
+
+    def start_fast(sim):
+        jobs.append(_start_fast(sim, rows_nm))
+
     try:
+        jac = joint_jacobian(d, on_simulation=start_fast if fast else None)
+        t_jac = time.perf_counter() - t0
+        fast_job = jobs[0] if jobs else None
         return _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
                            note_ps, fast_job)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for job in jobs:
+            job.close()
+
+
+#: run the fast path's prediction in a forked process (False: in a thread; tests and benchmarks compare both)
+FAST_IN_PROCESS = True
+
+
+def _start_fast(sim, rows_nm):
+    import multiprocessing as mp
+
+    if FAST_IN_PROCESS and "fork" in mp.get_all_start_methods():
+        return _ForkedFast(mp.get_context("fork"), sim, rows_nm)
+    return _ThreadFast(sim, rows_nm)
+
+
+class _ThreadFast:
+    def __init__(self, sim, rows_nm):
+        self._pool = ThreadPoolExecutor(1)
+        self._job = self._pool.submit(fast_prediction, sim, rows_nm)
+
+    def result(self):
+        return self._job.result()
+
+    def close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fast_child(send, sim, rows_nm):
+    try:
+        out = (True, fast_prediction(sim, rows_nm))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        out = (False, RuntimeError(f"the fast path's prediction failed: {type(exc).__name__}: {exc}"))
+    send.send(out)
+    send.close()
+
+
+class _ForkedFast:
+    """:func:`fast_prediction` in a forked child (it inherits the simulation: nothing pickled on the way in);
+    the result (a small dict of floats and three per-row arrays) comes back through a pipe."""
+
+    def __init__(self, ctx, sim, rows_nm):
+        import warnings
+
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_fast_child, args=(send, sim, rows_nm), daemon=True)
+        with warnings.catch_warnings():   # Python >= 3.12 warns on fork() beside BLAS threads; the child runs
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)  # numpy only
+            self._proc.start()
+        send.close()
+        self._done = False
+
+    def result(self):
+        try:
+            ok, val = self._recv.recv()
+            self._done = True
+        except EOFError:
+            raise RuntimeError(f"the fast path's process ended without a result (exit code "
+                               f"{self._proc.exitcode})") from None
+        if not ok:
+            raise val
+        return val
+
+    def close(self):
+        if not self._done:   # the joint part failed: its result is not wanted
+            self._proc.terminate()
+        self._proc.join()
+        self._proc.close()
+        self._recv.close()
 
 
 def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, note_ps,
