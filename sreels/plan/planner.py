@@ -246,15 +246,18 @@ def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targe
 
 def make_plan(d: Design, targets: dict | None = None, vary: dict | None = None, rows_nm=DEFAULT_ROWS_NM,
               critical_dose: float | None = None, slit_width_nm: float = 1000.0, vary_points: int = 5,
-              fast: bool = True) -> dict:
-    """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` for the figure)."""
+              fast: bool = True, while_waiting=None) -> dict:
+    """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` for the figure).
+    ``while_waiting()``, if given, runs when the joint part is done and the fast path's process is still
+    busy (sreels plan imports matplotlib there: off the critical path on two cores)."""
     from ..resources import single_threaded_blas
 
     with single_threaded_blas():  # small matrix products: BLAS threads only spin on a busy machine
-        return _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast)
+        return _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast,
+                          while_waiting)
 
 
-def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast):
+def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast, while_waiting=None):
     t0 = time.perf_counter()
     targets = dict(targets or {})
     vary = dict(vary or {})
@@ -277,7 +280,7 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
         t_jac = time.perf_counter() - t0
         fast_job = jobs[0] if jobs else None
         return _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
-                           note_ps, fast_job)
+                           note_ps, fast_job, while_waiting)
     finally:
         for job in jobs:
             job.close()
@@ -299,6 +302,9 @@ class _ThreadFast:
     def __init__(self, sim, rows_nm):
         self._pool = ThreadPoolExecutor(1)
         self._job = self._pool.submit(fast_prediction, sim, rows_nm)
+
+    def busy(self):
+        return False   # a thread: the caller's work would compete with it for the GIL
 
     def result(self):
         return self._job.result()
@@ -331,6 +337,9 @@ class _ForkedFast:
         send.close()
         self._done = False
 
+    def busy(self):
+        return not self._recv.poll()
+
     def result(self):
         try:
             ok, val = self._recv.recv()
@@ -351,7 +360,7 @@ class _ForkedFast:
 
 
 def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, note_ps,
-                fast_job):
+                fast_job, while_waiting=None):
     grads = gradients(jac, rows_nm)
     cov, cov_rep = covariances(jac)
     sig = sigmas_cov(cov, grads)
@@ -430,6 +439,8 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
                      "rows": rows}
     out["vary"] = vres
     if fast_job is not None:
+        if while_waiting is not None and fast_job.busy():
+            while_waiting()
         fp = fast_job.result()
         out["_profiles"].update(fp.pop("profile"))
         out["fast"] = fp
