@@ -8,11 +8,11 @@ the first run separately (it pays the imports: numpy/scipy/lmfit/matplotlib), an
 of the last run.  Optionally ``--target`` / ``--vary`` as ``sreels plan`` takes them.
 
     python benchmarks/bench_plan.py [--repeats 3] [--target r_oo_change_nm=0.002] [--vary dose=0.1:10] [--no-fast]
-                                    [--fast-in-thread]
+                                    [--fast-in-process]
 
-The fast path's prediction runs in a forked process (sreels.plan.planner.FAST_IN_PROCESS): a run's CPU is
-this process's plus that child's (``cpu_child_s``), and its stage is timed only with ``--fast-in-thread``
-(the child's timings stay in the child).
+With ``--fast-in-process`` the fast path's prediction runs in a forked process
+(sreels.plan.planner.FAST_IN_PROCESS): a run's CPU is then this process's plus that child's (``cpu_child_s``),
+and the fast path's stage is not timed (the child's timings stay in the child).
 
 The same figures are printed as a table on stderr (CPU and wall seconds of the imports, of every run and of
 every stage of the last run, with the load average), the JSON document on stdout.
@@ -67,15 +67,15 @@ def main(argv=None):
     ap.add_argument("--target", action="append", default=[])
     ap.add_argument("--vary", action="append", default=[])
     ap.add_argument("--no-fast", action="store_true", help="skip the fast path's prediction (sreels plan --no-fast)")
-    ap.add_argument("--fast-in-thread", action="store_true",
-                    help="the fast path's prediction in a thread, not a forked process (its stage is then timed)")
+    ap.add_argument("--fast-in-process", action="store_true",
+                    help="the fast path's prediction in a forked process, not a thread (its stage is then not timed)")
     a = ap.parse_args(argv)
     out = reserve_stdout()
     if True:  # noqa: SIM102 - keeps the block of the stdout reservation
         c0, w0 = time.process_time(), time.perf_counter()
         from sreels.cli import main as sreels_main
         from sreels.plan import planner
-        planner.FAST_IN_PROCESS = not a.fast_in_thread
+        planner.FAST_IN_PROCESS = a.fast_in_process
         imports = (time.process_time() - c0, time.perf_counter() - w0)
         stages = _Stages()
         for mod, name, label in ((planner, "joint_jacobian", "joint Jacobian (noise-free simulation + model)"),

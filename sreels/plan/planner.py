@@ -267,9 +267,8 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
     else:
         note_ps = None
     # the fast path's prediction (its fit of the noise-free image, its lmfit import) runs beside the joint
-    # fit's Jacobian and algebra, from the moment the noise-free simulation exists: in a forked process where
-    # the system has fork (both hold the GIL in their Python parts, so a thread overlaps only their large
-    # numpy calls), else in a thread
+    # fit's Jacobian and algebra, from the moment the noise-free simulation exists: in a thread (it overlaps
+    # the large numpy calls), or in a forked process with FAST_IN_PROCESS
     jobs = []
 
     def start_fast(sim):
@@ -286,8 +285,11 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
             job.close()
 
 
-#: run the fast path's prediction in a forked process (False: in a thread; tests and benchmarks compare both)
-FAST_IN_PROCESS = True
+#: run the fast path's prediction in a forked process instead of a thread.  Off: on the shared 2-core machine
+#: (load 5-8) 7 alternating cold runs each gave the same wall (process 14.7 s, thread 15.0 s on average, spread
+#: +-2 s) and the same CPU; on an idle machine the process should overlap more (both paths hold the GIL in
+#: their Python parts): measure with benchmarks/bench_plan.py --fast-in-process before switching it on.
+FAST_IN_PROCESS = False
 
 
 def _start_fast(sim, rows_nm):

@@ -354,9 +354,9 @@ def test_linearised_fit_spread_is_the_sandwich(small):
 
 
 def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch):
-    """sreels plan runs the fast path's prediction in a forked process: its result is the one computed here
+    """sreels plan can run the fast path's prediction in a forked process (FAST_IN_PROCESS): its result is the one computed here
     in this process, to the bit (per-row errors, derived errors, profiles); a failure in the child is raised
-    in the parent with its cause; a thread is used where the process is switched off."""
+    in the parent with its cause; a thread is used where the process is switched off (the default)."""
     import multiprocessing as mp
 
     from sreels.plan import planner
@@ -364,6 +364,7 @@ def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch
         pytest.skip("no fork on this system: sreels plan uses a thread")
     nf = simulate(SMALL, SINGLE, Detector(), rng=0, noise_free=True)
     here = fast_prediction(nf, [100.0, 600.0])
+    monkeypatch.setattr(planner, "FAST_IN_PROCESS", True)
     job = planner._start_fast(nf, [100.0, 600.0])
     assert isinstance(job, planner._ForkedFast)
     try:
