@@ -110,6 +110,89 @@ def _gos_l(e, qa02, z, onset_l3_ev, onset_l1_ev):
     return rf * 32 * g * c / a / d * e / r / r / zs**4
 
 
+def _gos_k_rows(em, qa02, z):
+    """:func:`_gos_k` on a (energies, q points) grid, ``em`` 1-D: the expressions above and below kh^2 = 0
+    evaluated only on their rows and the cube as products; equal to :func:`_gos_k` to ~1e-13 relative."""
+    zs, rnk = (1.0, 1) if z == 1 else (z - 0.5, 2)
+    r = RYDBERG_EV
+    q = qa02 / zs**2
+    kh2 = em / (r * zs**2) - 1.0
+    akh = np.maximum(np.sqrt(np.abs(kh2)), 0.01)
+    above = kh2 >= 0
+    k = kh2[:, None]
+    t = q - k + 1
+    a = t**2 + 4 * k
+    out = (q + k / 3 + 1 / 3) / (a * a * a)
+    d = np.ones_like(em)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if above.any():
+            ak = akh[above, None]
+            bp = np.arctan(2 * ak / t[above])
+            bp[bp < 0] += np.pi
+            out[above] *= np.exp(-2.0 / ak * bp)
+            d[above] = 1 - np.exp(-2 * np.pi / akh[above])
+        if (~above).any():
+            ak = akh[~above, None]
+            tb = t[~above]
+            out[~above] *= np.exp(-1.0 / ak * np.log((tb + 2 * ak) / (tb - 2 * ak)))
+    out *= (128 * rnk * em / (r * zs**4) / d / r)[:, None]
+    return out
+
+
+def _gos_l_rows(em, qa02, z, onset_l3_ev, onset_l1_ev):
+    """:func:`_gos_l` on a (energies, q points) grid, ``em`` 1-D: the same expressions evaluated only where
+    they apply (above/below kh^2 = 0 and the L1 onset are per energy, so per row of the grid), the
+    polynomials in Horner form with per-row coefficients and the powers as products; equal to
+    :func:`_gos_l` to ~1e-13 relative (tests/forward/test_crosssections.py), ~3x less CPU."""
+    r = RYDBERG_EV
+    zs = z - 0.35 * (8 - 1) - 1.7
+    iz = z - 11
+    u = _XU[iz] if 0 <= iz < len(_XU) else 0.1
+    q = qa02 / zs**2
+    kh2 = em / (r * zs**2) - 0.25
+    akh = np.sqrt(np.abs(kh2))
+    above = kh2 >= 0
+    below_l1 = em - onset_l1_ev <= 0
+    t = q - kh2[:, None] + 0.25
+    s = t * t + kh2[:, None]
+    s2 = s * s
+    a = s2 * s2                                             # ((q - kh2 + 0.25)^2 + kh2)^4
+    out = np.empty_like(q)
+    for rows, first in ((below_l1, True), (~below_l1, False)):
+        if not rows.any():
+            continue
+        k = kh2[rows, None]
+        qq = q[rows]
+        if first:       # g1 / a1, a1 = a s
+            c3 = -(0.75 + 3 * k)
+            c2 = 0.59375 - 0.75 * k - 0.5 * k**2
+            c1 = 0.11146 + 0.85417 * k + 1.8833 * k * k + k**3
+            c0 = 0.0035807 + k / 21.333 + k * k / 4.5714 + k**3 / 2.4 + k**4 / 4
+            g = (((2.25 * qq + c3) * qq + c2) * qq + c1) * qq + c0
+            out[rows] = g / (a[rows] * s[rows])
+        else:           # g2 / a2
+            c2 = -(5 / 3 * k + 11 / 12)
+            c1 = k * k / 3 + 1.5 * k + 65 / 48
+            c0 = k**3 / 3 + 0.75 * k * k + 23 / 48 * k + 5 / 64
+            g = ((qq + c2) * qq + c1) * qq + c0
+            out[rows] = g / a[rows]
+    d = np.ones_like(em)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if above.any():
+            ak = akh[above, None]
+            bp = np.arctan(ak / t[above])
+            bp[bp < 0] += np.pi
+            out[above] *= np.exp(-2.0 / ak * bp)
+            d[above] = 1 - np.exp(-2 * np.pi / akh[above])
+        if (~above).any():
+            ak = akh[~above, None]
+            tb = t[~above]
+            out[~above] *= np.exp(-1.0 / ak * np.log((tb + ak) / (tb - ak)))
+    rf = np.maximum((em + 0.1 - onset_l3_ev) / 1.8 / z / z, 0.0) ** u
+    out *= (rf * 32 / d * em / r / r / zs**4)[:, None]
+    return out
+
+
 def hydrogenic_dsigma_de(energy_ev, z: int, shell: str, onset_ev: float, beam_energy_kev: float,
                          beta_rad: float, onset_l1_ev: float | None = None) -> np.ndarray:
     """Energy-differential cross section dsigma/dE integrated over 0..beta.
@@ -178,8 +261,7 @@ def _dsigma_de(e, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev):
     half = 0.5 * (hi - lo)
     x = (0.5 * (hi + lo))[:, None] + half[:, None] * _GL_X[None, :]
     qa02 = np.exp(x)
-    ee = em[:, None]
-    gos = _gos_k(ee, qa02, z) if shell == "K" else _gos_l(ee, qa02, z, onset_ev, onset_l1_ev)
+    gos = _gos_k_rows(em, qa02, z) if shell == "K" else _gos_l_rows(em, qa02, z, onset_ev, onset_l1_ev)
     integral = half * (gos @ _GL_W)
     out[m] = FOUR_PI_A0SQ_BARN * (RYDBERG_EV / t) * (RYDBERG_EV / em) * integral
     return out

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
-from scipy import optimize, special
+from scipy import special
 
 from .instrument import FWHM_TO_SIGMA, PaddedGrid, drude_loss, shift_tf
 from .material import LASGTP_ATOMS_PER_FU, LASGTP_FU_PER_NM3, ALPO4_FU_PER_NM3
@@ -225,6 +225,7 @@ def _emg_mode(sigma, tau):
     """Position of the maximum of a unit Gaussian (sigma) convolved with exp(-E/tau)/tau."""
     if tau <= 0:
         return 0.0
+    from scipy import optimize  # here, not at import: ~0.4 s cold, and only a ZLP tail needs it
 
     def neg_log(x):  # log density of the exponentially modified Gaussian (erfcx: no overflow)
         z = (sigma / tau - x / sigma) / np.sqrt(2.0)

@@ -16,7 +16,6 @@ erfc fit and a model-free linear 50 % crossing of the profile.
 from __future__ import annotations
 
 import numpy as np
-from lmfit import Model
 from scipy.special import erfc
 
 from ..forward.profiles import li_step
@@ -110,6 +109,8 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
     they are ``parent_nm`` (y range, nm) or the far third of the rows with an R_OO, and a
     note says so.  A profile that was not measured (all NaN) gives a note naming the edge,
     not a statement about the specimen."""
+    from lmfit import Model  # here, not at import: lmfit pulls scipy.stats and pandas (~1.5 s cold), and
+    # importing this module (KEYS, derived_truth; sreels plan --no-fast) runs no step fit
     out = {k: np.nan for k in KEYS} | {f"{k}_err": np.nan for k in KEYS}
     notes = []
     y = np.asarray(y_nm, float)

@@ -88,14 +88,18 @@ def truth(design: Design, priors: Priors) -> np.ndarray:
     return np.array([v[n] for n in priors.pset.names])
 
 
-def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4) -> JointJacobian:
+def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4, on_simulation=None) -> JointJacobian:
     """G, the model columns and the expected electrons of every bin the joint fit uses, at the
-    design's truth (a noise-free simulation through the fit's own whitening and binning)."""
+    design's truth (a noise-free simulation through the fit's own whitening and binning).
+    ``on_simulation(sim)``, if given, is called with the noise-free simulation as soon as it exists (sreels
+    plan starts the fast path's prediction on it there, beside the Jacobian's finite differences)."""
     priors = priors or priors_for(design)
     sc, inst, det = design.scenario, design.instrument, design.detector
     theta = truth(design, priors)
     with single_threaded_blas():
         sim = simulate(sc, inst, det, rng=0, noise_free=True)
+        if on_simulation is not None:
+            on_simulation(sim)
         data = from_simulation(sim, source="plan")
         model = ImageModel(data, priors.pset)
         like = Likelihood(model, chunk=chunk)

@@ -246,15 +246,18 @@ def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targe
 
 def make_plan(d: Design, targets: dict | None = None, vary: dict | None = None, rows_nm=DEFAULT_ROWS_NM,
               critical_dose: float | None = None, slit_width_nm: float = 1000.0, vary_points: int = 5,
-              fast: bool = True) -> dict:
-    """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` for the figure)."""
+              fast: bool = True, while_waiting=None) -> dict:
+    """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` for the figure).
+    ``while_waiting()``, if given, runs when the joint part is done and the fast path's process is still
+    busy (sreels plan imports matplotlib there: off the critical path on two cores)."""
     from ..resources import single_threaded_blas
 
     with single_threaded_blas():  # small matrix products: BLAS threads only spin on a busy machine
-        return _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast)
+        return _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast,
+                          while_waiting)
 
 
-def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast):
+def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast, while_waiting=None):
     t0 = time.perf_counter()
     targets = dict(targets or {})
     vary = dict(vary or {})
@@ -263,22 +266,103 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
                    "joint fit's Jacobian is that of its own model")
     else:
         note_ps = None
-    jac = joint_jacobian(d)
-    t_jac = time.perf_counter() - t0
-    # the fast path's prediction (its fit of the noise-free image) runs beside the joint fit's algebra
-    # below, which spends its time in BLAS and numpy without the GIL: on two cores the two overlap
-    pool = ThreadPoolExecutor(1) if fast else None
-    fast_job = pool.submit(fast_prediction, jac.simulation, rows_nm) if fast else None
+    # the fast path's prediction (its fit of the noise-free image, its lmfit import) runs beside the joint
+    # fit's Jacobian and algebra, from the moment the noise-free simulation exists: in a thread (it overlaps
+    # the large numpy calls), or in a forked process with FAST_IN_PROCESS
+    jobs = []
+
+    def start_fast(sim):
+        jobs.append(_start_fast(sim, rows_nm))
+
     try:
+        jac = joint_jacobian(d, on_simulation=start_fast if fast else None)
+        t_jac = time.perf_counter() - t0
+        fast_job = jobs[0] if jobs else None
         return _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
-                           note_ps, fast_job)
+                           note_ps, fast_job, while_waiting)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for job in jobs:
+            job.close()
+
+
+#: run the fast path's prediction in a forked process instead of a thread.  Off: on the shared 2-core machine
+#: (load 5-8) 7 alternating cold runs each gave the same wall (process 14.7 s, thread 15.0 s on average, spread
+#: +-2 s) and the same CPU; on an idle machine the process should overlap more (both paths hold the GIL in
+#: their Python parts): measure with benchmarks/bench_plan.py --fast-in-process before switching it on.
+FAST_IN_PROCESS = False
+
+
+def _start_fast(sim, rows_nm):
+    import multiprocessing as mp
+
+    if FAST_IN_PROCESS and "fork" in mp.get_all_start_methods():
+        return _ForkedFast(mp.get_context("fork"), sim, rows_nm)
+    return _ThreadFast(sim, rows_nm)
+
+
+class _ThreadFast:
+    def __init__(self, sim, rows_nm):
+        self._pool = ThreadPoolExecutor(1)
+        self._job = self._pool.submit(fast_prediction, sim, rows_nm)
+
+    def busy(self):
+        return False   # a thread: the caller's work would compete with it for the GIL
+
+    def result(self):
+        return self._job.result()
+
+    def close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fast_child(send, sim, rows_nm):
+    try:
+        out = (True, fast_prediction(sim, rows_nm))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        out = (False, RuntimeError(f"the fast path's prediction failed: {type(exc).__name__}: {exc}"))
+    send.send(out)
+    send.close()
+
+
+class _ForkedFast:
+    """:func:`fast_prediction` in a forked child (it inherits the simulation: nothing pickled on the way in);
+    the result (a small dict of floats and three per-row arrays) comes back through a pipe."""
+
+    def __init__(self, ctx, sim, rows_nm):
+        import warnings
+
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_fast_child, args=(send, sim, rows_nm), daemon=True)
+        with warnings.catch_warnings():   # Python >= 3.12 warns on fork() beside BLAS threads; the child runs
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)  # numpy only
+            self._proc.start()
+        send.close()
+        self._done = False
+
+    def busy(self):
+        return not self._recv.poll()
+
+    def result(self):
+        try:
+            ok, val = self._recv.recv()
+            self._done = True
+        except EOFError:
+            raise RuntimeError(f"the fast path's process ended without a result (exit code "
+                               f"{self._proc.exitcode})") from None
+        if not ok:
+            raise val
+        return val
+
+    def close(self):
+        if not self._done:   # the joint part failed: its result is not wanted
+            self._proc.terminate()
+        self._proc.join()
+        self._proc.close()
+        self._recv.close()
 
 
 def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, note_ps,
-                fast_job):
+                fast_job, while_waiting=None):
     grads = gradients(jac, rows_nm)
     cov, cov_rep = covariances(jac)
     sig = sigmas_cov(cov, grads)
@@ -357,6 +441,8 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
                      "rows": rows}
     out["vary"] = vres
     if fast_job is not None:
+        if while_waiting is not None and fast_job.busy():
+            while_waiting()
         fp = fast_job.result()
         out["_profiles"].update(fp.pop("profile"))
         out["fast"] = fp

@@ -55,3 +55,26 @@ def test_repeated_evaluations_come_from_the_cache_as_independent_copies():
     np.testing.assert_array_equal(again, fresh)
     other = cs.hydrogenic_dsigma_de(e + 0.01, 13, "L", 73.0, 300.0, 0.010, 118.0)
     assert len(cs._CACHE) == 2 and not np.array_equal(other, again)
+
+
+@pytest.mark.parametrize("z, shell, onset, l1", [
+    (3, "K", 55.0, None), (8, "K", 532.0, None),
+    (13, "L", 73.0, 118.0), (15, "L", 132.0, 189.0), (22, "L", 456.0, 564.0)])
+def test_row_split_gos_equals_the_egerton_expressions(z, shell, onset, l1):
+    """The per-row GOS evaluation used by hydrogenic_dsigma_de equals SIGMAK3/SIGMAL3 written out on the
+    whole grid (_gos_k / _gos_l) to 1e-12 relative, on an axis that crosses kh^2 = 0 and the L1 onset
+    (fails for a wrong branch, a dropped term or a power off by one)."""
+    e = np.linspace(onset + 0.01, onset + 1500.0, 1201)
+    t, qmin, qmax = cs._kinematics(e, 300.0, 0.010)
+    x = np.linspace(0.0, 1.0, 17)[None, :]
+    qa02 = np.exp(np.log(qmin)[:, None] * (1 - x) + np.log(qmax)[:, None] * x)
+    if shell == "K":
+        ref, got = cs._gos_k(e[:, None], qa02, z), cs._gos_k_rows(e, qa02, z)
+        kh2 = e / (cs.RYDBERG_EV * (z - 0.5) ** 2) - 1.0
+    else:
+        ref, got = cs._gos_l(e[:, None], qa02, z, onset, l1), cs._gos_l_rows(e, qa02, z, onset, l1)
+        kh2 = e / (cs.RYDBERG_EV * (z - 0.35 * 7 - 1.7) ** 2) - 0.25
+        assert (e <= l1).any() and (e > l1).any()
+    assert (kh2 < 0).any() and (kh2 >= 0).any()
+    assert np.all(np.isfinite(got)) and np.all(ref > 0)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0)

@@ -351,3 +351,40 @@ def test_linearised_fit_spread_is_the_sandwich(small):
     P = jac.theta.size
     assert np.mean(chi2) / P == pytest.approx(1.0, abs=0.1)
     assert np.mean(chi2_rep) / P < 0.9   # the fit's own F^-1 overstates this spread (readout correlation)
+
+
+def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch):
+    """sreels plan can run the fast path's prediction in a forked process (FAST_IN_PROCESS): its result is the one computed here
+    in this process, to the bit (per-row errors, derived errors, profiles); a failure in the child is raised
+    in the parent with its cause; a thread is used where the process is switched off (the default)."""
+    import multiprocessing as mp
+
+    from sreels.plan import planner
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this system: sreels plan uses a thread")
+    nf = simulate(SMALL, SINGLE, Detector(), rng=0, noise_free=True)
+    here = fast_prediction(nf, [100.0, 600.0])
+    monkeypatch.setattr(planner, "FAST_IN_PROCESS", True)
+    job = planner._start_fast(nf, [100.0, 600.0])
+    assert isinstance(job, planner._ForkedFast)
+    try:
+        there = job.result()
+    finally:
+        job.close()
+    assert there["rows"] == here["rows"] and there["derived_reported"] == here["derived_reported"]
+    for k, v in here["profile"].items():
+        np.testing.assert_array_equal(there["profile"][k], v)
+    bad = planner._start_fast(None, [100.0])
+    try:
+        with pytest.raises(RuntimeError, match="fast path's prediction failed: AttributeError"):
+            bad.result()
+    finally:
+        bad.close()
+    monkeypatch.setattr(planner, "FAST_IN_PROCESS", False)
+    job = planner._start_fast(None, [100.0])
+    assert isinstance(job, planner._ThreadFast)
+    try:
+        with pytest.raises(AttributeError):
+            job.result()
+    finally:
+        job.close()
