@@ -55,6 +55,8 @@ def _ti_boundary(y, f3, f3_e, sym):
     error (measured, 12 seeds each: pulls -0.73 / 0.65, -0.50 / 0.48, -0.30 / 0.72 (mean / sd); the erfc
     with the distance to the linear crossing as its error gave -1.27 / 1.21 on the study's interface, up
     to -4.9).  Returns (boundary, error); the erfc's alone where the Richards fit fails or hits a bound."""
+    from lmfit import Model  # (imported where the step fits run, see derive)
+
     yb, yb_e = sym.params["boundary_nm"].value, sym.params["boundary_nm"].stderr or np.nan
     m = Model(_ti_richards)
     p = m.make_params(centre_nm=dict(value=yb, min=y.min(), max=y.max()),
