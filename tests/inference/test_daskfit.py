@@ -153,7 +153,7 @@ def test_simulate_map_command_line(tmp_path):
     assert main(["simulate", "--rows", "6", "--columns", "5", "--chunk-columns", "2", "--seed", "3",
                  "--thickness-slope-x", "0.5", "--out", str(tmp_path / "m")]) == 0
     s = hs.load(tmp_path / "m" / "high.zspy", lazy=True)
-    assert s.data.shape == (6, 5, 2048) and s.data.chunks[1] == (2, 2, 1)
+    assert s.data.shape == (6, 5, 2048) and s.data.chunks[1] == (2, 2, 1) and s.data.dtype == np.float32
     t = read_csv(tmp_path / "m" / "truth.csv")
     assert t["iy"].size == 30
     # the same column simulated alone: the same counts (per-column random streams)
@@ -161,6 +161,27 @@ def test_simulate_map_command_line(tmp_path):
     seed = np.random.SeedSequence(3).spawn(5)[3]
     one = simulate(sc, rng=np.random.default_rng(seed))
     assert np.array_equal(np.asarray(s.data[:, 3, :]), one.windows["high"].counts)
+
+
+def test_map_chunks_are_the_fit_blocks(tmp_path, monkeypatch):
+    """write_map stores chunks of at most CHUNK_PIXELS pixels (the fit's blocks: one chunk each), float32
+    counts compressed by LZ4; a Dask fit's blocks follow them."""
+    import zarr
+
+    import sreels.forward.maps as maps
+    from sreels.inference.daskfit import _map_tiles
+    from sreels.inference.load import load_measurement
+
+    monkeypatch.setattr(maps, "CHUNK_PIXELS", 6)
+    write_map(Scenario(rows=7), MapSpec(columns=5), Instrument(), Detector(), tmp_path / "m", seed=1, chunk_columns=2)
+    z = zarr.open(str(tmp_path / "m" / "high.zspy"), mode="r")["Experiments"]
+    data = next(iter(z.groups()))[1]["data"]
+    assert data.chunks == (3, 2, 2048) and data.dtype == np.float32 and data.compressor.cname == "lz4"
+    w = load_measurement(sorted((tmp_path / "m").glob("*.zspy")), lazy=True)
+    tiles = _map_tiles(w, 6)
+    assert [(t[1][0].start, t[1][0].stop, t[1][1].start, t[1][1].stop) for t in tiles][:4] == \
+        [(0, 3, 0, 2), (0, 3, 2, 4), (0, 3, 4, 5), (3, 6, 0, 2)]
+    assert sorted(np.concatenate([t[0] for t in tiles])) == list(range(35))
 
 
 def test_the_resolution_of_a_lazy_low_loss_window_is_read_block_by_block():
