@@ -34,9 +34,11 @@ from ..config import Config, Detector, Instrument, Scenario
 from ..errors import SreelsInputError
 
 
-#: Pixels of a stored chunk (at most): the blocks of a Dask fit's default ``chunk_rows`` (2048), so that a
-#: block decompresses one chunk per window and pass.
-CHUNK_PIXELS = 2048
+#: Pixels of a stored chunk (at most): the blocks of a Dask fit of maps (``chunk_rows`` 1024), so that a
+#: block decompresses one chunk per window and pass.  A block of 2048 pixels took a fit's process to
+#: 1.24-1.29 GiB peak, one of 1024 to 0.71 GiB at the same CPU time a pixel (64 x 64 map, one process,
+#: 2026-12-01, load ~9).
+CHUNK_PIXELS = 1024
 #: Blosc LZ4 (level 5) with byte shuffle: measured on a 2048-pixel chunk of noisy float32 counts
 #: (2026-12-01, one core, load ~10), 2.8 us a pixel and window to decompress at ratio 1.97; no shuffle
 #: 3.7 us at 1.11; zstd level 1 + shuffle (RosettaSciIO's default) 12.8 us at 2.28.

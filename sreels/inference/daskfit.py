@@ -265,7 +265,7 @@ def held_steps(windows: dict, s: FitSettings, rows: int, budget: float) -> tuple
     return tuple(keep)
 
 
-def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 2048,
+def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 1024,
               hold_bytes: float = HOLD_BYTES_PER_WORKER):
     """The Dask graph of a fast-path fit: a ``dask.delayed`` whose ``compute()`` is the
     :class:`~.fast.FastResult` (and the resolved settings).  ``counts`` may be NumPy or Dask arrays.
@@ -323,7 +323,7 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
     return dask.delayed(_assemble, pure=True)(full, s, notes, ll_source, order, *fits)
 
 
-def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 2048,
+def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 1024,
                    workers: int | None = None, scheduler: str | None = None, client=None,
                    progress: bool = True, hold_bytes_per_worker: float = HOLD_BYTES_PER_WORKER) -> FastResult:
     """:func:`.fast.fit_image` as a Dask graph (:func:`fit_graph`), computed on Dask's local
