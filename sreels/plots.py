@@ -413,18 +413,21 @@ def chi2_per_pixel(fit) -> float:
 
 
 @styled
-def residuals_figure(result, path):
-    """Normalised residuals (data - model) / sigma of every edge fit, rows x energy."""
+def residuals_figure(result, path, nav_shape=()):
+    """Normalised residuals (data - model) / sigma of every edge fit, rows x energy (a 2-D map's pixels in
+    row-major order, ``nav_shape`` (ny, nx))."""
     fits = result.fits
     fig, axes = figure(1, max(len(fits), 1), figsize=(5 * max(len(fits), 1), 4.5), squeeze=False)
-    y = result.columns["y_nm"]
+    pixels = len(nav_shape) == 2 and min(nav_shape) > 1
+    y = np.arange(result.position.size, dtype=float) if pixels else result.columns["y_nm"]
+    ylabel = f"pixel, row-major (iy x {nav_shape[1]} + ix)" if pixels else _position_label(result)
     for a, (edge, fit) in zip(axes[0], fits.items()):
         pulls = fit.pulls()
         im = a.imshow(pulls, aspect="auto", cmap="RdBu_r", vmin=-4, vmax=4, interpolation="nearest",
                       extent=[fit.energy[0], fit.energy[-1], y[-1], y[0]])
         a.set_title(f"{edge}: χ²/N = {chi2_per_pixel(fit):.3f}", loc="left")
         a.set_xlabel("energy loss (eV)")
-        a.set_ylabel(_position_label(result) if a is axes[0, 0] else "")
+        a.set_ylabel(ylabel if a is axes[0, 0] else "")
         fig.colorbar(im, ax=a, label="(data − model) / σ")
     fig.tight_layout()
     save(fig, path)

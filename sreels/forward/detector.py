@@ -48,6 +48,15 @@ def apply_psf(image: np.ndarray, decay: float) -> np.ndarray:
     return convolve1d(image, k.astype(image.dtype) if image.dtype == np.float32 else k, axis=-1, mode="reflect")
 
 
+def gained_psf(counts: np.ndarray, det: Detector) -> np.ndarray:
+    """gain x PSF of float32 electron counts (the gain folded into the PSF kernel: one pass fewer)."""
+    if det.psf_decay > 0:
+        k = (psf_kernel(det.psf_decay) * det.gain_counts_per_e).astype(np.float32)
+        return convolve1d(counts, k, axis=-1, mode="reflect")
+    counts *= np.float32(det.gain_counts_per_e)
+    return counts
+
+
 def expected_counts(electrons: np.ndarray, det: Detector) -> np.ndarray:
     """Noise-free counts for expected electrons (no quantisation, no saturation)."""
     out = det.gain_counts_per_e * apply_psf(np.asarray(electrons, dtype=float), det.psf_decay)
@@ -63,43 +72,90 @@ def expected_counts(electrons: np.ndarray, det: Detector) -> np.ndarray:
 POISSON_EXACT_BELOW_E = 100.0
 
 
-def poisson_cornish_fisher(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def poisson_cornish_fisher(lam: np.ndarray, rng: np.random.Generator, scale: np.ndarray | None = None) -> np.ndarray:
     """Poisson(lam) draws for lam >= ~30, float32: round(lam + a Z + (Z^2 - 1) / 6), Z standard normal.
 
     The Cornish-Fisher expansion of the Poisson quantile to order lam^-1/2 (the (Z^2 - 1) / 6 term
     gives the third cumulant lam: skewness 1 / sqrt(lam)); a = sqrt(lam - 1/12 - 1/18) makes the
     variance lam exactly after the rounding (+1/12, Sheppard) and the quadratic term (+2/36).  Mean,
     variance and third cumulant are Poisson's to O(1); the fourth cumulant is 4/3 lam instead of lam.
-    Costs one float32 normal draw per pixel (~4x faster than ``Generator.poisson``)."""
+    Costs one float32 normal draw per pixel (~4x faster than ``Generator.poisson``).  ``lam`` may be
+    given as float32 with ``scale`` = :func:`cornish_fisher_scale` of it (precomputed: the same draws)."""
     z = rng.standard_normal(lam.shape, dtype=np.float32)
-    lam32 = lam.astype(np.float32)
-    x = np.sqrt(lam32 - np.float32(5.0 / 36.0)) * z
+    lam32 = lam.astype(np.float32, copy=False)
+    # lam + a z + (z^2 - 1) / 6 = z (a + z / 6) + (lam - 1/6): four float32 passes
+    x = z * np.float32(1.0 / 6.0)
+    x += cornish_fisher_scale(lam32) if scale is None else scale
+    x *= z
     x += lam32
-    z *= z
-    z -= 1.0
-    z *= np.float32(1.0 / 6.0)
-    x += z
+    x -= np.float32(1.0 / 6.0)
     np.rint(x, out=x)
     return np.maximum(x, 0.0, out=x)
 
 
-def poisson_counts(lam: np.ndarray, rng: np.random.Generator,
-                   exact_below: float = POISSON_EXACT_BELOW_E) -> tuple[np.ndarray, int]:
-    """Electron counts (float32) for expected electrons ``lam``: exact ``rng.poisson`` where
-    lam < ``exact_below``, :func:`poisson_cornish_fisher` elsewhere.  Returns (counts, number of
-    pixels drawn by the approximation).  ``exact_below = inf`` draws every pixel exactly."""
+def cornish_fisher_scale(lam32: np.ndarray) -> np.ndarray:
+    """a = sqrt(lam - 5/36) in float32 (:func:`poisson_cornish_fisher`)."""
+    return np.sqrt(lam32 - np.float32(5.0 / 36.0))
+
+
+@dataclass(frozen=True)
+class CountsPlan:
+    """What the electron-count draw of one image of expected electrons needs that does not depend on
+    the random draws (checked once, split once, converted once): reused for every readout of the
+    same expectation (:func:`.simulate.simulate` keeps it with its cached expectation).  Drawing
+    with a plan gives the same numbers as drawing without."""
+
+    shape: tuple
+    exact_below: float
+    n_high: int
+    lam_low: np.ndarray | None     # float64 means of the exactly drawn pixels (C order)
+    low_idx: np.ndarray | None     # their flat indices (None: every pixel, or none)
+    lam32_high: np.ndarray | None  # float32 means of the approximated pixels
+    scale_high: np.ndarray | None  # :func:`cornish_fisher_scale` of them
+    high_idx: np.ndarray | None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.lam_low, self.low_idx, self.lam32_high, self.scale_high, self.high_idx)
+                   if a is not None)
+
+
+def counts_plan(lam: np.ndarray, exact_below: float = POISSON_EXACT_BELOW_E) -> CountsPlan:
+    """The :class:`CountsPlan` of expected electrons ``lam`` (finite, >= 0: else ValueError)."""
     lam = np.asarray(lam, dtype=float)
+    if not (np.isfinite(lam.sum()) and lam.min(initial=0.0) >= 0):
+        raise ValueError("expected electrons must be finite and >= 0")
     high = lam >= exact_below
     n_high = int(np.count_nonzero(high))
     if n_high == 0:
-        return rng.poisson(lam).astype(np.float32), 0
+        return CountsPlan(lam.shape, exact_below, 0, lam, None, None, None, None)
     if n_high == lam.size:
-        return poisson_cornish_fisher(lam, rng), n_high
-    out = np.empty(lam.shape, dtype=np.float32)
-    low = ~high
-    out[low] = rng.poisson(lam[low])
-    out[high] = poisson_cornish_fisher(lam[high], rng)
-    return out, n_high
+        lam32 = lam.astype(np.float32)
+        return CountsPlan(lam.shape, exact_below, n_high, None, None, lam32, cornish_fisher_scale(lam32), None)
+    flat = lam.ravel()
+    low_idx, high_idx = np.flatnonzero(~high), np.flatnonzero(high)
+    lam32 = flat[high_idx].astype(np.float32)
+    return CountsPlan(lam.shape, exact_below, n_high, flat[low_idx], low_idx, lam32, cornish_fisher_scale(lam32),
+                      high_idx)
+
+
+def poisson_counts(lam: np.ndarray, rng: np.random.Generator,
+                   exact_below: float = POISSON_EXACT_BELOW_E, plan: CountsPlan | None = None) -> tuple[np.ndarray, int]:
+    """Electron counts (float32) for expected electrons ``lam``: exact ``rng.poisson`` where
+    lam < ``exact_below``, :func:`poisson_cornish_fisher` elsewhere.  Returns (counts, number of
+    pixels drawn by the approximation).  ``exact_below = inf`` draws every pixel exactly.  ``plan``:
+    :func:`counts_plan` of ``lam`` and ``exact_below``, if already made (``lam`` is then not read)."""
+    if plan is None:
+        plan = counts_plan(lam, exact_below)
+    if plan.n_high == 0:
+        return rng.poisson(plan.lam_low).astype(np.float32), 0
+    if plan.high_idx is None:
+        return poisson_cornish_fisher(plan.lam32_high, rng, plan.scale_high), plan.n_high
+    out = np.empty(plan.shape, dtype=np.float32)
+    flat = out.reshape(-1)
+    flat[plan.low_idx] = rng.poisson(plan.lam_low)
+    flat[plan.high_idx] = poisson_cornish_fisher(plan.lam32_high, rng, plan.scale_high)
+    return out, plan.n_high
 
 
 def sampling_record(exact_below: float, n_pixels: int, n_approx: int) -> dict:
@@ -120,35 +176,46 @@ class Readout:
 
 
 def apply_detector(electrons: np.ndarray, det: Detector, rng: np.random.Generator,
-                   exact_below: float = POISSON_EXACT_BELOW_E) -> Readout:
+                   exact_below: float = POISSON_EXACT_BELOW_E, plan: CountsPlan | None = None) -> Readout:
     """Draw one camera readout of an image of expected electrons per pixel.
 
     Electron counts by :func:`poisson_counts` (exact Poisson below ``exact_below`` expected
     electrons per pixel); the camera's stages in float32 (counts up to the 16-bit ADC maximum:
-    float32 is exact to 0.004 counts there, far below the quantisation)."""
+    float32 is exact to 0.004 counts there, far below the quantisation).  ``plan``: the
+    :func:`counts_plan` of ``electrons`` and ``exact_below`` if already made (then not redone)."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    lam = np.asarray(electrons, dtype=float)
-    if not (np.isfinite(lam.sum()) and lam.min(initial=0.0) >= 0):
-        raise ValueError("expected electrons must be finite and >= 0")
-    counts, n_approx = poisson_counts(lam, rng, exact_below)
-    counts *= np.float32(det.gain_counts_per_e)
-    signal = apply_psf(counts, det.psf_decay)
+    if plan is None:
+        plan = counts_plan(electrons, exact_below)
+    elif plan.shape != np.shape(electrons) or plan.exact_below != exact_below:
+        raise ValueError("the counts plan was made for another image or switch-over")
+    shape = plan.shape
+    counts, n_approx = poisson_counts(None, rng, exact_below, plan)
+    signal = gained_psf(counts, det)
     gain_map = None
     if det.gain_nonuniformity_rel > 0:
-        gain_map = 1.0 + det.gain_nonuniformity_rel * rng.standard_normal(lam.shape)
+        gain_map = 1.0 + det.gain_nonuniformity_rel * rng.standard_normal(shape)
         signal *= gain_map.astype(np.float32)
     raw = signal
-    raw += np.float32(det.dark_offset_counts)
+    dark = np.float32(det.dark_offset_counts)
+    # a dark-subtracted readout is kept relative to the dark offset: clip and saturate at -dark and
+    # max - dark (two passes fewer; rint(x + dark) = rint(x) + dark for an integer dark offset but at
+    # ties and float32 rounding, i.e. never in distribution)
+    rel = det.dark_subtracted and float(dark).is_integer()
     if det.readout_noise_counts > 0:
-        noise = rng.standard_normal(lam.shape, dtype=np.float32)
+        noise = rng.standard_normal(shape, dtype=np.float32)
         noise *= np.float32(det.readout_noise_counts)
+        if not rel:
+            noise += dark
         raw += noise
+    elif not rel:
+        raw += dark
     if det.quantise:
         np.rint(raw, out=raw)
-    np.clip(raw, 0, det.adc_max_counts, out=raw)
-    saturated = raw >= det.adc_max_counts
-    if det.dark_subtracted:
-        raw -= np.float32(det.dark_offset_counts)
+    lo, hi = (-dark, np.float32(det.adc_max_counts) - dark) if rel else (0, det.adc_max_counts)
+    np.clip(raw, lo, hi, out=raw)
+    saturated = raw >= hi
+    if det.dark_subtracted and not rel:
+        raw -= dark
     return Readout(raw.astype(np.float32, copy=False), saturated, gain_map,
-                   sampling_record(exact_below, lam.size, n_approx))
+                   sampling_record(exact_below, int(np.prod(shape)), n_approx))

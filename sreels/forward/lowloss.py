@@ -308,6 +308,7 @@ class RowKernel:
             tfe, self.sum_shallow = shallow_edge_tf(self.grid, beam, self.shallow)
             basis.append(tfe)
         self.basis = np.concatenate(basis, axis=0)
+        self._basis_pairs = np.ascontiguousarray(self.basis).view(float)
 
     def coefficients(self, s) -> tuple[np.ndarray, np.ndarray]:
         """Row coefficients (rows, basis) and the real constants (rows,) of the exponent."""
@@ -326,7 +327,9 @@ class RowKernel:
     def transfer(self, s) -> np.ndarray:
         """H_y(f) of the rows of ``s`` (rows, n_freq), complex."""
         c, const = self.coefficients(s)
-        expo = c.astype(complex) @ self.basis
+        # real coefficients times the complex basis seen as (re, im) float pairs: one real product
+        # (half the flops of the complex one), the result read back as complex
+        expo = (c @ self._basis_pairs).view(complex)
         expo += const[:, None]
         return np.exp(expo, out=expo)
 

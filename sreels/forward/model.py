@@ -156,8 +156,10 @@ class WindowModel:
         # above BACKGROUND_SCATTERED_EV the background is the tail of single losses and scatters like the
         # edges; below, it is the tail of the low loss itself, whose measured shape already holds its plural part
         self.bg_scattered = instrument.plural_scattering and window.offset_ev >= BACKGROUND_SCATTERED_EV
-        self._bg_grid = ((e / window.background_ref_ev) ** (-window.background_r) * taper) if self.bg_scattered \
-            else None
+        # (the power law is that tail from BACKGROUND_SCATTERED_EV up only: a window's lower pad may reach below)
+        self._bg_grid = np.where(e >= BACKGROUND_SCATTERED_EV, (np.maximum(e, BACKGROUND_SCATTERED_EV)
+                                                                / window.background_ref_ev) ** (-window.background_r),
+                                 0.0) * taper if self.bg_scattered else None
         # below it, with plural scattering, the background is the low loss itself (ZLP + plasmons, the
         # same distribution as the low-loss window), its tail reaching into the window; no separate power law
         self.lowloss_tail = instrument.plural_scattering and not self.bg_scattered and e[0] < -5.0

@@ -104,6 +104,45 @@ def _is_lazy(a) -> bool:
     return hasattr(a, "compute") and hasattr(a, "chunks")  # a Dask array
 
 
+def _item(tree: dict, path: str):
+    for key in path.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def mapped_metadata(sig: dict) -> dict:
+    """The signal's ``metadata`` with RosettaSciIO's ``mapping`` applied to its ``original_metadata``, as
+    HyperSpy's loader does (a DM file's beam energy, collection angle and exposure live only in its original
+    tags until mapped); keys already in ``metadata`` win, and a tag a mapping function cannot convert is
+    skipped."""
+    import copy
+
+    md = copy.deepcopy(sig.get("metadata") or {})
+    om, mapping = sig.get("original_metadata") or {}, sig.get("mapping") or {}
+    if not isinstance(md, dict) or not isinstance(om, dict) or not isinstance(mapping, dict):
+        return md if isinstance(md, dict) else {}
+    for src, target in mapping.items():
+        value = _item(om, src)
+        if value is None or not isinstance(target, tuple) or len(target) != 2:
+            continue
+        dest, convert = target
+        try:
+            value = convert(value) if convert is not None else value
+        except Exception:  # noqa: BLE001 - a tag the reader's own converter rejects is left out
+            continue
+        *parents, leaf = dest.split(".")
+        node = md
+        for key in parents:
+            node = node.setdefault(key, {}) if isinstance(node.get(key, {}), dict) else None
+            if node is None:
+                break
+        if node is not None and value is not None and leaf not in node:
+            node[leaf] = value
+    return md
+
+
 def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_ev=None) -> WindowData:
     """Build a WindowData from a RosettaSciIO signal dictionary (a Dask array stays lazy)."""
     data = sig["data"] if _is_lazy(sig["data"]) else np.asarray(sig["data"])
@@ -138,7 +177,7 @@ def from_signal_dict(sig: dict, source: str, energy_offset_ev=None, dispersion_e
         punit = ("nm" if unit in _LENGTH_TO_NM else "") if len(nav_axes) == 1 else "px"
     else:
         position, punit = PositionAxis(0.0, 1.0, 1), ""
-    md = sig.get("metadata", {}) or {}
+    md = mapped_metadata(sig)
     sre = md.get("sreels", {}) if isinstance(md, dict) else {}
     det = sre.get("detector", {}) if isinstance(sre, dict) else {}
     return WindowData(_window_name(energy, Path(source).stem, counts), energy, counts, position, source,

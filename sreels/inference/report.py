@@ -72,7 +72,7 @@ def write_figures(result, derived: dict, folder, nav_shape=()) -> list[str]:
                      "spectrum_fits.png shows the fits")
     if result.fits:  # a chunked fit keeps no per-row edge fits
         if rows >= 3:
-            residuals_figure(result, folder / "residuals.png")
+            residuals_figure(result, folder / "residuals.png", nav_shape)
         else:
             spectrum_fits_figure(result, folder / "spectrum_fits.png")
     return notes

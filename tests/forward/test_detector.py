@@ -153,3 +153,21 @@ def test_simulated_images_record_their_sampling():
     exact = simulate(Scenario(rows=40, row_nm=47.0), rng=5, poisson_exact_below=np.inf)
     assert all(w.sampling["pixels_approximated"] == 0 for w in exact.windows.values())
     assert simulate(Scenario(rows=40, row_nm=47.0), rng=5, noise_free=True).windows["high"].sampling is None
+
+
+def test_a_counts_plan_gives_the_same_readout_and_must_match_its_image():
+    """A readout with a plan made once (what simulate keeps with a cached expectation) is the readout
+    without it, draw for draw, for exact, approximated and mixed images."""
+    from sreels.forward.detector import counts_plan
+
+    lam = np.random.default_rng(4).uniform(0.0, 300.0, (30, 200))
+    for eb in (100.0, np.inf, 0.5):
+        plan = counts_plan(lam, eb)
+        a = apply_detector(lam, Detector(), np.random.default_rng(9), eb)
+        b = apply_detector(lam, Detector(), np.random.default_rng(9), eb, plan=plan)
+        np.testing.assert_array_equal(a.counts, b.counts)
+        assert a.sampling == b.sampling
+    with pytest.raises(ValueError, match="another image"):
+        apply_detector(lam[:10], Detector(), np.random.default_rng(9), 100.0, plan=counts_plan(lam, 100.0))
+    with pytest.raises(ValueError, match="finite"):
+        counts_plan(np.array([[1.0, -2.0]]))

@@ -141,3 +141,107 @@ def test_default_scenario_reproduces_the_study_numbers():
     assert np.all(np.abs(p.peak_a_ev[ti3] - 538.0 + 0.9) < 0.02)
     assert np.all(np.abs(p.peak_a_ev[el4] - 538.0 + 0.3) < 0.05)
     assert p.peak_a_rel[el4].mean() > 1.1 and p.peak_a_rel[ti3].mean() < p.peak_a_rel[el4].mean()
+
+
+def test_cached_expectation_equals_a_fresh_one_and_follows_its_inputs(tmp_path):
+    import dataclasses
+    import os
+
+    from sreels.config import Instrument
+    from sreels.forward import simulate as sm
+    from sreels.forward.instrument import energy_distortion
+    from sreels.forward.model import RowState
+    from sreels.forward.profiles import build_profiles
+
+    sm.clear_expectation_cache()
+    a = simulate(SMALL, rng=3)          # computes and keeps the expectation
+    b = simulate(SMALL, rng=3)          # reuses it
+    inst = Instrument()
+    p = build_profiles(SMALL)
+    fresh, truth = sm.expected_electrons(sm.window_models(inst), RowState.from_profiles(
+        p, energy_distortion(p.y_nm, inst.energy_distortion_ev, inst.drift_ev)), inst, SMALL.row_nm)
+    for k in a.windows:
+        assert b.windows[k].electrons is a.windows[k].electrons   # the same (read-only) array
+        assert not a.windows[k].electrons.flags.writeable
+        np.testing.assert_array_equal(a.windows[k].electrons, fresh[k][1])
+        np.testing.assert_array_equal(a.windows[k].counts, b.windows[k].counts)
+    np.testing.assert_array_equal(a.lowloss_truth["t_over_lambda"], truth["t_over_lambda"])
+    # another scenario, another instrument: other expectations (not the cached ones)
+    c = simulate(dataclasses.replace(SMALL, li_max_rel=4.0), noise_free=True)
+    assert not np.array_equal(c.windows["low"].electrons, a.windows["low"].electrons)
+    d = simulate(SMALL, dataclasses.replace(inst, drift_ev=0.3), noise_free=True)
+    assert not np.array_equal(d.windows["high"].electrons, a.windows["high"].electrons)
+    # a profile table rewritten in place is read again
+    t = tmp_path / "p.csv"
+    sc = Scenario(rows=20, row_nm=50.0, first_row_nm=0.0, profile_table=str(t), grains=())
+    t.write_text("y_nm,li_rel\n0,4\n2000,1\n")
+    e1 = simulate(sc, noise_free=True).windows["low"].electrons
+    t.write_text("y_nm,li_rel\n0,6\n2000,1\n")
+    os.utime(t, ns=(os.stat(t).st_atime_ns, os.stat(t).st_mtime_ns + 10**9))
+    e2 = simulate(sc, noise_free=True).windows["low"].electrons
+    assert e2[0].sum() > e1[0].sum()   # more Li at y = 0
+    assert len(sm._expectation_cache) <= sm.EXPECTATION_CACHE_ENTRIES
+    sm.clear_expectation_cache()
+
+
+def test_readouts_do_not_depend_on_threads_and_windows_have_independent_noise_of_the_right_size():
+    """Each window draws from its own stream: the images are the same with one thread or several; the
+    windows' noise is uncorrelated (the same stream in two windows would correlate their CF normals
+    fully); without a PSF every window's pixels have variance gain^2 lam + readout^2 + 1/12."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sreels.config import Detector
+    from sreels.forward import simulate as sm
+
+    sc = Scenario(rows=60, row_nm=25.0)
+    det = Detector(psf_decay=0.0)
+    a = simulate(sc, detector=det, rng=21)
+    one = ThreadPoolExecutor(1)
+    saved = sm._pool
+    sm._pool = lambda: one
+    try:
+        b = simulate(sc, detector=det, rng=21)
+    finally:
+        sm._pool = saved
+        one.shutdown()
+    pulls = {}
+    for k, w in a.windows.items():
+        np.testing.assert_array_equal(w.counts, b.windows[k].counts)
+        lam = w.electrons
+        var = det.gain_counts_per_e**2 * lam + det.readout_noise_counts**2 + 1 / 12
+        z = (w.counts.astype(float) - det.gain_counts_per_e * lam) / np.sqrt(var)
+        n = z.size
+        assert abs(z.mean()) < 5 / np.sqrt(n), k
+        assert z.var() == pytest.approx(1.0, abs=5 * np.sqrt(2 / n) + 0.002), k
+        pulls[k] = z.ravel()
+    n = pulls["low"].size
+    assert abs(np.corrcoef(pulls["low"], pulls["high"])[0, 1]) < 5 / np.sqrt(n)
+    assert abs(np.corrcoef(pulls["high"], pulls["lowloss"])[0, 1]) < 5 / np.sqrt(n)
+
+
+def test_a_forked_process_simulates_after_its_parent_did():
+    """The readout threads' pool is per process: a child forked after the parent simulated (and so
+    holds a copy of the parent's pool without its threads) still finishes, with the parent's image."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    sc = Scenario(rows=12, row_nm=47.0)
+    parent = simulate(sc, rng=4).windows["high"].counts
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=_simulate_into, args=(q, sc))
+    child.start()
+    try:
+        got = q.get(timeout=60)   # (before join: the child exits only once its queue is drained)
+    except Exception:
+        got = None
+    child.join(timeout=10)
+    if child.is_alive():
+        child.kill()
+    assert got is not None, "the forked child hung"
+    np.testing.assert_array_equal(got, parent)
+
+
+def _simulate_into(q, sc):
+    q.put(simulate(sc, rng=4).windows["high"].counts)

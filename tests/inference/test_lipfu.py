@@ -63,8 +63,11 @@ def test_li_per_fu_through_plural_scattering_recovers_the_truth(fitted):
 # the old low-loss window alone 1.0042, the old Ti-L window alone 0.9887, so the fit's Li-K normalisation
 # leans on how the Li-K window's plural tail relates to the low loss's, which the wrap had altered.
 # Left to the inference (strict: passes again, and must be unmarked, once the fit recovers 0.6 %).
-WRAP_FIXED = pytest.mark.xfail(strict=True, reason="li_per_fu 0.84 % low at t/lambda 0.89 since the "
-                               "linear plural convolution (median 0.9916; see the comment above)")
+# Since the Fourier ratio's longer lower pad (issue 10's Ti3+ bias) the Ti-L2,3 amplitude at t/lambda 0.89
+# is 0.26 % higher and the median 0.9889 (li_per_fu_o, from the same deconvolved window's O-K, agrees within
+# 0.25 %: the rest is the Li-K side's; measured).
+WRAP_FIXED = pytest.mark.xfail(strict=True, reason="li_per_fu 1.1 % low at t/lambda 0.89 since the "
+                               "linear plural convolution (median 0.9889; see the comment above)")
 
 
 @pytest.mark.parametrize("thickness_nm", [55.0, pytest.param(165.0, marks=WRAP_FIXED)])
@@ -140,8 +143,8 @@ def _noise_free_o(thickness_nm, instrument=None):
 
 def test_li_per_fu_o_noise_free_through_plural_scattering():
     """Noise-free DualEELS image at t/lambda 0.54: Li per f.u. from Li-K / O-K within 1 % of the truth
-    on every row free of AlPO4 away from the Pt collector (measured +0.30 % median, +0.99 % max in the
-    electrode, where the deconvolved O-K post-edge reads lowest: LI_O_PLURAL_SYST), and within
+    on every row free of AlPO4 away from the Pt collector (measured -0.17 % median, -0.26 to +0.10 %; +0.30 %
+    median, +0.99 % max before the low loss's extension reached 400 eV: LI_O_PLURAL_SYST), and within
     LI_O_PLURAL_SYST (t/lambda)^2 of the Ti route; rows over the AlPO4 grains are withheld
     (second_o_phase) where their extra O exceeds 2 %, and the others' reading matches 12 N_Li / N_O."""
     from sreels.inference.fast import LI_O_PLURAL_SYST, SECOND_O_PHASE_REL
@@ -214,10 +217,11 @@ def test_li_per_fu_o_without_ti():
 @pytest.mark.parametrize("thickness_nm", [55.0, 165.0])
 def test_li_per_fu_o_noise_free_thin_and_thick(thickness_nm):
     """Noise-free DualEELS images at t/lambda 0.30 and 0.89.  At 0.30 li_per_fu_o is within 1 % of the
-    truth on the AlPO4-free rows off Pt (measured -0.25 % median, +0.34 % max).  At 0.89 it is NOT within
-    1 %: the deconvolved O-K post-edge reads low by up to 2.7 % (li_per_fu_o +1.4 % median, +2.8 % max),
-    from the power-law extension of the 195 eV low-loss window (with a window to 400 eV the post-edge
-    is right to 0.05 %); the error budget carries LI_O_PLURAL_SYST (t/lambda)^2, which covers it."""
+    truth on the AlPO4-free rows off Pt (measured -0.37 % median, -0.46 to +0.09 %).  At 0.89 the deconvolved
+    O-K post-edge read low by up to 2.7 % (li_per_fu_o +1.4 % median, +2.8 % max) while the low loss's
+    power-law extension reached 355 eV; extended to 595 eV (EXTEND_EV) li_per_fu_o agrees with li_per_fu
+    within 0.5 % on every row (measured +0.16 to +0.25 %) and both read ~1 % low (median 0.9912 and 0.9889:
+    the Li-K side's, WRAP_FIXED above), within LI_O_PLURAL_SYST (t/lambda)^2 + 0.5 %."""
     from sreels.inference.fast import LI_O_PLURAL_SYST
 
     sc, sim, res = _noise_free_o(thickness_nm)
@@ -233,17 +237,19 @@ def test_li_per_fu_o_noise_free_thin_and_thick(thickness_nm):
     else:
         assert 0.85 < tl < 0.95
         assert np.all(np.abs(r - 1) < LI_O_PLURAL_SYST * tl**2 + 0.005), (r.min(), r.max())
-        assert np.median(r) - 1 > 0.005  # the known bias is there (the test would notice its fix)
+        both = ok & np.isfinite(c["li_per_fu"])
+        assert both.sum() > 120
+        q = c["li_per_fu_o"][both] / c["li_per_fu"][both]
+        assert np.all(np.abs(q - 1) < 0.005), (q.min(), q.max())  # was up to +3.0 % (the 355 eV extension)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("thickness_nm, mean_range", [(55.0, (-0.2, 0.2)), (100.0, (-0.2, 0.2)), (165.0, (0.0, 0.35))])
+@pytest.mark.parametrize("thickness_nm, mean_range", [(55.0, (-0.2, 0.2)), (100.0, (-0.2, 0.2)), (165.0, (-0.2, 0.2))])
 def test_li_per_fu_o_pulls_over_seeds(thickness_nm, mean_range):
     """Seeded DualEELS images (seeds 200-202, the study's interface on 165 rows of 11.4 nm): li_per_fu_o
-    pulls against 12 N_Li / N_O.  t/lambda 0.30 and 0.54: mean within +-0.2 (measured -0.14 and +0.05,
-    n = 436 and 435), sd 0.8-1.2 (1.05, 1.03).  t/lambda 0.89: the known bias of the deconvolved O-K
-    post-edge (li_per_fu_o +1.4 to +2.8 % noise-free, LI_O_PLURAL_SYST) shifts the mean to +0.20
-    (n = 433, sd 1.11): asserted in (0, 0.35), i.e. the bias is there and bounded, not within +-0.2."""
+    pulls against 12 N_Li / N_O at t/lambda 0.30, 0.54, 0.89: mean within +-0.2 (measured -0.12, +0.01,
+    +0.01; n = 435, 427, 431), sd 0.8-1.2 (1.03, 1.02, 1.00).  At 0.89 the mean was +0.20 (sd 1.11) while the
+    low loss's extension reached only 355 eV (the deconvolved O-K post-edge read low, LI_O_PLURAL_SYST)."""
     import dataclasses
 
     sc = dataclasses.replace(SCENARIOS["study"], thickness_nm=thickness_nm, rows=165, row_nm=11.4)

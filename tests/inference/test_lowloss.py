@@ -91,14 +91,36 @@ def test_fast_path_with_low_loss_reports_the_columns_and_honest_pulls():
     assert any("Fourier-ratio" in n for n in res.notes)
 
 
+def test_ti3_fraction_of_ti4_rows_unbiased_at_t_over_lambda_0_9():
+    """Noise-free DualEELS image at t/lambda 0.89 (the study's interface on 165 rows of 11.4 nm): the Ti4+
+    rows read Ti3+ within 0.15 of their error of 0 on average (measured +0.045 sigma, f3 +0.0002).  The
+    Fourier ratio needs the spectrum below the Ti-L2,3 window out to the plural kernel's reach (~200 eV:
+    Al/Si/P-L2,3, multiple plasmons); with the window extended 128 eV down and the forward background cut
+    102.4 eV below the window it read -0.37 sigma (f3 -0.0015; measured), Ti3+ pulls -0.33 at t/lambda 0.9."""
+    from sreels.inference.fast import usable
+    from .fasthelpers import SCENARIOS
+
+    sc = dataclasses.replace(SCENARIOS["study"], thickness_nm=165.0, rows=165, row_nm=11.4)
+    sim = simulate(sc, noise_free=True)
+    res = fit_image(windows_of(sim), progress=False)
+    t, c = sim.truth_columns(), res.columns
+    assert 0.85 < np.nanmedian(c["t_over_lambda"]) < 0.95
+    f3, t3 = c["ti3_fraction_raw"], t["ti3_fraction_row"]
+    ti4 = usable(res.status, "ti") & np.isfinite(f3) & (t3 < 0.05)
+    assert ti4.sum() > 120
+    z = ((f3 - t3) / c["ti3_fraction_err"])[ti4]
+    assert abs(z.mean()) < 0.15 and abs(np.mean((f3 - t3)[ti4])) < 6e-4, (z.mean(), np.mean((f3 - t3)[ti4]))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("tl", [0.3, 0.6, pytest.param(0.9, marks=pytest.mark.xfail(
-    strict=True, reason="Ti3+ pull mean -0.37 at t/lambda 0.9 (seeds 11, 12; target +-0.3)"))])
+@pytest.mark.parametrize("tl", [0.3, 0.6, 0.9])
 def test_pulls_at_three_thicknesses(tl):
     """The issue's targets at t/lambda 0.3, 0.6, 0.9 (thickness over the parent's lambda, 194.7 nm),
     two seeds pooled: Ti3+ and R_OO pulls mean within +-0.3 and sd 0.8-1.3, t/lambda within 5 %,
     ZLP line within 0.02 eV rms.  li_rel's pulls (0.96-1.09 sd, measured) are asserted by the scenario
-    tests of tests/inference/test_fast_accuracy.py."""
+    tests of tests/inference/test_fast_accuracy.py.  Measured (n 636 each): Ti3+ +0.04/1.03, +0.04/1.05,
+    +0.07/1.08 and R_OO -0.05/1.01, -0.08/1.04, -0.08/1.04 (mean/sd) at t/lambda 0.3/0.6/0.9; Ti3+ at 0.9
+    was -0.37 before the Fourier ratio's lower pad reached the plural kernel's ~200 eV (a strict xfail)."""
     zs = {"ti3_fraction_raw": [], "r_oo_nm": []}
     for seed in (11, 12):
         sim = simulate(Scenario(thickness_nm=tl * 194.7), dual(), rng=seed)

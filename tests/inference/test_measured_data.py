@@ -188,3 +188,21 @@ def test_measured_srtio3_gives_the_crystal_o_o_within_its_error(shared_data, tmp
     r, e, e_stat = (float(row[k]) for k in ("r_oo_nm", "r_oo_nm_err", "r_oo_nm_err_stat"))
     assert abs(r - 0.2761) < e
     assert 3 * e_stat < e < 0.02 * r  # C's error dominates a single spectrum's, and stays ~1.5 % of R
+
+
+@pytest.mark.parametrize("rel, kev, mrad", [
+    ("internal-only/Ti-Oxidation-EELS-data-processing/TiO2_TiL_SI_high-loss.dm4", 200.0, 100.0),  # HF5000
+    ("licensed/pyTEMlib/EELS_STO.dm3", 200.0, 33.0)])
+def test_dm_files_give_their_own_beam_energy(shared_data, rel, kev, mrad):
+    """A DM file's beam energy and collection angle live in its original tags (Microscope Info, EELS
+    Experimental Conditions); RosettaSciIO maps them only for HyperSpy. Read directly, the fit once
+    assumed 300 kV for these 200 kV files and said the files did not give it."""
+    from sreels.inference.fast import resolve_instrument
+
+    f = shared_data / rel
+    if not f.exists():
+        pytest.skip(f"{f} absent")
+    windows = load_measurement([f])
+    s, notes = resolve_instrument(windows, FitSettings())
+    assert s.beam_energy_kev == kev and s.collection_semiangle_mrad == mrad, notes
+    assert any(f"beam_energy_kev = {kev:g} from the files' metadata" in n for n in notes), notes

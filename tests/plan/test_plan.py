@@ -3,6 +3,7 @@ path's prediction against a seeded ensemble, and the command's inputs and output
 
 The joint fit's predictions against 100+ MAP fits per design are validation/06_plan.py."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,7 +18,8 @@ from sreels.inference.bayes.likelihood import Likelihood
 from sreels.inference.bayes.model import ImageModel
 from sreels.inference.fast import fit_image, usable
 from sreels.plan import design as dz
-from sreels.plan.fisher import _readout_bands, fisher, gradients, joint_jacobian, readout_factor, sigmas
+from sreels.plan.fisher import (_readout_bands, covariances, fisher, gradients, joint_jacobian, readout_factor,
+                                sigmas)
 from sreels.plan.planner import (_next_scale, fast_prediction, joint_sigmas, parse_targets, parse_vary, readout_share,
                                  solve_scale)
 
@@ -79,6 +81,67 @@ def test_spread_and_reported_error(small):
             joint_sigmas(jac, {"x": g[k]}, 1.0, 0.0, "reported")["x"], rel=1e-6)
         assert joint_sigmas(jac, {"x": g[k]}, 1e-3)["x"] < 0.97 * joint_sigmas(jac, {"x": g[k]}, 1e-3,
                                                                                    kind="reported")["x"]
+
+
+def _direct_covariances(jac, s, rfactor=1.0):
+    """The sandwich written out row by row with dense matrices (no shortcut of fisher._terms): per row
+    X = [s_w G_w] over every window's bins, A the amplitudes' columns (a background per window, host and
+    AlPO4 shared), W the likelihood's weights, the residual maker R = I - A (A'WA)^-1 A'W, F = X'W R X and
+    H = (R X)' W C W (R X) with C the true covariance: Poisson + readout with its whitened bands."""
+    nw, P = len(jac.windows), jac.theta.size
+    s = np.broadcast_to(np.asarray(s, float), (nw,))
+    c0 = rfactor * jac.readout_counts2 / jac.gain ** 2
+    decay = float(jac.design.detector.psf_decay)
+    F, H = np.zeros((P, P)), np.zeros((P, P))
+    for r in range(jac.y_nm.size):
+        X, A, W, C = [], [], [], []
+        for i, w in enumerate(jac.windows):
+            n = w.G.shape[1]
+            X.append(s[i] * w.full_G(P)[r])
+            a = np.zeros((n, nw + 2))
+            a[:, [i, nw, nw + 1]] = s[i] * w.cols[r]
+            A.append(a)
+            W.append(np.where(w.mask[r], 1.0 / (np.maximum(s[i] * w.lam[r], 1.0) + rfactor * w.readout_var[r]), 0.0))
+            bands = _readout_bands(w.channels, decay, w.i0, n, w.bin)
+            c = np.diag(s[i] * w.lam[r] + c0 * bands[0])
+            for k, d in enumerate(bands[1:], 1):
+                c += c0 * (np.diag(d[:n - k], k) + np.diag(d[:n - k], -k))
+            C.append(c)
+        X, A, W = np.vstack(X), np.vstack(A), np.concatenate(W)
+        Cr = np.zeros((W.size, W.size))
+        o = 0
+        for c in C:
+            Cr[o:o + len(c), o:o + len(c)] = c
+            o += len(c)
+        keep = np.any(A != 0, axis=0)
+        A = A[:, keep]
+        RX = X - A @ np.linalg.solve(A.T @ (W[:, None] * A), A.T @ (W[:, None] * X))
+        F += X.T @ (W[:, None] * RX)
+        H += (W[:, None] * RX).T @ Cr @ (W[:, None] * RX)
+    Fi = np.linalg.inv(F + np.diag(jac.prior_info))
+    return Fi @ H @ Fi, Fi
+
+
+@pytest.mark.parametrize("scale", [1.0, 2e-4, (0.3, 2.0)])
+def test_covariances_equal_the_sandwich_written_out(small, scale):
+    """fisher.covariances (per-window active parameters, blocked products, readout bands without forming the
+    projected G) equals the sandwich written out row by row with dense matrices: at the design, where readout
+    dominates and the likelihood's 1-electron floor acts (2e-4: model variance != true variance), and with
+    one exposure factor per window."""
+    d, jac, _ = small
+    if scale == 2e-4:
+        assert min(w.lam[w.mask].min() for w in jac.windows) * scale < 1.0   # the floor is exercised
+    r = slice(None, None, 6)   # 8 of the 48 rows, over the whole interface (every parameter identified)
+    sub = dataclasses.replace(jac, y_nm=jac.y_nm[r], windows=tuple(dataclasses.replace(
+        w, G=w.G[r].copy(), cols=w.cols[r], lam=w.lam[r], readout_var=w.readout_var[r], mask=w.mask[r])
+        for w in jac.windows))
+    spread, rep = covariances(sub, scale)
+    spread_d, rep_d = _direct_covariances(sub, scale)
+    sd = np.sqrt(np.diag(spread_d))
+    np.testing.assert_allclose(spread / np.outer(sd, sd), spread_d / np.outer(sd, sd), rtol=0, atol=1e-8)
+    sr = np.sqrt(np.diag(rep_d))
+    np.testing.assert_allclose(rep / np.outer(sr, sr), rep_d / np.outer(sr, sr), rtol=0, atol=1e-8)
+    assert np.max(np.abs(np.sqrt(np.diag(spread)) / sd - 1)) < 1e-8
 
 
 def test_readout_correlation_is_the_whitened_datas():
