@@ -12,7 +12,9 @@ lazily from the .zspy stores by the workers):
 - peak resident memory of every worker process (``ru_maxrss`` read on the workers afterwards;
   each run on a fresh cluster);
 - pixels per second per core (= per worker), and per CPU second of the workers (``process_time`` read on
-  them before and after: on a shared machine the wall time also holds the other processes' load);
+  them before and after: on a shared machine the wall time also holds the other processes' load), their
+  user and system seconds and minor page faults, and the block steps held between passes
+  (``daskfit.held_steps`` within ``HOLD_BYTES_PER_WORKER``);
 - the task stream (``distributed.get_task_stream``): compute time per kind of task, and what is
   left of the wall time (scheduling, transfers, the client): the serial part of the model
   T(P cores) = T_serial + sum(task compute) / P  (+ per-task overhead x tasks / P)
@@ -47,6 +49,13 @@ def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _rusage():
+    """user and system CPU seconds and minor page faults of this process"""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, r.ru_minflt
+
+
 def fit_on_cluster(files, workers, chunk_rows):
     from distributed import Client, LocalCluster, get_task_stream
 
@@ -56,14 +65,18 @@ def fit_on_cluster(files, workers, chunk_rows):
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       memory_limit="6GiB", silence_logs=40) as cluster, Client(cluster) as client:
         client.run(lambda: __import__("sreels.inference.daskfit"))  # imports untimed, as a running cluster has
-        cpu0 = client.run(time.process_time)
+        cpu0, ru0 = client.run(time.process_time), client.run(_rusage)
         t0 = time.perf_counter()
+        windows = load_measurement(files, lazy=True)
         with get_task_stream(client) as ts:
-            res = fit_image_chunked(load_measurement(files, lazy=True), chunk_rows=chunk_rows, client=client,
-                                    progress=False)
+            res = fit_image_chunked(windows, chunk_rows=chunk_rows, client=client, progress=False)
         wall = time.perf_counter() - t0
-        cpu1 = client.run(time.process_time)
+        cpu1, ru1 = client.run(time.process_time), client.run(_rusage)
         rss = client.run(_peak_rss_mib)
+    from sreels.inference.daskfit import HOLD_BYTES_PER_WORKER, held_steps
+    from sreels.inference.fast import FitSettings, resolve_instrument
+    s, _ = resolve_instrument(windows, FitSettings())
+    held = held_steps(windows, s, res.position.size, HOLD_BYTES_PER_WORKER * workers)
     per_kind, n_tasks = {}, 0
     for t in ts.data:
         kind = str(t["key"][0] if isinstance(t["key"], tuple) else t["key"]).split("-")[0]
@@ -78,7 +91,10 @@ def fit_on_cluster(files, workers, chunk_rows):
                  "worker_cpu_s": sorted(cpu1[k] - cpu0[k] for k in cpu1),
                  "pixels_per_cpu_s": pixels / max(sum(cpu1[k] - cpu0[k] for k in cpu1), 1e-9),
                  "peak_rss_mib_per_worker": sorted(rss.values()),
+                 "worker_user_sys_s_minor_faults": sorted([ru1[k][i] - ru0[k][i] for i in range(3)] for k in ru1),
+                 "held_steps": list(held), "hold_bytes_per_worker": HOLD_BYTES_PER_WORKER,
                  "tasks": n_tasks, "task_compute_s_by_kind": per_kind, "task_compute_s_total": busy,
+                 "task_compute_ms_per_pixel_by_kind": {k: 1e3 * v / pixels for k, v in per_kind.items() if v > 0.01},
                  "serial_s": max(wall - busy / workers, 0.0),
                  "rows_ok": int((res.status == "ok").sum())}
 
@@ -99,8 +115,10 @@ def exspy_sample(store: Path, n_pixels: int, seed: int):
     read = time.perf_counter() - t0
     ax = s.axes_manager.signal_axes[0]
     e = ax.offset + ax.scale * np.arange(ax.size)
+    c0 = time.process_time()
     r = peers.time_exspy_ti_mlls({"high": (counts, e)}, repeats=1, variants=("lm_r_free",))
     out = r["lm_r_free"]
+    out["cpu_s"] = time.process_time() - c0
     out["pixels"] = int(flat.size)
     out["lazy_read_s"] = read
     return out
@@ -110,7 +128,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--ny", type=int, default=256)
     ap.add_argument("--nx", type=int, default=256)
-    ap.add_argument("--chunk-rows", type=int, default=2048)
+    ap.add_argument("--chunk-rows", type=int, default=1024)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--exspy-pixels", type=int, default=64)
     ap.add_argument("--dir", default=None, help="a map written by write_map / sreels simulate --columns (reused)")
@@ -167,11 +185,18 @@ def main(argv=None):
         log(f"exspy multifit on {a.exspy_pixels} pixels ...")
         try:
             ex = exspy_sample(d / "high.zspy", a.exspy_pixels, 7)
-            sreels_px = 1e3 * runs[0]["wall_s"] / runs[0]["pixels"]  # 1 worker: ms per pixel per core
+            # sreels per pixel on one core: the workers' CPU seconds over the pixels (the wall time of a
+            # shared machine holds the others' load; exspy's time below is wall time in this process)
+            sreels_px = 1e3 * sum(runs[0]["worker_cpu_s"]) / runs[0]["pixels"]
             out["peer_exspy"] = {**{k: ex.get(k) for k in ("variant", "median_ms", "ms_per_row", "pixels",
                                                           "lazy_read_s", "n_free_params")},
-                                 "sreels_ms_per_pixel_one_core_three_edges": sreels_px,
-                                 "ratio_exspy_ti_only_over_sreels_per_pixel": ex["ms_per_row"] / sreels_px}
+                                 "exspy_cpu_s": ex.get("cpu_s"),
+                                 "exspy_cpu_ms_per_pixel": 1e3 * ex["cpu_s"] / ex["pixels"],
+                                 "sreels_cpu_ms_per_pixel_one_core_three_edges": sreels_px,
+                                 # CPU over CPU (the wall-time ratio would set exspy's loaded wall time
+                                 # against sreels' CPU time)
+                                 "ratio_exspy_ti_only_over_sreels_per_pixel_cpu":
+                                     1e3 * ex["cpu_s"] / ex["pixels"] / sreels_px}
         except Exception as exc:  # record, go on
             out["peer_exspy"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     out["load_average_end"] = os.getloadavg()

@@ -14,7 +14,10 @@ with, at that x,
 
 The columns are simulated in blocks of ``chunk_columns`` and written into each window's ``.zspy``
 (zarr) store as they are made, so memory stays at one block whatever the map's size; the
-files (navigation y, x; signal energy) open lazily in HyperSpy and in ``sreels fit``.
+files (navigation y, x; signal energy) open lazily in HyperSpy and in ``sreels fit``.  They hold
+float32 counts in chunks of ``chunk_columns`` columns by at most :data:`CHUNK_PIXELS` pixels, the
+blocks a Dask fit reads (:mod:`sreels.inference.daskfit`), compressed by Blosc LZ4 with byte shuffle
+(:data:`COMPRESSOR`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,17 @@ import numpy as np
 
 from ..config import Config, Detector, Instrument, Scenario
 from ..errors import SreelsInputError
+
+
+#: Pixels of a stored chunk (at most): the blocks of a Dask fit of maps (``chunk_rows`` 1024), so that a
+#: block decompresses one chunk per window and pass.  A block of 2048 pixels took a fit's process to
+#: 1.24-1.29 GiB peak, one of 1024 to 0.71 GiB at the same CPU time a pixel (64 x 64 map, one process,
+#: 2026-12-01, load ~9).
+CHUNK_PIXELS = 1024
+#: Blosc LZ4 (level 5) with byte shuffle: measured on a 2048-pixel chunk of noisy float32 counts
+#: (2026-12-01, one core, load ~10), 2.8 us a pixel and window to decompress at ratio 1.97; no shuffle
+#: 3.7 us at 1.11; zstd level 1 + shuffle (RosettaSciIO's default) 12.8 us at 2.28.
+COMPRESSOR = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1}
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,7 @@ def write_map(sc: Scenario, spec: MapSpec, instrument: Instrument, detector: Det
     ``truth.csv`` (per pixel: iy, ix, x_nm and the line scans' truth), ``scenario.toml`` and
     ``run.json`` (seed record, map parameters, timings).  The folder appears complete or not at all."""
     import dask.array as da
+    import numcodecs
     from rsciio.zspy import file_writer
 
     from .. import __version__
@@ -124,6 +139,7 @@ def write_map(sc: Scenario, spec: MapSpec, instrument: Instrument, detector: Det
         from ..config import LOWLOSS_NAME
         chans[LOWLOSS_NAME] = instrument.lowloss_channels
     size = sum(ny * nx * c * 4 for c in chans.values())
+    hy = min(ny, max(1, CHUNK_PIXELS // bx))  # chunks of the fit's blocks (at least a whole column strip's width)
     truth_all: dict = {}
     with output_directory(out_dir, overwrite=overwrite, inputs=inputs, expected_bytes=size) as tmp:
         arrays, sim = {}, None
@@ -147,14 +163,15 @@ def write_map(sc: Scenario, spec: MapSpec, instrument: Instrument, detector: Det
                             "Signal": {"signal_type": "EELS", "quantity": "Intensity (counts)", **md.get("Signal", {})},
                             "Acquisition_instrument": {"TEM": md["TEM"]}, "Sample": md["Sample"],
                             "sreels": md["sreels"]}
-                    sig = {"data": da.zeros((ny, nx, c.shape[2]), np.float32, chunks=(ny, bx, c.shape[2])),
+                    sig = {"data": da.zeros((ny, nx, c.shape[2]), dtype=np.float32, chunks=(hy, bx, c.shape[2])),
                            "axes": axes, "metadata": meta, "original_metadata": {}, "tmp_parameters": {},
                            "attributes": {"_lazy": True}, "learning_results": {}, "models": {},
                            "package_info": {"name": "hyperspy", "version": "2.0"}}
                     with warnings.catch_warnings():  # RosettaSciIO's zarr-2 store: deprecated in zarr 3
                         warnings.simplefilter("ignore", FutureWarning)
-                        file_writer(str(tmp / f"{name}.zspy"), sig, chunks=(ny, bx, c.shape[2]),
-                                    show_progressbar=False, write_empty_chunks=False)
+                        file_writer(str(tmp / f"{name}.zspy"), sig, chunks=(hy, bx, c.shape[2]),
+                                    compressor=numcodecs.get_codec(COMPRESSOR), show_progressbar=False,
+                                    write_empty_chunks=False)
                     arrays[name] = _zarr_data(tmp / f"{name}.zspy")
             for name, c in block.items():
                 arrays[name][:, i0:i1, :] = c
@@ -168,6 +185,6 @@ def write_map(sc: Scenario, spec: MapSpec, instrument: Instrument, detector: Det
         write_json(tmp / "run.json", {
             "sreels_version": __version__, "rng": {"seed": int(seed), "columns": "SeedSequence(seed).spawn(columns)"},
             "noise_free": noise_free, "map": dataclasses.asdict(spec), "shape": [ny, nx],
-            "chunk_columns": bx, "timings_s": {"total": time.perf_counter() - t0},
+            "chunk_columns": bx, "chunks": [hy, bx], "timings_s": {"total": time.perf_counter() - t0},
             "files": [f"{n}.zspy" for n in arrays] + ["truth.csv", "scenario.toml", "run.json"]})
     return Path(out_dir)

@@ -25,7 +25,10 @@ Progress through Dask's own diagnostics (``dask.diagnostics.ProgressBar`` locall
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import os
+import sys
 import time
 
 import numpy as np
@@ -37,7 +40,33 @@ from ..resources import single_threaded_blas
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
                    resolve_instrument)
 from .deconvolve import ImageStats, image_stats
-from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm, zlp_centre, zlp_fwhm
+from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm
+
+
+_MALLOC_SET = False
+
+
+def _malloc_for_blocks() -> None:
+    """Once per process: glibc's thresholds for a worker that dask.distributed started.
+
+    Its nanny sets MALLOC_TRIM_THRESHOLD_=65536 (memory back to the OS early), which also fixes glibc's
+    mmap threshold at 128 KiB (mallopt(3): setting either stops their dynamic adjustment): every
+    temporary array of a block fit above that size is then mapped and unmapped, page by page.  Measured
+    on a 64 x 64 map (sync scheduler, one process, load ~8, 2026-12-01): 43x the page faults, CPU
+    5.6 -> 12-13 ms a pixel (system time 5 -> 59 s).  In such a process the mmap threshold is raised to
+    32 MiB (glibc's largest) and the trim threshold to 256 MiB; elsewhere nothing is changed."""
+    global _MALLOC_SET
+    if _MALLOC_SET:
+        return
+    _MALLOC_SET = True
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD (malloc.h)
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
 
 
 class _Rows:
@@ -70,15 +99,15 @@ def _block_windows(templates: dict, rows, blocks) -> dict:
     return out
 
 
-def _image_pass(templates, s, i0, *blocks):
+def _image_pass(templates, s, keep, i0, *blocks):
     """Per block: the ZLP FWHM per row, and the deconvolution's partial averages
-    (:class:`.deconvolve.ImageStats`), for the whole-image reductions."""
+    (:class:`.deconvolve.ImageStats`), for the whole-image reductions; and the block's steps named in
+    ``keep`` that no image average changes (its ZLPs, its plural tails), held for the later passes."""
+    _malloc_for_blocks()
     wins = _prepared(_block_windows(templates, i0, blocks), s)
-    ll = wins[LOWLOSS_NAME]
-    _, imax = zlp_centre(ll.counts, ll.energy)
-    with image_stats(ImageStats()) as st:  # (the deconvolution and the projections after the averages are skipped)
-        apply_low_loss(wins, s, wide_fwhm_ev=s.resolution_fwhm_ev)
-    return zlp_fwhm(ll.counts, ll.energy, imax), st.parts
+    with image_stats(ImageStats(keep=keep)) as st:  # (the deconvolution and the projections after the averages are skipped)
+        _, cols, _ = apply_low_loss(wins, s, wide_fwhm_ev=s.resolution_fwhm_ev)
+    return (cols["resolution_ev"], st.parts), st.held
 
 
 def _image_reduce(*parts):
@@ -86,29 +115,31 @@ def _image_reduce(*parts):
     return widest_zlp_fwhm(np.concatenate([p[0] for p in parts])), ImageStats.combine([p[1] for p in parts])
 
 
-def _deconvolved(templates, s, image, i0, blocks, plural=True):
+def _deconvolved(templates, s, image, held, keep, i0, blocks, plural=True):
     wins = _prepared(_block_windows(templates, i0, blocks), s)
     if image is None:
-        return apply_low_loss(wins, s)  # no low-loss window: nothing image-wide
-    with image_stats(ImageStats(image[1])):
-        return apply_low_loss(wins, s, wide_fwhm_ev=image[0], plural=plural)
+        return apply_low_loss(wins, s), {}  # no low-loss window: nothing image-wide
+    with image_stats(ImageStats(image[1], held, keep)) as st:
+        return apply_low_loss(wins, s, wide_fwhm_ev=image[0], plural=plural), st.held
 
 
-def _sums(templates, s, image, i0, *blocks):
+def _sums(templates, s, image, held, keep, i0, *blocks):
     """Per window, the block's sum over rows and its row count (after bin, dark and deconvolution; the
     windows whose plural scattering the fit models are not changed by it: their multiple scattering is
-    not computed here)."""
-    wins, _, _ = _deconvolved(templates, s, image, i0, blocks, plural=False)
-    return {k: (w.counts.sum(0), w.counts.shape[0]) for k, w in wins.items()}
+    not computed here); and the steps held for the fits (those of the first pass and the deconvolution)."""
+    _malloc_for_blocks()
+    (wins, _, _), held = _deconvolved(templates, s, image, held, keep, i0, blocks, plural=False)
+    return {k: (w.counts.sum(0), w.counts.shape[0]) for k, w in wins.items()}, held
 
 
 def _means(*parts) -> dict:
     return {k: sum(p[k][0] for p in parts) / sum(p[k][1] for p in parts) for k in parts[0]}
 
 
-def _fit_block(templates, s, image, means, i0, *blocks):
+def _fit_block(templates, s, image, means, held, i0, *blocks):
     """The vectorised fit of one block: :func:`.fast._fit_rows` with the whole image's means."""
-    wins, ll_cols, ll_notes = _deconvolved(templates, s, image, i0, blocks)
+    _malloc_for_blocks()
+    (wins, ll_cols, ll_notes), _ = _deconvolved(templates, s, image, held, (), i0, blocks)
     s2 = dataclasses.replace(s, zlp_referenced=bool(ll_cols))
     cols, status, _, timings, notes = _fit_rows(wins, s2, means, progress=False)
     cols.update(ll_cols)
@@ -204,9 +235,42 @@ def _map_tiles(windows: dict, step: int):
     return tiles
 
 
-def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 2048):
+#: What a Dask fit may hold in one worker's memory between its passes over the blocks (bytes):
+#: the results of the block steps that no image average changes (:func:`held_steps`).
+HOLD_BYTES_PER_WORKER = 1 << 30
+
+
+def held_steps(windows: dict, s: FitSettings, rows: int, budget: float) -> tuple:
+    """The block steps a fit of ``rows`` rows holds from one pass to the next within ``budget`` bytes
+    (:func:`.deconvolve.held_step`): the ZLPs (40 bytes a row), then each window's plural tails (float64
+    of every replica: 20 kB a row for Li-K at 40 eV) and its Fourier-ratio deconvolution (the window's
+    channels in float64), the larger saving per byte first.  Each step held is not computed again by
+    the later passes (at 2048 pixels a block: the tails ~0.5 s, the deconvolution ~0.35 s, on one core)."""
+    from .lowloss import MIN_DECONVOLVE_EV, TAIL_MARGIN_EV, TAIL_REPLICAS, TAIL_STEP_EV
+
+    tails = deconv = 0.0
+    for k, w in windows.items():
+        if k == LOWLOSS_NAME:
+            continue
+        if w.energy.offset_ev < MIN_DECONVOLVE_EV:
+            span = max(min(w.energy.end_ev, s.li_fit_ev[1] + TAIL_MARGIN_EV), w.energy.offset_ev + 10.0)
+            tails += 8.0 * (TAIL_REPLICAS + 1) * (np.ceil(span / max(w.energy.scale_ev, TAIL_STEP_EV)) + 3)
+        else:
+            deconv += 8.0 * (w.energy.size + 1)
+    keep, used = [], 0.0
+    for name, per_row in (("read_zlp", 40.0), ("plural_tails", tails), ("fourier_ratio", deconv)):
+        if per_row and used + per_row * rows <= budget:
+            keep.append(name)
+            used += per_row * rows
+    return tuple(keep)
+
+
+def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 1024,
+              hold_bytes: float = HOLD_BYTES_PER_WORKER):
     """The Dask graph of a fast-path fit: a ``dask.delayed`` whose ``compute()`` is the
-    :class:`~.fast.FastResult` (and the resolved settings).  ``counts`` may be NumPy or Dask arrays."""
+    :class:`~.fast.FastResult` (and the resolved settings).  ``counts`` may be NumPy or Dask arrays.
+    ``hold_bytes``: what the workers together may hold between passes (:func:`held_steps`; 0: every
+    pass computes its steps again, memory of one block per worker whatever the image's size)."""
     import dask
 
     s, inst_notes = resolve_instrument(windows, settings or FitSettings())
@@ -241,13 +305,17 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
 
     blocks = read()
     tpl, st = dask.delayed(templates, pure=True), dask.delayed(s, pure=True)
-    image = None
+    image, held = None, [None] * len(blocks)
+    keep1, keep2 = (), ()
     if LOWLOSS_NAME in windows:  # reduction 1: the widest ZLP and the deconvolution's image averages
-        image = dask.delayed(_image_reduce, pure=True)(
-            *[dask.delayed(_image_pass)(tpl, st, i0, *b) for i0, b in zip(starts, read())])
-    sums = [dask.delayed(_sums)(tpl, st, image, i0, *b) for i0, b in zip(starts, blocks)]
-    means = dask.delayed(_means, pure=True)(*sums)  # reduction 2: mean spectra
-    fits = [dask.delayed(_fit_block)(tpl, st, image, means, i0, *b) for i0, b in zip(starts, read())]
+        keep = held_steps(windows, s, total // n, hold_bytes)
+        keep1, keep2 = tuple(k for k in keep if k != "fourier_ratio"), tuple(k for k in keep if k == "fourier_ratio")
+        first = [dask.delayed(_image_pass, nout=2)(tpl, st, keep1, i0, *b) for i0, b in zip(starts, read())]
+        image = dask.delayed(_image_reduce, pure=True)(*[f[0] for f in first])
+        held = [f[1] for f in first]
+    sums = [dask.delayed(_sums, nout=2)(tpl, st, image, h, keep2, i0, *b) for i0, h, b in zip(starts, held, blocks)]
+    means = dask.delayed(_means, pure=True)(*[p[0] for p in sums])  # reduction 2: mean spectra
+    fits = [dask.delayed(_fit_block)(tpl, st, image, means, p[1], i0, *b) for i0, p, b in zip(starts, sums, read())]
     notes = inst_notes + [f"fitted as a Dask graph of {len(blocks)} chunks of <= {step} rows: per-row edge fits "
                           "not kept (no spectra panels or residual images)"]
     full = _binned_position(any_w.position, n)
@@ -255,19 +323,21 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
     return dask.delayed(_assemble, pure=True)(full, s, notes, ll_source, order, *fits)
 
 
-def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 2048,
+def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 1024,
                    workers: int | None = None, scheduler: str | None = None, client=None,
-                   progress: bool = True) -> FastResult:
+                   progress: bool = True, hold_bytes_per_worker: float = HOLD_BYTES_PER_WORKER) -> FastResult:
     """:func:`.fast.fit_image` as a Dask graph (:func:`fit_graph`), computed on Dask's local
     threaded scheduler, on a LocalCluster of ``workers`` processes, on the cluster at
     ``scheduler``, or with a ``client`` the caller holds.  Same numbers as the in-memory fit;
-    ``fits`` is empty (per-row edge fits are not gathered)."""
+    ``fits`` is empty (per-row edge fits are not gathered).  ``hold_bytes_per_worker``: see
+    :func:`held_steps` (the local scheduler is one process)."""
     t0 = time.perf_counter()
-    graph = fit_graph(windows, settings, chunk_rows)
     if client is not None:
-        res = _compute_distributed(graph, client, progress)
+        res = _compute_distributed(fit_graph(windows, settings, chunk_rows, _hold(client, hold_bytes_per_worker)),
+                                   client, progress)
     else:
         with dask_client(workers, scheduler) as cl:
+            graph = fit_graph(windows, settings, chunk_rows, _hold(cl, hold_bytes_per_worker))
             if cl is None:
                 from dask.diagnostics import ProgressBar
                 with ProgressBar(minimum=2.0) if progress else contextlib.nullcontext():
@@ -277,6 +347,11 @@ def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_row
                 res = _compute_distributed(graph, cl, progress)
     res.timings_s["total"] = time.perf_counter() - t0
     return res
+
+
+def _hold(client, per_worker: float) -> float:
+    """What the workers of ``client`` (None: this process) may hold together (bytes)."""
+    return per_worker * (len(client.scheduler_info()["workers"]) if client is not None else 1)
 
 
 def _compute_distributed(graph, client, progress: bool):

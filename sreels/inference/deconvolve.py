@@ -30,17 +30,41 @@ class ImageStats:
     (:mod:`.daskfit`): ``ImageStats()`` collects each average's (sum, rows) in call order within its
     scope (``parts``: scope -> list; :func:`stats_scope`, one per window, so that a pass may leave a
     window out); ``ImageStats(totals)`` hands out the whole image's averages (:meth:`combine` of every
-    block's parts) in the same order."""
+    block's parts) in the same order.
 
-    def __init__(self, totals=None):
+    ``held``: the results of a block's steps that no image average changes (:func:`held_step`), kept
+    from an earlier pass over the same block (``held`` of that pass's ImageStats, which ``keep`` names
+    the steps to fill) so that a later pass does not compute them again."""
+
+    def __init__(self, totals=None, held=None, keep=()):
         self.totals, self.parts, self._i, self.scope = totals, {}, {}, None
+        self.held, self.keep, self._calls, self._n = dict(held or {}), frozenset(keep), {}, {}
+
+    def _count(self):
+        self._calls[self.scope] = self._calls.get(self.scope, 0) + 1
 
     def _take(self):
         i = self._i.get(self.scope, 0)
         self._i[self.scope] = i + 1
         return self.totals[self.scope][i]
 
+    def step(self, name: str, fn, while_collecting: bool):
+        """``fn()``, or its result held from an earlier pass (the n-th call of ``name`` in this scope)."""
+        n = self._n.get((self.scope, name), 0)
+        self._n[(self.scope, name)] = n + 1
+        key = (self.scope, name, n)
+        if key in self.held and self.totals is not None:  # the averages fn took are skipped in their order
+            value, taken = self.held[key]
+            self._i[self.scope] = self._i.get(self.scope, 0) + taken
+            return value
+        c0 = self._calls.get(self.scope, 0)
+        value = fn()
+        if name in self.keep and (while_collecting or self.totals is not None):
+            self.held[key] = (value, self._calls.get(self.scope, 0) - c0)
+        return value
+
     def mean(self, v):
+        self._count()
         if self.totals is None:
             self.parts.setdefault(self.scope, []).append((v.sum(0), v.shape[0]))
             return v.mean(0) if v.shape[0] else np.zeros(v.shape[1:], v.dtype)
@@ -48,6 +72,7 @@ class ImageStats:
 
     def mean_of(self, total, n: int):
         """As :meth:`mean` for a block's sum over its ``n`` rows given directly (e.g. a Gram matrix)."""
+        self._count()
         if self.totals is None:
             self.parts.setdefault(self.scope, []).append((total, n))
             return total / max(n, 1)
@@ -82,6 +107,15 @@ def stats_scope(name):
         yield
     finally:
         st.scope = old
+
+
+def held_step(name: str, fn, while_collecting: bool = False):
+    """``fn()`` (a step of a block's deconvolution that depends on its rows only, or on image averages
+    already taken), or, within a :class:`ImageStats` that holds it from an earlier pass over the same
+    block, its result (:mod:`.daskfit`).  ``while_collecting``: its result in a first pass, whose image
+    averages are the block's own, is right (no image average reaches it) and may be kept."""
+    st = _IMAGE.get()
+    return fn() if st is None else st.step(name, fn, while_collecting)
 
 
 def collecting() -> bool:

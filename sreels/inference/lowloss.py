@@ -28,7 +28,8 @@ from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
 from ..resources import run_concurrently
-from .deconvolve import ROW_BATCH, _IMAGE, _resample, _row_mean, fourier_ratio, low_loss_total, stats_scope
+from .deconvolve import (ROW_BATCH, _IMAGE, _resample, _row_mean, fourier_ratio, held_step, low_loss_total,
+                          stats_scope)
 from .edgefits import variance_model
 from .okpeaks import noise_scale
 
@@ -192,6 +193,13 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
     the counts up to ``span_ev`` + 10 eV, which miss the plasmon and inner-shell tails beyond (1.2 % of
     the electrons at t/lambda 0.54, measured: the Li-K amplitude read that much low against Ti-L2,3).
     """
+    return plural_unscattered(*plural_tails(counts, axis, centre_ev, threshold_ev, scale_ev, span_ev, fwhm_ev),
+                              total)
+
+
+def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
+                 fwhm_ev: float = 1.0):
+    """:func:`plural_kernel`'s per-row part: (tail, I_t to the taper's end, I_0), each row from its own counts."""
     from ..forward.lowloss import zlp_tf
 
     ll, ax = _resample(np.asarray(counts, dtype=float), axis, scale_ev)
@@ -224,10 +232,16 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
         i0[sl] = z.sum(1)
         mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=-1), sfft.rfft(zp, axis=1, workers=-1), g)
         tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[sl, None]
+    return tail, it, i0
+
+
+def plural_unscattered(tail, it, i0, total=None):
+    """:func:`plural_kernel`'s (unscattered, tail) from :func:`plural_tails`' parts (not changed: a new tail)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         unscattered = (i0 / (it if total is None else np.asarray(total, float)))[:, None]
     bad = ~(np.all(np.isfinite(tail), axis=1) & np.isfinite(unscattered[:, 0]))
-    tail[bad], unscattered[bad] = 0.0, 1.0
+    tail = np.where(bad[:, None], 0.0, tail)
+    unscattered[bad] = 1.0
     return unscattered, tail
 
 
@@ -371,7 +385,7 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
     ll = windows[LOWLOSS_NAME]
     counts = np.asarray(ll.counts, dtype=float)
     g, rd, decay = _detector(ll, settings)
-    centre, fwhm, thr, tl, tl_err = read_zlp(counts, ll.energy, g, rd)
+    centre, fwhm, thr, tl, tl_err = held_step("read_zlp", lambda: read_zlp(counts, ll.energy, g, rd), True)
     cols = {"zlp_shift_ev": centre, "resolution_ev": fwhm, "t_over_lambda": tl, "t_over_lambda_err": tl_err}
     notes = [low_loss_note(ll.source, centre, fwhm, tl)]
     out, forward = {}, []
@@ -403,19 +417,24 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                 # counts, so that a block of rows gets the draws the whole image would
                 # (drawn on the tail's lag grid, where a lag sums step / dE channels: the same Gaussian law as
                 # drawing per channel and summing, at a fifth of the cost)
-                coarse, cax = _resample(counts, ll.energy, step)
-                per = step / ll.energy.scale_ev
-                sd = np.sqrt(g * np.maximum(coarse, 0.0) + per * rd**2)
-                z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, coarse.shape[1]))
-                              for r in counts], axis=1)
-                reps = coarse[None] + z * sd[None]
                 the = ll.energy.energy_ev[thr]
+
+                def replica_tails():
+                    coarse, cax = _resample(counts, ll.energy, step)
+                    per = step / ll.energy.scale_ev
+                    sd = np.sqrt(g * np.maximum(coarse, 0.0) + per * rd**2)
+                    z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal(
+                        (TAIL_REPLICAS, coarse.shape[1])) for r in counts], axis=1)
+                    reps = coarse[None] + z * sd[None]
+                    return plural_tails(np.concatenate([coarse[None], reps]).reshape(-1, coarse.shape[1]), cax,
+                                        np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1), step, span)
+
+                # the rows' own (no image average): a Dask fit holds them from its first pass over the block
+                parts = held_step("plural_tails", replica_tails, while_collecting=True)
                 # I_t as the Fourier ratio of the windows above has it (one scale for Li-K and Ti-L2,3); the
                 # replicas' unscattered fractions are not used
                 total, total_mean = low_loss_total(counts, ll.energy, w.energy.scale_ev)
-                unsc, tails = plural_kernel(np.concatenate([coarse[None], reps]).reshape(-1, coarse.shape[1]), cax,
-                                            np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1),
-                                            step, span, np.tile(total, TAIL_REPLICAS + 1))
+                unsc, tails = plural_unscattered(*parts, np.tile(total, TAIL_REPLICAS + 1))
                 tails *= w.energy.scale_ev / step  # counts per channel of the window
                 n_rows = counts.shape[0]
                 zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position
@@ -431,7 +450,8 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                                            row_shift_ev=centre - zmean, zlp_mean_ev=zmean,
                                            exposure_ratio=_exposure_ratio(w, ll),
                                            tail_step_ev=step), True
-            d, fac = fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev, inst.zlp_tail_ev, dw, g, rd)
+            d, fac = held_step("fourier_ratio", lambda: fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev,
+                                                                      inst.zlp_tail_ev, dw, g, rd))
             # gain unknown: the noise level is measured on the counts as recorded (second differences of the
             # deconvolved channels would see the reconvolution's smoothing: 1500x too low on a measured pair)
             k_raw = None

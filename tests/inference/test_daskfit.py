@@ -30,17 +30,38 @@ def _same(a, b):
         assert np.allclose(v, b.columns[k], rtol=RTOL, atol=0, equal_nan=True), (k, np.nanmax(np.abs(v - b.columns[k])))
 
 
-def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window():
+def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window(monkeypatch):
     """Plural scattering + low-loss window: the deconvolution's whole-image steps (widest ZLP, mean
     ZLP shape, power-law pads) and the mean spectra are reductions, so two blocks of 14 rows give the
-    whole image's numbers."""
+    whole image's numbers.  The steps a block's later passes take from its first (ZLPs, plural tails,
+    deconvolution) run once per block instead of once per pass, and change no number, bit for bit."""
+    import sreels.inference.lowloss as lowloss
+
     inst = Instrument(plural_scattering=True, lowloss_window=True)
     sim = simulate(Scenario(rows=28, row_nm=60.0, first_row_nm=-60.0), inst, rng=5)
     w = windows_of(sim)
     whole = fit_image(w, progress=False)
-    res = fit_image_dask(w, chunk_rows=14, progress=False)
+    calls = []
+    for name in ("plural_tails", "fourier_ratio"):
+        def counted(*a, _f=getattr(lowloss, name), _n=name, **k):
+            calls.append(_n)
+            return _f(*a, **k)
+        monkeypatch.setattr(lowloss, name, counted)
+    runs = {}
+    for hold in (0, 1 << 30):
+        calls.clear()
+        runs[hold] = fit_image_dask(w, chunk_rows=14, progress=False, hold_bytes_per_worker=hold), \
+            {n: calls.count(n) for n in ("plural_tails", "fourier_ratio")}
+    res = runs[1 << 30][0]
     _same(whole, res)
     assert "t_over_lambda" in res.columns and np.isfinite(res.columns["t_over_lambda"]).all()
+    # two blocks: the tails in the first and fit passes (held: the first only); the Fourier ratio in all three
+    # passes (the first stops after its averages; held: the sums pass's result goes to the fit)
+    assert runs[0][1] == {"plural_tails": 4, "fourier_ratio": 6}
+    assert runs[1 << 30][1] == {"plural_tails": 2, "fourier_ratio": 4}
+    assert list(runs[0][0].status) == list(res.status)
+    for k, v in runs[0][0].columns.items():
+        assert np.array_equal(v, res.columns[k], equal_nan=True), k
 
 
 def test_dask_arguments_are_checked():
@@ -138,7 +159,7 @@ def test_simulate_map_command_line(tmp_path):
     assert main(["simulate", "--rows", "6", "--columns", "5", "--chunk-columns", "2", "--seed", "3",
                  "--thickness-slope-x", "0.5", "--out", str(tmp_path / "m")]) == 0
     s = hs.load(tmp_path / "m" / "high.zspy", lazy=True)
-    assert s.data.shape == (6, 5, 2048) and s.data.chunks[1] == (2, 2, 1)
+    assert s.data.shape == (6, 5, 2048) and s.data.chunks[1] == (2, 2, 1) and s.data.dtype == np.float32
     t = read_csv(tmp_path / "m" / "truth.csv")
     assert t["iy"].size == 30
     # the same column simulated alone: the same counts (per-column random streams)
@@ -146,6 +167,27 @@ def test_simulate_map_command_line(tmp_path):
     seed = np.random.SeedSequence(3).spawn(5)[3]
     one = simulate(sc, rng=np.random.default_rng(seed))
     assert np.array_equal(np.asarray(s.data[:, 3, :]), one.windows["high"].counts)
+
+
+def test_map_chunks_are_the_fit_blocks(tmp_path, monkeypatch):
+    """write_map stores chunks of at most CHUNK_PIXELS pixels (the fit's blocks: one chunk each), float32
+    counts compressed by LZ4; a Dask fit's blocks follow them."""
+    import zarr
+
+    import sreels.forward.maps as maps
+    from sreels.inference.daskfit import _map_tiles
+    from sreels.inference.load import load_measurement
+
+    monkeypatch.setattr(maps, "CHUNK_PIXELS", 6)
+    write_map(Scenario(rows=7), MapSpec(columns=5), Instrument(), Detector(), tmp_path / "m", seed=1, chunk_columns=2)
+    z = zarr.open(str(tmp_path / "m" / "high.zspy"), mode="r")["Experiments"]
+    data = next(iter(z.groups()))[1]["data"]
+    assert data.chunks == (3, 2, 2048) and data.dtype == np.float32 and data.compressor.cname == "lz4"
+    w = load_measurement(sorted((tmp_path / "m").glob("*.zspy")), lazy=True)
+    tiles = _map_tiles(w, 6)
+    assert [(t[1][0].start, t[1][0].stop, t[1][1].start, t[1][1].stop) for t in tiles][:4] == \
+        [(0, 3, 0, 2), (0, 3, 2, 4), (0, 3, 4, 5), (3, 6, 0, 2)]
+    assert sorted(np.concatenate([t[0] for t in tiles])) == list(range(35))
 
 
 def test_the_resolution_of_a_lazy_low_loss_window_is_read_block_by_block():
