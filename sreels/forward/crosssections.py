@@ -56,63 +56,10 @@ def _kinematics(energy_ev, beam_energy_kev, beta_rad):
     return t, qmin, qmax
 
 
-def _gos_k(e, qa02, z):
-    """Hydrogenic K-shell df/dE (per eV per atom), Egerton SIGMAK3."""
-    zs, rnk = (1.0, 1) if z == 1 else (z - 0.5, 2)
-    r = RYDBERG_EV
-    q = qa02 / zs**2
-    kh2 = e / (r * zs**2) - 1.0
-    akh = np.maximum(np.sqrt(np.abs(kh2)), 0.01)
-    above = kh2 >= 0
-    bp = np.arctan(2 * akh / (q - kh2 + 1))
-    bp = np.where(bp < 0, bp + np.pi, bp)
-    c_above = np.exp(-2.0 / akh * bp)
-    d_above = 1 - np.exp(-2 * np.pi / akh)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        arg = (q + 1 - kh2 + 2 * akh) / (q + 1 - kh2 - 2 * akh)
-        c_below = np.exp(-1.0 / akh * np.log(np.where(above, 1.0, arg)))
-    c = np.where(above, c_above, c_below)
-    d = np.where(above, d_above, 1.0)
-    a = ((q - kh2 + 1) ** 2 + 4 * kh2) ** 3
-    return 128 * rnk * e / (r * zs**4) * c / d * (q + kh2 / 3 + 1 / 3) / (a * r)
-
-
-def _gos_l(e, qa02, z, onset_l3_ev, onset_l1_ev):
-    """Hydrogenic L-shell df/dE (per eV per atom), Egerton SIGMAL3."""
-    r = RYDBERG_EV
-    zs = z - 0.35 * (8 - 1) - 1.7
-    iz = z - 11
-    u = _XU[iz] if 0 <= iz < len(_XU) else 0.1
-    q = qa02 / zs**2
-    kh2 = e / (r * zs**2) - 0.25
-    akh = np.sqrt(np.abs(kh2))
-    above = kh2 >= 0
-    bp = np.arctan(akh / (q - kh2 + 0.25))
-    bp = np.where(bp < 0, bp + np.pi, bp)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c_above = np.exp(-2.0 / akh * bp)
-        d_above = 1 - np.exp(-2 * np.pi / akh)
-        arg = (q + 0.25 - kh2 + akh) / (q + 0.25 - kh2 - akh)
-        c_below = np.exp(-1.0 / akh * np.log(np.where(above, 1.0, arg)))
-    c = np.where(above, c_above, c_below)
-    d = np.where(above, d_above, 1.0)
-    below_l1 = e - onset_l1_ev <= 0
-    g1 = (2.25 * q**4 - (0.75 + 3 * kh2) * q**3 + (0.59375 - 0.75 * kh2 - 0.5 * kh2**2) * q * q
-          + (0.11146 + 0.85417 * kh2 + 1.8833 * kh2 * kh2 + kh2**3) * q + 0.0035807
-          + kh2 / 21.333 + kh2 * kh2 / 4.5714 + kh2**3 / 2.4 + kh2**4 / 4)
-    a1 = ((q - kh2 + 0.25) ** 2 + kh2) ** 5
-    g2 = (q**3 - (5 / 3 * kh2 + 11 / 12) * q**2 + (kh2 * kh2 / 3 + 1.5 * kh2 + 65 / 48) * q
-          + kh2**3 / 3 + 0.75 * kh2 * kh2 + 23 / 48 * kh2 + 5 / 64)
-    a2 = ((q - kh2 + 0.25) ** 2 + kh2) ** 4
-    g = np.where(below_l1, g1, g2)
-    a = np.where(below_l1, a1, a2)
-    rf = np.maximum((e + 0.1 - onset_l3_ev) / 1.8 / z / z, 0.0) ** u
-    return rf * 32 * g * c / a / d * e / r / r / zs**4
-
-
 def _gos_k_rows(em, qa02, z):
-    """:func:`_gos_k` on a (energies, q points) grid, ``em`` 1-D: the expressions above and below kh^2 = 0
-    evaluated only on their rows and the cube as products; equal to :func:`_gos_k` to ~1e-13 relative."""
+    """Hydrogenic K-shell df/dE (per eV per atom), Egerton SIGMAK3, on a (energies, q points) grid, ``em``
+    1-D: the expressions above and below kh^2 = 0 evaluated only on their rows and the cube as products;
+    equal to SIGMAK3 written out on the whole grid to ~1e-13 relative (tests/forward/test_crosssections.py)."""
     zs, rnk = (1.0, 1) if z == 1 else (z - 0.5, 2)
     r = RYDBERG_EV
     q = qa02 / zs**2
@@ -140,10 +87,11 @@ def _gos_k_rows(em, qa02, z):
 
 
 def _gos_l_rows(em, qa02, z, onset_l3_ev, onset_l1_ev):
-    """:func:`_gos_l` on a (energies, q points) grid, ``em`` 1-D: the same expressions evaluated only where
-    they apply (above/below kh^2 = 0 and the L1 onset are per energy, so per row of the grid), the
-    polynomials in Horner form with per-row coefficients and the powers as products; equal to
-    :func:`_gos_l` to ~1e-13 relative (tests/forward/test_crosssections.py), ~3x less CPU."""
+    """Hydrogenic L-shell df/dE (per eV per atom), Egerton SIGMAL3, on a (energies, q points) grid, ``em``
+    1-D: each expression evaluated only where it applies (above/below kh^2 = 0 and the L1 onset are per
+    energy, so per row of the grid), the polynomials in Horner form with per-row coefficients and the powers
+    as products; equal to SIGMAL3 written out on the whole grid to ~1e-13 relative
+    (tests/forward/test_crosssections.py), ~3x less CPU than that."""
     r = RYDBERG_EV
     zs = z - 0.35 * (8 - 1) - 1.7
     iz = z - 11
