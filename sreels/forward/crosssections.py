@@ -56,6 +56,25 @@ def _kinematics(energy_ev, beam_energy_kev, beta_rad):
     return t, qmin, qmax
 
 
+def _coulomb_factor(out, akh, above, t, m):
+    """SIGMAK3/SIGMAL3's Coulomb factor on the rows of ``out`` (energies, q points), in place: exp(-2/k
+    atan(m k / t)) above the edge (kh^2 >= 0, its denominator 1 - exp(-2 pi / k) returned per energy, 1
+    below) and ((t + m k) / (t - m k))^(-1/k) below; m = 2 (K shell) or 1 (L shell), t = q - kh^2 + const."""
+    d = np.ones(akh.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if above.any():
+            ak = akh[above, None]
+            bp = np.arctan(m * ak / t[above])
+            bp[bp < 0] += np.pi
+            out[above] *= np.exp(-2.0 / ak * bp)
+            d[above] = 1 - np.exp(-2 * np.pi / akh[above])
+        if (~above).any():
+            ak = akh[~above, None]
+            tb = t[~above]
+            out[~above] *= np.exp(-1.0 / ak * np.log((tb + m * ak) / (tb - m * ak)))
+    return d
+
+
 def _gos_k_rows(em, qa02, z):
     """Hydrogenic K-shell df/dE (per eV per atom), Egerton SIGMAK3, on a (energies, q points) grid, ``em``
     1-D: the expressions above and below kh^2 = 0 evaluated only on their rows and the cube as products;
@@ -70,18 +89,7 @@ def _gos_k_rows(em, qa02, z):
     t = q - k + 1
     a = t**2 + 4 * k
     out = (q + k / 3 + 1 / 3) / (a * a * a)
-    d = np.ones_like(em)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if above.any():
-            ak = akh[above, None]
-            bp = np.arctan(2 * ak / t[above])
-            bp[bp < 0] += np.pi
-            out[above] *= np.exp(-2.0 / ak * bp)
-            d[above] = 1 - np.exp(-2 * np.pi / akh[above])
-        if (~above).any():
-            ak = akh[~above, None]
-            tb = t[~above]
-            out[~above] *= np.exp(-1.0 / ak * np.log((tb + 2 * ak) / (tb - 2 * ak)))
+    d = _coulomb_factor(out, akh, above, t, 2.0)
     out *= (128 * rnk * em / (r * zs**4) / d / r)[:, None]
     return out
 
@@ -124,18 +132,7 @@ def _gos_l_rows(em, qa02, z, onset_l3_ev, onset_l1_ev):
             c0 = k**3 / 3 + 0.75 * k * k + 23 / 48 * k + 5 / 64
             g = ((qq + c2) * qq + c1) * qq + c0
             out[rows] = g / a[rows]
-    d = np.ones_like(em)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if above.any():
-            ak = akh[above, None]
-            bp = np.arctan(ak / t[above])
-            bp[bp < 0] += np.pi
-            out[above] *= np.exp(-2.0 / ak * bp)
-            d[above] = 1 - np.exp(-2 * np.pi / akh[above])
-        if (~above).any():
-            ak = akh[~above, None]
-            tb = t[~above]
-            out[~above] *= np.exp(-1.0 / ak * np.log((tb + ak) / (tb - ak)))
+    d = _coulomb_factor(out, akh, above, t, 1.0)
     rf = np.maximum((em + 0.1 - onset_l3_ev) / 1.8 / z / z, 0.0) ** u
     out *= (rf * 32 / d * em / r / r / zs**4)[:, None]
     return out
