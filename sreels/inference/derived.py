@@ -187,12 +187,15 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
     gr = oks["o"] & np.isfinite(r) & np.isfinite(r_e) & (r_e > 0)
     if gr.sum() < max(10, 0.2 * y.size) and np.isfinite(r).any():
         notes.append(f"R_OO usable in {int(gr.sum())} of {y.size} rows: the R_OO numbers rest on few rows")
-    syst = 0.5 * c_err_ev_nm2 / c_ev_nm2  # R ~ sqrt(C): a common relative error
+    # R ~ sqrt(C): a common relative error; and plural scattering left in the O-K window (fast.R_OO_PLURAL_SYST)
+    syst = float(np.hypot(0.5 * c_err_ev_nm2 / c_ev_nm2, np.nanmax(cols.get("r_oo_plural_syst", [0.0]))))
 
     def eb_syst(rr):  # dR = R^3 / (2 C) dE_b
         return rr**3 / (2 * c_ev_nm2) * EB_SYST_EV
 
     parent = cols.get("parent")
+    if parent is not None and not np.any(gr & (np.asarray(parent) > 0)):
+        parent = None  # no Li-K normalisation defined a parent holding an R_OO: as without one
     if parent is None and gr.sum() >= 3:
         from ..errors import SreelsInputError
         from .fast import parent_rows
