@@ -4,8 +4,9 @@ The fast path's summary (:func:`sreels.inference.derived.derive`) is run on 150 
 profile sets: the default interface's true profiles plus Gaussian noise of known per-row
 errors and a common-mode normalisation error of c_Li (as the parent normalisation makes
 it).  Each reported ``_err`` is compared with the spread of its number over the sets, and
-the number with the truth.  Measured (seed 1616): spread / reported error 0.91, 0.98, 0.91 for
-electrode_width_nm, li_max_rel, r_oo_parent_nm; 0.56, 0.80, 0.79 for ti_boundary_nm,
+the number with the truth (per-row noise only: the common dE_b systematic left out).  Measured (seed
+1616): spread / reported error 0.91, 0.98, 0.94 for
+electrode_width_nm, li_max_rel, r_oo_parent_nm; 0.78, 0.80, 0.79 for ti_boundary_nm,
 li_at_ti_boundary_rel, r_oo_max_nm (conservative, reasons below).  Before the fix of issue 16
 electrode_width_nm_err left out the normalisation (ratio 1.44 here) and r_oo_max_nm_err counted
 it although it cancels (ratio 0.48).
@@ -32,6 +33,16 @@ R_ERR_NM = 0.0008
 
 @functools.lru_cache(maxsize=None)
 def monte_carlo():
+    """Per-row noise only: the common-mode systematic of dE_b (derived.EB_SYST_EV), which no draw of the
+    rows' noise spreads, is left out of the reported errors compared here."""
+    from unittest import mock
+
+    from sreels.inference import derived
+    with mock.patch.object(derived, "EB_SYST_EV", 0.0):
+        return _monte_carlo()
+
+
+def _monte_carlo():
     sc = Scenario(grains=())
     p = build_profiles(sc)
     y, ok = p.y_nm, ~p.in_pt
