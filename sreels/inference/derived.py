@@ -193,8 +193,11 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
     # R ~ sqrt(C): a common relative error; and plural scattering left in the O-K window (fast.R_OO_PLURAL_SYST)
     syst = float(np.hypot(0.5 * c_err_ev_nm2 / c_ev_nm2, np.nanmax(cols.get("r_oo_plural_syst", [0.0]))))
 
+    # dE_b's common systematic, and the O-K threshold's at a resolution above 1.5 eV (okpeaks.resolution_systematic_ev)
+    eb_ev = float(np.hypot(EB_SYST_EV, np.nanmax(cols.get("delta_e_b_syst_ev", [0.0]))))
+
     def eb_syst(rr):  # dR = R^3 / (2 C) dE_b
-        return rr**3 / (2 * c_ev_nm2) * EB_SYST_EV
+        return rr**3 / (2 * c_ev_nm2) * eb_ev
 
     parent = cols.get("parent")
     if parent is not None and not np.any(gr & (np.asarray(parent) > 0)):

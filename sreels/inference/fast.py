@@ -25,7 +25,8 @@ from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
 from .edgefits import PLURAL_TAIL, FINE_STEP_EV, Shifted, fit_linear_edges, rows_at, global_shift, variance_model
-from .okpeaks import O_K_ONSET_EV, OKRows, measure_o_k, noise_scale
+from .okpeaks import (O_K_ONSET_EV, OKRows, measure_o_k, noise_scale, resolution_systematic_ev,
+                      threshold_smoothing_fwhm)
 from .load import WindowData, check_fit_input
 from .lipfu import li_per_fu, li_per_fu_o
 from .oamount import fit_o_amount
@@ -819,18 +820,25 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
         de_err = np.hypot(ok.peak_b_err_ev, d_err)
     r, r_err_stat = r_from_energy_b(de, de_err, 0.0, 0.0, s.c_ev_nm2, 0.0)
     plural = R_OO_PLURAL_SYST if plural_left_in(w_full) else 0.0
+    eb_res = resolution_systematic_ev(s.resolution_fwhm_ev)
+    if eb_res > 0:
+        run.notes.append(f"dE_b errors include a resolution systematic of {1e3 * eb_res:.0f} meV (the O-K threshold is read "
+                         f"at an effective resolution of {np.hypot(s.resolution_fwhm_ev, threshold_smoothing_fwhm(s.resolution_fwhm_ev)):.2f} eV, "
+                         "above the 1.5 eV at which it is defined; common to the rows, in r_oo_nm_err and the R_OO numbers)")
     if plural:
         run.notes.append(f"R_OO errors include a plural-scattering systematic of {100 * plural:.1f} % of R (no low loss "
                          "deconvolved the O-K window; peak b moves with t/lambda, measured on simulations; common to "
                          "the rows, added once to the R_OO numbers): give the low-loss window of a DualEELS pair")
     # + C's error and the plural systematic, common to every row
-    r_err = np.sqrt(r_err_stat**2 + (r * 0.5 * s.c_err_ev_nm2 / s.c_ev_nm2) ** 2 + (r * plural) ** 2)
+    r_err = np.sqrt(r_err_stat**2 + (r * 0.5 * s.c_err_ev_nm2 / s.c_ev_nm2) ** 2 + (r * plural) ** 2
+                    + (r**3 / (2 * s.c_ev_nm2) * eb_res) ** 2)  # dR = R^3 / (2 C) dE_b
     cols = {
         "o_threshold_ev": ok.threshold_ev - d_row, "o_threshold_ev_err": ok.threshold_err_ev,
         "peak_a_ev": ok.peak_a_ev - d_row, "peak_a_ev_err": np.hypot(ok.peak_a_err_ev, d_err),
         "peak_b_ev": ok.peak_b_ev - d_row, "peak_b_ev_err": np.hypot(ok.peak_b_err_ev, d_err),
         "delta_e_b_ev": de, "delta_e_b_ev_err": de_err, "r_oo_nm": r, "r_oo_nm_err": r_err,
         "r_oo_nm_err_stat": r_err_stat, "r_oo_plural_syst": np.full(run.rows, plural),
+        "delta_e_b_syst_ev": np.full(run.rows, eb_res),
         "o_chi2_red": ok.b_chi2_red, "o_jump_snr": ok.jump_snr, "peak_b_fwhm_ev": ok.peak_b_fwhm_ev,
         "o_background_r": ok.background_r,
         # the window's axis less this = the reference scale (source in the notes)

@@ -44,8 +44,13 @@ MIN_DECONVOLVE_EV = 150.0
 TAIL_COMPONENTS = 6
 #: ... cut where an eigenvalue exceeds the next by this ratio (the largest such cut up to TAIL_COMPONENTS)
 TAIL_GAP = 1.5
-#: the tail's lag spacing (eV): it is smooth on the plasmon's scale (and reconvolved with 1 eV)
+#: the tail's lag spacing (eV): it is smooth on the plasmon's scale (and reconvolved with TAIL_FWHM_EV)
 TAIL_STEP_EV = 0.5
+#: the tail's reconvolution FWHM (eV), or the fit's resolution where that is wider: the tail holds the sharp
+#: onsets of the low loss's own shallow edges (Li-K, Ti-M2,3) times a plasmon, which a narrower reconvolution
+#: than the data's leaves too sharp (noise-free at 1.5 eV resolution: Li-K chi^2_red 23-28 with 1 eV, 0.004-0.006
+#: with 1.5 eV; every row li_poor_fit)
+TAIL_FWHM_EV = 1.0
 #: the tail is computed up to this far above the Li-K fit range's end (eV); its principal components
 #: are better determined over the longer range (c_Li errors 0.107 at +5 eV, 0.086 at +70 eV, measured)
 TAIL_MARGIN_EV = 70.0
@@ -154,17 +159,34 @@ def read_zlp(counts, axis: EnergyAxis, gain=1.0, readout=0.0):
     return (centre, fwhm, thr, *log_ratio_thickness(y, thr, gain, readout))
 
 
-def _log_ratio_excess(jf, zf, g):
+def _log_ratio_excess(jf, zf, g, eps2=0.0):
     """g (q - 1 - ln q) with q = jf / zf, every row and frequency at once, in real arithmetic (the
     principal logarithm, ln|q| + i atan2(Im q, Re q), as numpy's complex log, at a third of its cost);
-    0 where g <= 1e-8 or the value is not finite."""
+    0 where g <= 1e-8 or the value is not finite.
+
+    ``eps2`` (rows, 1): the white-noise power of the transforms (the low loss's variance summed over its
+    channels).  Where |zf|^2 does not stand above it, q is noise and so is its logarithm: the single
+    scattering s = ln q is then taken as W s, W = |zf|^2 / (|zf|^2 + eps2) (a Wiener guard, as the Fourier
+    ratio's), and the excess is exp(W s) - 1 - W s (the same where W = 1).  It matters where the
+    reconvolution g is not far narrower in frequency than the ZLP's transform: at a 1.5 eV resolution
+    (g of 1.5 eV) the tails' noise was ~10x that at 0.5 eV (g of 1 eV) and the rows' principal components
+    drowned in it (c_Li of whole images 15 % low, measured)."""
     a, b, c, d = jf.real, jf.imag, zf.real, zf.imag
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         den = c * c + d * d
         qr = (a * c + b * d) / den
         qi = (b * c - a * d) / den
-        re = g * (qr - 1.0 - 0.5 * np.log(qr * qr + qi * qi))
-        im = g * (qi - np.arctan2(qi, qr))
+        lnm = 0.5 * np.log(qr * qr + qi * qi)      # ln|q|
+        ang = np.arctan2(qi, qr)                   # arg q
+        if np.any(eps2):
+            w = den / (den + eps2)
+            lnm, ang = w * lnm, w * ang
+            mag = np.exp(lnm)
+            re = g * (mag * np.cos(ang) - 1.0 - lnm)
+            im = g * (mag * np.sin(ang) - ang)
+        else:
+            re = g * (qr - 1.0 - lnm)
+            im = g * (qi - ang)
     ok = (g > 1e-8) & np.isfinite(re) & np.isfinite(im)
     out = np.empty(jf.shape, complex)
     out.real = np.where(ok, re, 0.0)
@@ -173,7 +195,7 @@ def _log_ratio_excess(jf, zf, g):
 
 
 def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
-                  total=None, fwhm_ev: float = 1.0):
+                  total=None, fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0):
     """What plural scattering does to a core-loss window of channel spacing ``scale_ev`` that starts
     inside the low-loss range, per row: (unscattered, tail).
 
@@ -193,13 +215,15 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
     the counts up to ``span_ev`` + 10 eV, which miss the plasmon and inner-shell tails beyond (1.2 % of
     the electrons at t/lambda 0.54, measured: the Li-K amplitude read that much low against Ti-L2,3).
     """
-    return plural_unscattered(*plural_tails(counts, axis, centre_ev, threshold_ev, scale_ev, span_ev, fwhm_ev),
-                              total)
+    return plural_unscattered(*plural_tails(counts, axis, centre_ev, threshold_ev, scale_ev, span_ev, fwhm_ev,
+                                            noise_gain), total)
 
 
 def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
-                 fwhm_ev: float = 1.0):
-    """:func:`plural_kernel`'s per-row part: (tail, I_t to the taper's end, I_0), each row from its own counts."""
+                 fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0):
+    """:func:`plural_kernel`'s per-row part: (tail, I_t to the taper's end, I_0), each row from its own counts.
+    ``noise_gain``: the counts' variance per count (the detector gain), for the Fourier log's noise guard (0: none)
+    (:func:`_log_ratio_excess`)."""
     from ..forward.lowloss import zlp_tf
 
     ll, ax = _resample(np.asarray(counts, dtype=float), axis, scale_ev)
@@ -230,7 +254,8 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
         np.copyto(z, j, where=e[None, :] <= thr[sl, None])
         it[sl] = j.sum(1)
         i0[sl] = z.sum(1)
-        mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=-1), sfft.rfft(zp, axis=1, workers=-1), g)
+        mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=-1), sfft.rfft(zp, axis=1, workers=-1), g,
+                                 noise_gain * it[sl, None])
         tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[sl, None]
     return tail, it, i0
 
@@ -427,7 +452,8 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                         (TAIL_REPLICAS, coarse.shape[1])) for r in counts], axis=1)
                     reps = coarse[None] + z * sd[None]
                     return plural_tails(np.concatenate([coarse[None], reps]).reshape(-1, coarse.shape[1]), cax,
-                                        np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1), step, span)
+                                        np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1), step, span,
+                                        fwhm_ev=max(TAIL_FWHM_EV, res_ev), noise_gain=g)
 
                 # the rows' own (no image average): a Dask fit holds them from its first pass over the block
                 parts = held_step("plural_tails", replica_tails, while_collecting=True)

@@ -45,6 +45,31 @@ FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 #: Effective resolution (FWHM, eV) at which the threshold's inflection is read: data of
 #: better resolution are smoothed to it, so that E_th does not depend on the instrument.
 EFFECTIVE_FWHM_EV = 1.5
+#: ... and at least this much smoothing (FWHM, eV) where the data's resolution is close to or worse than
+#: EFFECTIVE_FWHM_EV: the derivative of unsmoothed 0.1 eV channels has no significance (at 1.5 eV resolution
+#: every row of a noise-free image was o_threshold_low_snr and no R_OO was given).  Measured on the default
+#: interface, noise-free, at 1.5 / 2.0 / 2.5 / 3.0 eV resolution: with 1 eV every row keeps its threshold,
+#: per-row dE_b errors 111 / 152 / 248 / 434 meV (0.5 eV: 296 / 587 meV, 311 / 257 / 0 rows usable)
+MIN_SMOOTH_FWHM_EV = 1.0
+#: Where the data are smoothed beyond EFFECTIVE_FWHM_EV (a resolution above ~1.1 eV), the leading edge's
+#: inflection moves down: dE_b read +100 / +221 / +307 / +324 meV high at an effective FWHM of 1.80 / 2.24 /
+#: 2.69 / 3.16 eV (the rows above; electrode and parent within 10 meV of each other), i.e. up to 0.33 eV per
+#: eV of effective FWHM above 1.5 eV: a systematic of dE_b common to the rows, taken as 0.35 eV per eV
+#: (:func:`resolution_systematic_ev`).  On measured data C's calibration spectra carry their own.
+THRESHOLD_SHIFT_PER_EV = 0.35
+
+
+def threshold_smoothing_fwhm(resolution_fwhm_ev: float) -> float:
+    """The Gaussian smoothing (FWHM, eV) of the threshold's derivative at a data resolution (eV)."""
+    res = max(float(resolution_fwhm_ev), 0.0)
+    return float(np.sqrt(max(EFFECTIVE_FWHM_EV**2 - res**2, MIN_SMOOTH_FWHM_EV**2)))
+
+
+def resolution_systematic_ev(resolution_fwhm_ev: float) -> float:
+    """Systematic of dE_b (eV, common to the rows) from reading the threshold at an effective resolution
+    above EFFECTIVE_FWHM_EV (:data:`THRESHOLD_SHIFT_PER_EV`); 0 at resolutions up to ~1.1 eV."""
+    eff = np.hypot(max(float(resolution_fwhm_ev), 0.0), threshold_smoothing_fwhm(resolution_fwhm_ev))
+    return float(THRESHOLD_SHIFT_PER_EV * max(eff - EFFECTIVE_FWHM_EV, 0.0))
 #: Edge onsets (eV) that fall in or near the O-K window, from exspy's element database
 #: (``exspy._misc.elements``, binding energies after the EELS Atlas, Ahn & Krivanek 1983).
 #: Edges above the O-K onset cut the peak-"b" search; those below it sit under the pre-edge.
@@ -178,8 +203,7 @@ def threshold_rows(e, s, var, onset, de, resolution_fwhm_ev, around_ev=None):
     the module docstring).  ``around_ev``: search only within +-2 eV of this (the image's own
     threshold), where rows differ by SR distortion and chemical shifts, so that noise far from
     the edge cannot be taken for it."""
-    res = max(resolution_fwhm_ev, 0.0)
-    sig = _sigma_ch(np.sqrt(max(EFFECTIVE_FWHM_EV**2 - res**2, 0.0)) * FWHM_TO_SIGMA, de)
+    sig = _sigma_ch(threshold_smoothing_fwhm(resolution_fwhm_ev) * FWHM_TO_SIGMA, de)
     lo, hi = (onset - 3.0, onset + 4.0) if around_ev is None else (around_ev - 2.0, around_ev + 2.0)
     win = np.broadcast_to((e >= lo) & (e <= hi), s.shape)
     # the derivative and its noise are read within the window only (and one channel either side)
