@@ -820,11 +820,12 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
         de_err = np.hypot(ok.peak_b_err_ev, d_err)
     r, r_err_stat = r_from_energy_b(de, de_err, 0.0, 0.0, s.c_ev_nm2, 0.0)
     plural = R_OO_PLURAL_SYST if plural_left_in(w_full) else 0.0
-    eb_res = resolution_systematic_ev(s.resolution_fwhm_ev)
+    eb_res = resolution_systematic_ev(s.resolution_fwhm_ev, w_full.energy.scale_ev)
     if eb_res > 0:
-        run.notes.append(f"dE_b errors include a resolution systematic of {1e3 * eb_res:.0f} meV (the O-K threshold is read "
-                         f"at an effective resolution of {np.hypot(s.resolution_fwhm_ev, threshold_smoothing_fwhm(s.resolution_fwhm_ev)):.2f} eV, "
-                         "above the 1.5 eV at which it is defined; common to the rows, in r_oo_nm_err and the R_OO numbers)")
+        run.notes.append(f"dE_b errors include a systematic of {1e3 * eb_res:.0f} meV for the O-K threshold read at an "
+                         f"effective resolution of {np.hypot(s.resolution_fwhm_ev, threshold_smoothing_fwhm(s.resolution_fwhm_ev)):.2f} eV "
+                         f"on {w_full.energy.scale_ev:g} eV channels (it is defined at 1.5 eV on channels of 0.1 eV or finer; "
+                         "common to the rows, in r_oo_nm_err and the R_OO numbers)")
     if plural:
         run.notes.append(f"R_OO errors include a plural-scattering systematic of {100 * plural:.1f} % of R (no low loss "
                          "deconvolved the O-K window; peak b moves with t/lambda, measured on simulations; common to "
