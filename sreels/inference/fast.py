@@ -30,7 +30,7 @@ from .okpeaks import (O_K_ONSET_EV, OKRows, measure_o_k, noise_scale, resolution
 from .load import WindowData, check_fit_input
 from .lipfu import li_per_fu, li_per_fu_o
 from .oamount import fit_o_amount
-from .lowloss import _exposure, apply_low_loss
+from .lowloss import _exposure, apply_low_loss, saturation_level
 
 
 @dataclass(frozen=True)
@@ -110,15 +110,6 @@ def fine_references(axis: EnergyAxis, lo: float, hi: float, inst: Instrument, ed
         k[::up] = psf_kernel(psf_decay)
         refs = {n: np.convolve(np.pad(v, k.size // 2, mode="edge"), k, mode="valid") for n, v in refs.items()}
     return fine.energy_ev, refs
-
-
-def saturation_level(w: WindowData):
-    """The stored value of a saturated pixel, from sreels metadata (ADC maximum less the dark
-    offset when it was subtracted); None when the file does not say."""
-    det = (w.metadata.get("sreels", {}) if isinstance(w.metadata, dict) else {}).get("detector", {})
-    if "adc_max_counts" not in det:
-        return None
-    return det["adc_max_counts"] - (det.get("dark_offset_counts", 0.0) if det.get("dark_subtracted", True) else 0.0)
 
 
 def _dark(w: WindowData, dark: float) -> WindowData:

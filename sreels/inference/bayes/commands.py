@@ -115,7 +115,7 @@ def load_input(inputs, saturation: float | None = None, plural: bool = False) ->
     counts, else at the level the sreels metadata give; None when unknown), and the low-loss
     window of a DualEELS input for :func:`.data.prepare` with ``plural=True`` (``--plural``, experimental);
     else None, and a DualEELS input warns that plural scattering is left out."""
-    from ..fast import saturation_level
+    from ..lowloss import saturation_level
 
     files = _expand(inputs)
     raw = _read(files)
