@@ -30,6 +30,11 @@ from .fisher import (GAUSSIAN_MIN_ELECTRONS, covariance, covariances, gradients,
 
 #: The study's six numbers (Yamamoto 2014) and the R_OO change; units as in the names.
 TARGET_NAMES = DERIVED
+#: The study's numbers in the summary and the figure: (key, label, unit factor, unit)
+NUMBERS = (("electrode_width_nm", "electrode width", 1.0, "nm"), ("ti_boundary_nm", "Ti³⁺ boundary", 1.0, "nm"),
+           ("li_max_rel", "c_Li max", 1.0, ""), ("li_at_ti_boundary_rel", "c_Li at boundary", 1.0, ""),
+           ("r_oo_parent_nm", "R_OO parent", 1e3, "pm"), ("r_oo_max_nm", "R_OO max", 1e3, "pm"),
+           ("r_oo_change_nm", "R_OO change", 1e3, "pm"))
 #: Rows (distance from Pt, nm) reported by default: Ti3+ region, Ti4+ electrode, parent.
 DEFAULT_ROWS_NM = (50.0, 250.0, 1000.0)
 #: Range of the exposure factor searched for a target.
@@ -246,18 +251,17 @@ def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targe
 
 def make_plan(d: Design, targets: dict | None = None, vary: dict | None = None, rows_nm=DEFAULT_ROWS_NM,
               critical_dose: float | None = None, slit_width_nm: float = 1000.0, vary_points: int = 5,
-              fast: bool = True, while_waiting=None) -> dict:
-    """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` for the figure).
-    ``while_waiting()``, if given, runs when the joint part is done and the fast path's process is still
-    busy (sreels plan imports matplotlib there: off the critical path on two cores)."""
+              fast: bool = True, figure: bool = False) -> dict:
+    """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` and ``_dose_curve`` for the
+    figure).  ``figure``: also ``_png``, the bytes of plan.png (:func:`.figures.plan_png`), drawn by the fast
+    path's forked process when there is one (it imports matplotlib while this process does the joint part)."""
     from ..resources import single_threaded_blas
 
     with single_threaded_blas():  # small matrix products: BLAS threads only spin on a busy machine
-        return _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast,
-                          while_waiting)
+        return _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast, figure)
 
 
-def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast, while_waiting=None):
+def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast, figure=False):
     t0 = time.perf_counter()
     targets = dict(targets or {})
     vary = dict(vary or {})
@@ -266,37 +270,44 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
                    "joint fit's Jacobian is that of its own model")
     else:
         note_ps = None
-    # the fast path's prediction (its fit of the noise-free image, its lmfit import) runs beside the joint
-    # fit's Jacobian and algebra, from the moment the noise-free simulation exists: in a thread (it overlaps
-    # the large numpy calls), or in a forked process with FAST_IN_PROCESS
+    # the fast path's prediction (its fit of the noise-free image) runs beside the joint fit's Jacobian and
+    # algebra, from the moment the noise-free simulation exists: in a forked process (FAST_IN_PROCESS), which
+    # then also imports matplotlib and draws plan.png, or in a thread
     jobs = []
 
     def start_fast(sim):
-        jobs.append(_start_fast(sim, rows_nm))
+        jobs.append(_start_fast(sim, rows_nm, draw=figure))
 
     try:
         jac = joint_jacobian(d, on_simulation=start_fast if fast else None)
         t_jac = time.perf_counter() - t0
         fast_job = jobs[0] if jobs else None
-        return _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
-                           note_ps, fast_job, while_waiting)
+        out = _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
+                          note_ps, fast_job)
+        if figure:
+            if fast_job is not None:
+                out["_png"] = fast_job.draw(out)
+            else:
+                from .figures import plan_png
+                out["_png"] = plan_png(out)
+        out["seconds"]["total"] = time.perf_counter() - t0
+        return out
     finally:
         for job in jobs:
             job.close()
 
 
-#: run the fast path's prediction in a forked process instead of a thread.  Off: on the shared 2-core machine
-#: (load 5-8) 7 alternating cold runs each gave the same wall (process 14.7 s, thread 15.0 s on average, spread
-#: +-2 s) and the same CPU; on an idle machine the process should overlap more (both paths hold the GIL in
-#: their Python parts): measure with benchmarks/bench_plan.py --fast-in-process before switching it on.
-FAST_IN_PROCESS = False
+#: run the fast path's prediction (and plan.png) in a forked process instead of a thread.  The thread shares the
+#: GIL with the joint part (both are Python-heavy); the process runs on the second core.  Measured cold
+#: (benchmarks/bench_plan.py, the README of benchmarks): see there for the numbers.
+FAST_IN_PROCESS = True
 
 
-def _start_fast(sim, rows_nm):
+def _start_fast(sim, rows_nm, draw: bool = False):
     import multiprocessing as mp
 
     if FAST_IN_PROCESS and "fork" in mp.get_all_start_methods():
-        return _ForkedFast(mp.get_context("fork"), sim, rows_nm)
+        return _ForkedFast(mp.get_context("fork"), sim, rows_nm, draw)
     return _ThreadFast(sim, rows_nm)
 
 
@@ -305,64 +316,90 @@ class _ThreadFast:
         self._pool = ThreadPoolExecutor(1)
         self._job = self._pool.submit(fast_prediction, sim, rows_nm)
 
-    def busy(self):
-        return False   # a thread: the caller's work would compete with it for the GIL
-
     def result(self):
         return self._job.result()
+
+    def draw(self, plan) -> bytes:
+        from .figures import plan_png
+        return plan_png(plan)
 
     def close(self):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fast_child(send, sim, rows_nm):
+def _fast_child(conn, other, sim, rows_nm, draw):
+    other.close()   # the parent's end: the child sees EOF when the parent closes it
     try:
         out = (True, fast_prediction(sim, rows_nm))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
         out = (False, RuntimeError(f"the fast path's prediction failed: {type(exc).__name__}: {exc}"))
-    send.send(out)
-    send.close()
+    conn.send(out)
+    if not (draw and out[0]):
+        conn.close()
+        return
+    try:
+        from . import figures   # matplotlib's import while the parent does the joint part
+        plan = conn.recv()
+        res = (True, figures.plan_png(plan))
+    except EOFError:  # the parent wants no figure
+        return
+    except BaseException as exc:  # noqa: BLE001
+        res = (False, RuntimeError(f"plan.png failed: {type(exc).__name__}: {exc}"))
+    conn.send(res)
+    conn.close()
 
 
 class _ForkedFast:
     """:func:`fast_prediction` in a forked child (it inherits the simulation: nothing pickled on the way in);
-    the result (a small dict of floats and three per-row arrays) comes back through a pipe."""
+    the result (a small dict of floats and three per-row arrays) comes back through a pipe.  With ``draw`` the
+    child then imports matplotlib and waits for the plan, draws plan.png (:meth:`draw`) and sends its bytes."""
 
-    def __init__(self, ctx, sim, rows_nm):
+    def __init__(self, ctx, sim, rows_nm, draw=False):
         import warnings
 
-        self._recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_fast_child, args=(send, sim, rows_nm), daemon=True)
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(target=_fast_child, args=(child, self._conn, sim, rows_nm, draw), daemon=True)
         with warnings.catch_warnings():   # Python >= 3.12 warns on fork() beside BLAS threads; the child runs
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)  # numpy only
             self._proc.start()
-        send.close()
+        child.close()
+        self._draw = draw
         self._done = False
 
-    def busy(self):
-        return not self._recv.poll()
-
-    def result(self):
+    def _recv(self, what):
         try:
-            ok, val = self._recv.recv()
-            self._done = True
+            ok, val = self._conn.recv()
         except EOFError:
-            raise RuntimeError(f"the fast path's process ended without a result (exit code "
+            raise RuntimeError(f"the fast path's process ended without {what} (exit code "
                                f"{self._proc.exitcode})") from None
         if not ok:
+            self._done = True
             raise val
         return val
 
+    def result(self):
+        val = self._recv("a result")
+        self._done = not self._draw
+        return val
+
+    def draw(self, plan) -> bytes:
+        if not self._draw:
+            raise RuntimeError("this fast path's process was started without draw=True")
+        self._conn.send({k: v for k, v in plan.items() if k != "_png"})
+        png = self._recv("plan.png")
+        self._done = True
+        return png
+
     def close(self):
-        if not self._done:   # the joint part failed: its result is not wanted
+        if not self._done:   # the joint part failed, or the figure is not wanted
             self._proc.terminate()
         self._proc.join()
         self._proc.close()
-        self._recv.close()
+        self._conn.close()
 
 
 def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, note_ps,
-                fast_job, while_waiting=None):
+                fast_job):
     grads = gradients(jac, rows_nm)
     cov, cov_rep = covariances(jac)
     sig = sigmas_cov(cov, grads)
@@ -441,8 +478,6 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
                      "rows": rows}
     out["vary"] = vres
     if fast_job is not None:
-        if while_waiting is not None and fast_job.busy():
-            while_waiting()
         fp = fast_job.result()
         out["_profiles"].update(fp.pop("profile"))
         out["fast"] = fp
