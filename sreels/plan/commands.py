@@ -77,7 +77,8 @@ def _summary(plan):
     from .planner import NUMBERS
 
     print(f"plan in {plan['seconds']['total']:.1f} s; predicted 1-sigma of the joint fit at the design's dose "
-          f"(total {plan['dose_e_per_nm2']['total']:.3g} e/nm^2):")
+          f"(total {plan['dose_e_per_nm2']['total']:.3g} e/nm^2)\n  (the fit predicted: "
+          f"{plan['predicts']['joint_short']}; plan.json 'predicts'):")
     for k, lab, f, unit in NUMBERS:
         line = f"  {k:24s} {plan['joint']['derived_sigma'][k] * f:.3g} {unit}"
         t = plan["targets"].get(k)

@@ -185,10 +185,9 @@ def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: floa
 
 
 # ------------------------------------------------------------------ fast path
-def fast_prediction(sim, rows_nm) -> dict:
-    """The fast path on the noise-free expected image: its per-row errors and reported derived errors."""
-    from ..inference.derived import derive
-    from ..inference.fast import fit_image, usable_by_edge
+def fast_windows(sim, source: str = "plan") -> dict:
+    """A simulation's windows as the fast path reads them from sreels files (the detector's and the
+    instrument's metadata they carry)."""
     from ..inference.load import WindowData
 
     det = sim.config.detector
@@ -197,9 +196,16 @@ def fast_prediction(sim, rows_nm) -> dict:
                                   "dark_subtracted": det.dark_subtracted},
                      "instrument": {"plural_scattering": sim.config.instrument.plural_scattering}},
           "resolution_fwhm_ev": sim.config.instrument.resolution_fwhm_ev}
-    wins = {k: WindowData(k, v.energy, np.asarray(v.counts, float), sim.position, "plan", det.gain_counts_per_e,
+    return {k: WindowData(k, v.energy, np.asarray(v.counts, float), sim.position, source, det.gain_counts_per_e,
                           det.readout_noise_counts, metadata=md) for k, v in sim.windows.items()}
-    res = fit_image(wins, progress=False)
+
+
+def fast_prediction(sim, rows_nm) -> dict:
+    """The fast path on the noise-free expected image: its per-row errors and reported derived errors."""
+    from ..inference.derived import derive
+    from ..inference.fast import fit_image, usable_by_edge
+
+    res = fit_image(fast_windows(sim), progress=False)
     y = res.position.y_nm
     c = res.columns
     ok = np.array([s == "ok" for s in res.status])
@@ -219,6 +225,37 @@ def fast_prediction(sim, rows_nm) -> dict:
 
 
 # ------------------------------------------------------------------ the plan
+def predicted_fits(d: Design, sim=None) -> dict:
+    """Which fits the plan predicts, said plainly (plan.json ``predicts``; the summary prints ``joint``)."""
+    inst = d.instrument
+    tl = None
+    if sim is not None and getattr(sim, "lowloss_truth", None) and "t_over_lambda" in sim.lowloss_truth:
+        tl = float(np.median(sim.lowloss_truth["t_over_lambda"]))
+    if inst.plural_scattering:
+        joint = ("sreels fit --method bayes, without --plural: its model has single scattering only, while this "
+                 "design's images have plural scattering" + (f" (median t/lambda {tl:.2f} in the low-loss window)"
+                                                             if tl is not None else "")
+                 + (" and a low-loss window, which that fit does not use" if inst.lowloss_window else "")
+                 + ". That fit leaves plural scattering out (it warns that its numbers are biased, c_Li most): the "
+                 "sigma given is the spread of its estimates about their own mean over repeated images, not their "
+                 "error about the truth; the bias is not predicted. The experimental --plural model is not predicted.")
+    else:
+        joint = ("sreels fit --method bayes: its model (single scattering) is the one that made this design's images; "
+                 "sigma is the spread of its estimates over repeated images")
+    fast = ("sreels fit --method fast" + (": it models plural scattering from each row's low loss (DualEELS)"
+                                          if inst.plural_scattering and inst.lowloss_window else
+                                          ": plural scattering without a low-loss window is not removed (flagged rows)"
+                                          if inst.plural_scattering else "")
+            + "; per-row sigma = the errors it reports on the noise-free image (checked against its spread over "
+            "seeded images: validation/results/06_plan, ratios.md and fast_dualeels.md)")
+    short = ("sreels fit --method bayes without --plural (single-scattering model; these images have plural "
+             "scattering" + (f", t/lambda {tl:.2f}" if tl is not None else "") + "): sigma = spread about its own "
+             "biased mean, the bias not predicted" if inst.plural_scattering else "sreels fit --method bayes")
+    return {"joint": joint, "joint_short": short, "fast": fast,
+            "plural_scattering_in_images": bool(inst.plural_scattering),
+            "lowloss_window": bool(inst.lowloss_window), "median_t_over_lambda": tl}
+
+
 def _derived_at(jac, grads, scale=1.0, rfactor=1.0) -> dict:
     s = joint_sigmas(jac, {k: grads[f"derived:{k}"] for k in DERIVED}, scale, rfactor)
     return {k: s[k] for k in DERIVED}
@@ -414,6 +451,7 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
                   "the diagonal of that correlation); fast path: its reported errors on the noise-free image",
         "design": {"scenario": dataclasses.asdict(d.scenario), "instrument": dataclasses.asdict(d.instrument),
                    "detector": dataclasses.asdict(d.detector)},
+        "predicts": predicted_fits(d, jac.simulation),
         "parameters": list(jac.names),
         "joint": {"derived_sigma": {k: sig[f"derived:{k}"] for k in DERIVED},
                   "derived_sigma_reported_by_the_fit": {k: rep[f"derived:{k}"] for k in DERIVED},

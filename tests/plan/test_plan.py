@@ -293,6 +293,8 @@ def test_plan_command_writes_a_complete_folder(tmp_path, capsys):
     # a design with v times the dose needs 1/v of the factor the design itself needs for the target
     for r in rows:
         assert r["value"] * r["dose_factor_for:r_oo_change_nm"] == pytest.approx(t["dose_factor"], rel=3e-3)
+    assert p["predicts"]["plural_scattering_in_images"] is False and "single scattering" in p["predicts"]["joint"]
+    assert "the fit predicted: sreels fit --method bayes" in capsys.readouterr().out
     before = (out / "plan.json").read_bytes()
     assert main(["plan", "--scenario", str(toml), "--no-fast", "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
@@ -397,3 +399,18 @@ def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch
             job.result()
     finally:
         job.close()
+
+
+def test_plan_says_which_fit_it_predicts_on_dualeels():
+    """The default design (plural scattering, low-loss window): the joint prediction is that of the Bayesian fit
+    without --plural (single-scattering model), and the plan says its sigma is a spread about a biased mean."""
+    from sreels.plan.planner import predicted_fits
+
+    d = dz.Design(Scenario(), Instrument(), Detector())
+    assert d.instrument.plural_scattering and d.instrument.lowloss_window
+    p = predicted_fits(d)
+    assert "without --plural" in p["joint"] and "bias is not predicted" in p["joint"]
+    assert "low-loss window, which that fit does not use" in p["joint"]
+    assert "models plural scattering" in p["fast"] and p["plural_scattering_in_images"]
+    single = predicted_fits(dz.Design(Scenario(), SINGLE, Detector()))
+    assert "without --plural" not in single["joint"] and not single["plural_scattering_in_images"]
