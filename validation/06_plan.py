@@ -28,6 +28,12 @@ Usage:
   python validation/06_plan.py OUT --designs default tenth fine --n 100   (raw results per design)
   python validation/06_plan.py OUT --linear fine trip --linear-n 200       (linear_<design>.json)
   python validation/06_plan.py OUT --report                              (report.json, ratios.md)
+  python validation/06_plan.py OUT --fast-dualeels 40                      (fast_dualeels.json / .md)
+
+DualEELS check of the fast path (``--fast-dualeels N``): the default design as ``sreels plan`` plans it (the
+instrument's defaults: plural scattering and a low-loss window, which the fast path uses), its predicted per-row
+sigma against the spread of its per-row estimates over N seeded images (seeds DUALEELS_SEED0 + index), as
+above; outside the verdict of --report (the joint fit has no plural model by default: not compared here).
 Raw results are appended after every image (OUT/<design>.npz), designs interleaved, so a run can be
 stopped and resumed.
 """
@@ -52,7 +58,7 @@ from sreels.inference.fast import fit_image, usable
 from sreels.inference.load import WindowData
 from sreels.plan import design as dz
 from sreels.plan.fisher import priors_for
-from sreels.plan.planner import make_plan
+from sreels.plan.planner import fast_windows, make_plan
 
 SIX = ("electrode_width_nm", "ti_boundary_nm", "li_max_rel", "li_at_ti_boundary_rel", "r_oo_parent_nm",
        "r_oo_max_nm")
@@ -63,6 +69,10 @@ SEED0 = {"default": 60000, "tenth": 61000, "fine": 62000, "trip": 63000}
 #: fresh detector draws of the linear check (seed = LINEAR_SEED0[design] + index)
 LINEAR_SEED0 = {"default": 900000, "tenth": 905000, "fine": 910000, "trip": 920000}
 LINEAR_KEYS = ("r_oo_change_nm", "r_oo_max_nm", "r_oo_parent_nm", "li_max_rel", "electrode_width_nm")
+
+
+#: seeds of the DualEELS check of the fast path (--fast-dualeels)
+DUALEELS_SEED0 = 64000
 
 
 #: The instrument of every design: single scattering, no low-loss window. The Bayesian (MAP) path does not
@@ -133,6 +143,46 @@ def linear_check(name: str, d: dz.Design, out: Path, n_fresh: int) -> dict:
                 "fresh_sampling_se": float(np.std(fresh[:, j], ddof=1) / p / np.sqrt(2 * (n_fresh - 1)))}
                if n_fresh > 1 else {})}
     (out / f"linear_{name}.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def fast_dualeels(out: Path, n: int) -> dict:
+    """The fast path's predicted per-row sigma on the default DualEELS design (sreels plan's default) against
+    its per-row spread over ``n`` seeded images; raw estimates appended per image (fast_dualeels.npz)."""
+    d = dz.Design(Scenario(), Instrument(), Detector())
+    raw_p, pred_p = out / "fast_dualeels.npz", out / "fast_dualeels_plan.json"
+    if not pred_p.exists():
+        plan = make_plan(d, fast=True)
+        pred_p.write_text(json.dumps({"fast": plan["fast"], "fast_profile": {
+            k: np.asarray(v).tolist() for k, v in plan["_profiles"].items() if k != "joint"},
+            "design": plan["design"], "seconds": plan["seconds"]}, indent=1, default=float))
+    prof = json.loads(pred_p.read_text())["fast_profile"]
+    acc = {k: list(v) for k, v in dict(np.load(raw_p)).items()} if raw_p.exists() else {}
+    models = window_models(d.instrument)
+    while len(acc.get("seeds", [])) < n:
+        seed = DUALEELS_SEED0 + len(acc.get("seeds", []))
+        t0 = time.perf_counter()
+        sim = simulate(d.scenario, d.instrument, d.detector, rng=seed, models=models)
+        r = fit_image(fast_windows(sim, "sim"), progress=False)
+        ok = usable(r.status)
+        acc.setdefault("seeds", []).append(seed)
+        for key, col in ROW_COLS:
+            acc.setdefault(f"fast_{key}", []).append(np.where(ok, r.columns[col], np.nan))
+        np.savez(raw_p, **{k: np.asarray(v) for k, v in acc.items()})
+        print(f"dualeels {len(acc['seeds'])}/{n}: fast {time.perf_counter() - t0:.1f} s", flush=True)
+    r = {k: np.asarray(v) for k, v in acc.items()}
+    lines = ["# Validation 06, DualEELS: the fast path's predicted per-row sigma against its spread", "",
+             "The default design as `sreels plan` plans it (plural scattering, low-loss window; "
+             f"{d.scenario.rows} rows), seeds {int(r['seeds'][0])}-{int(r['seeds'][-1])}.  Predicted: its errors on "
+             "the noise-free image; empirical: the rms over usable rows of the per-row sd over the images.", "",
+             "| set | n | number | predicted | empirical | empirical / predicted | +- (sampling) | | pass |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    res = {"design": "default DualEELS (sreels plan's default scenario)", "seeds": [int(r["seeds"][0]),
+                                                                                    int(r["seeds"][-1])],
+           "fast_rows": _fast_rows("dualeels", r, prof, lines)}
+    res["all_pass"] = bool(all(e["pass"] for e in res["fast_rows"].values()))
+    (out / "fast_dualeels.json").write_text(json.dumps(res, indent=1))
+    (out / "fast_dualeels.md").write_text("\n".join(lines) + "\n")
     return res
 
 
@@ -431,11 +481,18 @@ def main(argv=None):
                     choices=["default", "tenth", "fine", "trip"], help="the linear check of DESIGN (linear_DESIGN.json)")
     ap.add_argument("--linear-n", type=int, default=200,
                     help="fresh detector draws of the linear check (0: the stored images only)")
+    ap.add_argument("--fast-dualeels", type=int, default=0, metavar="N",
+                    help="the fast path's per-row check on N seeded images of the default DualEELS design")
     ap.add_argument("--repredict", nargs="+", default=[], metavar="DESIGN",
                     help="recompute DESIGN_plan.json with the current code (the fits are kept)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.fast_dualeels:
+        with single_threaded_blas():
+            res = fast_dualeels(out, a.fast_dualeels)
+        print((out / "fast_dualeels.md").read_text())
+        return 0 if res["all_pass"] else 1
     for name in a.repredict:
         (out / f"{name}_plan.json").unlink(missing_ok=True)
         if name == "trip_at_reported_factor":  # the exposure an earlier plan (the fit's reported sigma) gave
