@@ -120,14 +120,15 @@ def _table(doc):
     p = lambda *x: print(*x, file=sys.stderr)  # noqa: E731
     p(f"\n{doc['what']}  (load average {', '.join(f'{x:.1f}' for x in doc['load_average'])}; timings on a loaded "
       "machine are inflated)")
-    p(f"{'':72s} {'CPU s':>8s} {'wall s':>8s}")
+    p(f"{'':72s} {'CPU s':>8s} {'wall s':>8s} {'child CPU s':>12s}")
     rows = [("imports (numpy, scipy, sreels.plan)", doc["imports_before_first_run"]),
-            ("first run (with lazy imports: matplotlib, lmfit)", doc["first_run_including_lazy_imports"]),
+            ("first run (with lazy imports; matplotlib in the forked child)", doc["first_run_including_lazy_imports"]),
             ("command line estimate (imports + first run)", doc["command_line_estimate"])]
     rows += [(f"later run {i + 2}", r) for i, r in enumerate(doc["later_runs"])]
     rows += [(f"  stage (its thread's CPU): {k}", v) for k, v in doc["stages_last_run"].items()]
     for name, v in rows:
-        p(f"{name[:72]:72s} {v['cpu_s']:8.2f} {v['wall_s']:8.2f}")
+        child = f"{v['cpu_child_s']:12.2f}" if "cpu_child_s" in v else ""
+        p(f"{name[:72]:72s} {v['cpu_s']:8.2f} {v['wall_s']:8.2f} {child}")
 
 
 if __name__ == "__main__":
