@@ -39,6 +39,23 @@ def plan_png(plan: dict) -> bytes:
     return buf.getvalue()
 
 
+def example_plan(rows: int = 330) -> dict:
+    """A plan with the figure's fields and made-up numbers (:func:`warm_up`, tests)."""
+    y = np.linspace(-40.0, 1800.0, rows)
+    curve = np.array([0.01, 0.1, 1.0, 10.0, 100.0])
+    return {"joint": {"derived_sigma": {k: 1.0 for k, *_ in NUMBERS}}, "targets": {}, "vary": {},
+            "_dose_curve": {"factor": curve, **{k: curve ** -0.5 for k, *_ in NUMBERS}},
+            "_profiles": {"joint": {"y_nm": y, "li_rel_err": np.exp(-y / 200.0) * 1e-2, "r_oo_nm_err": np.full(rows, 1e-5)},
+                          "y_nm": y, "li_rel_err": np.full(rows, 0.08), "r_oo_nm_err": np.full(rows, 3e-4),
+                          "ti3_fraction_err": np.full(rows, 4e-3)}}
+
+
+def warm_up() -> None:
+    """Draw :func:`example_plan` once and discard it: matplotlib's fonts, and the metrics of the texts every
+    plan.png has, are then cached (sreels plan's figure process does it while the plan is computed)."""
+    plan_png(example_plan())
+
+
 def _draw(plan: dict):
     vary = plan.get("vary", {})
     n = 2 + len(vary)

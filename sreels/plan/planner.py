@@ -294,8 +294,8 @@ def make_plan(d: Design, targets: dict | None = None, vary: dict | None = None, 
               critical_dose: float | None = None, slit_width_nm: float = 1000.0, vary_points: int = 5,
               fast: bool = True, figure: bool = False) -> dict:
     """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` and ``_dose_curve`` for the
-    figure).  ``figure``: also ``_png``, the bytes of plan.png (:func:`.figures.plan_png`), drawn by the fast
-    path's forked process when there is one (it imports matplotlib while this process does the joint part)."""
+    figure).  ``figure``: also ``_png``, the bytes of plan.png (:func:`.figures.plan_png`), drawn in a forked
+    process (FAST_IN_PROCESS) that imports matplotlib from the start, beside this one's work."""
     from ..resources import single_threaded_blas
 
     with single_threaded_blas():  # small matrix products: BLAS threads only spin on a busy machine
@@ -311,45 +311,56 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
                    "joint fit's Jacobian is that of its own model")
     else:
         note_ps = None
-    # the fast path's prediction (its fit of the noise-free image) runs beside the joint fit's Jacobian and
-    # algebra, from the moment the noise-free simulation exists: in a forked process (FAST_IN_PROCESS), which
-    # then also imports matplotlib and draws plan.png, or in a thread
-    jobs = []
+    # On two cores: plan.png's process (matplotlib's import and a warm-up drawing) starts now, on the core this
+    # process leaves idle while it simulates; the fast path's prediction (its fit of the noise-free image) starts
+    # as soon as the noise-free simulation exists, beside the joint fit's Jacobian and algebra: both in forked
+    # processes (FAST_IN_PROCESS), else in a thread and here
+    fig_job = _start_figure() if figure else None
+    fast_jobs = []
 
     def start_fast(sim):
-        jobs.append(_start_fast(sim, rows_nm, draw=figure))
+        fast_jobs.append(_start_fast(sim, rows_nm))
 
     try:
         jac = joint_jacobian(d, on_simulation=start_fast if fast else None)
         t_jac = time.perf_counter() - t0
-        fast_job = jobs[0] if jobs else None
         out = _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
-                          note_ps, fast_job)
+                          note_ps, fast_jobs[0] if fast_jobs else None)
         if figure:
-            if fast_job is not None:
-                out["_png"] = fast_job.draw(out)
+            if fig_job is not None:
+                out["_png"] = fig_job.draw(out)
             else:
                 from .figures import plan_png
                 out["_png"] = plan_png(out)
         out["seconds"]["total"] = time.perf_counter() - t0
         return out
     finally:
-        for job in jobs:
-            job.close()
+        for job in fast_jobs + [fig_job]:
+            if job is not None:
+                job.close()
 
 
-#: run the fast path's prediction (and plan.png) in a forked process instead of a thread.  The thread shares the
-#: GIL with the joint part (both are Python-heavy); the process runs on the second core.  Measured cold
-#: (benchmarks/bench_plan.py, the README of benchmarks): see there for the numbers.
+#: run the fast path's prediction and plan.png in forked processes instead of a thread and this process: the
+#: thread shares the GIL with the joint part (both are Python-heavy), the processes run on the second core.
+#: Measured cold: benchmarks/README.md (bench_plan.py; --fast-in-thread for the other mode).
 FAST_IN_PROCESS = True
 
 
-def _start_fast(sim, rows_nm, draw: bool = False):
+def _fork_context():
     import multiprocessing as mp
 
-    if FAST_IN_PROCESS and "fork" in mp.get_all_start_methods():
-        return _ForkedFast(mp.get_context("fork"), sim, rows_nm, draw)
-    return _ThreadFast(sim, rows_nm)
+    return mp.get_context("fork") if FAST_IN_PROCESS and "fork" in mp.get_all_start_methods() else None
+
+
+def _start_fast(sim, rows_nm):
+    ctx = _fork_context()
+    return _ForkedFast(ctx, sim, rows_nm) if ctx is not None else _ThreadFast(sim, rows_nm)
+
+
+def _start_figure():
+    """The forked process that draws plan.png, or None (then it is drawn here)."""
+    ctx = _fork_context()
+    return _ForkedFigure(ctx) if ctx is not None else None
 
 
 class _ThreadFast:
@@ -360,83 +371,100 @@ class _ThreadFast:
     def result(self):
         return self._job.result()
 
-    def draw(self, plan) -> bytes:
-        from .figures import plan_png
-        return plan_png(plan)
-
     def close(self):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fast_child(conn, other, sim, rows_nm, draw):
+def _in_child(target, conn, other, args):
     other.close()   # the parent's end: the child sees EOF when the parent closes it
+    try:
+        target(conn, *args)
+    finally:
+        conn.close()
+
+
+def _fast_child(conn, sim, rows_nm):
     try:
         out = (True, fast_prediction(sim, rows_nm))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
         out = (False, RuntimeError(f"the fast path's prediction failed: {type(exc).__name__}: {exc}"))
     conn.send(out)
-    if not (draw and out[0]):
-        conn.close()
-        return
+
+
+def _figure_child(conn):
     try:
-        from . import figures   # matplotlib's import while the parent does the joint part
+        from . import figures   # matplotlib's import, then a drawing of the same texts: fonts and text metrics
+        figures.warm_up()       # cached while the parent computes the plan
         plan = conn.recv()
         res = (True, figures.plan_png(plan))
     except EOFError:  # the parent wants no figure
         return
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
         res = (False, RuntimeError(f"plan.png failed: {type(exc).__name__}: {exc}"))
     conn.send(res)
-    conn.close()
 
 
-class _ForkedFast:
-    """:func:`fast_prediction` in a forked child (it inherits the simulation: nothing pickled on the way in);
-    the result (a small dict of floats and three per-row arrays) comes back through a pipe.  With ``draw`` the
-    child then imports matplotlib and waits for the plan, draws plan.png (:meth:`draw`) and sends its bytes."""
+class _ForkedJob:
+    """A forked child (it inherits this process's objects: nothing pickled on the way in) that answers through a
+    pipe (pickled, small); ``close`` ends it if its answer was not taken."""
 
-    def __init__(self, ctx, sim, rows_nm, draw=False):
+    def __init__(self, ctx, target, args=()):
         import warnings
 
         self._conn, child = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(target=_fast_child, args=(child, self._conn, sim, rows_nm, draw), daemon=True)
+        self._proc = ctx.Process(target=_in_child, args=(target, child, self._conn, args), daemon=True)
         with warnings.catch_warnings():   # Python >= 3.12 warns on fork() beside BLAS threads; the child runs
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)  # numpy only
             self._proc.start()
         child.close()
-        self._draw = draw
         self._done = False
 
     def _recv(self, what):
         try:
             ok, val = self._conn.recv()
         except EOFError:
-            raise RuntimeError(f"the fast path's process ended without {what} (exit code "
+            raise RuntimeError(f"the {self.what} process ended without {what} (exit code "
                                f"{self._proc.exitcode})") from None
-        if not ok:
+        finally:
             self._done = True
+        if not ok:
             raise val
         return val
 
-    def result(self):
-        val = self._recv("a result")
-        self._done = not self._draw
-        return val
-
-    def draw(self, plan) -> bytes:
-        if not self._draw:
-            raise RuntimeError("this fast path's process was started without draw=True")
-        self._conn.send({k: v for k, v in plan.items() if k != "_png"})
-        png = self._recv("plan.png")
-        self._done = True
-        return png
-
     def close(self):
-        if not self._done:   # the joint part failed, or the figure is not wanted
+        if not self._done:   # the joint part failed: the answer is not wanted
             self._proc.terminate()
         self._proc.join()
         self._proc.close()
         self._conn.close()
+
+
+class _ForkedFast(_ForkedJob):
+    """:func:`fast_prediction` in a forked child; the result (a small dict of floats and three per-row arrays)
+    comes back through the pipe."""
+    what = "fast path's"
+
+    def __init__(self, ctx, sim, rows_nm):
+        super().__init__(ctx, _fast_child, (sim, rows_nm))
+
+    def result(self):
+        return self._recv("a result")
+
+
+class _ForkedFigure(_ForkedJob):
+    """plan.png in a forked child that imports matplotlib and warms its fonts at once, then waits for the plan
+    (:meth:`draw` sends it and returns the PNG's bytes)."""
+    what = "plan.png's"
+
+    def __init__(self, ctx):
+        super().__init__(ctx, _figure_child)
+
+    def draw(self, plan) -> bytes:
+        try:
+            self._conn.send({k: v for k, v in plan.items() if k != "_png"})
+        except OSError:   # the child has ended (its error is in the pipe)
+            pass
+        return self._recv("plan.png")
 
 
 def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, note_ps,

@@ -357,34 +357,40 @@ def test_linearised_fit_spread_is_the_sandwich(small):
 
 def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch, small):
     """sreels plan runs the fast path's prediction in a forked process (FAST_IN_PROCESS, the default): its result
-    is the one computed here in this process, to the bit (per-row errors, derived errors, profiles), and so is
-    plan.png, which that process draws (byte for byte; matplotlib is not imported here for it); a failure in the
-    child is raised in the parent with its cause; a thread is used where the process is switched off."""
+    is the one computed here in this process, to the bit (per-row errors, derived errors, profiles); plan.png,
+    drawn by another forked process after its warm-up drawing, is byte for byte the one drawn here; a failure in
+    a child is raised in the parent with its cause; a thread is used where the processes are switched off."""
     import multiprocessing as mp
 
     from sreels.plan import planner
-    from sreels.plan.figures import plan_png
+    from sreels.plan.figures import example_plan, plan_png
     if "fork" not in mp.get_all_start_methods():
         pytest.skip("no fork on this system: sreels plan uses a thread")
     nf = small[1].simulation
     here = fast_prediction(nf, [100.0, 600.0])
     monkeypatch.setattr(planner, "FAST_IN_PROCESS", True)
-    job = planner._start_fast(nf, [100.0, 600.0], draw=True)
-    assert isinstance(job, planner._ForkedFast)
+    fig = planner._start_figure()
+    job = planner._start_fast(nf, [100.0, 600.0])
+    assert isinstance(job, planner._ForkedFast) and isinstance(fig, planner._ForkedFigure)
     try:
         there = job.result()
-        plan = {"joint": {"derived_sigma": {k: 1e-3 for k in planner.TARGET_NAMES}}, "targets": {}, "vary": {},
-                "_dose_curve": {"factor": np.array([0.1, 1.0, 10.0]),
-                                **{k: np.array([3e-3, 1e-3, 3e-4]) for k in planner.TARGET_NAMES}},
-                "_profiles": {"joint": {"y_nm": nf.position.y_nm, "li_rel_err": np.full(48, 0.01),
-                                        "r_oo_nm_err": np.full(48, 1e-4)}, **there["profile"]}}
-        png = job.draw(plan)
+        plan = example_plan(48)
+        plan["_profiles"].update(there["profile"])
+        plan["joint"]["derived_sigma"]["r_oo_change_nm"] = 2.0   # not the warm-up's numbers
+        png = fig.draw(plan)
     finally:
         job.close()
+        fig.close()
     assert there["rows"] == here["rows"] and there["derived_reported"] == here["derived_reported"]
     for k, v in here["profile"].items():
         np.testing.assert_array_equal(there["profile"][k], v)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == plan_png(plan)
+    bad_fig = planner._start_figure()
+    try:
+        with pytest.raises(RuntimeError, match="plan.png failed: KeyError"):
+            bad_fig.draw({"targets": {}})
+    finally:
+        bad_fig.close()
     bad = planner._start_fast(None, [100.0])
     try:
         with pytest.raises(RuntimeError, match="fast path's prediction failed: AttributeError"):
@@ -393,7 +399,7 @@ def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch
         bad.close()
     monkeypatch.setattr(planner, "FAST_IN_PROCESS", False)
     job = planner._start_fast(None, [100.0])
-    assert isinstance(job, planner._ThreadFast)
+    assert isinstance(job, planner._ThreadFast) and planner._start_figure() is None
     try:
         with pytest.raises(AttributeError):
             job.result()
