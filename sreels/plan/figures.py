@@ -19,11 +19,14 @@ _C = dict(zip([n[0] for n in NUMBERS], ["#1f77b4", "#d62728", "#2ca02c", "#9467b
 def _plain_log_ticks(ax):
     """Log axes without minor ticks and with plain tick labels ("0.01", "1e+03"), not mathtext: the
     default minor ticks and 10^x labels made ~2/3 of the figure's drawing time (profiled)."""
-    from matplotlib.ticker import FuncFormatter, NullLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+    for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
         if scale == "log":
             axis.set_minor_locator(NullLocator())
+            span = max(lim) / max(min(lim), 1e-300)
+            if axis is ax.yaxis and span < 30:   # < 1.5 decades: 1-2-5 ticks; under half a decade evenly spaced
+                axis.set_major_locator(LogLocator(10.0, subs=(1.0, 2.0, 5.0)) if span >= 3 else MaxNLocator(4))
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
 
 
@@ -108,6 +111,8 @@ def _draw(plan: dict):
         ax.set_yscale("log")
         if max(x) / max(min(x), 1e-300) >= 4 and min(x) > 0:
             ax.set_xscale("log")
+            if len(x) <= 6:   # a log axis over less than a decade or two has too few labelled ticks
+                ax.set_xticks(x)
         if targets:
             ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
         if np.isfinite(v["base_value"]):
