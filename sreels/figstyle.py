@@ -56,7 +56,13 @@ def figure(*args, **kwargs):
 def save(fig, path, tight: bool = True) -> Path:
     """Write ``fig`` to ``path`` atomically (temporary name in the same folder, then rename)
     and close it.  ``tight``: trim the margins to the drawn content (costs a second draw; a
-    figure with its own fixed layout can skip it)."""
+    figure with its own fixed layout can skip it).  ``path`` may be a binary file object (a PNG is written
+    to it; nothing renamed)."""
+    if hasattr(path, "write"):
+        with plt.rc_context(STYLE):
+            fig.savefig(path, format="png", bbox_inches="tight" if tight else None)
+        plt.close(fig)
+        return path
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     with plt.rc_context(STYLE):

@@ -43,10 +43,6 @@ def _check_args(args):
         raise SreelsInputError(f"--rows-nm {args.rows_nm}: expected finite distances in nm")
 
 
-def _import_figures():
-    from . import figures  # noqa: F401 - matplotlib's import (~0.8 s cold) while the fast path's process runs
-
-
 def run_plan(args) -> int:
     from ..io import write_csv, write_json
     from ..outdir import check_output, output_directory
@@ -62,16 +58,14 @@ def run_plan(args) -> int:
     d = Design(cfg.scenario, cfg.instrument, cfg.detector)
     plan = make_plan(d, targets, vary, rows_nm=args.rows_nm, critical_dose=args.critical_dose,
                      slit_width_nm=args.slit_width_nm, vary_points=args.vary_points, fast=not args.no_fast,
-                     while_waiting=_import_figures)
+                     figure=True)   # plan.png drawn beside the joint part where the fast path's process is forked
     plan["inputs"] = {"scenario": args.scenario, "targets": targets, "vary": {k: list(v) for k, v in vary.items()},
                       "critical_dose_e_per_nm2": args.critical_dose, "rows_nm": list(args.rows_nm),
                       "randomness": "none (Jacobians of the model at the truth; the noise-free simulation uses no "
                                     "random draws)"}
-    from .figures import plan_figure
-
     with output_directory(args.out, overwrite=args.overwrite, inputs=inputs) as out:
         write_json(out / "plan.json", {k: v for k, v in plan.items() if not k.startswith("_")})
-        plan_figure(plan, out / "plan.png")
+        (out / "plan.png").write_bytes(plan["_png"])
         for key, v in plan["vary"].items():
             write_csv(out / f"vary_{key}.csv", {c: np.array([r[c] for r in v["rows"]]) for c in v["rows"][0]})
     _summary(plan)
@@ -80,10 +74,11 @@ def run_plan(args) -> int:
 
 
 def _summary(plan):
-    from .figures import NUMBERS
+    from .planner import NUMBERS
 
     print(f"plan in {plan['seconds']['total']:.1f} s; predicted 1-sigma of the joint fit at the design's dose "
-          f"(total {plan['dose_e_per_nm2']['total']:.3g} e/nm^2):")
+          f"(total {plan['dose_e_per_nm2']['total']:.3g} e/nm^2)\n  (the fit predicted: "
+          f"{plan['predicts']['joint_short']}; plan.json 'predicts'):")
     for k, lab, f, unit in NUMBERS:
         line = f"  {k:24s} {plan['joint']['derived_sigma'][k] * f:.3g} {unit}"
         t = plan["targets"].get(k)

@@ -30,6 +30,11 @@ from .fisher import (GAUSSIAN_MIN_ELECTRONS, covariance, covariances, gradients,
 
 #: The study's six numbers (Yamamoto 2014) and the R_OO change; units as in the names.
 TARGET_NAMES = DERIVED
+#: The study's numbers in the summary and the figure: (key, label, unit factor, unit)
+NUMBERS = (("electrode_width_nm", "electrode width", 1.0, "nm"), ("ti_boundary_nm", "Ti³⁺ boundary", 1.0, "nm"),
+           ("li_max_rel", "c_Li max", 1.0, ""), ("li_at_ti_boundary_rel", "c_Li at boundary", 1.0, ""),
+           ("r_oo_parent_nm", "R_OO parent", 1e3, "pm"), ("r_oo_max_nm", "R_OO max", 1e3, "pm"),
+           ("r_oo_change_nm", "R_OO change", 1e3, "pm"))
 #: Rows (distance from Pt, nm) reported by default: Ti3+ region, Ti4+ electrode, parent.
 DEFAULT_ROWS_NM = (50.0, 250.0, 1000.0)
 #: Range of the exposure factor searched for a target.
@@ -180,10 +185,9 @@ def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: floa
 
 
 # ------------------------------------------------------------------ fast path
-def fast_prediction(sim, rows_nm) -> dict:
-    """The fast path on the noise-free expected image: its per-row errors and reported derived errors."""
-    from ..inference.derived import derive
-    from ..inference.fast import fit_image, usable_by_edge
+def fast_windows(sim, source: str = "plan") -> dict:
+    """A simulation's windows as the fast path reads them from sreels files (the detector's and the
+    instrument's metadata they carry)."""
     from ..inference.load import WindowData
 
     det = sim.config.detector
@@ -192,9 +196,16 @@ def fast_prediction(sim, rows_nm) -> dict:
                                   "dark_subtracted": det.dark_subtracted},
                      "instrument": {"plural_scattering": sim.config.instrument.plural_scattering}},
           "resolution_fwhm_ev": sim.config.instrument.resolution_fwhm_ev}
-    wins = {k: WindowData(k, v.energy, np.asarray(v.counts, float), sim.position, "plan", det.gain_counts_per_e,
+    return {k: WindowData(k, v.energy, np.asarray(v.counts, float), sim.position, source, det.gain_counts_per_e,
                           det.readout_noise_counts, metadata=md) for k, v in sim.windows.items()}
-    res = fit_image(wins, progress=False)
+
+
+def fast_prediction(sim, rows_nm) -> dict:
+    """The fast path on the noise-free expected image: its per-row errors and reported derived errors."""
+    from ..inference.derived import derive
+    from ..inference.fast import fit_image, usable_by_edge
+
+    res = fit_image(fast_windows(sim), progress=False)
     y = res.position.y_nm
     c = res.columns
     ok = np.array([s == "ok" for s in res.status])
@@ -204,7 +215,7 @@ def fast_prediction(sim, rows_nm) -> dict:
         rows[f"{yy:g}"] = {"row_y_nm": float(y[j]), "status": str(res.status[j]),
                            **{k: float(c[f"{k}_err"][j]) for k in ("li_rel", "ti3_fraction", "r_oo_nm")}}
     try:
-        dd = derive(y, c, usable_by_edge(res.status))
+        dd = derive(y, c, usable_by_edge(res.status), lmfit=False)   # lmfit's fits without its import (~1.3 s)
         rep = {k: float(dd[f"{k}_err"]) for k in TARGET_NAMES if f"{k}_err" in dd}
     except Exception as exc:  # noqa: BLE001 - reported, the per-row prediction stands on its own
         rep = {"error": f"{type(exc).__name__}: {exc}"}
@@ -214,6 +225,41 @@ def fast_prediction(sim, rows_nm) -> dict:
 
 
 # ------------------------------------------------------------------ the plan
+def predicted_fits(d: Design, sim=None) -> dict:
+    """Which fits the plan predicts, said plainly (plan.json ``predicts``; the summary prints ``joint``)."""
+    inst = d.instrument
+    tl = None
+    if sim is not None and getattr(sim, "lowloss_truth", None) and "t_over_lambda" in sim.lowloss_truth:
+        tl = float(np.median(sim.lowloss_truth["t_over_lambda"]))
+    if inst.plural_scattering:
+        joint = ("sreels fit --method bayes, without --plural: its model has single scattering only, while this "
+                 "design's images have plural scattering" + (f" (median t/lambda {tl:.2f} in the low-loss window)"
+                                                             if tl is not None else "")
+                 + (" and a low-loss window, which that fit does not use" if inst.lowloss_window else "")
+                 + ". That fit leaves plural scattering out (it warns that its numbers are biased, c_Li most): the "
+                 "sigma given is the spread of its estimates about their own mean over repeated images, not their "
+                 "error about the truth; the bias is not predicted. On the default design it dwarfs sigma: the MAP of "
+                 "its noise-free image is off by 4-1500 sigma (R_OO change +14 pm against 0.06 pm, electrode width "
+                 "-380 nm, c_Li max +12.5; validation/results/06_plan/dualeels_joint_bias.md). The experimental "
+                 "--plural model is not predicted.")
+    else:
+        joint = ("sreels fit --method bayes: its model (single scattering) is the one that made this design's images; "
+                 "sigma is the spread of its estimates over repeated images")
+    fast = ("sreels fit --method fast" + (": it models plural scattering from each row's low loss (DualEELS)"
+                                          if inst.plural_scattering and inst.lowloss_window else
+                                          ": plural scattering without a low-loss window is not removed (flagged rows)"
+                                          if inst.plural_scattering else "")
+            + "; per-row sigma = the errors it reports on the noise-free image (checked against its spread over "
+            "seeded images: validation/results/06_plan, ratios.md and fast_dualeels.md)")
+    short = ("sreels fit --method bayes without --plural (single-scattering model; these images have plural "
+             "scattering" + (f", t/lambda {tl:.2f}" if tl is not None else "") + "): sigma = spread about its own "
+             "biased mean, the bias not predicted (on the default design 4-1500 sigma)" if inst.plural_scattering
+             else "sreels fit --method bayes")
+    return {"joint": joint, "joint_short": short, "fast": fast,
+            "plural_scattering_in_images": bool(inst.plural_scattering),
+            "lowloss_window": bool(inst.lowloss_window), "median_t_over_lambda": tl}
+
+
 def _derived_at(jac, grads, scale=1.0, rfactor=1.0) -> dict:
     s = joint_sigmas(jac, {k: grads[f"derived:{k}"] for k in DERIVED}, scale, rfactor)
     return {k: s[k] for k in DERIVED}
@@ -246,18 +292,17 @@ def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targe
 
 def make_plan(d: Design, targets: dict | None = None, vary: dict | None = None, rows_nm=DEFAULT_ROWS_NM,
               critical_dose: float | None = None, slit_width_nm: float = 1000.0, vary_points: int = 5,
-              fast: bool = True, while_waiting=None) -> dict:
-    """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` for the figure).
-    ``while_waiting()``, if given, runs when the joint part is done and the fast path's process is still
-    busy (sreels plan imports matplotlib there: off the critical path on two cores)."""
+              fast: bool = True, figure: bool = False) -> dict:
+    """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` and ``_dose_curve`` for the
+    figure).  ``figure``: also ``_png``, the bytes of plan.png (:func:`.figures.plan_png`), drawn in a forked
+    process (FAST_IN_PROCESS) that imports matplotlib from the start, beside this one's work."""
     from ..resources import single_threaded_blas
 
     with single_threaded_blas():  # small matrix products: BLAS threads only spin on a busy machine
-        return _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast,
-                          while_waiting)
+        return _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast, figure)
 
 
-def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast, while_waiting=None):
+def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast, figure=False):
     t0 = time.perf_counter()
     targets = dict(targets or {})
     vary = dict(vary or {})
@@ -266,47 +311,62 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
                    "joint fit's Jacobian is that of its own model")
     else:
         note_ps = None
-    # the fast path's prediction (its fit of the noise-free image, its lmfit import) runs beside the joint
-    # fit's Jacobian and algebra, from the moment the noise-free simulation exists: in a thread (it overlaps
-    # the large numpy calls), or in a forked process with FAST_IN_PROCESS
-    jobs = []
+    # On two cores: plan.png's process (matplotlib's import and a warm-up drawing) starts now, on the core this
+    # process leaves idle while it simulates; the fast path's prediction (its fit of the noise-free image) starts
+    # as soon as the noise-free simulation exists, beside the joint fit's Jacobian and algebra: both in forked
+    # processes (FAST_IN_PROCESS), else in a thread and here
+    fig_job = _start_figure() if figure else None
+    fast_jobs = []
 
     def start_fast(sim):
-        jobs.append(_start_fast(sim, rows_nm))
+        fast_jobs.append(_start_fast(sim, rows_nm))
 
     try:
         jac = joint_jacobian(d, on_simulation=start_fast if fast else None)
         t_jac = time.perf_counter() - t0
-        fast_job = jobs[0] if jobs else None
-        return _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
-                           note_ps, fast_job, while_waiting)
+        out = _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
+                          note_ps, fast_jobs[0] if fast_jobs else None)
+        if figure:
+            if fig_job is not None:
+                out["_png"] = fig_job.draw(out)
+            else:
+                from .figures import plan_png
+                out["_png"] = plan_png(out)
+        out["seconds"]["total"] = time.perf_counter() - t0
+        return out
     finally:
-        for job in jobs:
-            job.close()
+        for job in fast_jobs + [fig_job]:
+            if job is not None:
+                job.close()
 
 
-#: run the fast path's prediction in a forked process instead of a thread.  Off: on the shared 2-core machine
-#: (load 5-8) 7 alternating cold runs each gave the same wall (process 14.7 s, thread 15.0 s on average, spread
-#: +-2 s) and the same CPU; on an idle machine the process should overlap more (both paths hold the GIL in
-#: their Python parts): measure with benchmarks/bench_plan.py --fast-in-process before switching it on.
-FAST_IN_PROCESS = False
+#: run the fast path's prediction and plan.png in forked processes instead of a thread and this process: the
+#: thread shares the GIL with the joint part (both are Python-heavy), the processes run on the second core.
+#: Measured cold: benchmarks/README.md (bench_plan.py; --fast-in-thread for the other mode).
+FAST_IN_PROCESS = True
+
+
+def _fork_context():
+    import multiprocessing as mp
+
+    return mp.get_context("fork") if FAST_IN_PROCESS and "fork" in mp.get_all_start_methods() else None
 
 
 def _start_fast(sim, rows_nm):
-    import multiprocessing as mp
+    ctx = _fork_context()
+    return _ForkedFast(ctx, sim, rows_nm) if ctx is not None else _ThreadFast(sim, rows_nm)
 
-    if FAST_IN_PROCESS and "fork" in mp.get_all_start_methods():
-        return _ForkedFast(mp.get_context("fork"), sim, rows_nm)
-    return _ThreadFast(sim, rows_nm)
+
+def _start_figure():
+    """The forked process that draws plan.png, or None (then it is drawn here)."""
+    ctx = _fork_context()
+    return _ForkedFigure(ctx) if ctx is not None else None
 
 
 class _ThreadFast:
     def __init__(self, sim, rows_nm):
         self._pool = ThreadPoolExecutor(1)
         self._job = self._pool.submit(fast_prediction, sim, rows_nm)
-
-    def busy(self):
-        return False   # a thread: the caller's work would compete with it for the GIL
 
     def result(self):
         return self._job.result()
@@ -315,54 +375,100 @@ class _ThreadFast:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fast_child(send, sim, rows_nm):
+def _in_child(target, conn, other, args):
+    other.close()   # the parent's end: the child sees EOF when the parent closes it
+    try:
+        target(conn, *args)
+    finally:
+        conn.close()
+
+
+def _fast_child(conn, sim, rows_nm):
     try:
         out = (True, fast_prediction(sim, rows_nm))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
         out = (False, RuntimeError(f"the fast path's prediction failed: {type(exc).__name__}: {exc}"))
-    send.send(out)
-    send.close()
+    conn.send(out)
 
 
-class _ForkedFast:
-    """:func:`fast_prediction` in a forked child (it inherits the simulation: nothing pickled on the way in);
-    the result (a small dict of floats and three per-row arrays) comes back through a pipe."""
+def _figure_child(conn):
+    try:
+        from . import figures   # matplotlib's import, then a drawing of the same texts: fonts and text metrics
+        figures.warm_up()       # cached while the parent computes the plan
+        plan = conn.recv()
+        res = (True, figures.plan_png(plan))
+    except EOFError:  # the parent wants no figure
+        return
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        res = (False, RuntimeError(f"plan.png failed: {type(exc).__name__}: {exc}"))
+    conn.send(res)
 
-    def __init__(self, ctx, sim, rows_nm):
+
+class _ForkedJob:
+    """A forked child (it inherits this process's objects: nothing pickled on the way in) that answers through a
+    pipe (pickled, small); ``close`` ends it if its answer was not taken."""
+
+    def __init__(self, ctx, target, args=()):
         import warnings
 
-        self._recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_fast_child, args=(send, sim, rows_nm), daemon=True)
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(target=_in_child, args=(target, child, self._conn, args), daemon=True)
         with warnings.catch_warnings():   # Python >= 3.12 warns on fork() beside BLAS threads; the child runs
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)  # numpy only
             self._proc.start()
-        send.close()
+        child.close()
         self._done = False
 
-    def busy(self):
-        return not self._recv.poll()
-
-    def result(self):
+    def _recv(self, what):
         try:
-            ok, val = self._recv.recv()
-            self._done = True
+            ok, val = self._conn.recv()
         except EOFError:
-            raise RuntimeError(f"the fast path's process ended without a result (exit code "
+            raise RuntimeError(f"the {self.what} process ended without {what} (exit code "
                                f"{self._proc.exitcode})") from None
+        finally:
+            self._done = True
         if not ok:
             raise val
         return val
 
     def close(self):
-        if not self._done:   # the joint part failed: its result is not wanted
+        if not self._done:   # the joint part failed: the answer is not wanted
             self._proc.terminate()
         self._proc.join()
         self._proc.close()
-        self._recv.close()
+        self._conn.close()
+
+
+class _ForkedFast(_ForkedJob):
+    """:func:`fast_prediction` in a forked child; the result (a small dict of floats and three per-row arrays)
+    comes back through the pipe."""
+    what = "fast path's"
+
+    def __init__(self, ctx, sim, rows_nm):
+        super().__init__(ctx, _fast_child, (sim, rows_nm))
+
+    def result(self):
+        return self._recv("a result")
+
+
+class _ForkedFigure(_ForkedJob):
+    """plan.png in a forked child that imports matplotlib and warms its fonts at once, then waits for the plan
+    (:meth:`draw` sends it and returns the PNG's bytes)."""
+    what = "plan.png's"
+
+    def __init__(self, ctx):
+        super().__init__(ctx, _figure_child)
+
+    def draw(self, plan) -> bytes:
+        try:
+            self._conn.send({k: v for k, v in plan.items() if k != "_png"})
+        except OSError:   # the child has ended (its error is in the pipe)
+            pass
+        return self._recv("plan.png")
 
 
 def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, note_ps,
-                fast_job, while_waiting=None):
+                fast_job):
     grads = gradients(jac, rows_nm)
     cov, cov_rep = covariances(jac)
     sig = sigmas_cov(cov, grads)
@@ -377,6 +483,7 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
                   "the diagonal of that correlation); fast path: its reported errors on the noise-free image",
         "design": {"scenario": dataclasses.asdict(d.scenario), "instrument": dataclasses.asdict(d.instrument),
                    "detector": dataclasses.asdict(d.detector)},
+        "predicts": predicted_fits(d, jac.simulation),
         "parameters": list(jac.names),
         "joint": {"derived_sigma": {k: sig[f"derived:{k}"] for k in DERIVED},
                   "derived_sigma_reported_by_the_fit": {k: rep[f"derived:{k}"] for k in DERIVED},
@@ -441,8 +548,6 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
                      "rows": rows}
     out["vary"] = vres
     if fast_job is not None:
-        if while_waiting is not None and fast_job.busy():
-            while_waiting()
         fp = fast_job.result()
         out["_profiles"].update(fp.pop("profile"))
         out["fast"] = fp

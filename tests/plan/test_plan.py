@@ -293,6 +293,8 @@ def test_plan_command_writes_a_complete_folder(tmp_path, capsys):
     # a design with v times the dose needs 1/v of the factor the design itself needs for the target
     for r in rows:
         assert r["value"] * r["dose_factor_for:r_oo_change_nm"] == pytest.approx(t["dose_factor"], rel=3e-3)
+    assert p["predicts"]["plural_scattering_in_images"] is False and "single scattering" in p["predicts"]["joint"]
+    assert "the fit predicted: sreels fit --method bayes" in capsys.readouterr().out
     before = (out / "plan.json").read_bytes()
     assert main(["plan", "--scenario", str(toml), "--no-fast", "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
@@ -353,27 +355,42 @@ def test_linearised_fit_spread_is_the_sandwich(small):
     assert np.mean(chi2_rep) / P < 0.9   # the fit's own F^-1 overstates this spread (readout correlation)
 
 
-def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch):
-    """sreels plan can run the fast path's prediction in a forked process (FAST_IN_PROCESS): its result is the one computed here
-    in this process, to the bit (per-row errors, derived errors, profiles); a failure in the child is raised
-    in the parent with its cause; a thread is used where the process is switched off (the default)."""
+def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch, small):
+    """sreels plan runs the fast path's prediction in a forked process (FAST_IN_PROCESS, the default): its result
+    is the one computed here in this process, to the bit (per-row errors, derived errors, profiles); plan.png,
+    drawn by another forked process after its warm-up drawing, is byte for byte the one drawn here; a failure in
+    a child is raised in the parent with its cause; a thread is used where the processes are switched off."""
     import multiprocessing as mp
 
     from sreels.plan import planner
+    from sreels.plan.figures import example_plan, plan_png
     if "fork" not in mp.get_all_start_methods():
         pytest.skip("no fork on this system: sreels plan uses a thread")
-    nf = simulate(SMALL, SINGLE, Detector(), rng=0, noise_free=True)
+    nf = small[1].simulation
     here = fast_prediction(nf, [100.0, 600.0])
     monkeypatch.setattr(planner, "FAST_IN_PROCESS", True)
+    fig = planner._start_figure()
     job = planner._start_fast(nf, [100.0, 600.0])
-    assert isinstance(job, planner._ForkedFast)
+    assert isinstance(job, planner._ForkedFast) and isinstance(fig, planner._ForkedFigure)
     try:
         there = job.result()
+        plan = example_plan(48)
+        plan["_profiles"].update(there["profile"])
+        plan["joint"]["derived_sigma"]["r_oo_change_nm"] = 2.0   # not the warm-up's numbers
+        png = fig.draw(plan)
     finally:
         job.close()
+        fig.close()
     assert there["rows"] == here["rows"] and there["derived_reported"] == here["derived_reported"]
     for k, v in here["profile"].items():
         np.testing.assert_array_equal(there["profile"][k], v)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == plan_png(plan)
+    bad_fig = planner._start_figure()
+    try:
+        with pytest.raises(RuntimeError, match="plan.png failed: KeyError"):
+            bad_fig.draw({"targets": {}})
+    finally:
+        bad_fig.close()
     bad = planner._start_fast(None, [100.0])
     try:
         with pytest.raises(RuntimeError, match="fast path's prediction failed: AttributeError"):
@@ -382,9 +399,42 @@ def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch
         bad.close()
     monkeypatch.setattr(planner, "FAST_IN_PROCESS", False)
     job = planner._start_fast(None, [100.0])
-    assert isinstance(job, planner._ThreadFast)
+    assert isinstance(job, planner._ThreadFast) and planner._start_figure() is None
     try:
         with pytest.raises(AttributeError):
             job.result()
     finally:
         job.close()
+
+
+def test_plan_says_which_fit_it_predicts_on_dualeels():
+    """The default design (plural scattering, low-loss window): the joint prediction is that of the Bayesian fit
+    without --plural (single-scattering model), and the plan says its sigma is a spread about a biased mean."""
+    from sreels.plan.planner import predicted_fits
+
+    d = dz.Design(Scenario(), Instrument(), Detector())
+    assert d.instrument.plural_scattering and d.instrument.lowloss_window
+    p = predicted_fits(d)
+    assert "without --plural" in p["joint"] and "bias is not predicted" in p["joint"]
+    assert "low-loss window, which that fit does not use" in p["joint"]
+    assert "models plural scattering" in p["fast"] and p["plural_scattering_in_images"]
+    single = predicted_fits(dz.Design(Scenario(), SINGLE, Detector()))
+    assert "without --plural" not in single["joint"] and not single["plural_scattering_in_images"]
+
+
+def test_planning_process_imports_neither_lmfit_nor_matplotlib(monkeypatch, small):
+    """The modules sreels plan's own process runs (the fast path's derive with stepfit; plan.png is drawn by a
+    forked process) import neither lmfit (~1.3 s cold: scipy.stats, pandas) nor matplotlib, and the fast path's
+    prediction runs (its derived errors too) where lmfit cannot be imported."""
+    import subprocess
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lmfit", None)   # import lmfit -> ImportError
+    fp = fast_prediction(small[1].simulation, [100.0])
+    assert "error" not in fp["derived_reported"] and np.isfinite(fp["derived_reported"]["r_oo_max_nm"])
+
+    code = ("import sys, sreels.cli, sreels.plan.commands, sreels.plan.planner, sreels.inference.derived, "
+            "sreels.inference.stepfit, sreels.inference.fast; "
+            "print(sorted(m for m in ('lmfit', 'matplotlib', 'pandas', 'scipy.stats') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
