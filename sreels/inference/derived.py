@@ -48,7 +48,7 @@ def _ti_richards(y, centre_nm, width_nm, nu):
     return 1.0 - (1.0 + nu * np.exp(-(y - centre_nm) / width_nm)) ** (-1.0 / nu)
 
 
-def _ti_boundary(y, f3, f3_e, sym, Model):
+def _ti_boundary(y, f3, f3_e, sym):
     """The Ti3+/Ti4+ boundary (f3 = 0.5) and its error from two step shapes: the symmetric erfc fit ``sym``
     and an asymmetric (Richards) one.  A Ti3+ profile that follows the c_Li rise is not symmetric about its
     0.5 crossing, and neither shape is the specimen's: noise-free, on the three test interfaces the erfc
@@ -57,8 +57,8 @@ def _ti_boundary(y, f3, f3_e, sym, Model):
     midpoint, and half their difference is a shape systematic added in quadrature to the larger statistical
     error (measured, 12 seeds each: pulls -0.73 / 0.65, -0.50 / 0.48, -0.30 / 0.72 (mean / sd); the erfc
     with the distance to the linear crossing as its error gave -1.27 / 1.21 on the study's interface, up
-    to -4.9).  Returns (boundary, error); the erfc's alone where the Richards fit fails or hits a bound.
-    ``Model``: lmfit's, or :class:`.stepfit.Model` (see :func:`derive`)."""
+    to -4.9).  Returns (boundary, error); the erfc's alone where the Richards fit fails or hits a bound."""
+    from lmfit import Model  # (imported where the step fits run, see derive)
 
     yb, yb_e = sym.params["boundary_nm"].value, sym.params["boundary_nm"].stderr or np.nan
     m = Model(_ti_richards)
@@ -105,7 +105,7 @@ def _check_step_fit(fit, what, notes):
     return not at
 
 
-def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None, lmfit: bool = True) -> dict:
+def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> dict:
     """Derived numbers (value and ``_err``) from per-row columns; ``ok`` marks usable rows:
     one boolean array, or a dict of them per edge ("li", "ti", "o": see
     :func:`sreels.inference.fast.usable_by_edge`).
@@ -113,15 +113,9 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None, lmf
     The parent rows are the column ``parent`` (set by the Li normalisation); without Li-K
     they are ``parent_nm`` (y range, nm) or the far third of the rows with an R_OO, and a
     note says so.  A profile that was not measured (all NaN) gives a note naming the edge,
-    not a statement about the specimen.
-
-    ``lmfit=False`` fits the steps with :class:`.stepfit.Model` (lmfit's leastsq path without lmfit's
-    import: the same numbers within 1e-9, tests/inference/test_stepfit.py; sreels plan uses it)."""
-    if lmfit:
-        from lmfit import Model  # here, not at import: lmfit pulls scipy.stats and pandas (~1.5 s cold), and
-        # importing this module (KEYS, derived_truth; sreels plan --no-fast) runs no step fit
-    else:
-        from .stepfit import Model
+    not a statement about the specimen."""
+    from lmfit import Model  # here, not at import: lmfit pulls scipy.stats and pandas (~1.5 s cold), and
+    # importing this module (KEYS, derived_truth; sreels plan's own process) runs no step fit
     out = {k: np.nan for k in KEYS} | {f"{k}_err": np.nan for k in KEYS}
     notes = []
     y = np.asarray(y_nm, float)
@@ -177,7 +171,7 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None, lmf
     else:
         notes.append("no Ti3+/Ti4+ boundary: the Ti3+ fraction does not cross 0.5")
     if ti_fit is not None:
-        out["ti_boundary_nm"], out["ti_boundary_nm_err"] = _ti_boundary(y[g3], f3[g3], f3_e[g3], ti_fit, Model)
+        out["ti_boundary_nm"], out["ti_boundary_nm_err"] = _ti_boundary(y[g3], f3[g3], f3_e[g3], ti_fit)
     if li_fit is not None and ti_fit is not None and li_fit.covar is not None:
         p = np.array([li_fit.params[k].value for k in ("width_nm", "rise_nm", "li_max_rel")])
         yb, yb_e = out["ti_boundary_nm"], out["ti_boundary_nm_err"]

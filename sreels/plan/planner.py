@@ -215,7 +215,7 @@ def fast_prediction(sim, rows_nm) -> dict:
         rows[f"{yy:g}"] = {"row_y_nm": float(y[j]), "status": str(res.status[j]),
                            **{k: float(c[f"{k}_err"][j]) for k in ("li_rel", "ti3_fraction", "r_oo_nm")}}
     try:
-        dd = derive(y, c, usable_by_edge(res.status), lmfit=False)   # lmfit's fits without its import (~1.3 s)
+        dd = derive(y, c, usable_by_edge(res.status))   # (lmfit: imported here, in the forked child by default)
         rep = {k: float(dd[f"{k}_err"]) for k in TARGET_NAMES if f"{k}_err" in dd}
     except Exception as exc:  # noqa: BLE001 - reported, the per-row prediction stands on its own
         rep = {"error": f"{type(exc).__name__}: {exc}"}
