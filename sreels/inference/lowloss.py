@@ -443,7 +443,9 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                     tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
                     # each replica denoised on its own: the components are estimated from noisy rows too
                     tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
-                    return dict(unscattered=unsc[:n_rows, 0], plural_tail=tails[0], plural_tail_mean=tail_mean,
+                    # (copies, not views: a view held between passes would keep every replica's tail)
+                    return dict(unscattered=unsc[:n_rows, 0].copy(), plural_tail=tails[0].copy(),
+                                plural_tail_mean=tail_mean,
                                 # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
                                 unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0]) / total_mean,
                                 plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),

@@ -65,8 +65,10 @@ def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window(monkeypatch)
 
 
 def _nbytes(x) -> int:
-    """Bytes of the arrays in a nest of tuples, lists and dicts."""
+    """Bytes of the arrays in a nest of tuples, lists and dicts (of a view: what it keeps alive, its base)."""
     if isinstance(x, np.ndarray):
+        while x.base is not None and isinstance(x.base, np.ndarray):
+            x = x.base
         return x.nbytes
     if isinstance(x, dict):
         return sum(_nbytes(v) for v in x.values())
