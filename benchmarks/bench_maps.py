@@ -197,7 +197,7 @@ def main(argv=None):
         out["results_equal_across_worker_counts_rtol_1e-9"] = bool(eq and (a0.status == a1.status).all())
     out["runs"] = runs
     # extrapolation: T(P) = T_serial + busy / P, from the run on the most workers
-    r = runs[-1]
+    r = max(runs, key=lambda x: x["workers"])  # (whatever order --workers gives)
     busy, serial = r["task_compute_s_total"], r["serial_s"]
     per_task = serial / max(r["tasks"], 1)
     out["extrapolation"] = {
