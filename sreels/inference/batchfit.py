@@ -126,12 +126,16 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
         settled = np.abs(chi2[idx] - chi2_new) < np.maximum(dchi2, 1e-9 * chi2[idx])
         b = idx[better]
-        if better.all():
+        if better.all() and full:  # every row: the new arrays themselves
+            p, m, J, chi2 = p_new, m_new, J_new, chi2_new
+            A, g = _normal(J_new, w_i, res_new, transposed)
+        elif better.all():
             p[b], m[b], J[b], chi2[b] = p_new, m_new, J_new, chi2_new
             A[b], g[b] = _normal(J_new, w_i, res_new, transposed)
         elif b.size:
-            p[b], m[b], J[b], chi2[b] = p_new[better], m_new[better], J_new[better], chi2_new[better]
-            A[b], g[b] = _normal(J[b], w_i[better], res_new[better], transposed)
+            jb = J_new[better]
+            p[b], m[b], J[b], chi2[b] = p_new[better], m_new[better], jb, chi2_new[better]
+            A[b], g[b] = _normal(jb, w_i[better], res_new[better], transposed)
         lam[idx] = np.where(better, lam[idx] / 5.0, lam[idx] * 10.0)
         done[idx] |= settled | (lam[idx] > 1e12)
     cov = _inverse(A)

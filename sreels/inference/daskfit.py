@@ -125,10 +125,15 @@ def _deconvolved(templates, s, image, held, keep, i0, blocks, plural=True):
 
 def _sums(templates, s, image, held, keep, i0, *blocks):
     """Per window, the block's sum over rows and its row count (after bin, dark and deconvolution; the
-    windows whose plural scattering the fit models are not changed by it: their multiple scattering is
-    not computed here); and the steps held for the fits (those of the first pass and the deconvolution)."""
+    windows whose plural scattering the fit models are not changed by it); and the steps held for the
+    fits (those of the first pass and this one's).  The plural scattering of those windows is computed
+    here only when its result is held for the fits (``plural_window`` in ``keep``): the replicas' tails
+    it starts from are then not held any longer."""
     _malloc_for_blocks()
-    (wins, _, _), held = _deconvolved(templates, s, image, held, keep, i0, blocks, plural=False)
+    plural = "plural_window" in keep
+    (wins, _, _), held = _deconvolved(templates, s, image, held, keep, i0, blocks, plural=plural)
+    if plural:
+        held = {k: v for k, v in held.items() if k[1] != "plural_tails"}
     return {k: (w.counts.sum(0), w.counts.shape[0]) for k, w in wins.items()}, held
 
 
@@ -242,27 +247,39 @@ HOLD_BYTES_PER_WORKER = 1 << 30
 
 def held_steps(windows: dict, s: FitSettings, rows: int, budget: float) -> tuple:
     """The block steps a fit of ``rows`` rows holds from one pass to the next within ``budget`` bytes
-    (:func:`.deconvolve.held_step`): the ZLPs (40 bytes a row), then each window's plural tails (float64
-    of every replica: 20 kB a row for Li-K at 40 eV) and its Fourier-ratio deconvolution (the window's
-    channels in float64), the larger saving per byte first.  Each step held is not computed again by
-    the later passes (at 2048 pixels a block: the tails ~0.5 s, the deconvolution ~0.35 s, on one core)."""
+    (:func:`.deconvolve.held_step`): the ZLPs (40 bytes a row); the plural tails of the windows that
+    start in the low-loss range (float64 of every replica: ~20 kB a row for Li-K at 40 eV), held from
+    the first pass to the second, which then computes the window's plural scattering from the image's
+    averages and holds that for the fits instead (``plural_window``: the denoised tail in float64 and
+    the replicas' deviations in float32, ~11 kB a row); and each other window's Fourier-ratio
+    deconvolution (its channels in float64), held from the second pass to the fits.  The peak is the
+    larger of the two hand-overs; the tails first (at 1024 pixels a block on one core ~0.6 s a block
+    each time they are not computed again, the deconvolution ~0.6 s)."""
     from .lowloss import MIN_DECONVOLVE_EV, TAIL_MARGIN_EV, TAIL_REPLICAS, TAIL_STEP_EV
 
-    tails = deconv = 0.0
+    tails = window = deconv = 0.0
     for k, w in windows.items():
         if k == LOWLOSS_NAME:
             continue
         if w.energy.offset_ev < MIN_DECONVOLVE_EV:
             span = max(min(w.energy.end_ev, s.li_fit_ev[1] + TAIL_MARGIN_EV), w.energy.offset_ev + 10.0)
-            tails += 8.0 * (TAIL_REPLICAS + 1) * (np.ceil(span / max(w.energy.scale_ev, TAIL_STEP_EV)) + 3)
+            lags = np.ceil(span / max(w.energy.scale_ev, TAIL_STEP_EV)) + 3
+            tails += 8.0 * (TAIL_REPLICAS + 1) * lags
+            window += (8.0 + 4.0 * TAIL_REPLICAS) * lags + 8.0 * 3
         else:
             deconv += 8.0 * (w.energy.size + 1)
-    keep, used = [], 0.0
-    for name, per_row in (("read_zlp", 40.0), ("plural_tails", tails), ("fourier_ratio", deconv)):
-        if per_row and used + per_row * rows <= budget:
-            keep.append(name)
-            used += per_row * rows
-    return tuple(keep)
+    if 40.0 * rows > budget:
+        return ()
+    budget -= 40.0 * rows
+    for hold_tails, hold_deconv in ((True, True), (True, False), (False, True)):
+        if (hold_tails and not tails) or (hold_deconv and not deconv):
+            continue
+        first = tails if hold_tails else 0.0
+        second = (window if hold_tails else 0.0) + (deconv if hold_deconv else 0.0)
+        if max(first, second) * rows <= budget:
+            return ("read_zlp",) + (("plural_tails", "plural_window") if hold_tails else ()) \
+                + (("fourier_ratio",) if hold_deconv else ())
+    return ("read_zlp",)
 
 
 def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: int = 1024,
@@ -309,7 +326,8 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
     keep1, keep2 = (), ()
     if LOWLOSS_NAME in windows:  # reduction 1: the widest ZLP and the deconvolution's image averages
         keep = held_steps(windows, s, total // n, hold_bytes)
-        keep1, keep2 = tuple(k for k in keep if k != "fourier_ratio"), tuple(k for k in keep if k == "fourier_ratio")
+        keep1 = tuple(k for k in keep if k in ("read_zlp", "plural_tails"))
+        keep2 = tuple(k for k in keep if k in ("fourier_ratio", "plural_window"))
         first = [dask.delayed(_image_pass, nout=2)(tpl, st, keep1, i0, *b) for i0, b in zip(starts, read())]
         image = dask.delayed(_image_reduce, pure=True)(*[f[0] for f in first])
         held = [f[1] for f in first]

@@ -56,6 +56,7 @@ class ImageStats:
         if key in self.held and self.totals is not None:  # the averages fn took are skipped in their order
             value, taken = self.held[key]
             self._i[self.scope] = self._i.get(self.scope, 0) + taken
+            self._calls[self.scope] = self._calls.get(self.scope, 0) + taken  # (a step held within another's)
             return value
         c0 = self._calls.get(self.scope, 0)
         value = fn()
@@ -71,9 +72,11 @@ class ImageStats:
         return self._take()
 
     def mean_of(self, total, n: int):
-        """As :meth:`mean` for a block's sum over its ``n`` rows given directly (e.g. a Gram matrix)."""
+        """As :meth:`mean` for a block's sum over its ``n`` rows given directly (e.g. a Gram matrix; a
+        callable: computed only when the block's own sum is wanted)."""
         self._count()
         if self.totals is None:
+            total = total() if callable(total) else total
             self.parts.setdefault(self.scope, []).append((total, n))
             return total / max(n, 1)
         return self._take()
@@ -132,9 +135,12 @@ def _row_mean(v):
 
 
 def row_sum_mean(total, n: int):
-    """A sum over these ``n`` rows divided by the rows: of these rows, or the whole image's."""
+    """A sum over these ``n`` rows divided by the rows: of these rows, or the whole image's; ``total`` may
+    be a callable that computes the sum (not called when the whole image's is handed out)."""
     st = _IMAGE.get()
-    return total / max(n, 1) if st is None else st.mean_of(total, n)
+    if st is None:
+        return (total() if callable(total) else total) / max(n, 1)
+    return st.mean_of(total, n)
 
 
 def _interp_rows(x_new, x, rows):

@@ -210,25 +210,35 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         # held shifts: the components never change, evaluated once, (rows, components, n)
         fixed = None if fit_shift else np.stack(shapes(ee, d0, np.arange(rows), False)[0], axis=1)
 
+        def lincomb(vs, p):
+            """sum_i vs[i] p[:, i] (rows, n), summed in that order into one new array."""
+            acc = vs[0] * p[:, :1]
+            for i in range(1, len(vs)):
+                acc += vs[i] * p[:, i:i + 1]
+            return acc
+
         def model(p, idx):
-            lb = p[:, :1] - p[:, 1:2] * x[None, :]
+            jac = np.empty((p.shape[0], npar, ee.size))
+            # the background written where the Jacobian holds it (each value as exp(ln A - r x - s x^2))
+            lb = jac[:, 0]
+            np.multiply(p[:, 1:2], x[None, :], out=lb)
+            np.subtract(p[:, :1], lb, out=lb)
             if curvature:
-                lb = lb - p[:, 2:3] * x2[None, :]
-            bb = np.exp(lb)
-            jac = np.empty((bb.shape[0], npar, bb.shape[1]))
+                lb -= p[:, 2:3] * x2[None, :]
+            bb = np.exp(lb, out=lb)
             if fit_shift:
                 vals, slopes = shapes(ee, p[:, nb + k], idx, True)
                 for i, v in enumerate(vals):
                     jac[:, nb + i] = v
-                jac[:, nb + k] = -sum(sl * p[:, nb + i:nb + 1 + i] for i, sl in enumerate(slopes))
+                np.negative(lincomb(slopes, p[:, nb:nb + k]), out=jac[:, nb + k])
             else:
                 jac[:, nb:nb + k] = fixed if idx.size == rows else fixed[idx]
                 vals = [jac[:, nb + i] for i in range(k)]
-            m = bb + sum(v * p[:, nb + i:nb + 1 + i] for i, v in enumerate(vals))
-            jac[:, 0] = bb
-            np.multiply(-bb, x[None, :], out=jac[:, 1])
+            m = lincomb(vals, p[:, nb:nb + k])
+            m += bb  # (= bb + the components' sum)
+            np.multiply(bb, -x[None, :], out=jac[:, 1])
             if curvature:
-                np.multiply(-bb, x2[None, :], out=jac[:, 2])
+                np.multiply(bb, -x2[None, :], out=jac[:, 2])
             return m, jac
         return model, fixed
 

@@ -286,7 +286,7 @@ def denoise_rows(a, k: int = TAIL_COMPONENTS):
     from .deconvolve import collecting, row_sum_mean
 
     mu = _row_mean(a)
-    cov = row_sum_mean(a.T @ a, a.shape[0]) - np.outer(mu, mu)
+    cov = row_sum_mean(lambda: a.T @ a, a.shape[0]) - np.outer(mu, mu)  # (the Gram matrix only where it is summed)
     if collecting():  # the image's averages are taken (above); the projection is not used
         return a
     n = cov.shape[0]
@@ -526,27 +526,32 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                                         np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1), step, span,
                                         fwhm_ev=max(TAIL_FWHM_EV, res_ev), noise_gain=g)
 
-                # the rows' own (no image average): a Dask fit holds them from its first pass over the block
-                parts = held_step("plural_tails", replica_tails, while_collecting=True)
-                # I_t as the Fourier ratio of the windows above has it (one scale for Li-K and Ti-L2,3); the
-                # replicas' unscattered fractions are not used
-                total, total_mean = low_loss_total(counts, ll.energy, w.energy.scale_ev)
-                unsc, tails = plural_unscattered(*parts, np.tile(total, TAIL_REPLICAS + 1))
-                tails *= w.energy.scale_ev / step  # counts per channel of the window
-                n_rows = counts.shape[0]
-                zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position
-                tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
-                # each replica denoised on its own: the components are estimated from noisy rows too
-                tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
-                return dataclasses.replace(w, unscattered=unsc[:n_rows, 0], plural_tail=tails[0],
-                                           plural_tail_mean=tail_mean,
-                                           # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
-                                           unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0])
-                                           / total_mean,
-                                           plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
-                                           row_shift_ev=centre - zmean, zlp_mean_ev=zmean,
-                                           exposure_ratio=_exposure_ratio(w, ll),
-                                           tail_step_ev=step), True
+                def plural_window():
+                    """The window's plural-scattering fields (WindowData's), from the image's averages."""
+                    # the rows' own (no image average): a Dask fit holds them from its first pass over the block
+                    parts = held_step("plural_tails", replica_tails, while_collecting=True)
+                    # I_t as the Fourier ratio of the windows above has it (one scale for Li-K and Ti-L2,3); the
+                    # replicas' unscattered fractions are not used
+                    total, total_mean = low_loss_total(counts, ll.energy, w.energy.scale_ev)
+                    unsc, tails = plural_unscattered(*parts, np.tile(total, TAIL_REPLICAS + 1))
+                    tails *= w.energy.scale_ev / step  # counts per channel of the window
+                    n_rows = counts.shape[0]
+                    zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position
+                    tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
+                    # each replica denoised on its own: the components are estimated from noisy rows too
+                    tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
+                    # (copies, not views: a view held between passes would keep every replica's tail)
+                    return dict(unscattered=unsc[:n_rows, 0].copy(), plural_tail=tails[0].copy(),
+                                plural_tail_mean=tail_mean,
+                                # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
+                                unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0]) / total_mean,
+                                plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
+                                row_shift_ev=centre - zmean, zlp_mean_ev=zmean)
+
+                # after the image's averages a Dask fit holds these (~40 bytes a lag and row) for its last pass
+                # instead of the replicas' tails (72 bytes)
+                return dataclasses.replace(w, **held_step("plural_window", plural_window),
+                                           exposure_ratio=_exposure_ratio(w, ll), tail_step_ev=step), True
             d, fac = held_step("fourier_ratio", lambda: fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev,
                                                                       inst.zlp_tail_ev, dw, g, rd))
             # gain unknown: the noise level is measured on the counts as recorded (second differences of the

@@ -64,6 +64,55 @@ def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window(monkeypatch)
         assert np.array_equal(v, res.columns[k], equal_nan=True), k
 
 
+def _nbytes(x) -> int:
+    """Bytes of the arrays in a nest of tuples, lists and dicts (of a view: what it keeps alive, its base)."""
+    if isinstance(x, np.ndarray):
+        while x.base is not None and isinstance(x.base, np.ndarray):
+            x = x.base
+        return x.nbytes
+    if isinstance(x, dict):
+        return sum(_nbytes(v) for v in x.values())
+    if isinstance(x, (tuple, list)):
+        return sum(_nbytes(v) for v in x)
+    return 0
+
+
+def test_the_held_steps_are_what_the_budget_counts():
+    """What a block hands from its first pass to the second (ZLPs, the replicas' plural tails) and from the
+    second to the fits (ZLPs, the Li-K window's plural scattering, the Fourier ratio) is what held_steps
+    counts per row (within 2 %); the second hand-over no longer carries the tails; and a budget that holds
+    every step only because the tails are replaced by the smaller plural_window picks all of them."""
+    from sreels.inference.daskfit import _image_pass, _image_reduce, _sums, held_steps
+    from sreels.inference.fast import FitSettings, resolve_instrument
+
+    sim = simulate(Scenario(rows=24, row_nm=60.0, first_row_nm=-60.0), Instrument(), rng=5)
+    w = {k: dataclasses.replace(v, name=k) for k, v in windows_of(sim).items()}
+    s, _ = resolve_instrument(w, FitSettings())
+    rows = 24
+    keep = held_steps(w, s, rows, 1 << 30)
+    assert keep == ("read_zlp", "plural_tails", "plural_window", "fourier_ratio")
+    templates = {k: dataclasses.replace(v, counts=None) for k, v in w.items()}
+    blocks = [v.counts for v in w.values()]
+    (first, held1) = _image_pass(templates, s, ("read_zlp", "plural_tails"), 0, *blocks)
+    image = _image_reduce(first)
+    _, held2 = _sums(templates, s, image, held1, ("fourier_ratio", "plural_window"), 0, *blocks)
+    assert {k[1] for k in held1} == {"read_zlp", "plural_tails"}
+    assert {k[1] for k in held2} == {"read_zlp", "plural_window", "fourier_ratio"}
+    per_row = {n: sum(_nbytes(v) for k, v in h.items() if k[1] == n) / rows
+               for h in (held1, held2) for n in {k[1] for k in h}}
+    lags = per_row["plural_tails"] / 72.0
+    assert per_row["read_zlp"] == pytest.approx(40.0)
+    # the estimate's parts: 72 bytes a lag for the tails, 40 (+ 24) for the plural window, 8 a channel (+ 8)
+    assert per_row["plural_window"] == pytest.approx(40.0 * lags + 24.0, rel=0.02)
+    assert per_row["fourier_ratio"] == pytest.approx(8.0 * (w["high"].energy.size + 1), rel=0.02)
+    first_b = 40.0 + per_row["plural_tails"]
+    second_b = 40.0 + per_row["plural_window"] + per_row["fourier_ratio"]
+    budget = max(first_b, second_b) * 65536 * 1.01  # a 256 x 256 map: all held, though tails + deconvolution
+    assert (per_row["plural_tails"] + per_row["fourier_ratio"] + 40.0) * 65536 > budget  # would not fit
+    assert held_steps(w, s, 65536, budget) == keep
+    assert held_steps(w, s, 65536, 0.9 * second_b * 65536) == ("read_zlp", "plural_tails", "plural_window")
+
+
 def test_dask_arguments_are_checked():
     sim = simulate(Scenario(rows=12), rng=1)
     with pytest.raises(SreelsInputError, match="chunk_rows = 0"):
