@@ -14,8 +14,7 @@ u_r = I_0 / I_t the unscattered fraction:
   :func:`~sreels.inference.lowloss.denoise_rows`).  K_r's plural part carries the measured ZLP's width
   once more on top of the model's resolution (dividing it out moved no study parameter's noise-free MAP by more
   than 0.05 sigma: the plasmons are ~10 eV wide).  The kernel's own noise is not in the likelihood (R_OO
-  pulls within target without it; the per-row Ti3+ reads +0.7 sigma at t/lambda 0.31, not explained,
-  validation/16).  What the convolution brings in from below the fit
+  and the per-row Ti3+ pulls within target without it, validation/16).  What the convolution brings in from below the fit
   region is the plurally scattered power-law background, E^-r [1 + a_r / E + ...] with a_r ~ r <lag>_r
   varying with t/lambda row by row: not absorbed by the model's one power law (noise-free residuals
   ~0.3 sigma), it is by three more per-row columns E^-(r0 + 1, 2, 3) with flat priors.
@@ -30,11 +29,12 @@ u_r = I_0 / I_t the unscattered fraction:
   are independent from row to row; the h10b model's tail denoised across rows had an error shared by every
   row that the likelihood did not carry (c_Li pulls sd 3-12, validation/16).  The earlier covariance, from 8
   seeded replicas per row pooled over the rows, under-carried the tail's noise along c_Li (pull sd 1.47 at
-  t/lambda 0.92); with the exact one every pull sd of validation/16 is 0.77-1.27 at t/lambda 0.31-0.92.
-  What remains: the model's noise-free c_Li reads -0.28 / -0.23 / -0.18 sigma at t/lambda 0.31 / 0.59 / 0.92
-  (a full MAP fit of the noise-free image; the single-scattering model on a single-scattering image -0.03),
-  not explained (not the tail's lag step or reconvolution width: 0.1 eV / 0.5 eV and 0.25 eV / 0.3 eV give
-  the same).
+  t/lambda 0.92); with the exact one every pull sd of validation/16 is 0.82-1.21 at t/lambda 0.31-0.92
+  (52 images each).  What remains: c_Li's pull mean -0.30 / -0.33 at t/lambda 0.59 / 0.92, most of it the
+  model's noise-free bias, -0.28 / -0.23 / -0.18 sigma at t/lambda 0.31 / 0.59 / 0.92 (a full MAP fit of the
+  noise-free image; the single-scattering model on a single-scattering image -0.03), not explained (not the
+  tail's lag step or reconvolution width: 0.1 eV / 0.5 eV and 0.25 eV / 0.3 eV give the same; not u: the
+  true I_0 / I_t gives -0.32; not the kernels' denoising across rows).
   The tail is known up to the low loss's last channel less :data:`TAIL_END_MARGIN_EV`, which ends that
   window's fit region.
 - rows beside a jump of u_r (:func:`mixed_rows`, the Pt edge) are left out.
