@@ -187,9 +187,9 @@ def test_map_pulls_of_c_li_on_noisy_dualeels_images():
     """MAP pulls of the study numbers on 12 noisy DualEELS images (t/lambda ~0.59, 40 rows, seeds
     3000-3011, as validation/16 with --rows 40): c_Li's (li_max_rel, li_at_ti_boundary_rel) and all six
     pooled have sd within 0.6-1.5 and mean within +-0.9 (3 / sqrt(12): the pulls of one image share its
-    noise).  Measured (validation/16's records of the same seeds, 2026-12-02): li_max_rel +0.11 / 1.04,
-    li_at_ti_boundary_rel +0.15 / 0.83, all six +0.06 / 0.99 (over 52 images c_Li's mean is -0.30 / -0.21 and
-    its sd 1.03 / 0.97).  The h10b model's tail, denoised across rows, gave li_max_rel sd 5.7."""
+    noise).  Measured (validation/16's records of the same seeds, 2026-12-02): li_max_rel +0.27 / 1.16,
+    li_at_ti_boundary_rel +0.29 / 1.00, all six +0.11 / 1.04 (over 26 images c_Li's mean is +0.16 / +0.24 and
+    its sd 1.22 / 1.16).  The h10b model's tail, denoised across rows, gave li_max_rel sd 5.7."""
     from sreels.inference.bayes.crlb import derived_gradient
     from sreels.inference.bayes.fit import fit_bayes
     from sreels.inference.bayes.params import DERIVED, derived
