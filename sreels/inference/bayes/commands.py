@@ -36,8 +36,7 @@ def configure_bayes(parser):
          help="--method bayes: energy channels summed per bin (default: 4 in the low window, 2 in the high)")
     _add(parser, "--plural", action="store_true",
          help="--method bayes, EXPERIMENTAL: convolve the model with a DualEELS input's low loss (plural "
-              "scattering); validation/16's pulls within target on 26 images per t/lambda 0.3-0.9 but the Ti "
-              "boundary's mean at 0.3 (+0.30 sigma)")
+              "scattering); validation/16's pulls within target on 52 simulated images per t/lambda 0.3-0.9")
     _add(parser, "--allow-unconverged", action="store_true",
          help="exit 0 even if the sampler did not converge (the summary still says so)")
 
@@ -146,7 +145,7 @@ def load_input(inputs, saturation: float | None = None, plural: bool = False) ->
                 ratio = {w.name: ratio[w.name] or w.exposure_s / cfg.instrument.lowloss_exposure_s for w in windows}
             lowloss = {"counts": np.asarray(ll.counts, float), "axis": ll.energy, "exposure_ratio": ratio}
             print(f"note: t/lambda = {tl:.2f} (median) from the low-loss window: the model is convolved with each "
-                  "row's low loss (plural scattering; experimental: validated on 26 simulated images per "
+                  "row's low loss (plural scattering; experimental: validated on 52 simulated images per "
                   "t/lambda, validation/16)")
         elif tl > PLURAL_WARN_TL:
             print(f"warning: t/lambda = {tl:.2f} from the low-loss window: the Bayesian model has no plural "

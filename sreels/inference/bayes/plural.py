@@ -29,9 +29,8 @@ u_r = I_0 / I_t the unscattered fraction:
   are independent from row to row; the h10b model's tail denoised across rows had an error shared by every
   row that the likelihood did not carry (c_Li pulls sd 3-12, validation/16).  The earlier covariance, from 8
   seeded replicas per row pooled over the rows, under-carried the tail's noise along c_Li (pull sd 1.47 at
-  t/lambda 0.92); with the exact one and the Drude columns up to E^-13 validation/16's pulls (26 images per
-  t/lambda 0.31 / 0.59 / 0.92) are within target but the Ti boundary's mean at 0.31 (+0.302), c_Li's sd
-  0.84-1.28 and means +0.08 to +0.24.
+  t/lambda 0.92); with the exact one and the Drude columns up to E^-13 every pull of validation/16 (52 images
+  per t/lambda 0.31 / 0.59 / 0.92) is within target: means -0.25 to +0.21, sd 0.82-1.22.
   The tail is known up to the low loss's last channel less :data:`TAIL_END_MARGIN_EV`, which ends that
   window's fit region.
 - rows beside a jump of u_r (:func:`mixed_rows`, the Pt edge) are left out.
