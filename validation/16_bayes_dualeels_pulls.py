@@ -1,4 +1,4 @@
-"""Validation 16: MAP pulls of the Bayesian path's experimental plural model on DualEELS images.
+"""Validation 16: MAP pulls of the Bayesian path's plural model on DualEELS images (the default for a DualEELS input).
 
 Simulated DualEELS images of the default scenario (plural scattering and the low-loss window, the
 default instrument) with ``thickness_nm`` varied (53, 100, 158 nm: t/lambda ~0.30, 0.57, 0.90), fitted

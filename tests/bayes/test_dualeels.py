@@ -1,5 +1,5 @@
 """The Bayesian path on DualEELS images: plural scattering by forward convolution with each row's
-measured low loss (:mod:`sreels.inference.bayes.plural`, experimental, ``plural=True``).  Noise-free
+measured low loss (:mod:`sreels.inference.bayes.plural`, ``plural=True``; the CLI's default).  Noise-free
 checks and the Li-K tail's noise columns; the MAP pulls on noisy images are measured by
 validation/16_bayes_dualeels_pulls.py."""
 
