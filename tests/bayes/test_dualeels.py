@@ -267,7 +267,7 @@ def test_linearised_c_li_pulls_at_t_over_lambda_0_92_carry_the_tail_noise():
     (core and low loss, seeds [999, k]).  The Li-K tail's noise is then in the data's fixed tail and must be
     carried by the columns: li_max_rel's pulls sd within 0.8-1.3 and mean within +-0.5 (3 standard errors).
     Measured 1.15 (mean -0.01) with the exact linearised covariance and the Drude columns to E^-13 (1.08 with
-    E^-9: the two extra flat columns widen c_Li's error a little); the 8 seeded replicas pooled over rows
+    E^-9 only; the same draws); the 8 seeded replicas pooled over rows
     gave 1.36, 32 replicas 1.16 (validation/results/16_bayes_dualeels/diagnosis.txt)."""
     from sreels.forward.detector import apply_detector
     from sreels.inference.bayes.crlb import derived_gradient
