@@ -1,4 +1,4 @@
-"""Validation 16: MAP pulls of the Bayesian path's experimental plural model on DualEELS images.
+"""Validation 16: MAP pulls of the Bayesian path's plural model on DualEELS images (the default for a DualEELS input).
 
 Simulated DualEELS images of the default scenario (plural scattering and the low-loss window, the
 default instrument) with ``thickness_nm`` varied (53, 100, 158 nm: t/lambda ~0.30, 0.57, 0.90), fitted
@@ -6,47 +6,45 @@ with ``from_simulation(sim, plural=True)`` (sreels.inference.bayes.plural).  Per
 Laplace errors; pulls (MAP - truth) / sd of the six study numbers (delta method) and of the per-row
 profiles c_Li, Ti3+ fraction, R_OO (every 10th row; sd from 300 draws of the Laplace approximation).
 
-Findings on the current forward model (fcbedfd: linear plural convolution, shallow edges and plasmons
-normalised over all losses), the model of 178f982 unchanged (the Li-K tail from each row's own low loss, its
-noise as per-row nuisance columns); 2026-12-01, 40 rows, seeds 3000-3025, n = 26 images per thickness;
-results/16_bayes_dualeels/, pull mean / sd, target mean within +-0.3, sd 0.8-1.3:
+Findings, 2026-12-02 (the model of this commit: the Li-K tail's noise covariance per row by the exact
+linearisation of the tail's steps, plural.tail_covariance, on the low loss smoothed over 1 eV and 9 rows, split
+by each row's eigen-decomposition; the Drude tail's columns E^-5 ... E^-13), the current forward model, 40 rows,
+seeds 3000-3051, n = 52 images per thickness; results/16_bayes_dualeels/, pull mean / sd, target mean within
++-0.3, sd 0.8-1.3:
 
-quantity                   t/lambda 0.31 (n=26)  t/lambda 0.59 (n=26)  t/lambda 0.92 (n=26)
-electrode_width_nm         +0.53 / 0.97          -0.08 / 1.01          -0.18 / 1.12
-ti_boundary_nm             -0.28 / 0.90          -0.01 / 0.95          +0.10 / 0.99
-li_max_rel                 +0.15 / 0.95          +0.21 / 1.28          -0.26 / 1.47
-li_at_ti_boundary_rel      +0.06 / 1.13          +0.28 / 1.33          -0.18 / 1.48
-r_oo_parent_nm             +0.04 / 1.21          -0.22 / 1.07          -0.15 / 0.95
-r_oo_max_nm                +0.38 / 1.00          -0.01 / 1.05          +0.02 / 1.30
-rows:li_rel                +0.06 / 1.07          +0.23 / 1.28          -0.25 / 1.51
-rows:ti3_fraction          +0.71 / 1.17          +0.12 / 0.84          +0.09 / 1.17
-rows:r_oo_nm               +0.11 / 1.02          +0.05 / 1.00          +0.15 / 1.14
+quantity                   t/lambda 0.31 (n=52)  t/lambda 0.59 (n=52)  t/lambda 0.92 (n=52)
+electrode_width_nm         -0.12 / 0.99          -0.11 / 0.82          -0.12 / 0.93
+ti_boundary_nm             +0.20 / 0.94          +0.21 / 1.08          +0.17 / 1.07
+li_max_rel                 +0.04 / 0.89          -0.10 / 1.20          -0.20 / 1.18
+li_at_ti_boundary_rel      +0.06 / 0.91          -0.02 / 1.19          -0.13 / 1.18
+r_oo_parent_nm             -0.12 / 1.01          -0.18 / 0.99          -0.25 / 0.98
+r_oo_max_nm                +0.06 / 1.21          -0.04 / 1.09          -0.03 / 1.06
+rows:li_rel                +0.05 / 0.93          -0.08 / 1.22          -0.18 / 1.21
+rows:ti3_fraction          -0.02 / 0.95          -0.09 / 0.91          -0.11 / 0.96
+rows:r_oo_nm               +0.12 / 1.17          +0.07 / 1.05          +0.05 / 0.98
 
-MAP chi2_red 0.96-0.98, 0.94-0.97, 0.92-0.95.  Not within target, so the model stays opt-in: c_Li's errors
-are too narrow at t/lambda 0.92 (sd 1.47-1.51) and borderline at 0.59 (1.28-1.33); at 0.31 the per-row Ti3+
-fraction reads +0.71 (104 pulls, 4 per image: ~3 standard errors), the electrode width +0.53 and R_OO max
-+0.38.  The c_Li bias of the earlier run (-0.6 at 0.59, results/16_bayes_dualeels/before_fcbedfd/) is gone
-with the forward model's fix (that run's images carried the circular plural convolution's wrapped tails).
+MAP chi2_red 0.97-1.06, 0.97-1.01, 0.98-1.02; every fit converged; 5.5-7.3 s per image (median, 2-core machine
+shared with three other processes).  Every number within target (the first 26 seeds alone: the Ti boundary at
+0.31 +0.302, c_Li's sd at 0.92 1.24-1.28).  c_Li's sd at 0.92 was 1.47-1.51 with 8 replicas pooled over rows;
+the per-row Ti3+ (+0.71 before) and the electrode width (+0.53) at 0.31 are within 0.15 (partly the images: the
+old model on seeds 3000-3012 of the current images read Ti3+ +0.26, electrode width +0.11).
+The noise-free MAP's c_Li was -0.28 / -0.23 / -0.18 sigma at t/lambda 0.31 / 0.59 / 0.92 with the Drude tail's
+columns E^-5 ... E^-9 only; with E^-11, E^-13 +0.00 / +0.01 / -0.01.  With E^-5 ... E^-9 (commit 9630410),
+seeds 3000-3051, n = 52 (results/16_bayes_dualeels/s22_drude9/): every sd 0.82-1.21, c_Li's mean -0.20 / -0.30 /
+-0.33 (the same 26 seeds at 0.92: li_max -0.24 / 1.25, now +0.08 / 1.24, paired shift +0.32).
 
-Diagnosis (results/16_bayes_dualeels/diagnosis.txt; the same images fitted with their noise-free low loss
-or core loss, t/lambda 0.59 unless said; and the MAP linearised at the truth, one Gauss-Newton step with the
-noise-free image's nuisance columns, which gives a full fit's li_max pull within 0.01-0.5):
-- noise-free (core loss and low loss): the linearised MAP's c_Li is -0.20 / -0.14 / -0.08 sigma at t/lambda
-  0.31 / 0.59 / 0.92, every other study number within 0.11 sigma, per-row Ti3+ +0.05 / +0.08 / +0.11;
-- the Fourier log's noise bias (E[tail(noisy low loss)] - tail(low loss), second order): over 150 low-loss
-  draws at t/lambda 0.59 its effect on li_max is -0.05 +- 0.08 sigma, on R_OO parent -0.02 +- 0.04: not a
-  cause, so no bias-corrected tail;
-- the tail's low-loss noise alone moves li_max with sd 1.0 (150 draws, t/lambda 0.59; 60 draws at 0.92),
-  the core loss's noise alone 0.6-0.8: the model under-carries the tail's noise along the c_Li direction
-  (~1 of pull variance where the whole budget is 1).  At t/lambda 0.92 (40 draws, linearised, noise-free
-  ancillaries) li_max's sd is 1.16 with 32 replicas per row and the pooled directions, 1.16 keeping
-  directions down to 0.2 (64 columns), 1.12 with directions pooled over +-7 rows only, 1.31 with those
-  and 8 replicas: none brings it within target on the full fits (1.47), and none is kept.
-Not explained: the per-row Ti3+ +0.71 and electrode width +0.53 at 0.31 (noise-free they are +0.05 and +0.02).
+The same images with the covariance linearised on each row's low loss smoothed in energy only (8bb7edc;
+results/16_bayes_dualeels/s22_energy_smoothed/): every sd 0.79-1.20 but c_Li -0.41 / -0.43 / -0.53: the row's
+own noise in the linearisation point correlated the covariance with the tail's error (paired on 13 images at
+0.92: the noise-free low loss as the point moves li_max by +0.24 +- 0.03, the 9-row smoothing by +0.22 +- 0.02).
+The previous model (9057cf9, 8 seeded replicas per row pooled over the rows) on images of the forward model
+before 776ae08's noise streams (seeds 3000-3025, n = 26; results/16_bayes_dualeels/before_s22/): c_Li sd
+1.47-1.51 at 0.92, 1.28-1.33 at 0.59; at 0.31 per-row Ti3+ +0.71, electrode width +0.53.  Diagnosis:
+results/16_bayes_dualeels/diagnosis.txt (items 1-4 that model, 5 this one).
 
 The earlier run, before fcbedfd (model of 178f982, the same seeds; results/16_bayes_dualeels/before_fcbedfd/):
 every sd 0.74-1.21, c_Li means -0.58 / -0.68 (per row -0.60) and R_OO parent +0.35 at t/lambda 0.59, c_Li
--0.3 at 0.31; the Ti boundary and electrode width sd 0.74 / 0.76 at 0.93 (now 0.99 / 1.12).  The same images
+-0.3 at 0.31; the Ti boundary and electrode width sd 0.74 / 0.76 at 0.93 (0.99 / 1.12 in before_s22/, 1.07 / 0.93 now).  The same images
 with the replicas' Poisson noise alone (47ed63d, no readout noise; before_fcbedfd/poisson_only/, n = 11-13):
 c_Li sd 1.10-1.72, means -0.79 to +0.16.
 
@@ -64,8 +62,8 @@ of its variance), so a per-bin variance does not carry it (li_max -9.5 and +5.1 
 Usage: python validation/16_bayes_dualeels_pulls.py OUTDIR [--thickness 100] [--n-images 20]
        [--first-seed 3000] [--rows 80]
        python validation/16_bayes_dualeels_pulls.py OUTDIR --summary   (OUTDIR/summary.txt from the records)
-(The numbers above: --rows 40 --n-images 26 --first-seed 3000 at --thickness 53, 100, 158; 4-40 s per image
-on a 2-core machine at load 6-12, one process.)
+(The numbers above: --rows 40 --n-images 52 --first-seed 3000 at --thickness 53, 100, 158; 3-25 s per image
+on a 2-core machine shared with three other processes, one process.)
 Appends one JSON line per image to OUTDIR/pulls_<thickness>.jsonl; prints the pooled pull
 mean / sd per quantity (target: mean within +-0.3, sd 0.8-1.3).
 """

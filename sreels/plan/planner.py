@@ -232,7 +232,7 @@ def predicted_fits(d: Design, sim=None) -> dict:
     if sim is not None and getattr(sim, "lowloss_truth", None) and "t_over_lambda" in sim.lowloss_truth:
         tl = float(np.median(sim.lowloss_truth["t_over_lambda"]))
     if inst.plural_scattering:
-        joint = ("sreels fit --method bayes, without --plural: its model has single scattering only, while this "
+        joint = ("sreels fit --method bayes --no-plural: its model has single scattering only, while this "
                  "design's images have plural scattering" + (f" (median t/lambda {tl:.2f} in the low-loss window)"
                                                              if tl is not None else "")
                  + (" and a low-loss window, which that fit does not use" if inst.lowloss_window else "")
@@ -240,8 +240,11 @@ def predicted_fits(d: Design, sim=None) -> dict:
                  "sigma given is the spread of its estimates about their own mean over repeated images, not their "
                  "error about the truth; the bias is not predicted. On the default design it dwarfs sigma: the MAP of "
                  "its noise-free image is off by 4-1500 sigma (R_OO change +14 pm against 0.06 pm, electrode width "
-                 "-380 nm, c_Li max +12.5; validation/results/06_plan/dualeels_joint_bias.md). The experimental "
-                 "--plural model is not predicted.")
+                 "-380 nm, c_Li max +12.5; validation/results/06_plan/dualeels_joint_bias.md). "
+                 + ("sreels fit --method bayes on this DualEELS design uses its plural model by default (the model "
+                    "convolved with each row's low loss; its MAP pulls are within 0 +- 0.3 and sd 0.8-1.3 at t/lambda "
+                    "0.3-0.9, validation/16): its sigma is not what the plan predicts." if inst.lowloss_window else
+                    "Without a low-loss window the Bayesian path has no plural model."))
     else:
         joint = ("sreels fit --method bayes: its model (single scattering) is the one that made this design's images; "
                  "sigma is the spread of its estimates over repeated images")
@@ -251,7 +254,7 @@ def predicted_fits(d: Design, sim=None) -> dict:
                                           if inst.plural_scattering else "")
             + "; per-row sigma = the errors it reports on the noise-free image (checked against its spread over "
             "seeded images: validation/results/06_plan, ratios.md and fast_dualeels.md)")
-    short = ("sreels fit --method bayes without --plural (single-scattering model; these images have plural "
+    short = ("sreels fit --method bayes --no-plural (single-scattering model; these images have plural "
              "scattering" + (f", t/lambda {tl:.2f}" if tl is not None else "") + "): sigma = spread about its own "
              "biased mean, the bias not predicted (on the default design 4-1500 sigma)" if inst.plural_scattering
              else "sreels fit --method bayes")

@@ -183,9 +183,9 @@ def _check_inference_data(idata, rows):
 
 
 def test_a_dualeels_input_warns_or_is_fitted_with_plural_scattering(tmp_path, capsys):
-    """A DualEELS pair (12 rows from the Pt side, t/lambda ~0.8) warns by default that the model has no
-    plural scattering, with the t/lambda it read; with plural=True (--plural, experimental) it hands its
-    low loss to the model (sreels.inference.bayes.plural) and says so."""
+    """A DualEELS pair (12 rows from the Pt side, t/lambda ~0.8) hands its low loss to the model by default
+    (sreels.inference.bayes.plural) and says so; with plural=False (--no-plural) it warns that the model has
+    no plural scattering, with the t/lambda it read."""
     import re
 
     from sreels.inference.bayes.commands import load_input
@@ -193,12 +193,12 @@ def test_a_dualeels_input_warns_or_is_fitted_with_plural_scattering(tmp_path, ca
     d = tmp_path / "dual"
     assert sreels_main(["simulate", "--seed", "2", "--rows", "12", "--out", str(d)]) == 0
     capsys.readouterr()
-    out = load_input([str(d)], plural=True)
+    out = load_input([str(d)])
     ll = out[-1]
     assert ll is not None and ll["counts"].shape[0] == 12 and ll["exposure_ratio"]["low"] > 1
     m = re.search(r"note: t/lambda = ([0-9.]+) \(median\) from the low-loss window", capsys.readouterr().out)
     assert m and 0.4 < float(m.group(1)) < 1.2
-    assert load_input([str(d)])[-1] is None
+    assert load_input([str(d)], plural=False)[-1] is None
     out = capsys.readouterr().out
     m = re.search(r"warning: t/lambda = ([0-9.]+) from the low-loss window", out)
     assert m and 0.4 < float(m.group(1)) < 1.2 and "no plural scattering" in out, out

@@ -409,17 +409,19 @@ def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch
 
 def test_plan_says_which_fit_it_predicts_on_dualeels():
     """The default design (plural scattering, low-loss window): the joint prediction is that of the Bayesian fit
-    without --plural (single-scattering model), and the plan says its sigma is a spread about a biased mean."""
+    with --no-plural (single-scattering model), and the plan says its sigma is a spread about a biased mean and
+    that the Bayesian path's default on DualEELS (its plural model) is not what it predicts."""
     from sreels.plan.planner import predicted_fits
 
     d = dz.Design(Scenario(), Instrument(), Detector())
     assert d.instrument.plural_scattering and d.instrument.lowloss_window
     p = predicted_fits(d)
-    assert "without --plural" in p["joint"] and "bias is not predicted" in p["joint"]
+    assert "--no-plural" in p["joint"] and "bias is not predicted" in p["joint"]
+    assert "not what the plan predicts" in p["joint"]
     assert "low-loss window, which that fit does not use" in p["joint"]
     assert "models plural scattering" in p["fast"] and p["plural_scattering_in_images"]
     single = predicted_fits(dz.Design(Scenario(), SINGLE, Detector()))
-    assert "without --plural" not in single["joint"] and not single["plural_scattering_in_images"]
+    assert "--no-plural" not in single["joint"] and not single["plural_scattering_in_images"]
 
 
 def test_planning_process_imports_neither_lmfit_nor_matplotlib():

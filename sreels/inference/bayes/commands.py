@@ -7,6 +7,8 @@ SreelsInputError and reported by the CLI).
 
 from __future__ import annotations
 
+import argparse
+
 import dataclasses
 import json
 import sys
@@ -34,10 +36,10 @@ def configure_bayes(parser):
     _add(parser, "--min-ess", type=float, default=1000.0, help="bulk ESS every parameter must reach")
     _add(parser, "--energy-bin", type=int, default=None,
          help="--method bayes: energy channels summed per bin (default: 4 in the low window, 2 in the high)")
-    _add(parser, "--plural", action="store_true",
-         help="--method bayes, EXPERIMENTAL: convolve the model with a DualEELS input's low loss (plural "
-              "scattering); c_Li's errors are too narrow at t/lambda 0.9 (pull sd 1.5) and per-row Ti3+ reads +0.7 sigma "
-              "at t/lambda 0.3 (validation/16)")
+    _add(parser, "--plural", action=argparse.BooleanOptionalAction, default=True,
+         help="--method bayes: convolve the model with a DualEELS input's low loss (plural scattering; default "
+              "on for a DualEELS input; validation/16's pulls within target on 52 simulated images per t/lambda "
+              "0.3-0.9); --no-plural fits it single-scattering, with a warning")
     _add(parser, "--allow-unconverged", action="store_true",
          help="exit 0 even if the sampler did not converge (the summary still says so)")
 
@@ -104,17 +106,17 @@ def detector_for(meta: dict, toml_detector: Detector | None, gain=None, readout=
     return dataclasses.replace(base, **kw), known, notes
 
 
-#: t/lambda above which the Bayesian path warns when it leaves plural scattering out (without --plural)
+#: t/lambda above which the Bayesian path warns when it leaves plural scattering out (--no-plural)
 PLURAL_WARN_TL = 0.1
 
 
-def load_input(inputs, saturation: float | None = None, plural: bool = False) -> tuple:
+def load_input(inputs, saturation: float | None = None, plural: bool = True) -> tuple:
     """Counts per window, the Config (scenario.toml beside the files if present), y (nm), the
     file names, the truth table (simulations), the files' detector metadata, whether a
     scenario.toml was found, per-window saturation masks (pixels at or above ``saturation``
     counts, else at the level the sreels metadata give; None when unknown), and the low-loss
-    window of a DualEELS input for :func:`.data.prepare` with ``plural=True`` (``--plural``, experimental);
-    else None, and a DualEELS input warns that plural scattering is left out."""
+    window of a DualEELS input for :func:`.data.prepare` (``plural=True``, the default); with
+    ``plural=False`` (``--no-plural``) None, and a DualEELS input warns that plural scattering is left out."""
     from ..lowloss import saturation_level
 
     files = _expand(inputs)
@@ -146,12 +148,12 @@ def load_input(inputs, saturation: float | None = None, plural: bool = False) ->
                 ratio = {w.name: ratio[w.name] or w.exposure_s / cfg.instrument.lowloss_exposure_s for w in windows}
             lowloss = {"counts": np.asarray(ll.counts, float), "axis": ll.energy, "exposure_ratio": ratio}
             print(f"note: t/lambda = {tl:.2f} (median) from the low-loss window: the model is convolved with each "
-                  "row's low loss (plural scattering; experimental: c_Li's errors are too narrow at t/lambda 0.9, pull sd 1.5, "
-                  "validation/16)")
+                  "row's low loss (plural scattering; validated on 52 simulated images per "
+                  "t/lambda, validation/16)")
         elif tl > PLURAL_WARN_TL:
             print(f"warning: t/lambda = {tl:.2f} from the low-loss window: the Bayesian model has no plural "
                   "scattering, so its numbers are biased (c_Li most); the fast path (--method fast) models it "
-                  "(--plural: the experimental plural model)")
+                  "(without --no-plural the model carries it)")
     saturated = {}
     for w in windows:
         level = saturation if saturation is not None else saturation_level(raw[w.name])
@@ -256,7 +258,7 @@ def run_bayes(args) -> int:
     from ...outdir import check_output
 
     counts, cfg, y, files, truth, meta, from_toml, saturated, lowloss = load_input(
-        args.inputs, getattr(args, "saturation", None), plural=bool(getattr(args, "plural", False)))
+        args.inputs, getattr(args, "saturation", None), plural=bool(getattr(args, "plural", True)))
     check_output(args.out, getattr(args, "overwrite", False), files)
     det, gain_known, notes = detector_for(meta, cfg.detector if from_toml else None, getattr(args, "gain", None),
                                           getattr(args, "readout_noise", None), getattr(args, "psf_decay", None))

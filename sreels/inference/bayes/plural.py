@@ -14,22 +14,23 @@ u_r = I_0 / I_t the unscattered fraction:
   :func:`~sreels.inference.lowloss.denoise_rows`).  K_r's plural part carries the measured ZLP's width
   once more on top of the model's resolution (dividing it out moved no study parameter's noise-free MAP by more
   than 0.05 sigma: the plasmons are ~10 eV wide).  The kernel's own noise is not in the likelihood (R_OO
-  pulls within target without it; the per-row Ti3+ reads +0.7 sigma at t/lambda 0.31, not explained,
-  validation/16).  What the convolution brings in from below the fit
+  and the per-row Ti3+ pulls within target without it, validation/16).  What the convolution brings in from below the fit
   region is the plurally scattered power-law background, E^-r [1 + a_r / E + ...] with a_r ~ r <lag>_r
   varying with t/lambda row by row: not absorbed by the model's one power law (noise-free residuals
   ~0.3 sigma), it is by three more per-row columns E^-(r0 + 1, 2, 3) with flat priors.
 - the window that starts inside the low-loss range (Li-K, 40 eV): as the fast path, the edge
   columns times u_r plus the row's multiple scattering M_r (:func:`~sreels.inference.lowloss.plural_kernel`,
   Fourier log of the row's own low loss, not denoised across rows) times the exposure ratio, a fixed part
-  of the model; the single plasmon's Drude tail gets E^-5, E^-7, E^-9 columns (flat priors).  M_r's noise
+  of the model; the single plasmon's Drude tail gets E^-5 ... E^-13 columns (flat priors).  M_r's noise
   (the 250x less exposed low loss's, larger than the core loss's own and smooth in energy) is carried per
-  row: nuisance columns along the leading directions of its covariance (from seeded replicas pooled over
-  the rows), prior N(0, 1), marginalised with the other amplitudes (:func:`tail_window`).  Its errors are
-  independent from row to row; the h10b model's tail denoised across rows had an error shared by every
-  row that the likelihood did not carry (c_Li pulls sd 3-12, validation/16).  These columns still under-carry
-  the tail's noise along the c_Li direction: c_Li pull sd 1.28-1.33 at t/lambda 0.59 and 1.47-1.51 at 0.92
-  (validation/16; the tail's noise alone moves the linearised c_Li by 1.0 sigma).
+  row: nuisance columns along the leading eigen-directions of each row's own covariance, which is the exact
+  linearisation of the tail's steps (:func:`tail_covariance`, evaluated on the low loss smoothed
+  above the ZLP in energy and over rows), prior N(0, 1), marginalised with the other amplitudes (:func:`tail_window`).  Its errors
+  are independent from row to row; the h10b model's tail denoised across rows had an error shared by every
+  row that the likelihood did not carry (c_Li pulls sd 3-12, validation/16).  The earlier covariance, from 8
+  seeded replicas per row pooled over the rows, under-carried the tail's noise along c_Li (pull sd 1.47 at
+  t/lambda 0.92); with the exact one and the Drude columns up to E^-13 every pull of validation/16 (52 images
+  per t/lambda 0.31 / 0.59 / 0.92) is within target: means -0.25 to +0.21, sd 0.82-1.22.
   The tail is known up to the low loss's last channel less :data:`TAIL_END_MARGIN_EV`, which ends that
   window's fit region.
 - rows beside a jump of u_r (:func:`mixed_rows`, the Pt edge) are left out.
@@ -44,18 +45,20 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
-from scipy.ndimage import uniform_filter, uniform_filter1d
+from scipy import sparse
+from scipy.ndimage import gaussian_filter1d, uniform_filter, uniform_filter1d
 
 from ...axes import EnergyAxis
 from ..edgefits import rows_at
-from ..lowloss import (MIN_DECONVOLVE_EV, TAIL_REPLICAS, TAIL_SEED, _row_key, denoise_rows,
-                       plural_kernel, read_zlp)
+from ..lowloss import MIN_DECONVOLVE_EV, denoise_rows, plural_kernel, read_zlp
 
 #: the Li-K window's fit region ends this far below the low loss's last channel (eV): the tail at loss E
 #: needs the low loss up to E, and plural_kernel tapers its last 10 eV
 TAIL_END_MARGIN_EV = 15.0
-#: powers of the extra background columns under Li-K (the Drude tail's series in (E_p / E)^2) and their scale (eV)
-EXTRA_POWERS = (5.0, 7.0, 9.0)
+#: powers of the extra background columns under Li-K (the Drude tail's series in (E_p / E)^2) and their scale (eV);
+#: with E^-5 ... E^-9 only, the noise-free MAP's c_Li read -0.28 / -0.23 / -0.18 sigma at t/lambda 0.31 / 0.59 /
+#: 0.92, with E^-11 and E^-13 as well +0.00 / +0.01 / -0.01 (full fits of noise-free images, measured)
+EXTRA_POWERS = (5.0, 7.0, 9.0, 11.0, 13.0)
 EXTRA_REF_EV = 60.0
 #: the Li-K tail's lag step and reconvolution FWHM (eV).  The fast path's 0.5 eV / 1 eV
 #: (:data:`~sreels.inference.lowloss.TAIL_STEP_EV`) flattens the double plasmon's peak at 49 eV (-0.27
@@ -64,14 +67,13 @@ EXTRA_REF_EV = 60.0
 #: 0.25 eV / 0.6 eV: within 0.1 sigma per bin, replicas' spread 1.28 sigma for an actual 1.26 sigma (measured)
 BAYES_TAIL_STEP_EV = 0.25
 BAYES_TAIL_FWHM_EV = 0.6
-#: noise replicas of the Li-K tail per row (the fast path's count, :data:`~sreels.inference.lowloss.TAIL_REPLICAS`):
-#: pooled over the rows they estimate the tail noise's covariance (:func:`tail_window`)
-BAYES_TAIL_REPLICAS = TAIL_REPLICAS
+#: the low loss's plural part is smoothed by a Gaussian of this sd (stored channels) and over this many rows where
+#: the tail's noise is linearised (:func:`_smooth_plural`); 0 channels: the row's own noisy low loss
+LIN_SMOOTH_CHANNELS = 10.0
+LIN_SMOOTH_ROWS = 9
 #: directions of the Li-K tail's noise kept as per-row nuisance columns: whitened variance above this (the data's
 #: own noise along them); ~25 at t/lambda 0.57, holding ~95 % of the tail's noise variance (measured, 40 rows)
 ROW_TAIL_KEEP = 1.0
-#: rows over which each row's tail-noise level is averaged (:func:`_tail_noise_columns`)
-ROW_TAIL_SMOOTH = 9
 #: rows next to a jump of the unscattered fraction u = exp(-t/lambda) larger than this are left out
 #: (:func:`mixed_rows`); the default image's largest step inside the electrolyte is 0.0022
 MIXED_DU = 0.005
@@ -186,67 +188,155 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
     the data's noise variance (electrons^2), which whitens the tail's noise.
 
     The tail's noise (the low loss's shot noise through the Fourier log, times the exposure ratio, 250 for
-    the default instrument) is 1.3-1.7 x the core loss's own per bin and smooth in energy: 25-bin means keep
-    nearly all of it (measured, t/lambda 0.57), so it lies in a few smooth directions, as the Li-K edge and
-    its background do.  Its covariance is estimated from :data:`BAYES_TAIL_REPLICAS` seeded replicas of every
-    row (Poisson noise of the whitened electrons through the same steps): pooled over replicas and rows, the
-    whitened covariance (N R draws) gives the directions; each row's replicas give its own variance along
-    each.  Directions with whitened variance above :data:`ROW_TAIL_KEEP` are per-row amplitude columns with a
-    N(0, 1) prior (marginalised with the other linear amplitudes, :mod:`.likelihood`); the rest of the
-    covariance's diagonal is added to the data's variance.  The rows' tails are not denoised across rows:
-    their errors are then independent from row to row (the denoised tail's error, shared by every row, made
-    the c_Li pulls' sd 3-12: validation/16)."""
+    the default instrument) is 1.2-2.6 x the core loss's own per bin (t/lambda 0.31-0.92) and smooth in energy,
+    so it lies in a few smooth directions, as the Li-K edge and its background do.  Its covariance per row is
+    the exact linearisation of the tail's steps (:func:`tail_covariance`), evaluated on the low loss
+    smoothed in energy and over rows (:func:`_smooth_plural`: the columns then do not carry the row's own noise).  Whitened
+    by the data's noise, each row's covariance is split by its own eigen-decomposition: the directions with
+    whitened variance above :data:`ROW_TAIL_KEEP` are per-row amplitude columns with a N(0, 1) prior
+    (marginalised with the other linear amplitudes, :mod:`.likelihood`); the rest's diagonal is added to the
+    data's variance.  The rows' tails are not denoised across rows: their errors are then independent from
+    row to row (the denoised tail's error, shared by every row, made the c_Li pulls' sd 3-12: validation/16)."""
     y = ll.electrons
     rows = y.shape[0]
     span = float(energy_ev.max() - np.min(ll.centre_ev)) + 2.0
     step = BAYES_TAIL_STEP_EV
-    # replicas as the fast path's (sreels.inference.lowloss.apply_low_loss), each row's draws seeded by
-    # TAIL_SEED and its own values: Poisson noise of the whitened electrons plus the readout's, which the
-    # low loss's few electrons per channel above ~80 eV loss (2-20 at t/lambda 0.59) do not dwarf (~4 e^2)
-    sd = np.sqrt(np.maximum(y, 0.0) + ll.readout_var)
-    nrep = BAYES_TAIL_REPLICAS
-    z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((nrep, r.size))
-                  for r in y], axis=1)
-    reps = np.concatenate([y[None], y[None] + z * sd[None]]).reshape(-1, y.shape[1])
-    _, tails = plural_kernel(reps, ll.axis, np.tile(ll.centre_ev, nrep + 1),
-                             np.tile(ll.axis.energy_ev[ll.threshold], nrep + 1), step, span,
-                             fwhm_ev=BAYES_TAIL_FWHM_EV)
-    tails = tails * (scale_ev / step) * exposure_ratio       # electrons per core-loss channel
+    thr_ev = ll.axis.energy_ev[ll.threshold]
+    _, tail = plural_kernel(y, ll.axis, ll.centre_ev, thr_ev, step, span, fwhm_ev=BAYES_TAIL_FWHM_EV)
+    factor = (scale_ev / step) * exposure_ratio       # electrons per core-loss channel
     nb, b = energy_ev.shape
     e = energy_ev.reshape(-1)
-    binned = np.stack([rows_at(t, step, e, ll.centre_ev)[0].reshape(rows, nb, b).sum(-1)
-                       for t in tails.reshape(nrep + 1, rows, -1)])
-    cols, var = _tail_noise_columns(binned[1:] - binned[:1], row_var)
+    binned = rows_at(tail * factor, step, e, ll.centre_ev, slopes=False).reshape(rows, nb, b).sum(-1)
+    # the noise of the whitened electrons: Poisson plus the readout's, which the low loss's few electrons per
+    # channel above ~80 eV loss (2-20 at t/lambda 0.59) do not dwarf (~4 e^2)
+    lin = _smooth_plural(y, ll.threshold)
+    cov = tail_covariance(lin, np.maximum(lin, 0.0) + ll.readout_var, ll.axis, ll.centre_ev, thr_ev, step, span,
+                          BAYES_TAIL_FWHM_EV, energy_ev, factor)
+    cols, var = _tail_noise_columns(cov, row_var)
     # the single-scattering valence loss under the window is a Drude tail, E^-3 [1 + O((E_p / E)^2)], not a
     # power law (local exponent -4.7 at 41 eV for E_p = 24.7 eV, Gamma = 10 eV; Egerton 2011, Eq. 3.43):
     # the model's power law plus E^-5, E^-7, E^-9 on the row's ZLP-referenced axis describe a single Drude
-    # tail over 41-180 eV within 0.1 % (E_p 24-26 eV, Gamma 10 eV; 0.3 % for Pt's 30 eV, 20 eV); flat priors
+    # tail over 41-180 eV within 0.1 % (E_p 24-26 eV, Gamma 10 eV; 0.3 % for Pt's 30 eV, 20 eV), which still
+    # moved the noise-free c_Li by -0.2 to -0.3 sigma; E^-11 and E^-13 remove that (EXTRA_POWERS); flat priors
     loss = (e[None, :] - ll.centre_ev[:, None]) / EXTRA_REF_EV
     extra = np.stack([(loss ** -q).reshape(rows, nb, b).sum(-1) for q in EXTRA_POWERS])
     prec = np.concatenate([np.zeros(len(extra)), np.ones(cols.shape[0])])
-    return PluralWindow(ll.unscattered, tail=binned[0], extra=np.concatenate([extra, cols]), extra_prec=prec,
+    return PluralWindow(ll.unscattered, tail=binned, extra=np.concatenate([extra, cols]), extra_prec=prec,
                         tail_var=var)
 
 
-def _tail_noise_columns(dev: np.ndarray, row_var: np.ndarray) -> tuple:
+def _smooth_plural(y: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Low-loss rows (rows, channels) with the part from each row's elastic threshold up smoothed by a
+    Gaussian of :data:`LIN_SMOOTH_CHANNELS` and over :data:`LIN_SMOOTH_ROWS` rows (normalised over that part
+    only: the zero-loss peak is kept as it is and does not leak above the threshold): where the tail's noise
+    is linearised.  A linearisation point that carries the row's own noise makes the covariance correlate with
+    the tail's error, and the MAP's c_Li with it (-0.22 sigma at t/lambda 0.92 smoothed in energy only,
+    against rows and energy; -0.24 with the noise-free low loss; 13 images paired, validation/16)."""
+    if LIN_SMOOTH_CHANNELS <= 0:
+        return y
+    above = (np.arange(y.shape[1])[None, :] >= np.asarray(threshold)[:, None]).astype(float)
+    nr = min(LIN_SMOOTH_ROWS, y.shape[0])
+    num = uniform_filter1d(gaussian_filter1d(y * above, LIN_SMOOTH_CHANNELS, axis=1, mode="nearest"), nr, axis=0,
+                           mode="nearest")
+    den = uniform_filter1d(gaussian_filter1d(above, LIN_SMOOTH_CHANNELS, axis=1, mode="nearest"), nr, axis=0,
+                           mode="nearest")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(above > 0, num / den, y)
+
+
+def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step_ev: float, span_ev: float,
+                    fwhm_ev: float, energy_ev: np.ndarray, factor: float, batch: int = 8) -> np.ndarray:
+    """The covariance (rows, bins, bins) of the binned multiple-scattering tail of :func:`tail_window` (the
+    steps of :func:`sreels.inference.lowloss.plural_tails` at lag step ``step_ev``, times ``factor``, linearly
+    interpolated at ``energy_ev`` (bins, bin) less each row's ZLP centre and summed per bin) for independent
+    noise of variance ``var`` (rows, channels) in the low-loss ``counts``, linearised at ``counts``.
+
+    Every step but the logarithm is linear: the resampling R onto ``step_ev`` channels (counts conserved;
+    a step of at least two stored channels shares at most one with each neighbour, so R diag(var) R^T is
+    tridiagonal; a finer step is refused), the taper, the zero-loss mask Z.  With q = J / Z in Fourier space and
+    the tail I_0 irfft[g (q - 1 - ln q)], its change is
+    dT = I_0 irfft[h1 dJ + h2 dZ] + dI_0 irfft[g (q - 1 - ln q)], h1 = g (1 - 1/q) / Z, h2 = -g (q - 1) / Z,
+    where the principal logarithm's branch does not matter (d ln q = dq / q).  The binning's rows B
+    (interpolation weights on the lags) are correlated with the kernels by FFT, so each row's B dT/dJ costs
+    three transforms per bin; the covariance is then (B G) R diag(var) R^T (B G)^T.  Checked against central
+    differences (1e-9) and 2000 replicas (tests/bayes/test_dualeels.py)."""
+    from ...forward.lowloss import zlp_tf
+    from ..deconvolve import _resample
+
+    y = np.asarray(counts, dtype=float)
+    var = np.asarray(var, dtype=float)
+    rows, nch = y.shape
+    js, ax = _resample(y, axis, step_ev)
+    e = ax.energy_ev
+    centre = np.asarray(centre_ev, dtype=float)
+    thr = np.asarray(threshold_ev, dtype=float)
+    end = np.minimum(e[-1], centre + span_ev + 10.0)
+    keep = int(np.searchsorted(e, end.max(), side="right"))
+    js, e = js[:, :keep], e[:keep]
+    n = sfft.next_fast_len(2 * e.size, real=True)
+    g = zlp_tf(sfft.rfftfreq(n, d=step_ev), fwhm_ev)[None, :]
+    m = min(int(np.ceil(span_ev / step_ev)) + 1, n)
+    taper = 0.5 - 0.5 * np.cos(np.pi * np.clip((end[:, None] - e[None, :]) / 10.0, 0.0, 1.0))
+    mask = (e[None, :] <= thr[:, None]).astype(float)
+    j = js * taper
+    z = j * mask
+    i0 = z.sum(1)
+    jf, zf = sfft.rfft(j, n=n, axis=1), sfft.rfft(z, n=n, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = jf / zf
+        exc = g * (q - 1.0 - np.log(q))
+        h1 = g * (1.0 - 1.0 / q) / zf
+        h2 = -g * (q - 1.0) / zf
+    ok = (g > 1e-8) & np.isfinite(exc) & np.isfinite(h1) & np.isfinite(h2)   # as _log_ratio_excess
+    ex = sfft.irfft(np.where(ok, exc, 0.0), n=n, axis=1)[:, :m]
+    c1, c2 = np.where(ok, np.conj(h1), 0.0), np.where(ok, np.conj(h2), 0.0)
+    # the resampling's noise: a step channel shares at most one stored channel with each neighbour
+    rt = sparse.csr_matrix(_resample(np.eye(nch), axis, step_ev)[0][:, :keep].T)      # (keep, nch)
+    d0 = (rt.multiply(rt) @ var.T).T
+    d1 = (rt[:-1].multiply(rt[1:]) @ var.T).T
+    if abs(rt[:-2].multiply(rt[2:])).sum() > 0:
+        raise ValueError(f"tail_covariance: lag step {step_ev} eV under two stored channels of {axis.scale_ev} eV")
+    nb, b = energy_ev.shape
+    pos = (energy_ev.reshape(-1)[None, :] - centre[:, None]) / step_ev
+    i = np.clip(np.floor(pos).astype(int), 0, m - 2)
+    fr = np.clip(pos - i, 0.0, 1.0)
+    inside = (pos >= 0) & (pos <= m - 1)
+    w0, w1 = np.where(inside, 1.0 - fr, 0.0), np.where(inside, fr, 0.0)
+    bidx = np.repeat(np.arange(nb), b)[None, :]
+    out = np.empty((rows, nb, nb))
+    for s in range(0, rows, batch):  # row batches bound the temporaries
+        sl = slice(s, min(s + batch, rows))
+        rr = np.arange(sl.stop - sl.start)[:, None]
+        bm = np.zeros((sl.stop - sl.start, nb, n))
+        np.add.at(bm, (rr, bidx, i[sl]), w0[sl])
+        np.add.at(bm, (rr, bidx, i[sl] + 1), w1[sl])
+        bh = sfft.rfft(bm, axis=-1)
+        # sum_a B[a] K[a - k] = irfft(rfft(B) conj(rfft(K)))[k]
+        k1 = sfft.irfft(bh * c1[sl, None, :], n=n, axis=-1)[..., :keep]
+        k2 = sfft.irfft(bh * c2[sl, None, :], n=n, axis=-1)[..., :keep]
+        bx = np.einsum("rba,ra->rb", bm[..., :m], ex[sl])
+        bg = (i0[sl, None, None] * (k1 * taper[sl, None, :] + k2 * mask[sl, None, :])
+              + bx[:, :, None] * mask[sl, None, :]) * factor                  # (rows, bins, keep)
+        y1 = bg * d0[sl, None, :]
+        y1[..., :-1] += bg[..., 1:] * d1[sl, None, :]
+        y1[..., 1:] += bg[..., :-1] * d1[sl, None, :]
+        out[sl] = y1 @ np.swapaxes(bg, 1, 2)
+    return out
+
+
+def _tail_noise_columns(cov: np.ndarray, row_var: np.ndarray) -> tuple:
     """Per-row nuisance columns (Q, rows, bins), prior N(0, 1), and the remaining variance (rows, bins) of
-    a noise whose replicas' deviations are ``dev`` (N, rows, bins), for data of noise variance ``row_var``
-    (see :func:`tail_window`)."""
+    a noise of covariance ``cov`` (rows, bins, bins), for data of noise variance ``row_var`` (rows, bins):
+    each row's whitened covariance's eigenvectors with eigenvalue above :data:`ROW_TAIL_KEEP`, scaled by
+    the square root of it (Q the most any row keeps; a row's further columns are its next eigenvectors)."""
     sd = np.sqrt(row_var)
-    w = dev / sd                                                  # whitened
-    cov = np.einsum("nrb,nrc->bc", w, w) / (w.shape[0] * w.shape[1])
-    lam, vec = np.linalg.eigh(cov)
-    keep = lam > ROW_TAIL_KEEP
-    v, lam_k = vec[:, keep], lam[keep]
-    proj = np.einsum("nrb,bq->nrq", w, v)
-    # each row's level (the low loss's counts vary from row to row) as one factor on the pooled covariance,
-    # from N Q draws per row averaged over ROW_TAIL_SMOOTH rows (N draws per direction and row alone would
-    # leave each row's variances 50 % uncertain, and a noisy variance makes a GLS fit's pulls too wide)
-    s_r = np.mean(proj ** 2 / lam_k, axis=(0, 2)) if lam_k.size else np.ones(w.shape[1])
-    s_r = uniform_filter1d(s_r, min(ROW_TAIL_SMOOTH, s_r.size), mode="nearest")
-    cols = np.sqrt(lam_k)[:, None, None] * np.sqrt(s_r)[None, :, None] * v.T[:, None, :] * sd[None]
-    rest = w - np.einsum("nrq,bq->nrb", proj, v)
-    return cols, np.mean(rest ** 2, 0) * row_var
+    w = cov / (sd[:, :, None] * sd[:, None, :])
+    lam, vec = np.linalg.eigh(w)                                   # ascending, per row
+    q = int(np.max(np.sum(lam > ROW_TAIL_KEEP, axis=1)))
+    lam_k, v = np.maximum(lam[:, ::-1][:, :q], 0.0), vec[:, :, ::-1][:, :, :q]     # (rows, q), (rows, bins, q)
+    cols = np.transpose(v * np.sqrt(lam_k)[:, None, :], (2, 0, 1)) * sd[None]
+    rest = np.einsum("rbb->rb", w) - np.einsum("rbq,rq->rb", v ** 2, lam_k)
+    return cols, np.maximum(rest, 0.0) * row_var
 
 
 def mixed_rows(unscattered) -> np.ndarray:
