@@ -226,27 +226,8 @@ def test_li_k_tail_noise_bias_moves_c_li_little(monkeypatch):
     (the draws do reach c_Li).  Fails if the tail's noise bias were the size of the earlier c_Li offset (-0.6)."""
     from sreels.config import LOWLOSS_NAME
     from sreels.forward.detector import apply_detector
-    from sreels.inference.bayes.crlb import derived_gradient
-    from sreels.inference.bayes.params import DERIVED
 
-    sc = dataclasses.replace(Scenario(), rows=ROWS, thickness_nm=100.0)
-    inst, det = Instrument(), Detector()
-    pr = build_priors(inst)
-    tv = default_values(sc, inst)
-    truth = np.array([tv[n] for n in pr.pset.names])
-    nf = simulate(sc, inst, det, noise_free=True, models=window_models(inst))
-    d0 = from_simulation(nf, plural=True)
-    like = Likelihood(ImageModel(d0, pr.pset))
-    _, pred, _ = like.fit_rows(truth)
-    d0 = d0.with_variance(pred, "truth")
-    like = like.with_data(d0)
-    lo, hi = pr.bounds.T
-    h, p = 1e-4 * (hi - lo), truth.size
-    r = like.residuals_batch(np.vstack([truth[None], truth + np.diag(h), truth - np.diag(h)]))
-    r0, jac = r[0], ((r[1:p + 1] - r[p + 1:]) / (2 * h[:, None])).T
-    cov = np.linalg.inv(jac.T @ jac)
-    g = derived_gradient(pr, truth)[list(DERIVED).index("li_max_rel")]
-    sd = np.sqrt(g @ cov @ g)
+    det, truth, nf, d0, like, r0, jac, cov, g, sd = _linearised_at_truth(100.0)
     w0, ll = d0.windows[0], nf.windows[LOWLOSS_NAME]
     z = []
     for k in range(60):
@@ -270,10 +251,31 @@ def test_linearised_c_li_pulls_at_t_over_lambda_0_92_carry_the_tail_noise():
     E^-9 only; the same draws); the 8 seeded replicas pooled over rows
     gave 1.36, 32 replicas 1.16 (validation/results/16_bayes_dualeels/diagnosis.txt)."""
     from sreels.forward.detector import apply_detector
+
+    det, truth, nf, d0, like, r0, jac, cov, g, sd = _linearised_at_truth(158.0)
+    z = []
+    for k in range(40):
+        rng = np.random.default_rng([999, k])
+        wins = {n: dataclasses.replace(w, counts=apply_detector(w.electrons, det, rng).counts)
+                for n, w in nf.windows.items()}
+        dk = from_simulation(dataclasses.replace(nf, windows=wins), plural=True)
+        dtail = dk.plural[0].tail - d0.plural[0].tail
+        ws = (dataclasses.replace(d0.windows[0], data=dk.windows[0].data - dtail),) + tuple(
+            dataclasses.replace(w0, data=w1.data) for w0, w1 in zip(d0.windows[1:], dk.windows[1:]))
+        dr = like.with_data(dataclasses.replace(d0, windows=ws)).residuals_batch(truth[None])[0] - r0
+        z.append(g @ (-cov @ (jac.T @ dr)) / sd)
+    z = np.array(z)
+    assert abs(z.mean()) < 0.5 and 0.8 < z.std() < 1.3, (z.mean(), z.std())
+
+
+def _linearised_at_truth(thickness_nm):
+    """The noise-free DualEELS image (ROWS rows) at a thickness, its plural data model with the truth's variance,
+    and the MAP linearised there: (detector, truth, simulation, data, likelihood, residuals, Jacobian,
+    covariance, li_max_rel's gradient and sd)."""
     from sreels.inference.bayes.crlb import derived_gradient
     from sreels.inference.bayes.params import DERIVED
 
-    sc = dataclasses.replace(Scenario(), rows=ROWS, thickness_nm=158.0)
+    sc = dataclasses.replace(Scenario(), rows=ROWS, thickness_nm=thickness_nm)
     inst, det = Instrument(), Detector()
     pr = build_priors(inst)
     tv = default_values(sc, inst)
@@ -290,17 +292,4 @@ def test_linearised_c_li_pulls_at_t_over_lambda_0_92_carry_the_tail_noise():
     r0, jac = r[0], ((r[1:p + 1] - r[p + 1:]) / (2 * h[:, None])).T
     cov = np.linalg.inv(jac.T @ jac)
     g = derived_gradient(pr, truth)[list(DERIVED).index("li_max_rel")]
-    sd = np.sqrt(g @ cov @ g)
-    z = []
-    for k in range(40):
-        rng = np.random.default_rng([999, k])
-        wins = {n: dataclasses.replace(w, counts=apply_detector(w.electrons, det, rng).counts)
-                for n, w in nf.windows.items()}
-        dk = from_simulation(dataclasses.replace(nf, windows=wins), plural=True)
-        dtail = dk.plural[0].tail - d0.plural[0].tail
-        ws = (dataclasses.replace(d0.windows[0], data=dk.windows[0].data - dtail),) + tuple(
-            dataclasses.replace(w0, data=w1.data) for w0, w1 in zip(d0.windows[1:], dk.windows[1:]))
-        dr = like.with_data(dataclasses.replace(d0, windows=ws)).residuals_batch(truth[None])[0] - r0
-        z.append(g @ (-cov @ (jac.T @ dr)) / sd)
-    z = np.array(z)
-    assert abs(z.mean()) < 0.5 and 0.8 < z.std() < 1.3, (z.mean(), z.std())
+    return det, truth, nf, d0, like, r0, jac, cov, g, np.sqrt(g @ cov @ g)
