@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 from ..config import seed_arg
@@ -76,9 +78,10 @@ def configure_fit(p):
                    help="(bayes) random seed of the walkers (default: fresh entropy, recorded in summary.json)")
     p.add_argument("--allow-unconverged", action="store_true", help="(bayes) exit 0 even if not converged")
     p.add_argument("--priors", metavar="FILE.toml", help="(bayes) prior settings")
-    p.add_argument("--plural", action="store_true",
-                   help="(bayes, experimental) convolve the model with a DualEELS input's low loss (plural "
-                        "scattering); its c_Li errors are too narrow at t/lambda 0.9 (validation/16_bayes_dualeels_pulls.py)")
+    p.add_argument("--plural", action=argparse.BooleanOptionalAction, default=True,
+                   help="(bayes) convolve the model with a DualEELS input's low loss (plural scattering; default on "
+                        "for a DualEELS input; pulls within target on 52 simulated images per t/lambda 0.3-0.9, "
+                        "validation/16_bayes_dualeels_pulls.py); --no-plural fits it single-scattering, with a warning")
     p.add_argument("--walkers", type=int, default=None, help="(bayes) number of emcee walkers (default max(P + 6, 24), P sampled parameters)")
     p.add_argument("--steps", type=int, default=None, help="(bayes) maximum emcee steps (default 3000; the run stops earlier once converged)")
 

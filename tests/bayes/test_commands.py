@@ -202,3 +202,13 @@ def test_a_dualeels_input_warns_or_is_fitted_with_plural_scattering(tmp_path, ca
     out = capsys.readouterr().out
     m = re.search(r"warning: t/lambda = ([0-9.]+) from the low-loss window", out)
     assert m and 0.4 < float(m.group(1)) < 1.2 and "no plural scattering" in out, out
+
+
+def test_the_command_line_fits_dualeels_with_plural_scattering_by_default():
+    """`sreels fit --method bayes` on a DualEELS input takes the plural model unless --no-plural (the fit command's
+    own --plural was a store_true flag defaulting to off, which hid the Bayesian default)."""
+    from sreels.cli import build_parser
+
+    p = build_parser("fit")
+    assert p.parse_args(["fit", "x.hspy", "--out", "o", "--method", "bayes"]).plural is True
+    assert p.parse_args(["fit", "x.hspy", "--out", "o", "--method", "bayes", "--no-plural"]).plural is False

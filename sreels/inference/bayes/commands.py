@@ -187,6 +187,8 @@ def run_on_data(data, priors, rng, out_dir, overwrite=False, walkers=None, steps
     summary["seconds_total"] = time.perf_counter() - t0
     with output_directory(out_dir, overwrite=overwrite, inputs=(settings or {}).get("input_files", ())) as tmp:
         write_json(tmp / "summary.json", summary)
+        if fit.samples is None:   # no posterior (the flags say why): the summary alone
+            return fit, summary
         if progress:
             print("writing results: profile bands, posterior.nc (per-row log-likelihood, posterior predictive), "
                   "figures ...", file=sys.stderr, flush=True)
@@ -296,13 +298,13 @@ def run_bayes(args) -> int:
         if v.get("median") is not None:
             print(f"{k:24s} {v['median']:.5g}  [{v['p2_5']:.5g}, {v['p97_5']:.5g}] (95 %)")
     diag = summary["diagnostics"]
-    print(f"MAP {summary['map']['seconds']:.1f} s, chi2_red {summary['map']['chi2_red']:.4f}; emcee "
-          f"{diag['seconds']:.1f} s, tau_max {diag['tau_max']:.2f}, run/tau {diag['run_over_tau']:.0f}, "
-          f"min ESS {diag['ess_bulk_min']:.0f}, acceptance {diag['acceptance_mean']:.2f}")
+    print(f"MAP {summary['map']['seconds']:.1f} s, chi2_red {summary['map']['chi2_red']:.4f}; " + (
+          f"emcee {diag['seconds']:.1f} s, tau_max {diag['tau_max']:.2f}, run/tau {diag['run_over_tau']:.0f}, "
+          f"min ESS {diag['ess_bulk_min']:.0f}, acceptance {diag['acceptance_mean']:.2f}" if diag else "no sampling"))
     for f in summary["flags"]:
         print(f"warning: {f}")
     print(f"wrote {args.out}/")
     if not fit.converged and not getattr(args, "allow_unconverged", False):
-        print(json.dumps({"converged": False, "reasons": summary["convergence_reasons"]}))
+        print(json.dumps({"converged": False, "reasons": summary["convergence_reasons"] or summary["flags"]}))
         return EXIT_UNCONVERGED
     return 0
