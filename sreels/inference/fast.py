@@ -25,8 +25,7 @@ from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
 from .edgefits import PLURAL_TAIL, FINE_STEP_EV, Shifted, fit_linear_edges, rows_at, global_shift, variance_model
-from .okpeaks import (O_K_ONSET_EV, OKRows, measure_o_k, noise_scale, resolution_systematic_ev,
-                      threshold_smoothing_fwhm)
+from .okpeaks import O_K_ONSET_EV, OKRows, effective_fwhm, measure_o_k, noise_scale, resolution_systematic_ev
 from .load import WindowData, check_fit_input
 from .lipfu import li_per_fu, li_per_fu_o
 from .oamount import fit_o_amount
@@ -814,7 +813,7 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     eb_res = resolution_systematic_ev(s.resolution_fwhm_ev, w_full.energy.scale_ev)
     if eb_res > 0:
         run.notes.append(f"dE_b errors include a systematic of {1e3 * eb_res:.0f} meV for the O-K threshold read at an "
-                         f"effective resolution of {np.hypot(s.resolution_fwhm_ev, threshold_smoothing_fwhm(s.resolution_fwhm_ev)):.2f} eV "
+                         f"effective resolution of {effective_fwhm(s.resolution_fwhm_ev):.2f} eV "
                          f"on {w_full.energy.scale_ev:g} eV channels (it is defined at 1.5 eV on channels of 0.1 eV or finer; "
                          "common to the rows, in r_oo_nm_err and the R_OO numbers)")
     if plural:

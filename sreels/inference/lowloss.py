@@ -382,17 +382,17 @@ def repair_clipped_zlp(counts, clipped) -> np.ndarray:
     idx = np.clip(imax[:, None] + k[None, :], 0, sub.shape[1] - 1)
     v = np.take_along_axis(sub, idx, 1)
     use = (v >= ZLP_CORE_FRACTION * top) & ~np.take_along_axis(flat, idx, 1)
-    x = k[None, :].astype(float)
+    x = k.astype(float)
     w = np.where(use, v, 0.0)
     ln = np.log(np.maximum(v, 1.0))
-    A = np.stack([np.ones_like(x) + 0 * w, x + 0 * w, x * x + 0 * w], -1)            # (rows, n, 3)
-    ata = np.einsum("rn,rni,rnj->rij", w, A, A)
-    atb = np.einsum("rn,rni,rn->ri", w, A, ln)
+    A = np.stack([np.ones_like(x), x, x * x], -1)                      # (n, 3), one design for every row
+    ata = np.einsum("rn,ni,nj->rij", w, A, A)
+    atb = np.einsum("rn,ni,rn->ri", w, A, ln)
     ok = use.sum(1) >= 4
     coef = np.zeros((rows.size, 3))
     coef[ok] = np.linalg.solve(ata[ok], atb[ok][..., None])[..., 0]
     ok &= coef[:, 2] < 0                                   # a peak, not a valley
-    model = np.exp(np.einsum("ri,rni->rn", coef, A))
+    model = np.exp(coef @ A.T)
     fill = np.take_along_axis(flat, idx, 1) & ok[:, None]
     rebuilt = np.where(fill, np.maximum(model, v), v)
     np.put_along_axis(sub, idx, rebuilt, 1)

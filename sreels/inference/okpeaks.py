@@ -71,12 +71,16 @@ def threshold_smoothing_fwhm(resolution_fwhm_ev: float) -> float:
 CHANNEL_SHIFT_PER_EV = 0.2
 
 
+def effective_fwhm(resolution_fwhm_ev: float) -> float:
+    """The resolution (FWHM, eV) at which the threshold is read: the data's and the smoothing's in quadrature."""
+    return float(np.hypot(max(float(resolution_fwhm_ev), 0.0), threshold_smoothing_fwhm(resolution_fwhm_ev)))
+
+
 def resolution_systematic_ev(resolution_fwhm_ev: float, channel_ev: float = 0.1) -> float:
     """Systematic of dE_b (eV, common to the rows) from reading the threshold at an effective resolution
     above EFFECTIVE_FWHM_EV (:data:`THRESHOLD_SHIFT_PER_EV`; 0 at resolutions up to ~1.1 eV) and on channels
     wider than 0.1 eV (:data:`CHANNEL_SHIFT_PER_EV`), in quadrature."""
-    eff = np.hypot(max(float(resolution_fwhm_ev), 0.0), threshold_smoothing_fwhm(resolution_fwhm_ev))
-    return float(np.hypot(THRESHOLD_SHIFT_PER_EV * max(eff - EFFECTIVE_FWHM_EV, 0.0),
+    return float(np.hypot(THRESHOLD_SHIFT_PER_EV * max(effective_fwhm(resolution_fwhm_ev) - EFFECTIVE_FWHM_EV, 0.0),
                           CHANNEL_SHIFT_PER_EV * max(float(channel_ev) - 0.1, 0.0)))
 #: Edge onsets (eV) that fall in or near the O-K window, from exspy's element database
 #: (``exspy._misc.elements``, binding energies after the EELS Atlas, Ahn & Krivanek 1983).
