@@ -230,3 +230,34 @@ def test_the_bayesian_path_on_a_scan_it_cannot_constrain_says_so(shared_data, tm
     s = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert any("sampler not run" in f for f in s["flags"]) and not s["converged"]
     assert "internal error" not in capsys.readouterr().err
+
+
+def test_fe_cr_dualeels_pair_with_a_pedestal_in_its_low_loss(shared_data):
+    """The Fe/Cr oxide DualEELS pair: its 5 us low loss carries a 26-114 counts pedestal (below its ZLP and
+    beyond ~50 eV, where the 4e4x longer core loss says the signal is < 1 count).  Left in, it made t/lambda
+    0.68 and the deconvolved core loss 68 % negative: O-K measured in 19 of 100 rows, one row with a Ti3+
+    fraction in an oxide without Ti.  Removed: the deconvolved O-K window is positive, O-K measured in > 80 rows,
+    no Ti, t/lambda 0.15-0.45 with the pedestal's systematic in its error."""
+    from sreels.config import LOWLOSS_NAME
+    from sreels.inference.lowloss import apply_low_loss
+    from sreels.inference.fast import _prepared, resolve_instrument
+
+    d = shared_data / "internal-only" / "practical_EELS_QEM"
+    files = [d / "low_loss_core_loss.hspy", d / "lisp_core_loss.hspy"]
+    if not all(f.exists() for f in files):
+        pytest.skip("Fe/Cr pair absent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = load_measurement(files)
+        s, _ = resolve_instrument(w, FitSettings())
+        wins, cols, notes = apply_low_loss(_prepared(w, s), s)
+        res = fit_image(w, progress=False)
+    core = next(v for k, v in wins.items() if k != LOWLOSS_NAME)
+    o = np.asarray(core.counts)[:, core.energy.slice(520.0, 600.0)]
+    assert np.mean(o < 0) < 0.01
+    assert any("pedestal subtracted in 100 of 100 rows" in n for n in notes)
+    tl = np.median(res.columns["t_over_lambda"])
+    assert 0.15 < tl < 0.45, tl
+    assert np.median(res.columns["t_over_lambda_err"]) > 0.03   # the pedestal's systematic (~0.07), not 0.002
+    assert usable(res.status, "o").sum() > 80
+    assert np.isnan(res.columns["ti3_fraction"]).all()

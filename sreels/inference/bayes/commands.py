@@ -138,9 +138,13 @@ def load_input(inputs, saturation: float | None = None, plural: bool = True) -> 
     counts = {w.name: np.asarray(raw[w.name].counts, float) for w in windows}
     lowloss = None
     if LOWLOSS_NAME in raw:  # a DualEELS pair: the model carries each row's plural scattering (.plural)
-        from ..lowloss import _exposure_ratio, read_zlp
+        from ..lowloss import _exposure_ratio, low_loss_floor, low_loss_floor_note, read_zlp
 
         ll = raw[LOWLOSS_NAME]
+        clean, floor = low_loss_floor(ll.counts, ll.energy)   # a pedestal and what lies beyond the signal's end
+        ll = dataclasses.replace(ll, counts=clean)
+        if low_loss_floor_note(ll.source, floor):
+            print("note: " + low_loss_floor_note(ll.source, floor))
         tl = np.nanmedian(read_zlp(ll.counts, ll.energy)[3])
         if plural:
             ratio = {w.name: _exposure_ratio(raw[w.name], ll) for w in windows}
