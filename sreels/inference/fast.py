@@ -387,7 +387,10 @@ def _fit_ti(run: _Run, w: WindowData):
     a4, a3 = fit.value("Ti4+"), fit.value("Ti3+")
     v4, v3, c43 = fit.err("Ti4+") ** 2, fit.err("Ti3+") ** 2, fit.cov("Ti4+", "Ti3+")
     n_ti, n_ti_err = a4 + a3, np.sqrt(v4 + v3 + 2 * c43)
-    has = (n_ti > 5 * n_ti_err) & (edge_contrast(fit) > MIN_CONTRAST["ti"])
+    delta, delta_err = fit.value("delta"), fit.err("delta")
+    # an edge placed outside the fit range is a failed fit, not Ti (a garbage row of a measured Fe/Cr pair: +3e18 eV)
+    placed = np.isfinite(delta) & (np.abs(delta - d0) < 0.5 * (hi - lo))
+    has = (n_ti > 5 * n_ti_err) & (edge_contrast(fit) > MIN_CONTRAST["ti"]) & placed
     run.flag(~has, "no_ti")
     with np.errstate(invalid="ignore", divide="ignore"):
         f3 = a3 / n_ti
@@ -396,7 +399,6 @@ def _fit_ti(run: _Run, w: WindowData):
     run.flag(has & mismatch, "ti_shape_mismatch")
     keep = has & ~mismatch
     syst = np.hypot(_ti_shape_systematic(run, w), _ti_plural_systematic(run, w)) if keep.any() else 0.0
-    delta, delta_err = fit.value("delta"), fit.err("delta")
     if s.zlp_referenced and has.any():
         _check_zlp_against_ti(run, w, float(np.nanmedian(delta[has])))
     cols = {
