@@ -293,3 +293,16 @@ def _linearised_at_truth(thickness_nm):
     cov = np.linalg.inv(jac.T @ jac)
     g = derived_gradient(pr, truth)[list(DERIVED).index("li_max_rel")]
     return det, truth, nf, d0, like, r0, jac, cov, g, np.sqrt(g @ cov @ g)
+
+
+def test_mixed_rows_are_jumps_of_t_over_lambda_not_a_measured_scan_s_scatter():
+    """The Pt edge's jump of the unscattered fraction marks its neighbours; rows that scatter by thickness and
+    noise (a measured scan: steps of ~0.02) are kept, and their own large jump still found."""
+    from sreels.inference.bayes.plural import mixed_rows
+
+    u = np.r_[np.full(10, 0.95), np.full(30, 0.58) + 0.0004 * np.arange(30)]   # Pt, then electrolyte
+    assert np.flatnonzero(mixed_rows(u)).tolist() == [9, 10]
+    rng = np.random.default_rng(7)
+    scan = 0.65 + 0.02 * rng.standard_normal(40)
+    scan[25:] -= 0.3                                                            # a real change of thickness
+    assert np.flatnonzero(mixed_rows(scan)).tolist() == [24, 25]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...config import Scenario
+from ...errors import SreelsInputError
 from ...resources import single_threaded_blas
 from .data import PreparedData
 from .likelihood import Likelihood, count_regime
@@ -111,6 +112,9 @@ def fit_bayes(data: PreparedData, priors: Priors, rng: np.random.Generator | Non
         raise TypeError("fit_bayes(sample=True) needs rng, a numpy.random.Generator")
     with single_threaded_blas():
         like0 = Likelihood(ImageModel(data, priors.pset), chunk=chunk)
+        if like0.n_data == 0:
+            raise SreelsInputError(f"{data.source}: no data left to fit (every row or every channel masked: rows beside "
+                                   "a jump of t/lambda, saturated or outside the windows' fit ranges)")
         x0 = default_start(priors, data.instrument) if start is None else np.asarray(start, float)
         if progress:  # the MAP takes seconds to minutes and has no bar of its own
             print(f"MAP: {len(priors.pset.names)} parameters, {like0.n_data} data (lmfit, two passes) ...",
