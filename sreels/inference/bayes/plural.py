@@ -245,7 +245,7 @@ def _smooth_plural(y: np.ndarray, threshold: np.ndarray) -> np.ndarray:
 
 
 def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step_ev: float, span_ev: float,
-                    fwhm_ev: float, energy_ev: np.ndarray, factor: float, batch: int = 8) -> np.ndarray:
+                    fwhm_ev: float, energy_ev: np.ndarray, factor: float, batch: int = 4) -> np.ndarray:
     """The covariance (rows, bins, bins) of the binned multiple-scattering tail of :func:`tail_window` (the
     steps of :func:`sreels.inference.lowloss.plural_tails` at lag step ``step_ev``, times ``factor``, linearly
     interpolated at ``energy_ev`` (bins, bin) less each row's ZLP centre and summed per bin) for independent
@@ -257,9 +257,14 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     the tail I_0 irfft[g (q - 1 - ln q)], its change is
     dT = I_0 irfft[h1 dJ + h2 dZ] + dI_0 irfft[g (q - 1 - ln q)], h1 = g (1 - 1/q) / Z, h2 = -g (q - 1) / Z,
     where the principal logarithm's branch does not matter (d ln q = dq / q).  The binning's rows B
-    (interpolation weights on the lags) are correlated with the kernels by FFT, so each row's B dT/dJ costs
-    three transforms per bin; the covariance is then (B G) R diag(var) R^T (B G)^T.  Checked against central
-    differences (1e-9) and 2000 replicas (tests/bayes/test_dualeels.py)."""
+    (interpolation weights on the lags: a band of a few lags per bin) are correlated with the kernels
+    k_i = irfft(h_i): (B dT/dJ)[b, k] = sum_a B[b, a] k_i[(a - k) mod n], each bin's row a weighted sum of a
+    few rows of the kernel's (circulant) matrix, gathered from one strided view per row (no transform per bin;
+    dZ reaches only the lags under the zero-loss mask, so k_2's only there); the covariance is then
+    (B G) R diag(var) R^T (B G)^T.  Checked against central differences (1e-9) and 2000 replicas
+    (tests/bayes/test_dualeels.py)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
     from ...forward.lowloss import zlp_tf
     from ..deconvolve import _resample
 
@@ -277,7 +282,7 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     g = zlp_tf(sfft.rfftfreq(n, d=step_ev), fwhm_ev)[None, :]
     m = min(int(np.ceil(span_ev / step_ev)) + 1, n)
     taper = 0.5 - 0.5 * np.cos(np.pi * np.clip((end[:, None] - e[None, :]) / 10.0, 0.0, 1.0))
-    mask = (e[None, :] <= thr[:, None]).astype(float)
+    mask = (e[None, :] <= thr[:, None]).astype(float)          # a prefix of the lags (e ascends)
     j = js * taper
     z = j * mask
     i0 = z.sum(1)
@@ -289,34 +294,52 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
         h2 = -g * (q - 1.0) / zf
     ok = (g > 1e-8) & np.isfinite(exc) & np.isfinite(h1) & np.isfinite(h2)   # as _log_ratio_excess
     ex = sfft.irfft(np.where(ok, exc, 0.0), n=n, axis=1)[:, :m]
-    c1, c2 = np.where(ok, np.conj(h1), 0.0), np.where(ok, np.conj(h2), 0.0)
+    # the kernels' circulant matrices' rows a (lags 0 .. m-1) on columns k < keep: k_i[(a - k) mod n] is
+    # rev_i[(m - 1 - a) + k], one contiguous window of rev_i per a
+    ridx = (m - 1 - np.arange(m + keep - 1)) % n
+    rev1 = sfft.irfft(np.where(ok, h1, 0.0), n=n, axis=1)[:, ridx]
+    rev2 = sfft.irfft(np.where(ok, h2, 0.0), n=n, axis=1)[:, ridx]
     # the resampling's noise: a step channel shares at most one stored channel with each neighbour
     rt = sparse.csr_matrix(_resample(np.eye(nch), axis, step_ev)[0][:, :keep].T)      # (keep, nch)
     d0 = (rt.multiply(rt) @ var.T).T
     d1 = (rt[:-1].multiply(rt[1:]) @ var.T).T
     if abs(rt[:-2].multiply(rt[2:])).sum() > 0:
         raise ValueError(f"tail_covariance: lag step {step_ev} eV under two stored channels of {axis.scale_ev} eV")
+    # the binning B as a band per bin: weights (rows, bins, width) on lags a0 + t from a0 (rows, bins)
     nb, b = energy_ev.shape
     pos = (energy_ev.reshape(-1)[None, :] - centre[:, None]) / step_ev
     i = np.clip(np.floor(pos).astype(int), 0, m - 2)
     fr = np.clip(pos - i, 0.0, 1.0)
     inside = (pos >= 0) & (pos <= m - 1)
     w0, w1 = np.where(inside, 1.0 - fr, 0.0), np.where(inside, fr, 0.0)
-    bidx = np.repeat(np.arange(nb), b)[None, :]
+    i, w0, w1 = i.reshape(rows, nb, b), w0.reshape(rows, nb, b), w1.reshape(rows, nb, b)
+    a0 = i.min(-1)
+    off = i - a0[..., None]
+    width = int(off.max()) + 2
+    band = np.zeros((rows, nb, width))
+    for c in range(b):                      # the bin's channels: one index per (row, bin) each
+        for t, wt in ((off[..., c], w0[..., c]), (off[..., c] + 1, w1[..., c])):
+            cur = np.take_along_axis(band, t[..., None], -1)
+            np.put_along_axis(band, t[..., None], cur + wt[..., None], -1)
+    lag = np.minimum(a0[..., None] + np.arange(width), m - 1)    # (rows, bins, width): past m - 1 the weights are 0
+    bx = np.einsum("rbt,rbt->rb", band, ex[np.arange(rows)[:, None, None], lag])
+    start = m - 1 - lag                     # rev's window of each lag
+    nz = int(mask.sum(1).max())
+    scale = factor * i0[:, None] * taper                         # (rows, keep)
     out = np.empty((rows, nb, nb))
     for s in range(0, rows, batch):  # row batches bound the temporaries
         sl = slice(s, min(s + batch, rows))
         rr = np.arange(sl.stop - sl.start)[:, None]
-        bm = np.zeros((sl.stop - sl.start, nb, n))
-        np.add.at(bm, (rr, bidx, i[sl]), w0[sl])
-        np.add.at(bm, (rr, bidx, i[sl] + 1), w1[sl])
-        bh = sfft.rfft(bm, axis=-1)
-        # sum_a B[a] K[a - k] = irfft(rfft(B) conj(rfft(K)))[k]
-        k1 = sfft.irfft(bh * c1[sl, None, :], n=n, axis=-1)[..., :keep]
-        k2 = sfft.irfft(bh * c2[sl, None, :], n=n, axis=-1)[..., :keep]
-        bx = np.einsum("rba,ra->rb", bm[..., :m], ex[sl])
-        bg = (i0[sl, None, None] * (k1 * taper[sl, None, :] + k2 * mask[sl, None, :])
-              + bx[:, :, None] * mask[sl, None, :]) * factor                  # (rows, bins, keep)
+        sw1 = sliding_window_view(rev1[sl], keep, axis=-1)      # (batch, m, keep), a view
+        sw2 = sliding_window_view(rev2[sl], keep, axis=-1)[..., :nz]
+        st, bd = start[sl], band[sl]
+        bg = bd[..., 0, None] * sw1[rr, st[..., 0]]
+        k2 = bd[..., 0, None] * sw2[rr, st[..., 0]]
+        for t in range(1, width):
+            bg += bd[..., t, None] * sw1[rr, st[..., t]]
+            k2 += bd[..., t, None] * sw2[rr, st[..., t]]
+        bg *= scale[sl, None, :]
+        bg[..., :nz] += factor * (i0[sl, None, None] * k2 + bx[sl, :, None]) * mask[sl, None, :nz]
         y1 = bg * d0[sl, None, :]
         y1[..., :-1] += bg[..., 1:] * d1[sl, None, :]
         y1[..., 1:] += bg[..., :-1] * d1[sl, None, :]
