@@ -182,6 +182,92 @@ def test_tail_covariance_is_the_exact_linearisation_of_the_li_k_tail():
         assert abs((v @ wmc @ v) / lam[-j] - 1) < tol, (j, v @ wmc @ v, lam[-j])
 
 
+def _li_k_tail_setup(rows, seed):
+    """A noisy DualEELS low loss (rows, t/lambda 0.92) read as tail_window does, the Li-K window's fit-region bins
+    and the tail's arguments: (low loss, its linearisation point, variance, threshold (eV), span, factor, energy)."""
+    from sreels.config import LOWLOSS_NAME
+    from sreels.inference.bayes import plural
+
+    sc = dataclasses.replace(Scenario(), rows=rows, thickness_nm=158.0)
+    inst = Instrument()
+    sim = simulate(sc, inst, Detector(), noise_free=True, models=window_models(inst))
+    lw = sim.windows[LOWLOSS_NAME]
+    y = np.random.default_rng(seed).poisson(np.maximum(lw.electrons, 0)).astype(float)
+    ll = plural.read_lowloss(y, lw.energy, 4.0)
+    li = inst.windows[0]                  # the window from 40 eV (Li-K), its default fit region 41-180 eV
+    energy = (li.offset_ev + li.scale_ev * np.arange(10, 10 + 4 * 346)).reshape(346, 4)
+    span = float(energy.max() - ll.centre_ev.min()) + 2.0
+    lin = plural._smooth_plural(ll.electrons, ll.threshold)
+    return ll, lin, np.maximum(lin, 0.0) + ll.readout_var, ll.axis.energy_ev[ll.threshold], span, 25.0, energy
+
+
+def test_tail_covariance_equals_the_per_bin_transforms():
+    """tail_covariance (one sparse product per row batch, the Cholesky factor of the resampling's noise) equals the
+    earlier per-bin FFT code (tests/bayes/_plural_reference.py) within 1e-12 of each row's largest element: with
+    the low loss's variance (the factor's path), whitened, and with a variance that is zero but on one channel
+    (the tridiagonal product's path)."""
+    from tests.bayes._plural_reference import reference_tail_covariance
+
+    from sreels.inference.bayes import plural
+
+    ll, lin, var, thr, span, fac, energy = _li_k_tail_setup(5, 21)
+    args = (ll.axis, ll.centre_ev, thr, plural.BAYES_TAIL_STEP_EV, span, plural.BAYES_TAIL_FWHM_EV, energy, fac)
+    sd = np.sqrt(np.linspace(50.0, 500.0, energy.shape[0]))[None] * np.linspace(1.0, 2.0, 5)[:, None]
+    one = np.zeros_like(var)
+    one[:, 700] = 1.0
+    for v, wh in ((var, None), (var, sd), (one, None)):
+        new = plural.tail_covariance(lin, v, *args, whiten=wh)
+        old = reference_tail_covariance(lin, v, *args)
+        if wh is not None:
+            old = old / (wh[:, :, None] * wh[:, None, :])
+        scale = np.abs(old).max(axis=(1, 2))
+        assert np.all(scale > 0)
+        assert np.max(np.abs(new - old).max(axis=(1, 2)) / scale) < 1e-12
+
+
+def test_tail_noise_columns_equal_the_full_eigendecomposition(monkeypatch):
+    """The nuisance columns from the leading eigenpairs by subspace iteration (_leading_eigh) against the earlier
+    full eigen-decomposition per row (tests/bayes/_plural_reference.py) on the whitened tail covariances of a noisy
+    24-row low loss (t/lambda 0.92): the same number of columns, each row's c c^T (what the marginal likelihood
+    sees: the columns' rotation is free under their N(0, 1) prior) within 1e-8 of its largest element, and so the
+    remaining variance (whitened); most rows converge by iteration (at most a quarter
+    decomposed in full, counted), and with one iteration every row is decomposed in full, with the same result."""
+    from tests.bayes._plural_reference import reference_tail_noise_columns
+
+    from sreels.inference.bayes import plural
+
+    ll, lin, var, thr, span, fac, energy = _li_k_tail_setup(24, 22)
+    row_var = np.full((24, energy.shape[0]), 400.0) * np.linspace(1.0, 0.3, energy.shape[0])
+    w = plural.tail_covariance(lin, var, ll.axis, ll.centre_ev, thr, plural.BAYES_TAIL_STEP_EV, span,
+                               plural.BAYES_TAIL_FWHM_EV, energy, fac, whiten=np.sqrt(row_var))
+    ref_cols, ref_rest = reference_tail_noise_columns(w * row_var[:, :, None] ** 0.5 * row_var[:, None, :] ** 0.5,
+                                                      row_var)
+    full_rows = []
+    eigh = np.linalg.eigh
+
+    def counting(a):
+        if a.ndim == 3 and a.shape[-1] == w.shape[-1]:
+            full_rows.append(a.shape[0])
+        return eigh(a)
+
+    monkeypatch.setattr(np.linalg, "eigh", counting)
+    for iterations in (None, 1):
+        monkeypatch.setattr(plural, "LEADING_ITERATIONS", iterations or plural.LEADING_ITERATIONS)
+        full_rows.clear()
+        cols, rest = plural._tail_noise_columns(w, row_var, whitened=True)
+        assert cols.shape == ref_cols.shape
+        sd = np.sqrt(row_var)
+        c, cr = cols / sd[None], ref_cols / sd[None]
+        cc, ccr = np.einsum("qrb,qrc->rbc", c, c), np.einsum("qrb,qrc->rbc", cr, cr)
+        big = np.abs(ccr).max(axis=(1, 2))
+        assert np.max(np.abs(cc - ccr).max(axis=(1, 2)) / big) < 1e-8
+        assert np.max(np.abs(rest - ref_rest) / row_var / big[:, None]) < 1e-8       # whitened, as c c^T
+        if iterations is None:
+            assert sum(full_rows) <= 6, full_rows
+        else:
+            assert sum(full_rows) == 24, full_rows
+
+
 @pytest.mark.slow  # 12 images of 40 rows: 78 s at load ~5 on 2 cores
 def test_map_pulls_of_c_li_on_noisy_dualeels_images():
     """MAP pulls of the study numbers on 12 noisy DualEELS images (t/lambda ~0.59, 40 rows, seeds

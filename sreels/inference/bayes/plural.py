@@ -265,12 +265,15 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     the tail I_0 irfft[g (q - 1 - ln q)], its change is
     dT = I_0 irfft[h1 dJ + h2 dZ] + dI_0 irfft[g (q - 1 - ln q)], h1 = g (1 - 1/q) / Z, h2 = -g (q - 1) / Z,
     where the principal logarithm's branch does not matter (d ln q = dq / q).  The binning's rows B
-    (interpolation weights on the lags: a band of a few lags per bin) are correlated with the kernels
-    k_i = irfft(h_i): (B dT/dJ)[b, k] = sum_a B[b, a] k_i[(a - k) mod n], each bin's row a weighted sum of a
-    few rows of the kernel's (circulant) matrix, gathered from one strided view per row (no transform per bin;
-    dZ reaches only the lags under the zero-loss mask, so k_2's only there); the covariance is then
-    (B G) R diag(var) R^T (B G)^T.  Checked against central differences (1e-9) and 2000 replicas
-    (tests/bayes/test_dualeels.py)."""
+    (interpolation weights on the lags: a few lags per bin) are correlated with the kernels k_i = irfft(h_i):
+    (B dT/dJ)[b, k] = sum_a B[b, a] k_i[(a - k) mod n], a row of B times the kernel's circulant matrix, whose
+    rows are windows of one array per row: one sparse product per batch of rows, no transform per bin, dZ
+    only on the lags under the zero-loss mask.  With
+    R diag(var) R^T = L L^T (L lower bidiagonal, its Cholesky factor) the covariance is the Gram matrix of
+    (B G) L, symmetric by construction (where that factor does not exist, e.g. a variance zero on some
+    channels, (B G) R diag(var) R^T (B G)^T).  ``whiten`` (rows, bins): the covariance divided by it on both
+    sides (B's rows scaled).  Checked against central differences (1e-9) and 2000 replicas
+    (tests/bayes/test_dualeels.py) and against the per-bin transforms (tests/bayes/test_dualeels.py, 1e-12)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     from ...forward.lowloss import zlp_tf
@@ -339,6 +342,9 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     chol = bool(np.all(np.isfinite(ld)) and np.all(ld > 1e-6 * np.sqrt(d0.max(1, keepdims=True))))
     mu = m - int(lag.min())                 # the windows of the lags any bin reaches: m - 1 - lag < mu
     out = np.empty((rows, nb, nb))
+    if chol:
+        fd, fs = scale * ld, scale[:, 1:] * ls[:, :-1]          # (B G) L without the zero-loss terms
+        fbuf, tbuf = np.empty((min(batch, rows), nb, keep)), np.empty((min(batch, rows), nb, keep - 1))
     for s in range(0, rows, batch):  # row batches bound the temporaries
         sl = slice(s, min(s + batch, rows))
         nr = sl.stop - sl.start
@@ -353,11 +359,13 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
         zl = factor * (i0[sl, None, None] * (bm @ np.ascontiguousarray(sw2).reshape(nr * mu, nz)).reshape(nr, nb, nz)
                        + bx[sl, :, None]) * mask[sl, None, :nz]
         if chol:
-            f = bg * (scale[sl] * ld[sl])[:, None, :]
-            f[..., :-1] += bg[..., 1:] * (scale[sl, 1:] * ls[sl, :-1])[:, None, :]
+            f, t = fbuf[:nr], tbuf[:nr]
+            np.multiply(bg, fd[sl, None, :], out=f)
+            np.multiply(bg[..., 1:], fs[sl, None, :], out=t)
+            f[..., :-1] += t
             f[..., :nz] += zl * ld[sl, None, :nz]
             f[..., :nz - 1] += zl[..., 1:] * ls[sl, None, :nz - 1]
-            out[sl] = f @ np.swapaxes(f, 1, 2)
+            np.matmul(f, np.swapaxes(f, 1, 2), out=out[sl])
         else:                               # S product
             bg *= scale[sl, None, :]
             bg[..., :nz] += zl
@@ -384,8 +392,8 @@ def _tail_noise_columns(cov: np.ndarray, row_var: np.ndarray, whitened: bool = F
     return cols, np.maximum(rest, 0.0) * row_var
 
 
-def _leading_eigh(w: np.ndarray, above: float, k: int = LEADING_K, tol: float = LEADING_TOL,
-                  iterations: int = LEADING_ITERATIONS) -> tuple:
+def _leading_eigh(w: np.ndarray, above: float, k: int | None = None, tol: float | None = None,
+                  iterations: int | None = None) -> tuple:
     """The leading eigenpairs of symmetric matrices ``w`` (rows, n, n), descending: values (rows, k) and
     vectors (rows, n, k), at least every pair with a value above ``above`` of the row that has most and
     k - :data:`LEADING_SPARE` more.
@@ -398,6 +406,9 @@ def _leading_eigh(w: np.ndarray, above: float, k: int = LEADING_K, tol: float = 
     ``iterations``, and every row when the wanted pairs do not leave LEADING_SPARE spare columns, are
     decomposed in full (numpy's eigh)."""
     rows, n = w.shape[:2]
+    k = LEADING_K if k is None else int(k)
+    tol = LEADING_TOL if tol is None else float(tol)
+    iterations = LEADING_ITERATIONS if iterations is None else int(iterations)
 
     def full(m):
         lam, vec = np.linalg.eigh(m)
@@ -409,28 +420,35 @@ def _leading_eigh(w: np.ndarray, above: float, k: int = LEADING_K, tol: float = 
     v = np.ascontiguousarray(u0[:, ::-1][:, :k])
     y = (w.reshape(rows * n, n) @ v).reshape(rows, n, k)
     v = np.broadcast_to(v, (rows, n, k))
+    lam, vec, res = np.empty((rows, k)), np.empty((rows, n, k)), np.zeros((rows, k))
+    act = np.arange(rows)                   # the rows still iterated
     for it in range(iterations):
         if it:
-            y = w @ v
+            y = (w if act.size == rows else w[act]) @ v
         h = np.swapaxes(v, 1, 2) @ y
         th, u = np.linalg.eigh(0.5 * (h + np.swapaxes(h, 1, 2)))
-        th, u = th[:, ::-1], u[:, :, ::-1]
+        th, u = np.ascontiguousarray(th[:, ::-1]), np.ascontiguousarray(u[:, :, ::-1])
         x, wx = v @ u, y @ u
-        q = int(np.max(np.sum(th > above, axis=1)))
+        lam[act], vec[act] = th, x
+        q = int(np.max(np.sum(lam > above, axis=1)))
         if q + LEADING_SPARE > k:
             return full(w)
-        r = np.linalg.norm(wx[..., :q] - x[..., :q] * th[:, None, :q], axis=1)       # (rows, q)
-        bad = np.max(r, axis=1) > tol * np.abs(th[:, 0])
+        d = wx[..., :q] - x[..., :q] * th[:, None, :q]
+        res[act, :q] = np.sqrt(np.einsum("rnq,rnq->rq", d, d)) / np.abs(th[:, :1])
+        res[act, q:] = np.inf                  # not checked: wanted if a later row has more pairs above
+        bad = np.max(res[act, :q], axis=1) > tol
         if not bad.any() or it == iterations - 1:
             break
         # the next basis: w x / t, orthonormalised (Cholesky QR: its columns are nearly orthonormal already)
+        act, wx, th = act[bad], wx[bad], th[bad]
         z = wx / np.maximum(th, 1e-14 * th[:, :1])[:, None, :]
         c = np.linalg.cholesky(np.swapaxes(z, 1, 2) @ z)
         v = z @ np.swapaxes(np.linalg.inv(c), 1, 2)
+    bad = np.max(res[:, :q], axis=1) > tol  # q is the last iteration's, the most any row has
     if bad.any():
         lb, vb = full(w[bad])
-        th[bad], x[bad] = lb[:, :k], vb[:, :, :k]
-    return th, x
+        lam[bad], vec[bad] = lb[:, :k], vb[:, :, :k]
+    return lam, vec
 
 
 def mixed_rows(unscattered) -> np.ndarray:
