@@ -268,6 +268,43 @@ def test_tail_noise_columns_equal_the_full_eigendecomposition(monkeypatch):
             assert sum(full_rows) == 24, full_rows
 
 
+@pytest.mark.slow  # the reference preparation and two MAPs of 40 rows: ~40 s at load ~7 on 2 cores
+def test_plural_preparation_matches_the_reference_implementation(monkeypatch):
+    """The DualEELS preparation with the fast tail covariance and leading eigenpairs against the earlier code
+    (tests/bayes/_plural_reference.py: per-bin FFTs, a full eigh per row) on a noisy 40-row default image
+    (t/lambda 0.57, seed 5): the same number of nuisance columns; the marginal likelihood at the truth and at
+    three parameter vectors off it within 1e-8 relative (measured 2e-10 .. 3e-11); the MAP from the truth
+    within 0.03 sigma of every parameter and the study parameters' sd within 2e-3 relative.  (The MAP is
+    found to the optimiser's tolerance only: ftol 1e-8 of chi2 ~4e4 leaves ~0.02 sigma; measured 0.0105 sigma
+    at most (r_oo_parent_nm), the old code's own MAP at tol 1e-8 against 1e-13: 0.0026 sigma; sd within 3e-4.)"""
+    from sreels.inference.bayes import plural
+    from sreels.inference.bayes.optimize import find_map
+    from tests.bayes._plural_reference import reference_tail_covariance, reference_tail_noise_columns
+
+    sc = dataclasses.replace(Scenario(), rows=ROWS)
+    inst = Instrument()
+    sim = simulate(sc, inst, Detector(), rng=5, models=window_models(inst))
+    new = from_simulation(sim, plural=True)
+    monkeypatch.setattr(plural, "tail_covariance",
+                        lambda *a, whiten=None, **k: (reference_tail_covariance(*a, **k), whiten))
+    monkeypatch.setattr(plural, "_tail_noise_columns",
+                        lambda cw, row_var, whitened=False: reference_tail_noise_columns(cw[0], row_var))
+    old = from_simulation(sim, plural=True)
+    assert new.plural[0].extra.shape == old.plural[0].extra.shape
+    pr = build_priors(inst)
+    tv = default_values(sc, inst)
+    truth = np.array([tv[n] for n in pr.pset.names])
+    ln, lo = Likelihood(ImageModel(new, pr.pset)), Likelihood(ImageModel(old, pr.pset))
+    ths = truth * (1 + np.array([0.0, 1e-3, 3e-3, 1e-2])[:, None] * np.sin(np.arange(truth.size))[None])
+    a, b = ln(ths), lo(ths)
+    assert np.all(np.abs(a - b) < 1e-8 * np.abs(b)), (a, b)
+    mn, mo = find_map(ln, pr, truth), find_map(lo, pr, truth)
+    assert np.all(np.abs(mn.theta - mo.theta) < 0.03 * mo.sd), dict(zip(pr.pset.names, (mn.theta - mo.theta) / mo.sd))
+    study = [pr.pset.names.index(n) for n in ("electrode_width_nm", "li_max_rel", "li_rise_nm", "ti3_li_threshold_rel",
+                                              "r_oo_parent_nm", "r_oo_slope_nm")]
+    np.testing.assert_allclose(mn.sd[study], mo.sd[study], rtol=2e-3)
+
+
 @pytest.mark.slow  # 12 images of 40 rows: 78 s at load ~5 on 2 cores
 def test_map_pulls_of_c_li_on_noisy_dualeels_images():
     """MAP pulls of the study numbers on 12 noisy DualEELS images (t/lambda ~0.59, 40 rows, seeds
