@@ -267,8 +267,10 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     where the principal logarithm's branch does not matter (d ln q = dq / q).  The binning's rows B
     (interpolation weights on the lags: a few lags per bin) are correlated with the kernels k_i = irfft(h_i):
     (B dT/dJ)[b, k] = sum_a B[b, a] k_i[(a - k) mod n], a row of B times the kernel's circulant matrix, whose
-    rows are windows of one array per row: one sparse product per batch of rows, no transform per bin, dZ
-    only on the lags under the zero-loss mask.  With
+    rows are windows of one array per row; B's row is a band of a few lags, the same for every bin of a row at
+    the same interpolation phase (5 phases for 0.4 eV bins on 0.25 eV lags), so each bin's row is a window of
+    the kernel filtered by its phase's band: one gather per bin, no transform per bin (bands equal to 1e-11
+    are one phase), dZ only on the lags under the zero-loss mask.  With
     R diag(var) R^T = L L^T (L lower bidiagonal, its Cholesky factor) the covariance is the Gram matrix of
     (B G) L, symmetric by construction (where that factor does not exist, e.g. a variance zero on some
     channels, (B G) R diag(var) R^T (B G)^T).  ``whiten`` (rows, bins): the covariance divided by it on both
@@ -316,20 +318,41 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     d1 = (rt[:-1].multiply(rt[1:]) @ var.T).T
     if abs(rt[:-2].multiply(rt[2:])).sum() > 0:
         raise ValueError(f"tail_covariance: lag step {step_ev} eV under two stored channels of {axis.scale_ev} eV")
-    # the binning B (rows, bins, lags): each bin's channels interpolated between two lags
+    # the binning B (rows, bins, lags): each bin's channels interpolated between two lags, a band of lags
+    # a0 .. a0 + width - 1 per bin
     nb, b = energy_ev.shape
     pos = (energy_ev.reshape(-1)[None, :] - centre[:, None]) / step_ev
     i = np.clip(np.floor(pos).astype(int), 0, m - 2)
     fr = np.clip(pos - i, 0.0, 1.0)
     inside = (pos >= 0) & (pos <= m - 1)
     w0, w1 = np.where(inside, 1.0 - fr, 0.0), np.where(inside, fr, 0.0)
-    wsc = np.ones((rows, nb)) if whiten is None else 1.0 / np.asarray(whiten, dtype=float)
-    wt = (np.stack([w0, w1], -1).reshape(rows, nb, 2 * b) * wsc[:, :, None]).reshape(rows, -1)
-    lag = np.stack([i, i + 1], -1).reshape(rows, -1)                               # (rows, bins * 2 b)
-    binrow = np.repeat(np.arange(nb), 2 * b)
-    bx = np.zeros((rows, nb))                                   # B ex, the bins' dI_0 term
-    np.add.at(bx, (np.arange(rows)[:, None], binrow[None, :]), wt * np.take_along_axis(ex, lag, 1))
+    wt = np.stack([w0, w1], -1).reshape(rows, nb, 2 * b)
+    lag = np.stack([i, i + 1], -1).reshape(rows, nb, 2 * b)
+    a0 = lag.min(-1)
+    width = int((lag - a0[..., None]).max()) + 1
+    band = np.zeros((rows, nb, width))
+    rr3, bb3 = np.arange(rows)[:, None, None], np.arange(nb)[None, :, None]
+    np.add.at(band, (rr3, bb3, lag - a0[..., None]), wt)
+    bx = np.einsum("rbt,rbt->rb", band, ex[rr3, np.minimum(a0[..., None] + np.arange(width), m - 1)])  # B ex
+    # sum_a B[b, a] k[(a - k) mod n] = sum_t band[b, t] rev[m - 1 - a0 - t + k]: bins of a row with the same
+    # band (the same interpolation phase: 5 per row for 0.4 eV bins on 0.25 eV lags) share one filtered rev,
+    # and each bin's row is a window of it (one gather per bin instead of a product with B)
+    key = np.concatenate([np.repeat(np.arange(rows), nb)[:, None], np.round(band, 11).reshape(rows * nb, width)], 1)
+    _, first, cls = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    cls = cls.reshape(rows, nb)
+    start = m - 1 - a0                      # each bin's window
     nz = max(int(mask.sum(1).max()), 1)     # the zero-loss mask: lags 0 .. nz - 1 at most
+    length = m + keep - 1
+
+    def filtered(rev):                      # (classes, length): sum_t beta_t rev[j - t], rev zero below 0
+        pad = np.concatenate([np.zeros((rows, width - 1)), rev], 1)
+        beta, crow = band.reshape(rows * nb, width)[first], first // nb
+        out = np.zeros((first.size, length))
+        for t in range(width):
+            out += beta[:, t, None] * pad[crow, width - 1 - t:width - 1 - t + length]
+        return out
+
+    filt1, filt2 = filtered(rev1), filtered(rev2)
     scale = factor * i0[:, None] * taper                         # (rows, keep)
     # S = R diag(var) R^T = L L^T, L lower bidiagonal (diagonal ld, below it ls): (B G) L is the covariance's
     # factor, whose Gram matrix is symmetric by construction; the recursion needs S positive definite
@@ -340,24 +363,16 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
             ls[:, k - 1] = d1[:, k - 1] / ld[:, k - 1]
             ld[:, k] = np.sqrt(d0[:, k] - ls[:, k - 1] ** 2)
     chol = bool(np.all(np.isfinite(ld)) and np.all(ld > 1e-6 * np.sqrt(d0.max(1, keepdims=True))))
-    mu = m - int(lag.min())                 # the windows of the lags any bin reaches: m - 1 - lag < mu
     out = np.empty((rows, nb, nb))
     if chol:
         fd, fs = scale * ld, scale[:, 1:] * ls[:, :-1]          # (B G) L without the zero-loss terms
         fbuf, tbuf = np.empty((min(batch, rows), nb, keep)), np.empty((min(batch, rows), nb, keep - 1))
+    win1, win2 = sliding_window_view(filt1, keep, axis=-1), sliding_window_view(filt2, nz, axis=-1)
     for s in range(0, rows, batch):  # row batches bound the temporaries
         sl = slice(s, min(s + batch, rows))
         nr = sl.stop - sl.start
-        # B's rows against the kernels' circulant rows: one sparse (batch bins x batch lags) product with the
-        # windows of rev_1 (its lags m - 1 - a), and with rev_2 on the zero-loss lags only
-        cols = (np.arange(nr)[:, None] * mu + (m - 1 - lag[sl])).reshape(-1)
-        bm = sparse.csr_matrix((wt[sl].reshape(-1), (np.repeat(np.arange(nr * nb), 2 * b), cols)),
-                               shape=(nr * nb, nr * mu))
-        sw = sliding_window_view(rev1[sl], keep, axis=-1)[:, :mu]
-        bg = (bm @ np.ascontiguousarray(sw).reshape(nr * mu, keep)).reshape(nr, nb, keep)
-        sw2 = sliding_window_view(rev2[sl], nz, axis=-1)[:, :mu]
-        zl = factor * (i0[sl, None, None] * (bm @ np.ascontiguousarray(sw2).reshape(nr * mu, nz)).reshape(nr, nb, nz)
-                       + bx[sl, :, None]) * mask[sl, None, :nz]
+        bg = win1[cls[sl], start[sl]]                                            # (batch, bins, keep)
+        zl = factor * (i0[sl, None, None] * win2[cls[sl], start[sl]] + bx[sl, :, None]) * mask[sl, None, :nz]
         if chol:
             f, t = fbuf[:nr], tbuf[:nr]
             np.multiply(bg, fd[sl, None, :], out=f)
@@ -373,6 +388,9 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
             y1[..., :-1] += bg[..., 1:] * d1[sl, None, :]
             y1[..., 1:] += bg[..., :-1] * d1[sl, None, :]
             out[sl] = y1 @ np.swapaxes(bg, 1, 2)
+        if whiten is not None:
+            wsc = 1.0 / np.asarray(whiten[sl], dtype=float)
+            out[sl] *= wsc[:, :, None] * wsc[:, None, :]
     return out
 
 
