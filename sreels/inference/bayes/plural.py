@@ -274,7 +274,7 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     R diag(var) R^T = L L^T (L lower bidiagonal, its Cholesky factor) the covariance is the Gram matrix of
     (B G) L, symmetric by construction (where that factor does not exist, e.g. a variance zero on some
     channels, (B G) R diag(var) R^T (B G)^T).  ``whiten`` (rows, bins): the covariance divided by it on both
-    sides (B's rows scaled).  Checked against central differences (1e-9) and 2000 replicas
+    sides.  Checked against central differences (1e-9) and 2000 replicas
     (tests/bayes/test_dualeels.py) and against the per-bin transforms (tests/bayes/test_dualeels.py, 1e-12)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
