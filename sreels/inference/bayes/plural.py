@@ -41,6 +41,7 @@ curve's parameters, :mod:`.params`); the ZLP maxima only place each row's kernel
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -313,11 +314,10 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     rev1 = sfft.irfft(np.where(ok, h1, 0.0), n=n, axis=1)[:, ridx]
     rev2 = sfft.irfft(np.where(ok, h2, 0.0), n=n, axis=1)[:, ridx]
     # the resampling's noise: a step channel shares at most one stored channel with each neighbour
-    rt = sparse.csr_matrix(_resample(np.eye(nch), axis, step_ev)[0][:, :keep].T)      # (keep, nch)
-    d0 = (rt.multiply(rt) @ var.T).T
-    d1 = (rt[:-1].multiply(rt[1:]) @ var.T).T
-    if abs(rt[:-2].multiply(rt[2:])).sum() > 0:
+    r00, r01, r02 = _resampling_products(float(axis.offset_ev), float(axis.scale_ev), int(nch), float(step_ev), keep)
+    if r02:
         raise ValueError(f"tail_covariance: lag step {step_ev} eV under two stored channels of {axis.scale_ev} eV")
+    d0, d1 = (r00 @ var.T).T, (r01 @ var.T).T
     # the binning B (rows, bins, lags): each bin's channels interpolated between two lags, a band of lags
     # a0 .. a0 + width - 1 per bin
     nb, b = energy_ev.shape
@@ -392,6 +392,17 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
             wsc = 1.0 / np.asarray(whiten[sl], dtype=float)
             out[sl] *= wsc[:, :, None] * wsc[:, None, :]
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _resampling_products(offset_ev: float, scale_ev: float, nch: int, step_ev: float, keep: int) -> tuple:
+    """The resampling R (keep lags x nch stored channels, :func:`sreels.inference.deconvolve._resample`'s) as
+    the sparse products giving R diag(var) R^T's diagonal and first off-diagonal, and whether any lag shares a
+    channel with the lag after next (cached: the same axis for every image)."""
+    from ..deconvolve import _resample
+
+    rt = sparse.csr_matrix(_resample(np.eye(nch), EnergyAxis(offset_ev, scale_ev, nch), step_ev)[0][:, :keep].T)
+    return rt.multiply(rt).tocsr(), rt[:-1].multiply(rt[1:]).tocsr(), bool(abs(rt[:-2].multiply(rt[2:])).sum() > 0)
 
 
 def _tail_noise_columns(cov: np.ndarray, row_var: np.ndarray, whitened: bool = False) -> tuple:
