@@ -64,15 +64,20 @@ class Likelihood:
         self.tail = [None if p is None else p.tail for p in plural]
         self.d = [wd.data if t is None else wd.data - t for wd, t in zip(self.data.windows, self.tail)]
         self.dev, self.nuis = [], []          # per window: deviations (Q, R, C) or None; column offsets
+        self.dev_rcq, self.dev_rqc = [], []
         off = self.nw + 2
         for p, w, d in zip(plural, self.w, self.d):
             if p is None or p.n_nuisance == 0:
                 self.dev.append(None)
+                self.dev_rcq.append(None)
+                self.dev_rqc.append(None)
                 self.nuis.append(None)
                 continue
             dev, prec = p.fixed_columns()
             q = dev.shape[0]
             self.dev.append(dev)
+            self.dev_rcq.append(np.ascontiguousarray(dev.transpose(1, 2, 0)))   # per row (C, Q): BLAS products
+            self.dev_rqc.append(np.ascontiguousarray(dev.transpose(1, 0, 2)))   # per row (Q, C)
             self.nuis.append((off, q, np.einsum("qrc,prc->rqp", dev * w, dev) + np.diag(prec),
                               np.einsum("qrc,rc->rq", dev * w, d), prec))
             off += q
@@ -98,17 +103,17 @@ class Likelihood:
         M = np.zeros((B, R, K, K))
         z = np.zeros((B, R, K))
         for i, (c, w, d, nu) in enumerate(zip(cols, self.w, self.d, self.nuis)):
+            wp, wx, wy = w * c.background, w * c.host, w * c.alpo4
             if nu is not None:  # the tail's nuisance columns: fixed block and their cross terms
                 o, q, gnn, zn, _ = nu
                 sl = slice(o, o + q)
-                dev = self.dev[i]
                 M[..., sl, sl] = gnn
                 z[..., sl] = zn
-                for j, col in ((i, c.background), (nw, c.host), (nw + 1, c.alpo4)):
-                    xt = np.einsum("brc,qrc->brq", col * w, dev)
+                for j, col in ((i, wp), (nw, wx), (nw + 1, wy)):
+                    # sum_c col[b, r, c] dev[q, r, c] per row: (R, B, C) @ (R, C, Q), BLAS
+                    xt = np.swapaxes(np.matmul(np.swapaxes(col, 0, 1), self.dev_rcq[i]), 0, 1)
                     M[..., j, sl] = xt
                     M[..., sl, j] = xt
-            wp, wx, wy = w * c.background, w * c.host, w * c.alpo4
             M[..., i, i] = np.einsum("brc,brc->br", wp, c.background)
             M[..., i, nw] = M[..., nw, i] = np.einsum("brc,brc->br", wp, c.host)
             M[..., i, nw + 1] = M[..., nw + 1, i] = np.einsum("brc,brc->br", wp, c.alpo4)
@@ -187,7 +192,7 @@ class Likelihood:
         out = 0.0 if self.tail[i] is None else self.tail[i][None]
         if self.nuis[i] is not None:
             o, q = self.nuis[i][:2]
-            out = out + np.einsum("brq,qrc->brc", a[..., o:o + q], self.dev[i])
+            out = out + np.swapaxes(np.matmul(np.swapaxes(a[..., o:o + q], 0, 1), self.dev_rqc[i]), 0, 1)
         return out
 
     def residuals(self, theta) -> np.ndarray:
