@@ -150,3 +150,13 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     dof = max(y.shape[1] - npar, 1)
     converged = done & np.isfinite(chi2) & (lam < 1e12) & np.isfinite(cov).all((1, 2))
     return BatchResult(p, cov, chi2 / dof, converged, it, m, J)
+
+
+def result_at(p, m, J, y, w, converged, n_iter) -> BatchResult:
+    """The BatchResult of parameters ``p`` (rows, n_par) from the model (rows, n_ch) and the transposed
+    Jacobian (rows, n_par, n_ch) there (as :func:`levenberg_marquardt` with ``transposed`` returns it):
+    covariance (J' W J)^-1, chi^2 per degree of freedom; ``converged`` and finite."""
+    chi2 = np.sum(w * (y - m) ** 2, axis=1)
+    cov = _inverse((J * w[:, None, :]) @ np.swapaxes(J, 1, 2))
+    converged = converged & np.isfinite(chi2) & np.isfinite(cov).all((1, 2))
+    return BatchResult(p, cov, chi2 / max(y.shape[1] - p.shape[1], 1), converged, n_iter, m, J)

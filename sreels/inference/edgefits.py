@@ -15,7 +15,7 @@ import numpy as np
 
 from ..axes import EnergyAxis
 from .background import fit_power_law
-from .batchfit import BatchResult, levenberg_marquardt
+from .batchfit import BatchResult, _inverse, levenberg_marquardt, result_at
 
 FINE_STEP_EV = 0.01
 #: Iterations of the variable-projection fit (:func:`_projected_fit`) before a row is handed to the
@@ -324,7 +324,7 @@ def _projected_fit(model, comps, x, p0, y, w, nb) -> BatchResult:
         h = np.empty((idx.size, q))
         h[:, 0] = np.einsum("rn,rn->r", bw, yi)
         h[:, 1:] = cwy if full else cwy[idx]
-        Gi = np.linalg.inv(G)
+        Gi = _inverse(G)  # (a singular row: pseudo-inverse; NaN where not finite)
         c = np.einsum("rij,rj->ri", Gi, h)
         return f, b, S[:, :, 1:], Gi, c
 
@@ -350,7 +350,7 @@ def _projected_fit(model, comps, x, p0, y, w, nb) -> BatchResult:
     ok = np.isfinite(p).all(1) & r.converged
     if ok.all():
         m, J = model(p, all_idx)
-        return _full_result(p, m, J, y, w, r.converged, r.n_iter)
+        return result_at(p, m, J, y, w, r.converged, r.n_iter)
     # the rest by every parameter's iteration: from where the projection got (or, where A <= 0, from p0)
     sub = np.flatnonzero(~ok)
     start = np.where(np.isfinite(p[sub]).all(1)[:, None], p[sub], p0[sub])
@@ -361,16 +361,7 @@ def _projected_fit(model, comps, x, p0, y, w, nb) -> BatchResult:
     p[sub], m[sub], J[sub] = rb.params, rb.model, rb.jac
     conv = r.converged.copy()
     conv[sub] = rb.converged
-    return _full_result(p, m, J, y, w, conv, max(r.n_iter, rb.n_iter))
-
-
-def _full_result(p, m, J, y, w, converged, n_iter) -> BatchResult:
-    """A BatchResult at ``p`` from the model and Jacobian (rows, parameters, n) there."""
-    from .batchfit import _inverse
-    chi2 = np.sum(w * (y - m) ** 2, axis=1)
-    cov = _inverse((J * w[:, None, :]) @ np.swapaxes(J, 1, 2))
-    converged = converged & np.isfinite(chi2) & np.isfinite(cov).all((1, 2))
-    return BatchResult(p, cov, chi2 / max(y.shape[1] - p.shape[1], 1), converged, n_iter, m, J)
+    return result_at(p, m, J, y, w, conv, max(r.n_iter, rb.n_iter))
 
 
 def global_shift(axis, mean_counts, ref, lo, hi, search_ev=10.0) -> float:

@@ -279,3 +279,22 @@ def test_the_projected_fit_recovers_a_noise_free_truth_and_reaches_the_minimum_o
     # the amplitudes within their errors of the truth (a statistical check: |z| < 4 for 24 x 2 values)
     z = (proj.result.params[:, 3:] / proj.ref_scale - truth[:, 3:]) / (proj.result.stderr[:, 3:] / proj.ref_scale)
     assert np.all(np.abs(z) < 4.0)
+
+
+def test_the_projected_fit_survives_a_row_without_weight():
+    """A row whose channels all lack weight (saturated, masked) has a singular normal matrix: it is
+    handed to the every-parameter iteration and the other rows' results are those of a fit without it."""
+    from sreels.inference.edgefits import fit_linear_edges
+
+    ax, refs, m, delta, truth, rng, e_ref = _curved_edges(6, 8)
+    y = rng.poisson(m).astype(float)
+    mask = np.zeros(y.shape, bool)
+    mask[2] = True
+    kw = dict(fit_delta=False, curvature=True, projected=True)
+    a = fit_linear_edges(ax, y, np.maximum(m, 1.0), refs, ("edge", "peak"), 45.0, 100.0, 54.0, delta=delta,
+                         mask=mask, **kw)
+    keep = np.arange(6) != 2
+    b = fit_linear_edges(ax, y[keep], np.maximum(m, 1.0)[keep], refs, ("edge", "peak"), 45.0, 100.0, 54.0,
+                         delta=delta[keep], **kw)
+    np.testing.assert_allclose(a.result.params[keep], b.result.params, rtol=1e-9)
+    np.testing.assert_allclose(a.result.cov[keep], b.result.cov, rtol=1e-7)
