@@ -329,6 +329,10 @@ def _projected_fit(model, comps, x, p0, y, w, nb) -> BatchResult:
         return f, b, S[:, :, 1:], Gi, c
 
     def projected(th, idx):
+        with np.errstate(over="ignore", invalid="ignore"):  # a trial step far out: non-finite, rejected
+            return _projected(th, idx)
+
+    def _projected(th, idx):
         f, b, P, Gi, c = lin(th, idx, idx.size == rows)
         m = np.einsum("rk,rkn->rn", c[:, 1:], f)
         m += c[:, :1] * b
@@ -344,7 +348,8 @@ def _projected_fit(model, comps, x, p0, y, w, nb) -> BatchResult:
     th0 = np.array(p0[:, 1:nb], float)
     r = levenberg_marquardt(projected, th0, y, w, transposed=True, predicted=True, max_iter=PROJECTED_MAX_ITER)
     all_idx = np.arange(rows)
-    c = lin(r.params, all_idx, True)[-1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        c = lin(r.params, all_idx, True)[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.column_stack([np.log(c[:, 0]), r.params, c[:, 1:]])
     ok = np.isfinite(p).all(1) & r.converged
