@@ -72,7 +72,7 @@ def _inverse(A):
 
 
 def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=200, dchi2=1e-2,
-                        lam0=1e-3, transposed=False) -> BatchResult:
+                        lam0=1e-3, transposed=False, predicted=False) -> BatchResult:
     """Minimise sum_c w_rc (y_rc - m_rc(p_r))^2 for every row r.
 
     Parameters
@@ -88,6 +88,10 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         data whose shape the model misses can need many iterations: ``max_iter`` allows 200.
     transposed : the model returns J as (rows, n_par, n_ch) (cheaper to build and to reduce);
         ``BatchResult.jac`` is then in that layout too.
+
+    predicted : a row stops only where, besides the step's small chi^2 change, the undamped Gauss-Newton
+        step from its current parameters predicts a decrease (g' A^-1 g) below ``dchi2`` too (a strongly
+        damped step in a curved valley changes chi^2 little far from the minimum).
 
     Each row's normal equations are formed once per accepted step (a rejected step reuses them
     with a larger damping).
@@ -137,8 +141,22 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
             p[b], m[b], J[b], chi2[b] = p_new[better], m_new[better], jb, chi2_new[better]
             A[b], g[b] = _normal(jb, w_i[better], res_new[better], transposed)
         lam[idx] = np.where(better, lam[idx] / 5.0, lam[idx] * 10.0)
+        if predicted and settled.any():  # the undamped step's predicted decrease at the current point
+            sr = idx[settled]
+            gn = _solve(A[sr], g[sr])
+            settled[settled] = ~(np.einsum("ri,ri->r", gn, g[sr]) > np.maximum(dchi2, 1e-9 * chi2[sr]))
         done[idx] |= settled | (lam[idx] > 1e12)
     cov = _inverse(A)
     dof = max(y.shape[1] - npar, 1)
     converged = done & np.isfinite(chi2) & (lam < 1e12) & np.isfinite(cov).all((1, 2))
     return BatchResult(p, cov, chi2 / dof, converged, it, m, J)
+
+
+def result_at(p, m, J, y, w, converged, n_iter) -> BatchResult:
+    """The BatchResult of parameters ``p`` (rows, n_par) from the model (rows, n_ch) and the transposed
+    Jacobian (rows, n_par, n_ch) there (as :func:`levenberg_marquardt` with ``transposed`` returns it):
+    covariance (J' W J)^-1, chi^2 per degree of freedom; ``converged`` and finite."""
+    chi2 = np.sum(w * (y - m) ** 2, axis=1)
+    cov = _inverse((J * w[:, None, :]) @ np.swapaxes(J, 1, 2))
+    converged = converged & np.isfinite(chi2) & np.isfinite(cov).all((1, 2))
+    return BatchResult(p, cov, chi2 / max(y.shape[1] - p.shape[1], 1), converged, n_iter, m, J)

@@ -15,9 +15,13 @@ import numpy as np
 
 from ..axes import EnergyAxis
 from .background import fit_power_law
-from .batchfit import BatchResult, levenberg_marquardt
+from .batchfit import BatchResult, _inverse, levenberg_marquardt, result_at
 
 FINE_STEP_EV = 0.01
+#: Iterations of the variable-projection fit (:func:`_projected_fit`) before a row is handed to the
+#: full-parameter iteration (on the Li-K fit of a 1024-row block of a simulated map: 9 a row (median),
+#: 16 (90 %), 28 (99 %); a row or two wander for 200)
+PROJECTED_MAX_ITER = 40
 #: name of the multiple-valence-scattering component of :func:`fit_linear_edges`
 PLURAL_TAIL = "plural tail"
 
@@ -140,7 +144,7 @@ def rows_at(table, step, e, delta, slopes=True):
 
 def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
                      delta=None, mask=None, fit_delta=True, weight=None, tail=None, tail_amp=None,
-                     tail_step=None, curvature=False) -> EdgeFit:
+                     tail_step=None, curvature=False, exponents=None, projected=False) -> EdgeFit:
     """Power law + linear amplitudes of fixed references shifted by "delta" (eV).
 
     Parameters: ln A, r, one amplitude per reference, and "delta" if ``delta`` (starting
@@ -152,7 +156,12 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
     with the references, or with ``tail_amp``
     (a number) a fixed part of the model (``tail_amp`` x tail).  ``curvature``: the background is
     log-quadratic, ln B = ln A - r x - s x^2 with x = ln(E / E_ref) and a free "s" per row (a plasmon tail
-    under the edge, whose local exponent changes across the window), else a power law.
+    under the edge, whose local exponent changes across the window), else a power law.  ``exponents``:
+    the background's starting (r[, s]) (e.g. the image's mean spectrum's fit, on the same window), else
+    the pre-edge power law's r (and s = 0).  ``projected`` (held shifts only): the amplitudes solved
+    exactly at every step, only the exponents iterated (:func:`_projected_fit`; for fits whose
+    full-parameter iteration crawls: Li-K's 30 model evaluations a row became ~9 and ~0.6 of its CPU
+    time, reaching the least-squares minimum; the O amount's 3-4 are not improved on).
     """
     rows = np.shape(counts)[0]
     d0 = np.zeros(rows) if delta is None else np.asarray(delta, float)
@@ -252,7 +261,12 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
     amp = np.linalg.solve(At @ A + 1e-12 * np.eye(len(names)), At @ z[:, :, None])[:, :, 0]
     p0 = np.column_stack([pl.log_a, pl.r] + ([np.zeros(rows)] if curvature else []) + [amp]
                          + ([d0] if fit_shift else []))
-    res = levenberg_marquardt(model, p0, y, w, transposed=True)
+    if exponents is not None:
+        p0[:, 1:nb] = np.broadcast_to(np.asarray(exponents, float), (rows, nb - 1))
+    if fit_shift or not projected or e.size == 0:
+        res = levenberg_marquardt(model, p0, y, w, transposed=True)
+    else:  # held shifts: every parameter but the background's exponents is linear (variable projection)
+        res = _projected_fit(model, fixed, np.log(e / e_ref), p0, y, w, nb)
     if isinstance(ch, slice):
         m, jac = res.model, np.swapaxes(res.jac, 1, 2)
     else:  # the whole window's model; chi^2 per degree of freedom of the whole window as before
@@ -266,6 +280,93 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         y, m = y + fp, m + fp
     pnames = ("log_a", "r") + (("s",) if curvature else ()) + (*names,) + (("delta",) if fit_shift else ())
     return EdgeFit(res, pnames, e_ref, e_all, m, y, w_all, scale, jac)
+
+
+def _projected_fit(model, comps, x, p0, y, w, nb) -> BatchResult:
+    """Least squares of ``model`` (:func:`fit_linear_edges`' layout: ln A, r[, s], amplitudes) with held
+    components ``comps`` (rows, k, n) by variable projection (Golub & Pereyra 1973, SIAM J. Numer. Anal.
+    10, 413; Jacobian of Kaufman 1975, BIT 15, 49): the background's amplitude A = exp(ln A) and the
+    components' amplitudes are solved exactly for given exponents (r[, s]), and only these are iterated
+    (:func:`.batchfit.levenberg_marquardt`).  The linear parameters then sit at their least-squares values
+    at every step, where the full-parameter iteration crawled along the valley of correlated amplitudes
+    (the Li-K fit: 33 model evaluations a row, stopping 0.07 sigma (median) short of the minimum in Li-K).
+    The result (covariance, model, Jacobian) is that of the full parameters at the solution.  Rows whose
+    background amplitude comes out <= 0 (ln A undefined: a minimum the power law's positive amplitude
+    excludes) are fitted with every parameter from ``p0``, rows not settled in :data:`PROJECTED_MAX_ITER`
+    iterations from where the projection got (on a 1024-row Li-K block of a simulated map: 57 rows).
+    Measured on that block: 9.1 model evaluations a row against 30 for the full-parameter iteration,
+    chi^2 lower by 0.06 (median), up to 13, higher by <= 0.064 (its stopping tolerance 0.01 a step), Li-K moved by 0.07 sigma
+    (median |shift|), 0.22 (90 %), 1.4 (max), its error by < 1e-4 (median)."""
+    rows, k, n = comps.shape
+    xp = np.stack([np.ones_like(x), x, x**2][:nb])          # 1, x (, x^2): -d(ln B)/d(theta_j) = x^j
+    xs = xp[1:]
+    cw = comps * w[:, None, :]
+    ccw = cw @ np.swapaxes(comps, 1, 2)                      # (rows, k, k), held
+    cwy = (cw @ y[:, :, None])[:, :, 0]                      # (rows, k)
+    q = k + 1
+
+    def lin(th, idx, full):
+        """The background's shape b at exponents th, the normal matrix's inverse over (b, components),
+        Phi W (x^j b) and the linear solution c."""
+        f, fw, wi, yi = (comps, cw, w, y) if full else (comps[idx], cw[idx], w[idx], y[idx])
+        b = th @ xs
+        np.negative(b, out=b)
+        np.exp(b, out=b)
+        bw = b * wi
+        B = np.empty((idx.size, q, n))                         # the linear columns times W b
+        np.multiply(bw, b, out=B[:, 0])
+        np.multiply(fw, b[:, None, :], out=B[:, 1:])
+        S = (B.reshape(-1, n) @ xp.T).reshape(idx.size, q, nb)  # Phi W (b, x b (, x^2 b)): one product
+        G = np.empty((idx.size, q, q))
+        G[:, :, 0] = S[:, :, 0]
+        G[:, 0, 1:] = S[:, 1:, 0]
+        G[:, 1:, 1:] = ccw if full else ccw[idx]
+        h = np.empty((idx.size, q))
+        h[:, 0] = np.einsum("rn,rn->r", bw, yi)
+        h[:, 1:] = cwy if full else cwy[idx]
+        Gi = _inverse(G)  # (a singular row: pseudo-inverse; NaN where not finite)
+        c = np.einsum("rij,rj->ri", Gi, h)
+        return f, b, S[:, :, 1:], Gi, c
+
+    def projected(th, idx):
+        with np.errstate(over="ignore", invalid="ignore"):  # a trial step far out: non-finite, rejected
+            return _projected(th, idx)
+
+    def _projected(th, idx):
+        f, b, P, Gi, c = lin(th, idx, idx.size == rows)
+        m = np.einsum("rk,rkn->rn", c[:, 1:], f)
+        m += c[:, :1] * b
+        # d m / d theta_j at fixed c: D_j = -c0 x^j b; Kaufman's Jacobian is its part orthogonal (in W)
+        # to the linear columns, D_j - Phi^T G^-1 Phi W D_j, = -b (c0 x^j + e_0j) - sum_i e_ij f_i with
+        # e = G^-1 Phi W (x^j b) (-c0)
+        e = np.einsum("rij,rjt->rit", Gi, P) * -c[:, :1, None]  # (rows, q, nth)
+        J = (c[:, :1, None] * xs[None] + e[:, 0, :, None]) * b[:, None, :]
+        J += np.einsum("rit,rin->rtn", e[:, 1:], f)
+        np.negative(J, out=J)
+        return m, J
+
+    th0 = np.array(p0[:, 1:nb], float)
+    r = levenberg_marquardt(projected, th0, y, w, transposed=True, predicted=True, max_iter=PROJECTED_MAX_ITER)
+    all_idx = np.arange(rows)
+    with np.errstate(over="ignore", invalid="ignore"):
+        c = lin(r.params, all_idx, True)[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.column_stack([np.log(c[:, 0]), r.params, c[:, 1:]])
+    ok = np.isfinite(p).all(1) & r.converged
+    if ok.all():
+        m, J = model(p, all_idx)
+        return result_at(p, m, J, y, w, r.converged, r.n_iter)
+    # the rest by every parameter's iteration: from where the projection got (or, where A <= 0, from p0)
+    sub = np.flatnonzero(~ok)
+    start = np.where(np.isfinite(p[sub]).all(1)[:, None], p[sub], p0[sub])
+    rb = levenberg_marquardt(lambda pp, ii: model(pp, sub[ii]), start, y[sub], w[sub], transposed=True)
+    good = np.flatnonzero(ok)
+    m, J = np.empty_like(y), np.empty((rows, p.shape[1], n))
+    m[good], J[good] = model(p[good], good)
+    p[sub], m[sub], J[sub] = rb.params, rb.model, rb.jac
+    conv = r.converged.copy()
+    conv[sub] = rb.converged
+    return result_at(p, m, J, y, w, conv, max(r.n_iter, rb.n_iter))
 
 
 def global_shift(axis, mean_counts, ref, lo, hi, search_ev=10.0) -> float:
