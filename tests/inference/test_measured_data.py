@@ -15,6 +15,14 @@ from sreels.structures.okedge import measure_ok
 from sreels.structures.spectra import load_spectrum
 
 
+def _present(folder, *names):
+    """The files ``names`` in ``folder``, or the test skipped (the data folder is not part of the project)."""
+    files = [folder / n for n in names]
+    if not all(f.exists() for f in files):
+        pytest.skip(f"{', '.join(names)} absent")
+    return files
+
+
 def _fit(path, settings=None):
     if not path.exists():
         pytest.skip(f"{path} absent")
@@ -219,10 +227,8 @@ def test_the_bayesian_path_on_a_scan_it_cannot_constrain_says_so(shared_data, tm
     summary.json holds the MAP."""
     import json
 
-    d = shared_data / "internal-only" / "exspy-demos"
-    files = [d / "LSMO_STO_linescan.hspy", d / "LSMO_STO_linescan_low_loss.hspy"]
-    if not all(f.exists() for f in files):
-        pytest.skip("LSMO/STO pair absent")
+    files = _present(shared_data / "internal-only" / "exspy-demos", "LSMO_STO_linescan.hspy",
+                     "LSMO_STO_linescan_low_loss.hspy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rc = main(["fit", *map(str, files), "--method", "bayes", "--out", str(tmp_path / "b")])
@@ -242,10 +248,8 @@ def test_fe_cr_dualeels_pair_with_a_pedestal_in_its_low_loss(shared_data):
     from sreels.inference.lowloss import apply_low_loss
     from sreels.inference.fast import _prepared, resolve_instrument
 
-    d = shared_data / "internal-only" / "practical_EELS_QEM"
-    files = [d / "low_loss_core_loss.hspy", d / "lisp_core_loss.hspy"]
-    if not all(f.exists() for f in files):
-        pytest.skip("Fe/Cr pair absent")
+    files = _present(shared_data / "internal-only" / "practical_EELS_QEM", "low_loss_core_loss.hspy",
+                     "lisp_core_loss.hspy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         w = load_measurement(files)

@@ -255,6 +255,68 @@ def _smooth_plural(y: np.ndarray, threshold: np.ndarray) -> np.ndarray:
         return np.where(above > 0, num / den, y)
 
 
+@dataclass(frozen=True)
+class TailLinearisation:
+    """The tail's steps at the low loss (:func:`tail_linearisation`): lags ``e`` (keep,), FFT length ``n``, lags
+    kept ``m``, taper and zero-loss mask (rows, keep), I_0 (rows,), the valid frequencies ``ok``, the kernels'
+    transforms h1, h2 and the tail's excess ``ex`` (rows, m)."""
+
+    e: np.ndarray
+    keep: int
+    n: int
+    m: int
+    taper: np.ndarray
+    mask: np.ndarray
+    i0: np.ndarray
+    ok: np.ndarray
+    h1: np.ndarray
+    h2: np.ndarray
+    ex: np.ndarray
+
+
+def tail_linearisation(y, axis: EnergyAxis, centre_ev, threshold_ev, step_ev: float, span_ev: float,
+                       fwhm_ev: float) -> TailLinearisation:
+    """The steps of :func:`tail_covariance` that do not depend on the noise: the low loss ``y`` (rows, channels)
+    resampled onto ``step_ev`` lags, tapered and masked, and the linearisation's kernels in Fourier space."""
+    from ...forward.lowloss import zlp_tf
+    from ..deconvolve import _resample
+
+    js, ax = _resample(y, axis, step_ev)
+    e = ax.energy_ev
+    centre = np.asarray(centre_ev, dtype=float)
+    thr = np.asarray(threshold_ev, dtype=float)
+    end = np.minimum(e[-1], centre + span_ev + 10.0)
+    keep = int(np.searchsorted(e, end.max(), side="right"))
+    js, e = js[:, :keep], e[:keep]
+    n = sfft.next_fast_len(2 * e.size, real=True)
+    g = zlp_tf(sfft.rfftfreq(n, d=step_ev), fwhm_ev)[None, :]
+    m = min(int(np.ceil(span_ev / step_ev)) + 1, n)
+    taper = 0.5 - 0.5 * np.cos(np.pi * np.clip((end[:, None] - e[None, :]) / 10.0, 0.0, 1.0))
+    mask = (e[None, :] <= thr[:, None]).astype(float)          # a prefix of the lags (e ascends)
+    j = js * taper
+    z = j * mask
+    i0 = z.sum(1)
+    jf, zf = sfft.rfft(j, n=n, axis=1), sfft.rfft(z, n=n, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = jf / zf
+        exc = g * (q - 1.0 - np.log(q))
+        h1 = g * (1.0 - 1.0 / q) / zf
+        h2 = -g * (q - 1.0) / zf
+    ok = (g > 1e-8) & np.isfinite(exc) & np.isfinite(h1) & np.isfinite(h2)   # as _log_ratio_excess
+    ex = sfft.irfft(np.where(ok, exc, 0.0), n=n, axis=1)[:, :m]
+    return TailLinearisation(e, keep, n, m, taper, mask, i0, ok, h1, h2, ex)
+
+
+def bin_weights(energy_ev, centre, step_ev: float, m: int):
+    """The binning's interpolation: each channel of ``energy_ev`` (bins, bin) less each row's ``centre`` between
+    lags i and i + 1 of ``step_ev`` (of ``m``) with weights w0, w1 (0 outside the lags), each (rows, bins x bin)."""
+    pos = (energy_ev.reshape(-1)[None, :] - centre[:, None]) / step_ev
+    i = np.clip(np.floor(pos).astype(int), 0, m - 2)
+    fr = np.clip(pos - i, 0.0, 1.0)
+    inside = (pos >= 0) & (pos <= m - 1)
+    return i, np.where(inside, 1.0 - fr, 0.0), np.where(inside, fr, 0.0)
+
+
 def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step_ev: float, span_ev: float,
                     fwhm_ev: float, energy_ev: np.ndarray, factor: float, batch: int = 4,
                     whiten=None) -> np.ndarray:
@@ -282,35 +344,13 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     (tests/bayes/test_dualeels.py) and against the per-bin transforms (tests/bayes/test_dualeels.py, 1e-12)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
-    from ...forward.lowloss import zlp_tf
-    from ..deconvolve import _resample
-
     y = np.asarray(counts, dtype=float)
     var = np.asarray(var, dtype=float)
     rows, nch = y.shape
-    js, ax = _resample(y, axis, step_ev)
-    e = ax.energy_ev
     centre = np.asarray(centre_ev, dtype=float)
-    thr = np.asarray(threshold_ev, dtype=float)
-    end = np.minimum(e[-1], centre + span_ev + 10.0)
-    keep = int(np.searchsorted(e, end.max(), side="right"))
-    js, e = js[:, :keep], e[:keep]
-    n = sfft.next_fast_len(2 * e.size, real=True)
-    g = zlp_tf(sfft.rfftfreq(n, d=step_ev), fwhm_ev)[None, :]
-    m = min(int(np.ceil(span_ev / step_ev)) + 1, n)
-    taper = 0.5 - 0.5 * np.cos(np.pi * np.clip((end[:, None] - e[None, :]) / 10.0, 0.0, 1.0))
-    mask = (e[None, :] <= thr[:, None]).astype(float)          # a prefix of the lags (e ascends)
-    j = js * taper
-    z = j * mask
-    i0 = z.sum(1)
-    jf, zf = sfft.rfft(j, n=n, axis=1), sfft.rfft(z, n=n, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        q = jf / zf
-        exc = g * (q - 1.0 - np.log(q))
-        h1 = g * (1.0 - 1.0 / q) / zf
-        h2 = -g * (q - 1.0) / zf
-    ok = (g > 1e-8) & np.isfinite(exc) & np.isfinite(h1) & np.isfinite(h2)   # as _log_ratio_excess
-    ex = sfft.irfft(np.where(ok, exc, 0.0), n=n, axis=1)[:, :m]
+    lin = tail_linearisation(y, axis, centre, threshold_ev, step_ev, span_ev, fwhm_ev)
+    keep, n, m, taper, mask, i0, ok, h1, h2, ex = (lin.keep, lin.n, lin.m, lin.taper, lin.mask, lin.i0, lin.ok,
+                                                   lin.h1, lin.h2, lin.ex)
     # the kernels' circulant matrices' rows a (lags 0 .. m-1) on columns k < keep: k_i[(a - k) mod n] is
     # rev_i[(m - 1 - a) + k], one contiguous window of rev_i per a
     ridx = (m - 1 - np.arange(m + keep - 1)) % n
@@ -324,11 +364,7 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     # the binning B (rows, bins, lags): each bin's channels interpolated between two lags, a band of lags
     # a0 .. a0 + width - 1 per bin
     nb, b = energy_ev.shape
-    pos = (energy_ev.reshape(-1)[None, :] - centre[:, None]) / step_ev
-    i = np.clip(np.floor(pos).astype(int), 0, m - 2)
-    fr = np.clip(pos - i, 0.0, 1.0)
-    inside = (pos >= 0) & (pos <= m - 1)
-    w0, w1 = np.where(inside, 1.0 - fr, 0.0), np.where(inside, fr, 0.0)
+    i, w0, w1 = bin_weights(energy_ev, centre, step_ev, m)
     wt = np.stack([w0, w1], -1).reshape(rows, nb, 2 * b)
     lag = np.stack([i, i + 1], -1).reshape(rows, nb, 2 * b)
     a0 = lag.min(-1)
