@@ -66,6 +66,18 @@ def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window(monkeypatch)
         assert np.array_equal(v, res.columns[k], equal_nan=True), k
 
 
+def test_dask_graph_equals_the_in_memory_fit_on_a_low_loss_with_a_pedestal():
+    """A low loss recorded from -40 eV with a 40-count pedestal: its subtraction and the rows' signal ends are each
+    row's own (lowloss.low_loss_floor), so two blocks of 14 rows give the whole image's numbers."""
+    inst = Instrument(lowloss_offset_ev=-40.0)
+    sim = simulate(Scenario(rows=28, row_nm=60.0, first_row_nm=-60.0), inst, rng=6)
+    w = windows_of(sim)
+    w["lowloss"] = dataclasses.replace(w["lowloss"], counts=np.asarray(w["lowloss"].counts, float) + 40.0)
+    whole = fit_image(w, progress=False)
+    assert any("pedestal subtracted in 28 of 28 rows" in n for n in whole.notes)
+    _same(whole, fit_image_dask(w, chunk_rows=14, progress=False))
+
+
 def _nbytes(x) -> int:
     """Bytes of the arrays in a nest of tuples, lists and dicts (of a view: what it keeps alive, its base)."""
     if isinstance(x, np.ndarray):
