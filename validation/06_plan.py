@@ -328,6 +328,67 @@ class _Run:
               f"{'' if fit.map.success else ' (MAP not converged)'}", flush=True)
 
 
+#: DualEELS designs (--plural-designs): sreels plan's default scenario (the instrument's defaults: plural
+#: scattering and a low-loss window), fitted by the Bayesian MAP with its plural model (sreels fit --method bayes's
+#: default on a DualEELS input); seeds PLURAL_SEED0[design] + index, MAP started from the study's values
+#: (fit_bayes's default start: the truth of these images)
+PLURAL_SEED0 = {"dualeels": 66000, "dualeels_tenth": 67000, "dualeels_fine": 68000}
+#: fresh detector draws of the DualEELS linear check (--plural-linear)
+PLURAL_LINEAR_SEED0 = {"dualeels": 930000, "dualeels_tenth": 935000, "dualeels_fine": 940000}
+
+
+def plural_designs() -> dict:
+    """The DualEELS designs: default; 1/10 of the dose (every exposure, the low loss's too); 0.05 eV/channel with
+    2 rows binned on the chip."""
+    b = dz.Design(Scenario(), Instrument(), Detector())
+    return {"dualeels": b, "dualeels_tenth": dz.scale_exposures(b, 0.1),
+            "dualeels_fine": dz.bin_rows(dz.set_dispersion(b, 0.05), 2)}
+
+
+class _PluralRun:
+    """A DualEELS design's MAP fits with the plural model, appended per image to OUT/<name>.npz (resumable): the
+    derived numbers, the parameters and the MAP's own (Laplace) sd of the derived numbers."""
+
+    def __init__(self, name: str, d: dz.Design, out: Path):
+        self.name, self.d, self.out = name, d, out
+        self.raw = out / f"{name}.npz"
+        prev = dict(np.load(self.raw, allow_pickle=False)) if self.raw.exists() else {}
+        self.acc = {k: list(v) for k, v in prev.items()}
+        self.priors = priors_for(d)
+        self.models = window_models(d.instrument)
+
+    @property
+    def done(self) -> int:
+        return len(self.acc.get("seeds", []))
+
+    def one(self, n: int) -> None:
+        from sreels.inference.bayes.crlb import derived_gradient
+
+        d, priors, acc = self.d, self.priors, self.acc
+        i = self.done
+        seed = PLURAL_SEED0[self.name] + i
+        t0 = time.perf_counter()
+        sim = simulate(d.scenario, d.instrument, d.detector, rng=seed, models=self.models)
+        with single_threaded_blas():
+            data = from_simulation(sim, plural=True)
+            t1 = time.perf_counter()
+            fit = fit_bayes(data, priors, sample=False, progress=False)
+        t2 = time.perf_counter()
+        dv = derived(priors.pset.as_dict(fit.map.theta), priors.pset.ti3_mode)
+        g = derived_gradient(priors, fit.map.theta)
+        cov = np.asarray(fit.map.cov, float) if fit.map.cov is not None else np.full((g.shape[1],) * 2, np.nan)
+        acc.setdefault("seeds", []).append(seed)
+        acc.setdefault("map", []).append([float(dv[k]) for k in DERIVED])
+        acc.setdefault("map_laplace_sd", []).append(np.sqrt(np.maximum(np.einsum("dp,pq,dq->d", g, cov, g), 0)))
+        acc.setdefault("theta", []).append(np.asarray(fit.map.theta, float))
+        acc.setdefault("map_ok", []).append(bool(fit.map.success))
+        acc.setdefault("prep_seconds", []).append(t1 - t0)
+        acc.setdefault("map_seconds", []).append(t2 - t1)
+        np.savez(self.raw, **{k: np.asarray(v) for k, v in acc.items()})
+        print(f"{self.name} {i + 1}/{n} (seed {seed}): prep {t1 - t0:.1f} s, MAP {t2 - t1:.1f} s"
+              f"{'' if fit.map.success else ' (MAP not converged)'}", flush=True)
+
+
 #: bootstrap of the sd (resamples of the images, seeded): a 95 % interval of each ratio that does not assume
 #: Gaussian estimates (the 1/sqrt(2(n-1)) error does; heavier tails widen it)
 BOOT = 4000
@@ -571,9 +632,19 @@ def main(argv=None):
                     help="the joint fit's MAP on the noise-free default DualEELS image against the truth")
     ap.add_argument("--repredict", nargs="+", default=[], metavar="DESIGN",
                     help="recompute DESIGN_plan.json with the current code (the fits are kept)")
+    ap.add_argument("--plural-designs", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
+                    help="MAP fits (plural model) of seeded images of these DualEELS designs, --n per design")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.plural_designs:
+        pds = plural_designs()
+        runs = [_PluralRun(name, pds[name], out) for name in a.plural_designs]
+        while any(r.done < a.n for r in runs):  # designs interleaved, appended per image: resumable
+            for r in runs:
+                if r.done < a.n:
+                    r.one(a.n)
+        return 0
     if a.dualeels_joint_bias:
         with single_threaded_blas():
             dualeels_joint_bias(out)
