@@ -1,0 +1,184 @@
+"""The Fisher information of the joint fit's plural model (a DualEELS design, ``sreels fit --method bayes``'s default).
+
+The plural model (:mod:`sreels.inference.bayes.plural`) keeps the single-scattering model's parameters and adds,
+per row r and window w, columns with fixed shapes to the linear amplitudes: extra background columns (flat
+priors) and, under Li-K, the directions of the multiple-scattering tail's noise (prior N(0, 1)); the model's edge
+columns are convolved with the row's low loss, the tail itself is a fixed part of the model, and the tail's
+remaining noise variance (``tail_var``) is added to the data's.  Its information on theta, every amplitude
+profiled out (a Gaussian prior adds its precision to M), is
+
+    F = sum_r G_r' W_r G_r - B_r M_r^-1 B_r',  B_r = G_r' W_r A_r,  M_r = A_r' W_r A_r + diag(prec),
+
+A_r = [background_w, host, AlPO4, extra_w] of every window, W_r = 1 / (max(lambda, 1) + v_read + tail_var).
+
+Exposure of each window (s_w the core-loss window's factor, s_L the low loss's, rf the readout's): lambda, G and
+the background / host / AlPO4 columns scale with s_w (the tail's mean too: it is the low loss times the exposure
+ratio s_w / s_L); the detector's readout variance with rf.  The tail's noise is the low loss's, through the
+Fourier log (degree-1 homogeneous in the low loss: its linearisation does not change with s_L), times the
+exposure ratio: its covariance is  T(s) = s_w^2 / s_L T_P + rf (s_w / s_L)^2 T_R  (T_P from the low loss's shot
+noise, T_R from its readout).  The plan keeps the design's split of T into nuisance columns and the diagonal rest
+and scales both by  gamma_r = p_r s_w^2 / s_L + (1 - p_r) rf (s_w / s_L)^2,  p_r the shot noise's share of row
+r's whitened tail variance at the design (:func:`tail_poisson_share`): the nuisance columns' prior precision
+becomes 1 / gamma_r, the rest gamma_r tail_var.  Exact at the design (tested against
+:func:`sreels.inference.bayes.crlb.fisher`) and for a dose factor s on every window and the low loss alike when
+the readout is negligible (T and the data's variance both scale by s: the fit's own split does not move; tested
+against a design prepared from scratch); otherwise the fit would split T afresh (directions above whitened
+variance 1 as columns), which the plan does not redo (an eigen-decomposition per row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..inference.bayes import plural as bp
+
+
+@dataclass(frozen=True)
+class PluralTerms:
+    """One window's plural part at the design's truth: its fixed per-row columns and how they scale."""
+
+    extra: np.ndarray          # (rows, bins, Q) fixed columns (extra background with flat priors, tail noise)
+    prec: np.ndarray           # (Q,) prior precisions at the design: 0 flat, 1 for the tail's noise directions
+    tail_var: np.ndarray       # (rows, bins) the tail's noise variance not in the columns (0 without a tail)
+    poisson_share: np.ndarray  # (rows,) p_r: the low loss's shot noise's share of the tail's whitened variance
+
+
+def terms_of(data, sim=None) -> tuple:
+    """:class:`PluralTerms` per window of prepared DualEELS data (``from_simulation(sim, plural=True)``)."""
+    out = []
+    shares = None
+    for i, (wd, p) in enumerate(zip(data.windows, data.plural)):
+        R, C = wd.data.shape
+        dev, prec = p.fixed_columns()
+        extra = np.ascontiguousarray(np.transpose(dev, (1, 2, 0))) if dev.size else np.zeros((R, C, 0))
+        tv = np.zeros((R, C)) if p.tail_var is None else np.asarray(p.tail_var, float)
+        ps = np.ones(R)
+        if p.tail_var is not None:
+            if shares is None and sim is not None:
+                shares = tail_poisson_share(sim, data, i)
+            if shares is not None:
+                ps = shares
+        out.append(PluralTerms(extra, np.asarray(prec, float), tv, ps))
+    return tuple(out)
+
+
+#: rows of the image on which the tail's shot-noise share is computed (interpolated between): every this many
+SHARE_ROW_STEP = 24
+
+
+def tail_poisson_share(sim, data, i: int) -> np.ndarray:
+    """p_r (rows,): the share of row r's whitened tail-noise variance tr(W T_P) / tr(W (T_P + T_R)) that comes from
+    the low loss's shot noise (the rest from its readout), from :func:`sreels.inference.bayes.plural.tail_covariance`
+    evaluated as :func:`~sreels.inference.bayes.plural.tail_window` does, on every :data:`SHARE_ROW_STEP`-th row
+    (and the last) and interpolated linearly between them."""
+    from ..config import LOWLOSS_NAME
+    from ..inference.bayes.data import QUANTISATION_VAR, deconvolve
+    from scipy.ndimage import uniform_filter
+
+    det = sim.config.detector
+    inst = sim.config.instrument
+    llw = sim.windows[LOWLOSS_NAME]
+    lc = np.asarray(llw.counts, float)
+    if not det.dark_subtracted:
+        lc = lc - det.dark_offset_counts
+    white = deconvolve(lc, det.psf_decay, slice(0, lc.shape[1]), 1)[0] / det.gain_counts_per_e
+    rv = (det.readout_noise_counts ** 2 + (QUANTISATION_VAR if det.quantise else 0.0)) / det.gain_counts_per_e ** 2
+    ll = bp.read_lowloss(white, llw.energy, rv)
+    wd = data.windows[i]
+    w = wd.window
+    ratio = w.exposure_s / inst.lowloss_exposure_s
+    step = bp.BAYES_TAIL_STEP_EV
+    span = float(wd.energy_ev.max() - np.min(ll.centre_ev)) + 2.0
+    factor = (w.scale_ev / step) * ratio
+    lin = bp._smooth_plural(ll.electrons, ll.threshold)
+    thr_ev = ll.axis.energy_ev[ll.threshold]
+    R = lin.shape[0]
+    rows = np.unique(np.r_[np.arange(0, R, SHARE_ROW_STEP), R - 1])
+    # the data's noise that whitens the tail's (as plural_windows: the smoothed data + the detector's readout)
+    row_var = (np.maximum(uniform_filter(wd.data, size=(3, 7), mode="nearest"), 1.0)
+               + wd.readout_var - data.plural[i].tail_var)[rows]
+    pois = np.maximum(lin[rows], 0.0)
+    both = np.concatenate([pois, np.full_like(pois, rv)])
+    cov = bp.tail_covariance(np.concatenate([lin[rows]] * 2), both, ll.axis, np.tile(ll.centre_ev[rows], 2),
+                             np.tile(thr_ev[rows], 2), step, span, bp.BAYES_TAIL_FWHM_EV, wd.energy_ev, factor)
+    tr = np.einsum("rbb->rb", cov) / np.tile(row_var, (2, 1))
+    tp, tr_ = tr[:len(rows)].sum(1), tr[len(rows):].sum(1)
+    share = tp / np.maximum(tp + tr_, 1e-300)
+    return np.interp(np.arange(R), rows, share)
+
+
+def gamma(terms: PluralTerms, s_w: float, s_l: float, rfactor: float) -> np.ndarray:
+    """(rows,) the factor on the tail's noise covariance at core-loss factor ``s_w`` and low-loss factor ``s_l``."""
+    p = terms.poisson_share
+    return p * s_w ** 2 / s_l + (1.0 - p) * rfactor * (s_w / s_l) ** 2
+
+
+def projection(jac, s, s_l: float, rfactor: float):
+    """F (P, P) of the plural model's data with every amplitude profiled out, coef = M^-1 B' (R, K, P), the
+    weights W per window (rows, bins) and the columns' index per window (K: background of each window, host,
+    AlPO4, then each window's extra columns), at core-loss factors ``s`` (nw,) and low-loss factor ``s_l``."""
+    from .fisher import _row_blocks, VARIANCE_FLOOR_E
+
+    nw = len(jac.windows)
+    P = jac.theta.size
+    R = jac.y_nm.size
+    qs = [t.extra.shape[2] for t in jac.plural]
+    K = nw + 2 + sum(qs)
+    F = np.zeros((P, P))
+    M = np.zeros((R, K, K))
+    B = np.zeros((R, P, K))
+    Ws, idxs, acols = [], [], []
+    off = nw + 2
+    for i, (w, t) in enumerate(zip(jac.windows, jac.plural)):
+        q = qs[i]
+        idx = np.r_[i, nw, nw + 1, off:off + q].astype(int)
+        off += q
+        g = gamma(t, s[i], s_l, rfactor)                                          # (R,)
+        V = np.maximum(s[i] * w.lam, VARIANCE_FLOOR_E) + rfactor * w.readout_var + g[:, None] * t.tail_var
+        W = np.where(w.mask, 1.0 / V, 0.0)
+        A = np.concatenate([s[i] * w.cols, t.extra], axis=2)                     # (R, C, 3 + q)
+        a = w.act
+        Pa = a.size
+        Fa = np.zeros((Pa, Pa))
+        Ba = np.empty((R, Pa, 3 + q))
+        for r in _row_blocks(R):
+            gw = w.G[r] * W[r, :, None]
+            Fa += w.G[r].reshape(-1, Pa).T @ gw.reshape(-1, Pa)
+            Ba[r] = np.matmul(gw.transpose(0, 2, 1), A[r])
+        F[a[:, None], a] += s[i] ** 2 * Fa
+        B[:, a[:, None], idx] += s[i] * Ba
+        Mw = np.matmul((A * W[..., None]).transpose(0, 2, 1), A)
+        pr = np.zeros((R, 3 + q))
+        pr[:, 3:] = t.prec[None, :] / g[:, None]            # the tail's noise directions: N(0, gamma) amplitudes
+        Mw[:, np.arange(3 + q), np.arange(3 + q)] += pr
+        M[:, idx[:, None], idx] += Mw
+        Ws.append(W)
+        idxs.append(idx)
+        acols.append(A)
+    dg = np.sqrt(np.clip(np.einsum("rkk->rk", M), 1e-300, None))
+    Ms = M / (dg[:, :, None] * dg[:, None, :]) + 1e-12 * np.eye(K)
+    Bs = B / dg[:, None, :]
+    coef = np.linalg.solve(Ms, Bs.transpose(0, 2, 1)) / dg[:, :, None]
+    # F as J'J of the profiled residuals' Jacobian J = W^1/2 (s G - A coef) plus the Gaussian priors' rows
+    # (prec^1/2 coef), not as the Schur complement G'WG - B M^-1 B': equal in exact arithmetic, but the Li-K
+    # window's extra columns (E^-5 ... E^-13, the tail's noise directions) make M_r ill-conditioned (~1e12 after
+    # Jacobi scaling), where the fit's own ridge (1e-12, likelihood._solve) decides and only this form is the one
+    # the fit's residuals have (crlb.fisher: derived numbers within 5e-5 with the Schur form, 1e-6 with this one)
+    F = np.zeros((P, P))
+    for i, (w, t, W, idx, A) in enumerate(zip(jac.windows, jac.plural, Ws, idxs, acols)):
+        a = w.act
+        E = coef[:, idx, :]                                                       # (R, 3 + q, P)
+        Gt = -np.matmul(A, E)                                                     # (R, C, P)
+        Gt[..., a] += s[i] * w.G
+        Gw = Gt * W[..., None]
+        F += Gw.reshape(-1, P).T @ Gt.reshape(-1, P)
+        g = gamma(t, s[i], s_l, rfactor)
+        pr = t.prec[None, :] / g[:, None]                                         # (R, q)
+        En = E[:, 3:, :]
+        F += np.einsum("rkp,rk,rkq->pq", En, pr, En)
+    return 0.5 * (F + F.T), coef, Ws, idxs, acols
+
+
+__all__ = ["PluralTerms", "gamma", "projection", "tail_poisson_share", "terms_of"]
