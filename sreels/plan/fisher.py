@@ -19,6 +19,7 @@ Gaussian likelihood (and so F) is an approximation (:data:`GAUSSIAN_MIN_ELECTRON
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -168,6 +169,9 @@ def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4,
     info = np.array([1.0 / priors.dists[n].sigma ** 2 if hasattr(priors.dists[n], "sigma") else 0.0
                      for n in priors.pset.names])
     q = QUANTISATION_VAR if det.quantise else 0.0
+    if terms is not None:   # the plural projection's arrays at the design, built once (.plural.projection)
+        terms = tuple(dataclasses.replace(t, A=np.ascontiguousarray(np.concatenate([w.cols, t.extra], axis=2)),
+                                          G_full=w.full_G(theta.size)) for w, t in zip(wins, terms))
     return JointJacobian(design, priors, theta, wins, data.y_nm, info, det.readout_noise_counts ** 2 + q,
                          det.gain_counts_per_e, sim, terms)
 

@@ -43,6 +43,8 @@ class PluralTerms:
     prec: np.ndarray           # (Q,) prior precisions at the design: 0 flat, 1 for the tail's noise directions
     tail_var: np.ndarray       # (rows, bins) the tail's noise variance not in the columns (0 without a tail)
     poisson_share: np.ndarray  # (rows,) p_r: the low loss's shot noise's share of the tail's whitened variance
+    A: np.ndarray | None = None       # (rows, bins, 3 + Q) background, host, AlPO4 at the design, then ``extra``
+    G_full: np.ndarray | None = None  # (rows, bins, P) d mu / d theta at the design, every parameter's column
 
 
 def terms_of(data, sim=None) -> tuple:
@@ -119,14 +121,13 @@ def projection(jac, s, s_l: float, rfactor: float):
     """F (P, P) of the plural model's data with every amplitude profiled out, coef = M^-1 B' (R, K, P), the
     weights W per window (rows, bins) and the columns' index per window (K: background of each window, host,
     AlPO4, then each window's extra columns), at core-loss factors ``s`` (nw,) and low-loss factor ``s_l``."""
-    from .fisher import _row_blocks, VARIANCE_FLOOR_E
+    from .fisher import VARIANCE_FLOOR_E
 
     nw = len(jac.windows)
     P = jac.theta.size
     R = jac.y_nm.size
     qs = [t.extra.shape[2] for t in jac.plural]
     K = nw + 2 + sum(qs)
-    F = np.zeros((P, P))
     M = np.zeros((R, K, K))
     B = np.zeros((R, P, K))
     Ws, idxs, acols = [], [], []
@@ -138,18 +139,13 @@ def projection(jac, s, s_l: float, rfactor: float):
         g = gamma(t, s[i], s_l, rfactor)                                          # (R,)
         V = np.maximum(s[i] * w.lam, VARIANCE_FLOOR_E) + rfactor * w.readout_var + g[:, None] * t.tail_var
         W = np.where(w.mask, 1.0 / V, 0.0)
-        A = np.concatenate([s[i] * w.cols, t.extra], axis=2)                     # (R, C, 3 + q)
+        # the columns at the design's exposure: the background, host and AlPO4 columns (s times these at s) have
+        # flat priors, so their scale does not change the projection; the extra columns do not scale
+        A = t.A
         a = w.act
-        Pa = a.size
-        Fa = np.zeros((Pa, Pa))
-        Ba = np.empty((R, Pa, 3 + q))
-        for r in _row_blocks(R):
-            gw = w.G[r] * W[r, :, None]
-            Fa += w.G[r].reshape(-1, Pa).T @ gw.reshape(-1, Pa)
-            Ba[r] = np.matmul(gw.transpose(0, 2, 1), A[r])
-        F[a[:, None], a] += s[i] ** 2 * Fa
-        B[:, a[:, None], idx] += s[i] * Ba
-        Mw = np.matmul((A * W[..., None]).transpose(0, 2, 1), A)
+        AW = A * W[..., None]                                                    # (R, C, 3 + q)
+        B[:, a[:, None], idx] += s[i] * np.matmul(w.G.transpose(0, 2, 1), AW)   # G' W A, (R, Pa, 3 + q)
+        Mw = np.matmul(AW.transpose(0, 2, 1), A)
         pr = np.zeros((R, 3 + q))
         pr[:, 3:] = t.prec[None, :] / g[:, None]            # the tail's noise directions: N(0, gamma) amplitudes
         Mw[:, np.arange(3 + q), np.arange(3 + q)] += pr
@@ -170,8 +166,8 @@ def projection(jac, s, s_l: float, rfactor: float):
     for i, (w, t, W, idx, A) in enumerate(zip(jac.windows, jac.plural, Ws, idxs, acols)):
         a = w.act
         E = coef[:, idx, :]                                                       # (R, 3 + q, P)
-        Gt = -np.matmul(A, E)                                                     # (R, C, P)
-        Gt[..., a] += s[i] * w.G
+        Gt = np.matmul(A, E)                                                      # (R, C, P)
+        np.subtract(s[i] * t.G_full, Gt, out=Gt)
         Gw = Gt * W[..., None]
         F += Gw.reshape(-1, P).T @ Gt.reshape(-1, P)
         g = gamma(t, s[i], s_l, rfactor)
