@@ -389,6 +389,107 @@ class _PluralRun:
               f"{'' if fit.map.success else ' (MAP not converged)'}", flush=True)
 
 
+def plural_plan(name: str, d: dz.Design, out: Path) -> dict:
+    """OUT/<name>_plan.json: sreels plan's prediction for the DualEELS design (its plural model), written once."""
+    p = out / f"{name}_plan.json"
+    if not p.exists():
+        plan = make_plan(d, fast=False)
+        p.write_text(json.dumps({k: plan[k] for k in ("joint", "seconds", "exposure_s", "predicts", "method")},
+                                indent=1, default=float))
+    return json.loads(p.read_text())
+
+
+def plural_linear(name: str, d: dz.Design, out: Path, n_fresh: int) -> dict:
+    """The plural fit linearised at the truth (:func:`sreels.plan.plural.one_step`) on ``n_fresh`` fresh detector draws
+    of the design's noise-free image (core-loss and low-loss windows: the tail's and the kernels' noise included),
+    appended per draw to OUT/linear_<name>.npz; its sd of every derived number against the plan's sigma."""
+    from sreels.forward.detector import apply_detector
+    from sreels.plan.fisher import gradients, joint_jacobian
+    from sreels.plan.plural import one_step
+
+    pred = plural_plan(name, d, out)["joint"]["derived_sigma"]
+    raw_p = out / f"linear_{name}.npz"
+    acc = {k: list(v) for k, v in dict(np.load(raw_p)).items()} if raw_p.exists() else {}
+    if len(acc.get("seeds", [])) < n_fresh:
+        jac = joint_jacobian(d)
+        g = gradients(jac, [100.0])
+        grads = np.array([g[f"derived:{k}"] for k in DERIVED])
+        step = one_step(jac)
+        sim = jac.simulation
+        while len(acc.get("seeds", [])) < n_fresh:
+            seed = PLURAL_LINEAR_SEED0[name] + len(acc.get("seeds", []))
+            gen = np.random.default_rng(seed)
+            noisy = dataclasses.replace(sim, windows={k: dataclasses.replace(
+                w, counts=apply_detector(w.electrons, d.detector, gen).counts) for k, w in sim.windows.items()})
+            dt = step(noisy)
+            acc.setdefault("seeds", []).append(seed)
+            acc.setdefault("theta", []).append(dt)
+            acc.setdefault("derived", []).append(grads @ dt)
+            if len(acc["seeds"]) % 10 == 0 or len(acc["seeds"]) == n_fresh:
+                np.savez(raw_p, **{k: np.asarray(v) for k, v in acc.items()})
+                print(f"{name} linear {len(acc['seeds'])}/{n_fresh}", flush=True)
+    v = np.asarray(acc["derived"])[:n_fresh]
+    n = v.shape[0]
+    res = {"n_fresh": n, "fresh_seeds": [PLURAL_LINEAR_SEED0[name], PLURAL_LINEAR_SEED0[name] + n - 1], "numbers": {}}
+    for j, k in enumerate(DERIVED):
+        sd = float(np.std(v[:, j], ddof=1))
+        res["numbers"][k] = {"predicted": pred[k], "fresh_linear_sd": sd, "fresh_linear_sd_over_predicted": sd / pred[k],
+                             "fresh_sampling_se": sd / pred[k] / np.sqrt(2 * (n - 1)),
+                             "mean_over_predicted": float(np.mean(v[:, j]) / pred[k])}
+    (out / f"linear_{name}.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def plural_report(out: Path) -> tuple:
+    """The DualEELS designs' table (plural model): the plan's sigma against the spread of the plural MAP over the
+    seeded images (every stored image of a design) and of the linearised fit over fresh draws."""
+    res = {}
+    lines = ["", "DualEELS designs (`--plural-designs`, `--plural-linear`): `sreels plan`'s default (the instrument's "
+             "defaults: plural scattering, t/lambda 0.54, a low-loss window), the joint fit's plural model "
+             "(`sreels fit --method bayes`'s default on DualEELS). Predicted: the plan's sigma (sreels.plan.plural); "
+             "empirical: the sd of the plural MAP (started from the study's values, the truth) over the seeded images, "
+             "and of the fit linearised at the truth over fresh detector draws (core loss and low loss: the tail's "
+             "and the kernels' noise in it). Sampling error of a sd ratio ~1/sqrt(2(n-1)).", "",
+             "| design | number | predicted sd | MAP n | MAP sd / predicted | +- (sampling) | bootstrap 95 % | "
+             "mean Laplace sd / predicted | linear n | linear sd / predicted | pass (MAP) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in PLURAL_SEED0:
+        pp = out / f"{name}_plan.json"
+        if not pp.exists():
+            continue
+        pred = json.loads(pp.read_text())["joint"]["derived_sigma"]
+        raw = out / f"{name}.npz"
+        r = dict(np.load(raw)) if raw.exists() else None
+        lin_p = out / f"linear_{name}.json"
+        lin = json.loads(lin_p.read_text()) if lin_p.exists() else None
+        e = res[name] = {"numbers": {}}
+        if r is not None:
+            e.update(n_images=int(r["seeds"].size), seed_ranges=_ranges(r["seeds"]),
+                     map_not_converged=int(np.sum(~r["map_ok"].astype(bool))),
+                     map_seconds_mean=float(np.mean(r["map_seconds"])),
+                     prep_seconds_mean=float(np.mean(r["prep_seconds"])))
+        if lin is not None:
+            e["linear"] = lin
+        for j, k in enumerate(DERIVED):
+            if k not in SIX + ("r_oo_change_nm",):
+                continue
+            x = e["numbers"][k] = {"predicted": pred[k]}
+            cells = ["", "", "", "", "", ""]
+            if r is not None and r["seeds"].size > 2:
+                n = int(r["seeds"].size)
+                x.update(_ratio(pred[k], float(np.std(r["map"][:, j], ddof=1)), n))
+                x["ratio_bootstrap_95"] = ci = _boot_ci(r["map"][:, j], pred[k])
+                x["laplace_mean_over_predicted"] = lap = float(np.mean(r["map_laplace_sd"][:, j]) / pred[k])
+                cells = [str(n), f"{x['ratio']:.3f}", f"{x['ratio_sampling_se']:.3f}", f"{ci[0]:.2f}-{ci[1]:.2f}",
+                         f"{lap:.3f}", "yes" if x["pass"] else "NO"]
+            ln = lin["numbers"][k] if lin is not None else None
+            lc = ([str(lin["n_fresh"]), f"{ln['fresh_linear_sd_over_predicted']:.3f} +- {ln['fresh_sampling_se']:.3f}"]
+                  if ln else ["", ""])
+            lines.append(f"| {name} | {k} | {pred[k]:.4g} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | "
+                         f"{cells[4]} | {lc[0]} | {lc[1]} | {cells[5]} |")
+    return res, lines
+
+
 #: bootstrap of the sd (resamples of the images, seeded): a 95 % interval of each ratio that does not assume
 #: Gaussian estimates (the 1/sqrt(2(n-1)) error does; heavier tails widen it)
 BOOT = 4000
@@ -486,6 +587,11 @@ def report(out: Path) -> dict:
     (out / "report.json").write_text(json.dumps(rep, indent=1, default=float))
     if len(lin_lines) > 5:
         lines += lin_lines
+    prep, plines = plural_report(out)
+    if prep:   # outside all_pass (the verdict of the single-scattering designs above): reported beside it
+        rep["dualeels_plural"] = prep
+        lines += plines
+    (out / "report.json").write_text(json.dumps(rep, indent=1, default=float))
     (out / "ratios.md").write_text("\n".join(lines) + "\n")
     return rep
 
@@ -632,13 +738,25 @@ def main(argv=None):
                     help="the joint fit's MAP on the noise-free default DualEELS image against the truth")
     ap.add_argument("--repredict", nargs="+", default=[], metavar="DESIGN",
                     help="recompute DESIGN_plan.json with the current code (the fits are kept)")
+    ap.add_argument("--plural-linear", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
+                    help="the plural fit linearised at the truth on --linear-n fresh draws of these DualEELS designs")
     ap.add_argument("--plural-designs", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
                     help="MAP fits (plural model) of seeded images of these DualEELS designs, --n per design")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.plural_linear:
+        pds = plural_designs()
+        with single_threaded_blas():
+            for name in a.plural_linear:
+                r = plural_linear(name, pds[name], out, a.linear_n)
+                for k, v in r["numbers"].items():
+                    print(name, k, {q: round(x, 4) for q, x in v.items()}, flush=True)
+        return 0
     if a.plural_designs:
         pds = plural_designs()
+        for name in a.plural_designs:   # the prediction first (written once)
+            plural_plan(name, pds[name], out)
         runs = [_PluralRun(name, pds[name], out) for name in a.plural_designs]
         while any(r.done < a.n for r in runs):  # designs interleaved, appended per image: resumable
             for r in runs:

@@ -178,3 +178,99 @@ def projection(jac, s, s_l: float, rfactor: float):
 
 
 __all__ = ["PluralTerms", "gamma", "projection", "tail_poisson_share", "terms_of"]
+
+
+def _lowloss_of(sim):
+    """The low-loss reading of :func:`sreels.inference.bayes.data.prepare` (whitened electrons, ZLP reading)."""
+    from ..config import LOWLOSS_NAME
+    from ..inference.bayes.data import QUANTISATION_VAR, deconvolve
+
+    det = sim.config.detector
+    llw = sim.windows[LOWLOSS_NAME]
+    lc = np.asarray(llw.counts, float)
+    if not det.dark_subtracted:
+        lc = lc - det.dark_offset_counts
+    white = deconvolve(lc, det.psf_decay, slice(0, lc.shape[1]), 1)[0] / det.gain_counts_per_e
+    rv = (det.readout_noise_counts ** 2 + (QUANTISATION_VAR if det.quantise else 0.0)) / det.gain_counts_per_e ** 2
+    return bp.read_lowloss(white, llw.energy, rv)
+
+
+def tail_of(ll, wd, exposure_ratio: float) -> np.ndarray:
+    """The Li-K window's multiple-scattering tail per bin (rows, bins) as :func:`~sreels.inference.bayes.plural.tail_window`
+    makes it (the same steps, without the covariance of its noise: equal to its ``tail``, tested)."""
+    from ..inference.edgefits import rows_at
+    from ..inference.lowloss import plural_kernel
+
+    y = ll.electrons
+    rows = y.shape[0]
+    e3 = wd.energy_ev
+    span = float(e3.max() - np.min(ll.centre_ev)) + 2.0
+    step = bp.BAYES_TAIL_STEP_EV
+    _, tail = plural_kernel(y, ll.axis, ll.centre_ev, ll.axis.energy_ev[ll.threshold], step, span,
+                            fwhm_ev=bp.BAYES_TAIL_FWHM_EV)
+    factor = (wd.window.scale_ev / step) * exposure_ratio
+    nb, b = e3.shape
+    return rows_at(tail * factor, step, e3.reshape(-1), ll.centre_ev, slopes=False).reshape(rows, nb, b).sum(-1)
+
+
+def one_step(jac):
+    """The plural fit linearised at the truth (one Gauss-Newton step with its own model, weights and profiled
+    amplitudes, at the design's exposures): a function of a noisy simulation of the design that returns
+    theta_hat - theta.  The image's own noise enters through its core-loss windows (whitened and binned as the fit
+    does), the Li-K tail computed from its own low loss (the tail's noise) and the kernels and unscattered fractions
+    from its own low loss (the kernel's noise, which the likelihood does not carry); the fit's nuisance columns and
+    weights stay the design's.  Cheap: no plural preparation per image (no tail covariance)."""
+    import copy
+
+    from ..inference.bayes.data import prepare
+    from ..inference.bayes.model import ImageModel
+    from ..inference.bayes.likelihood import Likelihood
+    from ..inference.bayes.data import from_simulation
+    from ..inference.lowloss import MIN_DECONVOLVE_EV
+    from ..config import LOWLOSS_NAME
+
+    nw = len(jac.windows)
+    ones = np.ones(nw)
+    F, coef, Ws, idxs, acols = projection(jac, ones, 1.0, 1.0)
+    Fi = np.linalg.inv(F + np.diag(jac.prior_info))
+    Gt = [t.G_full - np.matmul(A, coef[:, idx, :]) for t, A, idx in zip(jac.plural, acols, idxs)]
+    sim0 = jac.simulation
+    data0 = from_simulation(sim0, plural=True)
+    model = ImageModel(data0, jac.priors.pset)
+    like = Likelihood(model)
+    a0, pred0, _ = like.fit_rows(jac.theta)
+    cols0 = model.columns(jac.theta[None])
+    inst = sim0.config.instrument
+    regions = {wd.window.name: (wd.window.offset_ev + wd.window.scale_ev * (wd.i0 - 0.5),
+                                wd.window.offset_ev + wd.window.scale_ev * (wd.i0 + wd.nbins * wd.bin + 0.5), wd.bin)
+               for wd in data0.windows}
+    ratio = {w.name: w.exposure_s / inst.lowloss_exposure_s for w in inst.windows}
+
+    def step(sim) -> np.ndarray:
+        counts = {k: w.counts for k, w in sim.windows.items() if k != LOWLOSS_NAME}
+        sat = {k: w.saturated for k, w in sim.windows.items() if k != LOWLOSS_NAME}
+        data = prepare(counts, sim.config, sim.position.y_nm, sim.position.scale_nm, saturated=sat, regions=regions)
+        ll = _lowloss_of(sim)
+        pls = []
+        for wd, p in zip(data0.windows, data0.plural):
+            w = wd.window
+            if w.offset_ev >= MIN_DECONVOLVE_EV:
+                pls.append(bp.kernel_window(ll, wd.bin * w.scale_ev, wd.nbins, wd.energy_ev, w.background_r,
+                                            w.background_ref_ev))
+            else:
+                pls.append(bp.PluralWindow(ll.unscattered, tail=tail_of(ll, wd, ratio[w.name])))
+        m = copy.copy(model)
+        m.data = data0.__class__(**{**data0.__dict__, "plural": tuple(pls)})
+        cols = m.columns(jac.theta[None])
+        score = np.zeros(jac.theta.size)
+        for i, (wd, wd0, c, c0, p, p0) in enumerate(zip(data.windows, data0.windows, cols, cols0, pls, data0.plural)):
+            if wd.data.shape != wd0.data.shape:
+                raise ValueError(f"window {wd.window.name}: {wd.data.shape} bins against the design's {wd0.data.shape}")
+            # the model at the truth with this image's kernels and tail, minus the design's (noise-free) one
+            dmu = a0[:, nw, None] * (c.host[0] - c0.host[0]) + a0[:, nw + 1, None] * (c.alpo4[0] - c0.alpo4[0])
+            if p.tail is not None:
+                dmu = dmu + (p.tail - p0.tail)
+            r = wd.data - pred0[i] - dmu
+            score += np.einsum("rcp,rc->p", Gt[i], Ws[i] * r)
+        return Fi @ score
+    return step
