@@ -74,6 +74,13 @@ LIN_SMOOTH_ROWS = 9
 #: directions of the Li-K tail's noise kept as per-row nuisance columns: whitened variance above this (the data's
 #: own noise along them); ~25 at t/lambda 0.57, holding ~95 % of the tail's noise variance (measured, 40 rows)
 ROW_TAIL_KEEP = 1.0
+#: the leading eigenpairs of the rows' whitened tail covariances (:func:`_leading_eigh`): subspace dimension,
+#: spare columns beyond the wanted ones, convergence tolerance (residual over the row's largest eigenvalue) and
+#: iterations before a row is decomposed in full
+LEADING_K = 48
+LEADING_SPARE = 12
+LEADING_TOL = 1e-9
+LEADING_ITERATIONS = 4
 #: rows next to a jump of the unscattered fraction u = exp(-t/lambda) larger than this are left out
 #: (:func:`mixed_rows`); the default image's largest step inside the electrolyte is 0.0022
 MIXED_DU = 0.005
@@ -210,9 +217,9 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
     # the noise of the whitened electrons: Poisson plus the readout's, which the low loss's few electrons per
     # channel above ~80 eV loss (2-20 at t/lambda 0.59) do not dwarf (~4 e^2)
     lin = _smooth_plural(y, ll.threshold)
-    cov = tail_covariance(lin, np.maximum(lin, 0.0) + ll.readout_var, ll.axis, ll.centre_ev, thr_ev, step, span,
-                          BAYES_TAIL_FWHM_EV, energy_ev, factor)
-    cols, var = _tail_noise_columns(cov, row_var)
+    w = tail_covariance(lin, np.maximum(lin, 0.0) + ll.readout_var, ll.axis, ll.centre_ev, thr_ev, step, span,
+                        BAYES_TAIL_FWHM_EV, energy_ev, factor, whiten=np.sqrt(row_var))
+    cols, var = _tail_noise_columns(w, row_var, whitened=True)
     # the single-scattering valence loss under the window is a Drude tail, E^-3 [1 + O((E_p / E)^2)], not a
     # power law (local exponent -4.7 at 41 eV for E_p = 24.7 eV, Gamma = 10 eV; Egerton 2011, Eq. 3.43):
     # the model's power law plus E^-5, E^-7, E^-9 on the row's ZLP-referenced axis describe a single Drude
@@ -245,7 +252,8 @@ def _smooth_plural(y: np.ndarray, threshold: np.ndarray) -> np.ndarray:
 
 
 def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step_ev: float, span_ev: float,
-                    fwhm_ev: float, energy_ev: np.ndarray, factor: float, batch: int = 8) -> np.ndarray:
+                    fwhm_ev: float, energy_ev: np.ndarray, factor: float, batch: int = 4,
+                    whiten=None) -> np.ndarray:
     """The covariance (rows, bins, bins) of the binned multiple-scattering tail of :func:`tail_window` (the
     steps of :func:`sreels.inference.lowloss.plural_tails` at lag step ``step_ev``, times ``factor``, linearly
     interpolated at ``energy_ev`` (bins, bin) less each row's ZLP centre and summed per bin) for independent
@@ -257,9 +265,14 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     the tail I_0 irfft[g (q - 1 - ln q)], its change is
     dT = I_0 irfft[h1 dJ + h2 dZ] + dI_0 irfft[g (q - 1 - ln q)], h1 = g (1 - 1/q) / Z, h2 = -g (q - 1) / Z,
     where the principal logarithm's branch does not matter (d ln q = dq / q).  The binning's rows B
-    (interpolation weights on the lags) are correlated with the kernels by FFT, so each row's B dT/dJ costs
-    three transforms per bin; the covariance is then (B G) R diag(var) R^T (B G)^T.  Checked against central
-    differences (1e-9) and 2000 replicas (tests/bayes/test_dualeels.py)."""
+    (interpolation weights on the lags: a band of a few lags per bin) are correlated with the kernels
+    k_i = irfft(h_i): (B dT/dJ)[b, k] = sum_a B[b, a] k_i[(a - k) mod n], each bin's row a weighted sum of a
+    few rows of the kernel's (circulant) matrix, gathered from one strided view per row (no transform per bin;
+    dZ reaches only the lags under the zero-loss mask, so k_2's only there); the covariance is then
+    (B G) R diag(var) R^T (B G)^T.  Checked against central differences (1e-9) and 2000 replicas
+    (tests/bayes/test_dualeels.py)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
     from ...forward.lowloss import zlp_tf
     from ..deconvolve import _resample
 
@@ -277,7 +290,7 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     g = zlp_tf(sfft.rfftfreq(n, d=step_ev), fwhm_ev)[None, :]
     m = min(int(np.ceil(span_ev / step_ev)) + 1, n)
     taper = 0.5 - 0.5 * np.cos(np.pi * np.clip((end[:, None] - e[None, :]) / 10.0, 0.0, 1.0))
-    mask = (e[None, :] <= thr[:, None]).astype(float)
+    mask = (e[None, :] <= thr[:, None]).astype(float)          # a prefix of the lags (e ascends)
     j = js * taper
     z = j * mask
     i0 = z.sum(1)
@@ -289,54 +302,135 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
         h2 = -g * (q - 1.0) / zf
     ok = (g > 1e-8) & np.isfinite(exc) & np.isfinite(h1) & np.isfinite(h2)   # as _log_ratio_excess
     ex = sfft.irfft(np.where(ok, exc, 0.0), n=n, axis=1)[:, :m]
-    c1, c2 = np.where(ok, np.conj(h1), 0.0), np.where(ok, np.conj(h2), 0.0)
+    # the kernels' circulant matrices' rows a (lags 0 .. m-1) on columns k < keep: k_i[(a - k) mod n] is
+    # rev_i[(m - 1 - a) + k], one contiguous window of rev_i per a
+    ridx = (m - 1 - np.arange(m + keep - 1)) % n
+    rev1 = sfft.irfft(np.where(ok, h1, 0.0), n=n, axis=1)[:, ridx]
+    rev2 = sfft.irfft(np.where(ok, h2, 0.0), n=n, axis=1)[:, ridx]
     # the resampling's noise: a step channel shares at most one stored channel with each neighbour
     rt = sparse.csr_matrix(_resample(np.eye(nch), axis, step_ev)[0][:, :keep].T)      # (keep, nch)
     d0 = (rt.multiply(rt) @ var.T).T
     d1 = (rt[:-1].multiply(rt[1:]) @ var.T).T
     if abs(rt[:-2].multiply(rt[2:])).sum() > 0:
         raise ValueError(f"tail_covariance: lag step {step_ev} eV under two stored channels of {axis.scale_ev} eV")
+    # the binning B (rows, bins, lags): each bin's channels interpolated between two lags
     nb, b = energy_ev.shape
     pos = (energy_ev.reshape(-1)[None, :] - centre[:, None]) / step_ev
     i = np.clip(np.floor(pos).astype(int), 0, m - 2)
     fr = np.clip(pos - i, 0.0, 1.0)
     inside = (pos >= 0) & (pos <= m - 1)
     w0, w1 = np.where(inside, 1.0 - fr, 0.0), np.where(inside, fr, 0.0)
-    bidx = np.repeat(np.arange(nb), b)[None, :]
+    wsc = np.ones((rows, nb)) if whiten is None else 1.0 / np.asarray(whiten, dtype=float)
+    wt = (np.stack([w0, w1], -1).reshape(rows, nb, 2 * b) * wsc[:, :, None]).reshape(rows, -1)
+    lag = np.stack([i, i + 1], -1).reshape(rows, -1)                               # (rows, bins * 2 b)
+    binrow = np.repeat(np.arange(nb), 2 * b)
+    bx = np.zeros((rows, nb))                                   # B ex, the bins' dI_0 term
+    np.add.at(bx, (np.arange(rows)[:, None], binrow[None, :]), wt * np.take_along_axis(ex, lag, 1))
+    nz = max(int(mask.sum(1).max()), 1)     # the zero-loss mask: lags 0 .. nz - 1 at most
+    scale = factor * i0[:, None] * taper                         # (rows, keep)
+    # S = R diag(var) R^T = L L^T, L lower bidiagonal (diagonal ld, below it ls): (B G) L is the covariance's
+    # factor, whose Gram matrix is symmetric by construction; the recursion needs S positive definite
+    ld, ls = np.empty((rows, keep)), np.zeros((rows, keep))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ld[:, 0] = np.sqrt(d0[:, 0])
+        for k in range(1, keep):            # along the lags, every row at once
+            ls[:, k - 1] = d1[:, k - 1] / ld[:, k - 1]
+            ld[:, k] = np.sqrt(d0[:, k] - ls[:, k - 1] ** 2)
+    chol = bool(np.all(np.isfinite(ld)) and np.all(ld > 1e-6 * np.sqrt(d0.max(1, keepdims=True))))
+    mu = m - int(lag.min())                 # the windows of the lags any bin reaches: m - 1 - lag < mu
     out = np.empty((rows, nb, nb))
     for s in range(0, rows, batch):  # row batches bound the temporaries
         sl = slice(s, min(s + batch, rows))
-        rr = np.arange(sl.stop - sl.start)[:, None]
-        bm = np.zeros((sl.stop - sl.start, nb, n))
-        np.add.at(bm, (rr, bidx, i[sl]), w0[sl])
-        np.add.at(bm, (rr, bidx, i[sl] + 1), w1[sl])
-        bh = sfft.rfft(bm, axis=-1)
-        # sum_a B[a] K[a - k] = irfft(rfft(B) conj(rfft(K)))[k]
-        k1 = sfft.irfft(bh * c1[sl, None, :], n=n, axis=-1)[..., :keep]
-        k2 = sfft.irfft(bh * c2[sl, None, :], n=n, axis=-1)[..., :keep]
-        bx = np.einsum("rba,ra->rb", bm[..., :m], ex[sl])
-        bg = (i0[sl, None, None] * (k1 * taper[sl, None, :] + k2 * mask[sl, None, :])
-              + bx[:, :, None] * mask[sl, None, :]) * factor                  # (rows, bins, keep)
-        y1 = bg * d0[sl, None, :]
-        y1[..., :-1] += bg[..., 1:] * d1[sl, None, :]
-        y1[..., 1:] += bg[..., :-1] * d1[sl, None, :]
-        out[sl] = y1 @ np.swapaxes(bg, 1, 2)
+        nr = sl.stop - sl.start
+        # B's rows against the kernels' circulant rows: one sparse (batch bins x batch lags) product with the
+        # windows of rev_1 (its lags m - 1 - a), and with rev_2 on the zero-loss lags only
+        cols = (np.arange(nr)[:, None] * mu + (m - 1 - lag[sl])).reshape(-1)
+        bm = sparse.csr_matrix((wt[sl].reshape(-1), (np.repeat(np.arange(nr * nb), 2 * b), cols)),
+                               shape=(nr * nb, nr * mu))
+        sw = sliding_window_view(rev1[sl], keep, axis=-1)[:, :mu]
+        bg = (bm @ np.ascontiguousarray(sw).reshape(nr * mu, keep)).reshape(nr, nb, keep)
+        sw2 = sliding_window_view(rev2[sl], nz, axis=-1)[:, :mu]
+        zl = factor * (i0[sl, None, None] * (bm @ np.ascontiguousarray(sw2).reshape(nr * mu, nz)).reshape(nr, nb, nz)
+                       + bx[sl, :, None]) * mask[sl, None, :nz]
+        if chol:
+            f = bg * (scale[sl] * ld[sl])[:, None, :]
+            f[..., :-1] += bg[..., 1:] * (scale[sl, 1:] * ls[sl, :-1])[:, None, :]
+            f[..., :nz] += zl * ld[sl, None, :nz]
+            f[..., :nz - 1] += zl[..., 1:] * ls[sl, None, :nz - 1]
+            out[sl] = f @ np.swapaxes(f, 1, 2)
+        else:                               # S product
+            bg *= scale[sl, None, :]
+            bg[..., :nz] += zl
+            y1 = bg * d0[sl, None, :]
+            y1[..., :-1] += bg[..., 1:] * d1[sl, None, :]
+            y1[..., 1:] += bg[..., :-1] * d1[sl, None, :]
+            out[sl] = y1 @ np.swapaxes(bg, 1, 2)
     return out
 
 
-def _tail_noise_columns(cov: np.ndarray, row_var: np.ndarray) -> tuple:
+def _tail_noise_columns(cov: np.ndarray, row_var: np.ndarray, whitened: bool = False) -> tuple:
     """Per-row nuisance columns (Q, rows, bins), prior N(0, 1), and the remaining variance (rows, bins) of
     a noise of covariance ``cov`` (rows, bins, bins), for data of noise variance ``row_var`` (rows, bins):
     each row's whitened covariance's eigenvectors with eigenvalue above :data:`ROW_TAIL_KEEP`, scaled by
-    the square root of it (Q the most any row keeps; a row's further columns are its next eigenvectors)."""
+    the square root of it (Q the most any row keeps; a row's further columns are its next eigenvectors),
+    from :func:`_leading_eigh`.  ``whitened``: ``cov`` is already divided by sqrt(row_var) on both sides."""
     sd = np.sqrt(row_var)
-    w = cov / (sd[:, :, None] * sd[:, None, :])
-    lam, vec = np.linalg.eigh(w)                                   # ascending, per row
+    w = cov if whitened else cov / (sd[:, :, None] * sd[:, None, :])
+    lam, vec = _leading_eigh(w, ROW_TAIL_KEEP)                     # descending, per row
     q = int(np.max(np.sum(lam > ROW_TAIL_KEEP, axis=1)))
-    lam_k, v = np.maximum(lam[:, ::-1][:, :q], 0.0), vec[:, :, ::-1][:, :, :q]     # (rows, q), (rows, bins, q)
+    lam_k, v = np.maximum(lam[:, :q], 0.0), vec[:, :, :q]          # (rows, q), (rows, bins, q)
     cols = np.transpose(v * np.sqrt(lam_k)[:, None, :], (2, 0, 1)) * sd[None]
     rest = np.einsum("rbb->rb", w) - np.einsum("rbq,rq->rb", v ** 2, lam_k)
     return cols, np.maximum(rest, 0.0) * row_var
+
+
+def _leading_eigh(w: np.ndarray, above: float, k: int = LEADING_K, tol: float = LEADING_TOL,
+                  iterations: int = LEADING_ITERATIONS) -> tuple:
+    """The leading eigenpairs of symmetric matrices ``w`` (rows, n, n), descending: values (rows, k) and
+    vectors (rows, n, k), at least every pair with a value above ``above`` of the row that has most and
+    k - :data:`LEADING_SPARE` more.
+
+    Subspace iteration with Rayleigh-Ritz, from the leading eigenvectors of the rows' mean matrix (the rows'
+    tail covariances are alike), a few products w @ V (rows, n, k) and k x k eigen-problems per
+    iteration instead of a full n x n eigen-decomposition per row; a row is converged when every wanted
+    pair's residual |w x - t x| is below ``tol`` times its largest value (then the pairs are its eigenpairs to
+    about that accuracy relative to the largest, as LAPACK's are to ~1e-15).  Rows not converged after
+    ``iterations``, and every row when the wanted pairs do not leave LEADING_SPARE spare columns, are
+    decomposed in full (numpy's eigh)."""
+    rows, n = w.shape[:2]
+
+    def full(m):
+        lam, vec = np.linalg.eigh(m)
+        return lam[:, ::-1], vec[:, :, ::-1]
+
+    if k + LEADING_SPARE >= n or rows == 0:
+        return full(w)
+    _, u0 = np.linalg.eigh(w.mean(0))
+    v = np.ascontiguousarray(u0[:, ::-1][:, :k])
+    y = (w.reshape(rows * n, n) @ v).reshape(rows, n, k)
+    v = np.broadcast_to(v, (rows, n, k))
+    for it in range(iterations):
+        if it:
+            y = w @ v
+        h = np.swapaxes(v, 1, 2) @ y
+        th, u = np.linalg.eigh(0.5 * (h + np.swapaxes(h, 1, 2)))
+        th, u = th[:, ::-1], u[:, :, ::-1]
+        x, wx = v @ u, y @ u
+        q = int(np.max(np.sum(th > above, axis=1)))
+        if q + LEADING_SPARE > k:
+            return full(w)
+        r = np.linalg.norm(wx[..., :q] - x[..., :q] * th[:, None, :q], axis=1)       # (rows, q)
+        bad = np.max(r, axis=1) > tol * np.abs(th[:, 0])
+        if not bad.any() or it == iterations - 1:
+            break
+        # the next basis: w x / t, orthonormalised (Cholesky QR: its columns are nearly orthonormal already)
+        z = wx / np.maximum(th, 1e-14 * th[:, :1])[:, None, :]
+        c = np.linalg.cholesky(np.swapaxes(z, 1, 2) @ z)
+        v = z @ np.swapaxes(np.linalg.inv(c), 1, 2)
+    if bad.any():
+        lb, vb = full(w[bad])
+        th[bad], x[bad] = lb[:, :k], vb[:, :, :k]
+    return th, x
 
 
 def mixed_rows(unscattered) -> np.ndarray:
