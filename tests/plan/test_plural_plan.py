@@ -79,3 +79,31 @@ def test_plural_fisher_scales_as_a_design_prepared_from_scratch():
             s1, s4 = sigmas(fisher(jac), g), sigmas(fisher(jac, 4.0), g)
             for k in s1:
                 assert s4[k] / s1[k] == pytest.approx(0.5, rel=1e-6), k   # 5e-9: the variance floor of 1 e
+
+
+@pytest.mark.slow
+def test_linearised_plural_fit_rebuilds_the_tail_and_moves_with_the_noise(plural):
+    """plural.one_step's per-image tail (tail_of, from the image's own low loss) is the preparation's own (bit for
+    bit on the noise-free image); the step is a linear function of the image: two detector draws' steps differ, the
+    noise-free image's step is their common part (their mean's distance from it within 4 predicted sigma)."""
+    from sreels.forward.detector import apply_detector
+    from sreels.plan.fisher import covariance
+    from sreels.plan.plural import _lowloss_of, one_step, tail_of
+
+    d, jac, _ = plural
+    nf = from_simulation(jac.simulation, plural=True)
+    inst = jac.simulation.config.instrument
+    t = tail_of(_lowloss_of(jac.simulation), nf.windows[0], inst.windows[0].exposure_s / inst.lowloss_exposure_s)
+    np.testing.assert_array_equal(t, nf.plural[0].tail)
+    step = one_step(jac)
+    sd = np.sqrt(np.diag(covariance(jac, kind="reported")))
+    base = step(jac.simulation)
+    sim = jac.simulation
+    draws = []
+    for seed in (11, 12):
+        gen = np.random.default_rng(seed)
+        noisy = dataclasses.replace(sim, windows={k: dataclasses.replace(
+            w, counts=apply_detector(w.electrons, d.detector, gen).counts) for k, w in sim.windows.items()})
+        draws.append(step(noisy))
+    assert np.all(np.abs(draws[0] - draws[1]) / sd > 1e-3)
+    assert np.all(np.abs(0.5 * (draws[0] + draws[1]) - base) / sd < 4.0)
