@@ -41,6 +41,18 @@ parameter and derived number, beside the plan's predicted sigma and the linearis
 estimate of that bias (dualeels_joint_bias.json / .md): what ``sreels plan``'s joint sigma leaves out there.
 Raw results are appended after every image (OUT/<design>.npz), designs interleaved, so a run can be
 stopped and resumed.
+
+DualEELS designs with the joint fit's plural model (``--plural-designs``, ``--plural-linear``; sreels plan's prediction
+for a DualEELS design since the plural model became ``sreels fit --method bayes``'s default there): the default
+design (the instrument's defaults), 1/10 of its dose (every exposure, the low loss's too) and 0.05 eV/channel with 2
+rows binned.  ``--plural-designs D ... --n N``: the plural MAP (started from the study's values, i.e. the truth) on
+seeded images (seeds PLURAL_SEED0[D] + index), with the MAP's own Laplace sd of each number; ``--plural-linear D
+... --linear-n N``: the plural fit linearised at the truth (:func:`sreels.plan.plural.one_step`) on N fresh detector
+draws (PLURAL_LINEAR_SEED0[D] + index; the tail's and the kernels' noise from each draw's own low loss).  Both are
+appended per image / per 10 draws and resumable; ``--report`` adds their table to ratios.md (outside ``all_pass``).
+
+    python validation/06_plan.py OUT --plural-designs dualeels dualeels_tenth --n 100
+    python validation/06_plan.py OUT --plural-linear dualeels dualeels_tenth --linear-n 200
 """
 
 from __future__ import annotations
