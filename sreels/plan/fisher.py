@@ -15,6 +15,11 @@ lambda taken once at the design's truth (:class:`JointJacobian`), so a change of
 exposure split, of gain or of readout noise costs matrix products, not a new model.  At s = 1
 F equals :func:`sreels.inference.bayes.crlb.fisher` (tested).  Below ~20 electrons per bin the
 Gaussian likelihood (and so F) is an approximation (:data:`GAUSSIAN_MIN_ELECTRONS`).
+
+A DualEELS design (a low-loss window) is planned with the joint fit's plural model by default
+(``joint_jacobian(plural=...)``): more per-row amplitude columns, the Li-K tail's noise in the weights and
+its own scaling with the exposures (:mod:`.plural`); ``scale`` may then give the low-loss window's factor last
+(:func:`exposure_factors`).
 """
 
 from __future__ import annotations

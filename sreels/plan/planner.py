@@ -3,7 +3,9 @@
 Joint (Bayesian) fit: sigma = sqrt(g' Sigma g) from :mod:`.fisher` (g the gradient of the
 number with respect to the fit's parameters), Sigma the spread of its estimates over repeated
 images (the sandwich F^-1 H F^-1: the detector's noise, readout correlated by the PSF
-whitening); the error the fit will report, sqrt(g' F^-1 g), is given beside it.  Fast path: the per-row errors the fast path
+whitening); the error the fit will report, sqrt(g' F^-1 g), is given beside it.  On a DualEELS design (a
+low-loss window, the default) the joint fit is its plural model (``sreels fit --method bayes``'s default there;
+:mod:`.plural`) and sigma its F^-1.  Fast path: the per-row errors the fast path
 reports when it inverts the design's noise-free expected image: its own per-row information
 at the truth (its errors match the spread over seeds within 0.93-1.06, tests/statistics).
 
