@@ -452,6 +452,38 @@ def plural_linear(name: str, d: dz.Design, out: Path, n_fresh: int) -> dict:
     return res
 
 
+def plural_linear_sources(name: str, d: dz.Design, out: Path, n: int) -> dict:
+    """Which noise makes the linearised plural fit's spread: the first ``n`` draws of :func:`plural_linear` (same
+    seeds) again with the design's noise-free kernels and unscattered fractions (the kernels' noise out: the
+    likelihood does not carry it), and with the design's Li-K tail as well (only the core loss's own noise);
+    sd / the plan's sigma of each (OUT/linear_<name>_sources.json)."""
+    from sreels.forward.detector import apply_detector
+    from sreels.plan.fisher import gradients, joint_jacobian
+    from sreels.plan.plural import one_step
+
+    pred = plural_plan(name, d, out)["joint"]["derived_sigma"]
+    jac = joint_jacobian(d)
+    g = gradients(jac, [100.0])
+    G = np.array([g[f"derived:{k}"] for k in DERIVED])
+    steps = {"no_kernel_noise": one_step(jac, kernel_noise=False),
+             "no_kernel_no_tail_noise": one_step(jac, kernel_noise=False, tail_noise=False)}
+    vals = {k: [] for k in steps}
+    sim = jac.simulation
+    for i in range(n):
+        gen = np.random.default_rng(PLURAL_LINEAR_SEED0[name] + i)
+        noisy = dataclasses.replace(sim, windows={k: dataclasses.replace(
+            w, counts=apply_detector(w.electrons, d.detector, gen).counts) for k, w in sim.windows.items()})
+        for k, st in steps.items():
+            vals[k].append(G @ st(noisy))
+    lin = np.load(out / f"linear_{name}.npz")["derived"][:n]
+    res = {"n": n, "seeds": [PLURAL_LINEAR_SEED0[name], PLURAL_LINEAR_SEED0[name] + n - 1], "numbers": {}}
+    for j, k in enumerate(DERIVED):
+        res["numbers"][k] = {"all_noise": float(lin[:, j].std(ddof=1) / pred[k]),
+                             **{q: float(np.array(v)[:, j].std(ddof=1) / pred[k]) for q, v in vals.items()}}
+    (out / f"linear_{name}_sources.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
 def plural_report(out: Path) -> tuple:
     """The DualEELS designs' table (plural model): the plan's sigma against the spread of the plural MAP over the
     seeded images (every stored image of a design) and of the linearised fit over fresh draws."""
@@ -750,6 +782,8 @@ def main(argv=None):
                     help="the joint fit's MAP on the noise-free default DualEELS image against the truth")
     ap.add_argument("--repredict", nargs="+", default=[], metavar="DESIGN",
                     help="recompute DESIGN_plan.json with the current code (the fits are kept)")
+    ap.add_argument("--plural-sources", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
+                    help="the linear check's first --linear-n draws without the kernels' / the tail's noise")
     ap.add_argument("--plural-linear", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
                     help="the plural fit linearised at the truth on --linear-n fresh draws of these DualEELS designs")
     ap.add_argument("--plural-designs", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
@@ -757,6 +791,14 @@ def main(argv=None):
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.plural_sources:
+        pds = plural_designs()
+        with single_threaded_blas():
+            for name in a.plural_sources:
+                r = plural_linear_sources(name, pds[name], out, a.linear_n)
+                for k, v in r["numbers"].items():
+                    print(name, k, {q: round(x, 3) for q, x in v.items()}, flush=True)
+        return 0
     if a.plural_linear:
         pds = plural_designs()
         with single_threaded_blas():

@@ -213,13 +213,15 @@ def tail_of(ll, wd, exposure_ratio: float) -> np.ndarray:
     return rows_at(tail * factor, step, e3.reshape(-1), ll.centre_ev, slopes=False).reshape(rows, nb, b).sum(-1)
 
 
-def one_step(jac):
+def one_step(jac, kernel_noise: bool = True, tail_noise: bool = True):
     """The plural fit linearised at the truth (one Gauss-Newton step with its own model, weights and profiled
     amplitudes, at the design's exposures): a function of a noisy simulation of the design that returns
     theta_hat - theta.  The image's own noise enters through its core-loss windows (whitened and binned as the fit
     does), the Li-K tail computed from its own low loss (the tail's noise) and the kernels and unscattered fractions
     from its own low loss (the kernel's noise, which the likelihood does not carry); the fit's nuisance columns and
-    weights stay the design's.  Cheap: no plural preparation per image (no tail covariance)."""
+    weights stay the design's.  Cheap: no plural preparation per image (no tail covariance).  ``kernel_noise`` /
+    ``tail_noise`` False: the design's (noise-free) kernels and unscattered fractions / Li-K tail instead of the
+    image's (which noise source makes the spread, a diagnosis)."""
     import copy
 
     from ..inference.bayes.data import prepare
@@ -245,20 +247,23 @@ def one_step(jac):
                                 wd.window.offset_ev + wd.window.scale_ev * (wd.i0 + wd.nbins * wd.bin + 0.5), wd.bin)
                for wd in data0.windows}
     ratio = {w.name: w.exposure_s / inst.lowloss_exposure_s for w in inst.windows}
+    ll0 = _lowloss_of(sim0)
 
     def step(sim) -> np.ndarray:
         counts = {k: w.counts for k, w in sim.windows.items() if k != LOWLOSS_NAME}
         sat = {k: w.saturated for k, w in sim.windows.items() if k != LOWLOSS_NAME}
         data = prepare(counts, sim.config, sim.position.y_nm, sim.position.scale_nm, saturated=sat, regions=regions)
         ll = _lowloss_of(sim)
+        ll_k = ll if kernel_noise else ll0
+        ll_t = ll if tail_noise else ll0
         pls = []
         for wd, p in zip(data0.windows, data0.plural):
             w = wd.window
             if w.offset_ev >= MIN_DECONVOLVE_EV:
-                pls.append(bp.kernel_window(ll, wd.bin * w.scale_ev, wd.nbins, wd.energy_ev, w.background_r,
+                pls.append(bp.kernel_window(ll_k, wd.bin * w.scale_ev, wd.nbins, wd.energy_ev, w.background_r,
                                             w.background_ref_ev))
             else:
-                pls.append(bp.PluralWindow(ll.unscattered, tail=tail_of(ll, wd, ratio[w.name])))
+                pls.append(bp.PluralWindow(ll_k.unscattered, tail=tail_of(ll_t, wd, ratio[w.name])))
         m = copy.copy(model)
         m.data = data0.__class__(**{**data0.__dict__, "plural": tuple(pls)})
         cols = m.columns(jac.theta[None])
