@@ -107,3 +107,32 @@ def test_linearised_plural_fit_rebuilds_the_tail_and_moves_with_the_noise(plural
         draws.append(step(noisy))
     assert np.all(np.abs(draws[0] - draws[1]) / sd > 1e-3)
     assert np.all(np.abs(0.5 * (draws[0] + draws[1]) - base) / sd < 4.0)
+
+
+def test_dose_factor_scales_the_low_loss_and_a_split_does_not():
+    """A scalar dose factor multiplies every exposure, the low-loss window's too (the ratio that sets the Li-K tail's
+    noise kept); one factor per core-loss window leaves the low loss; exposure_factors reads scale alike, a plural
+    Jacobian's last entry being the low loss's."""
+    import types
+
+    from sreels.plan.fisher import exposure_factors
+
+    d = dz.Design(Scenario(), Instrument(), Detector())
+    e = d.exposures_s()
+    assert set(e) == {"low", "high", "lowloss"}
+    e3 = dz.scale_exposures(d, 3.0).exposures_s()
+    assert all(e3[k] == pytest.approx(3.0 * e[k]) for k in e)
+    es = dz.scale_exposures(d, [2.0, 0.5]).exposures_s()
+    assert (es["low"], es["high"], es["lowloss"]) == pytest.approx((2 * e["low"], 0.5 * e["high"], e["lowloss"]))
+    assert dz.scale_exposures(d, 2.0, lowloss=1.0).exposures_s()["lowloss"] == e["lowloss"]
+    split = dz.set_exposure_split(d, 0.25).exposures_s()
+    assert split["lowloss"] == e["lowloss"] and split["low"] / (split["low"] + split["high"]) == pytest.approx(0.25)
+    jac = types.SimpleNamespace(windows=(0, 1), plural=(0, 1))
+    s, sl = exposure_factors(jac, 0.1)
+    assert list(s) == [0.1, 0.1] and sl == 0.1
+    s, sl = exposure_factors(jac, np.array([2.0, 3.0]))
+    assert list(s) == [2.0, 3.0] and sl == 1.0
+    s, sl = exposure_factors(jac, np.array([2.0, 3.0, 4.0]))
+    assert list(s) == [2.0, 3.0] and sl == 4.0
+    single = types.SimpleNamespace(windows=(0, 1), plural=None)
+    assert exposure_factors(single, 0.5)[1] == 0.5
