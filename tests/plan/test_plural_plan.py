@@ -1,8 +1,9 @@
 """``sreels plan`` on a DualEELS design: the Fisher information of the joint fit's plural model (sreels.plan.plural)
 against the Bayesian path's own, and how it scales with the exposures of the core-loss and low-loss windows.
 
-Both slow (-m slow): the plural preparation of the small image and crlb.fisher's 36 plural model evaluations take
-~30 s on the loaded 2-core machine (measured), the scaling test's five more designs ~30 s."""
+With the faster plural preparation (s23-prep) the shared fixture takes 2.5 s, the likelihood comparison 3.1 s, the
+linearised fit 2.1 s (measured at load ~2; 15-20 s at load 8 with the earlier preparation); the scaling test, five
+more designs, 8.5 s: slow (-m slow)."""
 
 import dataclasses
 
@@ -29,7 +30,6 @@ def plural():
     return d, jac, gradients(jac, ROWS)
 
 
-@pytest.mark.slow
 def test_plural_fisher_is_the_likelihoods_own(plural):
     """At the design's exposures F is crlb.fisher of the plural likelihood (its whitened residuals and the nuisance
     amplitudes' prior rows, central differences) on data equal to the model's own prediction at the truth (zero
@@ -81,7 +81,6 @@ def test_plural_fisher_scales_as_a_design_prepared_from_scratch():
                 assert s4[k] / s1[k] == pytest.approx(0.5, rel=1e-6), k   # 5e-9: the variance floor of 1 e
 
 
-@pytest.mark.slow
 def test_linearised_plural_fit_rebuilds_the_tail_and_moves_with_the_noise(plural):
     """plural.one_step's per-image tail (tail_of, from the image's own low loss) is the preparation's own (bit for
     bit on the noise-free image); the step is a linear function of the image: two detector draws' steps differ, the
