@@ -41,6 +41,18 @@ parameter and derived number, beside the plan's predicted sigma and the linearis
 estimate of that bias (dualeels_joint_bias.json / .md): what ``sreels plan``'s joint sigma leaves out there.
 Raw results are appended after every image (OUT/<design>.npz), designs interleaved, so a run can be
 stopped and resumed.
+
+DualEELS designs with the joint fit's plural model (``--plural-designs``, ``--plural-linear``; sreels plan's prediction
+for a DualEELS design since the plural model became ``sreels fit --method bayes``'s default there): the default
+design (the instrument's defaults), 1/10 of its dose (every exposure, the low loss's too) and 0.05 eV/channel with 2
+rows binned.  ``--plural-designs D ... --n N``: the plural MAP (started from the study's values, i.e. the truth) on
+seeded images (seeds PLURAL_SEED0[D] + index), with the MAP's own Laplace sd of each number; ``--plural-linear D
+... --linear-n N``: the plural fit linearised at the truth (:func:`sreels.plan.plural.one_step`) on N fresh detector
+draws (PLURAL_LINEAR_SEED0[D] + index; the tail's and the kernels' noise from each draw's own low loss).  Both are
+appended per image / per 10 draws and resumable; ``--report`` adds their table to ratios.md (outside ``all_pass``).
+
+    python validation/06_plan.py OUT --plural-designs dualeels dualeels_tenth --n 100
+    python validation/06_plan.py OUT --plural-linear dualeels dualeels_tenth --linear-n 200
 """
 
 from __future__ import annotations
@@ -328,6 +340,200 @@ class _Run:
               f"{'' if fit.map.success else ' (MAP not converged)'}", flush=True)
 
 
+#: DualEELS designs (--plural-designs): sreels plan's default scenario (the instrument's defaults: plural
+#: scattering and a low-loss window), fitted by the Bayesian MAP with its plural model (sreels fit --method bayes's
+#: default on a DualEELS input); seeds PLURAL_SEED0[design] + index, MAP started from the study's values
+#: (fit_bayes's default start: the truth of these images)
+PLURAL_SEED0 = {"dualeels": 66000, "dualeels_tenth": 67000, "dualeels_fine": 68000}
+#: fresh detector draws of the DualEELS linear check (--plural-linear)
+PLURAL_LINEAR_SEED0 = {"dualeels": 930000, "dualeels_tenth": 935000, "dualeels_fine": 940000}
+
+
+def plural_designs() -> dict:
+    """The DualEELS designs: default; 1/10 of the dose (every exposure, the low loss's too); 0.05 eV/channel with
+    2 rows binned on the chip."""
+    b = dz.Design(Scenario(), Instrument(), Detector())
+    return {"dualeels": b, "dualeels_tenth": dz.scale_exposures(b, 0.1),
+            "dualeels_fine": dz.bin_rows(dz.set_dispersion(b, 0.05), 2)}
+
+
+class _PluralRun:
+    """A DualEELS design's MAP fits with the plural model, appended per image to OUT/<name>.npz (resumable): the
+    derived numbers, the parameters and the MAP's own (Laplace) sd of the derived numbers."""
+
+    def __init__(self, name: str, d: dz.Design, out: Path):
+        self.name, self.d, self.out = name, d, out
+        self.raw = out / f"{name}.npz"
+        prev = dict(np.load(self.raw, allow_pickle=False)) if self.raw.exists() else {}
+        self.acc = {k: list(v) for k, v in prev.items()}
+        self.priors = priors_for(d)
+        self.models = window_models(d.instrument)
+
+    @property
+    def done(self) -> int:
+        return len(self.acc.get("seeds", []))
+
+    def one(self, n: int) -> None:
+        from sreels.inference.bayes.crlb import derived_gradient
+
+        d, priors, acc = self.d, self.priors, self.acc
+        i = self.done
+        seed = PLURAL_SEED0[self.name] + i
+        t0 = time.perf_counter()
+        sim = simulate(d.scenario, d.instrument, d.detector, rng=seed, models=self.models)
+        with single_threaded_blas():
+            data = from_simulation(sim, plural=True)
+            t1 = time.perf_counter()
+            fit = fit_bayes(data, priors, sample=False, progress=False)
+        t2 = time.perf_counter()
+        dv = derived(priors.pset.as_dict(fit.map.theta), priors.pset.ti3_mode)
+        g = derived_gradient(priors, fit.map.theta)
+        cov = np.asarray(fit.map.cov, float) if fit.map.cov is not None else np.full((g.shape[1],) * 2, np.nan)
+        acc.setdefault("seeds", []).append(seed)
+        acc.setdefault("map", []).append([float(dv[k]) for k in DERIVED])
+        acc.setdefault("map_laplace_sd", []).append(np.sqrt(np.maximum(np.einsum("dp,pq,dq->d", g, cov, g), 0)))
+        acc.setdefault("theta", []).append(np.asarray(fit.map.theta, float))
+        acc.setdefault("map_ok", []).append(bool(fit.map.success))
+        acc.setdefault("prep_seconds", []).append(t1 - t0)
+        acc.setdefault("map_seconds", []).append(t2 - t1)
+        np.savez(self.raw, **{k: np.asarray(v) for k, v in acc.items()})
+        print(f"{self.name} {i + 1}/{n} (seed {seed}): prep {t1 - t0:.1f} s, MAP {t2 - t1:.1f} s"
+              f"{'' if fit.map.success else ' (MAP not converged)'}", flush=True)
+
+
+def plural_plan(name: str, d: dz.Design, out: Path) -> dict:
+    """OUT/<name>_plan.json: sreels plan's prediction for the DualEELS design (its plural model), written once."""
+    p = out / f"{name}_plan.json"
+    if not p.exists():
+        plan = make_plan(d, fast=False)
+        p.write_text(json.dumps({k: plan[k] for k in ("joint", "seconds", "exposure_s", "predicts", "method")},
+                                indent=1, default=float))
+    return json.loads(p.read_text())
+
+
+def plural_linear(name: str, d: dz.Design, out: Path, n_fresh: int) -> dict:
+    """The plural fit linearised at the truth (:func:`sreels.plan.plural.one_step`) on ``n_fresh`` fresh detector draws
+    of the design's noise-free image (core-loss and low-loss windows: the tail's and the kernels' noise included),
+    appended per draw to OUT/linear_<name>.npz; its sd of every derived number against the plan's sigma."""
+    from sreels.forward.detector import apply_detector
+    from sreels.plan.fisher import gradients, joint_jacobian
+    from sreels.plan.plural import one_step
+
+    pred = plural_plan(name, d, out)["joint"]["derived_sigma"]
+    raw_p = out / f"linear_{name}.npz"
+    acc = {k: list(v) for k, v in dict(np.load(raw_p)).items()} if raw_p.exists() else {}
+    if len(acc.get("seeds", [])) < n_fresh:
+        jac = joint_jacobian(d)
+        g = gradients(jac, [100.0])
+        grads = np.array([g[f"derived:{k}"] for k in DERIVED])
+        step = one_step(jac)
+        sim = jac.simulation
+        while len(acc.get("seeds", [])) < n_fresh:
+            seed = PLURAL_LINEAR_SEED0[name] + len(acc.get("seeds", []))
+            gen = np.random.default_rng(seed)
+            noisy = dataclasses.replace(sim, windows={k: dataclasses.replace(
+                w, counts=apply_detector(w.electrons, d.detector, gen).counts) for k, w in sim.windows.items()})
+            dt = step(noisy)
+            acc.setdefault("seeds", []).append(seed)
+            acc.setdefault("theta", []).append(dt)
+            acc.setdefault("derived", []).append(grads @ dt)
+            if len(acc["seeds"]) % 10 == 0 or len(acc["seeds"]) == n_fresh:
+                np.savez(raw_p, **{k: np.asarray(v) for k, v in acc.items()})
+                print(f"{name} linear {len(acc['seeds'])}/{n_fresh}", flush=True)
+    v = np.asarray(acc["derived"])[:n_fresh]
+    n = v.shape[0]
+    res = {"n_fresh": n, "fresh_seeds": [PLURAL_LINEAR_SEED0[name], PLURAL_LINEAR_SEED0[name] + n - 1], "numbers": {}}
+    for j, k in enumerate(DERIVED):
+        sd = float(np.std(v[:, j], ddof=1))
+        res["numbers"][k] = {"predicted": pred[k], "fresh_linear_sd": sd, "fresh_linear_sd_over_predicted": sd / pred[k],
+                             "fresh_sampling_se": sd / pred[k] / np.sqrt(2 * (n - 1)),
+                             "mean_over_predicted": float(np.mean(v[:, j]) / pred[k])}
+    (out / f"linear_{name}.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def plural_linear_sources(name: str, d: dz.Design, out: Path, n: int) -> dict:
+    """Which noise makes the linearised plural fit's spread: the first ``n`` draws of :func:`plural_linear` (same
+    seeds) again with the design's noise-free kernels and unscattered fractions (the kernels' noise out: the
+    likelihood does not carry it), and with the design's Li-K tail as well (only the core loss's own noise);
+    sd / the plan's sigma of each (OUT/linear_<name>_sources.json)."""
+    from sreels.forward.detector import apply_detector
+    from sreels.plan.fisher import gradients, joint_jacobian
+    from sreels.plan.plural import one_step
+
+    pred = plural_plan(name, d, out)["joint"]["derived_sigma"]
+    jac = joint_jacobian(d)
+    g = gradients(jac, [100.0])
+    G = np.array([g[f"derived:{k}"] for k in DERIVED])
+    steps = {"no_kernel_noise": one_step(jac, kernel_noise=False),
+             "no_kernel_no_tail_noise": one_step(jac, kernel_noise=False, tail_noise=False)}
+    vals = {k: [] for k in steps}
+    sim = jac.simulation
+    for i in range(n):
+        gen = np.random.default_rng(PLURAL_LINEAR_SEED0[name] + i)
+        noisy = dataclasses.replace(sim, windows={k: dataclasses.replace(
+            w, counts=apply_detector(w.electrons, d.detector, gen).counts) for k, w in sim.windows.items()})
+        for k, st in steps.items():
+            vals[k].append(G @ st(noisy))
+    lin = np.load(out / f"linear_{name}.npz")["derived"][:n]
+    res = {"n": n, "seeds": [PLURAL_LINEAR_SEED0[name], PLURAL_LINEAR_SEED0[name] + n - 1], "numbers": {}}
+    for j, k in enumerate(DERIVED):
+        res["numbers"][k] = {"all_noise": float(lin[:, j].std(ddof=1) / pred[k]),
+                             **{q: float(np.array(v)[:, j].std(ddof=1) / pred[k]) for q, v in vals.items()}}
+    (out / f"linear_{name}_sources.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def plural_report(out: Path) -> tuple:
+    """The DualEELS designs' table (plural model): the plan's sigma against the spread of the plural MAP over the
+    seeded images (every stored image of a design) and of the linearised fit over fresh draws."""
+    res = {}
+    lines = ["", "DualEELS designs (`--plural-designs`, `--plural-linear`): `sreels plan`'s default (the instrument's "
+             "defaults: plural scattering, t/lambda 0.54, a low-loss window), the joint fit's plural model "
+             "(`sreels fit --method bayes`'s default on DualEELS). Predicted: the plan's sigma (sreels.plan.plural); "
+             "empirical: the sd of the plural MAP (started from the study's values, the truth) over the seeded images, "
+             "and of the fit linearised at the truth over fresh detector draws (core loss and low loss: the tail's "
+             "and the kernels' noise in it). Sampling error of a sd ratio ~1/sqrt(2(n-1)).", "",
+             "| design | number | predicted sd | MAP n | MAP sd / predicted | +- (sampling) | bootstrap 95 % | "
+             "mean Laplace sd / predicted | linear n | linear sd / predicted | pass (MAP) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in PLURAL_SEED0:
+        pp = out / f"{name}_plan.json"
+        if not pp.exists():
+            continue
+        pred = json.loads(pp.read_text())["joint"]["derived_sigma"]
+        raw = out / f"{name}.npz"
+        r = dict(np.load(raw)) if raw.exists() else None
+        lin_p = out / f"linear_{name}.json"
+        lin = json.loads(lin_p.read_text()) if lin_p.exists() else None
+        e = res[name] = {"numbers": {}}
+        if r is not None:
+            e.update(n_images=int(r["seeds"].size), seed_ranges=_ranges(r["seeds"]),
+                     map_not_converged=int(np.sum(~r["map_ok"].astype(bool))),
+                     map_seconds_mean=float(np.mean(r["map_seconds"])),
+                     prep_seconds_mean=float(np.mean(r["prep_seconds"])))
+        if lin is not None:
+            e["linear"] = lin
+        for j, k in enumerate(DERIVED):
+            if k not in SIX + ("r_oo_change_nm",):
+                continue
+            x = e["numbers"][k] = {"predicted": pred[k]}
+            cells = ["", "", "", "", "", ""]
+            if r is not None and r["seeds"].size > 2:
+                n = int(r["seeds"].size)
+                x.update(_ratio(pred[k], float(np.std(r["map"][:, j], ddof=1)), n))
+                x["ratio_bootstrap_95"] = ci = _boot_ci(r["map"][:, j], pred[k])
+                x["laplace_mean_over_predicted"] = lap = float(np.mean(r["map_laplace_sd"][:, j]) / pred[k])
+                cells = [str(n), f"{x['ratio']:.3f}", f"{x['ratio_sampling_se']:.3f}", f"{ci[0]:.2f}-{ci[1]:.2f}",
+                         f"{lap:.3f}", "yes" if x["pass"] else "NO"]
+            ln = lin["numbers"][k] if lin is not None else None
+            lc = ([str(lin["n_fresh"]), f"{ln['fresh_linear_sd_over_predicted']:.3f} +- {ln['fresh_sampling_se']:.3f}"]
+                  if ln else ["", ""])
+            lines.append(f"| {name} | {k} | {pred[k]:.4g} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | "
+                         f"{cells[4]} | {lc[0]} | {lc[1]} | {cells[5]} |")
+    return res, lines
+
+
 #: bootstrap of the sd (resamples of the images, seeded): a 95 % interval of each ratio that does not assume
 #: Gaussian estimates (the 1/sqrt(2(n-1)) error does; heavier tails widen it)
 BOOT = 4000
@@ -425,6 +631,11 @@ def report(out: Path) -> dict:
     (out / "report.json").write_text(json.dumps(rep, indent=1, default=float))
     if len(lin_lines) > 5:
         lines += lin_lines
+    prep, plines = plural_report(out)
+    if prep:   # outside all_pass (the verdict of the single-scattering designs above): reported beside it
+        rep["dualeels_plural"] = prep
+        lines += plines
+    (out / "report.json").write_text(json.dumps(rep, indent=1, default=float))
     (out / "ratios.md").write_text("\n".join(lines) + "\n")
     return rep
 
@@ -571,9 +782,41 @@ def main(argv=None):
                     help="the joint fit's MAP on the noise-free default DualEELS image against the truth")
     ap.add_argument("--repredict", nargs="+", default=[], metavar="DESIGN",
                     help="recompute DESIGN_plan.json with the current code (the fits are kept)")
+    ap.add_argument("--plural-sources", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
+                    help="the linear check's first --linear-n draws without the kernels' / the tail's noise")
+    ap.add_argument("--plural-linear", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
+                    help="the plural fit linearised at the truth on --linear-n fresh draws of these DualEELS designs")
+    ap.add_argument("--plural-designs", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
+                    help="MAP fits (plural model) of seeded images of these DualEELS designs, --n per design")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.plural_sources:
+        pds = plural_designs()
+        with single_threaded_blas():
+            for name in a.plural_sources:
+                r = plural_linear_sources(name, pds[name], out, a.linear_n)
+                for k, v in r["numbers"].items():
+                    print(name, k, {q: round(x, 3) for q, x in v.items()}, flush=True)
+        return 0
+    if a.plural_linear:
+        pds = plural_designs()
+        with single_threaded_blas():
+            for name in a.plural_linear:
+                r = plural_linear(name, pds[name], out, a.linear_n)
+                for k, v in r["numbers"].items():
+                    print(name, k, {q: round(x, 4) for q, x in v.items()}, flush=True)
+        return 0
+    if a.plural_designs:
+        pds = plural_designs()
+        for name in a.plural_designs:   # the prediction first (written once)
+            plural_plan(name, pds[name], out)
+        runs = [_PluralRun(name, pds[name], out) for name in a.plural_designs]
+        while any(r.done < a.n for r in runs):  # designs interleaved, appended per image: resumable
+            for r in runs:
+                if r.done < a.n:
+                    r.one(a.n)
+        return 0
     if a.dualeels_joint_bias:
         with single_threaded_blas():
             dualeels_joint_bias(out)

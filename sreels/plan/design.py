@@ -25,14 +25,24 @@ class Design:
     detector: Detector
 
     def exposures_s(self) -> dict:
-        return {w.name: w.exposure_s for w in self.instrument.windows}
+        """Exposure (s) of every core-loss window, and of the low-loss window (``lowloss``) if recorded."""
+        out = {w.name: w.exposure_s for w in self.instrument.windows}
+        if self.instrument.lowloss_window:
+            out["lowloss"] = self.instrument.lowloss_exposure_s
+        return out
 
 
-def scale_exposures(d: Design, factors) -> Design:
-    """Every window's exposure times its factor (a scalar or one per window)."""
+def scale_exposures(d: Design, factors, lowloss: float | None = None) -> Design:
+    """Every window's exposure times its factor (a scalar or one per window); the low-loss window's (DualEELS)
+    times ``lowloss``, by default the factor itself when it is a scalar (a dose factor: every exposure, so the
+    ratio core loss / low loss, which sets the Li-K multiple-scattering tail's noise, is kept) and 1 for one
+    factor per window (a split of the core-loss time)."""
+    scalar = np.ndim(factors) == 0
     f = np.broadcast_to(np.asarray(factors, float), (len(d.instrument.windows),))
     wins = tuple(dataclasses.replace(w, exposure_s=float(w.exposure_s * k)) for w, k in zip(d.instrument.windows, f))
-    return dataclasses.replace(d, instrument=dataclasses.replace(d.instrument, windows=wins))
+    ll = (float(factors) if scalar else 1.0) if lowloss is None else float(lowloss)
+    inst = dataclasses.replace(d.instrument, windows=wins, lowloss_exposure_s=float(d.instrument.lowloss_exposure_s * ll))
+    return dataclasses.replace(d, instrument=inst)
 
 
 def bin_rows(d: Design, n: int) -> Design:

@@ -15,10 +15,16 @@ lambda taken once at the design's truth (:class:`JointJacobian`), so a change of
 exposure split, of gain or of readout noise costs matrix products, not a new model.  At s = 1
 F equals :func:`sreels.inference.bayes.crlb.fisher` (tested).  Below ~20 electrons per bin the
 Gaussian likelihood (and so F) is an approximation (:data:`GAUSSIAN_MIN_ELECTRONS`).
+
+A DualEELS design (a low-loss window) is planned with the joint fit's plural model by default
+(``joint_jacobian(plural=...)``): more per-row amplitude columns, the Li-K tail's noise in the weights and
+its own scaling with the exposures (:mod:`.plural`); ``scale`` may then give the low-loss window's factor last
+(:func:`exposure_factors`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -72,10 +78,30 @@ class JointJacobian:
     readout_counts2: float   # readout^2 + quantisation variance (counts^2) the readout_var was built with
     gain: float
     simulation: object = None  # the noise-free simulation behind it (reused by the fast path's prediction)
+    #: the plural model's terms per window (:class:`.plural.PluralTerms`, a DualEELS design), None: single scattering
+    plural: tuple | None = None
 
     @property
     def names(self) -> tuple:
         return self.priors.pset.names
+
+    @property
+    def n_exposures(self) -> int:
+        """Exposure factors a ``scale`` array may give: one per core-loss window, and the low loss's last (plural)."""
+        return len(self.windows) + (self.plural is not None)
+
+
+def exposure_factors(jac: JointJacobian, scale) -> tuple:
+    """(s (nw,), s_L) from ``scale``: a scalar multiplies every exposure (the low loss's too: a dose factor); an
+    array gives one factor per core-loss window (the low loss's then 1), or, for the plural model, one more, last,
+    for the low-loss window."""
+    nw = len(jac.windows)
+    a = np.asarray(scale, float)
+    if a.ndim == 0:
+        return np.full(nw, float(a)), float(a)
+    if jac.plural is not None and a.size == nw + 1:
+        return a[:nw], float(a[nw])
+    return np.broadcast_to(a, (nw,)), 1.0
 
 
 def priors_for(design: Design) -> Priors:
@@ -88,19 +114,24 @@ def truth(design: Design, priors: Priors) -> np.ndarray:
     return np.array([v[n] for n in priors.pset.names])
 
 
-def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4, on_simulation=None) -> JointJacobian:
+def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4, on_simulation=None,
+                   plural: bool | None = None) -> JointJacobian:
     """G, the model columns and the expected electrons of every bin the joint fit uses, at the
     design's truth (a noise-free simulation through the fit's own whitening and binning).
     ``on_simulation(sim)``, if given, is called with the noise-free simulation as soon as it exists (sreels
-    plan starts the fast path's prediction on it there, beside the Jacobian's finite differences)."""
+    plan starts the fast path's prediction on it there, beside the Jacobian's finite differences).
+    ``plural``: the joint fit's plural model (:mod:`.plural`; ``sreels fit --method bayes``'s default on a DualEELS
+    input); default: whenever the design records a low-loss window."""
     priors = priors or priors_for(design)
+    if plural is None:
+        plural = bool(design.instrument.lowloss_window)
     sc, inst, det = design.scenario, design.instrument, design.detector
     theta = truth(design, priors)
     with single_threaded_blas():
         sim = simulate(sc, inst, det, rng=0, noise_free=True)
         if on_simulation is not None:
             on_simulation(sim)
-        data = from_simulation(sim, source="plan")
+        data = from_simulation(sim, plural=plural, source="plan")
         model = ImageModel(data, priors.pset)
         like = Likelihood(model, chunk=chunk)
         a, _, _ = like.fit_rows(theta)
@@ -127,16 +158,27 @@ def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4,
                 G[w][s:s + k] /= (up - dn)[idx, None, None]
         c0 = model.columns(theta[None])
     acts = [np.flatnonzero(np.any(g != 0, axis=(1, 2))) for g in G]
+    terms = None
+    if data.plural:
+        from .plural import terms_of
+        terms = terms_of(data, sim)
+    # the detector's readout variance (the plural model's tail_var, added to it by the preparation, apart: it scales
+    # with the exposures, .plural)
+    rvs = [wd.readout_var - (0.0 if terms is None else t.tail_var) for wd, t in
+           zip(data.windows, terms or (None,) * nw)]
     wins = tuple(WindowJacobian(wd.window.name, np.ascontiguousarray(g[act].transpose(1, 2, 0)),
                                 np.stack([c.background[0], c.host[0], c.alpo4[0]], -1),
-                                np.maximum(wd.data, 0.0), wd.readout_var, wd.mask, wd.i0, wd.bin, wd.window.channels,
+                                np.maximum(wd.data, 0.0), rv, wd.mask, wd.i0, wd.bin, wd.window.channels,
                                 act)
-                 for wd, g, c, act in zip(data.windows, G, c0, acts))
+                 for wd, g, c, act, rv in zip(data.windows, G, c0, acts, rvs))
     info = np.array([1.0 / priors.dists[n].sigma ** 2 if hasattr(priors.dists[n], "sigma") else 0.0
                      for n in priors.pset.names])
     q = QUANTISATION_VAR if det.quantise else 0.0
+    if terms is not None:   # the plural projection's arrays at the design, built once (.plural.projection)
+        terms = tuple(dataclasses.replace(t, A=np.ascontiguousarray(np.concatenate([w.cols, t.extra], axis=2)),
+                                          G_full=w.full_G(theta.size)) for w, t in zip(wins, terms))
     return JointJacobian(design, priors, theta, wins, data.y_nm, info, det.readout_noise_counts ** 2 + q,
-                         det.gain_counts_per_e, sim)
+                         det.gain_counts_per_e, sim, terms)
 
 
 def readout_factor(jac: JointJacobian, gain: float | None = None, readout_counts: float | None = None) -> float:
@@ -255,7 +297,17 @@ def _terms(jac: JointJacobian, scale, rfactor: float, spread: bool):
     Works on G as (rows x bins, Pa) (:attr:`WindowJacobian.G`, the parameters that change the window):
     every product is one BLAS call on contiguous memory, and G~ = s (G - A coef) is never formed
     (:func:`_pair_sum`); a window's exposure factor s enters as s^2 (F, B, M) and s (G~) on the arrays
-    taken at s = 1."""
+    taken at s = 1.
+
+    The plural model (``jac.plural``): F of :func:`.plural.projection`; H = F, i.e. the spread is taken as the
+    fit's own F^-1 (the readout's correlation between bins, 0.1 % of sigma on the single-scattering default
+    design, and the off-diagonal part of the tail's remaining noise, which the fit keeps as a variance, are left
+    out; validation/16: the plural MAP's Laplace sigma equals its spread, pull sd 0.82-1.22)."""
+    if jac.plural is not None:
+        from .plural import projection
+        s, s_l = exposure_factors(jac, scale)
+        F = projection(jac, s, s_l, rfactor)[0]
+        return F, (F.copy() if spread else None)
     nw = len(jac.windows)
     s = np.broadcast_to(np.asarray(scale, float), (nw,))
     P = jac.theta.size
@@ -350,7 +402,7 @@ def one_step(jac: JointJacobian, scale=1.0):
 
 def min_electrons(jac: JointJacobian, scale=1.0) -> float:
     """The fewest expected electrons in a used bin at ``scale`` (Gaussian regime if >= 20)."""
-    s = np.broadcast_to(np.asarray(scale, float), (len(jac.windows),))
+    s = exposure_factors(jac, scale)[0]
     return float(min((k * w.lam[w.mask]).min() for k, w in zip(s, jac.windows)))
 
 

@@ -3,7 +3,9 @@
 Joint (Bayesian) fit: sigma = sqrt(g' Sigma g) from :mod:`.fisher` (g the gradient of the
 number with respect to the fit's parameters), Sigma the spread of its estimates over repeated
 images (the sandwich F^-1 H F^-1: the detector's noise, readout correlated by the PSF
-whitening); the error the fit will report, sqrt(g' F^-1 g), is given beside it.  Fast path: the per-row errors the fast path
+whitening); the error the fit will report, sqrt(g' F^-1 g), is given beside it.  On a DualEELS design (a
+low-loss window, the default) the joint fit is its plural model (``sreels fit --method bayes``'s default there;
+:mod:`.plural`) and sigma its F^-1.  Fast path: the per-row errors the fast path
 reports when it inverts the design's noise-free expected image: its own per-row information
 at the truth (its errors match the spread over seeds within 0.93-1.06, tests/statistics).
 
@@ -225,13 +227,24 @@ def fast_prediction(sim, rows_nm) -> dict:
 
 
 # ------------------------------------------------------------------ the plan
-def predicted_fits(d: Design, sim=None) -> dict:
-    """Which fits the plan predicts, said plainly (plan.json ``predicts``; the summary prints ``joint``)."""
+def predicted_fits(d: Design, sim=None, jac_plural=None) -> dict:
+    """Which fits the plan predicts, said plainly (plan.json ``predicts``; the summary prints ``joint``).
+    ``jac_plural``: whether the joint prediction is the plural model's (default: a DualEELS design's is)."""
     inst = d.instrument
     tl = None
     if sim is not None and getattr(sim, "lowloss_truth", None) and "t_over_lambda" in sim.lowloss_truth:
         tl = float(np.median(sim.lowloss_truth["t_over_lambda"]))
-    if inst.plural_scattering:
+    if inst.lowloss_window and jac_plural is not False:
+        joint = ("sreels fit --method bayes: its plural model, the default on this DualEELS design (the model "
+                 "convolved with each row's low loss, the Li-K window's multiple-scattering tail from it with that "
+                 "tail's noise carried as per-row nuisance columns; validation/16: MAP pulls within 0 +- 0.3, sd "
+                 "0.8-1.3" + (f"; median t/lambda {tl:.2f} in the low-loss window" if tl is not None else "") + "). "
+                 "sigma = its information with every amplitude profiled out (sreels.plan.plural), i.e. the "
+                 "error that fit reports, which validation/16 found equal to its spread over repeated images; "
+                 "the dose factors scale the low-loss exposure with the core-loss ones. "
+                 "--no-plural (single-scattering model) is not predicted: on this design its numbers are biased by "
+                 "4-1500 sigma (validation/results/06_plan/dualeels_joint_bias.md).")
+    elif inst.plural_scattering:
         joint = ("sreels fit --method bayes --no-plural: its model has single scattering only, while this "
                  "design's images have plural scattering" + (f" (median t/lambda {tl:.2f} in the low-loss window)"
                                                              if tl is not None else "")
@@ -254,11 +267,17 @@ def predicted_fits(d: Design, sim=None) -> dict:
                                           if inst.plural_scattering else "")
             + "; per-row sigma = the errors it reports on the noise-free image (checked against its spread over "
             "seeded images: validation/results/06_plan, ratios.md and fast_dualeels.md)")
-    short = ("sreels fit --method bayes --no-plural (single-scattering model; these images have plural "
-             "scattering" + (f", t/lambda {tl:.2f}" if tl is not None else "") + "): sigma = spread about its own "
-             "biased mean, the bias not predicted (on the default design 4-1500 sigma)" if inst.plural_scattering
-             else "sreels fit --method bayes")
+    if inst.lowloss_window and jac_plural is not False:
+        short = ("sreels fit --method bayes, its plural model (the DualEELS default" +
+                 (f", t/lambda {tl:.2f}" if tl is not None else "") + ")")
+    elif inst.plural_scattering:
+        short = ("sreels fit --method bayes --no-plural (single-scattering model; these images have plural "
+                 "scattering" + (f", t/lambda {tl:.2f}" if tl is not None else "") + "): sigma = spread about its own "
+                 "biased mean, the bias not predicted (on the default design 4-1500 sigma)")
+    else:
+        short = "sreels fit --method bayes"
     return {"joint": joint, "joint_short": short, "fast": fast,
+            "joint_model": "plural" if inst.lowloss_window and jac_plural is not False else "single scattering",
             "plural_scattering_in_images": bool(inst.plural_scattering),
             "lowloss_window": bool(inst.lowloss_window), "median_t_over_lambda": tl}
 
@@ -271,20 +290,22 @@ def _derived_at(jac, grads, scale=1.0, rfactor=1.0) -> dict:
 def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targets: dict, shares: dict):
     """(sigmas, dose factors for the targets, min electrons) of one varied design."""
     if dz.VARY[key][3]:  # cheap: same Jacobian, other exposures / readout
-        jac, scale, rf = jac_base, np.ones(len(d_base.instrument.windows)), 1.0
+        # one factor per exposure (the plural model's low loss last): a dose factor on all of them, a split of the
+        # core-loss time leaves the low loss's
+        jac, scale, rf = jac_base, np.ones(jac_base.n_exposures), 1.0
         if key == "dose":
             scale = scale * value
         elif key == "exposure_split":
             dv = dz.set_exposure_split(d_base, value)
-            scale = np.array([a.exposure_s / b.exposure_s for a, b in zip(dv.instrument.windows,
-                                                                           d_base.instrument.windows)])
+            scale[:len(d_base.instrument.windows)] = [a.exposure_s / b.exposure_s for a, b in
+                                                      zip(dv.instrument.windows, d_base.instrument.windows)]
         elif key == "gain_counts_per_e":
             rf = readout_factor(jac, gain=value)
         else:
             rf = readout_factor(jac, readout_counts=value)
     else:
-        jac = joint_jacobian(dz.apply(d_base, key, value))
-        scale, rf = np.ones(len(d_base.instrument.windows)), 1.0
+        jac = joint_jacobian(dz.apply(d_base, key, value), plural=jac_base.plural is not None)
+        scale, rf = np.ones(jac.n_exposures), 1.0
     grads = gradients(jac, rows_nm)
     sig = joint_sigmas(jac, grads, scale, rf)
     need = {k: solve_scale(jac, grads[f"derived:{k}"], t, scale, rf, sigma1=sig[f"derived:{k}"],
@@ -479,14 +500,22 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
     nmin = min_electrons(jac)
     dose = dose_e_per_nm2(d, slit_width_nm)
     out = {
-        "method": "joint fit: Jacobians of its model at the design's truth, amplitudes profiled out, Gaussian "
-                  "priors included; derived_sigma = spread over repeated images (sandwich F^-1 H F^-1 with the "
-                  "detector's noise: Poisson + gain + readout + quantisation, the readout correlated between bins by "
-                  "the PSF whitening), derived_sigma_reported_by_the_fit = F^-1 of its likelihood (which keeps only "
-                  "the diagonal of that correlation); fast path: its reported errors on the noise-free image",
+        "method": ("joint fit (its plural model: the design is DualEELS): Jacobians of that model at the design's "
+                   "truth through the fit's own DualEELS preparation, every per-row amplitude profiled out (the extra "
+                   "background columns with flat priors, the Li-K tail's noise directions with their N(0,1) priors), "
+                   "the tail's remaining noise in the weights; derived_sigma = derived_sigma_reported_by_the_fit = F^-1 "
+                   "(the readout's correlation between bins is left out: 0.1 % of sigma on the single-scattering "
+                   "default); exposures scaled per window, the tail's noise with the core-loss exposure squared over "
+                   "the low loss's (sreels.plan.plural); fast path: its reported errors on the noise-free image"
+                   if jac.plural is not None else
+                   "joint fit: Jacobians of its model at the design's truth, amplitudes profiled out, Gaussian "
+                   "priors included; derived_sigma = spread over repeated images (sandwich F^-1 H F^-1 with the "
+                   "detector's noise: Poisson + gain + readout + quantisation, the readout correlated between bins by "
+                   "the PSF whitening), derived_sigma_reported_by_the_fit = F^-1 of its likelihood (which keeps only "
+                   "the diagonal of that correlation); fast path: its reported errors on the noise-free image"),
         "design": {"scenario": dataclasses.asdict(d.scenario), "instrument": dataclasses.asdict(d.instrument),
                    "detector": dataclasses.asdict(d.detector)},
-        "predicts": predicted_fits(d, jac.simulation),
+        "predicts": predicted_fits(d, jac.simulation, jac.plural is not None),
         "parameters": list(jac.names),
         "joint": {"derived_sigma": {k: sig[f"derived:{k}"] for k in DERIVED},
                   "derived_sigma_reported_by_the_fit": {k: rep[f"derived:{k}"] for k in DERIVED},

@@ -408,20 +408,25 @@ def test_fast_prediction_in_a_forked_process_is_the_same_bit_for_bit(monkeypatch
 
 
 def test_plan_says_which_fit_it_predicts_on_dualeels():
-    """The default design (plural scattering, low-loss window): the joint prediction is that of the Bayesian fit
-    with --no-plural (single-scattering model), and the plan says its sigma is a spread about a biased mean and
-    that the Bayesian path's default on DualEELS (its plural model) is not what it predicts."""
+    """The default design (plural scattering, low-loss window): the joint prediction is that of the Bayesian fit's
+    plural model (its default on DualEELS); the single-scattering model (--no-plural, forced with
+    jac_plural=False) is said to be a spread about a biased mean; without a low-loss window, the single-scattering
+    fit."""
     from sreels.plan.planner import predicted_fits
 
     d = dz.Design(Scenario(), Instrument(), Detector())
     assert d.instrument.plural_scattering and d.instrument.lowloss_window
     p = predicted_fits(d)
-    assert "--no-plural" in p["joint"] and "bias is not predicted" in p["joint"]
-    assert "not what the plan predicts" in p["joint"]
-    assert "low-loss window, which that fit does not use" in p["joint"]
+    assert p["joint_model"] == "plural" and "its plural model" in p["joint"] and "--no-plural" in p["joint"]
+    assert "plural model" in p["joint_short"]
+    forced = predicted_fits(d, jac_plural=False)
+    assert forced["joint_model"] == "single scattering"
+    assert "--no-plural" in forced["joint"] and "bias is not predicted" in forced["joint"]
+    assert "low-loss window, which that fit does not use" in forced["joint"]
     assert "models plural scattering" in p["fast"] and p["plural_scattering_in_images"]
     single = predicted_fits(dz.Design(Scenario(), SINGLE, Detector()))
     assert "--no-plural" not in single["joint"] and not single["plural_scattering_in_images"]
+    assert single["joint_model"] == "single scattering"
 
 
 def test_planning_process_imports_neither_lmfit_nor_matplotlib():
