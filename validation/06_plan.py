@@ -290,15 +290,29 @@ def windows_of(sim):
                           det.readout_noise_counts, metadata=md) for k, v in sim.windows.items()}
 
 
-class _Run:
-    """One design's state: its prediction (written once), priors, kernels and the raw results so far."""
+class _Results:
+    """A design's raw results so far (OUT/<name>.npz, appended per image: resumable), its priors and kernels."""
 
-    def __init__(self, name: str, d: dz.Design, out: Path, fast: bool, seed0: int | None = None):
-        self.name, self.d, self.out, self.fast = name, d, out, fast
-        self.seed0 = SEED0[name] if seed0 is None else seed0
+    def __init__(self, name: str, d: dz.Design, out: Path):
+        self.name, self.d, self.out = name, d, out
         self.raw = out / f"{name}.npz"
         prev = dict(np.load(self.raw, allow_pickle=False)) if self.raw.exists() else {}
         self.acc = {k: list(v) for k, v in prev.items()}
+        self.priors = priors_for(d)
+        self.models = window_models(d.instrument)
+
+    @property
+    def done(self) -> int:
+        return len(self.acc.get("seeds", []))
+
+
+class _Run(_Results):
+    """One design's state: its prediction (written once), priors, kernels and the raw results so far."""
+
+    def __init__(self, name: str, d: dz.Design, out: Path, fast: bool, seed0: int | None = None):
+        super().__init__(name, d, out)
+        self.fast = fast
+        self.seed0 = SEED0[name] if seed0 is None else seed0
         pred_p = out / f"{name}_plan.json"
         if not pred_p.exists():
             plan = make_plan(d, fast=fast)
@@ -307,12 +321,6 @@ class _Run:
                 keep["fast_profile"] = {k: np.asarray(v).tolist() for k, v in plan["_profiles"].items()
                                         if k != "joint"}
             pred_p.write_text(json.dumps(keep, indent=1, default=float))
-        self.priors = priors_for(d)
-        self.models = window_models(d.instrument)
-
-    @property
-    def done(self) -> int:
-        return len(self.acc.get("seeds", []))
 
     def one(self, n: int) -> None:
         """Fit the next seeded image (seed = SEED0[name] + index, or ``--seed0`` + index)."""
@@ -357,21 +365,9 @@ def plural_designs() -> dict:
             "dualeels_fine": dz.bin_rows(dz.set_dispersion(b, 0.05), 2)}
 
 
-class _PluralRun:
+class _PluralRun(_Results):
     """A DualEELS design's MAP fits with the plural model, appended per image to OUT/<name>.npz (resumable): the
     derived numbers, the parameters and the MAP's own (Laplace) sd of the derived numbers."""
-
-    def __init__(self, name: str, d: dz.Design, out: Path):
-        self.name, self.d, self.out = name, d, out
-        self.raw = out / f"{name}.npz"
-        prev = dict(np.load(self.raw, allow_pickle=False)) if self.raw.exists() else {}
-        self.acc = {k: list(v) for k, v in prev.items()}
-        self.priors = priors_for(d)
-        self.models = window_models(d.instrument)
-
-    @property
-    def done(self) -> int:
-        return len(self.acc.get("seeds", []))
 
     def one(self, n: int) -> None:
         from sreels.inference.bayes.crlb import derived_gradient
@@ -791,22 +787,15 @@ def main(argv=None):
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    if a.plural_sources:
-        pds = plural_designs()
-        with single_threaded_blas():
-            for name in a.plural_sources:
-                r = plural_linear_sources(name, pds[name], out, a.linear_n)
-                for k, v in r["numbers"].items():
-                    print(name, k, {q: round(x, 3) for q, x in v.items()}, flush=True)
-        return 0
-    if a.plural_linear:
-        pds = plural_designs()
-        with single_threaded_blas():
-            for name in a.plural_linear:
-                r = plural_linear(name, pds[name], out, a.linear_n)
-                for k, v in r["numbers"].items():
-                    print(name, k, {q: round(x, 4) for q, x in v.items()}, flush=True)
-        return 0
+    for names, check, digits in ((a.plural_sources, plural_linear_sources, 3), (a.plural_linear, plural_linear, 4)):
+        if names:   # the linearised plural fit (by noise source), then stop
+            pds = plural_designs()
+            with single_threaded_blas():
+                for name in names:
+                    r = check(name, pds[name], out, a.linear_n)
+                    for k, v in r["numbers"].items():
+                        print(name, k, {q: round(x, digits) for q, x in v.items()}, flush=True)
+            return 0
     if a.plural_designs:
         pds = plural_designs()
         for name in a.plural_designs:   # the prediction first (written once)

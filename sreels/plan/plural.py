@@ -75,19 +75,11 @@ def tail_poisson_share(sim, data, i: int) -> np.ndarray:
     the low loss's shot noise (the rest from its readout), from :func:`sreels.inference.bayes.plural.tail_covariance`
     evaluated as :func:`~sreels.inference.bayes.plural.tail_window` does, on every :data:`SHARE_ROW_STEP`-th row
     (and the last) and interpolated linearly between them."""
-    from ..config import LOWLOSS_NAME
-    from ..inference.bayes.data import QUANTISATION_VAR, deconvolve
     from scipy.ndimage import uniform_filter
 
-    det = sim.config.detector
     inst = sim.config.instrument
-    llw = sim.windows[LOWLOSS_NAME]
-    lc = np.asarray(llw.counts, float)
-    if not det.dark_subtracted:
-        lc = lc - det.dark_offset_counts
-    white = deconvolve(lc, det.psf_decay, slice(0, lc.shape[1]), 1)[0] / det.gain_counts_per_e
-    rv = (det.readout_noise_counts ** 2 + (QUANTISATION_VAR if det.quantise else 0.0)) / det.gain_counts_per_e ** 2
-    ll = bp.read_lowloss(white, llw.energy, rv)
+    ll = _lowloss_of(sim)
+    rv = ll.readout_var
     wd = data.windows[i]
     w = wd.window
     ratio = w.exposure_s / inst.lowloss_exposure_s
