@@ -17,6 +17,7 @@ noise and readout) through the last two evaluations.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -484,10 +485,9 @@ class _ForkedFigure(_ForkedJob):
         super().__init__(ctx, _figure_child)
 
     def draw(self, plan) -> bytes:
-        try:
+        # a child that has already ended cannot take the plan: its error (or its exit code) is what _recv reads
+        with contextlib.suppress(OSError):
             self._conn.send({k: v for k, v in plan.items() if k != "_png"})
-        except OSError:   # the child has ended (its error is in the pipe)
-            pass
         return self._recv("plan.png")
 
 

@@ -34,6 +34,8 @@ import numpy as np
 
 from ..inference.bayes import plural as bp
 
+__all__ = ["PluralTerms", "gamma", "projection", "tail_poisson_share", "terms_of"]
+
 
 @dataclass(frozen=True)
 class PluralTerms:
@@ -83,11 +85,8 @@ def tail_poisson_share(sim, data, i: int) -> np.ndarray:
     wd = data.windows[i]
     w = wd.window
     ratio = w.exposure_s / inst.lowloss_exposure_s
-    step = bp.BAYES_TAIL_STEP_EV
-    span = float(wd.energy_ev.max() - np.min(ll.centre_ev)) + 2.0
-    factor = (w.scale_ev / step) * ratio
+    span, step, thr_ev, factor = bp._tail_steps(ll, wd.energy_ev, w.scale_ev, ratio)
     lin = bp._smooth_plural(ll.electrons, ll.threshold)
-    thr_ev = ll.axis.energy_ev[ll.threshold]
     R = lin.shape[0]
     rows = np.unique(np.r_[np.arange(0, R, SHARE_ROW_STEP), R - 1])
     # the data's noise that whitens the tail's (as plural_windows: the smoothed data + the detector's readout)
@@ -169,8 +168,6 @@ def projection(jac, s, s_l: float, rfactor: float):
     return 0.5 * (F + F.T), coef, Ws, idxs, acols
 
 
-__all__ = ["PluralTerms", "gamma", "projection", "tail_poisson_share", "terms_of"]
-
 
 def _lowloss_of(sim):
     """The low-loss reading of :func:`sreels.inference.bayes.data.prepare` (whitened electrons, ZLP reading)."""
@@ -187,24 +184,6 @@ def _lowloss_of(sim):
     return bp.read_lowloss(white, llw.energy, rv)
 
 
-def tail_of(ll, wd, exposure_ratio: float) -> np.ndarray:
-    """The Li-K window's multiple-scattering tail per bin (rows, bins) as :func:`~sreels.inference.bayes.plural.tail_window`
-    makes it (the same steps, without the covariance of its noise: equal to its ``tail``, tested)."""
-    from ..inference.edgefits import rows_at
-    from ..inference.lowloss import plural_kernel
-
-    y = ll.electrons
-    rows = y.shape[0]
-    e3 = wd.energy_ev
-    span = float(e3.max() - np.min(ll.centre_ev)) + 2.0
-    step = bp.BAYES_TAIL_STEP_EV
-    _, tail = plural_kernel(y, ll.axis, ll.centre_ev, ll.axis.energy_ev[ll.threshold], step, span,
-                            fwhm_ev=bp.BAYES_TAIL_FWHM_EV)
-    factor = (wd.window.scale_ev / step) * exposure_ratio
-    nb, b = e3.shape
-    return rows_at(tail * factor, step, e3.reshape(-1), ll.centre_ev, slopes=False).reshape(rows, nb, b).sum(-1)
-
-
 def one_step(jac, kernel_noise: bool = True, tail_noise: bool = True):
     """The plural fit linearised at the truth (one Gauss-Newton step with its own model, weights and profiled
     amplitudes, at the design's exposures): a function of a noisy simulation of the design that returns
@@ -216,10 +195,9 @@ def one_step(jac, kernel_noise: bool = True, tail_noise: bool = True):
     image's (which noise source makes the spread, a diagnosis)."""
     import copy
 
-    from ..inference.bayes.data import prepare
-    from ..inference.bayes.model import ImageModel
+    from ..inference.bayes.data import from_simulation, prepare
     from ..inference.bayes.likelihood import Likelihood
-    from ..inference.bayes.data import from_simulation
+    from ..inference.bayes.model import ImageModel
     from ..inference.lowloss import MIN_DECONVOLVE_EV
     from ..config import LOWLOSS_NAME
 
@@ -255,7 +233,7 @@ def one_step(jac, kernel_noise: bool = True, tail_noise: bool = True):
                 pls.append(bp.kernel_window(ll_k, wd.bin * w.scale_ev, wd.nbins, wd.energy_ev, w.background_r,
                                             w.background_ref_ev))
             else:
-                pls.append(bp.PluralWindow(ll_k.unscattered, tail=tail_of(ll_t, wd, ratio[w.name])))
+                pls.append(bp.PluralWindow(ll_k.unscattered, tail=bp.binned_tail(ll_t, wd.energy_ev, w.scale_ev, ratio[w.name])))
         m = copy.copy(model)
         m.data = data0.__class__(**{**data0.__dict__, "plural": tuple(pls)})
         cols = m.columns(jac.theta[None])

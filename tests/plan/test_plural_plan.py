@@ -82,17 +82,19 @@ def test_plural_fisher_scales_as_a_design_prepared_from_scratch():
 
 
 def test_linearised_plural_fit_rebuilds_the_tail_and_moves_with_the_noise(plural):
-    """plural.one_step's per-image tail (tail_of, from the image's own low loss) is the preparation's own (bit for
+    """plural.one_step's per-image tail (bayes.plural.binned_tail, from the image's own low loss) is the preparation's own (bit for
     bit on the noise-free image); the step is a linear function of the image: two detector draws' steps differ, the
     noise-free image's step is their common part (their mean's distance from it within 4 predicted sigma)."""
     from sreels.forward.detector import apply_detector
     from sreels.plan.fisher import covariance
-    from sreels.plan.plural import _lowloss_of, one_step, tail_of
+    from sreels.inference.bayes.plural import binned_tail
+    from sreels.plan.plural import _lowloss_of, one_step
 
     d, jac, _ = plural
     nf = from_simulation(jac.simulation, plural=True)
     inst = jac.simulation.config.instrument
-    t = tail_of(_lowloss_of(jac.simulation), nf.windows[0], inst.windows[0].exposure_s / inst.lowloss_exposure_s)
+    t = binned_tail(_lowloss_of(jac.simulation), nf.windows[0].energy_ev, nf.windows[0].window.scale_ev,
+                    inst.windows[0].exposure_s / inst.lowloss_exposure_s)
     np.testing.assert_array_equal(t, nf.plural[0].tail)
     step = one_step(jac)
     sd = np.sqrt(np.diag(covariance(jac, kind="reported")))

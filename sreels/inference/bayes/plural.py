@@ -189,6 +189,22 @@ def kernel_window(ll: LowLoss, bin_ev: float, nbins: int, energy_ev, background_
     return PluralWindow(u, tf, n, extra=extra)
 
 
+def _tail_steps(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float) -> tuple:
+    """The Li-K tail's lag span (eV), lag step, each row's elastic threshold (eV) and its factor to electrons per
+    core-loss channel, for a window of channels ``energy_ev`` (bins, bin) of ``scale_ev``."""
+    span = float(energy_ev.max() - np.min(ll.centre_ev)) + 2.0
+    return span, BAYES_TAIL_STEP_EV, ll.axis.energy_ev[ll.threshold], (scale_ev / BAYES_TAIL_STEP_EV) * exposure_ratio
+
+
+def binned_tail(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float) -> np.ndarray:
+    """The Li-K window's fixed multiple scattering per bin (rows, bins), electrons: each row's from its own low loss
+    (the tail of :func:`tail_window`, without its noise's covariance)."""
+    span, step, thr_ev, factor = _tail_steps(ll, energy_ev, scale_ev, exposure_ratio)
+    _, tail = plural_kernel(ll.electrons, ll.axis, ll.centre_ev, thr_ev, step, span, fwhm_ev=BAYES_TAIL_FWHM_EV)
+    nb, b = energy_ev.shape
+    return rows_at(tail * factor, step, energy_ev.reshape(-1), ll.centre_ev, slopes=False).reshape(-1, nb, b).sum(-1)
+
+
 def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float,
                 row_var: np.ndarray) -> PluralWindow:
     """The Li-K window's fixed multiple scattering per bin (electrons), each row's from its own low loss,
@@ -210,14 +226,10 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
     row to row (the denoised tail's error, shared by every row, made the c_Li pulls' sd 3-12: validation/16)."""
     y = ll.electrons
     rows = y.shape[0]
-    span = float(energy_ev.max() - np.min(ll.centre_ev)) + 2.0
-    step = BAYES_TAIL_STEP_EV
-    thr_ev = ll.axis.energy_ev[ll.threshold]
-    _, tail = plural_kernel(y, ll.axis, ll.centre_ev, thr_ev, step, span, fwhm_ev=BAYES_TAIL_FWHM_EV)
-    factor = (scale_ev / step) * exposure_ratio       # electrons per core-loss channel
+    span, step, thr_ev, factor = _tail_steps(ll, energy_ev, scale_ev, exposure_ratio)
+    binned = binned_tail(ll, energy_ev, scale_ev, exposure_ratio)
     nb, b = energy_ev.shape
     e = energy_ev.reshape(-1)
-    binned = rows_at(tail * factor, step, e, ll.centre_ev, slopes=False).reshape(rows, nb, b).sum(-1)
     # the noise of the whitened electrons: Poisson plus the readout's, which the low loss's few electrons per
     # channel above ~80 eV loss (2-20 at t/lambda 0.59) do not dwarf (~4 e^2)
     lin = _smooth_plural(y, ll.threshold)
