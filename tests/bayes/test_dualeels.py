@@ -430,3 +430,37 @@ def test_mixed_rows_are_jumps_of_t_over_lambda_not_a_measured_scan_s_scatter():
     scan = 0.65 + 0.02 * rng.standard_normal(40)
     scan[25:] -= 0.3                                                            # a real change of thickness
     assert np.flatnonzero(mixed_rows(scan)).tolist() == [24, 25]
+
+
+def test_li_k_tail_at_a_tenth_of_the_dose_is_within_its_noise_model():
+    """At 1/10 of the default dose (0.2-2 electrons per low-loss channel above 80 eV loss) the Li-K tail's error,
+    the first-order tail T(L') + G (L - L') against the noise-free low loss's, lies in the nuisance columns' span
+    (what is left is < 0.05 of the data's variance per bin, median row) and the Li-K window's chi2_red at the truth
+    is within 0.25 of 1 (24 rows, seed 67000; 7 s at load 5).  The Fourier log of each row's own low loss, T(L),
+    left 1.6x the data's variance outside that span here (2.8x and chi2_red 5.5 on the full 330-row image; measured),
+    which makes this fail."""
+    from sreels.config import LOWLOSS_NAME
+    from sreels.plan import design as dz
+
+    d = dz.scale_exposures(dz.Design(dataclasses.replace(Scenario(), rows=24), Instrument(), Detector()), 0.1)
+    models = window_models(d.instrument)
+    sim = simulate(d.scenario, d.instrument, d.detector, rng=67000, models=models)
+    nf = simulate(d.scenario, d.instrument, d.detector, noise_free=True, models=models)
+    data = from_simulation(sim, plural=True)
+    clean_ll = from_simulation(dataclasses.replace(sim, windows={**sim.windows, LOWLOSS_NAME: nf.windows[LOWLOSS_NAME]}),
+                               plural=True)
+    wd, p = data.windows[0], data.plural[0]
+    sd = np.sqrt(np.maximum(wd.data, 1.0) + wd.readout_var)
+    z = (p.tail - clean_ll.plural[0].tail) / sd
+    cols = np.moveaxis(p.extra, 0, -1) / sd[..., None]                     # (rows, bins, Q) whitened
+    left = np.array([np.mean((zr - c @ np.linalg.lstsq(c, zr, rcond=None)[0]) ** 2) for zr, c in zip(z, cols)])
+    assert np.median(left) < 0.05, np.median(left)
+    assert np.median(np.sqrt(np.mean(z ** 2, axis=1))) > 1.0        # the tail's error itself is not small
+    pr = build_priors(d.instrument)
+    tv = default_values(d.scenario, d.instrument)
+    truth = np.array([tv[n] for n in pr.pset.names])
+    like0 = Likelihood(ImageModel(data, pr.pset))
+    like = like0.with_data(data.with_variance(like0.fit_rows(truth)[1], "truth"))
+    _, pred, _ = like.fit_rows(truth)
+    chi2 = float(np.mean(((wd.data - pred[0]) ** 2 * like.w[0])[wd.mask]))
+    assert abs(chi2 - 1.0) < 0.25, chi2
