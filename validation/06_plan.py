@@ -352,17 +352,33 @@ class _Run(_Results):
 #: scattering and a low-loss window), fitted by the Bayesian MAP with its plural model (sreels fit --method bayes's
 #: default on a DualEELS input); seeds PLURAL_SEED0[design] + index, MAP started from the study's values
 #: (fit_bayes's default start: the truth of these images)
-PLURAL_SEED0 = {"dualeels": 66000, "dualeels_tenth": 67000, "dualeels_fine": 68000}
+PLURAL_SEED0 = {"dualeels": 66000, "dualeels_tenth": 67000, "dualeels_fine": 68000, "dualeels_trip": 69000}
 #: fresh detector draws of the DualEELS linear check (--plural-linear)
 PLURAL_LINEAR_SEED0 = {"dualeels": 930000, "dualeels_tenth": 935000, "dualeels_fine": 940000}
 
 
-def plural_designs() -> dict:
+def plural_designs(out: Path | None = None) -> dict:
     """The DualEELS designs: default; 1/10 of the dose (every exposure, the low loss's too); 0.05 eV/channel with
-    2 rows binned on the chip."""
+    2 rows binned on the chip; with ``out`` also ``dualeels_trip``, the dose the plan returns for sigma(R_OO change)
+    = 2 pm on the default (:func:`plural_trip_factor`)."""
     b = dz.Design(Scenario(), Instrument(), Detector())
-    return {"dualeels": b, "dualeels_tenth": dz.scale_exposures(b, 0.1),
-            "dualeels_fine": dz.bin_rows(dz.set_dispersion(b, 0.05), 2)}
+    d = {"dualeels": b, "dualeels_tenth": dz.scale_exposures(b, 0.1),
+         "dualeels_fine": dz.bin_rows(dz.set_dispersion(b, 0.05), 2)}
+    if out is not None:
+        d["dualeels_trip"] = dz.scale_exposures(b, plural_trip_factor(out))
+    return d
+
+
+def plural_trip_factor(out: Path) -> float:
+    """The dose factor (every exposure, the low loss's too) ``sreels plan`` returns for sigma(R_OO change) = 2 pm on the
+    DualEELS default (OUT/dualeels_trip_target.json, written once)."""
+    p = out / "dualeels_trip_target.json"
+    if not p.exists():
+        plan = make_plan(dz.Design(Scenario(), Instrument(), Detector()), targets={"r_oo_change_nm": TARGET_PM * 1e-3},
+                         fast=False)
+        p.write_text(json.dumps({k: plan[k] for k in ("targets", "joint", "seconds", "predicts")}, indent=1,
+                                default=float))
+    return float(json.loads(p.read_text())["targets"]["r_oo_change_nm"]["dose_factor"])
 
 
 class _PluralRun(_Results):
@@ -527,6 +543,15 @@ def plural_report(out: Path) -> tuple:
                   if ln else ["", ""])
             lines.append(f"| {name} | {k} | {pred[k]:.4g} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | "
                          f"{cells[4]} | {lc[0]} | {lc[1]} | {cells[5]} |")
+    rt_raw = out / "dualeels_trip.npz"
+    if rt_raw.exists() and (out / "dualeels_trip_target.json").exists() and "dualeels_trip" in res:
+        m = np.load(rt_raw)["map"]
+        if m.shape[0] > 2:
+            rt = res["dualeels_trip"]["round_trip"] = _round_trip(out, "dualeels_trip", m)
+            lines += ["", f"Round trip on the DualEELS default (plural model): the dose planned for sigma(R_OO change) = "
+                          f"{TARGET_PM} pm (x{rt['dose_factor']:.4g}) gives a MAP sd of {rt['empirical_sd_pm']:.3f} pm over "
+                          f"{rt['n_images']} images: ratio {rt['ratio']:.3f} +- {rt['ratio_sampling_se']:.3f} "
+                          f"({'pass' if rt['pass'] else 'FAIL'})."]
     return res, lines
 
 
@@ -789,7 +814,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     for names, check, digits in ((a.plural_sources, plural_linear_sources, 3), (a.plural_linear, plural_linear, 4)):
         if names:   # the linearised plural fit (by noise source), then stop
-            pds = plural_designs()
+            pds = plural_designs(out)
             with single_threaded_blas():
                 for name in names:
                     r = check(name, pds[name], out, a.linear_n)
@@ -797,7 +822,7 @@ def main(argv=None):
                         print(name, k, {q: round(x, digits) for q, x in v.items()}, flush=True)
             return 0
     if a.plural_designs:
-        pds = plural_designs()
+        pds = plural_designs(out)
         for name in a.plural_designs:   # the prediction first (written once)
             plural_plan(name, pds[name], out)
         runs = [_PluralRun(name, pds[name], out) for name in a.plural_designs]
