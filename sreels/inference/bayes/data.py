@@ -183,7 +183,9 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
         A DualEELS input's low-loss window: ``counts`` (rows, channels, dark subtracted like the others),
         ``axis`` (:class:`~sreels.axes.EnergyAxis`) and ``exposure_ratio`` (window name -> core-loss over
         low-loss exposure, needed for a window starting below 150 eV).  The model then carries each row's
-        plural scattering (:mod:`.plural`); the Li-K window's region ends where its tail is known.
+        plural scattering (:mod:`.plural`); the Li-K window's region ends where its tail is known.  Its optional
+        ``tail_row_step`` (the plan's, on a noise-free image only): the Li-K tail's covariance on every so many rows,
+        the others' from their neighbours' (:func:`.plural.tail_window`).
     """
     det = config.detector
     if not det.dark_subtracted:
@@ -251,7 +253,7 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
         if missing:
             raise SreelsInputError(f"window(s) {missing}: the exposure ratio to the low-loss window is not known "
                                    "(needed to scale the multiple scattering under Li-K)")
-        plural = plural_windows(out, ll, ratio)
+        plural = plural_windows(out, ll, ratio, lowloss.get("tail_row_step"))
         if any(p.tail_var is not None for p in plural):  # the tail's own noise, independent per row and bin
             out = [wd if p.tail_var is None else dataclasses.replace(wd, readout_var=wd.readout_var + p.tail_var)
                    for wd, p in zip(out, plural)]
@@ -264,11 +266,12 @@ def prepare(counts: dict, config: Config, y_nm, row_nm: float, saturated: dict |
                         "smoothed data", source, plural)
 
 
-def from_simulation(sim, plural: bool = False, **kw) -> PreparedData:
+def from_simulation(sim, plural: bool = False, tail_row_step: int | None = None, **kw) -> PreparedData:
     """Prepare a :class:`~sreels.forward.simulate.Simulation` (its recorded configuration); with
     ``plural=True`` a simulation with a low-loss window is prepared as a DualEELS input (the model then
     carries plural scattering, :mod:`.plural`; validation/16's pulls within target on 52 images per t/lambda
-    0.31 / 0.59 / 0.92; ``sreels fit --method bayes`` uses it by default for a DualEELS input)."""
+    0.31 / 0.59 / 0.92; ``sreels fit --method bayes`` uses it by default for a DualEELS input).  ``tail_row_step``:
+    the plan's sampled Li-K tail covariance (``prepare``'s ``lowloss``), for a noise-free simulation only."""
     from ...config import LOWLOSS_NAME
     counts = {k: w.counts for k, w in sim.windows.items() if k != LOWLOSS_NAME}
     sat = {k: w.saturated for k, w in sim.windows.items() if k != LOWLOSS_NAME}
@@ -276,6 +279,7 @@ def from_simulation(sim, plural: bool = False, **kw) -> PreparedData:
     if plural and LOWLOSS_NAME in sim.windows:
         ll = sim.windows[LOWLOSS_NAME]
         kw["lowloss"] = {"counts": ll.counts, "axis": ll.energy,
-                         "exposure_ratio": {w.name: w.exposure_s / inst.lowloss_exposure_s for w in inst.windows}}
+                         "exposure_ratio": {w.name: w.exposure_s / inst.lowloss_exposure_s for w in inst.windows},
+                         "tail_row_step": tail_row_step}
     return prepare(counts, sim.config, sim.position.y_nm, sim.position.scale_nm, saturated=sat,
                    source=kw.pop("source", "simulation"), **kw)

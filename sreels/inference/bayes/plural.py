@@ -206,7 +206,7 @@ def binned_tail(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
 
 
 def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float,
-                row_var: np.ndarray) -> PluralWindow:
+                row_var: np.ndarray, row_step: int | None = None) -> PluralWindow:
     """The Li-K window's fixed multiple scattering per bin (electrons), each row's from its own low loss,
     and that tail's noise as per-row nuisance columns.
 
@@ -223,7 +223,11 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
     whitened variance above :data:`ROW_TAIL_KEEP` are per-row amplitude columns with a N(0, 1) prior
     (marginalised with the other linear amplitudes, :mod:`.likelihood`); the rest's diagonal is added to the
     data's variance.  The rows' tails are not denoised across rows: their errors are then independent from
-    row to row (the denoised tail's error, shared by every row, made the c_Li pulls' sd 3-12: validation/16)."""
+    row to row (the denoised tail's error, shared by every row, made the c_Li pulls' sd 3-12: validation/16).
+
+    ``row_step`` (the plan's, :mod:`sreels.plan.fisher`, on a noise-free low loss; never a measured image's fit): the
+    covariance on every ``row_step``-th row only, the rows between from their two neighbours'
+    (:func:`_tail_noise_columns_sampled`)."""
     y = ll.electrons
     rows = y.shape[0]
     span, step, thr_ev, factor = _tail_steps(ll, energy_ev, scale_ev, exposure_ratio)
@@ -233,9 +237,13 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
     # the noise of the whitened electrons: Poisson plus the readout's, which the low loss's few electrons per
     # channel above ~80 eV loss (2-20 at t/lambda 0.59) do not dwarf (~4 e^2)
     lin = _smooth_plural(y, ll.threshold)
-    w = tail_covariance(lin, np.maximum(lin, 0.0) + ll.readout_var, ll.axis, ll.centre_ev, thr_ev, step, span,
-                        BAYES_TAIL_FWHM_EV, energy_ev, factor, whiten=np.sqrt(row_var))
-    cols, var = _tail_noise_columns(w, row_var, whitened=True)
+    if row_step is not None and int(row_step) > 1:
+        cols, var = _tail_noise_columns_sampled(ll, lin, thr_ev, step, span, energy_ev, factor, row_var,
+                                                int(row_step))
+    else:
+        w = tail_covariance(lin, np.maximum(lin, 0.0) + ll.readout_var, ll.axis, ll.centre_ev, thr_ev, step, span,
+                            BAYES_TAIL_FWHM_EV, energy_ev, factor, whiten=np.sqrt(row_var))
+        cols, var = _tail_noise_columns(w, row_var, whitened=True)
     # the single-scattering valence loss under the window is a Drude tail, E^-3 [1 + O((E_p / E)^2)], not a
     # power law (local exponent -4.7 at 41 eV for E_p = 24.7 eV, Gamma = 10 eV; Egerton 2011, Eq. 3.43):
     # the model's power law plus E^-5, E^-7, E^-9 on the row's ZLP-referenced axis describe a single Drude
@@ -472,6 +480,78 @@ def _tail_noise_columns(cov: np.ndarray, row_var: np.ndarray, whitened: bool = F
     return cols, np.maximum(rest, 0.0) * row_var
 
 
+#: the sampled tail covariance (:func:`_tail_noise_columns_sampled`): leading eigenpairs kept per sampled row
+SAMPLED_RANK = 32
+#: ... and the sampled rows' refinement (:func:`sampled_rows`): an interval between sampled rows is halved while a row
+#: inside it differs from the linear interpolation of its ends' smoothed plural part by more than this (relative, the
+#: norm over channels)
+SAMPLED_TOL = 1e-2
+
+
+def _between(samp: np.ndarray, rows: int) -> tuple:
+    """For every row: the index j of the sampled row at or before it, the sampled rows a <= r <= b around it and
+    its place t in [0, 1] between them (a sampled row: t = 0)."""
+    r = np.arange(rows)
+    j = np.clip(np.searchsorted(samp, r, side="right") - 1, 0, max(samp.size - 2, 0))
+    jb = np.minimum(j + 1, samp.size - 1)
+    a, b = samp[j], samp[jb]
+    return j, jb, np.where(b > a, (r - a) / np.maximum(b - a, 1), 0.0)
+
+
+def sampled_rows(lin: np.ndarray, threshold, row_step: int, unscattered) -> np.ndarray:
+    """The rows (sorted indices) on which :func:`_tail_noise_columns_sampled` computes the tail's covariance: every
+    ``row_step``-th, the last, the rows beside a jump of the unscattered fraction (:func:`mixed_rows`), and more
+    where the smoothed low loss ``lin``'s part above the elastic ``threshold`` (channels) is not linear between
+    them within :data:`SAMPLED_TOL` (intervals halved: near the jump, which the smoothing over rows spreads)."""
+    rows = lin.shape[0]
+    samp = np.unique(np.r_[np.arange(0, rows, max(int(row_step), 1)), rows - 1,
+                           np.flatnonzero(mixed_rows(unscattered))]).astype(int)
+    p = np.where(np.arange(lin.shape[1])[None, :] >= np.asarray(threshold)[:, None], lin, 0.0)
+    nrm = np.maximum(np.linalg.norm(p, axis=1), 1e-300)
+    while samp.size < rows:
+        j, jb, t = _between(samp, rows)
+        dev = np.linalg.norm(p - p[samp[j]] * (1.0 - t)[:, None] - p[samp[jb]] * t[:, None], axis=1) / nrm
+        bad = np.unique(j[dev > SAMPLED_TOL])
+        if not bad.size:
+            break
+        samp = np.union1d(samp, (samp[bad] + samp[bad + 1]) // 2)
+    return samp
+
+
+def _tail_noise_columns_sampled(ll: LowLoss, lin: np.ndarray, thr_ev, step: float, span: float, energy_ev,
+                                factor: float, row_var: np.ndarray, row_step: int) -> tuple:
+    """:func:`_tail_noise_columns` of the tail's covariance taken on the rows of :func:`sampled_rows` only.
+
+    For a low loss that changes slowly along the rows (the plan's noise-free image): each sampled row's covariance
+    C_s (:func:`tail_covariance` on that row alone), whitened by its own data's noise, keeps its
+    :data:`SAMPLED_RANK` leading eigenpairs as an unwhitened factor L_s (C_s ~ L_s L_s'; the pairs left out are far
+    below :data:`ROW_TAIL_KEEP` and go, with every other, into the remaining diagonal).  A row r between sampled
+    rows a and b takes C_r = (1 - t) C_a + t C_b (t its place between them), whose factor is [sqrt(1 - t) L_a,
+    sqrt(t) L_b]; whitened by row r's own noise, its eigen-problem is that of the factor's small Gram matrix (2 x
+    SAMPLED_RANK square) instead of the (bins x bins) one; the diagonal C_r's exact one interpolated likewise."""
+    rows = lin.shape[0]
+    samp = sampled_rows(lin, ll.threshold, row_step, ll.unscattered)
+    cs = tail_covariance(lin[samp], np.maximum(lin[samp], 0.0) + ll.readout_var, ll.axis, ll.centre_ev[samp],
+                         np.asarray(thr_ev)[samp], step, span, BAYES_TAIL_FWHM_EV, energy_ev, factor)
+    sd = np.sqrt(row_var)
+    ssd = sd[samp]
+    lam, vec = _leading_eigh(cs / (ssd[:, :, None] * ssd[:, None, :]), ROW_TAIL_KEEP)   # descending
+    k = min(SAMPLED_RANK, lam.shape[1])
+    lam, vec = np.maximum(lam[:, :k], 0.0), vec[:, :, :k]
+    fac = vec * np.sqrt(lam)[:, None, :] * ssd[:, :, None]              # (samples, bins, k): C_s ~ fac fac'
+    diag = np.einsum("sbb->sb", cs)
+    j, jb, t = _between(samp, rows)      # each row between two sampled ones (a sampled row: t = 0)
+    lcat = np.concatenate([fac[j] * np.sqrt(1.0 - t)[:, None, None], fac[jb] * np.sqrt(t)[:, None, None]], 2)
+    d = diag[j] * (1.0 - t)[:, None] + diag[jb] * t[:, None]
+    x = lcat / sd[:, :, None]                                          # the whitened factor (rows, bins, 2k)
+    mu, u = np.linalg.eigh(np.swapaxes(x, 1, 2) @ x)                   # its nonzero eigenvalues, ascending
+    mu, u = mu[:, ::-1], u[:, :, ::-1]
+    q = int(np.max(np.sum(mu > ROW_TAIL_KEEP, axis=1)))
+    cols = lcat @ u[:, :, :q]                                          # unwhitened: V sqrt(mu) sd
+    rest = d - np.einsum("rbq,rbq->rb", cols, cols)
+    return np.ascontiguousarray(np.transpose(cols, (2, 0, 1))), np.maximum(rest, 0.0)
+
+
 def _leading_eigh(w: np.ndarray, above: float, k: int | None = None, tol: float | None = None,
                   iterations: int | None = None) -> tuple:
     """The leading eigenpairs of symmetric matrices ``w`` (rows, n, n), descending: values (rows, k) and
@@ -548,8 +628,9 @@ def mixed_rows(unscattered) -> np.ndarray:
     return out
 
 
-def plural_windows(windows, ll: LowLoss, exposure_ratio: dict) -> tuple:
-    """One :class:`PluralWindow` per prepared window (:class:`.data.WindowData`), aligned with them."""
+def plural_windows(windows, ll: LowLoss, exposure_ratio: dict, tail_row_step: int | None = None) -> tuple:
+    """One :class:`PluralWindow` per prepared window (:class:`.data.WindowData`), aligned with them
+    (``tail_row_step``: :func:`tail_window`'s ``row_step``, the plan's)."""
     out = []
     for wd in windows:
         w = wd.window
@@ -559,5 +640,6 @@ def plural_windows(windows, ll: LowLoss, exposure_ratio: dict) -> tuple:
         else:
             # the data's noise (the first-pass variance of .data.prepare) whitens the tail's
             row_var = np.maximum(uniform_filter(wd.data, size=(3, 7), mode="nearest"), 1.0) + wd.readout_var
-            out.append(tail_window(ll, wd.energy_ev, w.scale_ev, exposure_ratio[w.name], row_var))
+            out.append(tail_window(ll, wd.energy_ev, w.scale_ev, exposure_ratio[w.name], row_var,
+                                   row_step=tail_row_step))
     return tuple(out)
