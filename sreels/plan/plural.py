@@ -95,8 +95,9 @@ def tail_poisson_share(sim, data, i: int) -> np.ndarray:
     pois = np.maximum(lin[rows], 0.0)
     both = np.concatenate([pois, np.full_like(pois, rv)])
     cov = bp.tail_covariance(np.concatenate([lin[rows]] * 2), both, ll.axis, np.tile(ll.centre_ev[rows], 2),
-                             np.tile(thr_ev[rows], 2), step, span, bp.BAYES_TAIL_FWHM_EV, wd.energy_ev, factor)
-    tr = np.einsum("rbb->rb", cov) / np.tile(row_var, (2, 1))
+                             np.tile(thr_ev[rows], 2), step, span, bp.BAYES_TAIL_FWHM_EV, wd.energy_ev, factor,
+                             diagonal=True)
+    tr = cov / np.tile(row_var, (2, 1))
     tp, tr_ = tr[:len(rows)].sum(1), tr[len(rows):].sum(1)
     share = tp / np.maximum(tp + tr_, 1e-300)
     return np.interp(np.arange(R), rows, share)

@@ -95,6 +95,28 @@ def test_sampled_tail_covariance_is_every_rows_own(plural, monkeypatch):
         assert s1[k] / s0[k] == pytest.approx(1.0, abs=1e-3), k
 
 
+def test_tail_covariance_diagonal_is_the_full_ones(plural):
+    """tail_covariance(diagonal=True) (the plan's shot-noise share, sreels.plan.plural.tail_poisson_share) is the
+    diagonal of the full covariance, whitened, through the Cholesky factor and through the S product (a variance with
+    zeros): 1e-12 (measured 4e-15)."""
+    from sreels.inference.bayes import plural as bp
+    from sreels.plan.plural import _lowloss_of
+
+    _, jac, _ = plural
+    wd = from_simulation(jac.simulation).windows[0]
+    inst = jac.simulation.config.instrument
+    ll = _lowloss_of(jac.simulation)
+    span, step, thr_ev, factor = bp._tail_steps(ll, wd.energy_ev, wd.window.scale_ev,
+                                                inst.windows[0].exposure_s / inst.lowloss_exposure_s)
+    lin = bp._smooth_plural(ll.electrons, ll.threshold)[::6]
+    white = np.sqrt(np.maximum(wd.data[::6], 1.0))
+    for var in (np.maximum(lin, 0.0) + ll.readout_var, np.maximum(lin, 0.0)):
+        args = (lin, var, ll.axis, ll.centre_ev[::6], thr_ev[::6], step, span, bp.BAYES_TAIL_FWHM_EV, wd.energy_ev,
+                factor)
+        full = np.einsum("rbb->rb", bp.tail_covariance(*args, whiten=white))
+        np.testing.assert_allclose(bp.tail_covariance(*args, whiten=white, diagonal=True), full, rtol=1e-12)
+
+
 @pytest.mark.slow
 def test_plural_fisher_scales_as_a_design_prepared_from_scratch():
     """Without readout noise a dose factor on every exposure (the low loss's too) scales the tail's noise and the

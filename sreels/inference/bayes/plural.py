@@ -339,7 +339,7 @@ def bin_weights(energy_ev, centre, step_ev: float, m: int):
 
 def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step_ev: float, span_ev: float,
                     fwhm_ev: float, energy_ev: np.ndarray, factor: float, batch: int = 4,
-                    whiten=None) -> np.ndarray:
+                    whiten=None, diagonal: bool = False) -> np.ndarray:
     """The covariance (rows, bins, bins) of the binned multiple-scattering tail of :func:`tail_window` (the
     steps of :func:`sreels.inference.lowloss.plural_tails` at lag step ``step_ev``, times ``factor``, linearly
     interpolated at ``energy_ev`` (bins, bin) less each row's ZLP centre and summed per bin) for independent
@@ -360,7 +360,8 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     R diag(var) R^T = L L^T (L lower bidiagonal, its Cholesky factor) the covariance is the Gram matrix of
     (B G) L, symmetric by construction (where that factor does not exist, e.g. a variance zero on some
     channels, (B G) R diag(var) R^T (B G)^T).  ``whiten`` (rows, bins): the covariance divided by it on both
-    sides.  Checked against central differences (1e-9) and 2000 replicas
+    sides.  ``diagonal``: only the covariance's diagonal (rows, bins), the factor's squared row norms (no Gram
+    product).  Checked against central differences (1e-9) and 2000 replicas
     (tests/bayes/test_dualeels.py) and against the per-bin transforms (tests/bayes/test_dualeels.py, 1e-12)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
@@ -422,7 +423,7 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
             ls[:, k - 1] = d1[:, k - 1] / ld[:, k - 1]
             ld[:, k] = np.sqrt(d0[:, k] - ls[:, k - 1] ** 2)
     chol = bool(np.all(np.isfinite(ld)) and np.all(ld > 1e-6 * np.sqrt(d0.max(1, keepdims=True))))
-    out = np.empty((rows, nb, nb))
+    out = np.empty((rows, nb) if diagonal else (rows, nb, nb))
     if chol:
         fd, fs = scale * ld, scale[:, 1:] * ls[:, :-1]          # (B G) L without the zero-loss terms
         fbuf, tbuf = np.empty((min(batch, rows), nb, keep)), np.empty((min(batch, rows), nb, keep - 1))
@@ -439,17 +440,20 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
             f[..., :-1] += t
             f[..., :nz] += zl * ld[sl, None, :nz]
             f[..., :nz - 1] += zl[..., 1:] * ls[sl, None, :nz - 1]
-            np.matmul(f, np.swapaxes(f, 1, 2), out=out[sl])
+            if diagonal:
+                out[sl] = np.einsum("rbk,rbk->rb", f, f)
+            else:
+                np.matmul(f, np.swapaxes(f, 1, 2), out=out[sl])
         else:                               # S product
             bg *= scale[sl, None, :]
             bg[..., :nz] += zl
             y1 = bg * d0[sl, None, :]
             y1[..., :-1] += bg[..., 1:] * d1[sl, None, :]
             y1[..., 1:] += bg[..., :-1] * d1[sl, None, :]
-            out[sl] = y1 @ np.swapaxes(bg, 1, 2)
+            out[sl] = np.einsum("rbk,rbk->rb", y1, bg) if diagonal else y1 @ np.swapaxes(bg, 1, 2)
         if whiten is not None:
             wsc = 1.0 / np.asarray(whiten[sl], dtype=float)
-            out[sl] *= wsc[:, :, None] * wsc[:, None, :]
+            out[sl] *= wsc ** 2 if diagonal else wsc[:, :, None] * wsc[:, None, :]
     return out
 
 
