@@ -336,15 +336,18 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
                    "joint fit's Jacobian is that of its own model")
     else:
         note_ps = None
-    # On two cores: plan.png's process (matplotlib's import and a warm-up drawing) starts now, on the core this
-    # process leaves idle while it simulates; the fast path's prediction (its fit of the noise-free image) starts
-    # as soon as the noise-free simulation exists, beside the joint fit's Jacobian and algebra: both in forked
-    # processes (FAST_IN_PROCESS), else in a thread and here
+    # On two cores: the fast path's process (its imports: lmfit, ~2 s) and plan.png's (matplotlib's import and a
+    # warm-up drawing) start now, on the core this process leaves idle while it simulates; the fast path's
+    # prediction (its fit of the noise-free image) as soon as the noise-free simulation exists, beside the joint
+    # fit's Jacobian and algebra: both in forked processes (FAST_IN_PROCESS), else in a thread and here
+    early = _start_fast(None, rows_nm, give=False) if fast and _fork_context() is not None else None
     fig_job = _start_figure() if figure else None
     fast_jobs = []
 
     def start_fast(sim):
-        fast_jobs.append(_start_fast(sim, rows_nm))
+        if early is not None:
+            early.give(sim)
+        fast_jobs.append(early or _start_fast(sim, rows_nm))
 
     try:
         jac = joint_jacobian(d, on_simulation=start_fast if fast else None)
@@ -360,9 +363,8 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
         out["seconds"]["total"] = time.perf_counter() - t0
         return out
     finally:
-        for job in fast_jobs + [fig_job]:
-            if job is not None:
-                job.close()
+        for job in {id(j): j for j in fast_jobs + [early, fig_job] if j is not None}.values():
+            job.close()
 
 
 #: run the fast path's prediction and plan.png in forked processes instead of a thread and this process: the
@@ -377,9 +379,16 @@ def _fork_context():
     return mp.get_context("fork") if FAST_IN_PROCESS and "fork" in mp.get_all_start_methods() else None
 
 
-def _start_fast(sim, rows_nm):
+def _start_fast(sim, rows_nm, give: bool = True):
+    """The fast path's prediction on ``sim`` in a forked process, or a thread.  ``give=False``: the process only,
+    started before the simulation exists (it imports what it needs meanwhile); :meth:`_ForkedFast.give` hands it."""
     ctx = _fork_context()
-    return _ForkedFast(ctx, sim, rows_nm) if ctx is not None else _ThreadFast(sim, rows_nm)
+    if ctx is None:
+        return _ThreadFast(sim, rows_nm)
+    job = _ForkedFast(ctx, rows_nm)
+    if give:
+        job.give(sim)
+    return job
 
 
 def _start_figure():
@@ -408,7 +417,16 @@ def _in_child(target, conn, other, args):
         conn.close()
 
 
-def _fast_child(conn, sim, rows_nm):
+def _fast_child(conn, rows_nm):
+    import importlib
+
+    for mod in ("lmfit", "sreels.inference.fast", "sreels.inference.derived"):   # before the simulation arrives
+        with contextlib.suppress(ImportError):
+            importlib.import_module(mod)
+    try:
+        sim = conn.recv()
+    except EOFError:  # the parent wants no prediction
+        return
     try:
         out = (True, fast_prediction(sim, rows_nm))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
@@ -465,12 +483,18 @@ class _ForkedJob:
 
 
 class _ForkedFast(_ForkedJob):
-    """:func:`fast_prediction` in a forked child; the result (a small dict of floats and three per-row arrays)
-    comes back through the pipe."""
+    """:func:`fast_prediction` in a forked child, which imports lmfit and the fast path first, then takes the
+    simulation from the pipe (:meth:`give`); the result (a small dict of floats and three per-row arrays) comes
+    back through the pipe."""
     what = "fast path's"
 
-    def __init__(self, ctx, sim, rows_nm):
-        super().__init__(ctx, _fast_child, (sim, rows_nm))
+    def __init__(self, ctx, rows_nm):
+        super().__init__(ctx, _fast_child, (rows_nm,))
+
+    def give(self, sim):
+        """Hand the noise-free simulation to the child (pickled through the pipe: ~35 MB, ~0.1 s)."""
+        with contextlib.suppress(OSError):   # a child that has ended: its error is what result() reads
+            self._conn.send(sim)
 
     def result(self):
         return self._recv("a result")
