@@ -113,7 +113,7 @@ def projection(jac, s, s_l: float, rfactor: float):
     """F (P, P) of the plural model's data with every amplitude profiled out, coef = M^-1 B' (R, K, P), the
     weights W per window (rows, bins) and the columns' index per window (K: background of each window, host,
     AlPO4, then each window's extra columns), at core-loss factors ``s`` (nw,) and low-loss factor ``s_l``."""
-    from .fisher import VARIANCE_FLOOR_E
+    from .fisher import VARIANCE_FLOOR_E, _row_blocks
 
     nw = len(jac.windows)
     P = jac.theta.size
@@ -135,9 +135,13 @@ def projection(jac, s, s_l: float, rfactor: float):
         # flat priors, so their scale does not change the projection; the extra columns do not scale
         A = t.A
         a = w.act
-        AW = A * W[..., None]                                                    # (R, C, 3 + q)
-        B[:, a[:, None], idx] += s[i] * np.matmul(w.G.transpose(0, 2, 1), AW)   # G' W A, (R, Pa, 3 + q)
-        Mw = np.matmul(AW.transpose(0, 2, 1), A)
+        BA = np.empty((R, a.size, 3 + q))
+        Mw = np.empty((R, 3 + q, 3 + q))
+        for r in _row_blocks(R):   # blocks of rows: the temporary A W stays in cache
+            AW = A[r] * W[r, :, None]                                            # (rows, C, 3 + q)
+            BA[r] = np.matmul(w.G[r].transpose(0, 2, 1), AW)                     # G' W A, (rows, Pa, 3 + q)
+            Mw[r] = np.matmul(AW.transpose(0, 2, 1), A[r])
+        B[:, a[:, None], idx] += s[i] * BA
         pr = np.zeros((R, 3 + q))
         pr[:, 3:] = t.prec[None, :] / g[:, None]            # the tail's noise directions: N(0, gamma) amplitudes
         Mw[:, np.arange(3 + q), np.arange(3 + q)] += pr
@@ -156,12 +160,11 @@ def projection(jac, s, s_l: float, rfactor: float):
     # the fit's residuals have (crlb.fisher: derived numbers within 5e-5 with the Schur form, 1e-6 with this one)
     F = np.zeros((P, P))
     for i, (w, t, W, idx, A) in enumerate(zip(jac.windows, jac.plural, Ws, idxs, acols)):
-        a = w.act
         E = coef[:, idx, :]                                                       # (R, 3 + q, P)
-        Gt = np.matmul(A, E)                                                      # (R, C, P)
-        np.subtract(s[i] * t.G_full, Gt, out=Gt)
-        Gw = Gt * W[..., None]
-        F += Gw.reshape(-1, P).T @ Gt.reshape(-1, P)
+        for r in _row_blocks(R):   # blocks of rows: the (rows, C, P) temporaries stay in cache
+            Gt = np.matmul(A[r], E[r])                                            # (rows, C, P)
+            np.subtract(s[i] * t.G_full[r], Gt, out=Gt)
+            F += (Gt * W[r, :, None]).reshape(-1, P).T @ Gt.reshape(-1, P)
         g = gamma(t, s[i], s_l, rfactor)
         pr = t.prec[None, :] / g[:, None]                                         # (R, q)
         En = E[:, 3:, :]
