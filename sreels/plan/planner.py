@@ -419,7 +419,11 @@ def _in_child(target, conn, other, args):
 
 def _fast_child(conn, rows_nm):
     import importlib
+    import sys
 
+    # lmfit imports pandas where it can (emcee's chains; pandas.isnull where np.isnan does for arrays): not in this
+    # process (0.4 s of its imports; the prediction is the in-process one bit for bit, tests/plan)
+    sys.modules.setdefault("pandas", None)
     for mod in ("lmfit", "sreels.inference.fast", "sreels.inference.derived"):   # before the simulation arrives
         with contextlib.suppress(ImportError):
             importlib.import_module(mod)
