@@ -494,14 +494,29 @@ class _ForkedFast(_ForkedJob):
 
     def __init__(self, ctx, rows_nm):
         super().__init__(ctx, _fast_child, (rows_nm,))
+        self._sender = None
 
     def give(self, sim):
-        """Hand the noise-free simulation to the child (pickled through the pipe: ~35 MB, ~0.1 s)."""
-        with contextlib.suppress(OSError):   # a child that has ended: its error is what result() reads
-            self._conn.send(sim)
+        """Hand the noise-free simulation to the child (pickled through the pipe, ~35 MB) from a thread: the pipe
+        takes it only as fast as the child reads, and the child reads once its imports are done (measured: the
+        send in this thread waited 3.1 s at load 4)."""
+        import threading
+
+        def send():
+            with contextlib.suppress(OSError):   # a child that has ended: its error is what result() reads
+                self._conn.send(sim)
+        self._sender = threading.Thread(target=send, daemon=True)
+        self._sender.start()
 
     def result(self):
+        if self._sender is not None:
+            self._sender.join()
         return self._recv("a result")
+
+    def close(self):
+        super().close()   # ends the child if its answer was not taken: a send still under way then fails
+        if self._sender is not None:
+            self._sender.join()
 
 
 class _ForkedFigure(_ForkedJob):
