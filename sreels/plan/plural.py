@@ -183,7 +183,7 @@ def _lowloss_of(sim):
     lc = np.asarray(llw.counts, float)
     if not det.dark_subtracted:
         lc = lc - det.dark_offset_counts
-    white = deconvolve(lc, det.psf_decay, slice(0, lc.shape[1]), 1)[0] / det.gain_counts_per_e
+    white = deconvolve(lc, det.psf_decay, slice(0, lc.shape[1]), 1, factors=False)[0] / det.gain_counts_per_e
     rv = (det.readout_noise_counts ** 2 + (QUANTISATION_VAR if det.quantise else 0.0)) / det.gain_counts_per_e ** 2
     return bp.read_lowloss(white, llw.energy, rv)
 
