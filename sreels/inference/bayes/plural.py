@@ -547,15 +547,25 @@ def _tail_noise_columns_sampled(ll: LowLoss, lin: np.ndarray, thr_ev, step: floa
     fac = vec * np.sqrt(lam)[:, None, :] * ssd[:, :, None]              # (samples, bins, k): C_s ~ fac fac'
     diag = np.einsum("sbb->sb", cs)
     j, jb, t = _between(samp, rows)      # each row between two sampled ones (a sampled row: t = 0)
-    lcat = np.concatenate([fac[j] * np.sqrt(1.0 - t)[:, None, None], fac[jb] * np.sqrt(t)[:, None, None]], 2)
     d = diag[j] * (1.0 - t)[:, None] + diag[jb] * t[:, None]
-    x = lcat / sd[:, :, None]                                          # the whitened factor (rows, bins, 2k)
-    mu, u = np.linalg.eigh(np.swapaxes(x, 1, 2) @ x)                   # its nonzero eigenvalues, ascending
+    ab = np.stack([np.sqrt(1.0 - t), np.sqrt(t)], 1).repeat(k, 1)       # (rows, 2k): the factor's column weights
+    nb = row_var.shape[1]
+    # each row's whitened factor X = [sqrt(1 - t) L_a, sqrt(t) L_b] / sd: its Gram matrix X' X, for the rows between
+    # two sampled ones one product (rows, bins) @ (bins, (2k)^2) of their 1 / row_var with the pair's outer products
+    gram = np.empty((rows, 4 * k * k))
+    spans = [(np.flatnonzero(j == i), np.concatenate([fac[i], fac[min(i + 1, samp.size - 1)]], 1))
+             for i in np.unique(j)]
+    for r, lab in spans:
+        gram[r] = (1.0 / row_var[r]) @ (lab[:, :, None] * lab[:, None, :]).reshape(nb, -1)
+    gram = gram.reshape(rows, 2 * k, 2 * k) * (ab[:, :, None] * ab[:, None, :])
+    mu, u = np.linalg.eigh(gram)                                       # its nonzero eigenvalues, ascending
     mu, u = mu[:, ::-1], u[:, :, ::-1]
     q = int(np.max(np.sum(mu > ROW_TAIL_KEEP, axis=1)))
-    cols = lcat @ u[:, :, :q]                                          # unwhitened: V sqrt(mu) sd
-    rest = d - np.einsum("rbq,rbq->rb", cols, cols)
-    return np.ascontiguousarray(np.transpose(cols, (2, 0, 1))), np.maximum(rest, 0.0)
+    cols = np.empty((q, rows, nb))
+    for r, lab in spans:                                               # unwhitened: V sqrt(mu) sd = [L_a, L_b] ab u
+        cols[:, r, :] = np.transpose(np.matmul(lab, ab[r, :, None] * u[r, :, :q]), (2, 0, 1))
+    rest = d - np.einsum("qrb,qrb->rb", cols, cols)
+    return cols, np.maximum(rest, 0.0)
 
 
 def _leading_eigh(w: np.ndarray, above: float, k: int | None = None, tol: float | None = None,
