@@ -117,6 +117,22 @@ def test_tail_covariance_diagonal_is_the_full_ones(plural):
         np.testing.assert_allclose(bp.tail_covariance(*args, whiten=white, diagonal=True), full, rtol=1e-12)
 
 
+def test_resampling_matrix_is_the_resampled_identity():
+    """bayes.plural._resampling_matrix (R from its formula, sparse) is sreels.inference.deconvolve._resample of the
+    identity: within 1e-12 (measured 2e-13: the cumulative sums' rounding in _resample) for lag steps of 2.5, 2, 5
+    and 4.3 channels and the step equal to the channel."""
+    from sreels.axes import EnergyAxis
+    from sreels.inference.bayes.plural import _resampling_matrix
+    from sreels.inference.deconvolve import _resample
+
+    for off, sc, nch, st in ((-5.0, 0.1, 2048, 0.25), (-5.0, 0.1, 2048, 0.2), (-3.3, 0.05, 1024, 0.25),
+                             (-4.0, 0.07, 500, 0.3), (-5.0, 0.1, 300, 0.1)):
+        ref = _resample(np.eye(nch), EnergyAxis(off, sc, nch), st)[0]
+        keep = min(ref.shape[1], 900)
+        np.testing.assert_allclose(_resampling_matrix(off, sc, nch, st, keep).toarray(), ref[:, :keep].T, rtol=0,
+                                   atol=1e-12)
+
+
 @pytest.mark.slow
 def test_plural_fisher_scales_as_a_design_prepared_from_scratch():
     """Without readout noise a dose factor on every exposure (the low loss's too) scales the tail's noise and the

@@ -462,10 +462,30 @@ def _resampling_products(offset_ev: float, scale_ev: float, nch: int, step_ev: f
     """The resampling R (keep lags x nch stored channels, :func:`sreels.inference.deconvolve._resample`'s) as
     the sparse products giving R diag(var) R^T's diagonal and first off-diagonal, and whether any lag shares a
     channel with the lag after next (cached: the same axis for every image)."""
+    rt = _resampling_matrix(offset_ev, scale_ev, nch, step_ev, keep)
+    return rt.multiply(rt).tocsr(), rt[:-1].multiply(rt[1:]).tocsr(), bool(abs(rt[:-2].multiply(rt[2:])).sum() > 0)
+
+
+def _resampling_matrix(offset_ev: float, scale_ev: float, nch: int, step_ev: float, keep: int):
+    """R (keep lags x nch stored channels, sparse) of :func:`sreels.inference.deconvolve._resample` built from its
+    formula instead of resampling the (nch, nch) identity: the cumulative sum of channel c's unit impulse,
+    interpolated linearly between the channels' edges, is clip(x - c, 0, 1) at edge position x (in channels), so
+    R[k, c] = clip(x_k+1 - c, 0, 1) - clip(x_k - c, 0, 1) with x_k the lag edges' positions (nonzero on the few
+    channels a lag overlaps)."""
     from ..deconvolve import _resample
 
-    rt = sparse.csr_matrix(_resample(np.eye(nch), EnergyAxis(offset_ev, scale_ev, nch), step_ev)[0][:, :keep].T)
-    return rt.multiply(rt).tocsr(), rt[:-1].multiply(rt[1:]).tocsr(), bool(abs(rt[:-2].multiply(rt[2:])).sum() > 0)
+    ax = EnergyAxis(offset_ev, scale_ev, nch)
+    if abs(scale_ev - step_ev) < 1e-6 * step_ev:                       # _resample's own: no resampling
+        return sparse.identity(nch, format="csr")[:keep]
+    new = _resample(np.zeros((1, nch)), ax, step_ev)[1]                # the lags' axis _resample makes
+    lo_edge = offset_ev - 0.5 * scale_ev
+    x = np.clip((new.offset_ev - 0.5 * step_ev + step_ev * np.arange(keep + 1) - lo_edge) / scale_ev, 0.0, nch)
+    width = int(np.ceil(step_ev / scale_ev)) + 2
+    c = np.floor(x[:-1]).astype(int)[:, None] - 1 + np.arange(width)[None, :]   # (keep, width) candidate channels
+    v = np.clip(x[1:, None] - c, 0.0, 1.0) - np.clip(x[:-1, None] - c, 0.0, 1.0)
+    ok = (c >= 0) & (c < nch) & (v != 0.0)
+    k = np.broadcast_to(np.arange(keep)[:, None], c.shape)
+    return sparse.csr_matrix((v[ok], (k[ok], c[ok])), shape=(keep, nch))
 
 
 def _tail_noise_columns(cov: np.ndarray, row_var: np.ndarray, whitened: bool = False) -> tuple:
