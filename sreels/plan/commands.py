@@ -43,6 +43,31 @@ def _check_args(args):
         raise SreelsInputError(f"--rows-nm {args.rows_nm}: expected finite distances in nm")
 
 
+#: glibc malloc settings for the plan's process (:func:`_keep_freed_memory`): arrays up to 32 MiB from the heap, which
+#: keeps up to 2 GiB freed and grows by 256 MiB at a time
+MALLOC_MMAP_THRESHOLD = 32 * 2 ** 20
+MALLOC_TRIM_THRESHOLD = 2 ** 31 - 1
+MALLOC_TOP_PAD = 256 * 2 ** 20
+
+
+def _keep_freed_memory() -> bool:
+    """Let glibc's malloc keep the memory numpy frees for the next array instead of returning it to the system
+    (mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD): the plan's many short-lived temporaries of a few to a
+    few tens of MB otherwise each come from fresh, zeroed pages.  Measured on the default plan's own process
+    (make_plan without the fast path and the figure, 2-3 runs each, load ~3.3): system time 1.05-1.3 s -> 0.5-0.75 s,
+    minor page faults 147k -> 48k, user time unchanged.  Only in the ``sreels plan`` process (and the processes it
+    forks); elsewhere (no glibc) nothing.  Returns whether the settings were taken."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return all(mallopt(k, v) == 1 for k, v in ((-3, MALLOC_MMAP_THRESHOLD), (-1, MALLOC_TRIM_THRESHOLD),
+                                              (-2, MALLOC_TOP_PAD)))   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
+
+
 def run_plan(args) -> int:
     from ..io import write_csv, write_json
     from ..outdir import check_output, output_directory
@@ -56,6 +81,7 @@ def run_plan(args) -> int:
     check_output(args.out, args.overwrite, inputs)
     cfg = load_config(args.scenario)
     d = Design(cfg.scenario, cfg.instrument, cfg.detector)
+    _keep_freed_memory()
     plan = make_plan(d, targets, vary, rows_nm=args.rows_nm, critical_dose=args.critical_dose,
                      slit_width_nm=args.slit_width_nm, vary_points=args.vary_points, fast=not args.no_fast,
                      figure=True)   # plan.png drawn beside the joint part where the fast path's process is forked

@@ -114,6 +114,12 @@ def truth(design: Design, priors: Priors) -> np.ndarray:
     return np.array([v[n] for n in priors.pset.names])
 
 
+#: the plural model's Li-K tail covariance on every this many rows of the noise-free image, the rows between from
+#: their neighbours' (:func:`sreels.inference.bayes.plural.tail_window`'s ``row_step``; None: every row, as the fit
+#: of a measured image does)
+TAIL_ROW_STEP = 16
+
+
 def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4, on_simulation=None,
                    plural: bool | None = None) -> JointJacobian:
     """G, the model columns and the expected electrons of every bin the joint fit uses, at the
@@ -131,7 +137,7 @@ def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4,
         sim = simulate(sc, inst, det, rng=0, noise_free=True)
         if on_simulation is not None:
             on_simulation(sim)
-        data = from_simulation(sim, plural=plural, source="plan")
+        data = from_simulation(sim, plural=plural, source="plan", tail_row_step=TAIL_ROW_STEP if plural else None)
         model = ImageModel(data, priors.pset)
         like = Likelihood(model, chunk=chunk)
         a, _, _ = like.fit_rows(theta)

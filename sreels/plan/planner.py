@@ -336,15 +336,18 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
                    "joint fit's Jacobian is that of its own model")
     else:
         note_ps = None
-    # On two cores: plan.png's process (matplotlib's import and a warm-up drawing) starts now, on the core this
-    # process leaves idle while it simulates; the fast path's prediction (its fit of the noise-free image) starts
-    # as soon as the noise-free simulation exists, beside the joint fit's Jacobian and algebra: both in forked
-    # processes (FAST_IN_PROCESS), else in a thread and here
+    # On two cores: the fast path's process (its imports: lmfit, ~2 s) and plan.png's (matplotlib's import and a
+    # warm-up drawing) start now, on the core this process leaves idle while it simulates; the fast path's
+    # prediction (its fit of the noise-free image) as soon as the noise-free simulation exists, beside the joint
+    # fit's Jacobian and algebra: both in forked processes (FAST_IN_PROCESS), else in a thread and here
+    early = _start_fast(None, rows_nm, give=False) if fast and _fork_context() is not None else None
     fig_job = _start_figure() if figure else None
     fast_jobs = []
 
     def start_fast(sim):
-        fast_jobs.append(_start_fast(sim, rows_nm))
+        if early is not None:
+            early.give(sim)
+        fast_jobs.append(early or _start_fast(sim, rows_nm))
 
     try:
         jac = joint_jacobian(d, on_simulation=start_fast if fast else None)
@@ -360,9 +363,8 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
         out["seconds"]["total"] = time.perf_counter() - t0
         return out
     finally:
-        for job in fast_jobs + [fig_job]:
-            if job is not None:
-                job.close()
+        for job in {id(j): j for j in fast_jobs + [early, fig_job] if j is not None}.values():
+            job.close()
 
 
 #: run the fast path's prediction and plan.png in forked processes instead of a thread and this process: the
@@ -377,9 +379,16 @@ def _fork_context():
     return mp.get_context("fork") if FAST_IN_PROCESS and "fork" in mp.get_all_start_methods() else None
 
 
-def _start_fast(sim, rows_nm):
+def _start_fast(sim, rows_nm, give: bool = True):
+    """The fast path's prediction on ``sim`` in a forked process, or a thread.  ``give=False``: the process only,
+    started before the simulation exists (it imports what it needs meanwhile); :meth:`_ForkedFast.give` hands it."""
     ctx = _fork_context()
-    return _ForkedFast(ctx, sim, rows_nm) if ctx is not None else _ThreadFast(sim, rows_nm)
+    if ctx is None:
+        return _ThreadFast(sim, rows_nm)
+    job = _ForkedFast(ctx, rows_nm)
+    if give:
+        job.give(sim)
+    return job
 
 
 def _start_figure():
@@ -408,7 +417,29 @@ def _in_child(target, conn, other, args):
         conn.close()
 
 
-def _fast_child(conn, sim, rows_nm):
+def _recv_simulation(conn):
+    """The simulation :meth:`_ForkedFast.give` sent: the pickle stream, then its out-of-band array buffers (writable,
+    as the arrays were)."""
+    import pickle
+
+    n, head = pickle.loads(conn.recv_bytes())
+    return pickle.loads(head, buffers=[bytearray(conn.recv_bytes()) for _ in range(n)])
+
+
+def _fast_child(conn, rows_nm):
+    import importlib
+    import sys
+
+    # lmfit imports pandas where it can (emcee's chains; pandas.isnull where np.isnan does for arrays): not in this
+    # process (0.4 s of its imports; the prediction is the in-process one bit for bit, tests/plan)
+    sys.modules.setdefault("pandas", None)
+    for mod in ("lmfit", "sreels.inference.fast", "sreels.inference.derived"):   # before the simulation arrives
+        with contextlib.suppress(ImportError):
+            importlib.import_module(mod)
+    try:
+        sim = _recv_simulation(conn)
+    except EOFError:  # the parent wants no prediction
+        return
     try:
         out = (True, fast_prediction(sim, rows_nm))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
@@ -465,15 +496,44 @@ class _ForkedJob:
 
 
 class _ForkedFast(_ForkedJob):
-    """:func:`fast_prediction` in a forked child; the result (a small dict of floats and three per-row arrays)
-    comes back through the pipe."""
+    """:func:`fast_prediction` in a forked child, which imports lmfit and the fast path first, then takes the
+    simulation from the pipe (:meth:`give`); the result (a small dict of floats and three per-row arrays) comes
+    back through the pipe."""
     what = "fast path's"
 
-    def __init__(self, ctx, sim, rows_nm):
-        super().__init__(ctx, _fast_child, (sim, rows_nm))
+    def __init__(self, ctx, rows_nm):
+        super().__init__(ctx, _fast_child, (rows_nm,))
+        self._sender = None
+
+    def give(self, sim):
+        """Hand the noise-free simulation to the child through the pipe from a thread: the pipe takes it only as
+        fast as the child reads, and the child reads once its imports are done (measured: the send in this thread
+        waited 3.1 s at load 4).  Pickled here with its arrays out of band (protocol 5: a small stream, ~35 MB of
+        array buffers written from the thread as they are, without the GIL; pickled whole in the thread, the
+        planning process waited ~0.5 s for it at load 5); :func:`_recv_simulation` reads it."""
+        import pickle
+        import threading
+
+        bufs = []
+        head = pickle.dumps(sim, protocol=5, buffer_callback=bufs.append)
+
+        def send():
+            with contextlib.suppress(OSError):   # a child that has ended: its error is what result() reads
+                self._conn.send_bytes(pickle.dumps((len(bufs), head)))
+                for b in bufs:
+                    self._conn.send_bytes(b.raw())
+        self._sender = threading.Thread(target=send, daemon=True)
+        self._sender.start()
 
     def result(self):
+        if self._sender is not None:
+            self._sender.join()
         return self._recv("a result")
+
+    def close(self):
+        super().close()   # ends the child if its answer was not taken: a send still under way then fails
+        if self._sender is not None:
+            self._sender.join()
 
 
 class _ForkedFigure(_ForkedJob):

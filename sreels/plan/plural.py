@@ -95,8 +95,9 @@ def tail_poisson_share(sim, data, i: int) -> np.ndarray:
     pois = np.maximum(lin[rows], 0.0)
     both = np.concatenate([pois, np.full_like(pois, rv)])
     cov = bp.tail_covariance(np.concatenate([lin[rows]] * 2), both, ll.axis, np.tile(ll.centre_ev[rows], 2),
-                             np.tile(thr_ev[rows], 2), step, span, bp.BAYES_TAIL_FWHM_EV, wd.energy_ev, factor)
-    tr = np.einsum("rbb->rb", cov) / np.tile(row_var, (2, 1))
+                             np.tile(thr_ev[rows], 2), step, span, bp.BAYES_TAIL_FWHM_EV, wd.energy_ev, factor,
+                             diagonal=True)
+    tr = cov / np.tile(row_var, (2, 1))
     tp, tr_ = tr[:len(rows)].sum(1), tr[len(rows):].sum(1)
     share = tp / np.maximum(tp + tr_, 1e-300)
     return np.interp(np.arange(R), rows, share)
@@ -112,7 +113,7 @@ def projection(jac, s, s_l: float, rfactor: float):
     """F (P, P) of the plural model's data with every amplitude profiled out, coef = M^-1 B' (R, K, P), the
     weights W per window (rows, bins) and the columns' index per window (K: background of each window, host,
     AlPO4, then each window's extra columns), at core-loss factors ``s`` (nw,) and low-loss factor ``s_l``."""
-    from .fisher import VARIANCE_FLOOR_E
+    from .fisher import VARIANCE_FLOOR_E, _row_blocks
 
     nw = len(jac.windows)
     P = jac.theta.size
@@ -134,9 +135,13 @@ def projection(jac, s, s_l: float, rfactor: float):
         # flat priors, so their scale does not change the projection; the extra columns do not scale
         A = t.A
         a = w.act
-        AW = A * W[..., None]                                                    # (R, C, 3 + q)
-        B[:, a[:, None], idx] += s[i] * np.matmul(w.G.transpose(0, 2, 1), AW)   # G' W A, (R, Pa, 3 + q)
-        Mw = np.matmul(AW.transpose(0, 2, 1), A)
+        BA = np.empty((R, a.size, 3 + q))
+        Mw = np.empty((R, 3 + q, 3 + q))
+        for r in _row_blocks(R):   # blocks of rows: the temporary A W stays in cache
+            AW = A[r] * W[r, :, None]                                            # (rows, C, 3 + q)
+            BA[r] = np.matmul(w.G[r].transpose(0, 2, 1), AW)                     # G' W A, (rows, Pa, 3 + q)
+            Mw[r] = np.matmul(AW.transpose(0, 2, 1), A[r])
+        B[:, a[:, None], idx] += s[i] * BA
         pr = np.zeros((R, 3 + q))
         pr[:, 3:] = t.prec[None, :] / g[:, None]            # the tail's noise directions: N(0, gamma) amplitudes
         Mw[:, np.arange(3 + q), np.arange(3 + q)] += pr
@@ -155,12 +160,11 @@ def projection(jac, s, s_l: float, rfactor: float):
     # the fit's residuals have (crlb.fisher: derived numbers within 5e-5 with the Schur form, 1e-6 with this one)
     F = np.zeros((P, P))
     for i, (w, t, W, idx, A) in enumerate(zip(jac.windows, jac.plural, Ws, idxs, acols)):
-        a = w.act
         E = coef[:, idx, :]                                                       # (R, 3 + q, P)
-        Gt = np.matmul(A, E)                                                      # (R, C, P)
-        np.subtract(s[i] * t.G_full, Gt, out=Gt)
-        Gw = Gt * W[..., None]
-        F += Gw.reshape(-1, P).T @ Gt.reshape(-1, P)
+        for r in _row_blocks(R):   # blocks of rows: the (rows, C, P) temporaries stay in cache
+            Gt = np.matmul(A[r], E[r])                                            # (rows, C, P)
+            np.subtract(s[i] * t.G_full[r], Gt, out=Gt)
+            F += (Gt * W[r, :, None]).reshape(-1, P).T @ Gt.reshape(-1, P)
         g = gamma(t, s[i], s_l, rfactor)
         pr = t.prec[None, :] / g[:, None]                                         # (R, q)
         En = E[:, 3:, :]
@@ -179,7 +183,7 @@ def _lowloss_of(sim):
     lc = np.asarray(llw.counts, float)
     if not det.dark_subtracted:
         lc = lc - det.dark_offset_counts
-    white = deconvolve(lc, det.psf_decay, slice(0, lc.shape[1]), 1)[0] / det.gain_counts_per_e
+    white = deconvolve(lc, det.psf_decay, slice(0, lc.shape[1]), 1, factors=False)[0] / det.gain_counts_per_e
     rv = (det.readout_noise_counts ** 2 + (QUANTISATION_VAR if det.quantise else 0.0)) / det.gain_counts_per_e ** 2
     return bp.read_lowloss(white, llw.energy, rv)
 

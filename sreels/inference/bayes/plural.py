@@ -234,7 +234,7 @@ def binned_tail(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
 
 
 def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float,
-                row_var: np.ndarray) -> PluralWindow:
+                row_var: np.ndarray, row_step: int | None = None) -> PluralWindow:
     """The Li-K window's fixed multiple scattering per bin (electrons), each row's from its own low loss,
     and that tail's noise as per-row nuisance columns.
 
@@ -251,7 +251,11 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
     whitened variance above :data:`ROW_TAIL_KEEP` are per-row amplitude columns with a N(0, 1) prior
     (marginalised with the other linear amplitudes, :mod:`.likelihood`); the rest's diagonal is added to the
     data's variance.  The rows' tails are not denoised across rows: their errors are then independent from
-    row to row (the denoised tail's error, shared by every row, made the c_Li pulls' sd 3-12: validation/16)."""
+    row to row (the denoised tail's error, shared by every row, made the c_Li pulls' sd 3-12: validation/16).
+
+    ``row_step`` (the plan's, :mod:`sreels.plan.fisher`, on a noise-free low loss; never a measured image's fit): the
+    covariance on every ``row_step``-th row only, the rows between from their two neighbours'
+    (:func:`_tail_noise_columns_sampled`)."""
     y = ll.electrons
     rows = y.shape[0]
     span, step, thr_ev, factor = _tail_steps(ll, energy_ev, scale_ev, exposure_ratio)
@@ -262,9 +266,13 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
     # the noise of the whitened electrons: Poisson plus the readout's, which the low loss's few electrons per
     # channel above ~80 eV loss (2-20 at t/lambda 0.59) do not dwarf (~4 e^2)
     lin = point[0]
-    w = tail_covariance(lin, np.maximum(lin, 0.0) + ll.readout_var, ll.axis, ll.centre_ev, thr_ev, step, span,
-                        BAYES_TAIL_FWHM_EV, energy_ev, factor, whiten=np.sqrt(row_var), linearisation=point[1])
-    cols, var = _tail_noise_columns(w, row_var, whitened=True)
+    if row_step is not None and int(row_step) > 1:
+        cols, var = _tail_noise_columns_sampled(ll, lin, thr_ev, step, span, energy_ev, factor, row_var,
+                                                int(row_step))
+    else:
+        w = tail_covariance(lin, np.maximum(lin, 0.0) + ll.readout_var, ll.axis, ll.centre_ev, thr_ev, step, span,
+                            BAYES_TAIL_FWHM_EV, energy_ev, factor, whiten=np.sqrt(row_var), linearisation=point[1])
+        cols, var = _tail_noise_columns(w, row_var, whitened=True)
     # the single-scattering valence loss under the window is a Drude tail, E^-3 [1 + O((E_p / E)^2)], not a
     # power law (local exponent -4.7 at 41 eV for E_p = 24.7 eV, Gamma = 10 eV; Egerton 2011, Eq. 3.43):
     # the model's power law plus E^-5, E^-7, E^-9 on the row's ZLP-referenced axis describe a single Drude
@@ -360,7 +368,7 @@ def bin_weights(energy_ev, centre, step_ev: float, m: int):
 
 def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step_ev: float, span_ev: float,
                     fwhm_ev: float, energy_ev: np.ndarray, factor: float, batch: int = 4,
-                    whiten=None, linearisation: TailLinearisation | None = None) -> np.ndarray:
+                    whiten=None, diagonal: bool = False, linearisation: TailLinearisation | None = None) -> np.ndarray:
     """The covariance (rows, bins, bins) of the binned multiple-scattering tail of :func:`tail_window` (the
     steps of :func:`sreels.inference.lowloss.plural_tails` at lag step ``step_ev``, times ``factor``, linearly
     interpolated at ``energy_ev`` (bins, bin) less each row's ZLP centre and summed per bin) for independent
@@ -381,7 +389,9 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     R diag(var) R^T = L L^T (L lower bidiagonal, its Cholesky factor) the covariance is the Gram matrix of
     (B G) L, symmetric by construction (where that factor does not exist, e.g. a variance zero on some
     channels, (B G) R diag(var) R^T (B G)^T).  ``whiten`` (rows, bins): the covariance divided by it on both
-    sides; ``linearisation``: :func:`tail_linearisation` of these arguments, if already made.  Checked against central differences (1e-9) and 2000 replicas
+    sides.  ``diagonal``: only the covariance's diagonal (rows, bins), the factor's squared row norms (no Gram
+    product).  ``linearisation``: :func:`tail_linearisation` of these arguments, if already made.  Checked against
+    central differences (1e-9) and 2000 replicas
     (tests/bayes/test_dualeels.py) and against the per-bin transforms (tests/bayes/test_dualeels.py, 1e-12)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
@@ -444,7 +454,7 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
             ls[:, k - 1] = d1[:, k - 1] / ld[:, k - 1]
             ld[:, k] = np.sqrt(d0[:, k] - ls[:, k - 1] ** 2)
     chol = bool(np.all(np.isfinite(ld)) and np.all(ld > 1e-6 * np.sqrt(d0.max(1, keepdims=True))))
-    out = np.empty((rows, nb, nb))
+    out = np.empty((rows, nb) if diagonal else (rows, nb, nb))
     if chol:
         fd, fs = scale * ld, scale[:, 1:] * ls[:, :-1]          # (B G) L without the zero-loss terms
         fbuf, tbuf = np.empty((min(batch, rows), nb, keep)), np.empty((min(batch, rows), nb, keep - 1))
@@ -461,17 +471,20 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
             f[..., :-1] += t
             f[..., :nz] += zl * ld[sl, None, :nz]
             f[..., :nz - 1] += zl[..., 1:] * ls[sl, None, :nz - 1]
-            np.matmul(f, np.swapaxes(f, 1, 2), out=out[sl])
+            if diagonal:
+                out[sl] = np.einsum("rbk,rbk->rb", f, f)
+            else:
+                np.matmul(f, np.swapaxes(f, 1, 2), out=out[sl])
         else:                               # S product
             bg *= scale[sl, None, :]
             bg[..., :nz] += zl
             y1 = bg * d0[sl, None, :]
             y1[..., :-1] += bg[..., 1:] * d1[sl, None, :]
             y1[..., 1:] += bg[..., :-1] * d1[sl, None, :]
-            out[sl] = y1 @ np.swapaxes(bg, 1, 2)
+            out[sl] = np.einsum("rbk,rbk->rb", y1, bg) if diagonal else y1 @ np.swapaxes(bg, 1, 2)
         if whiten is not None:
             wsc = 1.0 / np.asarray(whiten[sl], dtype=float)
-            out[sl] *= wsc[:, :, None] * wsc[:, None, :]
+            out[sl] *= wsc ** 2 if diagonal else wsc[:, :, None] * wsc[:, None, :]
     return out
 
 
@@ -480,10 +493,30 @@ def _resampling_products(offset_ev: float, scale_ev: float, nch: int, step_ev: f
     """The resampling R (keep lags x nch stored channels, :func:`sreels.inference.deconvolve._resample`'s) as
     the sparse products giving R diag(var) R^T's diagonal and first off-diagonal, and whether any lag shares a
     channel with the lag after next (cached: the same axis for every image)."""
+    rt = _resampling_matrix(offset_ev, scale_ev, nch, step_ev, keep)
+    return rt.multiply(rt).tocsr(), rt[:-1].multiply(rt[1:]).tocsr(), bool(abs(rt[:-2].multiply(rt[2:])).sum() > 0)
+
+
+def _resampling_matrix(offset_ev: float, scale_ev: float, nch: int, step_ev: float, keep: int):
+    """R (keep lags x nch stored channels, sparse) of :func:`sreels.inference.deconvolve._resample` built from its
+    formula instead of resampling the (nch, nch) identity: the cumulative sum of channel c's unit impulse,
+    interpolated linearly between the channels' edges, is clip(x - c, 0, 1) at edge position x (in channels), so
+    R[k, c] = clip(x_k+1 - c, 0, 1) - clip(x_k - c, 0, 1) with x_k the lag edges' positions (nonzero on the few
+    channels a lag overlaps)."""
     from ..deconvolve import _resample
 
-    rt = sparse.csr_matrix(_resample(np.eye(nch), EnergyAxis(offset_ev, scale_ev, nch), step_ev)[0][:, :keep].T)
-    return rt.multiply(rt).tocsr(), rt[:-1].multiply(rt[1:]).tocsr(), bool(abs(rt[:-2].multiply(rt[2:])).sum() > 0)
+    ax = EnergyAxis(offset_ev, scale_ev, nch)
+    if abs(scale_ev - step_ev) < 1e-6 * step_ev:                       # _resample's own: no resampling
+        return sparse.identity(nch, format="csr")[:keep]
+    new = _resample(np.zeros((1, nch)), ax, step_ev)[1]                # the lags' axis _resample makes
+    lo_edge = offset_ev - 0.5 * scale_ev
+    x = np.clip((new.offset_ev - 0.5 * step_ev + step_ev * np.arange(keep + 1) - lo_edge) / scale_ev, 0.0, nch)
+    width = int(np.ceil(step_ev / scale_ev)) + 2
+    c = np.floor(x[:-1]).astype(int)[:, None] - 1 + np.arange(width)[None, :]   # (keep, width) candidate channels
+    v = np.clip(x[1:, None] - c, 0.0, 1.0) - np.clip(x[:-1, None] - c, 0.0, 1.0)
+    ok = (c >= 0) & (c < nch) & (v != 0.0)
+    k = np.broadcast_to(np.arange(keep)[:, None], c.shape)
+    return sparse.csr_matrix((v[ok], (k[ok], c[ok])), shape=(keep, nch))
 
 
 def _tail_noise_columns(cov: np.ndarray, row_var: np.ndarray, whitened: bool = False) -> tuple:
@@ -500,6 +533,90 @@ def _tail_noise_columns(cov: np.ndarray, row_var: np.ndarray, whitened: bool = F
     cols = np.transpose(v * np.sqrt(lam_k)[:, None, :], (2, 0, 1)) * sd[None]
     rest = np.einsum("rbb->rb", w) - np.einsum("rbq,rq->rb", v ** 2, lam_k)
     return cols, np.maximum(rest, 0.0) * row_var
+
+
+#: the sampled tail covariance (:func:`_tail_noise_columns_sampled`): the leading eigenpairs kept per sampled row,
+#: those with whitened variance above this times :data:`ROW_TAIL_KEEP` in any sampled row (28 of the default
+#: design's 24 above 1; 24, 28 or 32 pairs gave the same columns within 1e-5, measured)
+SAMPLED_FLOOR = 0.05
+#: ... and the sampled rows' refinement (:func:`sampled_rows`): an interval between sampled rows is halved while a row
+#: inside it differs from the linear interpolation of its ends' smoothed plural part by more than this (relative, the
+#: norm over channels)
+SAMPLED_TOL = 1e-2
+
+
+def _between(samp: np.ndarray, rows: int) -> tuple:
+    """For every row: the index j of the sampled row at or before it, the sampled rows a <= r <= b around it and
+    its place t in [0, 1] between them (a sampled row: t = 0)."""
+    r = np.arange(rows)
+    j = np.clip(np.searchsorted(samp, r, side="right") - 1, 0, max(samp.size - 2, 0))
+    jb = np.minimum(j + 1, samp.size - 1)
+    a, b = samp[j], samp[jb]
+    return j, jb, np.where(b > a, (r - a) / np.maximum(b - a, 1), 0.0)
+
+
+def sampled_rows(lin: np.ndarray, threshold, row_step: int, unscattered) -> np.ndarray:
+    """The rows (sorted indices) on which :func:`_tail_noise_columns_sampled` computes the tail's covariance: every
+    ``row_step``-th, the last, the rows beside a jump of the unscattered fraction (:func:`mixed_rows`), and more
+    where the smoothed low loss ``lin``'s part above the elastic ``threshold`` (channels) is not linear between
+    them within :data:`SAMPLED_TOL` (intervals halved: near the jump, which the smoothing over rows spreads)."""
+    rows = lin.shape[0]
+    samp = np.unique(np.r_[np.arange(0, rows, max(int(row_step), 1)), rows - 1,
+                           np.flatnonzero(mixed_rows(unscattered))]).astype(int)
+    p = np.where(np.arange(lin.shape[1])[None, :] >= np.asarray(threshold)[:, None], lin, 0.0)
+    nrm = np.maximum(np.linalg.norm(p, axis=1), 1e-300)
+    while samp.size < rows:
+        j, jb, t = _between(samp, rows)
+        dev = np.linalg.norm(p - p[samp[j]] * (1.0 - t)[:, None] - p[samp[jb]] * t[:, None], axis=1) / nrm
+        bad = np.unique(j[dev > SAMPLED_TOL])
+        if not bad.size:
+            break
+        samp = np.union1d(samp, (samp[bad] + samp[bad + 1]) // 2)
+    return samp
+
+
+def _tail_noise_columns_sampled(ll: LowLoss, lin: np.ndarray, thr_ev, step: float, span: float, energy_ev,
+                                factor: float, row_var: np.ndarray, row_step: int) -> tuple:
+    """:func:`_tail_noise_columns` of the tail's covariance taken on the rows of :func:`sampled_rows` only.
+
+    For a low loss that changes slowly along the rows (the plan's noise-free image): each sampled row's covariance
+    C_s (:func:`tail_covariance` on that row alone), whitened by its own data's noise, keeps its leading eigenpairs
+    (:data:`SAMPLED_FLOOR`) as an unwhitened factor L_s (C_s ~ L_s L_s'; the pairs left out are far below
+    :data:`ROW_TAIL_KEEP` and go, with every other, into the remaining diagonal).  A row r between sampled
+    rows a and b takes C_r = (1 - t) C_a + t C_b (t its place between them), whose factor is [sqrt(1 - t) L_a,
+    sqrt(t) L_b]; whitened by row r's own noise, its eigen-problem is that of the factor's small Gram matrix (twice
+    the pairs kept, square) instead of the (bins x bins) one; the diagonal C_r's exact one interpolated likewise."""
+    rows = lin.shape[0]
+    samp = sampled_rows(lin, ll.threshold, row_step, ll.unscattered)
+    cs = tail_covariance(lin[samp], np.maximum(lin[samp], 0.0) + ll.readout_var, ll.axis, ll.centre_ev[samp],
+                         np.asarray(thr_ev)[samp], step, span, BAYES_TAIL_FWHM_EV, energy_ev, factor)
+    sd = np.sqrt(row_var)
+    ssd = sd[samp]
+    lam, vec = _leading_eigh(cs / (ssd[:, :, None] * ssd[:, None, :]), ROW_TAIL_KEEP)   # descending
+    k = max(int(np.max(np.sum(lam > SAMPLED_FLOOR * ROW_TAIL_KEEP, axis=1))), 1)
+    lam, vec = np.maximum(lam[:, :k], 0.0), vec[:, :, :k]
+    fac = vec * np.sqrt(lam)[:, None, :] * ssd[:, :, None]              # (samples, bins, k): C_s ~ fac fac'
+    diag = np.einsum("sbb->sb", cs)
+    j, jb, t = _between(samp, rows)      # each row between two sampled ones (a sampled row: t = 0)
+    d = diag[j] * (1.0 - t)[:, None] + diag[jb] * t[:, None]
+    ab = np.stack([np.sqrt(1.0 - t), np.sqrt(t)], 1).repeat(k, 1)       # (rows, 2k): the factor's column weights
+    nb = row_var.shape[1]
+    # each row's whitened factor X = [sqrt(1 - t) L_a, sqrt(t) L_b] / sd: its Gram matrix X' X, for the rows between
+    # two sampled ones one product (rows, bins) @ (bins, (2k)^2) of their 1 / row_var with the pair's outer products
+    gram = np.empty((rows, 4 * k * k))
+    spans = [(np.flatnonzero(j == i), np.concatenate([fac[i], fac[min(i + 1, samp.size - 1)]], 1))
+             for i in np.unique(j)]
+    for r, lab in spans:
+        gram[r] = (1.0 / row_var[r]) @ (lab[:, :, None] * lab[:, None, :]).reshape(nb, -1)
+    gram = gram.reshape(rows, 2 * k, 2 * k) * (ab[:, :, None] * ab[:, None, :])
+    mu, u = np.linalg.eigh(gram)                                       # its nonzero eigenvalues, ascending
+    mu, u = mu[:, ::-1], u[:, :, ::-1]
+    q = int(np.max(np.sum(mu > ROW_TAIL_KEEP, axis=1)))
+    cols = np.empty((q, rows, nb))
+    for r, lab in spans:                                               # unwhitened: V sqrt(mu) sd = [L_a, L_b] ab u
+        cols[:, r, :] = np.transpose(np.matmul(lab, ab[r, :, None] * u[r, :, :q]), (2, 0, 1))
+    rest = d - np.einsum("qrb,qrb->rb", cols, cols)
+    return cols, np.maximum(rest, 0.0)
 
 
 def _leading_eigh(w: np.ndarray, above: float, k: int | None = None, tol: float | None = None,
@@ -578,8 +695,9 @@ def mixed_rows(unscattered) -> np.ndarray:
     return out
 
 
-def plural_windows(windows, ll: LowLoss, exposure_ratio: dict) -> tuple:
-    """One :class:`PluralWindow` per prepared window (:class:`.data.WindowData`), aligned with them."""
+def plural_windows(windows, ll: LowLoss, exposure_ratio: dict, tail_row_step: int | None = None) -> tuple:
+    """One :class:`PluralWindow` per prepared window (:class:`.data.WindowData`), aligned with them
+    (``tail_row_step``: :func:`tail_window`'s ``row_step``, the plan's)."""
     out = []
     for wd in windows:
         w = wd.window
@@ -589,5 +707,6 @@ def plural_windows(windows, ll: LowLoss, exposure_ratio: dict) -> tuple:
         else:
             # the data's noise (the first-pass variance of .data.prepare) whitens the tail's
             row_var = np.maximum(uniform_filter(wd.data, size=(3, 7), mode="nearest"), 1.0) + wd.readout_var
-            out.append(tail_window(ll, wd.energy_ev, w.scale_ev, exposure_ratio[w.name], row_var))
+            out.append(tail_window(ll, wd.energy_ev, w.scale_ev, exposure_ratio[w.name], row_var,
+                                   row_step=tail_row_step))
     return tuple(out)
