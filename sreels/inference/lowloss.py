@@ -334,7 +334,7 @@ def _log_ratio_excess(jf, zf, g, eps2=0.0):
             re = g * (qr - 1.0 - lnm)
             im = g * (qi - ang)
     ok = (g > 1e-8) & np.isfinite(re) & np.isfinite(im)
-    out = np.empty(jf.shape, complex)
+    out = np.empty(jf.shape, np.result_type(jf.dtype, np.complex64))  # (single transforms: single precision)
     out.real = np.where(ok, re, 0.0)
     out.imag = np.where(ok, im, 0.0)
     return out
@@ -366,10 +366,11 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
 
 
 def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
-                 fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0):
+                 fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0, dtype=float):
     """:func:`plural_kernel`'s per-row part: (tail, I_t to the taper's end, I_0), each row from its own counts.
     ``noise_gain``: the counts' variance per count (the detector gain), for the Fourier log's noise guard (0: none)
-    (:func:`_log_ratio_excess`)."""
+    (:func:`_log_ratio_excess`).  ``dtype``: of the transforms and the logarithm (np.float32 for the noise
+    replicas of :func:`apply_low_loss`, whose tails only give the spread about the row's own; returned as float64)."""
     from ..forward.lowloss import zlp_tf
 
     ll, ax = _resample(np.asarray(counts, dtype=float), axis, scale_ev)
@@ -383,7 +384,7 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
     # the ratio J / Z is independent of where the ZLP sits: its inverse transform starts at loss 0
     n = sfft.next_fast_len(2 * e.size, real=True)
     f = sfft.rfftfreq(n, d=scale_ev)
-    g = zlp_tf(f, fwhm_ev)[None, :]
+    g = zlp_tf(f, fwhm_ev)[None, :].astype(dtype)
     m = int(np.ceil(span_ev / scale_ev)) + 1
     rows = ll.shape[0]
     tail, it, i0 = np.empty((rows, min(m, n))), np.empty(rows), np.empty(rows)
@@ -392,7 +393,7 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
         # the taper is 1 (exactly) up to 10 eV below the earliest row's end: only the channels after that
         c0 = int(np.searchsorted(e, end[sl].min() - 10.0))
         # J and Z written zero-padded to the transform's length (the transforms then copy nothing)
-        jp, zp = np.zeros((sl.stop - sl.start, n)), np.zeros((sl.stop - sl.start, n))
+        jp, zp = np.zeros((sl.stop - sl.start, n), dtype), np.zeros((sl.stop - sl.start, n), dtype)
         j, z = jp[:, :e.size], zp[:, :e.size]
         j[...] = ll[sl]
         t = np.clip((end[sl, None] - e[None, c0:]) / 10.0, 0.0, 1.0)
@@ -401,7 +402,7 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
         it[sl] = j.sum(1)
         i0[sl] = z.sum(1)
         mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=-1), sfft.rfft(zp, axis=1, workers=-1), g,
-                                 noise_gain * it[sl, None])
+                                 (noise_gain * it[sl, None]).astype(dtype))
         tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[sl, None]
     return tail, it, i0
 
@@ -672,9 +673,14 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                     z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal(
                         (TAIL_REPLICAS, coarse.shape[1])) for r in counts], axis=1)
                     reps = coarse[None] + z * sd[None]
-                    return plural_tails(np.concatenate([coarse[None], reps]).reshape(-1, coarse.shape[1]), cax,
-                                        np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1), step, span,
-                                        fwhm_ev=max(TAIL_FWHM_EV, res_ev), noise_gain=g)
+                    # the rows' own tails in double precision, the replicas' (their spread about those) in single:
+                    # the spread is ~1e-2 of a tail, single precision's rounding ~1e-6 of it (measured below)
+                    fw = max(TAIL_FWHM_EV, res_ev)
+                    own = plural_tails(coarse, cax, centre, the, step, span, fwhm_ev=fw, noise_gain=g)
+                    rep = plural_tails(reps.reshape(-1, coarse.shape[1]), cax, np.tile(centre, TAIL_REPLICAS),
+                                       np.tile(the, TAIL_REPLICAS), step, span, fwhm_ev=fw, noise_gain=g,
+                                       dtype=np.float32)
+                    return tuple(np.concatenate([a, b]) for a, b in zip(own, rep))
 
                 def plural_window():
                     """The window's plural-scattering fields (WindowData's), from the image's averages."""
