@@ -150,9 +150,12 @@ def rows_at(table, step, e, delta, slopes=True):
     pos = (e[None, :] - np.asarray(delta, float)[:, None]) / step
     i = np.clip(np.floor(pos).astype(int), 0, table.shape[-1] - 2)
     f = np.clip(pos - i, 0.0, 1.0)
-    r = np.arange(table.shape[-2])[:, None]
-    inside = (pos >= 0) & (pos <= table.shape[-1] - 1)
-    t0, t1 = table[..., r, i], table[..., r, i + 1]
+    rows, lags = table.shape[-2:]
+    inside = (pos >= 0) & (pos <= lags - 1)
+    # the gathers by flat index (row r, lag i at r * lags + i) on the rows' tables laid end to end
+    flat = i + (np.arange(rows) * lags)[:, None]
+    t = np.reshape(table, table.shape[:-2] + (rows * lags,))
+    t0, t1 = t.take(flat, axis=-1), t.take(flat + 1, axis=-1)
     v = np.where(inside, t0 * (1 - f) + t1 * f, 0.0)
     return (v, np.where(inside, (t1 - t0) / step, 0.0)) if slopes else v
 
