@@ -110,12 +110,16 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     done = ~np.isfinite(chi2)
     eye = np.eye(npar)
     it = 0
+    prev = None  # the rows of the last iteration's copies of y and the weights (taken again when they change)
     for it in range(1, max_iter + 1):
         idx = np.flatnonzero(~done)
         if idx.size == 0:
             break
         full = idx.size == rows  # every row still iterating: the arrays themselves, no copies
-        w_i, y_i = (weights, y) if full else (weights[idx], y[idx])
+        if full:
+            w_i, y_i = weights, y
+        elif prev is None or prev.size != idx.size or not np.array_equal(prev, idx):
+            w_i, y_i, prev = weights[idx], y[idx], idx
         A_i, g_i = (A, g) if full else (A[idx], g[idx])
         diag = np.diagonal(A_i, axis1=1, axis2=2)
         Ad = A_i + lam[idx, None, None] * eye * np.maximum(diag, 1e-30)[:, :, None]
@@ -126,7 +130,9 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         p_new = np.clip(p[idx] + step, lo, hi)
         m_new, J_new = model(p_new, idx)
         res_new = y_i - m_new
-        chi2_new = np.sum(w_i * res_new**2, axis=1)
+        sq = np.multiply(res_new, res_new)
+        sq *= w_i
+        chi2_new = np.sum(sq, axis=1)
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
         settled = np.abs(chi2[idx] - chi2_new) < np.maximum(dchi2, 1e-9 * chi2[idx])
         b = idx[better]
