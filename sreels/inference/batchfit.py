@@ -142,6 +142,14 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         elif better.all():
             p[b], m[b], J[b], chi2[b] = p_new, m_new, J_new, chi2_new
             A[b], g[b] = _normal(J_new, w_i, res_new, transposed)
+        elif full and 2 * b.size >= rows:
+            # every row iterated, most improved: the new arrays keep the rejected rows' old values (copying those
+            # few rows instead of gathering the improved ones' models and Jacobians into the old arrays)
+            An, gn = _normal(J_new, w_i, res_new, transposed)
+            rej = ~better
+            p_new[rej], m_new[rej], J_new[rej], chi2_new[rej], An[rej], gn[rej] = \
+                p[rej], m[rej], J[rej], chi2[rej], A[rej], g[rej]
+            p, m, J, chi2, A, g = p_new, m_new, J_new, chi2_new, An, gn
         elif b.size:
             jb = J_new[better]
             p[b], m[b], J[b], chi2[b] = p_new[better], m_new[better], jb, chi2_new[better]
