@@ -162,7 +162,7 @@ def rows_at(table, step, e, delta, slopes=True):
 
 def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
                      delta=None, mask=None, fit_delta=True, weight=None, tail=None, tail_amp=None,
-                     tail_step=None, curvature=False, exponents=None, projected=False) -> EdgeFit:
+                     tail_step=None, curvature=False, exponents=None, projected=False, whole_window=True) -> EdgeFit:
     """Power law + linear amplitudes of fixed references shifted by "delta" (eV).
 
     Parameters: ln A, r, one amplitude per reference, and "delta" if ``delta`` (starting
@@ -179,7 +179,10 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
     the pre-edge power law's r (and s = 0).  ``projected`` (held shifts only): the amplitudes solved
     exactly at every step, only the exponents iterated (:func:`_projected_fit`; for fits whose
     full-parameter iteration crawls: Li-K's 30 model evaluations a row became ~9 and ~0.6 of its CPU
-    time, reaching the least-squares minimum; the O amount's 3-4 are not improved on).
+    time, reaching the least-squares minimum; the O amount's 3-4 are not improved on).  ``whole_window``
+    False: where a channel has no weight in any row (a masked gap), the fit (its energies, model, data,
+    weights, Jacobian and chi^2 per degree of freedom) is returned on the channels with weight only, not
+    evaluated once more on the whole window.
     """
     rows = np.shape(counts)[0]
     d0 = np.zeros(rows) if delta is None else np.asarray(delta, float)
@@ -285,8 +288,11 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         res = levenberg_marquardt(model, p0, y, w, transposed=True)
     else:  # held shifts: every parameter but the background's exponents is linear (variable projection)
         res = _projected_fit(model, fixed, np.log(e / e_ref), p0, y, w, nb)
-    if isinstance(ch, slice):
+    n_all = e_all.size
+    if isinstance(ch, slice) or not whole_window:
         m, jac = res.model, np.swapaxes(res.jac, 1, 2)
+        if not isinstance(ch, slice):
+            e_all, y_all, w_all = e, y, w
     else:  # the whole window's model; chi^2 per degree of freedom of the whole window as before
         m, jt = make_model(e_all)[0](res.params, np.arange(rows))
         res = replace(res, chi2_red=res.chi2_red * max(e.size - npar, 1) / max(e_all.size - npar, 1),
@@ -294,7 +300,8 @@ def fit_linear_edges(axis, counts, variance, refs, names, lo, hi, pre_hi,
         jac = np.swapaxes(jt, 1, 2)
     y = y_all
     if fixed_part is not None:
-        fp = fixed_part[:, :e_all.size]  # (both slices start at lo)
+        fp = fixed_part[:, :n_all]  # (both slices start at lo)
+        fp = fp if isinstance(ch, slice) or whole_window else fp[:, ch]
         y, m = y + fp, m + fp
     pnames = ("log_a", "r") + (("s",) if curvature else ()) + (*names,) + (("delta",) if fit_shift else ())
     return EdgeFit(res, pnames, e_ref, e_all, m, y, w_all, scale, jac)
