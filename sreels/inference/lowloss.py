@@ -73,7 +73,8 @@ def zlp_centre(counts, axis: EnergyAxis):
     if not near.any():
         raise SreelsInputError(f"the low-loss window ({axis.offset_ev:.1f}-{axis.end_ev:.1f} eV) holds no "
                                f"channel within {ZLP_SEARCH_EV:.0f} eV of 0 eV: no zero-loss peak to read")
-    imax = np.argmax(np.where(near[None, :], y, -np.inf), axis=1)
+    a, b = np.flatnonzero(near)[[0, -1]]  # (e ascends: the channels near 0 eV are one run)
+    imax = a + np.argmax(y[:, a:b + 1], axis=1)
     rows = np.arange(y.shape[0])
     off = np.arange(-2, 3)
     idx = np.clip(imax[:, None] + off[None, :], 0, y.shape[1] - 1)
@@ -96,16 +97,34 @@ def zlp_centre(counts, axis: EnergyAxis):
     return axis.offset_ev + axis.scale_ev * (imax + dx), imax
 
 
-def zlp_fwhm(counts, axis: EnergyAxis, imax):
-    """FWHM (eV) of the ZLP per row: half-maximum crossings interpolated between channels."""
-    y = np.asarray(counts, dtype=float)
-    rows = np.arange(y.shape[0])
-    idx = np.arange(y.shape[1])[None, :]
-    half = 0.5 * y[rows, imax][:, None]
+def _crossings(y, imax, half, lo=0):
+    """The last channel below ``half`` before ``imax`` (-1: none) and the first after it (y's width: none), of
+    rows ``y`` whose channel 0 is channel ``lo`` of the row."""
+    idx = np.arange(lo, lo + y.shape[1])[None, :]
     below = y < half
-    jl = np.max(np.where(below & (idx < imax[:, None]), idx, -1), 1)
-    jr = np.min(np.where(below & (idx > imax[:, None]), idx, y.shape[1]), 1)
-    jl, jr = np.clip(jl, 0, y.shape[1] - 2), np.clip(jr, 1, y.shape[1] - 1)
+    return (np.max(np.where(below & (idx < imax[:, None]), idx, -1), 1),
+            np.min(np.where(below & (idx > imax[:, None]), idx, lo + y.shape[1]), 1))
+
+
+#: channels either side of the ZLP maximum in which :func:`zlp_fwhm` looks for its half-maximum crossings first
+#: (rows without both there: the whole row)
+FWHM_SEARCH_CHANNELS = 64
+
+
+def zlp_fwhm(counts, axis: EnergyAxis, imax):
+    """FWHM (eV) of the ZLP per row: half-maximum crossings interpolated between channels (the nearest
+    crossing either side of the maximum, looked for within :data:`FWHM_SEARCH_CHANNELS` first: the same channels)."""
+    y = np.asarray(counts, dtype=float)
+    n = y.shape[1]
+    rows = np.arange(y.shape[0])
+    half = 0.5 * y[rows, imax][:, None]
+    a = max(int(imax.min()) - FWHM_SEARCH_CHANNELS, 0)
+    b = min(int(imax.max()) + FWHM_SEARCH_CHANNELS + 1, n)
+    jl, jr = _crossings(y[:, a:b], imax, half, a)
+    far = ((jl < 0) & (a > 0)) | ((jr >= b) & (b < n))  # a crossing not within the channels looked at
+    if far.any():
+        jl[far], jr[far] = _crossings(y[far], imax[far], half[far])
+    jl, jr = np.clip(jl, 0, n - 2), np.clip(jr, 1, n - 1)
     h = half[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         xl = jl + (h - y[rows, jl]) / (y[rows, jl + 1] - y[rows, jl])

@@ -425,3 +425,23 @@ def test_single_precision_transforms_stay_far_below_the_noise(monkeypatch):
     t64, t32 = plural_tails(y, *args)[0], plural_tails(y, *args, dtype=np.float32)[0]
     other = plural_tails(np.random.default_rng(1).poisson(np.maximum(ll.expected_counts, 0.0)).astype(float), *args)[0]
     assert np.sqrt(np.mean((t32 - t64) ** 2) / np.mean((other - t64) ** 2)) < 1e-3
+
+
+def test_zlp_fwhm_of_peaks_wider_than_its_first_search():
+    """zlp_fwhm looks for the half-maximum crossings within FWHM_SEARCH_CHANNELS of the maximum first: Gaussian
+    ZLPs of 0.3-3 eV FWHM on 0.01 eV channels (3 eV: 150 channels either side, beyond that search) read their
+    FWHM to 1e-3 eV, noise-free, next to each other in one block; a flat row (no half-maximum crossing
+    anywhere) has no finite FWHM, as before."""
+    from sreels.axes import EnergyAxis
+    from sreels.inference.lowloss import FWHM_SEARCH_CHANNELS
+
+    ax = EnergyAxis(-6.0, 0.01, 1400)
+    fw = np.array([0.3, 1.0, 3.0, 0.5])
+    e = ax.energy_ev
+    y = 1e4 * np.exp(-0.5 * (e[None, :] / (fw[:, None] / (2 * np.sqrt(2 * np.log(2))))) ** 2)
+    assert 0.5 * fw[2] / ax.scale_ev > FWHM_SEARCH_CHANNELS
+    flat = np.vstack([y, np.full(e.size, 7.0)])
+    _, imax = zlp_centre(flat, ax)
+    got = zlp_fwhm(flat, ax, imax)
+    np.testing.assert_allclose(got[:4], fw, atol=1e-3)
+    assert not np.isfinite(got[4])
