@@ -72,25 +72,35 @@ def fit_power_law(axis: EnergyAxis, counts: np.ndarray, lo_ev: float, hi_ev: flo
 
 def _normal_sums(x, x2, y, w, m):
     """The 2x2 normal equations of (ln A, r) for the model m: J = (m, -m x); the sums over channels
-    as products with x and x^2 (one pass over the rows' arrays for each)."""
-    wmm = w * m * m
+    as products with x and x^2 (one pass over the rows' arrays for each).  (Temporaries written in
+    place: the same operations in the same order.)"""
+    wm = np.multiply(w, m)
+    wmm = np.multiply(wm, m)
     a00, a01, a11 = wmm.sum(1), -(wmm @ x), wmm @ x2
     if y is None:
         return a00, a01, a11
-    wmr = w * m * (y - m)
+    res = np.subtract(y, m, out=wmm)
+    wmr = np.multiply(wm, res, out=wm)
     return a00, a01, a11, wmr.sum(1), -(wmr @ x)
+
+
+def _power(log_a, r, x):
+    """exp(ln A - r x) (rows, n), written into one array."""
+    m = np.multiply(r[:, None], x[None, :])
+    np.subtract(log_a[:, None], m, out=m)
+    return np.exp(m, out=m)
 
 
 def _gauss_newton(x, y, w, e, e_ref, log_a, r, iterations):
     x2 = x * x
     for _ in range(iterations):
-        m = np.exp(log_a[:, None] - r[:, None] * x[None, :])
+        m = _power(log_a, r, x)
         a00, a01, a11, b0, b1 = _normal_sums(x, x2, y, w, m)
         det = a00 * a11 - a01 * a01
         d0 = (a11 * b0 - a01 * b1) / det
         d1 = (a00 * b1 - a01 * b0) / det
         log_a, r = log_a + d0, r + d1
-    m = np.exp(log_a[:, None] - r[:, None] * x[None, :])
+    m = _power(log_a, r, x)
     a00, a01, a11 = _normal_sums(x, x2, None, w, m)
     det = a00 * a11 - a01 * a01
     cov = np.stack([np.stack([a11, -a01], -1), np.stack([-a01, a00], -1)], -2) / det[:, None, None]

@@ -110,12 +110,16 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     done = ~np.isfinite(chi2)
     eye = np.eye(npar)
     it = 0
+    prev = None  # the rows of the last iteration's copies of y and the weights (taken again when they change)
     for it in range(1, max_iter + 1):
         idx = np.flatnonzero(~done)
         if idx.size == 0:
             break
         full = idx.size == rows  # every row still iterating: the arrays themselves, no copies
-        w_i, y_i = (weights, y) if full else (weights[idx], y[idx])
+        if full:
+            w_i, y_i = weights, y
+        elif prev is None or prev.size != idx.size or not np.array_equal(prev, idx):
+            w_i, y_i, prev = weights[idx], y[idx], idx
         A_i, g_i = (A, g) if full else (A[idx], g[idx])
         diag = np.diagonal(A_i, axis1=1, axis2=2)
         Ad = A_i + lam[idx, None, None] * eye * np.maximum(diag, 1e-30)[:, :, None]
@@ -126,7 +130,9 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         p_new = np.clip(p[idx] + step, lo, hi)
         m_new, J_new = model(p_new, idx)
         res_new = y_i - m_new
-        chi2_new = np.sum(w_i * res_new**2, axis=1)
+        sq = np.multiply(res_new, res_new)
+        sq *= w_i
+        chi2_new = np.sum(sq, axis=1)
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
         settled = np.abs(chi2[idx] - chi2_new) < np.maximum(dchi2, 1e-9 * chi2[idx])
         b = idx[better]
@@ -136,6 +142,14 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
         elif better.all():
             p[b], m[b], J[b], chi2[b] = p_new, m_new, J_new, chi2_new
             A[b], g[b] = _normal(J_new, w_i, res_new, transposed)
+        elif full and 2 * b.size >= rows:
+            # every row iterated, most improved: the new arrays keep the rejected rows' old values (copying those
+            # few rows instead of gathering the improved ones' models and Jacobians into the old arrays)
+            An, gn = _normal(J_new, w_i, res_new, transposed)
+            rej = ~better
+            p_new[rej], m_new[rej], J_new[rej], chi2_new[rej], An[rej], gn[rej] = \
+                p[rej], m[rej], J[rej], chi2[rej], A[rej], g[rej]
+            p, m, J, chi2, A, g = p_new, m_new, J_new, chi2_new, An, gn
         elif b.size:
             jb = J_new[better]
             p[b], m[b], J[b], chi2[b] = p_new[better], m_new[better], jb, chi2_new[better]

@@ -73,7 +73,8 @@ def zlp_centre(counts, axis: EnergyAxis):
     if not near.any():
         raise SreelsInputError(f"the low-loss window ({axis.offset_ev:.1f}-{axis.end_ev:.1f} eV) holds no "
                                f"channel within {ZLP_SEARCH_EV:.0f} eV of 0 eV: no zero-loss peak to read")
-    imax = np.argmax(np.where(near[None, :], y, -np.inf), axis=1)
+    a, b = np.flatnonzero(near)[[0, -1]]  # (e ascends: the channels near 0 eV are one run)
+    imax = a + np.argmax(y[:, a:b + 1], axis=1)
     rows = np.arange(y.shape[0])
     off = np.arange(-2, 3)
     idx = np.clip(imax[:, None] + off[None, :], 0, y.shape[1] - 1)
@@ -96,16 +97,34 @@ def zlp_centre(counts, axis: EnergyAxis):
     return axis.offset_ev + axis.scale_ev * (imax + dx), imax
 
 
-def zlp_fwhm(counts, axis: EnergyAxis, imax):
-    """FWHM (eV) of the ZLP per row: half-maximum crossings interpolated between channels."""
-    y = np.asarray(counts, dtype=float)
-    rows = np.arange(y.shape[0])
-    idx = np.arange(y.shape[1])[None, :]
-    half = 0.5 * y[rows, imax][:, None]
+def _crossings(y, imax, half, lo=0):
+    """The last channel below ``half`` before ``imax`` (-1: none) and the first after it (y's width: none), of
+    rows ``y`` whose channel 0 is channel ``lo`` of the row."""
+    idx = np.arange(lo, lo + y.shape[1])[None, :]
     below = y < half
-    jl = np.max(np.where(below & (idx < imax[:, None]), idx, -1), 1)
-    jr = np.min(np.where(below & (idx > imax[:, None]), idx, y.shape[1]), 1)
-    jl, jr = np.clip(jl, 0, y.shape[1] - 2), np.clip(jr, 1, y.shape[1] - 1)
+    return (np.max(np.where(below & (idx < imax[:, None]), idx, -1), 1),
+            np.min(np.where(below & (idx > imax[:, None]), idx, lo + y.shape[1]), 1))
+
+
+#: channels either side of the ZLP maximum in which :func:`zlp_fwhm` looks for its half-maximum crossings first
+#: (rows without both there: the whole row)
+FWHM_SEARCH_CHANNELS = 64
+
+
+def zlp_fwhm(counts, axis: EnergyAxis, imax):
+    """FWHM (eV) of the ZLP per row: half-maximum crossings interpolated between channels (the nearest
+    crossing either side of the maximum, looked for within :data:`FWHM_SEARCH_CHANNELS` first: the same channels)."""
+    y = np.asarray(counts, dtype=float)
+    n = y.shape[1]
+    rows = np.arange(y.shape[0])
+    half = 0.5 * y[rows, imax][:, None]
+    a = max(int(imax.min()) - FWHM_SEARCH_CHANNELS, 0)
+    b = min(int(imax.max()) + FWHM_SEARCH_CHANNELS + 1, n)
+    jl, jr = _crossings(y[:, a:b], imax, half, a)
+    far = ((jl < 0) & (a > 0)) | ((jr >= b) & (b < n))  # a crossing not within the channels looked at
+    if far.any():
+        jl[far], jr[far] = _crossings(y[far], imax[far], half[far])
+    jl, jr = np.clip(jl, 0, n - 2), np.clip(jr, 1, n - 1)
     h = half[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         xl = jl + (h - y[rows, jl]) / (y[rows, jl + 1] - y[rows, jl])
@@ -334,7 +353,7 @@ def _log_ratio_excess(jf, zf, g, eps2=0.0):
             re = g * (qr - 1.0 - lnm)
             im = g * (qi - ang)
     ok = (g > 1e-8) & np.isfinite(re) & np.isfinite(im)
-    out = np.empty(jf.shape, complex)
+    out = np.empty(jf.shape, np.result_type(jf.dtype, np.complex64))  # (single transforms: single precision)
     out.real = np.where(ok, re, 0.0)
     out.imag = np.where(ok, im, 0.0)
     return out
@@ -366,10 +385,11 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
 
 
 def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
-                 fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0):
+                 fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0, dtype=float):
     """:func:`plural_kernel`'s per-row part: (tail, I_t to the taper's end, I_0), each row from its own counts.
     ``noise_gain``: the counts' variance per count (the detector gain), for the Fourier log's noise guard (0: none)
-    (:func:`_log_ratio_excess`)."""
+    (:func:`_log_ratio_excess`).  ``dtype``: of the transforms and the logarithm (np.float32 for the noise
+    replicas of :func:`apply_low_loss`, whose tails only give the spread about the row's own; returned as float64)."""
     from ..forward.lowloss import zlp_tf
 
     ll, ax = _resample(np.asarray(counts, dtype=float), axis, scale_ev)
@@ -383,7 +403,7 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
     # the ratio J / Z is independent of where the ZLP sits: its inverse transform starts at loss 0
     n = sfft.next_fast_len(2 * e.size, real=True)
     f = sfft.rfftfreq(n, d=scale_ev)
-    g = zlp_tf(f, fwhm_ev)[None, :]
+    g = zlp_tf(f, fwhm_ev)[None, :].astype(dtype)
     m = int(np.ceil(span_ev / scale_ev)) + 1
     rows = ll.shape[0]
     tail, it, i0 = np.empty((rows, min(m, n))), np.empty(rows), np.empty(rows)
@@ -392,7 +412,7 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
         # the taper is 1 (exactly) up to 10 eV below the earliest row's end: only the channels after that
         c0 = int(np.searchsorted(e, end[sl].min() - 10.0))
         # J and Z written zero-padded to the transform's length (the transforms then copy nothing)
-        jp, zp = np.zeros((sl.stop - sl.start, n)), np.zeros((sl.stop - sl.start, n))
+        jp, zp = np.zeros((sl.stop - sl.start, n), dtype), np.zeros((sl.stop - sl.start, n), dtype)
         j, z = jp[:, :e.size], zp[:, :e.size]
         j[...] = ll[sl]
         t = np.clip((end[sl, None] - e[None, c0:]) / 10.0, 0.0, 1.0)
@@ -401,7 +421,7 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
         it[sl] = j.sum(1)
         i0[sl] = z.sum(1)
         mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=-1), sfft.rfft(zp, axis=1, workers=-1), g,
-                                 noise_gain * it[sl, None])
+                                 (noise_gain * it[sl, None]).astype(dtype))
         tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[sl, None]
     return tail, it, i0
 
@@ -672,9 +692,14 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                     z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal(
                         (TAIL_REPLICAS, coarse.shape[1])) for r in counts], axis=1)
                     reps = coarse[None] + z * sd[None]
-                    return plural_tails(np.concatenate([coarse[None], reps]).reshape(-1, coarse.shape[1]), cax,
-                                        np.tile(centre, TAIL_REPLICAS + 1), np.tile(the, TAIL_REPLICAS + 1), step, span,
-                                        fwhm_ev=max(TAIL_FWHM_EV, res_ev), noise_gain=g)
+                    # the rows' own tails in double precision, the replicas' (their spread about those) in single:
+                    # the spread is ~1e-2 of a tail, single precision's rounding ~1e-6 of it (measured below)
+                    fw = max(TAIL_FWHM_EV, res_ev)
+                    own = plural_tails(coarse, cax, centre, the, step, span, fwhm_ev=fw, noise_gain=g)
+                    rep = plural_tails(reps.reshape(-1, coarse.shape[1]), cax, np.tile(centre, TAIL_REPLICAS),
+                                       np.tile(the, TAIL_REPLICAS), step, span, fwhm_ev=fw, noise_gain=g,
+                                       dtype=np.float32)
+                    return tuple(np.concatenate([a, b]) for a, b in zip(own, rep))
 
                 def plural_window():
                     """The window's plural-scattering fields (WindowData's), from the image's averages."""

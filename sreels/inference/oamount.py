@@ -91,8 +91,9 @@ def fit_o_amount(axis: EnergyAxis, counts, variance, refs, delta, mask=None,
     if mask is not None:
         m = m | mask
     fit = fit_linear_edges(axis, counts, variance, refs, ("O-K continuum",), pre[0], post[1], pre[1],
-                           delta=delta, mask=m, fit_delta=False)
-    # chi^2 over the channels that had weight (the near-edge gap has none)
+                           delta=delta, mask=m, fit_delta=False, whole_window=False)
+    # chi^2 over the channels that had weight (the near-edge gap has none; the fit is on the channels with weight
+    # in some row only)
     used = (fit.weights > 0).sum(1)
     npar = fit.result.params.shape[1]
     chi = fit.result.chi2_red * max(fit.data.shape[1] - npar, 1) / np.maximum(used - npar, 1)

@@ -281,12 +281,22 @@ def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=
         g = np.exp(-0.5 * u * u)
         dx = xx - centre0[ii, None]
         m = p[:, 0:1] * g + p[:, j:j + 1] + p[:, j + 1:j + 2] * dx + p[:, j + 2:j + 3] * dx * dx
-        cols = [g, p[:, 0:1] * g * u / sg] + ([p[:, 0:1] * g * u * u / sg] if free_sigma else []) \
-            + [np.ones_like(g), dx, dx * dx]
+        # the Jacobian's columns written where it holds them (rows, parameters, channels), as they were stacked
+        jac = np.empty((ii.size, npar, xx.shape[1]))
+        jac[:, 0] = g
+        ag = p[:, 0:1] * g
+        np.multiply(ag, u, out=jac[:, 1])
+        if free_sigma:
+            np.multiply(jac[:, 1], u, out=jac[:, 2])
+            jac[:, 2] /= sg
+        jac[:, 1] /= sg
+        jac[:, j] = 1.0
+        jac[:, j + 1] = dx
+        np.multiply(dx, dx, out=jac[:, j + 2])
         if bsel is not None:
             m = m + p[:, j + 3:j + 4] * bsel[ii]
-            cols.append(bsel[ii])
-        return m, np.stack(cols, 1)  # (rows, parameters, channels)
+            jac[:, j + 3] = bsel[ii]
+        return m, jac
 
     res = levenberg_marquardt(model, p0, y, w, lower, upper, transposed=True)
     dof = np.maximum(n_used - npar, 1)

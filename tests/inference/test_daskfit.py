@@ -57,10 +57,11 @@ def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window(monkeypatch)
     res = runs[1 << 30][0]
     _same(whole, res)
     assert "t_over_lambda" in res.columns and np.isfinite(res.columns["t_over_lambda"]).all()
-    # two blocks: the tails in the first and fit passes (held: the first only); the Fourier ratio in all three
-    # passes (the first stops after its averages; held: the sums pass's result goes to the fit)
-    assert runs[0][1] == {"plural_tails": 4, "fourier_ratio": 6}
-    assert runs[1 << 30][1] == {"plural_tails": 2, "fourier_ratio": 4}
+    # two blocks: the tails in the first and fit passes (held: the first only), each time in two calls (the rows'
+    # own, their noise replicas'); the Fourier ratio in all three passes (the first stops after its averages;
+    # held: the sums pass's result goes to the fit)
+    assert runs[0][1] == {"plural_tails": 8, "fourier_ratio": 6}
+    assert runs[1 << 30][1] == {"plural_tails": 4, "fourier_ratio": 4}
     assert list(runs[0][0].status) == list(res.status)
     for k, v in runs[0][0].columns.items():
         assert np.array_equal(v, res.columns[k], equal_nan=True), k

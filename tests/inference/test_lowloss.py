@@ -399,3 +399,49 @@ def test_the_pedestal_ignores_spikes_and_a_zlp_tail_is_no_pedestal(shared_data):
     w = load_measurement([f])["lowloss"]
     y, fl = low_loss_floor(w.counts, w.energy)
     assert not fl.pedestal.any() and np.array_equal(y, np.asarray(w.counts, float))
+
+
+def test_single_precision_transforms_stay_far_below_the_noise(monkeypatch):
+    """The Fourier ratio's transforms (deconvolve.FR_DTYPE) and the Li-K tail replicas' Fourier log run in float32:
+    against float64 on noisy rows the deconvolved channels move by < 1e-3 of their noise sd (measured 9e-5), the
+    variance factor by < 1e-5 (2e-7), and a tail by < 1e-3 of the spread two noise realisations give it (8e-5)."""
+    import sreels.inference.deconvolve as dc
+    from sreels.inference.lowloss import plural_tails, read_zlp
+
+    sim = simulate(SMALL, dual(), rng=3)
+    ll, hw = sim.windows["lowloss"], sim.windows["high"]
+    out = {}
+    for dt in (np.float64, np.float32):
+        monkeypatch.setattr(dc, "FR_DTYPE", dt)
+        out[dt] = fourier_ratio(hw.counts, hw.energy, ll.counts, ll.energy, 0.5, 0.0, sim.config.detector.psf_decay,
+                                1.0, 3.0)
+    (d64, f64), (d32, f32) = out[np.float64], out[np.float32]
+    assert d32.dtype == np.float64
+    assert np.max(np.abs(d32 - d64) / np.sqrt(np.maximum(d64, 1.0) * f64[:, None])) < 1e-3
+    assert np.max(np.abs(f32 / f64 - 1)) < 1e-5
+    y = np.asarray(ll.counts, float)
+    centre, _, thr, *_ = read_zlp(y, ll.energy)
+    args = (ll.energy, centre, ll.energy.energy_ev[thr], 0.5, 140.0, 1.0, 1.0)
+    t64, t32 = plural_tails(y, *args)[0], plural_tails(y, *args, dtype=np.float32)[0]
+    other = plural_tails(np.random.default_rng(1).poisson(np.maximum(ll.expected_counts, 0.0)).astype(float), *args)[0]
+    assert np.sqrt(np.mean((t32 - t64) ** 2) / np.mean((other - t64) ** 2)) < 1e-3
+
+
+def test_zlp_fwhm_of_peaks_wider_than_its_first_search():
+    """zlp_fwhm looks for the half-maximum crossings within FWHM_SEARCH_CHANNELS of the maximum first: Gaussian
+    ZLPs of 0.3-3 eV FWHM on 0.01 eV channels (3 eV: 150 channels either side, beyond that search) read their
+    FWHM to 1e-3 eV, noise-free, next to each other in one block; a flat row (no half-maximum crossing
+    anywhere) has no finite FWHM, as before."""
+    from sreels.axes import EnergyAxis
+    from sreels.inference.lowloss import FWHM_SEARCH_CHANNELS
+
+    ax = EnergyAxis(-6.0, 0.01, 1400)
+    fw = np.array([0.3, 1.0, 3.0, 0.5])
+    e = ax.energy_ev
+    y = 1e4 * np.exp(-0.5 * (e[None, :] / (fw[:, None] / (2 * np.sqrt(2 * np.log(2))))) ** 2)
+    assert 0.5 * fw[2] / ax.scale_ev > FWHM_SEARCH_CHANNELS
+    flat = np.vstack([y, np.full(e.size, 7.0)])
+    _, imax = zlp_centre(flat, ax)
+    got = zlp_fwhm(flat, ax, imax)
+    np.testing.assert_allclose(got[:4], fw, atol=1e-3)
+    assert not np.isfinite(got[4])
