@@ -390,7 +390,7 @@ class _PluralRun(_Results):
 
         d, priors, acc = self.d, self.priors, self.acc
         i = self.done
-        seed = PLURAL_SEED0[self.name] + i
+        seed = (PLURAL_SEED0[self.name] if self.seed0 is None else self.seed0) + i
         t0 = time.perf_counter()
         sim = simulate(d.scenario, d.instrument, d.detector, rng=seed, models=self.models)
         with single_threaded_blas():
@@ -826,6 +826,8 @@ def main(argv=None):
         for name in a.plural_designs:   # the prediction first (written once)
             plural_plan(name, pds[name], out)
         runs = [_PluralRun(name, pds[name], out) for name in a.plural_designs]
+        for r in runs:   # --seed0: a further set of seeds (its own OUT; pooled by the report only when merged)
+            r.seed0 = a.seed0
         while any(r.done < a.n for r in runs):  # designs interleaved, appended per image: resumable
             for r in runs:
                 if r.done < a.n:
