@@ -86,6 +86,31 @@ def fit_bytes(rows: int, channels: int) -> float:
     return BASE_BYTES + float(rows) * float(channels) * FIT_BYTES_PER_PIXEL
 
 
+#: glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20,
+                      top_pad: int | None = None) -> bool:
+    """Let glibc's malloc serve arrays up to ``mmap_threshold`` bytes (32 MiB: its largest) from its heap and keep up
+    to ``trim_threshold`` bytes of freed memory for the next array (and grow by ``top_pad``), instead of mapping and
+    unmapping every large temporary page by page (mallopt(3); setting either threshold stops glibc's own dynamic
+    adjustment).  For processes that make many short-lived arrays of a few to tens of MB: the fast path's Dask
+    workers (:mod:`sreels.inference.daskfit`), ``sreels plan``.  Returns whether the settings were taken (False
+    without glibc: nothing changed)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):   # not glibc
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    settings = [(_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold)]
+    if top_pad is not None:
+        settings.append((_M_TOP_PAD, top_pad))
+    return all(mallopt(k, int(v)) == 1 for k, v in settings)
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
     """Run the block with one BLAS thread (every BLAS library loaded: numpy's and scipy's, through

@@ -25,7 +25,6 @@ Progress through Dask's own diagnostics (``dask.diagnostics.ProgressBar`` locall
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import os
 import sys
@@ -36,7 +35,7 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from ..resources import single_threaded_blas
+from ..resources import keep_freed_memory, single_threaded_blas
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
                    resolve_instrument)
 from .deconvolve import ImageStats, image_stats
@@ -61,12 +60,7 @@ def _malloc_for_blocks() -> None:
     _MALLOC_SET = True
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
         return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD (malloc.h)
-        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
+    keep_freed_memory(32 << 20, 256 << 20)
 
 
 class _Rows:

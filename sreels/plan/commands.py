@@ -51,21 +51,14 @@ MALLOC_TOP_PAD = 256 * 2 ** 20
 
 
 def _keep_freed_memory() -> bool:
-    """Let glibc's malloc keep the memory numpy frees for the next array instead of returning it to the system
-    (mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD): the plan's many short-lived temporaries of a few to a
-    few tens of MB otherwise each come from fresh, zeroed pages.  Measured on the default plan's own process
-    (make_plan without the fast path and the figure, 2-3 runs each, load ~3.3): system time 1.05-1.3 s -> 0.5-0.75 s,
-    minor page faults 147k -> 48k, user time unchanged.  Only in the ``sreels plan`` process (and the processes it
-    forks); elsewhere (no glibc) nothing.  Returns whether the settings were taken."""
-    import ctypes
+    """:func:`sreels.resources.keep_freed_memory` with the plan's settings: the plan's many short-lived temporaries
+    of a few to a few tens of MB otherwise each come from fresh, zeroed pages.  Measured on the default plan's own
+    process (make_plan without the fast path and the figure, 2-3 runs each, load ~3.3): system time 1.05-1.3 s ->
+    0.5-0.75 s, minor page faults 147k -> 48k, user time unchanged.  Only in the ``sreels plan`` process (and the
+    processes it forks)."""
+    from ..resources import keep_freed_memory
 
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return all(mallopt(k, v) == 1 for k, v in ((-3, MALLOC_MMAP_THRESHOLD), (-1, MALLOC_TRIM_THRESHOLD),
-                                              (-2, MALLOC_TOP_PAD)))   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
+    return keep_freed_memory(MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, MALLOC_TOP_PAD)
 
 
 def run_plan(args) -> int:
