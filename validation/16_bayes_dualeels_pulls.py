@@ -48,6 +48,32 @@ every sd 0.74-1.21, c_Li means -0.58 / -0.68 (per row -0.60) and R_OO parent +0.
 with the replicas' Poisson noise alone (47ed63d, no readout noise; before_fcbedfd/poisson_only/, n = 11-13):
 c_Li sd 1.10-1.72, means -0.79 to +0.16.
 
+Eighth session (2026-12-02): the Li-K tail to first order about the smoothed low loss, T(L') + G (L - L')
+(bayes.plural.binned_tail; its error is the linear noise its covariance describes: along the tail's noise directions
+amplitudes rms 1.00 against 1.06 for T(L) at the default dose, 1.05 against 2.8 at 1/10 of it, where T(L) made the
+MAP fail: validation/results/06_plan/README.md), then each row's elastic threshold from the rows averaged over 9 and
+a median over 9 rows (bayes.plural.stable_threshold).  The same seeds as the table above, 40 rows
+(results/16_bayes_dualeels/s24_first_order_tail/: the first-order tail with each row's own threshold;
+s24_stable_threshold/: both; summary.txt there from --summary, sd with ddof 0), pull mean / sd (ddof 1):
+
+quantity                   0.31, first order   0.59, first order   0.59, both         0.92, first order   0.92, both
+                           (3000-3025)         (3000-3025)         (3026-3051)        (3000-3051)         (3000-3025)
+electrode_width_nm         -0.05 / 1.07        +0.02 / 0.87        pooled 0.59:       -0.13 / 0.96        -0.12 / 1.16
+ti_boundary_nm             +0.30 / 1.10        +0.26 / 1.14        see below          +0.15 / 1.04        +0.27 / 1.19
+li_max_rel                 +0.12 / 0.90        +0.10 / 1.26                           -0.37 / 1.21        -0.04 / 1.30
+li_at_ti_boundary_rel      +0.23 / 0.97        +0.22 / 1.20                           -0.31 / 1.22        +0.00 / 1.33
+r_oo_parent_nm             -0.25 / 1.14        -0.42 / 1.36                           -0.19 / 1.08        -0.25 / 1.17
+r_oo_max_nm                +0.05 / 1.07        +0.11 / 1.05                           -0.01 / 1.05        +0.02 / 1.24
+rows:li_rel                +0.15 / 0.93        +0.13 / 1.27                           -0.35 / 1.23        -0.02 / 1.32
+
+At 0.59 pooled over 3000-3051 (n = 52): electrode width -0.09 / 0.83, Ti boundary +0.20 / 1.01, c_Li max -0.13 / 1.17,
+c_Li at the boundary -0.03 / 1.15, R_OO parent -0.27 / 1.13, R_OO max +0.02 / 1.07, per-row c_Li -0.11 / 1.20: within
+target.  Paired against the stored records on the same images: c_Li at 0.92 moved -0.17 +- 0.06 sigma with the
+first-order tail alone (mean -0.37, outside +-0.3) and back by +0.09 with the stable threshold (3000-3025: -0.04);
+every other shift within 0.1 sigma but R_OO parent at 0.59 (-0.08 +- 0.06 over 52).  c_Li's sd at 0.92 on seeds
+3000-3025 is 1.30-1.33 (the stored model 1.26-1.30 on the same images; 1.18-1.19 over all 52): at the edge of the
+target, not a change.  MAP chi2_red 0.955-0.983; every fit converged.
+
 History (the h10b model, 80 rows, seeds 3000-3059, n = 60 per thickness): the tail denoised across the
 rows (mean and principal components of the image) had an error shared by every row that its 8 image-level
 replicas did not span: c_Li pulls sd 3.0 / 5.3 / 11 at t/lambda 0.30 / 0.57 / 0.90, R_OO max +1.18 / 1.42
