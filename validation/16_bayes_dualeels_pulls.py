@@ -68,7 +68,8 @@ rows:li_rel                +0.15 / 0.93        +0.13 / 1.27                     
 
 At 0.59 pooled over 3000-3051 (n = 52): electrode width -0.09 / 0.83, Ti boundary +0.20 / 1.01, c_Li max -0.13 / 1.17,
 c_Li at the boundary -0.03 / 1.15, R_OO parent -0.27 / 1.13, R_OO max +0.02 / 1.07, per-row c_Li -0.11 / 1.20: within
-target.  Paired against the stored records on the same images: c_Li at 0.92 moved -0.17 +- 0.06 sigma with the
+target (on 3026-3051 alone, with both changes, c_Li max -0.36 / 1.06: the stored model reads -0.36 / 1.15 on the same
+images, paired shift +0.004 +- 0.066: those images, not the change).  Paired against the stored records on the same images: c_Li at 0.92 moved -0.17 +- 0.06 sigma with the
 first-order tail alone (mean -0.37, outside +-0.3) and back by +0.09 with the stable threshold (3000-3025: -0.04);
 every other shift within 0.1 sigma but R_OO parent at 0.59 (-0.08 +- 0.06 over 52).  c_Li's sd at 0.92 on seeds
 3000-3025 is 1.30-1.33 (the stored model 1.26-1.30 on the same images; 1.18-1.19 over all 52): at the edge of the
