@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..figstyle import DISTANCE_LABEL, figure, save
-from .planner import NUMBERS
+from .planner import GAUSSIAN_MIN_ELECTRONS, NUMBERS
 
 _C = dict(zip([n[0] for n in NUMBERS], ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#17becf"]))
 
@@ -82,6 +82,12 @@ def _draw(plan: dict):
             ax.plot(targets[k]["dose_factor"], 1.0, "o", color=_C[k], ms=4)
     if targets:
         ax.axhline(1.0, color="0.3", lw=0.8, ls="--", label="target")
+    nmin = plan["joint"].get("min_electrons_per_bin")
+    if nmin and np.isfinite(nmin) and nmin > 0:   # the expected electrons scale with the dose
+        low = GAUSSIAN_MIN_ELECTRONS / nmin
+        if low > np.min(c["factor"]):
+            ax.axvspan(np.min(c["factor"]), min(low, np.max(c["factor"])), color="0.9", lw=0, zorder=0,
+                       label=f"< {GAUSSIAN_MIN_ELECTRONS:g} e per bin: Gaussian approx.")
     cd = plan.get("critical_dose")
     if cd:
         ax.axvline(cd["dose_factor"], color="k", lw=1.0, ls=":", label=f"critical dose {cd['e_per_nm2']:.3g} e/nm²")

@@ -455,3 +455,28 @@ def test_planning_process_imports_neither_lmfit_nor_matplotlib():
             "print(sorted(m for m in ('lmfit', 'matplotlib', 'pandas', 'scipy.stats') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+def test_plan_figure_shades_the_doses_below_the_gaussian_regime():
+    """plan.png's sigma-dose panel shades the doses at which some bin holds fewer than GAUSSIAN_MIN_ELECTRONS
+    expected electrons (the design's minimum scaled with the dose): from the curve's lowest dose to 20 / n_min; none
+    when the whole curve is above it."""
+    from matplotlib.patches import Polygon, Rectangle
+
+    from sreels.plan.figures import _draw, example_plan
+    from sreels.plan.fisher import GAUSSIAN_MIN_ELECTRONS
+
+    def spans(plan):
+        ax = _draw(plan).axes[0]
+        out = []
+        for p in ax.patches:
+            if isinstance(p, (Polygon, Rectangle)):
+                xs = np.asarray(p.get_xy())[:, 0] if isinstance(p, Polygon) else [p.get_x(), p.get_x() + p.get_width()]
+                out.append((min(xs), max(xs)))
+        return out
+
+    plan = example_plan(24)
+    plan["joint"]["min_electrons_per_bin"] = 200.0          # the curve runs from 0.01 to 100 x the design's dose
+    (lo, hi), = spans(plan)
+    assert lo == pytest.approx(0.01) and hi == pytest.approx(GAUSSIAN_MIN_ELECTRONS / 200.0)
+    plan["joint"]["min_electrons_per_bin"] = 1e4             # 20 electrons at 0.002 x: below the curve
+    assert spans(plan) == []
