@@ -385,14 +385,19 @@ def plural_trip_factor(out: Path) -> float:
 
 class _PluralRun(_Results):
     """A DualEELS design's MAP fits with the plural model, appended per image to OUT/<name>.npz (resumable): the
-    derived numbers, the parameters and the MAP's own (Laplace) sd of the derived numbers."""
+    derived numbers, the parameters and the MAP's own (Laplace) sd of the derived numbers.  ``seed0``: the first seed
+    (default PLURAL_SEED0[name])."""
+
+    def __init__(self, name: str, d: dz.Design, out: Path, seed0: int | None = None):
+        super().__init__(name, d, out)
+        self.seed0 = PLURAL_SEED0[name] if seed0 is None else seed0
 
     def one(self, n: int) -> None:
         from sreels.inference.bayes.crlb import derived_gradient
 
         d, priors, acc = self.d, self.priors, self.acc
         i = self.done
-        seed = (PLURAL_SEED0[self.name] if self.seed0 is None else self.seed0) + i
+        seed = self.seed0 + i
         t0 = time.perf_counter()
         sim = simulate(d.scenario, d.instrument, d.detector, rng=seed, models=self.models)
         with single_threaded_blas():
@@ -827,9 +832,8 @@ def main(argv=None):
         pds = plural_designs(out)
         for name in a.plural_designs:   # the prediction first (written once)
             plural_plan(name, pds[name], out)
-        runs = [_PluralRun(name, pds[name], out) for name in a.plural_designs]
-        for r in runs:   # --seed0: a further set of seeds (its own OUT; pooled by the report only when merged)
-            r.seed0 = a.seed0
+        # --seed0: a further set of seeds (its own OUT; pooled by the report only when merged)
+        runs = [_PluralRun(name, pds[name], out, a.seed0) for name in a.plural_designs]
         while any(r.done < a.n for r in runs):  # designs interleaved, appended per image: resumable
             for r in runs:
                 if r.done < a.n:
