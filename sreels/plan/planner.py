@@ -409,8 +409,17 @@ class _ThreadFast:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+#: niceness the forked children add to their own: on two cores the planning process (the longest chain) keeps one
+#: core to itself and the two children share the other
+CHILD_NICENESS = 10
+
+
 def _in_child(target, conn, other, args):
+    import os
+
     other.close()   # the parent's end: the child sees EOF when the parent closes it
+    with contextlib.suppress(OSError):
+        os.nice(CHILD_NICENESS)
     try:
         target(conn, *args)
     finally:
