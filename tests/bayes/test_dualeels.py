@@ -124,6 +124,27 @@ def test_tail_noise_columns_hold_each_rows_covariance():
         np.testing.assert_allclose(shapes.T @ wc @ shapes, shapes.T @ w[r] @ shapes, rtol=0.02, atol=0.06)
 
 
+def test_tail_noise_below_the_datas_noise_gives_no_columns():
+    """A tail whose whitened variance is below ROW_TAIL_KEEP in every direction of every row (a long low-loss exposure
+    against the core loss's: the plan's low dose factors) gives no nuisance columns, only the remaining variance,
+    its whole diagonal; one row with a direction above it gives one column (each row's leading direction); the kept
+    and the remaining variance add up to the covariance's diagonal in both cases."""
+    rows, bins = 40, 120
+    e = np.linspace(0, 1, bins)
+    shape = np.exp(-((e - 0.4) / 0.15) ** 2)
+    shape /= np.linalg.norm(shape)
+    row_var = np.full((rows, bins), 400.0)
+    sd = np.sqrt(row_var)
+    for peak, q in ((0.5, 0), (3.0, 1)):
+        lam = np.full(rows, 0.5)
+        lam[7] = peak
+        w = lam[:, None, None] * np.outer(shape, shape)[None] + 0.01 * np.eye(bins)[None]
+        cols, var = _tail_noise_columns(w * sd[:, :, None] * sd[:, None, :], row_var)
+        assert cols.shape == (q, rows, bins)
+        kept = np.einsum("qrb,qrb->rb", cols, cols)
+        np.testing.assert_allclose(var + kept, np.einsum("rbb->rb", w) * row_var, rtol=1e-9)
+
+
 def test_tail_covariance_is_the_exact_linearisation_of_the_li_k_tail():
     """tail_covariance (the Li-K tail's covariance from the low loss's noise, linearised by hand) against
     (a) central differences of the tail's own steps (plural_kernel, then the window's binning) for one

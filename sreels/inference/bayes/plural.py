@@ -681,6 +681,9 @@ def _leading_eigh(w: np.ndarray, above: float, k: int | None = None, tol: float 
         q = int(np.max(np.sum(lam > above, axis=1)))
         if q + LEADING_SPARE > k:
             return full(w)
+        # the pairs checked: those above, and at least the leading one (a Ritz value is below its eigenvalue: with
+        # none above, the leading pair's convergence shows that the row has none)
+        q = max(q, 1)
         d = wx[..., :q] - x[..., :q] * th[:, None, :q]
         res[act, :q] = np.sqrt(np.einsum("rnq,rnq->rq", d, d)) / np.abs(th[:, :1])
         res[act, q:] = np.inf                  # not checked: wanted if a later row has more pairs above
