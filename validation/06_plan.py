@@ -50,7 +50,8 @@ seeded images (seeds PLURAL_SEED0[D] + index), with the MAP's own Laplace sd of 
 ... --linear-n N``: the plural fit linearised at the truth (:func:`sreels.plan.plural.one_step`) on N fresh detector
 draws (PLURAL_LINEAR_SEED0[D] + index; the tail's and the kernels' noise from each draw's own low loss).  Both are
 appended per image / per 10 draws and resumable; ``--report`` adds their table to ratios.md (outside ``all_pass``).
-``dualeels_trip``: the dose the plan returns for sigma(R_OO change) = 2 pm on the default (the round trip).  ``--seed0
+``dualeels_trip``: the dose the plan returns for sigma(R_OO change) = 2 pm on the default (the round trip; the plan's
+dose factor, core-loss exposures only, the low loss's kept: design.scale_dose).  ``--seed0
 S``: a further set of seeds S + index in its own OUT (merged into OUT/<design>.npz by hand: distinct seeds).
 
     python validation/06_plan.py OUT --plural-designs dualeels dualeels_tenth --n 100
@@ -354,25 +355,28 @@ class _Run(_Results):
 #: scattering and a low-loss window), fitted by the Bayesian MAP with its plural model (sreels fit --method bayes's
 #: default on a DualEELS input); seeds PLURAL_SEED0[design] + index, MAP started from the study's values
 #: (fit_bayes's default start: the truth of these images)
-PLURAL_SEED0 = {"dualeels": 66000, "dualeels_tenth": 67000, "dualeels_fine": 68000, "dualeels_trip": 69000}
+PLURAL_SEED0 = {"dualeels": 66000, "dualeels_tenth_dose": 71000, "dualeels_tenth": 67000, "dualeels_fine": 68000,
+                "dualeels_trip": 69000}
 #: fresh detector draws of the DualEELS linear check (--plural-linear)
 PLURAL_LINEAR_SEED0 = {"dualeels": 930000, "dualeels_tenth": 935000, "dualeels_fine": 940000}
 
 
 def plural_designs(out: Path | None = None) -> dict:
-    """The DualEELS designs: default; 1/10 of the dose (every exposure, the low loss's too); 0.05 eV/channel with
-    2 rows binned on the chip; with ``out`` also ``dualeels_trip``, the dose the plan returns for sigma(R_OO change)
-    = 2 pm on the default (:func:`plural_trip_factor`)."""
+    """The DualEELS designs: default; 1/10 of the dose as ``sreels plan`` scales it (``dualeels_tenth_dose``: the
+    core-loss exposures, the low loss's kept, design.scale_dose) and 1/10 of every exposure, the low loss's too
+    (``dualeels_tenth``: the Li-K tail's noise then 10x larger against the core loss's, a harder case); 0.05
+    eV/channel with 2 rows binned on the chip; with ``out`` also ``dualeels_trip``, the dose the plan returns for
+    sigma(R_OO change) = 2 pm on the default (:func:`plural_trip_factor`)."""
     b = dz.Design(Scenario(), Instrument(), Detector())
-    d = {"dualeels": b, "dualeels_tenth": dz.scale_exposures(b, 0.1),
+    d = {"dualeels": b, "dualeels_tenth_dose": dz.scale_dose(b, 0.1), "dualeels_tenth": dz.scale_exposures(b, 0.1),
          "dualeels_fine": dz.bin_rows(dz.set_dispersion(b, 0.05), 2)}
     if out is not None:
-        d["dualeels_trip"] = dz.scale_exposures(b, plural_trip_factor(out))
+        d["dualeels_trip"] = dz.scale_dose(b, plural_trip_factor(out))
     return d
 
 
 def plural_trip_factor(out: Path) -> float:
-    """The dose factor (every exposure, the low loss's too) ``sreels plan`` returns for sigma(R_OO change) = 2 pm on the
+    """The dose factor (the core-loss exposures, the low loss's kept) ``sreels plan`` returns for sigma(R_OO change) = 2 pm on the
     DualEELS default (OUT/dualeels_trip_target.json, written once)."""
     p = out / "dualeels_trip_target.json"
     if not p.exists():

@@ -19,7 +19,7 @@ Gaussian likelihood (and so F) is an approximation (:data:`GAUSSIAN_MIN_ELECTRON
 A DualEELS design (a low-loss window) is planned with the joint fit's plural model by default
 (``joint_jacobian(plural=...)``): more per-row amplitude columns, the Li-K tail's noise in the weights and
 its own scaling with the exposures (:mod:`.plural`); ``scale`` may then give the low-loss window's factor last
-(:func:`exposure_factors`).
+(:func:`exposure_factors`; a scalar dose factor keeps the low loss's exposure).
 """
 
 from __future__ import annotations
@@ -92,13 +92,13 @@ class JointJacobian:
 
 
 def exposure_factors(jac: JointJacobian, scale) -> tuple:
-    """(s (nw,), s_L) from ``scale``: a scalar multiplies every exposure (the low loss's too: a dose factor); an
-    array gives one factor per core-loss window (the low loss's then 1), or, for the plural model, one more, last,
-    for the low-loss window."""
+    """(s (nw,), s_L) from ``scale``: a scalar is a dose factor on every core-loss exposure, the low loss's kept
+    (:func:`.design.scale_dose`); an array gives one factor per core-loss window (the low loss's then 1), or, for
+    the plural model, one more, last, for the low-loss window."""
     nw = len(jac.windows)
     a = np.asarray(scale, float)
     if a.ndim == 0:
-        return np.full(nw, float(a)), float(a)
+        return np.full(nw, float(a)), 1.0
     if jac.plural is not None and a.size == nw + 1:
         return a[:nw], float(a[nw])
     return np.broadcast_to(a, (nw,)), 1.0
@@ -346,8 +346,8 @@ def _terms(jac: JointJacobian, scale, rfactor: float, spread: bool):
 
 
 def fisher(jac: JointJacobian, scale=1.0, rfactor: float = 1.0, include_prior: bool = True) -> np.ndarray:
-    """F (P, P) of the joint fit's likelihood with every window's exposure times ``scale`` (scalar or
-    one per window) and the readout variance times ``rfactor``: the inverse of the covariance the
+    """F (P, P) of the joint fit's likelihood with the exposures times ``scale`` (a dose factor, or one per window:
+    :func:`exposure_factors`) and the readout variance times ``rfactor``: the inverse of the covariance the
     fit reports."""
     with single_threaded_blas():  # small products: BLAS threads only spin on a busy machine
         F, _ = _terms(jac, scale, rfactor, False)

@@ -9,8 +9,8 @@ low-loss window, the default) the joint fit is its plural model (``sreels fit --
 reports when it inverts the design's noise-free expected image: its own per-row information
 at the truth (its errors match the spread over seeds within 0.93-1.06, tests/statistics).
 
-Exposure for a target: every window's exposure is scaled by one factor s (the split between
-windows kept) until sigma(s) = target, solved on F(s) itself (readout noise makes sigma fall
+Exposure for a target: every core-loss window's exposure is scaled by one factor s (the split between
+windows kept; the low loss's exposure kept, :func:`.design.scale_dose`) until sigma(s) = target, solved on F(s) itself (readout noise makes sigma fall
 more slowly than s^-1/2 at low dose) by secant steps on sigma^2 = alpha / s + beta / s^2 (shot
 noise and readout) through the last two evaluations.
 """
@@ -126,6 +126,17 @@ def joint_sigmas(jac, grads, scale=1.0, rfactor=1.0, kind: str = "spread") -> di
     return sigmas_cov(covariance(jac, scale, rfactor, kind), grads)
 
 
+def dose_scaled(jac, scale0, s: float):
+    """``scale0`` (a scalar or one factor per exposure, the plural model's low loss last) with the dose factor ``s``
+    on its core-loss exposures only (:func:`.design.scale_dose`)."""
+    a = np.asarray(scale0, float)
+    if a.ndim == 0:
+        return s * a
+    a = a.copy()
+    a[:len(jac.windows)] *= s
+    return a
+
+
 def _next_scale(s1, f1, s2, f2, target) -> float:
     """Next exposure factor from the last two (s, sigma): through them sigma^2 = alpha / s + beta / s^2
     (each bin's variance is s lambda + readout, its information s^2 / (s lambda + readout): exact for one
@@ -158,14 +169,14 @@ def readout_share(sigma1: float, s: float, sigma_s: float) -> float:
 
 def solve_scale(jac, grad, target: float, scale0=1.0, rfactor=1.0, rel_tol: float = 1e-3, max_iter: int = 30,
                 sigma1: float | None = None, share: float = 0.0):
-    """The factor s on every exposure (times ``scale0`` per window) with sigma(s) = target
+    """The dose factor s (on every core-loss exposure, times ``scale0`` per window) with sigma(s) = target
     (``sigma1``: sigma at s = 1 if known; ``share``: :func:`readout_share` of a similar design, for the
     first guess; 0 takes the shot-noise limit (sigma1 / target)^2).
 
     Returns (s, sigma(s), iterations); s = nan when the target is not reached in SCALE_RANGE.
     """
     def sig(s):
-        return joint_sigmas(jac, {"x": grad}, s * np.asarray(scale0, float), rfactor)["x"]
+        return joint_sigmas(jac, {"x": grad}, dose_scaled(jac, scale0, s), rfactor)["x"]
 
     s1, f1 = 1.0, (sig(1.0) if sigma1 is None else float(sigma1))
     if not np.isfinite(f1) or f1 <= 0:
@@ -294,8 +305,8 @@ def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targe
         # one factor per exposure (the plural model's low loss last): a dose factor on all of them, a split of the
         # core-loss time leaves the low loss's
         jac, scale, rf = jac_base, np.ones(jac_base.n_exposures), 1.0
-        if key == "dose":
-            scale = scale * value
+        if key == "dose":   # the core-loss exposures (design.scale_dose)
+            scale[:len(d_base.instrument.windows)] *= value
         elif key == "exposure_split":
             dv = dz.set_exposure_split(d_base, value)
             scale[:len(d_base.instrument.windows)] = [a.exposure_s / b.exposure_s for a, b in
@@ -605,7 +616,7 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
         shares[k] = readout_share(sig[f"derived:{k}"], s, got)   # first guess of this target at the --vary points
         entry = {"sigma_target": t, "dose_factor": s, "sigma_reached": got, "iterations": it}
         if np.isfinite(s):
-            dt = dz.scale_exposures(d, s)
+            dt = dz.scale_dose(d, s)
             entry.update(exposure_s=dt.exposures_s(), dose_e_per_nm2=dose_e_per_nm2(dt, slit_width_nm),
                          min_electrons_per_bin=min_electrons(jac, s),
                          shot_noise_limit_factor=(sig[f"derived:{k}"] / t) ** 2)
@@ -617,11 +628,12 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
                                f" (sigma there {got:.3g})")
         tres[k] = entry
     out["targets"] = tres
-    if critical_dose is not None:
-        f = critical_dose / dose["total"]
+    if critical_dose is not None:   # the low loss's dose does not scale with the dose factor (design.scale_dose)
+        f = max(critical_dose - dose.get("lowloss", 0.0), 0.0) / (dose["total"] - dose.get("lowloss", 0.0))
         out["critical_dose"] = {"e_per_nm2": critical_dose, "source": "given by the user (--critical-dose)",
-                                "dose_factor": f, "exposure_s": dz.scale_exposures(d, f).exposures_s(),
-                                "derived_sigma_at_critical": _derived_at(jac, grads, f),
+                                "dose_factor": f, "exposure_s": dz.scale_dose(d, f).exposures_s(),
+                                "derived_sigma_at_critical": (_derived_at(jac, grads, f) if f > 0 else
+                                                              {k: float("nan") for k in DERIVED}),
                                 "design_exceeds_it": bool(dose["total"] > critical_dose)}
     # joint per-row profile for the figure
     yall = jac.y_nm
@@ -632,6 +644,7 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
     # the sigma-dose curve of the base design
     marks = [t["dose_factor"] for t in tres.values() if np.isfinite(t["dose_factor"])]
     marks += [out["critical_dose"]["dose_factor"]] if critical_dose is not None else []
+    marks = [m for m in marks if m > 0]
     f = np.geomspace(min([0.01] + [m / 2 for m in marks]), max([100.0] + [m * 2 for m in marks]), 5)
     at1 = {k: sig[f"derived:{k}"] for k in DERIVED}   # the design itself (x = 1): computed above
     curve = [at1 if abs(x - 1.0) < 1e-12 else _derived_at(jac, grads, x) for x in f]

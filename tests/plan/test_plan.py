@@ -327,7 +327,7 @@ def test_planned_exposure_gives_the_target_spread(small):
     d, jac, g = small
     target = 3.0 * joint_sigmas(jac, g)[CHANGE]
     s, _, _ = solve_scale(jac, g[CHANGE], target)
-    dt = dz.scale_exposures(d, s)
+    dt = dz.scale_dose(d, s)
     models = window_models(dt.instrument)
     vals = []
     for seed in range(2600, 2640):
