@@ -105,7 +105,30 @@ def test_priors_that_exclude_the_data_are_flagged(small, small_fit):
     sim, _ = small_fit
     pr = build_priors(small["instrument"], {"priors": {"li_max_rel": {"dist": "uniform", "lo": 1.0, "hi": 6.5}}})
     fit = fit_bayes(from_simulation(sim), pr, sample=False)
-    assert any("prior bound" in f and "li_max_rel" in f for f in fit.flags)
+    flag = next(f for f in fit.flags if "prior bound" in f and "li_max_rel" in f)
+    assert "may exclude the data" in flag and "harmless" not in flag
+
+
+def test_a_bound_no_derived_number_depends_on_is_told_apart(small):
+    """bound_correlations: a parameter near its bound that no derived number correlates with (the background's
+    exponent, independent in this covariance) is harmless; one the derived numbers are made of (li_max_rel) is not;
+    a correlation put into the covariance is read back."""
+    from sreels.inference.bayes.fit import BOUND_CORRELATION, bound_correlations, default_start
+    from sreels.inference.bayes.optimize import MapResult
+
+    pr = small["priors"]
+    names = pr.pset.names
+    theta = default_start(pr, small["instrument"])
+    cov = np.diag((0.01 * (pr.bounds[:, 1] - pr.bounds[:, 0])) ** 2)
+    bg = next(n for n in names if n.startswith("background_r"))
+    m = MapResult(names, theta, cov, 1.0, 100, 1, True, "", (bg, "li_max_rel"), 0.0)
+    c = bound_correlations(pr, m)
+    assert c[bg] < 1e-9 and c["li_max_rel"] > 0.99
+    i, j = names.index(bg), names.index("li_max_rel")
+    cov2 = cov.copy()
+    cov2[i, j] = cov2[j, i] = 0.5 * np.sqrt(cov[i, i] * cov[j, j])
+    c2 = bound_correlations(pr, MapResult(names, theta, cov2, 1.0, 100, 1, True, "", (bg,), 0.0))
+    assert c2[bg] > BOUND_CORRELATION and c2[bg] == pytest.approx(0.5, abs=0.05)
 
 
 def test_detector_from_metadata_and_command_line():

@@ -64,8 +64,32 @@ def default_start(priors: Priors, instrument) -> np.ndarray:
     return np.clip([v[n] for n in priors.pset.names], lo, hi)
 
 
-def model_checks(like: Likelihood, m: MapResult) -> tuple:
-    """Goodness of fit at the MAP: chi2_red against its noise band; per-window chi2."""
+#: a parameter near a prior bound matters to the derived numbers when its MAP correlation with one of them is at least this
+BOUND_CORRELATION = 0.1
+
+
+def bound_correlations(priors: Priors, m: MapResult) -> dict:
+    """For each parameter of ``m.at_bound``: the largest |correlation| (MAP covariance) between it and a derived number
+    (nan where the covariance is not finite)."""
+    from .crlb import derived_gradient
+
+    names = list(m.names)
+    if not m.at_bound:
+        return {}
+    cov = np.asarray(m.cov, float)
+    if not np.all(np.isfinite(cov)):
+        return {n: float("nan") for n in m.at_bound}
+    g = derived_gradient(priors, m.theta)                    # (D, P)
+    gc = g @ cov                                             # (D, P): cov(derived_d, theta_k)
+    sd_d = np.sqrt(np.maximum(np.einsum("dp,dp->d", gc, g), 1e-300))
+    sd_k = np.sqrt(np.maximum(np.diag(cov), 1e-300))
+    corr = np.abs(gc) / sd_d[:, None] / sd_k[None, :]
+    return {n: float(np.max(corr[:, names.index(n)])) for n in m.at_bound}
+
+
+def model_checks(like: Likelihood, m: MapResult, priors: Priors | None = None) -> tuple:
+    """Goodness of fit at the MAP: chi2_red against its noise band; per-window chi2.  With ``priors``, a parameter
+    near a prior bound is told apart by whether a derived number correlates with it (:func:`bound_correlations`)."""
     n = like.n_data
     tol = max(0.02, 5 * np.sqrt(2.0 / n))
     _, pred, chi2_rows = like.fit_rows(m.theta)
@@ -82,9 +106,17 @@ def model_checks(like: Likelihood, m: MapResult) -> tuple:
                      f"(worst window {worst!r}: {per_window[worst]:.3f})")
     if not m.success:
         flags.append(f"MAP optimiser did not converge ({m.message}): the MAP and its covariance are not final")
-    if m.at_bound:
-        flags.append(f"MAP within one standard deviation of a prior bound for {list(m.at_bound)}: "
+    corr = bound_correlations(priors, m) if priors is not None else {n: float("nan") for n in m.at_bound}
+    checks["at_bound_max_correlation_with_derived"] = corr
+    matter = [n for n, c in corr.items() if not c < BOUND_CORRELATION]
+    harmless = [n for n in corr if n not in matter]
+    if matter:
+        flags.append(f"MAP within one standard deviation of a prior bound for {matter}: "
                      "the prior may exclude the data")
+    if harmless:
+        flags.append(f"MAP within one standard deviation of a prior bound for {harmless}, harmless to the derived "
+                     f"numbers (their largest correlation with it {max(corr[n] for n in harmless):.2f} < "
+                     f"{BOUND_CORRELATION}): a nuisance parameter the data leave loose")
     if not np.all(np.isfinite(m.cov)) or np.any(np.diag(m.cov) <= 0):
         flags.append("MAP covariance is singular: some parameter is not constrained by the data")
     if not checks["gaussian_valid"]:
@@ -125,7 +157,7 @@ def fit_bayes(data: PreparedData, priors: Priors, rng: np.random.Generator | Non
         m2 = find_map(like, priors, m1.theta)
         m2 = MapResult(m2.names, m2.theta, m2.cov, m2.chi2, m2.n_data, m1.nfev + m2.nfev, m2.success,
                        m2.message, m2.at_bound, m1.seconds + m2.seconds)
-        checks, _, flags = model_checks(like, m2)
+        checks, _, flags = model_checks(like, m2, priors)
         samples = None
         if sample and not _positive_definite(m2.cov):
             flags.append("sampler not run: the MAP covariance is not positive definite (parameters these data do not "
