@@ -91,7 +91,7 @@ def _draw(plan: dict):
     cd = plan.get("critical_dose")
     if cd:
         ax.axvline(cd["dose_factor"], color="k", lw=1.0, ls=":", label=f"critical dose {cd['e_per_nm2']:.3g} e/nm²")
-    ax.set_xlabel("dose (x the design's exposures)")
+    ax.set_xlabel("dose (× the design's core-loss exposures)")
     ax.set_ylabel("predicted σ / target (or / design)")
     ax.set_title("joint fit: σ against dose", y=1.0)  # y given: no search for a free place (~0.3 s)
     ax.legend(fontsize=6, ncol=2)
