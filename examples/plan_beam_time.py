@@ -45,7 +45,7 @@ def main(out=Path("example-plan")):
         raise SystemExit(rc)
     plan = json.loads((out / "plan.json").read_text())
     for name, t in plan["targets"].items():
-        print(f"{name}: x{t['dose_factor']:.3g} of the default exposures, {t['dose_e_per_nm2']['total']:.3g} e/nm^2 "
+        print(f"{name}: x{t['dose_factor']:.3g} of the default core-loss exposures (the low loss's kept), {t['dose_e_per_nm2']['total']:.3g} e/nm^2 "
               f"({'beyond' if t['beyond_critical_dose'] else 'within'} the critical dose)")
     return out
 
