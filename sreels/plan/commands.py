@@ -115,4 +115,5 @@ def _summary(plan):
         print(line)
     if "critical_dose" in plan:
         c = plan["critical_dose"]
-        print(f"  your critical dose {c['e_per_nm2']:.3g} e/nm^2 = x{c['dose_factor']:.3g} of this design's dose")
+        print(f"  your critical dose {c['e_per_nm2']:.3g} e/nm^2 = x{c['dose_factor']:.3g} of this design's core-loss "
+              "dose" + (f" ({c['note']})" if c.get("note") else ""))

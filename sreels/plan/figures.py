@@ -89,7 +89,7 @@ def _draw(plan: dict):
             ax.axvspan(np.min(c["factor"]), min(low, np.max(c["factor"])), color="0.9", lw=0, zorder=0,
                        label=f"< {GAUSSIAN_MIN_ELECTRONS:g} e per bin: Gaussian approx.")
     cd = plan.get("critical_dose")
-    if cd:
+    if cd and cd["dose_factor"] > 0:
         ax.axvline(cd["dose_factor"], color="k", lw=1.0, ls=":", label=f"critical dose {cd['e_per_nm2']:.3g} e/nm²")
     ax.set_xlabel("dose (× the design's core-loss exposures)")
     ax.set_ylabel("predicted σ / target (or / design)")

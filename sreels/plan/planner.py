@@ -302,11 +302,11 @@ def _derived_at(jac, grads, scale=1.0, rfactor=1.0) -> dict:
 def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targets: dict, shares: dict):
     """(sigmas, dose factors for the targets, min electrons) of one varied design."""
     if dz.VARY[key][3]:  # cheap: same Jacobian, other exposures / readout
-        # one factor per exposure (the plural model's low loss last): a dose factor on all of them, a split of the
-        # core-loss time leaves the low loss's
+        # one factor per exposure (the plural model's low loss last): the dose factor and a split of the core-loss
+        # time leave the low loss's (design.scale_dose)
         jac, scale, rf = jac_base, np.ones(jac_base.n_exposures), 1.0
-        if key == "dose":   # the core-loss exposures (design.scale_dose)
-            scale[:len(d_base.instrument.windows)] *= value
+        if key == "dose":
+            scale = dose_scaled(jac, scale, value)
         elif key == "exposure_split":
             dv = dz.set_exposure_split(d_base, value)
             scale[:len(d_base.instrument.windows)] = [a.exposure_s / b.exposure_s for a, b in
@@ -631,10 +631,14 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
     if critical_dose is not None:   # the low loss's dose does not scale with the dose factor (design.scale_dose)
         f = max(critical_dose - dose.get("lowloss", 0.0), 0.0) / (dose["total"] - dose.get("lowloss", 0.0))
         out["critical_dose"] = {"e_per_nm2": critical_dose, "source": "given by the user (--critical-dose)",
-                                "dose_factor": f, "exposure_s": dz.scale_dose(d, f).exposures_s(),
-                                "derived_sigma_at_critical": (_derived_at(jac, grads, f) if f > 0 else
-                                                              {k: float("nan") for k in DERIVED}),
-                                "design_exceeds_it": bool(dose["total"] > critical_dose)}
+                                "dose_factor": f, "design_exceeds_it": bool(dose["total"] > critical_dose)}
+        if f > 0:
+            out["critical_dose"].update(exposure_s=dz.scale_dose(d, f).exposures_s(),
+                                        derived_sigma_at_critical=_derived_at(jac, grads, f))
+        else:   # no core-loss exposure fits under it
+            out["critical_dose"].update(exposure_s=None, derived_sigma_at_critical={k: float("nan") for k in DERIVED},
+                                        note="the low-loss window alone gives this dose: no core-loss exposure fits "
+                                             "under it")
     # joint per-row profile for the figure
     yall = jac.y_nm
     gall = gradients(jac, yall)

@@ -221,3 +221,28 @@ def test_dose_factor_and_a_split_keep_the_low_loss():
     assert list(s) == [2.0, 3.0] and sl == 4.0
     single = types.SimpleNamespace(windows=(0, 1), plural=None)
     assert exposure_factors(single, 0.5)[1] == 1.0
+
+
+def test_targets_and_the_critical_dose_keep_the_low_loss(plural):
+    """On a DualEELS design a target's exposures scale the core loss alone (the low loss's kept, design.scale_dose), the
+    target's sigma is that of the design so scaled, and the critical dose's factor leaves the low loss's dose out of
+    the scaling; a critical dose below the low loss's own dose gives factor 0 and no sigma."""
+    from sreels.plan.planner import _joint_part, dose_e_per_nm2, joint_sigmas
+
+    d, jac, g = plural
+    target = 3.0 * joint_sigmas(jac, g)["derived:r_oo_change_nm"]
+    dose = dose_e_per_nm2(d, 1000.0)
+    crit = dose["lowloss"] + 0.25 * (dose["total"] - dose["lowloss"])
+    out = _joint_part(d, jac, 0.0, 0.0, {"r_oo_change_nm": target}, {}, ROWS, crit, 1000.0, 3, None, None)
+    t = out["targets"]["r_oo_change_nm"]
+    e = d.exposures_s()
+    assert t["exposure_s"]["lowloss"] == e["lowloss"]
+    assert t["exposure_s"]["high"] == pytest.approx(t["dose_factor"] * e["high"], rel=1e-12)
+    # sigma at the factor: the F of exposures (s, s, 1) given one per window, the plural model's low loss last
+    s = t["dose_factor"]
+    vec = joint_sigmas(jac, {"x": g["derived:r_oo_change_nm"]}, np.array([s, s, 1.0]))["x"]
+    assert vec == pytest.approx(target, rel=2e-3)
+    assert out["critical_dose"]["dose_factor"] == pytest.approx(0.25, rel=1e-12)
+    low = _joint_part(d, jac, 0.0, 0.0, {}, {}, ROWS, 0.5 * dose["lowloss"], 1000.0, 3, None, None)
+    assert low["critical_dose"]["dose_factor"] == 0.0
+    assert all(np.isnan(v) for v in low["critical_dose"]["derived_sigma_at_critical"].values())
