@@ -49,12 +49,13 @@ rows binned.  ``--plural-designs D ... --n N``: the plural MAP (started from the
 seeded images (seeds PLURAL_SEED0[D] + index), with the MAP's own Laplace sd of each number; ``--plural-linear D
 ... --linear-n N``: the plural fit linearised at the truth (:func:`sreels.plan.plural.one_step`) on N fresh detector
 draws (PLURAL_LINEAR_SEED0[D] + index; the tail's and the kernels' noise from each draw's own low loss).  Both are
-appended per image / per 10 draws and resumable; ``--report`` adds their table to ratios.md (outside ``all_pass``).
+appended per image / per 10 draws and resumable; ``--report`` adds their table to ratios.md and their own verdict
+(``dualeels_plural.all_pass``: default, ``dualeels_tenth_dose``, fine and the round trip on >= 100 images each).
 ``dualeels_trip``: the dose the plan returns for sigma(R_OO change) = 2 pm on the default (the round trip; the plan's
 dose factor, core-loss exposures only, the low loss's kept: design.scale_dose).  ``--seed0
 S``: a further set of seeds S + index in its own OUT (merged into OUT/<design>.npz by hand: distinct seeds).
 
-    python validation/06_plan.py OUT --plural-designs dualeels dualeels_tenth --n 100
+    python validation/06_plan.py OUT --plural-designs dualeels dualeels_tenth_dose dualeels_fine dualeels_trip --n 100
     python validation/06_plan.py OUT --plural-linear dualeels dualeels_tenth --linear-n 200
 """
 
