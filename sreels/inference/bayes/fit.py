@@ -69,7 +69,7 @@ BOUND_CORRELATION = 0.1
 
 
 def bound_correlations(priors: Priors, m: MapResult) -> dict:
-    """For each parameter of ``m.at_bound``: the largest |correlation| (MAP covariance) between it and a derived number
+    """For each parameter of ``m.at_bound``: the largest absolute correlation (MAP covariance) between it and a derived number
     (nan where the covariance is not finite)."""
     from .crlb import derived_gradient
 
