@@ -359,7 +359,7 @@ class _Run(_Results):
 PLURAL_SEED0 = {"dualeels": 66000, "dualeels_tenth_dose": 71000, "dualeels_tenth": 67000, "dualeels_fine": 68000,
                 "dualeels_trip": 69000}
 #: fresh detector draws of the DualEELS linear check (--plural-linear)
-PLURAL_LINEAR_SEED0 = {"dualeels": 930000, "dualeels_tenth": 935000, "dualeels_fine": 940000}
+PLURAL_LINEAR_SEED0 = {"dualeels": 930000, "dualeels_tenth": 935000, "dualeels_fine": 940000, "dualeels_tenth_dose": 945000}
 
 
 def plural_designs(out: Path | None = None) -> dict:
