@@ -476,6 +476,35 @@ def plural_linear(name: str, d: dz.Design, out: Path, n_fresh: int) -> dict:
     return res
 
 
+def plural_linear_stored(name: str, d: dz.Design, out: Path, n: int = 0) -> dict:
+    """The plural fit linearised at the truth (:func:`sreels.plan.plural.one_step`) on the design's stored MAP images
+    (OUT/<name>.npz, the same seeds re-simulated): MAP against linear image by image (OUT/linear_stored_<name>.json).
+    Tells the MAP's nonlinearity and each image's own preparation (the linear step keeps the design's columns) from
+    the sample of images.  ``n`` is not used (the stored images are all taken)."""
+    from sreels.plan.fisher import gradients, joint_jacobian
+    from sreels.plan.plural import one_step
+
+    pred = plural_plan(name, d, out)["joint"]["derived_sigma"]
+    st = np.load(out / f"{name}.npz")
+    models = window_models(d.instrument)
+    jac = joint_jacobian(d)
+    g = gradients(jac, [100.0])
+    grads = np.array([g[f"derived:{k}"] for k in DERIVED])
+    step = one_step(jac)
+    truth = derived(jac.priors.pset.as_dict(jac.theta), jac.priors.pset.ti3_mode)
+    lin = np.array([grads @ step(simulate(d.scenario, d.instrument, d.detector, rng=int(s), models=models))
+                    for s in st["seeds"]])
+    m = st["map"] - np.array([truth[k] for k in DERIVED])
+    res = {"n_stored": int(m.shape[0]), "numbers": {}}
+    for j, k in enumerate(DERIVED):
+        res["numbers"][k] = {"map_sd_over_predicted": float(m[:, j].std(ddof=1) / pred[k]),
+                             "linear_sd_over_predicted": float(lin[:, j].std(ddof=1) / pred[k]),
+                             "map_linear_correlation": float(np.corrcoef(m[:, j], lin[:, j])[0, 1]),
+                             "sd_of_map_minus_linear_over_predicted": float((m[:, j] - lin[:, j]).std(ddof=1) / pred[k])}
+    (out / f"linear_stored_{name}.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
 def plural_linear_sources(name: str, d: dz.Design, out: Path, n: int) -> dict:
     """Which noise makes the linearised plural fit's spread: the first ``n`` draws of :func:`plural_linear` (same
     seeds) again with the design's noise-free kernels and unscattered fractions (the kernels' noise out: the
@@ -845,6 +874,8 @@ def main(argv=None):
                     help="recompute DESIGN_plan.json with the current code (the fits are kept)")
     ap.add_argument("--plural-sources", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
                     help="the linear check's first --linear-n draws without the kernels' / the tail's noise")
+    ap.add_argument("--plural-linear-stored", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
+                    help="the plural fit linearised at the truth on the design's stored MAP images, MAP against linear")
     ap.add_argument("--plural-linear", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
                     help="the plural fit linearised at the truth on --linear-n fresh draws of these DualEELS designs")
     ap.add_argument("--plural-designs", nargs="+", default=[], metavar="DESIGN", choices=list(PLURAL_SEED0),
@@ -852,7 +883,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for names, check, digits in ((a.plural_sources, plural_linear_sources, 3), (a.plural_linear, plural_linear, 4)):
+    for names, check, digits in ((a.plural_sources, plural_linear_sources, 3), (a.plural_linear, plural_linear, 4),
+                                 (a.plural_linear_stored, plural_linear_stored, 3)):
         if names:   # the linearised plural fit (by noise source), then stop
             pds = plural_designs(out)
             with single_threaded_blas():
