@@ -128,11 +128,10 @@ def trip_factor(out: Path) -> float:
 def linear_check(name: str, d: dz.Design, out: Path, n_fresh: int) -> dict:
     """The linear estimate of the stored images (vs their MAP) and of ``n_fresh`` new detector draws."""
     from sreels.forward.detector import apply_detector
-    from sreels.plan.fisher import gradients, joint_jacobian, one_step
+    from sreels.plan.fisher import joint_jacobian, one_step
 
     jac = joint_jacobian(d)
-    g = gradients(jac, [100.0])
-    grads = np.array([g[f"derived:{k}"] for k in LINEAR_KEYS])
+    grads = _derived_rows(jac, LINEAR_KEYS)
     step = one_step(jac)
     pred = json.loads((out / f"{name}_plan.json").read_text())["joint"]["derived_sigma"]
     raw = dict(np.load(out / f"{name}.npz"))
@@ -294,6 +293,14 @@ def windows_of(sim):
                           det.readout_noise_counts, metadata=md) for k, v in sim.windows.items()}
 
 
+def _derived_rows(jac, keys=DERIVED) -> np.ndarray:
+    """d(number)/d(theta) of the derived numbers ``keys`` at the design's truth, one row each (D, P)."""
+    from sreels.plan.fisher import gradients
+
+    g = gradients(jac, [100.0])
+    return np.array([g[f"derived:{k}"] for k in keys])
+
+
 class _Results:
     """A design's raw results so far (OUT/<name>.npz, appended per image: resumable), its priors and kernels."""
 
@@ -440,7 +447,7 @@ def plural_linear(name: str, d: dz.Design, out: Path, n_fresh: int) -> dict:
     of the design's noise-free image (core-loss and low-loss windows: the tail's and the kernels' noise included),
     appended per draw to OUT/linear_<name>.npz; its sd of every derived number against the plan's sigma."""
     from sreels.forward.detector import apply_detector
-    from sreels.plan.fisher import gradients, joint_jacobian
+    from sreels.plan.fisher import joint_jacobian
     from sreels.plan.plural import one_step
 
     pred = plural_plan(name, d, out)["joint"]["derived_sigma"]
@@ -448,8 +455,7 @@ def plural_linear(name: str, d: dz.Design, out: Path, n_fresh: int) -> dict:
     acc = {k: list(v) for k, v in dict(np.load(raw_p)).items()} if raw_p.exists() else {}
     if len(acc.get("seeds", [])) < n_fresh:
         jac = joint_jacobian(d)
-        g = gradients(jac, [100.0])
-        grads = np.array([g[f"derived:{k}"] for k in DERIVED])
+        grads = _derived_rows(jac)
         step = one_step(jac)
         sim = jac.simulation
         while len(acc.get("seeds", [])) < n_fresh:
@@ -481,15 +487,14 @@ def plural_linear_stored(name: str, d: dz.Design, out: Path, n: int = 0) -> dict
     (OUT/<name>.npz, the same seeds re-simulated): MAP against linear image by image (OUT/linear_stored_<name>.json).
     Tells the MAP's nonlinearity and each image's own preparation (the linear step keeps the design's columns) from
     the sample of images.  ``n`` is not used (the stored images are all taken)."""
-    from sreels.plan.fisher import gradients, joint_jacobian
+    from sreels.plan.fisher import joint_jacobian
     from sreels.plan.plural import one_step
 
     pred = plural_plan(name, d, out)["joint"]["derived_sigma"]
     st = np.load(out / f"{name}.npz")
     models = window_models(d.instrument)
     jac = joint_jacobian(d)
-    g = gradients(jac, [100.0])
-    grads = np.array([g[f"derived:{k}"] for k in DERIVED])
+    grads = _derived_rows(jac)
     step = one_step(jac)
     truth = derived(jac.priors.pset.as_dict(jac.theta), jac.priors.pset.ti3_mode)
     lin = np.array([grads @ step(simulate(d.scenario, d.instrument, d.detector, rng=int(s), models=models))
@@ -511,13 +516,12 @@ def plural_linear_sources(name: str, d: dz.Design, out: Path, n: int) -> dict:
     likelihood does not carry it), and with the design's Li-K tail as well (only the core loss's own noise);
     sd / the plan's sigma of each (OUT/linear_<name>_sources.json)."""
     from sreels.forward.detector import apply_detector
-    from sreels.plan.fisher import gradients, joint_jacobian
+    from sreels.plan.fisher import joint_jacobian
     from sreels.plan.plural import one_step
 
     pred = plural_plan(name, d, out)["joint"]["derived_sigma"]
     jac = joint_jacobian(d)
-    g = gradients(jac, [100.0])
-    G = np.array([g[f"derived:{k}"] for k in DERIVED])
+    G = _derived_rows(jac)
     steps = {"no_kernel_noise": one_step(jac, kernel_noise=False),
              "no_kernel_no_tail_noise": one_step(jac, kernel_noise=False, tail_noise=False)}
     vals = {k: [] for k in steps}
