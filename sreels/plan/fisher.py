@@ -104,6 +104,17 @@ def exposure_factors(jac: JointJacobian, scale) -> tuple:
     return np.broadcast_to(a, (nw,)), 1.0
 
 
+def dose_scaled(jac: JointJacobian, scale0, s: float):
+    """``scale0`` (a scalar or one factor per exposure, the plural model's low loss last: :func:`exposure_factors`)
+    with the dose factor ``s`` on its core-loss exposures only (:func:`.design.scale_dose`)."""
+    a = np.asarray(scale0, float)
+    if a.ndim == 0:
+        return s * a
+    a = a.copy()
+    a[:len(jac.windows)] *= s
+    return a
+
+
 def priors_for(design: Design) -> Priors:
     """The joint fit's default priors for the design's instrument and Ti3+ mode."""
     return build_priors(design.instrument, {"model": {"ti3_mode": design.scenario.ti3_mode}})
@@ -443,5 +454,5 @@ def sigmas_cov(cov: np.ndarray, grads: dict) -> dict:
     return {k: float(np.sqrt(max(g @ cov @ g, 0.0))) for k, g in grads.items()}
 
 
-__all__ = ["GAUSSIAN_MIN_ELECTRONS", "JointJacobian", "covariance", "covariances", "fisher", "gradients", "joint_jacobian", "min_electrons", "one_step",
+__all__ = ["GAUSSIAN_MIN_ELECTRONS", "JointJacobian", "covariance", "covariances", "dose_scaled", "fisher", "gradients", "joint_jacobian", "min_electrons", "one_step",
            "readout_factor", "sigmas", "sigmas_cov"]

@@ -28,8 +28,8 @@ from ..errors import SreelsInputError
 from ..inference.bayes.params import DERIVED
 from . import design as dz
 from .design import Design
-from .fisher import (GAUSSIAN_MIN_ELECTRONS, covariance, covariances, gradients, joint_jacobian, min_electrons,
-                     readout_factor, sigmas_cov)
+from .fisher import (GAUSSIAN_MIN_ELECTRONS, covariance, covariances, dose_scaled, gradients, joint_jacobian,
+                     min_electrons, readout_factor, sigmas_cov)
 
 #: The study's six numbers (Yamamoto 2014) and the R_OO change; units as in the names.
 TARGET_NAMES = DERIVED
@@ -124,17 +124,6 @@ def joint_sigmas(jac, grads, scale=1.0, rfactor=1.0, kind: str = "spread") -> di
     """1-sigma of every number in ``grads``: the spread of the joint fit's estimates (``kind="spread"``)
     or the error it reports (``"reported"``)."""
     return sigmas_cov(covariance(jac, scale, rfactor, kind), grads)
-
-
-def dose_scaled(jac, scale0, s: float):
-    """``scale0`` (a scalar or one factor per exposure, the plural model's low loss last) with the dose factor ``s``
-    on its core-loss exposures only (:func:`.design.scale_dose`)."""
-    a = np.asarray(scale0, float)
-    if a.ndim == 0:
-        return s * a
-    a = a.copy()
-    a[:len(jac.windows)] *= s
-    return a
 
 
 def _next_scale(s1, f1, s2, f2, target) -> float:
@@ -629,7 +618,8 @@ def _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_w
         tres[k] = entry
     out["targets"] = tres
     if critical_dose is not None:   # the low loss's dose does not scale with the dose factor (design.scale_dose)
-        f = max(critical_dose - dose.get("lowloss", 0.0), 0.0) / (dose["total"] - dose.get("lowloss", 0.0))
+        ll = dose.get("lowloss", 0.0)
+        f = max(critical_dose - ll, 0.0) / (dose["total"] - ll)
         out["critical_dose"] = {"e_per_nm2": critical_dose, "source": "given by the user (--critical-dose)",
                                 "dose_factor": f, "design_exceeds_it": bool(dose["total"] > critical_dose)}
         if f > 0:
