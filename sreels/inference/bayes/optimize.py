@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import lmfit
 import numpy as np
 
-from .likelihood import REL_STEP, Likelihood
+from .likelihood import MAP_REL_STEP, Likelihood
 from .priors import Priors
 
 
@@ -51,7 +51,7 @@ def jacobian(like: Likelihood, priors: Priors, theta, central: bool = False) -> 
     """d(residuals)/d(theta) (N + n_prior, P) by finite differences in one batch."""
     theta = np.asarray(theta, dtype=float)
     lo, hi = priors.bounds.T
-    h = REL_STEP * (hi - lo)
+    h = MAP_REL_STEP * (hi - lo)
     P = theta.size
     jp = np.array([[1.0 / priors.dists[n].sigma if (j == i) else 0.0 for j in range(P)]
                    for i, n in enumerate(priors.pset.names) if hasattr(priors.dists[n], "sigma")])
