@@ -197,6 +197,24 @@ def _profile_panel(ax, strip, y, v, e, colour, name=None):
     strip.set_ylim(-lim, lim)
 
 
+#: The profile each edge's usable rows give (:func:`usable_rows_text`): Li-K's c_Li (it needs Ti-L2,3 too),
+#: Ti-L2,3's Ti3+ fraction, O-K's R_OO (and peaks "a", "b").
+USABLE_LABELS = {"li": "c_Li", "ti": "Ti³⁺", "o": "R_OO"}
+
+
+def usable_rows_text(status) -> str:
+    """The profiles' headline count, per edge: "usable rows: c_Li 322, Ti³⁺ 322, R_OO 0 of 330".  A row is
+    usable for one edge and withheld for another (:func:`~sreels.inference.fast.usable_by_edge`); the count
+    of rows usable for every edge at once read 0 whenever one edge was withheld everywhere (an O-K edge
+    outside the window, no Li-K window, the LSMO/STO scan's Li-K under Mn-M2,3) though the panels showed
+    the other edges' rows."""
+    from .inference.fast import usable_by_edge
+
+    by = usable_by_edge(status)
+    parts = ", ".join(f"{USABLE_LABELS[k]} {int(np.sum(v))}" for k, v in by.items())
+    return f"usable rows: {parts} of {len(np.asarray(status))}"
+
+
 def profiles_figure(result, derived, path) -> Path:
     """Draw :func:`draw_profiles` and save it to ``path``."""
     return save(draw_profiles(result, derived), path)
@@ -255,9 +273,7 @@ def draw_profiles(result, derived):
     _annotate_derived(axs, d)
     for a in axs[3]:
         a.set_xlabel(_position_label(result))
-    from .inference.fast import usable
-    rows_ok = int(usable(result.status).sum())
-    fig.suptitle(f"sreels fit (fast path): {rows_ok} of {y.size} rows usable; bars and bands: ±1σ per row. "
+    fig.suptitle(f"sreels fit (fast path): {usable_rows_text(result.status)}; bars and bands: ±1σ per row. "
                  "Strips: row-to-row scatter (v$_i$ − mean of neighbours)·√(2/3) against ±1σ", fontsize=9)
     fig.tight_layout()
     return fig

@@ -74,6 +74,24 @@ def test_profiles_figure_shows_errors_numbers_and_pt(small):
         plt.close(fig)
 
 
+def test_profiles_headline_counts_usable_rows_per_edge(small):
+    """O-K withheld on every row: the headline read "0 of 90 rows usable" (every edge at once) while the
+    c_Li and Ti3+ panels showed their rows; it now counts each edge's."""
+    sim, res, d = small
+    st = np.array([s + "|no_o" if s != "ok" else "no_o" for s in res.status])
+    n_li, n_ti = int(usable(st, "li").sum()), int(usable(st, "ti").sum())
+    assert n_li > 50 and n_ti > 50 and not usable(st).any()
+    want = f"usable rows: c_Li {n_li}, Ti³⁺ {n_ti}, R_OO 0 of 90"
+    fig = draw_profiles(dataclasses.replace(res, status=st), d)
+    try:
+        assert fig._suptitle.get_text().startswith(f"sreels fit (fast path): {want};"), fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+    from sreels.plots import usable_rows_text
+
+    assert usable_rows_text(st) == want
+
+
 def test_profiles_figure_says_what_was_not_measured(small):
     sim, res, d = small
     one = fit_image({"high": windows_of(sim)["high"]})
