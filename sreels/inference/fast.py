@@ -29,7 +29,7 @@ from .okpeaks import O_K_ONSET_EV, OKRows, effective_fwhm, measure_o_k, noise_sc
 from .load import WindowData, check_fit_input
 from .lipfu import li_per_fu, li_per_fu_o
 from .oamount import fit_o_amount
-from .lowloss import _exposure, apply_low_loss, saturation_level
+from .lowloss import _exposure, apply_low_loss, readout_noise, saturated_pixels
 
 
 @dataclass(frozen=True)
@@ -85,13 +85,22 @@ def _binned_position(pos: PositionAxis, n: int) -> PositionAxis:
     return PositionAxis(pos.offset_nm + 0.5 * (n - 1) * pos.scale_nm, pos.scale_nm * n, pos.size // n)
 
 
-def _bin(w: WindowData, n: int) -> WindowData:
+def _bin(w: WindowData, n: int, s: FitSettings | None = None) -> WindowData:
+    """Sum groups of ``n`` rows (an incomplete last group dropped).  The sum keeps the gain (counts per
+    electron) and the per-row dark offset (subtracted before, :func:`_dark`); what one read carries does not
+    carry over: the sum was read ``n`` times (``rows_summed``: readout variance n r^2,
+    :func:`.lowloss.readout_noise`), and its saturation is the mask of the rows before the sum (``saturated``,
+    :func:`.lowloss.saturated_pixels`; with ``s`` None, the file's level).  Exposures stay one row's: only
+    their ratios between windows binned alike enter the fit."""
     if n == 1:
         return w
     rows = (w.counts.shape[0] // n) * n
     c = w.counts[:rows].reshape(-1, n, w.counts.shape[1]).sum(1)
-    return WindowData(w.name, w.energy, c, _binned_position(w.position, n), w.source, w.gain_counts_per_e,
-                      w.readout_noise_counts, (c.shape[0],), w.metadata)
+    sat = saturated_pixels(w, s or FitSettings())
+    if sat is not None:
+        sat = sat[:rows].reshape(-1, n, w.counts.shape[1]).any(1)
+    return dataclasses.replace(w, counts=c, position=_binned_position(w.position, n), nav_shape=(c.shape[0],),
+                               rows_summed=w.rows_summed * n, saturated=sat)
 
 
 @functools.lru_cache(maxsize=32)
@@ -268,8 +277,7 @@ class _Run:
         """References, per-pixel variances and the saturation mask of a window's fit range."""
         s = self.s
         refs = fine_references(w.energy, lo, hi, s.instrument(), tuple(edges), self.psf_decay(w))
-        sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
-        return refs, self.variance(w), (w.counts >= sat if sat is not None else None)
+        return refs, self.variance(w), saturated_pixels(w, s)
 
     def chi2_scale(self, w: WindowData) -> float:
         """The reduced chi^2 of a right model when the detector is known: the PSF lowers the shot
@@ -281,7 +289,7 @@ class _Run:
         s = self.s
         c = psf_variance_factor(self.psf_decay(w))
         g = s.gain_counts_per_e or w.gain_counts_per_e
-        rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
+        rd = readout_noise(w, s)
         shot = g * np.maximum(np.median(np.asarray(w.counts, float), 0), 1.0)
         return float(np.median((c * shot + rd**2) / (shot + rd**2)))
 
@@ -297,7 +305,7 @@ class _Run:
 
     def _variance(self, w: WindowData) -> np.ndarray:
         s = self.s
-        rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
+        rd = readout_noise(w, s)  # sqrt(N) x one read's for rows summed from N (--bin)
         # deconvolved rows (a low-loss window, :mod:`.lowloss`) are noisier by the deconvolution's gain
         f = 1.0 if w.variance_factor is None else w.variance_factor[:, None]
         if self.gain_known(w):
@@ -774,13 +782,14 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     # what the measurement needs: edges below O-K (Ti-L at 456 eV) to ~60 eV above its onset
     sl = w.energy.slice(max(w.energy.offset_ev, 440.0), min(w.energy.end_ev, 610.0))
     image_mean = run.mean(w)[sl]
+    sat = saturated_pixels(w, s)
     if sl.stop - sl.start < w.energy.size:
         sub = EnergyAxis(float(w.energy.energy_ev[sl][0]), w.energy.scale_ev, sl.stop - sl.start)
-        w = dataclasses.replace(w, energy=sub, counts=y[:, sl])
+        sat = None if sat is None else sat[:, sl]
+        w = dataclasses.replace(w, energy=sub, counts=y[:, sl], saturated=sat)
         y, var = y[:, sl], var[:, sl]
-    sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
     if sat is not None:  # saturated pixels: no weight
-        var = np.where(y >= sat, 1e30, var)
+        var = np.where(sat, 1e30, var)
     ef, refs = fine_references(w.energy, max(w.energy.offset_ev, 400.0) + 15.0, min(w.energy.end_ev, 700.0) - 15.0,
                                s.instrument(), ("Ti-L23", "O-K") if ti_fit is not None else ("O-K",),
                                run.psf_decay(w))
@@ -807,7 +816,7 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     for tag, rows in ok.flags.items():
         run.flag(rows, tag)
     if sat is not None:
-        run.flag((w.counts >= sat)[:, w.energy.slice(ok.onset_coarse_ev - 10, ok.cut_ev)].any(1), "o_saturated")
+        run.flag(sat[:, w.energy.slice(ok.onset_coarse_ev - 10, ok.cut_ev)].any(1), "o_saturated")
     if ok.other_edges:
         run.notes.append(f"{w.source}: other edges found near O-K: {', '.join(ok.other_edges)} "
                          f"(peak-b search cut at {ok.cut_ev:.1f} eV on the file's axis, pre-edge above them)")
@@ -873,9 +882,8 @@ def _o_amount(run: _Run, w: WindowData, ti, ti_fit, d_row, ok: OKRows) -> dict:
     if ti_fit is not None:  # rows with a Ti-L2,3 edge (elsewhere its amplitudes are noise)
         y = y - _ti_part(ef, refs, ti_fit, w.energy.energy_ev, ti["delta"],
                          [np.where(ti["has"], ti_fit.value(n), 0.0) for n in TI_NAMES])
-    sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
     am = fit_o_amount(w.energy, y, run.variance(w), (ef, {"O-K continuum": refs["O-K continuum"]}), d_row,
-                      mask=None if sat is None else np.asarray(w.counts) >= sat, window_offset_ev=d0)
+                      mask=saturated_pixels(w, s), window_offset_ev=d0)
     if am is None:
         run.notes.append(f"li_per_fu_o not computed (NaN): the O-K window ({w.energy.offset_ev:.0f}-"
                          f"{w.energy.end_ev:.0f} eV) has no post-edge {POST_EDGE_EV[0]:.0f} eV above the threshold "
@@ -1091,7 +1099,7 @@ def resolve_instrument(windows: dict, s: FitSettings) -> tuple[FitSettings, list
 
 
 def _prepared(windows: dict, s: FitSettings) -> dict:
-    return {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows) for k, w in windows.items()}
+    return {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows, s) for k, w in windows.items()}
 
 
 def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True, threads: bool = False):

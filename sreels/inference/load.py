@@ -65,6 +65,12 @@ class WindowData:
     zlp_mean_ev: float | None = None
     #: this window's exposure over the low-loss window's (from the metadata), with ``plural_tail``
     exposure_ratio: float | None = None
+    #: rows of the recording summed into each row (``sreels fit --bin``): every pixel of a row was read that
+    #: many times, so its readout noise is sqrt(rows_summed) x one read's (:func:`.lowloss.readout_noise`)
+    rows_summed: int = 1
+    #: (rows, channels) bool, set when rows were summed: the pixels where any row summed into them reached the
+    #: saturation level (a sum is compared with no single-read level; :func:`.lowloss.saturated_pixels`)
+    saturated: np.ndarray | None = field(default=None, repr=False)
 
 
 def _energy_axis_index(axes, where):

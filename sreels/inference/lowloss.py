@@ -492,12 +492,31 @@ def saturation_level(w):
     return det["adc_max_counts"] - (det.get("dark_offset_counts", 0.0) if det.get("dark_subtracted", True) else 0.0)
 
 
+def readout_noise(w, s) -> float:
+    """The readout noise (counts rms) of one pixel of a window's rows: one read's (the setting, else the
+    file's, else 0) times sqrt(``w.rows_summed``), since a row summed from N recorded rows (``--bin N``) was
+    read N times independently (its readout variance N r^2; the gain, counts per electron, is a sum's too)."""
+    rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
+    return float(rd) * float(np.sqrt(getattr(w, "rows_summed", 1) or 1))
+
+
+def saturated_pixels(w, s):
+    """(rows, channels) bool: the pixels at or above the saturation level (the setting, else
+    :func:`saturation_level`), None when neither gives one.  For summed rows (``--bin``) the mask made
+    before the sum (``w.saturated``): a sum of N unsaturated reads may exceed one read's level, and a
+    sum holding one saturated read may not reach it."""
+    if getattr(w, "saturated", None) is not None:
+        return w.saturated
+    sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
+    return None if sat is None else np.asarray(w.counts) >= sat
+
+
 def _detector(w, s):
     """Gain, readout noise and PSF decay of a window: the settings first, then the file's metadata."""
     md = w.metadata if isinstance(w.metadata, dict) else {}
     det = md.get("sreels", {}).get("detector", {}) if isinstance(md.get("sreels", {}), dict) else {}
     g = s.gain_counts_per_e or w.gain_counts_per_e or 1.0
-    rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
+    rd = readout_noise(w, s)
     decay = s.psf_decay if s.psf_decay is not None else det.get("psf_decay", 0.0)
     return float(g), float(rd), float(decay or 0.0)
 
@@ -638,7 +657,8 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                              "not removed (t/lambda unknown)"]
     ll = windows[LOWLOSS_NAME]
     counts = np.asarray(ll.counts, dtype=float)
-    clipped = clipped_zlp(counts, saturation_level(ll))
+    # summed rows (--bin): clipped where any row summed had a saturated ZLP channel (the mask made before the sum)
+    clipped = ll.saturated.any(1) if ll.saturated is not None else clipped_zlp(counts, saturation_level(ll))
     if clipped.any():  # every step below reads the rebuilt ZLP
         counts = repair_clipped_zlp(counts, clipped)
     # a pedestal and the channels beyond the signal's end (image averages: not a held step)

@@ -24,9 +24,9 @@ def configure_plan(p):
                    help="dose (e/nm^2) at which beam damage sets in for your specimen (your number; sreels has none)")
     p.add_argument("--slit-width-nm", type=float, default=1000.0, metavar="NM",
                    help="illuminated width along x that one row integrates, for doses per nm^2 (default 1000)")
-    p.add_argument("--rows-nm", type=float, nargs="+", default=list(DEFAULT_ROWS_NM), metavar="Y",
-                   help="distances from Pt (nm) of the rows whose per-row sigma is reported (default: "
-                        + " ".join(f"{y:g}" for y in DEFAULT_ROWS_NM) + ")")
+    p.add_argument("--rows-nm", type=float, nargs="+", default=None, metavar="Y",
+                   help="distances from Pt (nm) of the rows whose per-row sigma is reported, each on the scan "
+                        "(default: " + " ".join(f"{y:g}" for y in DEFAULT_ROWS_NM) + ", those on the scan)")
     p.add_argument("--no-fast", action="store_true", help="skip the fast path's prediction")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
@@ -39,7 +39,7 @@ def _check_args(args):
         raise SreelsInputError(f"--slit-width-nm {args.slit_width_nm}: expected a positive width in nm")
     if not 2 <= args.vary_points <= 50:
         raise SreelsInputError(f"--vary-points {args.vary_points}: expected 2-50")
-    if not all(np.isfinite(y) for y in args.rows_nm):
+    if args.rows_nm is not None and not all(np.isfinite(y) for y in args.rows_nm):
         raise SreelsInputError(f"--rows-nm {args.rows_nm}: expected finite distances in nm")
 
 
@@ -79,7 +79,8 @@ def run_plan(args) -> int:
                      slit_width_nm=args.slit_width_nm, vary_points=args.vary_points, fast=not args.no_fast,
                      figure=True)   # plan.png drawn beside the joint part where the fast path's process is forked
     plan["inputs"] = {"scenario": args.scenario, "targets": targets, "vary": {k: list(v) for k, v in vary.items()},
-                      "critical_dose_e_per_nm2": args.critical_dose, "rows_nm": list(args.rows_nm),
+                      "critical_dose_e_per_nm2": args.critical_dose,
+                      "rows_nm": None if args.rows_nm is None else list(args.rows_nm),  # None: the defaults
                       "randomness": "none (Jacobians of the model at the truth; the noise-free simulation uses no "
                                     "random draws)"}
     with output_directory(args.out, overwrite=args.overwrite, inputs=inputs) as out:

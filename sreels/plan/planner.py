@@ -38,10 +38,36 @@ NUMBERS = (("electrode_width_nm", "electrode width", 1.0, "nm"), ("ti_boundary_n
            ("li_max_rel", "c_Li max", 1.0, ""), ("li_at_ti_boundary_rel", "c_Li at boundary", 1.0, ""),
            ("r_oo_parent_nm", "R_OO parent", 1e3, "pm"), ("r_oo_max_nm", "R_OO max", 1e3, "pm"),
            ("r_oo_change_nm", "R_OO change", 1e3, "pm"))
-#: Rows (distance from Pt, nm) reported by default: Ti3+ region, Ti4+ electrode, parent.
+#: Rows (distance from Pt, nm) reported by default: Ti3+ region, Ti4+ electrode, parent (those outside a shorter
+#: scan are left out, with a note: :func:`rows_in_scan`).
 DEFAULT_ROWS_NM = (50.0, 250.0, 1000.0)
 #: Range of the exposure factor searched for a target.
 SCALE_RANGE = (1e-6, 1e6)
+
+
+def rows_in_scan(sc, rows_nm=None) -> tuple[tuple, list]:
+    """The rows (y, nm) whose per-row sigmas a plan reports, and notes.  A row must lie on the scenario's scan:
+    its row centres run from ``first_row_nm`` to ``first_row_nm + (rows - 1) row_nm``, and a y within half a row
+    of either end is that end row's.  ``rows_nm`` given (``--rows-nm``): a row outside is a SreelsInputError
+    naming it and the scan's range (the fast path read the nearest row, the last, under the asked label, and the
+    joint fit its model's profile extrapolated beyond the data).  None: :data:`DEFAULT_ROWS_NM`, those outside a
+    shorter scan left out and said in a note."""
+    y0 = float(sc.first_row_nm)
+    y1 = y0 + (sc.rows - 1) * float(sc.row_nm)
+    half = 0.5 * float(sc.row_nm)
+    given = rows_nm is not None
+    ys = [float(y) for y in (rows_nm if given else DEFAULT_ROWS_NM)]
+    inside = tuple(y for y in ys if y0 - half <= y <= y1 + half)
+    out = [y for y in ys if y not in inside]
+    scan = (f"the scan's rows lie at {y0:g} to {y1:g} nm ({sc.rows} rows of {sc.row_nm:g} nm from first_row_nm "
+            f"{y0:g}; a y within half a row of an end is that row)")
+    if given and out:
+        raise SreelsInputError(f"--rows-nm {' '.join(f'{y:g}' for y in out)}: outside the scan: {scan}")
+    notes = []
+    if out:
+        notes.append(f"default rows {', '.join(f'{y:g}' for y in out)} nm not reported: outside the scan ({scan})"
+                     + ("" if inside else "; no default row is inside: give --rows-nm"))
+    return inside, notes
 
 
 # ------------------------------------------------------------------ parsing
@@ -213,8 +239,11 @@ def fast_prediction(sim, rows_nm) -> dict:
     c = res.columns
     ok = np.array([s == "ok" for s in res.status])
     rows = {}
+    half = 0.5 * abs(float(res.position.scale_nm))
     for yy in rows_nm:
         j = int(np.argmin(np.abs(y - yy)))
+        if abs(y[j] - yy) > half + 1e-9:  # the nearest row is not this y's (make_plan checks first: rows_in_scan)
+            raise SreelsInputError(f"row y = {yy:g} nm: outside the scan ({y[0]:g} to {y[-1]:g} nm)")
         rows[f"{yy:g}"] = {"row_y_nm": float(y[j]), "status": str(res.status[j]),
                            **{k: float(c[f"{k}_err"][j]) for k in ("li_rel", "ti3_fraction", "r_oo_nm")}}
     try:
@@ -315,12 +344,13 @@ def _vary_point(jac_base, d_base: Design, key: str, value: float, rows_nm, targe
     return sig, need, min_electrons(jac, scale)
 
 
-def make_plan(d: Design, targets: dict | None = None, vary: dict | None = None, rows_nm=DEFAULT_ROWS_NM,
+def make_plan(d: Design, targets: dict | None = None, vary: dict | None = None, rows_nm=None,
               critical_dose: float | None = None, slit_width_nm: float = 1000.0, vary_points: int = 5,
               fast: bool = True, figure: bool = False) -> dict:
     """Everything ``sreels plan`` writes, as a JSON-ready dict (plus ``_profiles`` and ``_dose_curve`` for the
     figure).  ``figure``: also ``_png``, the bytes of plan.png (:func:`.figures.plan_png`), drawn in a forked
-    process (FAST_IN_PROCESS) that imports matplotlib from the start, beside this one's work."""
+    process (FAST_IN_PROCESS) that imports matplotlib from the start, beside this one's work.  ``rows_nm``: the
+    rows whose sigmas are reported, each on the scan (None: :data:`DEFAULT_ROWS_NM` on it; :func:`rows_in_scan`)."""
     from ..resources import single_threaded_blas
 
     with single_threaded_blas():  # small matrix products: BLAS threads only spin on a busy machine
@@ -329,6 +359,7 @@ def make_plan(d: Design, targets: dict | None = None, vary: dict | None = None, 
 
 def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points, fast, figure=False):
     t0 = time.perf_counter()
+    rows_nm, row_notes = rows_in_scan(d.scenario, rows_nm)
     targets = dict(targets or {})
     vary = dict(vary or {})
     if d.instrument.plural_scattering:
@@ -354,6 +385,8 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
         t_jac = time.perf_counter() - t0
         out = _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
                           note_ps, fast_jobs[0] if fast_jobs else None)
+        out["rows_nm"] = list(rows_nm)
+        out["notes"] += row_notes
         if figure:
             if fig_job is not None:
                 out["_png"] = fig_job.draw(out)

@@ -310,10 +310,40 @@ def test_plan_command_writes_a_complete_folder(tmp_path, capsys):
         assert r["value"] * r["dose_factor_for:r_oo_change_nm"] == pytest.approx(t["dose_factor"], rel=3e-3)
     assert p["predicts"]["plural_scattering_in_images"] is False and "single scattering" in p["predicts"]["joint"]
     assert "the fit predicted: sreels fit --method bayes" in capsys.readouterr().out
+    # the default rows on this 0-920 nm scan: 1000 nm is not on it, left out with a note (it was reported
+    # under "1000", the joint fit's profile extrapolated, the fast path's the last row at 920 nm)
+    assert p["rows_nm"] == [50.0, 250.0] and list(p["joint"]["rows_sigma"]) == ["50", "250"]
+    assert any(n.startswith("default rows 1000 nm not reported") and "0 to 920 nm" in n for n in p["notes"])
+    assert p["inputs"]["rows_nm"] is None
     before = (out / "plan.json").read_bytes()
     assert main(["plan", "--scenario", str(toml), "--no-fast", "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
     assert (out / "plan.json").read_bytes() == before
+
+
+def test_rows_outside_the_scan_are_refused_when_given_and_left_out_by_default(tmp_path, capsys):
+    """A 40-row scan of 8 nm from -16 nm (296 nm its last row): --rows-nm 1000 was reported under "1000" from
+    the last row (fast path) and the profile extrapolated (joint fit); it is an error naming the value and the
+    scan's range, before any work.  The defaults (50, 250, 1000) keep working: 1000 left out with a note."""
+    from sreels.errors import SreelsInputError
+    from sreels.plan.planner import DEFAULT_ROWS_NM, rows_in_scan
+
+    sc = Scenario(rows=40, row_nm=8.0, first_row_nm=-16.0)
+    rows, notes = rows_in_scan(sc)
+    assert rows == (50.0, 250.0) and len(notes) == 1 and "1000" in notes[0] and "-16 to 296 nm" in notes[0]
+    assert rows_in_scan(sc, [-20.0, 50.0, 300.0]) == ((-20.0, 50.0, 300.0), [])  # within half a row of the ends
+    for bad in ([1000.0], [50.0, 301.0], [-20.5]):
+        with pytest.raises(SreelsInputError, match=r"--rows-nm .*outside the scan.*-16 to 296 nm") as e:
+            rows_in_scan(sc, bad)
+        assert f"{bad[-1]:g}" in str(e.value)
+    assert rows_in_scan(Scenario(), None) == (DEFAULT_ROWS_NM, [])  # the study's 1830 nm scan: all three
+    toml = tmp_path / "g.toml"
+    toml.write_text("[scenario]\nrows = 40\nrow_nm = 8.0\nfirst_row_nm = -16.0\n"
+                    "[instrument]\nplural_scattering = false\nlowloss_window = false\n")
+    rc = main(["plan", "--scenario", str(toml), "--rows-nm", "50", "1000", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--rows-nm 1000: outside the scan" in err and "-16 to 296 nm" in err, err
+    assert not (tmp_path / "p").exists()
 
 
 @pytest.mark.slow
