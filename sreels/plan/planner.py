@@ -371,8 +371,7 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
     # warm-up drawing) start now, on the core this process leaves idle while it simulates; the fast path's
     # prediction (its fit of the noise-free image) as soon as the noise-free simulation exists, beside the joint
     # fit's Jacobian and algebra: both in forked processes (FAST_IN_PROCESS), else in a thread and here
-    early = _start_fast(None, rows_nm, give=False) if fast and _fork_context() is not None else None
-    fig_job = _start_figure() if figure else None
+    early = fig_job = None
     fast_jobs = []
 
     def start_fast(sim):
@@ -380,7 +379,9 @@ def _make_plan(d, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_poi
             early.give(sim)
         fast_jobs.append(early or _start_fast(sim, rows_nm))
 
-    try:
+    try:   # the children are started inside: a signal while the second is forked still ends the first
+        early = _start_fast(None, rows_nm, give=False) if fast and _fork_context() is not None else None
+        fig_job = _start_figure() if figure else None
         jac = joint_jacobian(d, on_simulation=start_fast if fast else None)
         t_jac = time.perf_counter() - t0
         out = _joint_part(d, jac, t0, t_jac, targets, vary, rows_nm, critical_dose, slit_width_nm, vary_points,
@@ -447,16 +448,64 @@ class _ThreadFast:
 CHILD_NICENESS = 10
 
 
-def _in_child(target, conn, other, args):
-    import os
+#: the signals that end a forked child at once and silently (:func:`_in_child`)
+_CHILD_SIGNALS = ("SIGINT", "SIGTERM")
 
+
+def _in_child(target, conn, other, args):
+    """A forked child's life.  SIGTERM (the parent's ``terminate``, :meth:`_ForkedJob.close`) and SIGINT (Ctrl-C
+    reaches the whole process group) end it at once and silently: the handlers forked from the parent
+    (:mod:`sreels.signals`) would raise ``Interrupted`` here, which multiprocessing prints as a traceback of ~30
+    lines before the parent's one line.  The parent blocks both signals around the fork (:func:`_signals_blocked`),
+    so none arrives before the default actions are in place.  A parent that has gone (its pipe closed) gets no
+    answer; any other failure goes to the parent, which raises it as its one-line error."""
+    import os
+    import signal
+
+    for name in _CHILD_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    _unblock_signals()
     other.close()   # the parent's end: the child sees EOF when the parent closes it
     with contextlib.suppress(OSError):
         os.nice(CHILD_NICENESS)
     try:
         target(conn, *args)
+    except (BrokenPipeError, ConnectionResetError):   # the parent has gone: nobody to answer
+        pass
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        with contextlib.suppress(OSError):
+            conn.send((False, RuntimeError(f"the forked process failed: {type(exc).__name__}: {exc}")))
     finally:
         conn.close()
+
+
+def _child_signals():
+    import signal
+
+    return {getattr(signal, name) for name in _CHILD_SIGNALS}
+
+
+@contextlib.contextmanager
+def _signals_blocked():
+    """SIGINT and SIGTERM held back in this thread while a child is forked (the child inherits the mask and unblocks
+    once its own handlers are set, :func:`_in_child`); one that arrives meanwhile is delivered here afterwards."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _child_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _unblock_signals():
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _child_signals())
 
 
 def _recv_simulation(conn):
@@ -511,20 +560,31 @@ class _ForkedJob:
 
         self._conn, child = ctx.Pipe(duplex=True)
         self._proc = ctx.Process(target=_in_child, args=(target, child, self._conn, args), daemon=True)
-        with warnings.catch_warnings():   # Python >= 3.12 warns on fork() beside BLAS threads; the child runs
-            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)  # numpy only
-            self._proc.start()
-        child.close()
         self._done = False
+        try:
+            with warnings.catch_warnings():   # Python >= 3.12 warns on fork() beside BLAS threads; the child runs
+                warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)  # numpy only
+                with _signals_blocked():
+                    self._proc.start()
+        except BaseException:   # a signal held back during the fork is raised here, once the child exists
+            if self._proc.pid is not None:
+                _ForkedJob.close(self)   # this class's: a subclass's own parts do not exist yet
+            else:
+                self._conn.close()
+            raise
+        finally:
+            child.close()
 
     def _recv(self, what):
         try:
             ok, val = self._conn.recv()
         except EOFError:
+            self._done = True
             raise RuntimeError(f"the {self.what} process ended without {what} (exit code "
                                f"{self._proc.exitcode})") from None
-        finally:
-            self._done = True
+        # an exception here (a signal while waiting) leaves the child to close(), which ends it: it may be blocked
+        # sending an answer (plan.png's bytes) larger than the pipe holds, which nobody would read
+        self._done = True
         if not ok:
             raise val
         return val

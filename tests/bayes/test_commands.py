@@ -235,3 +235,68 @@ def test_the_command_line_fits_dualeels_with_plural_scattering_by_default():
     p = build_parser("fit")
     assert p.parse_args(["fit", "x.hspy", "--out", "o", "--method", "bayes"]).plural is True
     assert p.parse_args(["fit", "x.hspy", "--out", "o", "--method", "bayes", "--no-plural"]).plural is False
+
+
+def _write_msa(path, energy_ev, counts):
+    energy_ev, counts = [float(e) for e in energy_ev], [float(c) for c in counts]
+    lines = ["#FORMAT : EMSA/MAS Spectral Data File", "#VERSION : 1.0", "#TITLE : one row", "#NPOINTS : "
+             f"{len(energy_ev)}", "#NCOLUMNS : 1", "#XUNITS : eV", "#YUNITS : counts", "#DATATYPE : XY",
+             f"#XPERCHAN : {energy_ev[1] - energy_ev[0]!r}", f"#OFFSET : {energy_ev[0]!r}",
+             "#SPECTRUM : Spectral Data Starts Here"]
+    lines += [f"{e!r}, {c!r}" for e, c in zip(energy_ev, counts)] + ["#ENDOFDATA : "]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_single_spectrum_is_refused_before_fitting(folder, tmp_path, capsys):
+    """One row has no profile: the joint model's electrode width, boundaries and R_OO change are not constrained by
+    it.  Fitted anyway (a measured SrTiO3 spectrum), the MAP covariance was singular, the sampler did not run and
+    summary.json's top level held the optimiser's start (electrode width 400 nm) as numbers (exit 3).  Now exit 2
+    before any fitting, naming the input and its one row and pointing to --method fast (which fits it)."""
+    from sreels.inference.load import load_measurement
+
+    high = load_measurement([str(folder / "high.hspy")])["high"]
+    one = tmp_path / "one_row.msa"
+    _write_msa(one, np.asarray(high.energy.energy_ev, float), np.asarray(high.counts, float)[40])
+    out = tmp_path / "fit"
+    rc = sreels_main(["fit", str(one), "--method", "bayes", "--seed", "1", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "one_row.msa" in err[0] and "one row (a single spectrum)" in err[0] and "--method fast" in err[0], err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["one_row.msa"]
+    # the refusal is the Bayesian path's alone: the fast path fits the spectrum
+    assert sreels_main(["fit", str(one), "--out", str(out)]) in (0, 4)
+    assert (out / "spectrum_fits.png").is_file()
+
+
+def test_without_a_posterior_no_derived_number_is_reported(folder, tmp_path, monkeypatch, capsys):
+    """A MAP covariance that is not positive definite (measured scans the model cannot constrain: LSMO/STO, a single
+    spectrum) skips the sampler.  summary.json's top level then held the MAP's derived numbers with ``_err`` null,
+    presented as results; now null, with a note, and the MAP's values under ``map_not_final`` with the reason."""
+    import sreels.inference.bayes.fit as bfit
+
+    monkeypatch.setattr(bfit, "_positive_definite", lambda cov: False)
+    out = tmp_path / "fit"
+    rc = run_bayes(_args([folder], out, seed=1))
+    assert rc == EXIT_UNCONVERGED
+    s = json.loads((out / "summary.json").read_text())
+    keys = ("electrode_width_nm", "ti_boundary_nm", "li_max_rel", "li_at_ti_boundary_rel", "r_oo_parent_nm",
+            "r_oo_max_nm", "r_oo_change_nm")
+    assert not s["converged"] and any(f.startswith("sampler not run") for f in s["flags"])
+    for k in keys:
+        assert s[k] is None and s[f"{k}_err"] is None, k
+        assert s["map_not_final"][k] == s["derived"][k]["map"], k
+    assert s["map_not_final"]["reason"].startswith("sampler not run")
+    assert any("withheld (null)" in n and "map_not_final" in n for n in s["notes"])
+    assert "no posterior: the derived numbers are withheld" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["summary.json"]
+
+
+def test_a_map_only_summary_withholds_the_derived_numbers(small_fit):
+    """summarise on a fit without samples (fit_bayes(sample=False)): the same withholding."""
+    from sreels.inference.bayes.results import summarise
+
+    _, fit = small_fit
+    s = summarise(fit)
+    assert s["electrode_width_nm"] is None and s["electrode_width_nm_err"] is None
+    assert s["map_not_final"]["electrode_width_nm"] == pytest.approx(s["derived"]["electrode_width_nm"]["map"])
+    assert "sample=False" in s["map_not_final"]["reason"]

@@ -87,3 +87,117 @@ def test_a_signal_while_the_temporary_folder_is_created_leaves_nothing(tmp_path,
             signal.signal(s, h)
         signals._pending = None  # this process goes on testing
     assert list(tmp_path.iterdir()) == []
+
+
+# ``sreels plan`` forks two children at its start (the fast path's prediction, plan.png): a signal or an error in
+# the plan ends them; they must end silently, the parent's one line being the only output
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _plan(args, **kw):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    env.pop("SREELS_DEBUG", None)
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, **kw)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists() or sys.platform != "linux",
+                    reason="finds the plan's forked children in /proc (Linux)")
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+                         ids=["SIGTERM", "SIGINT", "SIGINT-to-the-group"])
+def test_plan_signal_after_the_fork_is_one_line(tmp_path, sig, group):
+    """The parent ends its children (SIGTERM from terminate) or the signal reaches them too (Ctrl-C in a terminal
+    goes to the process group): no child's traceback, one line, exit 128 + signal, nothing left."""
+    out = tmp_path / "plan"
+    proc = _plan(["-m", "sreels.cli", "plan", "--out", str(out)], start_new_session=True)
+    t0 = time.time()
+    while len(_children(proc.pid)) < 2:
+        if proc.poll() is not None:
+            pytest.fail(f"the plan ended before forking its children: {proc.communicate()}")
+        if time.time() - t0 > 120:
+            proc.kill()
+            pytest.fail("the plan forked no children")
+        time.sleep(0.02)
+    time.sleep(0.2)   # the children are importing (lmfit, matplotlib)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err and "ForkProcess" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert lines == [f"sreels plan: interrupted by {signal.Signals(sig).name}; no partial output left"], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_error_after_the_fork_is_one_line(tmp_path):
+    """An error in the plan's own process while its children import: the parent's one line only (exit 1)."""
+    out = tmp_path / "plan"
+    code = ("import sys\n"
+            "import sreels.plan.planner as p\n"
+            "def boom(*a, **k):\n"
+            "    raise ValueError('boom in the joint Jacobian')\n"
+            "p.joint_jacobian = boom\n"
+            "from sreels.cli import main\n"
+            f"sys.exit(main(['plan', '--out', {str(out)!r}]))\n")
+    proc = _plan(["-c", code])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "ForkProcess" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1 and "internal error: ValueError: boom in the joint Jacobian" in lines[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _send_big_answer(conn):
+    time.sleep(0.5)
+    conn.send((True, b"x" * (4 << 20)))   # more than a pipe holds: the child blocks until it is read
+
+
+def test_plan_child_is_ended_when_a_signal_interrupts_the_wait_for_its_answer():
+    """SIGTERM while the plan waits for a child's answer (plan.png's bytes): the clean-up ends the child, it does
+    not wait for it to finish sending into a pipe nobody reads (it waited until the child was killed)."""
+    import threading
+
+    from sreels import signals
+    from sreels.plan import planner
+
+    ctx = planner._fork_context()
+    if ctx is None:
+        pytest.skip("no fork start method here: the plan's children are a thread")
+
+    class Job(planner._ForkedJob):
+        what = "test's"
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals.install()
+    try:
+        job = Job(ctx, _send_big_answer)
+        rescue = threading.Timer(30.0, lambda: job._proc.kill())   # the old behaviour: end the test, not hang
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        rescue.start()
+        t0 = time.time()
+        with pytest.raises(signals.Interrupted):
+            try:
+                job._recv("the answer")
+            finally:
+                job.close()
+        rescue.cancel()
+        took = time.time() - t0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        signals._pending = None
+    assert took < 10, f"the clean-up waited {took:.1f} s for the child"

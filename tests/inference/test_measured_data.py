@@ -224,7 +224,9 @@ def test_the_bayesian_path_on_a_scan_it_cannot_constrain_says_so(shared_data, tm
     """The LSMO/STO DualEELS pair with --method bayes: 10 rows, Ti in 3, Mn-M2,3 under Li-K, so the joint profile
     model is not constrained (the MAP covariance is not positive definite).  Before, the sampler's start failed
     with an internal error (exit 1); now the run ends as not converged (exit 3) with a flag naming why, and
-    summary.json holds the MAP."""
+    summary.json withholds every derived number (null at the top level: it once held the MAP's, an electrode width
+    of 439 nm and c_Li at the boundary 29 without a boundary, with _err null) and keeps the MAP under
+    map_not_final."""
     import json
 
     files = _present(shared_data / "internal-only" / "exspy-demos", "LSMO_STO_linescan.hspy",
@@ -236,6 +238,26 @@ def test_the_bayesian_path_on_a_scan_it_cannot_constrain_says_so(shared_data, tm
     s = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert any("sampler not run" in f for f in s["flags"]) and not s["converged"]
     assert "internal error" not in capsys.readouterr().err
+    for k in ("electrode_width_nm", "ti_boundary_nm", "li_max_rel", "li_at_ti_boundary_rel", "r_oo_parent_nm",
+              "r_oo_max_nm", "r_oo_change_nm"):
+        assert s[k] is None and s[f"{k}_err"] is None and k in s["map_not_final"], k
+    assert s["map_not_final"]["reason"].startswith("sampler not run")
+
+
+@pytest.mark.parametrize("rel", ["licensed/pyTEMlib/EELS_STO.dm3", "internal-only/tem-eels_Egerton/CoO.dat"])
+def test_the_bayesian_path_refuses_a_measured_single_spectrum(shared_data, tmp_path, capsys, rel):
+    """A single measured spectrum with --method bayes: exit 2 before fitting, naming the file and pointing to the
+    fast path.  Fitted, both gave a singular MAP covariance, no sampler, exit 3, and summary.json's top level held
+    an electrode width of 400 nm (the optimiser's start), c_Li max 17.8 and R_OO 0.288 nm with _err null."""
+    f = shared_data / rel
+    if not f.exists():
+        pytest.skip(f"{f} absent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["fit", str(f), "--method", "bayes", "--seed", "1", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f.name in err and "one row (a single spectrum)" in err and "--method fast" in err, err
+    assert not (tmp_path / "b").exists()
 
 
 def test_fe_cr_dualeels_pair_with_a_pedestal_in_its_low_loss(shared_data):

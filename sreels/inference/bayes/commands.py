@@ -254,6 +254,18 @@ def estimate_gain(data, priors, det, prepared, iterations: int = 3, tol: float =
                        "the model describing the data")
 
 
+def _refuse_single_spectrum(files, counts) -> None:
+    """One row has no profile: the joint model's parameters (electrode width, Ti3+/Ti4+ boundary, R_OO's change
+    along y) are not constrained by it.  Fitted anyway (EELS_STO.dm3, CoO.dat), the MAP covariance was singular, the
+    sampler did not run and summary.json held the optimiser's start (electrode width 400 nm) as numbers."""
+    rows = {int(np.shape(c)[0]) for c in counts.values()}
+    if rows == {1}:
+        raise SreelsInputError(
+            f"{', '.join(files)}: one row (a single spectrum): --method bayes fits one profile model to a line scan "
+            "(electrode width, Ti3+/Ti4+ boundary, R_OO along y) and a single spectrum has no profile; --method fast "
+            "fits it (spectrum_fits.png, its values in profiles.csv)")
+
+
 def run_bayes(args) -> int:
     """Entry point for ``sreels fit --method bayes``; returns the exit code."""
     from .data import prepare
@@ -265,6 +277,7 @@ def run_bayes(args) -> int:
 
     counts, cfg, y, files, truth, meta, from_toml, saturated, lowloss = load_input(
         args.inputs, getattr(args, "saturation", None), plural=bool(getattr(args, "plural", True)))
+    _refuse_single_spectrum(files, counts)
     check_output(args.out, getattr(args, "overwrite", False), files)
     det, gain_known, notes = detector_for(meta, cfg.detector if from_toml else None, getattr(args, "gain", None),
                                           getattr(args, "readout_noise", None), getattr(args, "psf_decay", None))
@@ -301,6 +314,9 @@ def run_bayes(args) -> int:
     for k, v in d.items():
         if v.get("median") is not None:
             print(f"{k:24s} {v['median']:.5g}  [{v['p2_5']:.5g}, {v['p97_5']:.5g}] (95 %)")
+    if "map_not_final" in summary:
+        print("no posterior: the derived numbers are withheld (null in summary.json; the MAP's, without errors and "
+              "not a result, under map_not_final)")
     diag = summary["diagnostics"]
     print(f"MAP {summary['map']['seconds']:.1f} s, chi2_red {summary['map']['chi2_red']:.4f}; " + (
           f"emcee {diag['seconds']:.1f} s, tau_max {diag['tau_max']:.2f}, run/tau {diag['run_over_tau']:.0f}, "

@@ -161,8 +161,9 @@ def fit_bayes(data: PreparedData, priors: Priors, rng: np.random.Generator | Non
         samples = None
         if sample and not _positive_definite(m2.cov):
             flags.append("sampler not run: the MAP covariance is not positive definite (parameters these data do not "
-                         "constrain, e.g. a profile without its edge); no posterior, the MAP alone is reported without "
-                         "errors: the fast path (--method fast) measures such data row by row")
+                         "constrain, e.g. a profile without its edge); no posterior, so no derived number is reported "
+                         "(summary.json: null; the MAP, without errors, under map_not_final): the fast path "
+                         "(--method fast) measures such data row by row")
         elif sample:
             samples = run_sampler(like, priors, m2.theta, m2.cov, rng, walkers=walkers, max_steps=max_steps,
                                   min_ess=min_ess, progress=progress)

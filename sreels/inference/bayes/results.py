@@ -53,13 +53,16 @@ def summarise(fit: BayesFit, settings: dict | None = None, crlb: dict | None = N
     for k in DERIVED:
         s = _stats(dd[k]) if dd is not None else {}
         out["derived"][k] = {**s, "map": float(dmap[k])}
-        # the fast path's contract: value and _err (posterior median and half the 16-84 width)
+        # the fast path's contract: value and _err (posterior median and half the 16-84 width); without a posterior
+        # both are withheld (null), as the fast path withholds a number it could not measure (NaN and a note)
         if s.get("median") is not None:
             out[k] = s["median"]
             out[f"{k}_err"] = 0.5 * (s["p84"] - s["p16"])
         else:
-            out[k] = float(dmap[k])
+            out[k] = None
             out[f"{k}_err"] = None
+    if flat is None:
+        out.update(_withheld(fit, dmap))
     if crlb:
         out["crlb"] = crlb
     out["map"] = {"seconds": m.seconds, "nfev": m.nfev, "success": m.success, "message": m.message,
@@ -80,6 +83,21 @@ def summarise(fit: BayesFit, settings: dict | None = None, crlb: dict | None = N
     }
     out["settings"] = dict(settings or {})
     return out
+
+
+def _withheld(fit: BayesFit, dmap: dict) -> dict:
+    """Without a posterior (the sampler not run: a MAP covariance that is not positive definite, or
+    ``fit_bayes(sample=False)``) no derived number has an error bar: summary.json's top level holds null for each, a
+    note says why, and ``map_not_final`` holds the MAP's values with the reason, for inspection only (on a measured
+    SrTiO3 spectrum they were an electrode width of 400 nm, the optimiser's start (the source study's value) left
+    where it was, and a c_Li max of 17.8 without a Li-K edge: numbers the data do not constrain)."""
+    reason = next((f for f in fit.flags if f.startswith("sampler not run")),
+                  "sampler not run (MAP only, fit_bayes(sample=False)): no posterior")
+    keys = ", ".join(DERIVED)
+    return {"notes": [f"no posterior (the sampler was not run: map_not_final.reason, flags): the derived numbers "
+                      f"({keys}) are withheld (null); their MAP values, without errors and not a result, are under "
+                      "map_not_final"],
+            "map_not_final": {"reason": reason, **{k: float(dmap[k]) for k in DERIVED}}}
 
 
 def profile_bands(fit: BayesFit, n_max: int = 2000) -> dict:
