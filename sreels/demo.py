@@ -96,13 +96,13 @@ def _invert(sim, sim_dir: Path, out: Path) -> int:
 
     from .inference.commands import print_summary
     from .inference.derived import derive, derived_truth
-    from .inference.fast import fit_image, usable, usable_by_edge
+    from .inference.fast import fit_image, usable, usable_by_edge, withheld_reasons
     from .inference.load import load_measurement
     from .inference.report import write_fit
 
     inputs = sorted(sim_dir.glob("*.hspy"))
     res = fit_image(load_measurement(inputs))
-    d = derive(res.position.y_nm, res.columns, usable_by_edge(res.status))
+    d = derive(res.position.y_nm, res.columns, usable_by_edge(res.status), why=withheld_reasons(res.status))
     fit_dir = out / "fit"
     truth = derived_truth(sim)
     write_fit(res, d, inputs, fit_dir, overwrite=True, extra={"truth": truth})

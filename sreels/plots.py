@@ -202,6 +202,17 @@ def _profile_panel(ax, strip, y, v, e, colour, name=None):
 USABLE_LABELS = {"li": "c_Li", "ti": "Ti³⁺", "o": "R_OO"}
 
 
+def _not_measured(what: str, edge: str, status, otherwise: str) -> str:
+    """An empty profile panel's text: why its edge's rows were all withheld (their flags,
+    :func:`~sreels.inference.fast.withheld_reasons`), else ``otherwise``, wrapped to the panel."""
+    import textwrap
+
+    from .inference.fast import withheld_reasons
+
+    why = withheld_reasons(status).get(edge)
+    return textwrap.fill(f"{what} {why}" if why else f"{what} not measured ({otherwise})", 70)
+
+
 def usable_rows_text(status) -> str:
     """The profiles' headline count, per edge: "usable rows: c_Li 322, Ti³⁺ 322, R_OO 0 of 330".  A row is
     usable for one edge and withheld for another (:func:`~sreels.inference.fast.usable_by_edge`); the count
@@ -245,7 +256,8 @@ def draw_profiles(result, derived):
         if key == "peaks":
             measured = [k for k in ("peak_a_ev", "peak_b_ev") if np.isfinite(c[k]).any()]
             if not measured:
-                _empty(ax, "O-K not measured (no O-K in the input, or no O in any row)", keep_x=True)
+                _empty(ax, _not_measured("O-K", "o", result.status, "no O-K in the input, or no O in any row"),
+                       keep_x=True)
                 strip.set_yticks([])
             for k in measured:
                 v, e = c[k], c[f"{k}_err"]
@@ -262,7 +274,9 @@ def draw_profiles(result, derived):
             v, e = c[key], c[f"{key}_err"]
             if not np.isfinite(v).any():
                 what = {"li_rel": "Li-K", "ti3_fraction": "Ti-L2,3", "r_oo_nm": "O-K"}[key]
-                _empty(ax, f"{what} not measured (not in the input, or no usable row)", keep_x=True)
+                edge = {"li_rel": "li", "ti3_fraction": "ti", "r_oo_nm": "o"}[key]
+                _empty(ax, _not_measured(what, edge, result.status, "not in the input, or no usable row"),
+                       keep_x=True)
                 strip.set_yticks([])
             else:
                 _profile_panel(ax, strip, y, v, e, COLOURS[key], "per row, ±1σ")

@@ -197,7 +197,7 @@ def run_fit(args) -> int:
     import numpy as np
 
     from .derived import derive
-    from .fast import fit_image, usable, usable_by_edge
+    from .fast import fit_image, usable, usable_by_edge, withheld_reasons
     from .load import load_measurement
     from .report import is_map, write_fit
 
@@ -240,7 +240,7 @@ def run_fit(args) -> int:
             d[f"{k}_median"] = float(np.median(v)) if v.size else None
     else:
         d = derive(res.position.y_nm, res.columns, usable_by_edge(res.status), settings.c_ev_nm2,
-                   settings.c_err_ev_nm2, settings.parent_nm)
+                   settings.c_err_ev_nm2, settings.parent_nm, why=withheld_reasons(res.status))
         unitless = sorted({Path(w.source).name for w in windows.values() if not w.position_unit})
         if unitless:  # positions are row indices: say so next to every number in "nm"
             d.setdefault("notes", []).append(

@@ -105,7 +105,7 @@ def _check_step_fit(fit, what, notes):
     return not at
 
 
-def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> dict:
+def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None, why: dict | None = None) -> dict:
     """Derived numbers (value and ``_err``) from per-row columns; ``ok`` marks usable rows:
     one boolean array, or a dict of them per edge ("li", "ti", "o": see
     :func:`sreels.inference.fast.usable_by_edge`).
@@ -113,11 +113,13 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
     The parent rows are the column ``parent`` (set by the Li normalisation); without Li-K
     they are ``parent_nm`` (y range, nm) or the far third of the rows with an R_OO, and a
     note says so.  A profile that was not measured (all NaN) gives a note naming the edge,
-    not a statement about the specimen."""
+    not a statement about the specimen; ``why`` (edge -> sentence, :func:`sreels.inference.fast.withheld_reasons`)
+    says instead why an edge's rows were all withheld."""
     from lmfit import Model  # here, not at import: lmfit pulls scipy.stats and pandas (~1.5 s cold), and
     # importing this module (KEYS, derived_truth; sreels plan's own process) runs no step fit
     out = {k: np.nan for k in KEYS} | {f"{k}_err": np.nan for k in KEYS}
     notes = []
+    why = why or {}
     y = np.asarray(y_nm, float)
     oks = ok if isinstance(ok, dict) else {"li": ok, "ti": ok, "o": ok}
     li = cols["li_rel"]
@@ -131,8 +133,8 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
                         "and maximum) need a line scan of at least 6 rows; the per-row values are in profiles.csv"]
         return out
     if not np.isfinite(li).any():
-        notes.append("c_Li not available (no Li-K window, no usable row, or no parent region): no electrode width, "
-                     "maximum c_Li or c_Li at the Ti3+/Ti4+ boundary")
+        notes.append(("c_Li " + why["li"] if "li" in why else "c_Li not available (no Li-K window, no usable row, "
+                      "or no parent region)") + ": no electrode width, maximum c_Li or c_Li at the Ti3+/Ti4+ boundary")
     elif g.sum() >= 6 and np.nanmax(li[g]) > 1.5:
         m = Model(_li_model)
         span = y[g].max()
@@ -159,7 +161,8 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
     g3 = oks["ti"] & np.isfinite(f3) & np.isfinite(f3_e) & (f3_e > 0) & (y >= 0)
     ti_fit = None
     if not np.isfinite(f3).any():
-        notes.append("Ti3+ fraction not measured (no Ti-L2,3 window or no usable row): no Ti3+/Ti4+ boundary")
+        notes.append(("Ti3+ fraction " + why["ti"] if "ti" in why else "Ti3+ fraction not measured (no Ti-L2,3 "
+                      "window or no usable row)") + ": no Ti3+/Ti4+ boundary")
     elif g3.sum() >= 6 and np.nanmax(f3[g3]) > 0.5 and np.nanmin(f3[g3]) < 0.5:
         m = Model(_ti_model)
         yb0 = float(y[g3][np.argmin(np.abs(f3[g3] - 0.5))])
@@ -214,7 +217,7 @@ def derive(y_nm, cols, ok, c_ev_nm2=2.820, c_err_ev_nm2=0.0, parent_nm=None) -> 
             where = f"y {parent_nm[0]:g}-{parent_nm[1]:g} nm" if parent_nm else "the far third of the rows"
             notes.append(f"no parent R_OO: fewer than 3 rows with an R_OO in {where}")
     if not np.isfinite(r).any():
-        notes.append("R_OO not measured (no O-K window or no usable row)")
+        notes.append("R_OO " + why["o"] if "o" in why else "R_OO not measured (no O-K window or no usable row)")
     elif parent is not None and np.any(gr & (np.asarray(parent) > 0)):
         par = gr & (np.asarray(parent) > 0)
         # plain mean: sigma_R ~ R^3 sigma_E, so inverse-variance weights would favour low R

@@ -239,6 +239,38 @@ def usable_by_edge(status) -> dict:
     return {k: usable(status, k) for k in ("li", "ti", "o")}
 
 
+#: What a withholding flag asks of the user, where a setting or the recording can help (the reference lists every
+#: flag: docs/reference.rst)
+WITHHELD_HINTS = {"low_snr": "sum rows (sreels fit --bin N) or record more electrons per row",
+                  "saturated": "a shorter exposure or a lower-gain read-out",
+                  "not_converged": "see residuals.png"}
+
+
+def withheld_reasons(status) -> dict:
+    """Per edge ("li", "ti", "o") whose numbers no row may use: why, as one sentence (the withholding flags of that
+    edge with the rows that carry them, most frequent first, and a hint where one helps); edges with a usable row
+    are left out.  So a summary says "withheld on every row: o_threshold_low_snr on 330 of 330 rows" where it would
+    otherwise read as if the edge were not in the data."""
+    st = [str(x).split("|") for x in np.asarray(status)]
+    out = {}
+    for edge in ("li", "ti", "o"):
+        if usable(status, edge).any() or not st:
+            continue
+        counts = {}
+        for flags in st:
+            for f in flags:
+                core = f.removeprefix("no_")
+                if f != "ok" and core.split("_")[0] in EDGES_OF[edge] and not f.endswith(WARNING_FLAGS):
+                    counts[f] = counts.get(f, 0) + 1
+        if not counts:
+            continue
+        top = sorted(counts.items(), key=lambda kv: -kv[1])
+        why = ", ".join(f"{f} on {n} of {len(st)} rows" for f, n in top[:3])
+        hints = sorted({h for f, _ in top[:3] for k, h in WITHHELD_HINTS.items() if f.endswith(k)})
+        out[edge] = f"withheld on every row ({why})" + (f": {'; '.join(hints)}" if hints else "")
+    return out
+
+
 def _mean(v, err):
     """Plain mean and its standard error (inverse-variance weights would bias a ratio whose
     error scales with its value)."""

@@ -114,6 +114,8 @@ def _summary(plan):
             else:
                 line += f"  -> target {t['sigma_target'] * f:.3g} {unit}: {t['reason']}"
         print(line)
+    for k, why in plan.get("fast", {}).get("withheld", {}).items():
+        print(f"  the fast path (sreels fit --method fast) gives no {k} on this design: {why}")
     if "critical_dose" in plan:
         c = plan["critical_dose"]
         print(f"  your critical dose {c['e_per_nm2']:.3g} e/nm^2 = x{c['dose_factor']:.3g} of this design's core-loss "

@@ -232,12 +232,14 @@ def fast_windows(sim, source: str = "plan") -> dict:
 def fast_prediction(sim, rows_nm) -> dict:
     """The fast path on the noise-free expected image: its per-row errors and reported derived errors."""
     from ..inference.derived import derive
-    from ..inference.fast import fit_image, usable_by_edge
+    from ..inference.fast import fit_image, usable_by_edge, withheld_reasons
 
     res = fit_image(fast_windows(sim), progress=False)
     y = res.position.y_nm
     c = res.columns
     ok = np.array([s == "ok" for s in res.status])
+    by_edge = usable_by_edge(res.status)     # each number from the rows its own edge allows (as the fit reports it)
+    why = withheld_reasons(res.status)
     rows = {}
     half = 0.5 * abs(float(res.position.scale_nm))
     for yy in rows_nm:
@@ -247,13 +249,16 @@ def fast_prediction(sim, rows_nm) -> dict:
         rows[f"{yy:g}"] = {"row_y_nm": float(y[j]), "status": str(res.status[j]),
                            **{k: float(c[f"{k}_err"][j]) for k in ("li_rel", "ti3_fraction", "r_oo_nm")}}
     try:
-        dd = derive(y, c, usable_by_edge(res.status))   # (lmfit: imported here, in the forked child by default)
+        dd = derive(y, c, by_edge, why=why)   # (lmfit: imported here, in the forked child by default)
         rep = {k: float(dd[f"{k}_err"]) for k in TARGET_NAMES if f"{k}_err" in dd}
     except Exception as exc:  # noqa: BLE001 - reported, the per-row prediction stands on its own
         rep = {"error": f"{type(exc).__name__}: {exc}"}
+    edge = {"li_rel": "li", "ti3_fraction": "ti", "r_oo_nm": "o"}
     return {"rows": rows, "derived_reported": rep, "usable_rows": int(ok.sum()), "total_rows": int(ok.size),
-            "profile": {"y_nm": y, **{f"{k}_err": np.where(ok, c[f"{k}_err"], np.nan)
-                                      for k in ("li_rel", "ti3_fraction", "r_oo_nm")}}}
+            "usable_rows_by_number": {k: int(by_edge[e].sum()) for k, e in edge.items()},
+            "withheld": {k: why[e] for k, e in edge.items() if e in why},
+            "profile": {"y_nm": y, **{f"{k}_err": np.where(by_edge[e], c[f"{k}_err"], np.nan)
+                                      for k, e in edge.items()}}}
 
 
 # ------------------------------------------------------------------ the plan

@@ -333,3 +333,27 @@ def test_binned_rows_are_saturated_where_a_summed_read_was():
     from sreels.inference.lowloss import readout_noise
     assert readout_noise(b, FitSettings()) == pytest.approx(6.0)
     assert readout_noise(b, FitSettings(readout_noise_counts=5.0)) == pytest.approx(10.0)
+
+
+def test_withheld_reasons_name_the_flags_of_an_edge_withheld_on_every_row():
+    """An edge whose rows are all withheld is explained by its flags (counted, most frequent first) and a hint where
+    the recording can help; an edge with one usable row, and warnings (poor fits, which widen errors), are not
+    reasons.  The derived numbers' note then says so instead of "not measured" (H_noisy design of a review: every
+    row's O-K jump below its SNR threshold read as if the data had no O-K)."""
+    from sreels.inference.derived import derive
+    from sreels.inference.fast import usable_by_edge, withheld_reasons
+
+    status = np.array(["o_threshold_low_snr|li_poor_fit"] * 7 + ["no_o|no_ti|no_li"] * 2 + ["o_b_at_bound"])
+    why = withheld_reasons(status)
+    assert set(why) == {"o"}, why                 # Li-K: poor fits warn (usable); Ti-L2,3: 8 rows usable
+    assert why["o"].startswith("withheld on every row (o_threshold_low_snr on 7 of 10 rows, no_o on 2 of 10 rows, "
+                               "o_b_at_bound on 1 of 10 rows)")
+    assert "--bin N" in why["o"]
+    assert withheld_reasons(np.array(["ok", "o_threshold_low_snr"])) == {}
+    y = np.linspace(0, 900, status.size)
+    cols = {"li_rel": np.full(y.size, np.nan), "li_rel_err": np.full(y.size, np.nan),
+            "ti3_fraction": np.full(y.size, np.nan), "ti3_fraction_err": np.full(y.size, np.nan),
+            "r_oo_nm": np.full(y.size, np.nan), "r_oo_nm_err": np.full(y.size, np.nan)}
+    notes = derive(y, cols, usable_by_edge(status), why=why)["notes"]
+    assert any(n.startswith("R_OO withheld on every row (o_threshold_low_snr on 7") for n in notes), notes
+    assert not any("R_OO not measured" in n for n in notes)
