@@ -1041,6 +1041,13 @@ def select_windows(wins, s: FitSettings, notes: list):
     used = [id(w) for w in found.values() if w is not None]
     for w in wins.values():
         if id(w) not in used:
+            rivals = [(t, o) for t, o in found.items() if o is not None and w.energy.contains(*EDGE_CORE_EV[t])]
+            if rivals:  # another window measures the same edge: one window per edge, the one covering more of it
+                notes.append(f"{w.source}: its window ({w.energy.offset_ev:.1f}-{w.energy.end_ev:.1f} eV) covers "
+                             + ", ".join(f"{EDGE_LABEL[t]} as {o.source} does" for t, o in rivals)
+                             + "; sreels fits each edge in one window, the one covering more of its fit range: not "
+                             "used (two measurements: fit them separately)")
+                continue
             why = ""
             if w.energy.offset_ev < 0.0 < w.energy.end_ev:
                 why = (" and no zero-loss peak was recognised in it (a low loss peaks within 10 eV of 0 eV at > 20x "

@@ -357,3 +357,23 @@ def test_withheld_reasons_name_the_flags_of_an_edge_withheld_on_every_row():
     notes = derive(y, cols, usable_by_edge(status), why=why)["notes"]
     assert any(n.startswith("R_OO withheld on every row (o_threshold_low_snr on 7") for n in notes), notes
     assert not any("R_OO not measured" in n for n in notes)
+
+
+def test_a_second_window_of_the_same_edges_is_named_as_such_not_as_covering_none():
+    """Two core-loss files that both cover Ti-L2,3 and O-K (two measurements given to one run): the one that covers
+    more of the fit ranges is fitted and the other's note names the edges it shares and the window used, where it
+    read "covers none of the edges fitted" (a review: SrTiO3 and CoO spectra given together)."""
+    from sreels.axes import EnergyAxis, PositionAxis
+    from sreels.inference.fast import FitSettings, select_windows
+    from sreels.inference.load import WindowData
+
+    pos = PositionAxis(0.0, 1.0, 1)
+    wide = WindowData("a", EnergyAxis(350.0, 0.25, 2048), np.ones((1, 2048)), pos, "sto.dm3")
+    other = WindowData("b", EnergyAxis(424.0, 0.5, 1024), np.ones((1, 1024)), pos, "coo.dat")
+    far = WindowData("c", EnergyAxis(1000.0, 1.0, 500), np.ones((1, 500)), pos, "far.msa")
+    notes = []
+    found, _ = select_windows({"a": wide, "b": other, "c": far}, FitSettings(), notes)
+    assert found["ti"] is wide and found["o"] is wide and found["li"] is None
+    said = {n.split(":")[0]: n for n in notes}
+    assert "covers Ti-L2,3 as sto.dm3 does, O-K as sto.dm3 does" in said["coo.dat"], notes
+    assert "covers none of the edges fitted" in said["far.msa"], notes
