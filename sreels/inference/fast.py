@@ -843,8 +843,12 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
         return None, {}
     if ok.flags["o_background_poor"].any():
         run.notes.append(f"{int(ok.flags['o_background_poor'].sum())} row(s) flagged o_background_poor: the O-K "
-                         "pre-edge is not a power law (plural scattering of the edges below it, or another edge); "
-                         "peak b may be biased there: give the low-loss window to deconvolve plural scattering")
+                         "pre-edge is not a power law within its noise ("
+                         + ("plural scattering of the edges below it, or another edge); peak b may be biased there: "
+                            "give the low-loss window to deconvolve plural scattering" if plural_left_in(w) else
+                            "another edge below O-K, or what the plural-scattering removal left; the low-loss window "
+                            "was used): peak b may be biased there, check residuals.png")
+                         + "; a warning: these rows are kept")
     for tag, rows in ok.flags.items():
         run.flag(rows, tag)
     if sat is not None:
