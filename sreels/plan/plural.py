@@ -86,7 +86,7 @@ def tail_poisson_share(sim, data, i: int) -> np.ndarray:
     w = wd.window
     ratio = w.exposure_s / inst.lowloss_exposure_s
     span, step, thr_ev, factor = bp._tail_steps(ll, wd.energy_ev, w.scale_ev, ratio)
-    lin = bp._smooth_plural(ll.electrons, ll.threshold)
+    lin = bp._smooth_plural(ll.electrons, ll.threshold, ll.axis.scale_ev)
     R = lin.shape[0]
     rows = np.unique(np.r_[np.arange(0, R, SHARE_ROW_STEP), R - 1])
     # the data's noise that whitens the tail's (as plural_windows: the smoothed data + the detector's readout)

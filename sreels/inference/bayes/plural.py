@@ -66,13 +66,21 @@ EXTRA_REF_EV = 60.0
 #: (:data:`~sreels.inference.lowloss.TAIL_STEP_EV`) flattens the double plasmon's peak at 49 eV (-0.27
 #: sigma per bin of the core loss against the forward model's multiple scattering, noise-free, t/lambda 0.57);
 #: 0.1 eV / 0.5 eV follows it but its replicas overstate its noise 2.6x (their denoising keeps other components);
-#: 0.25 eV / 0.6 eV: within 0.1 sigma per bin, replicas' spread 1.28 sigma for an actual 1.26 sigma (measured)
+#: 0.25 eV / 0.6 eV: within 0.1 sigma per bin, replicas' spread 1.28 sigma for an actual 1.26 sigma (measured).
+#: A low loss recorded coarser than this (0.25-1 eV per channel is common) is not resampled onto finer lags: the
+#: step is then its own channel (:func:`tail_step_ev`; lags finer than a stored channel only split its counts)
 BAYES_TAIL_STEP_EV = 0.25
 BAYES_TAIL_FWHM_EV = 0.6
 #: the low loss's plural part is smoothed by a Gaussian of this sd (stored channels) and over this many rows where
 #: the tail's noise is linearised (:func:`_smooth_plural`); 0 channels: the row's own noisy low loss
 LIN_SMOOTH_CHANNELS = 10.0
 LIN_SMOOTH_ROWS = 9
+#: ... and by no more than this sd in eV (10 channels at 0.1 eV; :func:`lin_smooth_channels`): the first-order tail
+#: about a smoothed low loss is off by the second order in what the smoothing takes out, which grows with its width.
+#: At 0.4 eV/channel (1 eV resolution, t/lambda 0.55, 40 rows, noise-free) 10 channels (4 eV) left the Li-K window
+#: 0.185 sigma rms at the truth (0.79 without the tail's noise columns), 1 eV 0.012 (0.055); on a noisy 330-row
+#: image of that design the MAP's li_max_rel moved from -16.8 to +0.5 sigma off the truth (measured)
+LIN_SMOOTH_EV = 1.0
 #: directions of the Li-K tail's noise kept as per-row nuisance columns: whitened variance above this (the data's
 #: own noise along them); ~25 at t/lambda 0.57, holding ~95 % of the tail's noise variance (measured, 40 rows)
 ROW_TAIL_KEEP = 1.0
@@ -211,18 +219,36 @@ def kernel_window(ll: LowLoss, bin_ev: float, nbins: int, energy_ev, background_
     return PluralWindow(u, tf, n, extra=extra)
 
 
+def tail_step_ev(axis: EnergyAxis) -> float:
+    """The Li-K tail's lag step (eV) for a low loss stored on ``axis``: :data:`BAYES_TAIL_STEP_EV`, or the stored
+    channel where that is coarser (then no resampling: :func:`tail_covariance` needs a step of at least one stored
+    channel).  The default dispersions (0.05, 0.1 eV) keep 0.25 eV exactly."""
+    scale = float(axis.scale_ev)
+    return scale if scale > BAYES_TAIL_STEP_EV * (1.0 + 1e-6) else BAYES_TAIL_STEP_EV
+
+
+def lin_smooth_channels(scale_ev: float | None) -> float:
+    """The sd (stored channels) of :func:`_smooth_plural`'s Gaussian on a low loss of ``scale_ev`` per channel:
+    :data:`LIN_SMOOTH_CHANNELS`, or :data:`LIN_SMOOTH_EV` where those channels are wider (coarser than 0.1 eV per
+    channel; the default dispersions keep 10 channels exactly; None: 10 channels)."""
+    if scale_ev is None or not float(scale_ev) * LIN_SMOOTH_CHANNELS > LIN_SMOOTH_EV * (1.0 + 1e-6):
+        return LIN_SMOOTH_CHANNELS
+    return LIN_SMOOTH_EV / float(scale_ev)
+
+
 def _tail_steps(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float) -> tuple:
-    """The Li-K tail's lag span (eV), lag step, each row's elastic threshold (eV) and its factor to electrons per
-    core-loss channel, for a window of channels ``energy_ev`` (bins, bin) of ``scale_ev``."""
+    """The Li-K tail's lag span (eV), lag step (:func:`tail_step_ev`), each row's elastic threshold (eV) and its factor
+    to electrons per core-loss channel, for a window of channels ``energy_ev`` (bins, bin) of ``scale_ev``."""
     span = float(energy_ev.max() - np.min(ll.centre_ev)) + 2.0
-    return span, BAYES_TAIL_STEP_EV, ll.axis.energy_ev[ll.threshold], (scale_ev / BAYES_TAIL_STEP_EV) * exposure_ratio
+    step = tail_step_ev(ll.axis)
+    return span, step, ll.axis.energy_ev[ll.threshold], (scale_ev / step) * exposure_ratio
 
 
 def tail_point(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ratio: float) -> tuple:
     """Where the Li-K tail is linearised: the low loss smoothed above each row's threshold (:func:`_smooth_plural`)
     and the tail's steps there (:func:`tail_linearisation`), for :func:`binned_tail` and :func:`tail_covariance`."""
     span, step, thr_ev, _ = _tail_steps(ll, energy_ev, scale_ev, exposure_ratio)
-    smooth = _smooth_plural(ll.electrons, ll.threshold)
+    smooth = _smooth_plural(ll.electrons, ll.threshold, ll.axis.scale_ev)
     return smooth, tail_linearisation(smooth, ll.axis, ll.centre_ev, thr_ev, step, span, BAYES_TAIL_FWHM_EV)
 
 
@@ -306,20 +332,22 @@ def tail_window(ll: LowLoss, energy_ev: np.ndarray, scale_ev: float, exposure_ra
                         tail_var=var)
 
 
-def _smooth_plural(y: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+def _smooth_plural(y: np.ndarray, threshold: np.ndarray, scale_ev: float | None = None) -> np.ndarray:
     """Low-loss rows (rows, channels) with the part from each row's elastic threshold up smoothed by a
-    Gaussian of :data:`LIN_SMOOTH_CHANNELS` and over :data:`LIN_SMOOTH_ROWS` rows (normalised over that part
-    only: the zero-loss peak is kept as it is and does not leak above the threshold): where the tail's noise
-    is linearised.  A linearisation point that carries the row's own noise makes the covariance correlate with
+    Gaussian of :func:`lin_smooth_channels` (``scale_ev``: the channels' width in eV; None:
+    :data:`LIN_SMOOTH_CHANNELS`) and over :data:`LIN_SMOOTH_ROWS` rows (normalised over that part only: the
+    zero-loss peak is kept as it is and does not leak above the threshold): where the tail's noise is
+    linearised.  A linearisation point that carries the row's own noise makes the covariance correlate with
     the tail's error, and the MAP's c_Li with it (-0.22 sigma at t/lambda 0.92 smoothed in energy only,
     against rows and energy; -0.24 with the noise-free low loss; 13 images paired, validation/16)."""
-    if LIN_SMOOTH_CHANNELS <= 0:
+    sd = lin_smooth_channels(scale_ev)
+    if sd <= 0:
         return y
     above = (np.arange(y.shape[1])[None, :] >= np.asarray(threshold)[:, None]).astype(float)
     nr = min(LIN_SMOOTH_ROWS, y.shape[0])
-    num = uniform_filter1d(gaussian_filter1d(y * above, LIN_SMOOTH_CHANNELS, axis=1, mode="nearest"), nr, axis=0,
+    num = uniform_filter1d(gaussian_filter1d(y * above, sd, axis=1, mode="nearest"), nr, axis=0,
                            mode="nearest")
-    den = uniform_filter1d(gaussian_filter1d(above, LIN_SMOOTH_CHANNELS, axis=1, mode="nearest"), nr, axis=0,
+    den = uniform_filter1d(gaussian_filter1d(above, sd, axis=1, mode="nearest"), nr, axis=0,
                            mode="nearest")
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(above > 0, num / den, y)
@@ -396,9 +424,9 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     noise of variance ``var`` (rows, channels) in the low-loss ``counts``, linearised at ``counts``.
 
     Every step but the logarithm is linear: the resampling R onto ``step_ev`` channels (counts conserved;
-    a step of at least two stored channels shares at most one with each neighbour, so R diag(var) R^T is
-    tridiagonal; a finer step is refused), the taper, the zero-loss mask Z.  With q = J / Z in Fourier space and
-    the tail I_0 irfft[g (q - 1 - ln q)], its change is
+    a step of at least one stored channel shares at most one with each neighbour and none with the lag after
+    next, so R diag(var) R^T is tridiagonal; a finer step is refused: :func:`tail_step_ev`), the taper, the
+    zero-loss mask Z.  With q = J / Z in Fourier space and the tail I_0 irfft[g (q - 1 - ln q)], its change is
     dT = I_0 irfft[h1 dJ + h2 dZ] + dI_0 irfft[g (q - 1 - ln q)], h1 = g (1 - 1/q) / Z, h2 = -g (q - 1) / Z,
     where the principal logarithm's branch does not matter (d ln q = dq / q).  The binning's rows B
     (interpolation weights on the lags: a few lags per bin) are correlated with the kernels k_i = irfft(h_i):
@@ -429,10 +457,14 @@ def tail_covariance(counts, var, axis: EnergyAxis, centre_ev, threshold_ev, step
     ridx = (m - 1 - np.arange(m + keep - 1)) % n
     rev1 = sfft.irfft(np.where(ok, h1, 0.0), n=n, axis=1)[:, ridx]
     rev2 = sfft.irfft(np.where(ok, h2, 0.0), n=n, axis=1)[:, ridx]
-    # the resampling's noise: a step channel shares at most one stored channel with each neighbour
+    # the resampling's noise: a lag of at least one stored channel shares at most one with each neighbour (lags
+    # k and k + 2 lie a whole lag apart); a finer one would split channels across lags (tail_step_ev's limit)
+    if step_ev < axis.scale_ev * (1.0 - 1e-6):
+        raise ValueError(f"tail_covariance: lag step {step_ev} eV under one stored channel of {axis.scale_ev} eV")
     r00, r01, r02 = _resampling_products(float(axis.offset_ev), float(axis.scale_ev), int(nch), float(step_ev), keep)
     if r02:
-        raise ValueError(f"tail_covariance: lag step {step_ev} eV under two stored channels of {axis.scale_ev} eV")
+        raise ValueError(f"tail_covariance: lag step {step_ev} eV shares stored channels of {axis.scale_ev} eV "
+                         "beyond its neighbours")
     d0, d1 = (r00 @ var.T).T, (r01 @ var.T).T
     # the binning B (rows, bins, lags): each bin's channels interpolated between two lags, a band of lags
     # a0 .. a0 + width - 1 per bin
