@@ -273,9 +273,9 @@ def draw_profiles(result, derived):
         else:
             v, e = c[key], c[f"{key}_err"]
             if not np.isfinite(v).any():
-                what = {"li_rel": "Li-K", "ti3_fraction": "Ti-L2,3", "r_oo_nm": "O-K"}[key]
-                edge = {"li_rel": "li", "ti3_fraction": "ti", "r_oo_nm": "o"}[key]
-                _empty(ax, _not_measured(what, edge, result.status, "not in the input, or no usable row"),
+                from .inference.fast import EDGE_LABEL, EDGE_OF_NUMBER
+                edge = EDGE_OF_NUMBER[key]
+                _empty(ax, _not_measured(EDGE_LABEL[edge], edge, result.status, "not in the input, or no usable row"),
                        keep_x=True)
                 strip.set_yticks([])
             else:

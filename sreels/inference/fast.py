@@ -239,6 +239,10 @@ def usable_by_edge(status) -> dict:
     return {k: usable(status, k) for k in ("li", "ti", "o")}
 
 
+#: The edge ("li", "ti", "o" of :func:`usable_by_edge`) whose rows give each per-row number
+EDGE_OF_NUMBER = {"li_rel": "li", "ti3_fraction": "ti", "r_oo_nm": "o"}
+
+
 #: What a withholding flag asks of the user, where a setting or the recording can help (the reference lists every
 #: flag: docs/reference.rst)
 WITHHELD_HINTS = {"low_snr": "sum rows (sreels fit --bin N) or record more electrons per row",

@@ -232,7 +232,7 @@ def fast_windows(sim, source: str = "plan") -> dict:
 def fast_prediction(sim, rows_nm) -> dict:
     """The fast path on the noise-free expected image: its per-row errors and reported derived errors."""
     from ..inference.derived import derive
-    from ..inference.fast import fit_image, usable_by_edge, withheld_reasons
+    from ..inference.fast import EDGE_OF_NUMBER as edge, fit_image, usable_by_edge, withheld_reasons
 
     res = fit_image(fast_windows(sim), progress=False)
     y = res.position.y_nm
@@ -253,7 +253,6 @@ def fast_prediction(sim, rows_nm) -> dict:
         rep = {k: float(dd[f"{k}_err"]) for k in TARGET_NAMES if f"{k}_err" in dd}
     except Exception as exc:  # noqa: BLE001 - reported, the per-row prediction stands on its own
         rep = {"error": f"{type(exc).__name__}: {exc}"}
-    edge = {"li_rel": "li", "ti3_fraction": "ti", "r_oo_nm": "o"}
     return {"rows": rows, "derived_reported": rep, "usable_rows": int(ok.sum()), "total_rows": int(ok.size),
             "usable_rows_by_number": {k: int(by_edge[e].sum()) for k, e in edge.items()},
             "withheld": {k: why[e] for k, e in edge.items() if e in why},
