@@ -96,6 +96,13 @@ def levenberg_marquardt(model, p0, y, weights, lower=None, upper=None, max_iter=
     Each row's normal equations are formed once per accepted step (a rejected step reuses them
     with a larger damping).
     """
+    # a row that runs away (a measured garbage row: chi2_red 1e30) overflows in its model and chi^2; it is told by
+    # its non-finite values (no step, not better, not converged), so numpy's warnings would only reach the user
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _levenberg_marquardt(model, p0, y, weights, lower, upper, max_iter, dchi2, lam0, transposed, predicted)
+
+
+def _levenberg_marquardt(model, p0, y, weights, lower, upper, max_iter, dchi2, lam0, transposed, predicted):
     p = np.array(p0, dtype=float)
     rows, npar = p.shape
     lo = np.full(npar, -np.inf) if lower is None else np.asarray(lower, float)
