@@ -475,7 +475,7 @@ def _in_child(target, conn, other, args):
     try:
         target(conn, *args)
     except (BrokenPipeError, ConnectionResetError):   # the parent has gone: nobody to answer
-        pass
+        return
     except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
         with contextlib.suppress(OSError):
             conn.send((False, RuntimeError(f"the forked process failed: {type(exc).__name__}: {exc}")))
