@@ -594,7 +594,11 @@ def _li_plural_unmodelled(run: _Run, w: WindowData, fit) -> np.ndarray:
                          "region and no low-loss window gives its plural scattering (multiple plasmons, the edge's "
                          "plasmon replica), which the single-scattering fit does not describe there; their c_Li and "
                          "Li per formula unit are withheld (NaN; biased by up to 100 % on simulations), li_k_amount "
-                         "kept as the raw fit: give the low-loss window of a DualEELS pair")
+                         "kept as the raw fit: " + (
+                             "this window holds the zero-loss peak itself (a low-loss spectrum with the Li-K edge in "
+                             "it), whose own plural scattering the fast path does not take from it: record the Li-K "
+                             "edge in a core-loss window with its DualEELS low loss" if w.energy.offset_ev < 0.0 <
+                             w.energy.end_ev else "give the low-loss window of a DualEELS pair"))
     return bad
 
 
