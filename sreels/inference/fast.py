@@ -85,18 +85,18 @@ def _binned_position(pos: PositionAxis, n: int) -> PositionAxis:
     return PositionAxis(pos.offset_nm + 0.5 * (n - 1) * pos.scale_nm, pos.scale_nm * n, pos.size // n)
 
 
-def _bin(w: WindowData, n: int, s: FitSettings | None = None) -> WindowData:
+def _bin(w: WindowData, n: int, s: FitSettings) -> WindowData:
     """Sum groups of ``n`` rows (an incomplete last group dropped).  The sum keeps the gain (counts per
     electron) and the per-row dark offset (subtracted before, :func:`_dark`); what one read carries does not
     carry over: the sum was read ``n`` times (``rows_summed``: readout variance n r^2,
     :func:`.lowloss.readout_noise`), and its saturation is the mask of the rows before the sum (``saturated``,
-    :func:`.lowloss.saturated_pixels`; with ``s`` None, the file's level).  Exposures stay one row's: only
+    :func:`.lowloss.saturated_pixels`).  Exposures stay one row's: only
     their ratios between windows binned alike enter the fit."""
     if n == 1:
         return w
     rows = (w.counts.shape[0] // n) * n
     c = w.counts[:rows].reshape(-1, n, w.counts.shape[1]).sum(1)
-    sat = saturated_pixels(w, s or FitSettings())
+    sat = saturated_pixels(w, s)
     if sat is not None:
         sat = sat[:rows].reshape(-1, n, w.counts.shape[1]).any(1)
     return dataclasses.replace(w, counts=c, position=_binned_position(w.position, n), nav_shape=(c.shape[0],),
@@ -224,15 +224,13 @@ def usable(status, edge: str | None = None) -> np.ndarray:
     """Rows whose numbers of ``edge`` ("li", "ti", "o"; None: all) may be used: no flag of
     those edges other than warnings (:data:`WARNING_FLAGS`)."""
     tags = EDGES_OF[edge]
+    return np.array([not any(_withholds(f, tags) for f in str(s).split("|")) for s in np.asarray(status)], bool)
 
-    def ok(s):
-        for f in s.split("|"):
-            f = f.removeprefix("no_")
-            if f != "ok" and f.split("_")[0] in tags and not f.endswith(WARNING_FLAGS):
-                return False
-        return True
 
-    return np.array([ok(s) for s in np.asarray(status)], bool)
+def _withholds(flag: str, tags) -> bool:
+    """Whether a status flag withholds the numbers of the edges ``tags``: one of theirs (``no_`` prefix
+    included), not "ok" and not a warning (:data:`WARNING_FLAGS`)."""
+    return flag != "ok" and flag.removeprefix("no_").split("_")[0] in tags and not flag.endswith(WARNING_FLAGS)
 
 
 def usable_by_edge(status) -> dict:
@@ -263,8 +261,7 @@ def withheld_reasons(status) -> dict:
         counts = {}
         for flags in st:
             for f in flags:
-                core = f.removeprefix("no_")
-                if f != "ok" and core.split("_")[0] in EDGES_OF[edge] and not f.endswith(WARNING_FLAGS):
+                if _withholds(f, EDGES_OF[edge]):
                     counts[f] = counts.get(f, 0) + 1
         if not counts:
             continue

@@ -497,7 +497,7 @@ def readout_noise(w, s) -> float:
     file's, else 0) times sqrt(``w.rows_summed``), since a row summed from N recorded rows (``--bin N``) was
     read N times independently (its readout variance N r^2; the gain, counts per electron, is a sum's too)."""
     rd = s.readout_noise_counts if s.readout_noise_counts is not None else (w.readout_noise_counts or 0.0)
-    return float(rd) * float(np.sqrt(getattr(w, "rows_summed", 1) or 1))
+    return float(rd) * float(np.sqrt(w.rows_summed))
 
 
 def saturated_pixels(w, s):
@@ -505,7 +505,7 @@ def saturated_pixels(w, s):
     :func:`saturation_level`), None when neither gives one.  For summed rows (``--bin``) the mask made
     before the sum (``w.saturated``): a sum of N unsaturated reads may exceed one read's level, and a
     sum holding one saturated read may not reach it."""
-    if getattr(w, "saturated", None) is not None:
+    if w.saturated is not None:
         return w.saturated
     sat = s.saturation_counts if s.saturation_counts is not None else saturation_level(w)
     return None if sat is None else np.asarray(w.counts) >= sat
