@@ -162,18 +162,20 @@ def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4,
             return [a[None, :, i, None] * c.background + a[None, :, nw, None] * c.host
                     + a[None, :, nw + 1, None] * c.alpo4 for i, c in enumerate(cols)]
 
-        up = np.minimum(theta + h, hi)
-        dn = np.maximum(theta - h, lo)
+        # forward differences (down where theta sits on its upper bound; REL_STEP: within 1.6e-5 of central ones),
+        # theta itself in every batch: 5 instead of 8 evaluations of the columns per batch of 4 parameters
+        step = np.where(theta + h <= hi, np.minimum(theta + h, hi), np.maximum(theta - h, lo))
         for s in range(0, P, chunk):
             idx = np.arange(s, min(s + chunk, P))
-            pts = np.vstack([np.where(np.arange(P) == i, up, theta) for i in idx]
-                            + [np.where(np.arange(P) == i, dn, theta) for i in idx])
-            m = mu(model.columns(pts))
+            pts = np.vstack([theta] + [np.where(np.arange(P) == i, step, theta) for i in idx])
+            cols = model.columns(pts)
+            m = mu(cols)
             k = idx.size
             for w in range(nw):
-                np.subtract(m[w][:k], m[w][k:], out=G[w][s:s + k])
-                G[w][s:s + k] /= (up - dn)[idx, None, None]
-        c0 = model.columns(theta[None])
+                np.subtract(m[w][1:], m[w][:1], out=G[w][s:s + k])
+                G[w][s:s + k] /= (step - theta)[idx, None, None]
+            if s == 0:
+                c0 = cols
     acts = [np.flatnonzero(np.any(g != 0, axis=(1, 2))) for g in G]
     terms = None
     if data.plural:
