@@ -21,7 +21,9 @@ from sreels.io import read_csv
 from .fasthelpers import windows_of
 
 RTOL = 1e-9
-#: error columns of a map through a real scheduler (see _fit_map_through_scheduler)
+#: error columns (see _fit_map_through_scheduler): the Li-K errors are spreads of 8 tail replicas' fits, which a
+#: rounding difference moves by up to ~2e-8 of themselves (2.6e-9 in _same's test on an AMD EPYC: Li-K errors of
+#: one row of 28, with the blocks' float32 replicas transformed in other shapes)
 ERR_RTOL = 1e-7
 
 
@@ -29,7 +31,8 @@ def _same(a, b):
     assert list(a.status) == list(b.status)
     assert a.columns.keys() == b.columns.keys()
     for k, v in a.columns.items():
-        assert np.allclose(v, b.columns[k], rtol=RTOL, atol=0, equal_nan=True), (k, np.nanmax(np.abs(v - b.columns[k])))
+        rtol = ERR_RTOL if k.endswith("_err") or "_err_" in k else RTOL
+        assert np.allclose(v, b.columns[k], rtol=rtol, atol=0, equal_nan=True), (k, np.nanmax(np.abs(v - b.columns[k])))
 
 
 def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window(monkeypatch):
