@@ -33,7 +33,10 @@ _XU = [0.82, 0.52, 0.52, 0.42, 0.30, 0.29, 0.22, 0.30, 0.22, 0.16, 0.12, 0.13,
        0.10, 0.10]
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(96)
-_COARSE_EV = 0.05
+#: dsigma/dE is evaluated within this of its non-smooth energies, interpolated elsewhere (:func:`_dsigma_de`) ...
+_EXACT_EV = 5.0
+#: ... between nodes this far apart in ln(E - onset)
+_GRADED_STEP = 0.01
 
 #: Results of :func:`hydrogenic_dsigma_de` kept for identical inputs (the simulator, the joint fit's model
 #: and the fast path's references ask for the same edges on the same axes; ``sreels plan`` did the same
@@ -187,20 +190,47 @@ def hydrogenic_dsigma_de(energy_ev, z: int, shell: str, onset_ev: float, beam_en
     return hit.copy()
 
 
+def _special_ev(z, shell, onset_ev, onset_l1_ev) -> list:
+    """The energies where dsigma/dE is not smooth: the onset, the L1 onset (a step) and kh^2 = 0, where SIGMAK3 /
+    SIGMAL3 change branch (E = R Zs^2, R Zs^2 / 4 for L)."""
+    zs = (1.0 if z == 1 else z - 0.5) if shell == "K" else z - 0.35 * (8 - 1) - 1.7
+    return [onset_ev, RYDBERG_EV * zs ** 2 * (1.0 if shell == "K" else 0.25)] + \
+        ([onset_l1_ev] if shell == "L" else [])
+
+
 def _dsigma_de(e, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev):
+    """dsigma/dE on ``e``: evaluated where E lies within :data:`_EXACT_EV` of an energy of :func:`_special_ev`, and
+    elsewhere, where it is smooth, interpolated in log-log (E - onset) between nodes :data:`_GRADED_STEP` apart
+    in ln(E - onset), when that evaluates fewer energies (the simulator's and the fits' axes: 4374 -> ~600 for
+    Ti-L2,3, 4x less CPU).  Within 4e-5 of the full evaluation for K (Li, O) and L (Al, Si, P, Ti) edges at
+    60-300 kV and 5-200 mrad over 1500 eV (tests/forward/test_crosssections.py)."""
     out = np.zeros_like(e)
     m = e > onset_ev
     if not np.any(m):
         return out
-    # smooth in E: on dense axes evaluate every 0.05 eV (plus the onsets) and interpolate
-    coarse = np.arange(max(e[m].min(), onset_ev), e.max() + _COARSE_EV, _COARSE_EV)
-    if e.size > 2 * coarse.size:
-        knots = [onset_ev + 1e-6] + ([onset_l1_ev - 1e-6, onset_l1_ev + 1e-6] if shell == "L" else [])
-        coarse = np.unique(np.concatenate([coarse[coarse > onset_ev], knots]))
-        vals = hydrogenic_dsigma_de(coarse, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev)
-        out[m] = np.interp(e[m], coarse, vals)
-        return out
     em = e[m]
+    special = _special_ev(z, shell, onset_ev, onset_l1_ev)
+    near = np.zeros(em.size, bool)
+    for s in special:
+        near |= np.abs(em - s) < _EXACT_EV
+    x0, xmax = _EXACT_EV, float(em.max()) - onset_ev
+    n = int(np.ceil(np.log(max(xmax, x0) / x0) / np.log1p(_GRADED_STEP))) + 2
+    nodes = onset_ev + x0 * (1.0 + _GRADED_STEP) ** np.arange(n)
+    borders = np.array([b for s in special[1:] for b in (s - _EXACT_EV, s + _EXACT_EV) if b > onset_ev + x0])
+    nodes = np.unique(np.concatenate([nodes, borders]))
+    if em.size <= 1.5 * (nodes.size + np.count_nonzero(near)):
+        out[m] = _evaluate(em, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev)
+        return out
+    vals = _evaluate(np.concatenate([nodes, em[near]]), z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev)
+    res = np.empty(em.size)
+    res[near] = vals[nodes.size:]
+    res[~near] = np.exp(np.interp(np.log(em[~near] - onset_ev), np.log(nodes - onset_ev), np.log(vals[:nodes.size])))
+    out[m] = res
+    return out
+
+
+def _evaluate(em, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev):
+    """dsigma/dE at energies ``em`` above the onset: the GOS integrated over ln(q^2) on the Gauss-Legendre grid."""
     t, qmin, qmax = _kinematics(em, beam_energy_kev, beta_rad)
     lo, hi = np.log(qmin), np.log(qmax)
     half = 0.5 * (hi - lo)
@@ -208,8 +238,7 @@ def _dsigma_de(e, z, shell, onset_ev, beam_energy_kev, beta_rad, onset_l1_ev):
     qa02 = np.exp(x)
     gos = _gos_k_rows(em, qa02, z) if shell == "K" else _gos_l_rows(em, qa02, z, onset_ev, onset_l1_ev)
     integral = half * (gos @ _GL_W)
-    out[m] = FOUR_PI_A0SQ_BARN * (RYDBERG_EV / t) * (RYDBERG_EV / em) * integral
-    return out
+    return FOUR_PI_A0SQ_BARN * (RYDBERG_EV / t) * (RYDBERG_EV / em) * integral
 
 
 def integrated_cross_section(z, shell, onset_ev, beam_energy_kev, beta_rad, window_ev,
