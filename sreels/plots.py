@@ -219,9 +219,10 @@ def usable_rows_text(status) -> str:
     of rows usable for every edge at once read 0 whenever one edge was withheld everywhere (an O-K edge
     outside the window, no Li-K window, the LSMO/STO scan's Li-K under Mn-M2,3) though the panels showed
     the other edges' rows."""
-    from .inference.fast import usable_by_edge
+    from .inference.fast import R_BEYOND_RULE, usable_by_edge
 
     by = usable_by_edge(status)
+    by["o"] = by["o"] & np.array([R_BEYOND_RULE not in str(s).split("|") for s in np.asarray(status)], bool)
     parts = ", ".join(f"{USABLE_LABELS[k]} {int(np.sum(v))}" for k, v in by.items())
     return f"usable rows: {parts} of {len(np.asarray(status))}"
 
@@ -383,10 +384,12 @@ def spectrum_fits_figure(result, path) -> bool:
                        gridspec_kw={"height_ratios": [3, 1]})
     for j, (edge, fit) in enumerate(fits.items()):
         top, bot = axes[0, j], axes[1, j]
+        fitted = fit.weights > 0   # the model and residuals where the fit used the data (peak b: its range)
         for i in range(fit.data.shape[0]):
             top.plot(fit.energy, fit.data[i], ".", ms=2, color=f"C{i}", label=f"row {i} data")
-            top.plot(fit.energy, fit.model[i], "-", lw=1, color=f"C{i}", label=f"row {i} model")
-            bot.plot(fit.energy, fit.pulls()[i], ".", ms=2, color=f"C{i}")
+            top.plot(fit.energy, np.where(fitted[i], fit.model[i], np.nan), "-", lw=1, color=f"C{i}",
+                     label=f"row {i} model")
+            bot.plot(fit.energy, np.where(fitted[i], fit.pulls()[i], np.nan), ".", ms=2, color=f"C{i}")
         bot.axhline(0, color="0.5", lw=0.5)
         top.set_title(f"{edge}: χ²$_{{\\rm red}}$ = {np.nanmean(fit.result.chi2_red):.3g}", loc="left")
         top.set_ylabel("counts / channel")

@@ -90,6 +90,12 @@ def test_profiles_headline_counts_usable_rows_per_edge(small):
     from sreels.plots import usable_rows_text
 
     assert usable_rows_text(st) == want
+    # a row whose R_OO is beyond the rule keeps its O-K peaks, not its R_OO: not counted for R_OO
+    st = np.array(list(res.status))
+    n_o = int(usable(st, "o").sum())
+    st[:3] = [s + "|o_r_beyond_rule" for s in st[:3]]
+    assert int(usable(st, "o").sum()) == n_o
+    assert usable_rows_text(st).endswith(f"R_OO {n_o - int(usable(st[:3], 'o').sum())} of 90")
 
 
 def test_profiles_figure_says_what_was_not_measured(small):

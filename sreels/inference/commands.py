@@ -163,6 +163,12 @@ C_MEASURED_EV_NM2 = 2.668
 #: conventions), 4x the spread of the calibration spectra: 1.5 % in R.  Also the error of 2.820
 #: with ``--threshold`` (the study's convention) on measured data.
 C_MEASURED_ERR_EV_NM2 = 0.08
+#: The O-O distances (nm) the rule is known on: the mean octahedral O-O edges of the refined oxides of
+#: :mod:`sreels.structures.oo` (Al2O3 0.2685 ... MnO 0.3137 nm; ``sreels structures``, tests/structures), which span
+#: the measured calibration set (SrTiO3 0.276, CoO 0.300) and the study's electrode (0.272-0.289 nm, Yamamoto 2014,
+#: Sect. 3.3).  A measured oxide whose dE_b gives R beyond them is outside what the rule was shown to describe:
+#: Y3Al5O12 (EELS DB 21692) gives 0.334 nm for an AlO6 edge of 0.274 nm, 12 sigma off the rule.
+R_RULE_NM = (0.2685, 0.3137)
 
 
 def c_for_measured(settings, windows, calibrated: bool):
@@ -178,7 +184,7 @@ def c_for_measured(settings, windows, calibrated: bool):
         return settings, (f"R_OO with C = {settings.c_ev_nm2:.3f} eV nm², the forward model's own constant "
                           "(the files are a sreels simulation)")
     c = settings.c_ev_nm2 if settings.threshold_ev is not None else C_MEASURED_EV_NM2
-    settings = dataclasses.replace(settings, c_ev_nm2=c, c_err_ev_nm2=C_MEASURED_ERR_EV_NM2)
+    settings = dataclasses.replace(settings, c_ev_nm2=c, c_err_ev_nm2=C_MEASURED_ERR_EV_NM2, r_oo_rule_nm=R_RULE_NM)
     how = ("the study's, for its fixed threshold" if settings.threshold_ev is not None else
            "this O-K measurement calibrated on measured SrTiO3 and CoO")
     return settings, (f"R_OO with C = {c:.3f} ± {C_MEASURED_ERR_EV_NM2:.2f} eV nm² ({how}; the error is that of "

@@ -53,6 +53,7 @@ class FitSettings:
     collection_semiangle_mrad: float | None = None  # None: from the files' metadata, else 10 mrad
     c_ev_nm2: float = 2.820
     c_err_ev_nm2: float = 0.0
+    r_oo_rule_nm: tuple | None = None       # (lo, hi): R_OO beyond it withheld (o_r_beyond_rule); None: no check
     threshold_ev: float | None = None       # None: O-K threshold measured per row; 529.0: the study's
                                             # convention on a calibrated axis (okpeaks module docstring)
     calibrate_energy: bool = True
@@ -216,6 +217,9 @@ def widen_poor_fits(fit):
 
 #: Status flags that warn without withholding a row's numbers (their errors are widened).
 WARNING_FLAGS = ("_poor_fit", "_background_poor")
+#: R_OO of a row is beyond the O-O distances the rule dE R^2 = C is known on (FitSettings.r_oo_rule_nm): R_OO is
+#: not given (NaN), the edge's other numbers (peaks, dE_b) are kept
+R_BEYOND_RULE = "o_r_beyond_rule"
 #: Which edges' flags withhold a quantity: Li per Ti atom needs both edges.
 EDGES_OF = {"li": ("li", "ti"), "ti": ("ti",), "o": ("o",), None: ("li", "ti", "o")}
 
@@ -230,7 +234,8 @@ def usable(status, edge: str | None = None) -> np.ndarray:
 def _withholds(flag: str, tags) -> bool:
     """Whether a status flag withholds the numbers of the edges ``tags``: one of theirs (``no_`` prefix
     included), not "ok" and not a warning (:data:`WARNING_FLAGS`)."""
-    return flag != "ok" and flag.removeprefix("no_").split("_")[0] in tags and not flag.endswith(WARNING_FLAGS)
+    return (flag != "ok" and flag.removeprefix("no_").split("_")[0] in tags and not flag.endswith(WARNING_FLAGS)
+            and flag != R_BEYOND_RULE)
 
 
 def usable_by_edge(status) -> dict:
@@ -867,6 +872,19 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     if s.threshold_ev is not None:
         de_err = np.hypot(ok.peak_b_err_ev, d_err)
     r, r_err_stat = r_from_energy_b(de, de_err, 0.0, 0.0, s.c_ev_nm2, 0.0)
+    if s.r_oo_rule_nm is not None:
+        beyond = beyond_rule(r, r_err_stat, s.r_oo_rule_nm)
+        if beyond.any():
+            run.flag(beyond, R_BEYOND_RULE)
+            lo, hi = s.r_oo_rule_nm
+            run.notes.append(f"R_OO not given on {int(beyond.sum())} row(s) ({R_BEYOND_RULE}; their dE_b and peaks are "
+                             f"kept): dE_b gives R = {np.nanmin(r[beyond]):.3f}-{np.nanmax(r[beyond]):.3f} nm, beyond "
+                             f"the O-O distances ({lo:.4f}-{hi:.4f} nm) of the oxides the rule dE R^2 = C is known on "
+                             "by more than twice the row's error: there peak b need not be the resonance the rule "
+                             "describes (measured Y3Al5O12 gives 0.334 nm for its 0.274 nm). `sreels calibrate "
+                             "--spectra` on standards like this sample and `--calibration` replace the rule's "
+                             "constant and this check")
+            r, r_err_stat = np.where(beyond, np.nan, r), np.where(beyond, np.nan, r_err_stat)
     plural = R_OO_PLURAL_SYST if plural_left_in(w_full) else 0.0
     eb_res = resolution_systematic_ev(s.resolution_fwhm_ev, w_full.energy.scale_ev)
     if eb_res > 0:
@@ -895,6 +913,13 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     }
     cols.update(_o_amount(run, w_full, ti, ti_fit, d_row, ok))
     return ok.fit, cols
+
+
+def beyond_rule(r, r_err, valid_nm) -> np.ndarray:
+    """Rows whose R (nm) lies beyond ``valid_nm`` = (lo, hi) by more than twice its error ``r_err``."""
+    lo, hi = valid_nm
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(r) - 2 * np.asarray(r_err) > hi) | (np.asarray(r) + 2 * np.asarray(r_err) < lo)
 
 
 def _o_amount(run: _Run, w: WindowData, ti, ti_fit, d_row, ok: OKRows) -> dict:

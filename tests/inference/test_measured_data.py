@@ -291,3 +291,53 @@ def test_fe_cr_dualeels_pair_with_a_pedestal_in_its_low_loss(shared_data):
     assert usable(res.status, "o").sum() > 80
     assert np.isnan(res.columns["ti3_fraction"]).all()
 
+
+
+@pytest.mark.parametrize("rel, beyond", [
+    ("licensed/nomad-parser-eelsdb/YAG_O-K_eelsdb21692.msa", True),       # AlO6 edge 0.274 nm; the rule: 0.334
+    ("licensed/amorphous-ice/ice_HNO3_aligned_O.msa", True),              # water, no octahedra; the rule: 0.328
+    ("licensed/pyTEMlib/EELS_STO.dm3", False),                            # 0.2761 nm
+    ("internal-only/tem-eels_Egerton/CoO.dat", False),                    # 0.2998 nm
+    ("licensed/pyEELSMODEL/testU.hspy", False)])                          # UO2-like, not in the calibration
+def test_r_oo_beyond_the_oxides_the_rule_is_known_on_is_not_given(shared_data, tmp_path, rel, beyond):
+    """A measured spectrum whose dE_b gives R beyond the O-O distances of the refined oxides (R_RULE_NM) by more
+    than twice its error: R_OO not given (NaN, o_r_beyond_rule, a note), its peaks and dE_b kept and usable, the
+    run a success (exit 0).  Y3Al5O12 read 0.334 +- 0.005 nm for 0.274 nm and amorphous ice 0.328 nm as usable;
+    the oxides the rule describes keep their R."""
+    import csv
+    import json
+
+    f = shared_data / rel
+    if not f.exists():
+        pytest.skip(f"{f} absent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(f), "--out", str(tmp_path / "o"), "--no-plot"]) == 0
+    row = next(csv.DictReader(open(tmp_path / "o" / "profiles.csv")))
+    assert ("o_r_beyond_rule" in row["status"].split("|")) == beyond
+    assert np.isfinite(float(row["delta_e_b_ev"])) and usable([row["status"]], "o")[0]
+    assert np.isnan(float(row["r_oo_nm"])) == beyond and np.isnan(float(row["r_oo_nm_err"])) == beyond
+    notes = json.loads((tmp_path / "o" / "summary.json").read_text())["notes"]
+    assert any("o_r_beyond_rule" in n for n in notes) == beyond
+
+
+def test_the_rule_check_is_off_for_a_given_calibration_and_for_simulations(shared_data, tmp_path):
+    """--calibration replaces the built-in C and its range check (the user's standards decide); a sreels simulation
+    uses the forward model's own C, which holds by construction."""
+    import json
+
+    from sreels.inference.commands import R_RULE_NM, c_for_measured
+
+    cal = tmp_path / "calibration.json"
+    cal.write_text(json.dumps({"C_ev_nm2": 3.6, "C_err_ev_nm2": 0.05}))
+    f = shared_data / "licensed" / "nomad-parser-eelsdb" / "YAG_O-K_eelsdb21692.msa"
+    if not f.exists():
+        pytest.skip(f"{f} absent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(f), "--out", str(tmp_path / "o"), "--no-plot", "--calibration", str(cal)]) == 0
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert not any("o_r_beyond_rule" in n for n in s["notes"])
+    measured = load_measurement([f])
+    assert c_for_measured(FitSettings(), measured, False)[0].r_oo_rule_nm == R_RULE_NM
+    assert c_for_measured(FitSettings(), measured, True)[0].r_oo_rule_nm is None

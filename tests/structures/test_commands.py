@@ -56,3 +56,14 @@ def test_calibrate_measured_writes_figures(data_dir, tmp_path, capsys):
     assert (tmp_path / "o" / "calibration.json").is_file()
     assert (tmp_path / "o" / "calibration.png").stat().st_size > 1000
     assert (tmp_path / "o" / "spectra.png").is_file()
+
+
+def test_the_fits_rule_range_is_the_refined_oxides_octahedral_edges():
+    """R_RULE_NM (the O-O distances beyond which the fast path gives no R_OO for a measured spectrum) is the span of
+    the refined reference oxides' mean octahedral edges, to 0.1 pm (fails if a structure is added or changed without
+    it)."""
+    from sreels.inference.commands import R_RULE_NM
+    from sreels.structures import oo
+
+    edges = [oo.oo_distances(oo.load_builtin(k), b.cation, k).oo_octahedral_edge_nm for k, b in oo.BUILTIN.items()]
+    assert R_RULE_NM == pytest.approx((min(edges), max(edges)), abs=1e-4)
