@@ -70,8 +70,28 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _strict(obj):
+    """``obj`` with every non-finite float (NaN: a number not measured; +-inf) as None: JSON has no NaN, and strict
+    parsers (JavaScript's JSON.parse, jq, Go, serde) refuse the literal Python writes for it."""
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _strict(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def dumps_json(obj, indent: int = 2) -> str:
+    """``obj`` as strict JSON text: a non-finite number as null, numpy values as Python's."""
+    return json.dumps(_strict(obj), indent=indent, default=_json_default, allow_nan=False)
+
+
 def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """``obj`` as strict JSON (:func:`dumps_json`), written atomically."""
+    atomic_write_text(path, dumps_json(obj) + "\n")
 
 
 def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:

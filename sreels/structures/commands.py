@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SreelsInputError
+from ..io import dumps_json
 
 _STRUCT_EPILOG = """\
 definitions:
@@ -77,7 +77,7 @@ def run_structures(args) -> int:
         return 2
     rows = [dict(r.as_dict(), **_provenance(r.name, args.cif)) for r in res]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(dumps_json(rows))
         return 0
     print(f"{'name':<30}{'cation':>7}{'edge mean (nm)':>16}{'edge std':>10}{'nn mean (nm)':>14}{'nn std':>9}"
           f"  {'kind':<9}{'rescaled (nm)':>14}{'study (nm)':>12}")
@@ -230,7 +230,7 @@ def run_calibrate(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(report, indent=2, default=float))
+        print(dumps_json(report))
         return 0
     if note:
         print(f"note: {note}")

@@ -24,6 +24,23 @@ def simdir(tmp_path_factory):
     return d
 
 
+def _strict_json(path):
+    """A JSON file read as a strict parser reads it: NaN and Infinity, which Python writes unless told not to, are
+    not JSON."""
+    def refuse(word):
+        raise AssertionError(f"{path.name}: {word} is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_json_is_strict_a_number_not_measured_is_null(tmp_path):
+    from sreels.io import write_json
+
+    write_json(tmp_path / "a.json", {"x": float("nan"), "y": np.float32(np.inf), "z": np.array([1.0, np.nan]),
+                                     "n": np.int64(3), "ok": np.bool_(True), "nested": [{"v": np.nan}, (2.5,)]})
+    assert _strict_json(tmp_path / "a.json") == {"x": None, "y": None, "z": [1.0, None], "n": 3, "ok": True,
+                                                 "nested": [{"v": None}, [2.5]]}
+
+
 def test_fit_cli_writes_the_contract_and_leaves_inputs_alone(simdir, tmp_path):
     before = {p.name: p.read_bytes() for p in simdir.iterdir()}
     out = tmp_path / "fit"
@@ -31,7 +48,7 @@ def test_fit_cli_writes_the_contract_and_leaves_inputs_alone(simdir, tmp_path):
     prof = read_csv(out / "profiles.csv")
     assert list(prof)[:len(CONTRACT) - 1] == CONTRACT[:-1] and "status" in prof
     assert prof["y_nm"].size == 80
-    s = json.loads((out / "summary.json").read_text())
+    s = _strict_json(out / "summary.json")
     for k in SUMMARY:
         assert k in s and f"{k}_err" in s
     assert s["input_files"] and s["version"] and "settings" in s

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from ... import __version__
 from ...config import LOWLOSS_NAME, Config, Detector, load_config
 from ...errors import EXIT_UNCONVERGED, SreelsInputError
+from ...io import dumps_json
 
 
 def _add(parser, *flags, **kw):
@@ -325,6 +325,6 @@ def run_bayes(args) -> int:
         print(f"warning: {f}")
     print(f"wrote {args.out}/")
     if not fit.converged and not getattr(args, "allow_unconverged", False):
-        print(json.dumps({"converged": False, "reasons": summary["convergence_reasons"] or summary["flags"]}))
+        print(dumps_json({"converged": False, "reasons": summary["convergence_reasons"] or summary["flags"]}, indent=None))
         return EXIT_UNCONVERGED
     return 0
