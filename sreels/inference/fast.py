@@ -598,8 +598,9 @@ def _li_plural_unmodelled(run: _Run, w: WindowData, fit) -> np.ndarray:
                          "Li per formula unit are withheld (NaN; biased by up to 100 % on simulations), li_k_amount "
                          "kept as the raw fit: " + (
                              "this window holds the zero-loss peak itself (a low-loss spectrum with the Li-K edge in "
-                             "it), whose own plural scattering the fast path does not take from it: record the Li-K "
-                             "edge in a core-loss window with its DualEELS low loss" if w.energy.offset_ev < 0.0 <
+                             "it), too short for the fast path to take its plural scattering from it (see the "
+                             "low-loss note): record it to 3 plasmon energies or more, or the Li-K edge in a "
+                             "core-loss window with its DualEELS low loss" if w.energy.offset_ev < 0.0 <
                              w.energy.end_ev else "give the low-loss window of a DualEELS pair"))
     return bad
 
@@ -644,12 +645,7 @@ def _fit_li(run: _Run, w: WindowData, ti):
     fit = run.finish(fit, w, mask, (lo, hi), "li")
     unmodelled = _li_plural_unmodelled(run, w, fit)
     a, a_err = fit.value("Li-K"), np.sqrt(fit.err("Li-K") ** 2 + tail_var[:, fit.names.index("Li-K")])
-    # Li-K present in the image when a tenth of its rows (at least 3) show it at 3 sigma; then
-    # every row's amount is a measurement (a row's low value is not censored, which would bias
-    # the profile up); else no row holds Li-K
-    sig = np.isfinite(a) & (a > 3 * a_err)
-    has = np.isfinite(a) & (sig.sum() >= max(3, 0.1 * run.rows) if run.rows >= 3 else sig)
-    run.flag(~has, "no_li")
+    # whether the image holds Li-K at all is the whole image's question (:func:`_li_presence`, in _result)
     for name in run.li_overlaps:
         run.flag(np.ones(run.rows, bool), f"li_overlap_{name}")
     if run.li_overlaps:  # another edge under Li-K: no row measures Li
@@ -661,12 +657,13 @@ def _fit_li(run: _Run, w: WindowData, ti):
             q = a / ti["n"]
             q_err = np.abs(q) * np.hypot(a_err / a, ti["n_err"] / ti["n"])
     else:
-        valid = has & ~unmodelled
+        valid = np.isfinite(a) & ~unmodelled   # and Li-K in the image (_li_presence)
         q, q_err = a, a_err
     cols = {"_li_plural": np.full(run.rows, w.plural_tail is not None), "_li_a": a, "_li_a_err": a_err, "_li_q": q, "_li_q_err": q_err, "_li_valid": valid,
+            "_li_per_ti": np.full(run.rows, ti is not None and not run.li_overlaps),
             "li_chi2_red": fit.result.chi2_red,
             # Li atoms (reference units) for the Li-K / O-K route (_li_per_fu_o); NaN where Li-K is not measured
-            "_li_atoms": np.where(has & ~unmodelled & (not run.li_overlaps), a / fit.ref_scale, np.nan),
+            "_li_atoms": np.where(np.isfinite(a) & ~unmodelled & (not run.li_overlaps), a / fit.ref_scale, np.nan),
             "_li_atoms_err": a_err / fit.ref_scale, "_li_exposure_s": np.full(run.rows, _exposure(w) or np.nan)}
     if ti is not None:  # absolute Li per formula unit from the Li-K / Ti-L2,3 ratio (:mod:`.lipfu`)
         t_li, t_ti = _exposure(w), ti["exposure_s"]
@@ -984,6 +981,24 @@ LI_O_PLURAL_SYST = 0.04
 SECOND_O_PHASE_REL = 0.02
 
 
+def _li_presence(cols: dict, status: list) -> None:
+    """Li-K is present in the image when a tenth of its rows (at least 3) show it at 3 sigma: then every row's
+    amount is a measurement (a row's low value is not censored, which would bias the profile up); else no row
+    holds Li-K (``no_li``; with Ti-L2,3 Li per Ti atom is still measured).  Decided on the whole image, after a
+    Dask fit's blocks are put together: a block's rows are not the image (a block of the parent's weak Li rows read
+    ``no_li`` where the image has Li)."""
+    if "_li_a" not in cols:
+        return
+    a, a_err = cols["_li_a"], cols["_li_a_err"]
+    with np.errstate(invalid="ignore"):
+        sig = np.isfinite(a) & (a > 3 * a_err)
+    has = np.isfinite(a) & (sig.sum() >= max(3, 0.1 * a.size) if a.size >= 3 else sig)
+    for i in np.flatnonzero(~has):
+        status[i].add("no_li")
+    cols["_li_valid"] = cols["_li_valid"].astype(bool) & (has | cols.pop("_li_per_ti").astype(bool))
+    cols["_li_atoms"] = np.where(has, cols["_li_atoms"], np.nan)
+
+
 def _li_per_fu_o(cols: dict, status: list, notes: list) -> None:
     """Li per formula unit from Li-K / O-K (:func:`.lipfu.li_per_fu_o`), in place, for the whole image
     (the second-phase check compares each row's O per Ti with the parent region's median)."""
@@ -1224,6 +1239,7 @@ def _result(pos: PositionAxis, cols: dict, status: list, fits: dict, s: FitSetti
     cols = {"y_nm": pos.y_nm, **cols}
     if any(n.startswith(GAIN_UNKNOWN_NOTE) for n in notes):  # the noise level was measured, not known
         _scatter_check(cols, notes)
+    _li_presence(cols, status)
     _normalise_li(cols, pos.y_nm, s.parent_nm, notes)
     _li_per_fu_o(cols, status, notes)
     for k in ("li_rel", "li_rel_err", "ti3_fraction", "ti3_fraction_err", "peak_a_ev", "peak_a_ev_err",

@@ -787,7 +787,17 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
     # where no other window does; alone, it is the measurement
     if not out or (ll.energy.contains(50.0, 66.0) and not any(w.energy.contains(50.0, 66.0) for w in out.values())):
         # (as recorded less its pedestal: the continuation beyond the signal's end is no measurement)
-        out[LOWLOSS_NAME] = dataclasses.replace(recorded, counts=np.asarray(recorded.counts, float)
-                                                - floor.pedestal[:, None]) if floor.pedestal.any() else recorded
+        own = dataclasses.replace(recorded, counts=np.asarray(recorded.counts, float)
+                                  - floor.pedestal[:, None]) if floor.pedestal.any() else recorded
+        if deconvolve and plural and ll.energy.contains(50.0, 66.0):
+            # its Li-K edge's plural scattering from the same spectrum: the multiple scattering by the Fourier log
+            # of the row's own low loss (the multiple plasmons, the edge's plasmon replica), the single
+            # scattering times its unscattered fraction, as for a Li-K window beside a low loss; one recording
+            own, _ = one(LOWLOSS_NAME, own)
+            own = dataclasses.replace(own, exposure_ratio=1.0)
+            notes.append(f"{ll.source}: the Li-K edge in the low-loss window is fitted with the plural scattering "
+                         "taken from the same spectrum (its Fourier log: multiple plasmons and the edge's plasmon "
+                         f"replica; the tail's noise in the errors by {TAIL_REPLICAS} replicas)")
+        out[LOWLOSS_NAME] = own
     return out, cols, notes
 
