@@ -31,6 +31,19 @@ def _fit(path, settings=None):
         return fit_image(load_measurement([path]), settings, progress=False)
 
 
+def _fit_cli(path, out, *options):
+    """``sreels fit PATH --out OUT --no-plot OPTIONS`` (exit 0 asserted): profiles.csv's first row and summary.json."""
+    import csv
+    import json
+
+    if not path.exists():
+        pytest.skip(f"{path} absent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(path), "--out", str(out), "--no-plot", *options]) == 0
+    return next(csv.DictReader(open(out / "profiles.csv"))), json.loads((out / "summary.json").read_text())
+
+
 def test_lsmo_sto_peak_b_is_the_resonance_in_both_materials(shared_data):
     """SrTiO3 rows 0-2 and LSMO rows 4-9 (crystal O-O 0.276 / 0.274 nm): peak b is the ~36 eV
     resonance in every row, not the ~21 eV hump, and agrees across the interface within 1.5 eV;
@@ -193,15 +206,7 @@ def test_measured_srtio3_gives_the_crystal_o_o_within_its_error(shared_data, tmp
     = 0.2761 nm (a = 3.905 A, cubic perovskite), the error carrying C's (the study's 2.820 read it
     0.2843 +- 0.0008 nm: 10 sigma off). SrTiO3 is in the set that calibrated C, so this checks the
     plumbing and the error, not C's transfer to other oxides."""
-    import csv
-
-    f = shared_data / "licensed" / "pyTEMlib" / "EELS_STO.dm3"
-    if not f.exists():
-        pytest.skip(f"{f} absent")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(["fit", str(f), "--out", str(tmp_path / "o"), "--no-plot"]) == 0
-    row = next(csv.DictReader(open(tmp_path / "o" / "profiles.csv")))
+    row, _ = _fit_cli(shared_data / "licensed" / "pyTEMlib" / "EELS_STO.dm3", tmp_path / "o")
     r, e, e_stat = (float(row[k]) for k in ("r_oo_nm", "r_oo_nm_err", "r_oo_nm_err_stat"))
     assert abs(r - 0.2761) < e
     assert 3 * e_stat < e < 0.02 * r  # C's error dominates a single spectrum's, and stays ~1.5 % of R
@@ -306,21 +311,11 @@ def test_r_oo_beyond_the_oxides_the_rule_is_known_on_is_not_given(shared_data, t
     than twice its error: R_OO not given (NaN, o_r_beyond_rule, a note), its peaks and dE_b kept and usable, the
     run a success (exit 0).  Y3Al5O12 read 0.334 +- 0.005 nm for 0.274 nm and amorphous ice 0.328 nm as usable;
     the oxides the rule describes keep their R."""
-    import csv
-    import json
-
-    f = shared_data / rel
-    if not f.exists():
-        pytest.skip(f"{f} absent")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(["fit", str(f), "--out", str(tmp_path / "o"), "--no-plot"]) == 0
-    row = next(csv.DictReader(open(tmp_path / "o" / "profiles.csv")))
+    row, summary = _fit_cli(shared_data / rel, tmp_path / "o")
     assert ("o_r_beyond_rule" in row["status"].split("|")) == beyond
     assert np.isfinite(float(row["delta_e_b_ev"])) and usable([row["status"]], "o")[0]
     assert np.isnan(float(row["r_oo_nm"])) == beyond and np.isnan(float(row["r_oo_nm_err"])) == beyond
-    notes = json.loads((tmp_path / "o" / "summary.json").read_text())["notes"]
-    assert any("o_r_beyond_rule" in n for n in notes) == beyond
+    assert any("o_r_beyond_rule" in n for n in summary["notes"]) == beyond
 
 
 def test_the_rule_check_is_off_for_a_given_calibration_and_for_simulations(shared_data, tmp_path):
@@ -333,13 +328,8 @@ def test_the_rule_check_is_off_for_a_given_calibration_and_for_simulations(share
     cal = tmp_path / "calibration.json"
     cal.write_text(json.dumps({"C_ev_nm2": 3.6, "C_err_ev_nm2": 0.05}))
     f = shared_data / "licensed" / "nomad-parser-eelsdb" / "YAG_O-K_eelsdb21692.msa"
-    if not f.exists():
-        pytest.skip(f"{f} absent")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(["fit", str(f), "--out", str(tmp_path / "o"), "--no-plot", "--calibration", str(cal)]) == 0
-    s = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert not any("o_r_beyond_rule" in n for n in s["notes"])
+    row, s = _fit_cli(f, tmp_path / "o", "--calibration", str(cal))
+    assert not any("o_r_beyond_rule" in n for n in s["notes"]) and np.isfinite(float(row["r_oo_nm"]))
     measured = load_measurement([f])
     assert c_for_measured(FitSettings(), measured, False)[0].r_oo_rule_nm == R_RULE_NM
     assert c_for_measured(FitSettings(), measured, True)[0].r_oo_rule_nm is None
