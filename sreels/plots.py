@@ -276,8 +276,8 @@ def draw_profiles(result, derived):
             if not np.isfinite(v).any():
                 from .inference.fast import EDGE_LABEL, EDGE_OF_NUMBER
                 edge = EDGE_OF_NUMBER[key]
-                _empty(ax, _not_measured(EDGE_LABEL[edge], edge, result.status, "not in the input, or no usable row"),
-                       keep_x=True)
+                what = "R_OO (O-K)" if key == "r_oo_nm" else EDGE_LABEL[edge]   # (O-K's peaks may be measured)
+                _empty(ax, _not_measured(what, edge, result.status, "not in the input, or no usable row"), keep_x=True)
                 strip.set_yticks([])
             else:
                 _profile_panel(ax, strip, y, v, e, COLOURS[key], "per row, ±1σ")

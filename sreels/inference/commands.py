@@ -171,16 +171,19 @@ C_MEASURED_ERR_EV_NM2 = 0.08
 R_RULE_NM = (0.2685, 0.3137)
 
 
-def c_for_measured(settings, windows, calibrated: bool):
+def c_for_measured(settings, windows, calibrated: bool, from_file: bool = False):
     """C for R = sqrt(C / dE_b) and the note that names it: the user's (``--calibration``/``--c-err``), the
     forward model's for a sreels simulation (its metadata), else :data:`C_MEASURED_EV_NM2` (per-row
     threshold) or the study's 2.820 (``--threshold``), each with :data:`C_MEASURED_ERR_EV_NM2`."""
     import dataclasses
 
-    if calibrated:
-        return settings, (f"R_OO with C = {settings.c_ev_nm2:.3f} ± {settings.c_err_ev_nm2:.3f} eV nm² "
-                          "(given); r_oo_nm_err includes C's error, r_oo_nm_err_stat does not")
-    if all(isinstance(w.metadata, dict) and isinstance(w.metadata.get("sreels"), dict) for w in windows.values()):
+    simulated = all(isinstance(w.metadata, dict) and isinstance(w.metadata.get("sreels"), dict)
+                    for w in windows.values())
+    if calibrated:   # the rule's range is checked unless C comes from the user's own standards (from_file)
+        return (settings if from_file or simulated else dataclasses.replace(settings, r_oo_rule_nm=R_RULE_NM)), (
+            f"R_OO with C = {settings.c_ev_nm2:.3f} ± {settings.c_err_ev_nm2:.3f} eV nm² "
+            "(given); r_oo_nm_err includes C's error, r_oo_nm_err_stat does not")
+    if simulated:
         return settings, (f"R_OO with C = {settings.c_ev_nm2:.3f} eV nm², the forward model's own constant "
                           "(the files are a sreels simulation)")
     c = settings.c_ev_nm2 if settings.threshold_ev is not None else C_MEASURED_EV_NM2
@@ -223,7 +226,8 @@ def run_fit(args) -> int:
         check_fit_memory(inputs, args.energy_offset, args.dispersion)
     windows = load_measurement(inputs, args.energy_offset, args.dispersion, lazy=chunk is not None)
     settings = settings_from_args(args)
-    settings, c_note = c_for_measured(settings, windows, bool(getattr(args, "calibration", None)) or args.c_err > 0)
+    from_file = bool(getattr(args, "calibration", None))
+    settings, c_note = c_for_measured(settings, windows, from_file or args.c_err > 0, from_file)
     nav = next(iter(windows.values())).nav_shape
     if is_map(nav) and args.bin != 1:
         raise SreelsInputError(f"--bin {args.bin} sums neighbouring rows of a line scan; this is a 2-D map "

@@ -252,9 +252,10 @@ def held_steps(windows: dict, s: FitSettings, rows: int, budget: float) -> tuple
     from .lowloss import MIN_DECONVOLVE_EV, TAIL_MARGIN_EV, TAIL_REPLICAS, TAIL_STEP_EV
 
     tails = window = deconv = 0.0
+    li_elsewhere = any(w.energy.contains(50.0, 66.0) for k, w in windows.items() if k != LOWLOSS_NAME)
     for k, w in windows.items():
-        if k == LOWLOSS_NAME:
-            continue
+        if k == LOWLOSS_NAME and (li_elsewhere or not w.energy.contains(50.0, 66.0)):
+            continue   # (a low loss holding the only Li-K edge is its own plural source: .lowloss.apply_low_loss)
         if w.energy.offset_ev < MIN_DECONVOLVE_EV:
             span = max(min(w.energy.end_ev, s.li_fit_ev[1] + TAIL_MARGIN_EV), w.energy.offset_ev + 10.0)
             lags = np.ceil(span / max(w.energy.scale_ev, TAIL_STEP_EV)) + 3

@@ -220,6 +220,8 @@ WARNING_FLAGS = ("_poor_fit", "_background_poor")
 #: R_OO of a row is beyond the O-O distances the rule dE R^2 = C is known on (FitSettings.r_oo_rule_nm): R_OO is
 #: not given (NaN), the edge's other numbers (peaks, dE_b) are kept
 R_BEYOND_RULE = "o_r_beyond_rule"
+BEYOND_RULE_HINT = ("`sreels calibrate --spectra` on standards like this sample and `--calibration` replace the "
+                    "rule's constant and this check")
 #: Which edges' flags withhold a quantity: Li per Ti atom needs both edges.
 EDGES_OF = {"li": ("li", "ti"), "ti": ("ti",), "o": ("o",), None: ("li", "ti", "o")}
 
@@ -249,6 +251,7 @@ EDGE_OF_NUMBER = {"li_rel": "li", "ti3_fraction": "ti", "r_oo_nm": "o"}
 #: What a withholding flag asks of the user, where a setting or the recording can help (the reference lists every
 #: flag: docs/reference.rst)
 WITHHELD_HINTS = {"low_snr": "sum rows (sreels fit --bin N) or record more electrons per row",
+                  "beyond_rule": BEYOND_RULE_HINT,
                   "saturated": "a shorter exposure or a lower-gain read-out",
                   "not_converged": "see residuals.png"}
 
@@ -261,12 +264,14 @@ def withheld_reasons(status) -> dict:
     st = [str(x).split("|") for x in np.asarray(status)]
     out = {}
     for edge in ("li", "ti", "o"):
-        if usable(status, edge).any() or not st:
+        # R_OO (the "o" edge's number) is not given on a row beyond the rule's range, whose peaks are kept
+        beyond = np.array([edge == "o" and R_BEYOND_RULE in flags for flags in st], bool)
+        if (usable(status, edge) & ~beyond).any() or not st:
             continue
         counts = {}
         for flags in st:
             for f in flags:
-                if _withholds(f, EDGES_OF[edge]):
+                if _withholds(f, EDGES_OF[edge]) or (edge == "o" and f == R_BEYOND_RULE):
                     counts[f] = counts.get(f, 0) + 1
         if not counts:
             continue
@@ -874,13 +879,11 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
         if beyond.any():
             run.flag(beyond, R_BEYOND_RULE)
             lo, hi = s.r_oo_rule_nm
-            run.notes.append(f"R_OO not given on {int(beyond.sum())} row(s) ({R_BEYOND_RULE}; their dE_b and peaks are "
-                             f"kept): dE_b gives R = {np.nanmin(r[beyond]):.3f}-{np.nanmax(r[beyond]):.3f} nm, beyond "
-                             f"the O-O distances ({lo:.4f}-{hi:.4f} nm) of the oxides the rule dE R^2 = C is known on "
-                             "by more than twice the row's error: there peak b need not be the resonance the rule "
-                             "describes (measured Y3Al5O12 gives 0.334 nm for its 0.274 nm). `sreels calibrate "
-                             "--spectra` on standards like this sample and `--calibration` replace the rule's "
-                             "constant and this check")
+            run.notes.append(f"R_OO not given on the rows flagged {R_BEYOND_RULE} (their dE_b and peaks are kept): "
+                             f"dE_b gives R beyond the O-O distances ({lo:.4f}-{hi:.4f} nm) of the oxides the rule "
+                             "dE R^2 = C is known on by more than twice the row's statistical error: there peak b "
+                             "need not be the resonance the rule describes (measured Y3Al5O12 gives 0.334 nm for its "
+                             f"0.274 nm). {BEYOND_RULE_HINT}")
             r, r_err_stat = np.where(beyond, np.nan, r), np.where(beyond, np.nan, r_err_stat)
     plural = R_OO_PLURAL_SYST if plural_left_in(w_full) else 0.0
     eb_res = resolution_systematic_ev(s.resolution_fwhm_ev, w_full.energy.scale_ev)
@@ -1237,9 +1240,9 @@ def _result(pos: PositionAxis, cols: dict, status: list, fits: dict, s: FitSetti
     """The whole image's columns: Li normalised to the parent, missing profiles NaN, status strings."""
     rows = pos.size
     cols = {"y_nm": pos.y_nm, **cols}
+    _li_presence(cols, status)   # on the fits' own errors, as before the scatter check widens them
     if any(n.startswith(GAIN_UNKNOWN_NOTE) for n in notes):  # the noise level was measured, not known
         _scatter_check(cols, notes)
-    _li_presence(cols, status)
     _normalise_li(cols, pos.y_nm, s.parent_nm, notes)
     _li_per_fu_o(cols, status, notes)
     for k in ("li_rel", "li_rel_err", "ti3_fraction", "ti3_fraction_err", "peak_a_ev", "peak_a_ev_err",

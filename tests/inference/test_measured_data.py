@@ -319,8 +319,9 @@ def test_r_oo_beyond_the_oxides_the_rule_is_known_on_is_not_given(shared_data, t
 
 
 def test_the_rule_check_is_off_for_a_given_calibration_and_for_simulations(shared_data, tmp_path):
-    """--calibration replaces the built-in C and its range check (the user's standards decide); a sreels simulation
-    uses the forward model's own C, which holds by construction."""
+    """--calibration replaces the built-in C and its range check (the user's standards decide); --c-err alone (the
+    study's C with that error) keeps the check (it dropped it); a sreels simulation uses the forward model's own C,
+    which holds by construction."""
     import json
 
     from sreels.inference.commands import R_RULE_NM, c_for_measured
@@ -330,6 +331,9 @@ def test_the_rule_check_is_off_for_a_given_calibration_and_for_simulations(share
     f = shared_data / "licensed" / "nomad-parser-eelsdb" / "YAG_O-K_eelsdb21692.msa"
     row, s = _fit_cli(f, tmp_path / "o", "--calibration", str(cal))
     assert not any("o_r_beyond_rule" in n for n in s["notes"]) and np.isfinite(float(row["r_oo_nm"]))
+    row, s = _fit_cli(f, tmp_path / "c", "--c-err", "0.05")
+    assert "o_r_beyond_rule" in row["status"] and np.isnan(float(row["r_oo_nm"]))
     measured = load_measurement([f])
     assert c_for_measured(FitSettings(), measured, False)[0].r_oo_rule_nm == R_RULE_NM
-    assert c_for_measured(FitSettings(), measured, True)[0].r_oo_rule_nm is None
+    assert c_for_measured(FitSettings(), measured, True)[0].r_oo_rule_nm == R_RULE_NM
+    assert c_for_measured(FitSettings(), measured, True, from_file=True)[0].r_oo_rule_nm is None

@@ -32,16 +32,16 @@ GAUSSIAN_MIN_ELECTRONS = 20.0
 #: Forward-difference step as a fraction of each parameter's prior width (``sreels plan``'s Jacobian of the model's
 #: columns, :func:`sreels.plan.fisher.joint_jacobian`; here, not in :mod:`.optimize`, so that the plan does not import
 #: lmfit).  The columns are smooth and free of the profiled solves' noise: every number of the plan (default, 1/10-dose
-#: and fine designs) is within 1.6e-5 of central differences at 100x the step (the truncation error, linear in the
-#: step: 1.6e-3 at 100x, 1.6e-4 at 10x, 2e-6 at 1/10: no rounding showing).
+#: and fine designs) is within 1.6e-5 of the central differences at 2e-6 used before (the forward differences'
+#: truncation error, linear in the step: 1.6e-3 at 2e-6, 1.6e-4 at 2e-7, 2e-6 at 2e-9: no rounding showing).
 REL_STEP = 2e-8
 #: ... of the MAP's Jacobian, of the profiled residuals (:func:`.optimize.jacobian`): their per-row solves are
 #: ill-conditioned and leave a noise of ~1e-5 in the whitened residuals (norm 620) of the plural model at low dose
 #: (the default DualEELS design at the core-loss dose 0.00387, seed 69003, one vector at a time as
 #: :meth:`Likelihood.residuals_batch` takes them), which forward differences at 2e-6 read as slope (a background
 #: exponent's column 1 % long).
-#: At 10x the step they agree with central ones within 0.1 % in every derived number's sd, at the design's dose too
-#: (0.2 %); at 100x their truncation error shows (5 %).
+#: At 2e-5 they agree with central ones within 0.1 % in every derived number's sd, at the design's dose too
+#: (0.2 %); at 2e-4 their truncation error shows (5 %).
 MAP_REL_STEP = 2e-5
 
 
