@@ -442,6 +442,22 @@ def _row_key(row) -> int:
     return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=8).digest(), "little")
 
 
+def _replicas(counts, coarse, sd):
+    """The rows' noise replicas coarse + z sd, (TAIL_REPLICAS, rows, lags): each row's standard normals z drawn from
+    its own generator (seeded by TAIL_SEED and the row's counts, :func:`_row_key`).  The draws are written into one
+    buffer row by row, scaled and shifted in place: the same numbers as stacking each row's draws and computing
+    ``coarse + z * sd`` (tests/inference/test_lowloss.py), without the per-row arrays, the stack and two temporaries
+    of the replicas' size (the first touch of fresh memory was most of this step's CPU time)."""
+    rows, lags = coarse.shape
+    reps, z = np.empty((TAIL_REPLICAS, rows, lags)), np.empty((TAIL_REPLICAS, lags))
+    for i, r in enumerate(counts):  # (a generator per row: the loop is over the draws' seeds)
+        np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, lags), out=z)
+        out = reps[:, i]
+        np.multiply(z, sd[i], out=out)
+        out += coarse[i]
+    return reps
+
+
 def denoise_rows(a, k: int = TAIL_COMPONENTS):
     """Rows (rows, n) projected on the ``k`` leading principal components of the image's rows (mean
     kept; the covariance over n from sums over rows, so an image fitted in blocks gets the whole image's,
@@ -709,9 +725,7 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                     coarse, cax = _resample(counts, ll.energy, step)
                     per = step / ll.energy.scale_ev
                     sd = np.sqrt(g * np.maximum(coarse, 0.0) + per * rd**2)
-                    z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal(
-                        (TAIL_REPLICAS, coarse.shape[1])) for r in counts], axis=1)
-                    reps = coarse[None] + z * sd[None]
+                    reps = _replicas(counts, coarse, sd)
                     # the rows' own tails in double precision, the replicas' (their spread about those) in single:
                     # the spread is ~1e-2 of a tail, single precision's rounding ~1e-6 of it (measured below)
                     fw = max(TAIL_FWHM_EV, res_ev)

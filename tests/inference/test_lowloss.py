@@ -445,3 +445,16 @@ def test_zlp_fwhm_of_peaks_wider_than_its_first_search():
     got = zlp_fwhm(flat, ax, imax)
     np.testing.assert_allclose(got[:4], fw, atol=1e-3)
     assert not np.isfinite(got[4])
+
+
+def test_noise_replicas_are_the_rows_own_draws_as_stacked_before():
+    """:func:`.lowloss._replicas` (draws written into one buffer, scaled and shifted in place) gives exactly the
+    numbers of its first form: each row's generator's draws stacked, then coarse + z * sd."""
+    from sreels.inference.lowloss import TAIL_REPLICAS, TAIL_SEED, _replicas, _row_key
+
+    rng = np.random.default_rng(5)
+    counts, coarse = rng.random((37, 300)) * 100, rng.random((37, 50)) * 100
+    sd = np.sqrt(coarse + 3.0)
+    z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, 50))
+                  for r in counts], axis=1)
+    assert np.array_equal(_replicas(counts, coarse, sd), coarse[None] + z * sd[None])
