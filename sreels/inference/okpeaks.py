@@ -237,13 +237,30 @@ def threshold_rows(e, s, var, onset, de, resolution_fwhm_ev, around_ev=None):
     return e[i] + frac * de, err, snr
 
 
+class _Columns:
+    """A (rows, n) array's columns start:stop (``values``, (rows, stop - start)): what :func:`_peak_fit` reads."""
+
+    def __init__(self, start, stop):
+        self.start, self.stop, self.values = start, stop, None
+
+
+def _peak_columns(i0, half_width, e):
+    """The columns (start, stop) that :func:`_peak_fit` reads around channels ``i0`` of energies ``e`` (its
+    windows, clipped; its own channel count)."""
+    n = e.size
+    k = int(np.ceil(half_width / (e[1] - e[0])))
+    i0 = np.asarray(i0)
+    return int(np.clip(i0.min() - k, 0, n - 1)), int(np.clip(i0.max() + k, 0, n - 1)) + 1
+
+
 def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=None):
     """A Gaussian on a quadratic (plus ``basis`` times a free amplitude, if given) over
     [c0 - hw, min(c0 + hw, hi)] around channel ``i0`` of every row (batched LM on a window of
     fixed width per row, so a row's result does not depend on the other rows); the Gaussian's
     sigma is free (start ``sigma0``) or held at ``fixed_sigma`` (rows,).  Returns the centre, its
     error (scaled by sqrt(chi2_red) where > 1), FWHM, chi2_red, at_bound, dof, and the local model
-    and its window mask over the whole axis (rows, n)."""
+    and its window mask over the whole axis (rows, n).  ``basis``: (rows, n), or :class:`_Columns` holding the
+    columns the windows read (:func:`_peak_columns`; a shifted reference interpolated there only)."""
     rows, n = s.shape
     de = e[1] - e[0]
     k = int(np.ceil(half_width / de))
@@ -253,7 +270,7 @@ def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=
     r_ = np.arange(rows)[:, None]
     x, y, v = e[ci], s[r_, ci], var[r_, ci]
     inwin &= x <= np.asarray(hi_ev)
-    bsel = basis[r_, ci] if basis is not None else None
+    bsel = None if basis is None else basis.values[r_, ci - basis.start] if isinstance(basis, _Columns) else basis[r_, ci]
     centre0 = e[np.asarray(i0)]
     w = np.where(inwin, 1.0 / np.maximum(v, 1e-30), 0.0)
     n_used = inwin.sum(1)
@@ -471,11 +488,10 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
                                                                          fixed_sigma=sig_b)
     # peak "a": located on the image's mean spectrum, looked for in each row within 2 eV of it
     from .edgefits import Shifted
-    basis = basis_m = None
+    basis = basis_m = ref = None
     if continuum is not None:
         ref = np.asarray(continuum[1], float)
         ref = Shifted.build(continuum[0], ref / np.max(np.abs(ref)))
-        basis = ref.interpolate(ref.index(e, np.nan_to_num(th - O_K_ONSET_EV)), slopes=False)
         basis_m = ref.interpolate(ref.index(e, np.array([th0 - O_K_ONSET_EV])), slopes=False)
     ok_am = (e >= th0 + a_range_ev[0]) & (e <= th0 + a_range_ev[1])
     iam, _ = _largest_peak(gaussian_filter1d(s_mean, _sigma_ch(0.5, de), axis=-1, mode="nearest"), ok_am[None, :])
@@ -487,6 +503,10 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     sg_a = _sigma_ch(1.0, de)
     ia, _ = _largest_peak(_filter_on(s, ok_a, _gauss_reach(sg_a),
                                      lambda x: gaussian_filter1d(x, sg_a, axis=-1, mode="nearest")), ok_a)
+    if ref is not None:  # the continuum at each row's threshold, on the channels the rows' peak-a fits read only
+        basis = _Columns(*_peak_columns(ia, half_width_a_ev, e))
+        basis.values = ref.interpolate(ref.index(e[basis.start:basis.stop], np.nan_to_num(th - O_K_ONSET_EV)),
+                                       slopes=False)
     ca, ca_err, _, _, bound_a, _, _, _, a_snr = _peak_fit(e, s, var, ia, half_width_a_ev, e[-1], 1.3, basis,
                                                           fixed_sigma=sig_a)
     bound_a = bound_a | ~(a_snr >= MIN_SNR["peak_a"])  # a faint peak a: withheld
