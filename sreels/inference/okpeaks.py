@@ -190,7 +190,22 @@ def _first_peak(v, ok):
 
 def _largest_peak(v, ok):
     """Per row, the index of the largest interior local maximum of ``v`` over ``ok`` (argmax
-    where there is none) and whether one exists."""
+    where there is none) and whether one exists.  Read on the columns where any row of ``ok`` holds and one either
+    side only (a peak search over ~300 or ~40 of ~1700 channels): the same indices as over the whole rows
+    (:func:`_largest_peak_rows`, tests/inference/test_okpeaks.py)."""
+    ok = np.broadcast_to(ok, np.shape(v))
+    cols = np.flatnonzero(ok.any(0))
+    if cols.size == 0:
+        return _largest_peak_rows(v, ok)
+    a, b = max(cols[0] - 1, 0), min(cols[-1] + 2, ok.shape[1])
+    i, has = _largest_peak_rows(v[:, a:b], ok[:, a:b])
+    vm = np.where(ok[:, a:b], v[:, a:b], -np.inf)
+    # where a row's values over the columns are all -inf (no ok column: argmax 0 of the whole row), its index is 0
+    return np.where((vm > -np.inf).any(1) | np.isnan(vm).any(1), i + a, 0), has
+
+
+def _largest_peak_rows(v, ok):
+    """:func:`_largest_peak` over the whole rows."""
     vm = np.where(ok, v, -np.inf)
     loc = np.zeros_like(ok)
     loc[:, 1:-1] = (vm[:, 1:-1] >= vm[:, :-2]) & (vm[:, 1:-1] > vm[:, 2:]) & ok[:, 1:-1] & ok[:, :-2] & ok[:, 2:]
