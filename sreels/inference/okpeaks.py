@@ -268,14 +268,16 @@ def _peak_columns(i0, half_width, e):
     return int(np.clip(i0.min() - k, 0, n - 1)), int(np.clip(i0.max() + k, 0, n - 1)) + 1
 
 
-def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=None):
+def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=None, whole_axis=True):
     """A Gaussian on a quadratic (plus ``basis`` times a free amplitude, if given) over
     [c0 - hw, min(c0 + hw, hi)] around channel ``i0`` of every row (batched LM on a window of
     fixed width per row, so a row's result does not depend on the other rows); the Gaussian's
     sigma is free (start ``sigma0``) or held at ``fixed_sigma`` (rows,).  Returns the centre, its
     error (scaled by sqrt(chi2_red) where > 1), FWHM, chi2_red, at_bound, dof, and the local model
     and its window mask over the whole axis (rows, n).  ``basis``: (rows, n), or :class:`_Columns` holding the
-    columns the windows read (:func:`_peak_columns`; a shifted reference interpolated there only)."""
+    columns the windows read (:func:`_peak_columns`; a shifted reference interpolated there only).  ``whole_axis``
+    False: the local model and window mask are not spread over the whole axis (None, None: for callers that do not
+    use them)."""
     rows, n = s.shape
     de = e[1] - e[0]
     k = int(np.ceil(half_width / de))
@@ -337,10 +339,11 @@ def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=
     err = res.stderr[:, 1] * np.sqrt(np.maximum(chi2_red, 1.0))
     at_bound = (c <= lo_c + 0.05 * half_width) | (c >= hi_c - 0.05 * half_width) | (res.params[:, 0] <= 0) \
         | ~res.converged
-    full_model, full_win = np.zeros(s.shape), np.zeros(s.shape, bool)
-    m_loc = model(res.params, idx)[0]
-    full_model[r_, ci] = np.where(inwin, m_loc, 0.0)
-    full_win[r_, ci] = inwin
+    full_model = full_win = None
+    if whole_axis:
+        full_model, full_win = np.zeros(s.shape), np.zeros(s.shape, bool)
+        full_model[r_, ci] = np.where(inwin, res.model, 0.0)  # (the model at the parameters, as the fit evaluated it)
+        full_win[r_, ci] = inwin
     sigma = res.params[:, 2] if free_sigma else sig_fixed
     with np.errstate(divide="ignore", invalid="ignore"):
         amp_snr = res.params[:, 0] / (res.stderr[:, 0] * np.sqrt(np.maximum(chi2_red, 1.0)))
@@ -497,7 +500,7 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
         float(np.nanmedian(th)) if np.isfinite(th).any() else onset)
     ok_m = (e >= th0 + b_range_ev[0]) & (e <= min(th0 + b_range_ev[1], cut))
     im, _ = _largest_peak(gaussian_filter1d(s_mean, _sigma_ch(2.0, de), axis=-1, mode="nearest"), ok_m[None, :])
-    fw_img = _peak_fit(e, s_mean, np.maximum(mean, 1.0)[None, :], im, half_width_b_ev, cut, 3.0)[2][0]
+    fw_img = _peak_fit(e, s_mean, np.maximum(mean, 1.0)[None, :], im, half_width_b_ev, cut, 3.0, whole_axis=False)[2][0]
     sig_b = np.clip(fw_img * FWHM_TO_SIGMA, 1.0, 8.0) if np.isfinite(fw_img) else 3.0
     cb, cb_err, fwhm_b, chi_b, bound_b, dof_b, m_b, win_b, _ = _peak_fit(e, s, var, ib, half_width_b_ev, cut, 3.0,
                                                                          fixed_sigma=sig_b)
@@ -511,7 +514,7 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     ok_am = (e >= th0 + a_range_ev[0]) & (e <= th0 + a_range_ev[1])
     iam, _ = _largest_peak(gaussian_filter1d(s_mean, _sigma_ch(0.5, de), axis=-1, mode="nearest"), ok_am[None, :])
     ca_m, _, fw_a = _peak_fit(e, s_mean, np.maximum(mean, 1.0)[None, :], iam, half_width_a_ev, e[-1], 1.3,
-                              basis_m)[:3]
+                              basis_m, whole_axis=False)[:3]
     sig_a = np.clip(fw_a[0] * FWHM_TO_SIGMA, 0.5, 8.0) if np.isfinite(fw_a[0]) else 1.3
     ca0 = ca_m[0] if np.isfinite(ca_m[0]) else e[iam[0]]
     ok_a = np.broadcast_to((e >= ca0 - 2.0) & (e <= ca0 + 2.0), s.shape)
@@ -523,7 +526,7 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
         basis.values = ref.interpolate(ref.index(e[basis.start:basis.stop], np.nan_to_num(th - O_K_ONSET_EV)),
                                        slopes=False)
     ca, ca_err, _, _, bound_a, _, _, _, a_snr = _peak_fit(e, s, var, ia, half_width_a_ev, e[-1], 1.3, basis,
-                                                          fixed_sigma=sig_a)
+                                                          fixed_sigma=sig_a, whole_axis=False)
     bound_a = bound_a | ~(a_snr >= MIN_SNR["peak_a"])  # a faint peak a: withheld
     # noise-free, these definitions sit within 0.006 eV (b, rms; 0.010 max), 0.009 eV (threshold)
     # and 0.003 eV (a) of the forward model's truth over three scenarios: statistical errors only
