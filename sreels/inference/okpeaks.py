@@ -457,7 +457,8 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
             f"(the window starts at {e[0]:.1f} eV, the O-K onset is at {onset:.1f} eV); expected >= 4 eV "
             "and 6 channels before the onset")
     scale = 1.0 if gain_known else noise_scale(y, var)
-    var = var * scale
+    if scale != 1.0:  # (a known gain: the variances as given, not copied)
+        var = var * scale
     pl = fit_power_law(energy, y, lo, hi, var)
     bg = pl.evaluate(e)
     s = y - bg
@@ -563,5 +564,6 @@ def _edge_fit(e, y, var, pl, bg, m_b, win_b, chi_b, converged, lo, hi):
 
     sl = (e >= lo) & (e <= hi)
     res = BatchResult(np.column_stack([pl.log_a, pl.r]), pl.cov, chi_b, converged, 0)
-    w = np.where(win_b, 1.0 / var, 0.0)[:, sl]
-    return EdgeFit(res, ("log_a", "r"), pl.e_ref_ev, e[sl], (bg + m_b)[:, sl], y[:, sl], w)
+    # (on the columns kept only: the same values as computing over the whole axis and cutting)
+    w = np.where(win_b[:, sl], 1.0 / var[:, sl], 0.0)
+    return EdgeFit(res, ("log_a", "r"), pl.e_ref_ev, e[sl], bg[:, sl] + m_b[:, sl], y[:, sl], w)
