@@ -385,11 +385,12 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
 
 
 def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
-                 fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0, dtype=float):
+                 fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0, dtype=float, out=None):
     """:func:`plural_kernel`'s per-row part: (tail, I_t to the taper's end, I_0), each row from its own counts.
     ``noise_gain``: the counts' variance per count (the detector gain), for the Fourier log's noise guard (0: none)
     (:func:`_log_ratio_excess`).  ``dtype``: of the transforms and the logarithm (np.float32 for the noise
-    replicas of :func:`apply_low_loss`, whose tails only give the spread about the row's own; returned as float64)."""
+    replicas of :func:`apply_low_loss`, whose tails only give the spread about the row's own; returned as float64).
+    ``out``: (tail, I_t, I_0) float64 arrays of the returned shapes to write them into (returned)."""
     from ..forward.lowloss import zlp_tf
 
     ll, ax = _resample(np.asarray(counts, dtype=float), axis, scale_ev)
@@ -406,7 +407,7 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
     g = zlp_tf(f, fwhm_ev)[None, :].astype(dtype)
     m = int(np.ceil(span_ev / scale_ev)) + 1
     rows = ll.shape[0]
-    tail, it, i0 = np.empty((rows, min(m, n))), np.empty(rows), np.empty(rows)
+    tail, it, i0 = (np.empty((rows, min(m, n))), np.empty(rows), np.empty(rows)) if out is None else out
     for b0 in range(0, rows, ROW_BATCH):  # every row on its own: batches bound the temporaries
         sl = slice(b0, min(b0 + ROW_BATCH, rows))
         # the taper is 1 (exactly) up to 10 eV below the earliest row's end: only the channels after that
@@ -440,6 +441,22 @@ def _row_key(row) -> int:
     """A 64-bit key of a row's values (its replicas' seed, whichever block it is fitted in)."""
     import hashlib
     return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=8).digest(), "little")
+
+
+def _replicas(counts, coarse, sd):
+    """The rows' noise replicas coarse + z sd, (TAIL_REPLICAS, rows, lags): each row's standard normals z drawn from
+    its own generator (seeded by TAIL_SEED and the row's counts, :func:`_row_key`).  The draws are written into one
+    buffer row by row, scaled and shifted in place: the same numbers as stacking each row's draws and computing
+    ``coarse + z * sd`` (tests/inference/test_lowloss.py), without the per-row arrays, the stack and two temporaries
+    of the replicas' size (the first touch of fresh memory was most of this step's CPU time)."""
+    rows, lags = coarse.shape
+    reps, z = np.empty((TAIL_REPLICAS, rows, lags)), np.empty((TAIL_REPLICAS, lags))
+    for i, r in enumerate(counts):  # (a generator per row: the loop is over the draws' seeds)
+        np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, lags), out=z)
+        out = reps[:, i]
+        np.multiply(z, sd[i], out=out)
+        out += coarse[i]
+    return reps
 
 
 def denoise_rows(a, k: int = TAIL_COMPONENTS):
@@ -709,17 +726,20 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                     coarse, cax = _resample(counts, ll.energy, step)
                     per = step / ll.energy.scale_ev
                     sd = np.sqrt(g * np.maximum(coarse, 0.0) + per * rd**2)
-                    z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal(
-                        (TAIL_REPLICAS, coarse.shape[1])) for r in counts], axis=1)
-                    reps = coarse[None] + z * sd[None]
+                    reps = _replicas(counts, coarse, sd)
                     # the rows' own tails in double precision, the replicas' (their spread about those) in single:
                     # the spread is ~1e-2 of a tail, single precision's rounding ~1e-6 of it (measured below)
                     fw = max(TAIL_FWHM_EV, res_ev)
                     own = plural_tails(coarse, cax, centre, the, step, span, fwhm_ev=fw, noise_gain=g)
-                    rep = plural_tails(reps.reshape(-1, coarse.shape[1]), cax, np.tile(centre, TAIL_REPLICAS),
-                                       np.tile(the, TAIL_REPLICAS), step, span, fwhm_ev=fw, noise_gain=g,
-                                       dtype=np.float32)
-                    return tuple(np.concatenate([a, b]) for a, b in zip(own, rep))
+                    # the replicas' written after the rows' own (as concatenated), not copied there
+                    rows = coarse.shape[0]
+                    parts = tuple(np.empty((rows * (TAIL_REPLICAS + 1),) + a.shape[1:]) for a in own)
+                    for a, b in zip(parts, own):
+                        a[:rows] = b
+                    plural_tails(reps.reshape(-1, coarse.shape[1]), cax, np.tile(centre, TAIL_REPLICAS),
+                                 np.tile(the, TAIL_REPLICAS), step, span, fwhm_ev=fw, noise_gain=g,
+                                 dtype=np.float32, out=tuple(a[rows:] for a in parts))
+                    return parts
 
                 def plural_window():
                     """The window's plural-scattering fields (WindowData's), from the image's averages."""
@@ -734,13 +754,18 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                     zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position
                     tail_mean = _row_mean(tails[:n_rows])[None, :]  # = the denoised rows' mean (the projection keeps it)
                     # each replica denoised on its own: the components are estimated from noisy rows too
-                    tails = np.stack([denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)])
+                    tails = [denoise_rows(t) for t in tails.reshape(TAIL_REPLICAS + 1, counts.shape[0], -1)]
+                    # the replicas' deviations from the rows' own, each difference in double precision then stored in
+                    # single (as the stacked tails' difference, cast), without stacking the tails
+                    dev = np.empty((TAIL_REPLICAS,) + tails[0].shape, np.float32)
+                    for k in range(TAIL_REPLICAS):
+                        dev[k] = tails[k + 1] - tails[0]
                     # (copies, not views: a view held between passes would keep every replica's tail)
                     return dict(unscattered=unsc[:n_rows, 0].copy(), plural_tail=tails[0].copy(),
                                 plural_tail_mean=tail_mean,
                                 # mean I_0 over mean I_t (low_loss_total's mean, block-safe)
                                 unscattered_mean=float(_row_mean(unsc[:n_rows] * total[:, None])[0]) / total_mean,
-                                plural_tail_dev=(tails[1:] - tails[:1]).astype(np.float32),
+                                plural_tail_dev=dev,
                                 row_shift_ev=centre - zmean, zlp_mean_ev=zmean)
 
                 # after the image's averages a Dask fit holds these (~40 bytes a lag and row) for its last pass

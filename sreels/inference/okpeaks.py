@@ -190,7 +190,22 @@ def _first_peak(v, ok):
 
 def _largest_peak(v, ok):
     """Per row, the index of the largest interior local maximum of ``v`` over ``ok`` (argmax
-    where there is none) and whether one exists."""
+    where there is none) and whether one exists.  Read on the columns where any row of ``ok`` holds and one either
+    side only (a peak search over ~300 or ~40 of ~1700 channels): the same indices as over the whole rows
+    (:func:`_largest_peak_rows`, tests/inference/test_okpeaks.py)."""
+    ok = np.broadcast_to(ok, np.shape(v))
+    cols = np.flatnonzero(ok.any(0))
+    if cols.size == 0:
+        return _largest_peak_rows(v, ok)
+    a, b = max(cols[0] - 1, 0), min(cols[-1] + 2, ok.shape[1])
+    i, has = _largest_peak_rows(v[:, a:b], ok[:, a:b])
+    vm = np.where(ok[:, a:b], v[:, a:b], -np.inf)
+    # where a row's values over the columns are all -inf (no ok column: argmax 0 of the whole row), its index is 0
+    return np.where((vm > -np.inf).any(1) | np.isnan(vm).any(1), i + a, 0), has
+
+
+def _largest_peak_rows(v, ok):
+    """:func:`_largest_peak` over the whole rows."""
     vm = np.where(ok, v, -np.inf)
     loc = np.zeros_like(ok)
     loc[:, 1:-1] = (vm[:, 1:-1] >= vm[:, :-2]) & (vm[:, 1:-1] > vm[:, 2:]) & ok[:, 1:-1] & ok[:, :-2] & ok[:, 2:]
@@ -237,13 +252,32 @@ def threshold_rows(e, s, var, onset, de, resolution_fwhm_ev, around_ev=None):
     return e[i] + frac * de, err, snr
 
 
-def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=None):
+class _Columns:
+    """A (rows, n) array's columns start:stop (``values``, (rows, stop - start)): what :func:`_peak_fit` reads."""
+
+    def __init__(self, start, stop):
+        self.start, self.stop, self.values = start, stop, None
+
+
+def _peak_columns(i0, half_width, e):
+    """The columns (start, stop) that :func:`_peak_fit` reads around channels ``i0`` of energies ``e`` (its
+    windows, clipped; its own channel count)."""
+    n = e.size
+    k = int(np.ceil(half_width / (e[1] - e[0])))
+    i0 = np.asarray(i0)
+    return int(np.clip(i0.min() - k, 0, n - 1)), int(np.clip(i0.max() + k, 0, n - 1)) + 1
+
+
+def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=None, whole_axis=True):
     """A Gaussian on a quadratic (plus ``basis`` times a free amplitude, if given) over
     [c0 - hw, min(c0 + hw, hi)] around channel ``i0`` of every row (batched LM on a window of
     fixed width per row, so a row's result does not depend on the other rows); the Gaussian's
     sigma is free (start ``sigma0``) or held at ``fixed_sigma`` (rows,).  Returns the centre, its
     error (scaled by sqrt(chi2_red) where > 1), FWHM, chi2_red, at_bound, dof, and the local model
-    and its window mask over the whole axis (rows, n)."""
+    and its window mask over the whole axis (rows, n).  ``basis``: (rows, n), or :class:`_Columns` holding the
+    columns the windows read (:func:`_peak_columns`; a shifted reference interpolated there only).  ``whole_axis``
+    False: the local model and window mask are not spread over the whole axis (None, None: for callers that do not
+    use them)."""
     rows, n = s.shape
     de = e[1] - e[0]
     k = int(np.ceil(half_width / de))
@@ -253,7 +287,7 @@ def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=
     r_ = np.arange(rows)[:, None]
     x, y, v = e[ci], s[r_, ci], var[r_, ci]
     inwin &= x <= np.asarray(hi_ev)
-    bsel = basis[r_, ci] if basis is not None else None
+    bsel = None if basis is None else basis.values[r_, ci - basis.start] if isinstance(basis, _Columns) else basis[r_, ci]
     centre0 = e[np.asarray(i0)]
     w = np.where(inwin, 1.0 / np.maximum(v, 1e-30), 0.0)
     n_used = inwin.sum(1)
@@ -305,10 +339,11 @@ def _peak_fit(e, s, var, i0, half_width, hi_ev, sigma0, basis=None, fixed_sigma=
     err = res.stderr[:, 1] * np.sqrt(np.maximum(chi2_red, 1.0))
     at_bound = (c <= lo_c + 0.05 * half_width) | (c >= hi_c - 0.05 * half_width) | (res.params[:, 0] <= 0) \
         | ~res.converged
-    full_model, full_win = np.zeros(s.shape), np.zeros(s.shape, bool)
-    m_loc = model(res.params, idx)[0]
-    full_model[r_, ci] = np.where(inwin, m_loc, 0.0)
-    full_win[r_, ci] = inwin
+    full_model = full_win = None
+    if whole_axis:
+        full_model, full_win = np.zeros(s.shape), np.zeros(s.shape, bool)
+        full_model[r_, ci] = np.where(inwin, res.model, 0.0)  # (the model at the parameters, as the fit evaluated it)
+        full_win[r_, ci] = inwin
     sigma = res.params[:, 2] if free_sigma else sig_fixed
     with np.errstate(divide="ignore", invalid="ignore"):
         amp_snr = res.params[:, 0] / (res.stderr[:, 0] * np.sqrt(np.maximum(chi2_red, 1.0)))
@@ -422,7 +457,8 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
             f"(the window starts at {e[0]:.1f} eV, the O-K onset is at {onset:.1f} eV); expected >= 4 eV "
             "and 6 channels before the onset")
     scale = 1.0 if gain_known else noise_scale(y, var)
-    var = var * scale
+    if scale != 1.0:  # (a known gain: the variances as given, not copied)
+        var = var * scale
     pl = fit_power_law(energy, y, lo, hi, var)
     bg = pl.evaluate(e)
     s = y - bg
@@ -465,30 +501,33 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
         float(np.nanmedian(th)) if np.isfinite(th).any() else onset)
     ok_m = (e >= th0 + b_range_ev[0]) & (e <= min(th0 + b_range_ev[1], cut))
     im, _ = _largest_peak(gaussian_filter1d(s_mean, _sigma_ch(2.0, de), axis=-1, mode="nearest"), ok_m[None, :])
-    fw_img = _peak_fit(e, s_mean, np.maximum(mean, 1.0)[None, :], im, half_width_b_ev, cut, 3.0)[2][0]
+    fw_img = _peak_fit(e, s_mean, np.maximum(mean, 1.0)[None, :], im, half_width_b_ev, cut, 3.0, whole_axis=False)[2][0]
     sig_b = np.clip(fw_img * FWHM_TO_SIGMA, 1.0, 8.0) if np.isfinite(fw_img) else 3.0
     cb, cb_err, fwhm_b, chi_b, bound_b, dof_b, m_b, win_b, _ = _peak_fit(e, s, var, ib, half_width_b_ev, cut, 3.0,
                                                                          fixed_sigma=sig_b)
     # peak "a": located on the image's mean spectrum, looked for in each row within 2 eV of it
     from .edgefits import Shifted
-    basis = basis_m = None
+    basis = basis_m = ref = None
     if continuum is not None:
         ref = np.asarray(continuum[1], float)
         ref = Shifted.build(continuum[0], ref / np.max(np.abs(ref)))
-        basis = ref.interpolate(ref.index(e, np.nan_to_num(th - O_K_ONSET_EV)), slopes=False)
         basis_m = ref.interpolate(ref.index(e, np.array([th0 - O_K_ONSET_EV])), slopes=False)
     ok_am = (e >= th0 + a_range_ev[0]) & (e <= th0 + a_range_ev[1])
     iam, _ = _largest_peak(gaussian_filter1d(s_mean, _sigma_ch(0.5, de), axis=-1, mode="nearest"), ok_am[None, :])
     ca_m, _, fw_a = _peak_fit(e, s_mean, np.maximum(mean, 1.0)[None, :], iam, half_width_a_ev, e[-1], 1.3,
-                              basis_m)[:3]
+                              basis_m, whole_axis=False)[:3]
     sig_a = np.clip(fw_a[0] * FWHM_TO_SIGMA, 0.5, 8.0) if np.isfinite(fw_a[0]) else 1.3
     ca0 = ca_m[0] if np.isfinite(ca_m[0]) else e[iam[0]]
     ok_a = np.broadcast_to((e >= ca0 - 2.0) & (e <= ca0 + 2.0), s.shape)
     sg_a = _sigma_ch(1.0, de)
     ia, _ = _largest_peak(_filter_on(s, ok_a, _gauss_reach(sg_a),
                                      lambda x: gaussian_filter1d(x, sg_a, axis=-1, mode="nearest")), ok_a)
+    if ref is not None:  # the continuum at each row's threshold, on the channels the rows' peak-a fits read only
+        basis = _Columns(*_peak_columns(ia, half_width_a_ev, e))
+        basis.values = ref.interpolate(ref.index(e[basis.start:basis.stop], np.nan_to_num(th - O_K_ONSET_EV)),
+                                       slopes=False)
     ca, ca_err, _, _, bound_a, _, _, _, a_snr = _peak_fit(e, s, var, ia, half_width_a_ev, e[-1], 1.3, basis,
-                                                          fixed_sigma=sig_a)
+                                                          fixed_sigma=sig_a, whole_axis=False)
     bound_a = bound_a | ~(a_snr >= MIN_SNR["peak_a"])  # a faint peak a: withheld
     # noise-free, these definitions sit within 0.006 eV (b, rms; 0.010 max), 0.009 eV (threshold)
     # and 0.003 eV (a) of the forward model's truth over three scenarios: statistical errors only
@@ -525,5 +564,6 @@ def _edge_fit(e, y, var, pl, bg, m_b, win_b, chi_b, converged, lo, hi):
 
     sl = (e >= lo) & (e <= hi)
     res = BatchResult(np.column_stack([pl.log_a, pl.r]), pl.cov, chi_b, converged, 0)
-    w = np.where(win_b, 1.0 / var, 0.0)[:, sl]
-    return EdgeFit(res, ("log_a", "r"), pl.e_ref_ev, e[sl], (bg + m_b)[:, sl], y[:, sl], w)
+    # (on the columns kept only: the same values as computing over the whole axis and cutting)
+    w = np.where(win_b[:, sl], 1.0 / var[:, sl], 0.0)
+    return EdgeFit(res, ("log_a", "r"), pl.e_ref_ev, e[sl], bg[:, sl] + m_b[:, sl], y[:, sl], w)

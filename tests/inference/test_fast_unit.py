@@ -1,6 +1,7 @@
 """Small pure functions of the fast path."""
 
 import numpy as np
+import pytest
 
 
 def test_beyond_rule_is_beyond_the_range_by_twice_the_error():
@@ -29,3 +30,21 @@ def test_r_oo_beyond_the_rule_on_every_row_is_named_as_the_reason():
     assert any(x.startswith("R_OO withheld on every row (o_r_beyond_rule") for x in d["notes"])
     # one row with an R_OO: nothing is withheld on every row
     assert "o" not in withheld_reasons(np.array(["o_r_beyond_rule"] * 29 + ["ok"]))
+
+
+@pytest.mark.parametrize("rows", [1, 31, 70])
+def test_ti_part_taken_off_in_row_blocks_equals_the_whole_array_form(rows):
+    """:func:`.fast._less_ti` (blocks of TI_PART_ROWS rows, products in place) gives exactly y - :func:`.fast._ti_part`."""
+    import types
+
+    from sreels.inference.fast import _less_ti, _ti_part
+
+    rng = np.random.default_rng(rows)
+    ef = np.arange(400.0, 700.0, 0.01)
+    refs = {"Ti4+": np.exp(-((ef - 460) / 5) ** 2) + 0.1 * (ef > 455), "Ti3+": np.exp(-((ef - 458) / 5) ** 2)}
+    fit = types.SimpleNamespace(ref_scale=3.0)
+    e = 440.0 + 0.1 * np.arange(1700)
+    delta = rng.normal(0, 0.5, rows)
+    amps = [rng.random(rows) * 100, np.where(rng.random(rows) < 0.3, 0.0, rng.random(rows) * 50 - 10)]
+    y = rng.random((rows, e.size)) * 1000
+    assert np.array_equal(_less_ti(y, ef, refs, fit, e, delta, amps), y - _ti_part(ef, refs, fit, e, delta, amps))

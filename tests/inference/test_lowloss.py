@@ -477,3 +477,36 @@ def test_li_k_in_the_low_loss_window_alone_takes_its_plural_scattering_from_it()
         z.append((r.columns["li_rel"][u] - ref.columns["li_rel"][u]) / r.columns["li_rel_err"][u])
     z = np.concatenate(z)
     assert abs(z.mean()) < 0.15 and 0.88 < z.std() < 1.12, (z.mean(), z.std())
+
+
+def test_noise_replicas_are_the_rows_own_draws_as_stacked_before():
+    """:func:`.lowloss._replicas` (draws written into one buffer, scaled and shifted in place) gives exactly the
+    numbers of its first form: each row's generator's draws stacked, then coarse + z * sd."""
+    from sreels.inference.lowloss import TAIL_REPLICAS, TAIL_SEED, _replicas, _row_key
+
+    rng = np.random.default_rng(5)
+    counts, coarse = rng.random((37, 300)) * 100, rng.random((37, 50)) * 100
+    sd = np.sqrt(coarse + 3.0)
+    z = np.stack([np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, 50))
+                  for r in counts], axis=1)
+    assert np.array_equal(_replicas(counts, coarse, sd), coarse[None] + z * sd[None])
+
+
+def test_plural_tails_written_into_given_arrays_are_the_returned_ones():
+    """``plural_tails(..., out=...)`` (the replicas' tails written after the rows' own, :func:`apply_low_loss`)
+    gives the numbers it returns without ``out``."""
+    from sreels.axes import EnergyAxis
+    from sreels.inference.lowloss import plural_tails
+
+    ax = EnergyAxis(-10.0, 0.5, 400)
+    e = ax.energy_ev
+    rng = np.random.default_rng(2)
+    centre = rng.normal(0.0, 0.2, 20)
+    ll = 1e5 * np.exp(-0.5 * ((e[None, :] - centre[:, None]) / 0.4) ** 2) + 3e3 * np.exp(-0.5 * ((e - 25.0) / 6.0) ** 2)
+    ll = ll + rng.normal(0.0, 30.0, ll.shape)
+    for dtype in (float, np.float32):
+        ref = plural_tails(ll, ax, centre, centre + 3.0, 0.5, 120.0, dtype=dtype)
+        out = (np.full((25,) + ref[0].shape[1:], np.nan), np.full(25, np.nan), np.full(25, np.nan))
+        plural_tails(ll, ax, centre, centre + 3.0, 0.5, 120.0, dtype=dtype, out=tuple(a[5:] for a in out))
+        for a, b in zip(out, ref):
+            assert np.array_equal(a[5:], b) and np.isnan(a[:5]).all()

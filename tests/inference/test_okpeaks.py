@@ -80,3 +80,51 @@ def test_window_without_room_for_the_background_is_refused():
     with pytest.raises(SreelsInputError, match="pre-edge window"):
         measure_o_k(EnergyAxis(float(e[keep][0]), 0.2, int(keep.sum())), y[:, keep], None, 0.5,
                     onset_search_ev=(515.0, 545.0))
+
+
+def test_peak_a_basis_on_the_fitted_columns_only_gives_the_whole_axis_numbers():
+    """The peak-a fit's continuum interpolated on the columns its windows read (:class:`.okpeaks._Columns`)
+    gives exactly what the continuum over the whole axis gave, near the axis' ends too."""
+    from sreels.inference.edgefits import Shifted
+    from sreels.inference.okpeaks import _Columns, _peak_columns, _peak_fit
+
+    rng = np.random.default_rng(3)
+    e = EnergyAxis(500.0, 0.1, 400).energy_ev
+    rows = 50
+    c = rng.uniform(505.0, 535.0, rows)
+    c[:2] = (500.5, 539.5)  # windows cut by the axis' ends
+    ref = Shifted.build(np.arange(480.0, 560.0, 0.01), 1.0 / (1.0 + np.exp(-(np.arange(480.0, 560.0, 0.01) - 520.0))))
+    d = rng.normal(0.0, 2.0, rows)
+    full = ref.interpolate(ref.index(e, d), slopes=False)
+    s = 50.0 * np.exp(-0.5 * ((e[None, :] - c[:, None]) / 1.3) ** 2) + 20.0 * full + rng.normal(0, 1.0, (rows, e.size))
+    var = np.ones_like(s)
+    i0 = np.clip(np.searchsorted(e, c), 0, e.size - 1)
+    cols = _Columns(*_peak_columns(i0, 3.0, e))
+    cols.values = ref.interpolate(ref.index(e[cols.start:cols.stop], d), slopes=False)
+    a = _peak_fit(e, s, var, i0, 3.0, e[-1], 1.3, full, fixed_sigma=np.full(rows, 1.3))
+    b = _peak_fit(e, s, var, i0, 3.0, e[-1], 1.3, cols, fixed_sigma=np.full(rows, 1.3))
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y, equal_nan=True)
+
+
+def test_largest_peak_on_the_searched_columns_equals_the_whole_rows():
+    """:func:`.okpeaks._largest_peak` (read on the columns ``ok`` covers) gives the whole rows' indices and flags:
+    windows at either end of the axis, rows without a window or a peak, NaN and -inf values, ties."""
+    from sreels.inference.okpeaks import _largest_peak, _largest_peak_rows
+
+    rng = np.random.default_rng(7)
+    rows, n = 60, 300
+    for lo, hi in ((0, 40), (120, 190), (250, 300), (0, 300), (5, 6)):
+        v = rng.normal(size=(rows, n)).round(1)   # (ties)
+        v[3] = np.nan
+        v[4, lo:hi] = -np.inf
+        v[5, :] = np.linspace(0, 1, n)            # monotonic: no interior maximum
+        ok = np.zeros((rows, n), bool)
+        ok[:, lo:hi] = rng.random((rows, hi - lo)) < 0.9
+        ok[6] = False                             # a row without a window
+        ok[7, lo:hi] = True
+        for o in (ok, np.broadcast_to(ok[7], (rows, n))):
+            i0, h0 = _largest_peak_rows(v, o)
+            i1, h1 = _largest_peak(v, o)
+            assert np.array_equal(i0, i1) and np.array_equal(h0, h1)
+    assert np.array_equal(_largest_peak(v, np.zeros((rows, n), bool))[0], np.zeros(rows, int))
