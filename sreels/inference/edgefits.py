@@ -384,7 +384,7 @@ def _projected_fit(model, comps, x, p0, y, w, nb) -> BatchResult:
     # the rest by every parameter's iteration: from where the projection got (or, where A <= 0, from p0)
     sub = np.flatnonzero(~ok)
     start = np.where(np.isfinite(p[sub]).all(1)[:, None], p[sub], p0[sub])
-    rb = levenberg_marquardt(lambda pp, ii: model(pp, sub[ii]), start, y[sub], w[sub], transposed=True)
+    rb = levenberg_marquardt(lambda pp, ii: model(pp, sub[ii]), start, y[sub], w[sub], transposed=True, predicted=True)
     good = np.flatnonzero(ok)
     m, J = np.empty_like(y), np.empty((rows, p.shape[1], n))
     m[good], J[good] = model(p[good], good)

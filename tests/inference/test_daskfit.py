@@ -25,6 +25,15 @@ RTOL = 1e-9
 #: rounding difference moves by up to ~2e-8 of themselves (2.6e-9 in _same's test on an AMD EPYC: Li-K errors of
 #: one row of 28, with the blocks' float32 replicas transformed in other shapes)
 ERR_RTOL = 1e-7
+#: a fitted number of a map through a real scheduler, in units of its error: the blocks' batched products round
+#: some rows' last bits otherwise than the whole image's, and the batched Levenberg-Marquardt stops where a step
+#: changes chi^2 by < 0.01: measured 2.2e-4 (Li-K amounts of 9 of 4096 pixels, ti3_fraction 2.3e-6 in 2) on an AMD
+#: EPYC, 0 on the machine of earlier sessions.  It caught a row whose iteration ended 0.2 sigma (chi^2 0.6) short
+#: of its minimum in one of the two fits (edgefits._projected_fit's fallback, which now checks the predicted step)
+FIT_TOL = 1e-3
+#: ... and an error there, relative: the errors at those rows' stopping points (measured 1.7e-5, li_per_fu_xs_err,
+#: which scales with the Li-K amount)
+FIT_ERR_RTOL = 1e-4
 
 
 def _same(a, b):
@@ -196,15 +205,17 @@ def _fit_map_through_scheduler(tmp_path, address, ny, nx, chunk):
     assert a.data.shape == (len(a.metadata.sreels.quantities), ny, nx)
     names = list(a.metadata.sreels.quantities)
     for i, k in enumerate(names):
-        # a number to RTOL of itself or of its error, whichever is larger (ti_shift_ev of 3e-5 eV, error 3e-3 eV,
-        # differed by 6e-14 eV: Dask's sums in another order); an error column to ERR_RTOL of itself: the Li-K
-        # errors are spreads of 8 tail replicas' fits (known to ~27 %), and a rounding difference of 1e-11 in those
-        # fits moves a spread ~1e-2 of its value by up to 2.4e-8 of itself (measured, 36 of 3840 pixels at 64 x 64)
+        # a number to RTOL of itself or FIT_TOL of its error, whichever is larger (ti_shift_ev of 3e-5 eV, error
+        # 3e-3 eV, differed by 6e-14 eV: Dask's sums in another order; the iterations' stopping points, FIT_TOL); an
+        # error column to FIT_ERR_RTOL of itself (the Li-K errors are spreads of 8 tail replicas' fits, known to ~27 %)
         if k.endswith("_err") or "_err_" in k:
-            assert np.allclose(a.data[i], np.asarray(b.data[i]), rtol=ERR_RTOL, atol=0, equal_nan=True), k
+            assert np.allclose(a.data[i], np.asarray(b.data[i]), rtol=FIT_ERR_RTOL, atol=0, equal_nan=True), k
             continue
-        e = a.data[names.index(f"{k}_err")] if f"{k}_err" in names else 0.0
-        atol = RTOL * np.abs(np.nan_to_num(e))
+        ek = next((e for e in (f"{k}_err", f"{k.removesuffix('_raw')}_err") if e in names), None)
+        if ek is None:   # a fit's diagnostic (chi^2_red, L2/L3): where the iterations stopped, to 1e-6 of itself
+            assert np.allclose(a.data[i], np.asarray(b.data[i]), rtol=1e-6, atol=0, equal_nan=True), k
+            continue
+        atol = FIT_TOL * np.abs(np.nan_to_num(a.data[names.index(ek)]))
         assert np.allclose(a.data[i], np.asarray(b.data[i]), rtol=RTOL, atol=atol, equal_nan=True), k
     ta, tb = (read_csv(tmp_path / d / "profiles.csv") for d in ("mem", "dask"))
     assert list(ta["status"]) == list(tb["status"])
