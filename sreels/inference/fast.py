@@ -806,23 +806,16 @@ def _energy_reference(run: _Run, ti, ok: OKRows):
 TI_NAMES = ("Ti4+", "Ti3+")
 
 
-def _ti_part(ef, refs, ti_fit, e, delta, amps):
-    """The Ti-L2,3 fit's contribution (rows, channels) at energies ``e``: its Ti4+ and Ti3+ references shifted
-    by each row's ``delta`` times ``amps`` (one (rows,) array per reference)."""
-    sh = [Shifted.build(ef, refs[n] / ti_fit.ref_scale) for n in TI_NAMES]
-    where = sh[0].index(e, delta)  # one grid: the positions once for both references
-    return sum(r.interpolate(where, slopes=False) * a[:, None] for r, a in zip(sh, amps))
-
-
 #: rows per pass of :func:`_less_ti` (its temporaries, ~10 of rows x channels, then stay in the cache)
 TI_PART_ROWS = 32
 
 
 def _less_ti(y, ef, refs, ti_fit, e, delta, amps):
-    """``y - _ti_part(ef, refs, ti_fit, e, delta, amps)`` (a new array), the same numbers computed on
+    """``y`` less the Ti-L2,3 fit's contribution (a new array) at energies ``e``: its Ti4+ and Ti3+ references
+    shifted by each row's ``delta`` times ``amps`` (one (rows,) array per reference), computed on
     :data:`TI_PART_ROWS` rows at a time with the products in place: on 1024 x 1700 channels the whole-array
-    form streamed ~20 temporaries of 14 MB through memory (tests/inference/test_fast_unit.py holds the two
-    equal)."""
+    form streamed ~20 temporaries of 14 MB through memory (tests/inference/test_fast_unit.py holds it equal to
+    that form, bit for bit)."""
     sh = [Shifted.build(ef, refs[n] / ti_fit.ref_scale) for n in TI_NAMES]
     delta = np.asarray(delta, float)
     out = np.empty(np.shape(y))
