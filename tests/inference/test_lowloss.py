@@ -510,3 +510,22 @@ def test_plural_tails_written_into_given_arrays_are_the_returned_ones():
         plural_tails(ll, ax, centre, centre + 3.0, 0.5, 120.0, dtype=dtype, out=tuple(a[5:] for a in out))
         for a, b in zip(out, ref):
             assert np.array_equal(a[5:], b) and np.isnan(a[:5]).all()
+
+
+def test_t_over_lambda_of_vacuum_rows_with_an_unknown_noise_level_has_an_honest_error():
+    """Rows holding a ZLP only (vacuum), read with the gain and readout noise unknown (1 and 0 taken) while the
+    channels carry 4 counts of readout-like noise: Var(I_in) from the counts alone was ~0 (a measured vacuum pixel
+    read -0.0045 +- 0.000004); with the channels' own scatter as its floor the pulls about the true 0 have sd ~1
+    (fails without: sd in the hundreds)."""
+    from sreels.axes import EnergyAxis
+    from sreels.inference.lowloss import read_zlp
+
+    rng = np.random.default_rng(5)
+    ax = EnergyAxis(-10.0, 0.05, 1200)
+    e = ax.energy_ev
+    zlp = 2e5 * np.exp(-0.5 * (e / 0.25) ** 2)
+    y = zlp[None, :] + rng.normal(0.0, 4.0, (400, e.size))
+    _, _, _, tl, err = read_zlp(y, ax, 1.0, 0.0)
+    z = tl / err
+    assert np.all(np.isfinite(z))
+    assert 0.8 < np.std(z) < 1.25 and abs(np.mean(z)) < 0.2, (np.mean(z), np.std(z))
