@@ -219,10 +219,9 @@ def usable_rows_text(status) -> str:
     of rows usable for every edge at once read 0 whenever one edge was withheld everywhere (an O-K edge
     outside the window, no Li-K window, the LSMO/STO scan's Li-K under Mn-M2,3) though the panels showed
     the other edges' rows."""
-    from .inference.fast import R_BEYOND_RULE, usable_by_edge
+    from .inference.fast import gives_r_oo, usable_by_edge
 
-    by = usable_by_edge(status)
-    by["o"] = by["o"] & np.array([R_BEYOND_RULE not in str(s).split("|") for s in np.asarray(status)], bool)
+    by = {**usable_by_edge(status), "o": gives_r_oo(status)}
     parts = ", ".join(f"{USABLE_LABELS[k]} {int(np.sum(v))}" for k, v in by.items())
     return f"usable rows: {parts} of {len(np.asarray(status))}"
 

@@ -249,12 +249,11 @@ def held_steps(windows: dict, s: FitSettings, rows: int, budget: float) -> tuple
     deconvolution (its channels in float64), held from the second pass to the fits.  The peak is the
     larger of the two hand-overs; the tails first (at 1024 pixels a block on one core ~0.6 s a block
     each time they are not computed again, the deconvolution ~0.6 s)."""
-    from .lowloss import MIN_DECONVOLVE_EV, TAIL_MARGIN_EV, TAIL_REPLICAS, TAIL_STEP_EV
+    from .lowloss import MIN_DECONVOLVE_EV, TAIL_MARGIN_EV, TAIL_REPLICAS, TAIL_STEP_EV, li_k_in_low_loss_only
 
     tails = window = deconv = 0.0
-    li_elsewhere = any(w.energy.contains(50.0, 66.0) for k, w in windows.items() if k != LOWLOSS_NAME)
     for k, w in windows.items():
-        if k == LOWLOSS_NAME and (li_elsewhere or not w.energy.contains(50.0, 66.0)):
+        if k == LOWLOSS_NAME and not li_k_in_low_loss_only(windows):
             continue   # (a low loss holding the only Li-K edge is its own plural source: .lowloss.apply_low_loss)
         if w.energy.offset_ev < MIN_DECONVOLVE_EV:
             span = max(min(w.energy.end_ev, s.li_fit_ev[1] + TAIL_MARGIN_EV), w.energy.offset_ev + 10.0)

@@ -240,6 +240,12 @@ def _withholds(flag: str, tags) -> bool:
             and flag != R_BEYOND_RULE)
 
 
+def gives_r_oo(status) -> np.ndarray:
+    """Rows that give R_OO: usable for O-K and not beyond the rule's range (:data:`R_BEYOND_RULE`: their peaks
+    and dE_b are kept, R_OO is not)."""
+    return usable(status, "o") & np.array([R_BEYOND_RULE not in str(s).split("|") for s in np.asarray(status)], bool)
+
+
 def usable_by_edge(status) -> dict:
     return {k: usable(status, k) for k in ("li", "ti", "o")}
 
@@ -264,9 +270,8 @@ def withheld_reasons(status) -> dict:
     st = [str(x).split("|") for x in np.asarray(status)]
     out = {}
     for edge in ("li", "ti", "o"):
-        # R_OO (the "o" edge's number) is not given on a row beyond the rule's range, whose peaks are kept
-        beyond = np.array([edge == "o" and R_BEYOND_RULE in flags for flags in st], bool)
-        if (usable(status, edge) & ~beyond).any() or not st:
+        # the "o" edge's number, R_OO, is not given on a row beyond the rule's range, whose peaks are kept
+        if (gives_r_oo(status) if edge == "o" else usable(status, edge)).any() or not st:
             continue
         counts = {}
         for flags in st:
@@ -822,11 +827,11 @@ def _less_ti(y, ef, refs, ti_fit, e, delta, amps):
     for r0 in range(0, out.shape[0], TI_PART_ROWS):
         sl = slice(r0, r0 + TI_PART_ROWS)
         where = sh[0].index(e, delta[sl])  # one grid: the positions once for both references
-        part = 0.0
-        for r, a in zip(sh, amps):  # (the sum as sum() adds: 0 + Ti4+ part, + Ti3+ part)
+        part = None
+        for r, a in zip(sh, amps):  # Ti4+ part, + Ti3+ part
             v = r.interpolate(where, slopes=False)
             v *= a[sl, None]
-            part = part + v if isinstance(part, float) else np.add(part, v, out=part)
+            part = v if part is None else np.add(part, v, out=part)
         np.subtract(y[sl], part, out=out[sl])
     return out
 

@@ -664,6 +664,18 @@ def collecting_image_stats() -> bool:
     return _IMAGE.get() is not None
 
 
+#: the energies (eV) a window holds when it records the Li-K edge
+LI_K_EV = (50.0, 66.0)
+
+
+def li_k_in_low_loss_only(windows: dict) -> bool:
+    """Whether the low-loss window records the Li-K edge and no other window does: it is then that edge's
+    measurement and its own plural source (:func:`apply_low_loss`)."""
+    ll = windows.get(LOWLOSS_NAME)
+    return ll is not None and ll.energy.contains(*LI_K_EV) and not any(
+        w.energy.contains(*LI_K_EV) for k, w in windows.items() if k != LOWLOSS_NAME)
+
+
 def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_ev: float | None = None,
                    plural: bool = True, threads: bool = False):
     """The fast path's low-loss step: read the low-loss window, deconvolve the others.
@@ -838,11 +850,11 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                      "exp(~2 t/lambda)")
     # a low-loss window that records the Li-K edge (DualEELS with a long low-loss range) measures it
     # where no other window does; alone, it is the measurement
-    if not out or (ll.energy.contains(50.0, 66.0) and not any(w.energy.contains(50.0, 66.0) for w in out.values())):
+    if not out or li_k_in_low_loss_only(windows):
         # (as recorded less its pedestal: the continuation beyond the signal's end is no measurement)
         own = dataclasses.replace(recorded, counts=np.asarray(recorded.counts, float)
                                   - floor.pedestal[:, None]) if floor.pedestal.any() else recorded
-        if deconvolve and plural and ll.energy.contains(50.0, 66.0):
+        if deconvolve and plural and ll.energy.contains(*LI_K_EV):
             # its Li-K edge's plural scattering from the same spectrum: the multiple scattering by the Fourier log
             # of the row's own low loss (the multiple plasmons, the edge's plasmon replica), the single
             # scattering times its unscattered fraction, as for a Li-K window beside a low loss; one recording

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.ndimage import convolve1d, gaussian_filter1d
 
@@ -252,11 +254,12 @@ def threshold_rows(e, s, var, onset, de, resolution_fwhm_ev, around_ev=None):
     return e[i] + frac * de, err, snr
 
 
-class _Columns:
+class _Columns(NamedTuple):
     """A (rows, n) array's columns start:stop (``values``, (rows, stop - start)): what :func:`_peak_fit` reads."""
 
-    def __init__(self, start, stop):
-        self.start, self.stop, self.values = start, stop, None
+    start: int
+    stop: int
+    values: np.ndarray
 
 
 def _peak_columns(i0, half_width, e):
@@ -523,9 +526,8 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     ia, _ = _largest_peak(_filter_on(s, ok_a, _gauss_reach(sg_a),
                                      lambda x: gaussian_filter1d(x, sg_a, axis=-1, mode="nearest")), ok_a)
     if ref is not None:  # the continuum at each row's threshold, on the channels the rows' peak-a fits read only
-        basis = _Columns(*_peak_columns(ia, half_width_a_ev, e))
-        basis.values = ref.interpolate(ref.index(e[basis.start:basis.stop], np.nan_to_num(th - O_K_ONSET_EV)),
-                                       slopes=False)
+        c0, c1 = _peak_columns(ia, half_width_a_ev, e)
+        basis = _Columns(c0, c1, ref.interpolate(ref.index(e[c0:c1], np.nan_to_num(th - O_K_ONSET_EV)), slopes=False))
     ca, ca_err, _, _, bound_a, _, _, _, a_snr = _peak_fit(e, s, var, ia, half_width_a_ev, e[-1], 1.3, basis,
                                                           fixed_sigma=sig_a, whole_axis=False)
     bound_a = bound_a | ~(a_snr >= MIN_SNR["peak_a"])  # a faint peak a: withheld

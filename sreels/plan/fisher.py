@@ -164,7 +164,7 @@ def joint_jacobian(design: Design, priors: Priors | None = None, chunk: int = 4,
 
         # forward differences (down where theta sits on its upper bound; REL_STEP: within 1.6e-5 of central ones),
         # theta itself in every batch: 5 instead of 8 evaluations of the columns per batch of 4 parameters
-        step = np.where(theta + h <= hi, np.minimum(theta + h, hi), np.maximum(theta - h, lo))
+        step = np.where(theta + h <= hi, theta + h, np.maximum(theta - h, lo))
         for s in range(0, P, chunk):
             idx = np.arange(s, min(s + chunk, P))
             pts = np.vstack([theta] + [np.where(np.arange(P) == i, step, theta) for i in idx])

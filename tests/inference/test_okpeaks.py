@@ -99,8 +99,8 @@ def test_peak_a_basis_on_the_fitted_columns_only_gives_the_whole_axis_numbers():
     s = 50.0 * np.exp(-0.5 * ((e[None, :] - c[:, None]) / 1.3) ** 2) + 20.0 * full + rng.normal(0, 1.0, (rows, e.size))
     var = np.ones_like(s)
     i0 = np.clip(np.searchsorted(e, c), 0, e.size - 1)
-    cols = _Columns(*_peak_columns(i0, 3.0, e))
-    cols.values = ref.interpolate(ref.index(e[cols.start:cols.stop], d), slopes=False)
+    c0, c1 = _peak_columns(i0, 3.0, e)
+    cols = _Columns(c0, c1, ref.interpolate(ref.index(e[c0:c1], d), slopes=False))
     a = _peak_fit(e, s, var, i0, 3.0, e[-1], 1.3, full, fixed_sigma=np.full(rows, 1.3))
     b = _peak_fit(e, s, var, i0, 3.0, e[-1], 1.3, cols, fixed_sigma=np.full(rows, 1.3))
     for x, y in zip(a, b):
