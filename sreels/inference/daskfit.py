@@ -35,7 +35,7 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from ..resources import keep_freed_memory, single_threaded_blas
+from ..resources import keep_freed_memory, no_huge_page_advice, single_threaded_blas
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
                    resolve_instrument)
 from .deconvolve import ImageStats, image_stats
@@ -53,7 +53,8 @@ def _malloc_for_blocks() -> None:
     temporary array of a block fit above that size is then mapped and unmapped, page by page.  Measured
     on a 64 x 64 map (sync scheduler, one process, load ~8, 2026-12-01): 43x the page faults, CPU
     5.6 -> 12-13 ms a pixel (system time 5 -> 59 s).  In such a process the mmap threshold is raised to
-    32 MiB (glibc's largest) and the trim threshold to 256 MiB; elsewhere nothing is changed."""
+    32 MiB (glibc's largest) and the trim threshold to 256 MiB, and numpy's huge-page advice is switched off
+    (:func:`sreels.resources.no_huge_page_advice`: half the worker's system time); elsewhere nothing is changed."""
     global _MALLOC_SET
     if _MALLOC_SET:
         return
@@ -61,6 +62,7 @@ def _malloc_for_blocks() -> None:
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
         return
     keep_freed_memory(32 << 20, 256 << 20)
+    no_huge_page_advice()
 
 
 class _Rows:

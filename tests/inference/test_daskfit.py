@@ -297,3 +297,48 @@ def test_li_k_in_a_low_loss_alone_is_present_or_not_for_the_whole_image():
     assert list(a.status) == list(b.status) and "no_li" not in "".join(a.status)
     for k in ("li_k_amount", "li_rel"):
         assert np.nanmax(np.abs(a.columns[k] - b.columns[k]) / a.columns[f"{k}_err"]) < 1e-4, k
+
+
+def test_a_lazy_low_loss_is_recognised_from_its_first_block_alone():
+    """The loader tells the low-loss window by its ZLP from the first stored block of a lazy file, read here: no
+    other block is computed (the whole file's mean was a full pass over it, on a Dask client's workers when one was
+    active).  Blocks after the first raise if computed; a core-loss window is not taken for a low loss."""
+    import dask
+    import dask.array as da
+
+    from sreels.axes import EnergyAxis
+    from sreels.inference.load import has_zlp
+
+    ax = EnergyAxis(-10.0, 0.1, 400)
+    zlp = 1e4 * np.exp(-0.5 * (ax.energy_ev / 0.3) ** 2) + 5.0
+    first = da.from_array(np.tile(zlp, (2, 3, 1)), chunks=(2, 3, 400))
+
+    @dask.delayed
+    def never():
+        raise AssertionError("a block after the first was read")
+
+    rest = da.from_delayed(never(), shape=(2, 3, 400), dtype=float)
+    lazy = da.concatenate([first, rest], axis=0)
+    assert has_zlp(ax, lazy)
+    flat = np.tile(np.linspace(100.0, 50.0, 400), (4, 3, 1))
+    assert not has_zlp(ax, da.concatenate([da.from_array(flat[:2], chunks=(2, 3, 400)), rest], axis=0))
+    assert has_zlp(ax, np.tile(zlp, (3, 1))) and not has_zlp(EnergyAxis(40.0, 0.1, 400), np.tile(zlp, (3, 1)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and numpy's madvise: Linux")
+@pytest.mark.parametrize("nanny", [True, False])
+def test_a_workers_memory_settings_are_taken_in_a_nannys_process_only(nanny):
+    """In a process a dask.distributed nanny started (MALLOC_TRIM_THRESHOLD_ set) the blocks' first task switches
+    numpy's huge-page advice off (resources.no_huge_page_advice); elsewhere numpy's default stays."""
+    from numpy._core.multiarray import _set_madvise_hugepage
+
+    code = ("from numpy._core.multiarray import _set_madvise_hugepage as s\n"
+            "from sreels.inference.daskfit import _malloc_for_blocks\n"
+            "before = s(True); s(before); _malloc_for_blocks(); print(before, s(True))")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    if nanny:
+        env["MALLOC_TRIM_THRESHOLD_"] = "65536"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    default = _set_madvise_hugepage(True)
+    _set_madvise_hugepage(default)
+    assert out.split() == [str(default), str(default and not nanny)]
