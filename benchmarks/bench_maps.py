@@ -5,8 +5,8 @@ dask.distributed workers; prints JSON (progress on stderr).
     python benchmarks/bench_maps.py [--ny 256 --nx 256] [--chunk-rows 2048] [--workers 1,2]
         [--exspy-pixels 64] [--dir DIR] [--keep] [--out FILE]
 
-What is measured, per worker count (LocalCluster, single-threaded worker processes, the map read
-lazily from the .zspy stores by the workers):
+What is measured, per worker count (the LocalCluster ``sreels fit --workers N`` starts, ``daskfit.local_cluster``:
+single-threaded worker processes and its settings, the map read lazily from the .zspy stores by the workers):
 - wall time of ``fit_image_chunked(load_measurement(files, lazy=True), client=...)`` (graph build,
   both reductions, the block fits, the assembly);
 - peak resident memory of every worker process (``ru_maxrss`` read on the workers afterwards;
@@ -82,13 +82,15 @@ class LoadSampler:
 
 
 def fit_on_cluster(files, workers, chunk_rows):
-    from distributed import Client, LocalCluster, get_task_stream
+    from distributed import Client, get_task_stream
 
     from sreels.inference.fast import fit_image_chunked
     from sreels.inference.load import load_measurement
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      memory_limit="6GiB", silence_logs=40) as cluster, Client(cluster) as client:
+    from sreels.inference.daskfit import local_cluster
+
+    # (the LocalCluster `sreels fit --workers N` starts, with a memory limit above the workers' peak)
+    with local_cluster(workers, memory_limit="6GiB") as cluster, Client(cluster) as client:
         client.run(lambda: __import__("sreels.inference.daskfit"))  # imports untimed, as a running cluster has
         cpu0, ru0 = client.run(time.process_time), client.run(_rusage)
         t0 = time.perf_counter()

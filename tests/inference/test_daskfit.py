@@ -342,3 +342,19 @@ def test_a_workers_memory_settings_are_taken_in_a_nannys_process_only(nanny):
     default = _set_madvise_hugepage(True)
     _set_madvise_hugepage(default)
     assert out.split() == [str(default), str(default and not nanny)]
+
+
+def test_the_local_cluster_of_workers_takes_its_settings_and_gives_the_in_memory_numbers():
+    """``--workers N`` starts a LocalCluster with LOCAL_CLUSTER_CONFIG: its workers run with one malloc arena and
+    no statistical profiler, and the fit there gives the in-memory numbers."""
+    from distributed import Client
+
+    from sreels.inference.daskfit import local_cluster
+
+    sim = simulate(Scenario(rows=24, row_nm=60.0, first_row_nm=-60.0), Instrument(), rng=2)
+    w = windows_of(sim)
+    with local_cluster(1) as cl, Client(cl) as client:
+        seen = list(client.run(lambda: (os.environ.get("MALLOC_ARENA_MAX"),
+                                        __import__("dask").config.get("distributed.worker.profile.enabled"))).values())
+        assert seen == [("1", False)]
+        _same(fit_image(w, progress=False), fit_image_dask(w, chunk_rows=12, client=client, progress=False))
