@@ -69,16 +69,34 @@ class LoadSampler:
             self.samples.append(os.getloadavg()[0])
 
     def __enter__(self):
+        self._stat0 = _cpu_stat()
         self._t.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._t.join()
+        self._stat1 = _cpu_stat()
 
     def summary(self):
         v = self.samples or [os.getloadavg()[0]]
-        return {"min": min(v), "mean": float(np.mean(v)), "max": max(v), "samples": len(v)}
+        out = {"min": min(v), "mean": float(np.mean(v)), "max": max(v), "samples": len(v)}
+        if self._stat0 and self._stat1:  # the machine's CPU seconds, all cores: busy, and stolen by the hypervisor
+            d = [b - a for a, b in zip(self._stat0, self._stat1)]
+            out.update(machine_busy_cpu_s=d[0], machine_steal_cpu_s=d[1])
+        return out
+
+
+def _cpu_stat():
+    """(busy, steal) CPU seconds of the machine since boot, from /proc/stat (None elsewhere)."""
+    try:
+        with open("/proc/stat") as fh:
+            v = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = sum(v[:3]) + sum(v[5:7])  # user, nice, system, irq, softirq
+    return busy / tick, (v[7] if len(v) > 7 else 0) / tick
 
 
 def fit_on_cluster(files, workers, chunk_rows):

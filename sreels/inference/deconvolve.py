@@ -82,10 +82,15 @@ class ImageStats:
         return self._take()
 
     @staticmethod
-    def combine(blocks):
-        """Whole-image averages (scope -> list) from the ``parts`` of every block."""
-        return {k: [sum(b[k][i][0] for b in blocks) / sum(b[k][i][1] for b in blocks) for i in range(len(v))]
+    def add(blocks):
+        """The ``parts`` of several blocks as one block's: each average's sums and rows added (a partial reduction)."""
+        return {k: [(sum(b[k][i][0] for b in blocks), sum(b[k][i][1] for b in blocks)) for i in range(len(v))]
                 for k, v in blocks[0].items()}
+
+    @staticmethod
+    def combine(blocks):
+        """Whole-image averages (scope -> list) from the ``parts`` of every block (or of :meth:`add`'s groups)."""
+        return {k: [t / n for t, n in v] for k, v in ImageStats.add(blocks).items()}
 
 
 @contextlib.contextmanager

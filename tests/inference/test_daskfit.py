@@ -358,3 +358,16 @@ def test_the_local_cluster_of_workers_takes_its_settings_and_gives_the_in_memory
                                         __import__("dask").config.get("distributed.worker.profile.enabled"))).values())
         assert seen == [("1", False)]
         _same(fit_image(w, progress=False), fit_image_dask(w, chunk_rows=12, client=client, progress=False))
+
+
+def test_the_first_pass_reduced_in_groups_gives_the_in_memory_numbers(monkeypatch):
+    """With more blocks than REDUCE_GROUP the first pass's parts are added in groups, then the groups combined: the
+    numbers stay the in-memory fit's (5 blocks in groups of 2: a group of one block too)."""
+    import sreels.inference.daskfit as daskfit
+
+    monkeypatch.setattr(daskfit, "REDUCE_GROUP", 2)
+    sim = simulate(Scenario(rows=30, row_nm=50.0, first_row_nm=-60.0), Instrument(), rng=4)
+    w = windows_of(sim)
+    g = daskfit.fit_graph(w, chunk_rows=6)
+    assert sum("_image_partial" in str(k) for k in dict(g.__dask_graph__())) == 3
+    _same(fit_image(w, progress=False), g.compute(scheduler="sync"))
