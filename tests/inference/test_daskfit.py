@@ -390,3 +390,35 @@ def test_a_workers_blocks_share_the_tails_principal_components(monkeypatch):
     # blocks may each compute them before either has)
     _same(whole, fit_graph(w, chunk_rows=10).compute(scheduler="sync"))
     assert len(calls) == lowloss.TAIL_REPLICAS + 1
+
+
+def test_every_pass_over_a_block_is_placed_on_one_worker():
+    """Given a cluster's workers, block j's three passes (and the items of their outputs) prefer worker j mod N, so
+    that what a block's passes hold stays where it was made; the restrictions are loose; blocks alternate."""
+    sim = simulate(Scenario(rows=30), Instrument(), rng=1)
+    ws = ["tcp://a:1", "tcp://b:2"]
+    hlg = fit_graph(windows_of(sim), chunk_rows=6, workers=ws).__dask_graph__()
+    ann = {k: getattr(v, "annotations", None) or {} for k, v in hlg.layers.items()}
+
+    def upstream(name, kind):
+        """The layer of ``kind`` that ``name`` depends on (through its getitem layers)."""
+        todo, seen = [name], set()
+        while todo:
+            n = todo.pop()
+            for d in hlg.dependencies[n]:
+                if d.startswith(kind):
+                    return d
+                if d.startswith("getitem") and d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        raise AssertionError(f"{name}: no {kind} upstream")
+
+    placed = []
+    for name in (k for k in hlg.layers if k.startswith("_fit_block")):
+        chain = [name, upstream(name, "_sums"), upstream(upstream(name, "_sums"), "_image_pass")]
+        assert all(ann[c].get("allow_other_workers") is True for c in chain)
+        assert len({tuple(ann[c]["workers"]) for c in chain}) == 1, chain
+        placed.append(ann[name]["workers"][0])
+    assert len(placed) == 5 and sorted(placed) == sorted(ws * 2 + ws[:1])
+    assert not any(getattr(v, "annotations", None) for v in fit_graph(windows_of(sim), chunk_rows=6)
+                   .__dask_graph__().layers.values())
