@@ -140,6 +140,22 @@ def averages_given() -> bool:
     return st is not None and st.totals is not None
 
 
+def per_image(cache: dict, objs: tuple, extra, fn, size: int = 36):
+    """``fn()``, remembered in ``cache`` by the identity of ``objs`` (the whole image's averages, which every block a
+    process fits is handed as the same objects, :func:`averages_given`) and the hashable ``extra``: a step that
+    depends on them alone is computed once per Dask worker, not once per block.  An entry keeps its objects (so that
+    their ids stay theirs); at most ``size`` entries."""
+    key = (tuple(map(id, objs)), extra)
+    hit = cache.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], objs)):
+        return hit[1]
+    value = fn()
+    if len(cache) >= size:
+        cache.clear()
+    cache[key] = (objs, value)
+    return value
+
+
 def _row_mean(v):
     """Mean over rows (axis 0) of the image: these rows, or the whole image's (:class:`ImageStats`)."""
     st = _IMAGE.get()

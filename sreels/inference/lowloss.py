@@ -492,37 +492,24 @@ def denoise_rows(a, k: int = TAIL_COMPONENTS):
     kept; the covariance over n from sums over rows, so an image fitted in blocks gets the whole image's,
     :class:`.deconvolve.ImageStats`): the multiple-scattering tails vary across an image in level and
     slowly in shape, while the low loss's shot noise in them is independent from row to row."""
-    from .deconvolve import averages_given, collecting, row_sum_mean
+    from .deconvolve import averages_given, collecting, per_image, row_sum_mean
 
     mu = _row_mean(a)
     gram = row_sum_mean(lambda: a.T @ a, a.shape[0])  # (the Gram matrix only where it is summed)
     if collecting():  # the image's averages are taken (above); the projection is not used
         return a
-    v = _components(gram, mu, k) if averages_given() else _leading_components(gram - np.outer(mu, mu), k)
+    comps = lambda: _leading_components(gram - np.outer(mu, mu), k)  # noqa: E731
+    # the image's averages given: a Dask worker's blocks share them (9 eigen decompositions a block, 2.7 ms each on
+    # a 283-lag tail, computed once per worker)
+    v = per_image(_COMPONENTS, (gram, mu), k, comps) if averages_given() else comps()
     return mu + ((a - mu) @ v) @ v.T
 
 
-#: the last projections of :func:`_components`, by the identity of the image's averages they came from: the blocks
-#: a Dask worker fits are handed the same objects (one copy of the image's averages per worker), so a map's block
-#: needs no eigen decomposition of its own (9 a block, 2.7 ms each on a 283-lag tail); an entry keeps its arrays
-#: (so their ids stay theirs)
 _COMPONENTS: dict = {}
 
 
-def _components(gram, mu, k: int) -> np.ndarray:
-    """The leading principal components (n, j <= k) of rows with mean ``mu`` and mean Gram matrix ``gram``."""
-    key = (id(gram), id(mu), k)
-    hit = _COMPONENTS.get(key)
-    if hit is not None and hit[0] is gram and hit[1] is mu:
-        return hit[2]
-    v = _leading_components(gram - np.outer(mu, mu), k)
-    if len(_COMPONENTS) >= 4 * (TAIL_REPLICAS + 1):
-        _COMPONENTS.clear()
-    _COMPONENTS[key] = (gram, mu, v)
-    return v
-
-
 def _leading_components(cov, k: int) -> np.ndarray:
+    """The leading principal components (n, j <= k) of a covariance."""
     from scipy.linalg import eigh
 
     n = cov.shape[0]

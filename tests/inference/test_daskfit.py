@@ -373,23 +373,26 @@ def test_the_first_pass_reduced_in_groups_gives_the_in_memory_numbers(monkeypatc
     _same(fit_image(w, progress=False), g.compute(scheduler="sync"))
 
 
-def test_a_workers_blocks_share_the_tails_principal_components(monkeypatch):
-    """The Li-K tails' principal components come from the image's averages, which every block of a process is
-    handed as the same objects: computed once per tail (the rows' own and each replica's), not once per block, and
-    the numbers stay the in-memory fit's."""
+def test_a_workers_blocks_share_the_steps_of_the_image_averages_alone(monkeypatch):
+    """The Li-K tails' principal components and the Ti window's global offset come from the image's averages, which
+    every block of a process is handed as the same objects: computed once (the components once per tail, the rows'
+    own and each replica's), not once per block, and the numbers stay the in-memory fit's."""
     import sreels.inference.lowloss as lowloss
 
     sim = simulate(Scenario(rows=30, row_nm=50.0, first_row_nm=-60.0), Instrument(), rng=6)
     w = windows_of(sim)
     whole = fit_image(w, progress=False)
-    calls = []
-    real = lowloss._leading_components
+    import sreels.inference.fast as fast
+
+    calls, offsets = [], []
+    real, real_offset = lowloss._leading_components, fast._mean_ti_offset
     monkeypatch.setattr(lowloss, "_leading_components", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(fast, "_mean_ti_offset", lambda *a: offsets.append(1) or real_offset(*a))
     lowloss._COMPONENTS.clear()
     # 3 blocks, one after another (as a single-threaded worker runs them; the threaded scheduler's concurrent
     # blocks may each compute them before either has)
     _same(whole, fit_graph(w, chunk_rows=10).compute(scheduler="sync"))
-    assert len(calls) == lowloss.TAIL_REPLICAS + 1
+    assert len(calls) == lowloss.TAIL_REPLICAS + 1 and len(offsets) == 1
 
 
 def test_every_pass_over_a_block_is_placed_on_one_worker():
