@@ -339,10 +339,10 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
     ``hold_bytes``: what the workers together may hold between passes (:func:`held_steps`; 0: every
     pass computes its steps again, memory of one block per worker whatever the image's size).
     ``workers`` (addresses of a dask.distributed cluster's workers): every pass over block j on worker
-    j mod N, and the first pass's parts reduced by worker, so that what a block's passes hold stays where
-    it was made (loose restrictions: the scheduler may still move a task, e.g. off a lagging worker).
-    Without them a block's later passes went to whichever worker was free and its held steps with them:
-    on a 256 x 256 map on 2 workers 1 GB crossed between the workers, 75 MB with them (2026-12-02)."""
+    j mod N, so that what a block's passes hold stays where it was made (loose restrictions: the scheduler
+    may still move a task, e.g. off a lagging worker).  Without them a block's later passes went to whichever
+    worker was free and its held steps with them: on a 256 x 256 map on 2 workers 1 GB crossed between the
+    workers.  The numbers do not depend on them (the reductions sum in block order)."""
     import dask
 
     def at(j):
@@ -399,12 +399,11 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
         keep2 = tuple(k for k in keep if k in ("fourier_ratio", "plural_window"))
         first = per_block(_image_pass, 2, [(tpl, st, keep1, i0, *b) for i0, b in zip(starts, read())])
         parts = [f[0] for f in first]
-        if len(parts) > REDUCE_GROUP:  # in groups of one worker's blocks (of consecutive blocks without workers)
-            mine = sorted(range(len(parts)), key=lambda j: (j % len(workers or [0]), j))
+        if len(parts) > REDUCE_GROUP:  # in groups of consecutive blocks: sums in one order whatever the workers
             partial = []
-            for g in (mine[i:i + REDUCE_GROUP] for i in range(0, len(mine), REDUCE_GROUP)):
-                with at(g[0]):
-                    partial.append(dask.delayed(_image_partial, pure=True)(*[parts[j] for j in g]))
+            for j in range(0, len(parts), REDUCE_GROUP):
+                with at(j):
+                    partial.append(dask.delayed(_image_partial, pure=True)(*parts[j:j + REDUCE_GROUP]))
             parts = partial
         image = dask.delayed(_image_reduce, pure=True)(*parts)
         held = [f[1] for f in first]

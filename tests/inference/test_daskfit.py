@@ -425,3 +425,20 @@ def test_every_pass_over_a_block_is_placed_on_one_worker():
     assert len(placed) == 5 and sorted(placed) == sorted(ws * 2 + ws[:1])
     assert not any(getattr(v, "annotations", None) for v in fit_graph(windows_of(sim), chunk_rows=6)
                    .__dask_graph__().layers.values())
+
+
+def test_the_numbers_do_not_depend_on_the_workers_the_blocks_are_placed_on(monkeypatch):
+    """The reductions sum the blocks' parts in block order whatever workers the blocks prefer: the same numbers, bit
+    for bit, with no workers, two or three (the synchronous scheduler ignores placement; the graph's sums are what
+    differ when the grouping follows the workers)."""
+    import sreels.inference.daskfit as daskfit
+
+    monkeypatch.setattr(daskfit, "REDUCE_GROUP", 2)
+    sim = simulate(Scenario(rows=30, row_nm=50.0, first_row_nm=-60.0), Instrument(), rng=8)
+    w = windows_of(sim)
+    runs = [fit_graph(w, chunk_rows=6, workers=ws).compute(scheduler="sync")
+            for ws in (None, ["tcp://a:1", "tcp://b:2"], ["tcp://a:1", "tcp://b:2", "tcp://c:3"])]
+    for r in runs[1:]:
+        assert list(r.status) == list(runs[0].status)
+        for k, v in runs[0].columns.items():
+            assert np.array_equal(v, r.columns[k], equal_nan=True), k
