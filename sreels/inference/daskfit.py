@@ -342,7 +342,9 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
     j mod N, so that what a block's passes hold stays where it was made (loose restrictions: the scheduler
     may still move a task, e.g. off a lagging worker).  Without them a block's later passes went to whichever
     worker was free and its held steps with them: on a 256 x 256 map on 2 workers 1 GB crossed between the
-    workers.  The numbers do not depend on them (the reductions sum in block order)."""
+    workers.  The numbers do not depend on them (the reductions sum in block order).  Given for a LocalCluster
+    (``--workers``) or a client the caller holds, not for a running cluster (``--scheduler``), whose workers may
+    change while the graph runs."""
     import dask
 
     def at(j):
@@ -402,7 +404,7 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
         if len(parts) > REDUCE_GROUP:  # in groups of consecutive blocks: sums in one order whatever the workers
             partial = []
             for j in range(0, len(parts), REDUCE_GROUP):
-                with at(j):
+                with at(j // REDUCE_GROUP):  # (the groups round the workers too)
                     partial.append(dask.delayed(_image_partial, pure=True)(*parts[j:j + REDUCE_GROUP]))
             parts = partial
         image = dask.delayed(_image_reduce, pure=True)(*parts)
@@ -431,7 +433,10 @@ def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_row
                                              _addresses(client)), client, progress)
     else:
         with dask_client(workers, scheduler) as cl:
-            graph = fit_graph(windows, settings, chunk_rows, _hold(cl, hold_bytes_per_worker), _addresses(cl))
+            # blocks placed on the workers of a LocalCluster of its own, not on a running cluster's (whose workers
+            # may come and go: one that joins later would get work by stealing only)
+            graph = fit_graph(windows, settings, chunk_rows, _hold(cl, hold_bytes_per_worker),
+                              _addresses(cl) if scheduler is None else None)
             if cl is None:
                 from dask.diagnostics import ProgressBar
                 with ProgressBar(minimum=2.0) if progress else contextlib.nullcontext():

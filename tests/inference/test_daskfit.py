@@ -300,9 +300,10 @@ def test_li_k_in_a_low_loss_alone_is_present_or_not_for_the_whole_image():
 
 
 def test_a_lazy_low_loss_is_recognised_from_its_first_block_alone():
-    """The loader tells the low-loss window by its ZLP from the first stored block of a lazy file, read here: no
-    other block is computed (the whole file's mean was a full pass over it, on a Dask client's workers when one was
-    active).  Blocks after the first raise if computed; a core-loss window is not taken for a low loss."""
+    """The loader tells the low-loss window by its ZLP from the first stored block of a lazy file, read here: when
+    that block shows it no other block is computed (the whole file's mean was a full pass over it, on a Dask
+    client's workers when one was active); when it does not (thick, empty), the whole file decides.  A core-loss
+    window is not taken for a low loss."""
     import dask
     import dask.array as da
 
@@ -321,8 +322,15 @@ def test_a_lazy_low_loss_is_recognised_from_its_first_block_alone():
     lazy = da.concatenate([first, rest], axis=0)
     assert has_zlp(ax, lazy)
     flat = np.tile(np.linspace(100.0, 50.0, 400), (4, 3, 1))
-    assert not has_zlp(ax, da.concatenate([da.from_array(flat[:2], chunks=(2, 3, 400)), rest], axis=0))
+    assert not has_zlp(ax, da.from_array(flat, chunks=(2, 3, 400)))
     assert has_zlp(ax, np.tile(zlp, (3, 1))) and not has_zlp(EnergyAxis(40.0, 0.1, 400), np.tile(zlp, (3, 1)))
+    # a first block without a visible ZLP (thick: its plasmon above it; or empty): the whole file decides
+    plasmon = 3e4 * np.exp(-0.5 * ((ax.energy_ev - 20.0) / 4.0) ** 2)
+    thick_first = np.concatenate([np.tile(0.1 * zlp + plasmon, (2, 3, 1)), np.tile(zlp, (30, 3, 1))])
+    assert not has_zlp(ax, thick_first[:2]) and has_zlp(ax, thick_first)
+    assert has_zlp(ax, da.from_array(thick_first, chunks=(2, 3, 400)))
+    empty_first = np.concatenate([np.zeros((2, 3, 400)), np.tile(zlp, (6, 3, 1))])
+    assert has_zlp(ax, da.from_array(empty_first, chunks=(2, 3, 400)))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and numpy's madvise: Linux")
@@ -395,9 +403,13 @@ def test_a_workers_blocks_share_the_steps_of_the_image_averages_alone(monkeypatc
     assert len(calls) == lowloss.TAIL_REPLICAS + 1 and len(offsets) == 1
 
 
-def test_every_pass_over_a_block_is_placed_on_one_worker():
+def test_every_pass_over_a_block_is_placed_on_one_worker(monkeypatch):
     """Given a cluster's workers, block j's three passes (and the items of their outputs) prefer worker j mod N, so
-    that what a block's passes hold stays where it was made; the restrictions are loose; blocks alternate."""
+    that what a block's passes hold stays where it was made; the restrictions are loose; blocks alternate, and so do
+    the first pass's group reductions (all of them had gone to one worker)."""
+    import sreels.inference.daskfit as daskfit
+
+    monkeypatch.setattr(daskfit, "REDUCE_GROUP", 2)
     sim = simulate(Scenario(rows=30), Instrument(), rng=1)
     ws = ["tcp://a:1", "tcp://b:2"]
     hlg = fit_graph(windows_of(sim), chunk_rows=6, workers=ws).__dask_graph__()
@@ -423,6 +435,7 @@ def test_every_pass_over_a_block_is_placed_on_one_worker():
         assert len({tuple(ann[c]["workers"]) for c in chain}) == 1, chain
         placed.append(ann[name]["workers"][0])
     assert len(placed) == 5 and sorted(placed) == sorted(ws * 2 + ws[:1])
+    assert sorted(ann[k]["workers"][0] for k in hlg.layers if k.startswith("_image_partial")) == sorted(ws + ws[:1])
     assert not any(getattr(v, "annotations", None) for v in fit_graph(windows_of(sim), chunk_rows=6)
                    .__dask_graph__().layers.values())
 
