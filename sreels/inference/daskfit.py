@@ -357,7 +357,7 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
         out = []
         for j, args in enumerate(calls):
             with at(j):
-                d = dask.delayed(fn, nout=nout)(*args) if nout else dask.delayed(fn)(*args)
+                d = dask.delayed(fn, nout=nout)(*args)
                 out.append(tuple(d[i] for i in range(nout)) if nout else d)
         return out
 
