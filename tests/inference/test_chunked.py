@@ -73,3 +73,19 @@ def test_a_nan_in_a_lazy_block_is_named(sim, tmp_path):
         fit_image_chunked(lazy, chunk_rows=20)
     with pytest.raises(SreelsInputError, match="chunk_rows"):
         fit_image_chunked(lazy, chunk_rows=0)
+
+
+def test_a_blocks_chi2_scale_is_the_whole_images(sim):
+    """The reduced chi^2 a right model has under the detector's PSF (the O-K poor-fit flags' scale) comes from the
+    whole image's mean spectrum: a block of rows given the image's means gets the image's value, not its own rows'."""
+    from sreels.inference.fast import _Run, resolve_instrument
+
+    wins = windows_of(sim)
+    s, _ = resolve_instrument(wins, FitSettings())
+    for name, w in wins.items():
+        whole = _Run(s, w.counts.shape[0], []).chi2_scale(w)
+        assert 0.3 < whole < 1.0, (name, whole)  # the PSF lowers the shot noise per pixel (known gain)
+        for rows in (slice(0, 10), slice(40, 90, 3)):
+            block = dataclasses.replace(w, counts=w.counts[rows])
+            run = _Run(s, block.counts.shape[0], [], means={name: w.counts.mean(0)})
+            assert run.chi2_scale(block) == whole
