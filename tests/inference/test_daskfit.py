@@ -14,6 +14,7 @@ from sreels.config import Detector, Instrument, Scenario
 from sreels.errors import SreelsInputError
 from sreels.forward.maps import MapSpec, column_scenario, write_map
 from sreels.forward.simulate import simulate
+from sreels.inference import daskfit
 from sreels.inference.daskfit import fit_graph, fit_image_dask
 from sreels.inference.fast import fit_image
 from sreels.io import read_csv
@@ -365,6 +366,14 @@ def test_the_local_cluster_of_workers_takes_its_settings_and_gives_the_in_memory
         seen = list(client.run(lambda: (os.environ.get("MALLOC_ARENA_MAX"),
                                         __import__("dask").config.get("distributed.worker.profile.enabled"))).values())
         assert seen == [("1", False)]
+        # the first block's imports (dask.array, unpickling the blocks' arrays) started on the workers, not waited for
+        imported = lambda: list(client.run(lambda: "dask.array" in sys.modules).values())  # noqa: E731
+        if imported() == [False]:  # (a worker of this distributed has not imported it at its start)
+            daskfit._warm_workers(client)
+            t0 = time.monotonic()
+            while imported() != [True] and time.monotonic() - t0 < 30:
+                time.sleep(0.05)
+            assert imported() == [True]
         _same(fit_image(w, progress=False), fit_image_dask(w, chunk_rows=12, client=client, progress=False))
 
 
