@@ -36,8 +36,8 @@ from ..axes import PositionAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
 from ..resources import keep_freed_memory, no_huge_page_advice, single_threaded_blas
-from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
-                   resolve_instrument)
+from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input, noise_counts,
+                   resolve_instrument, with_noise_scales)
 from .deconvolve import ImageStats, image_stats
 from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm
 
@@ -111,19 +111,29 @@ def _image_pass(templates, s, keep, i0, *blocks):
     ``keep`` that no image average changes (its ZLPs, its plural tails), held for the later passes."""
     _malloc_for_blocks()
     wins = _prepared(_block_windows(templates, i0, blocks), s)
+    noise = noise_counts(wins, s)
     with image_stats(ImageStats(keep=keep)) as st:  # (the deconvolution and the projections after the averages are skipped)
-        _, cols, _ = apply_low_loss(wins, s, wide_fwhm_ev=s.resolution_fwhm_ev)
-    return (cols["resolution_ev"], st.parts), st.held
+        _, cols, _ = apply_low_loss(with_noise_scales(wins, s, noise), s, wide_fwhm_ev=s.resolution_fwhm_ev)
+    return (cols["resolution_ev"], st.parts, noise), st.held
 
 
 def _image_partial(*parts):
-    """A group of blocks' first-pass parts as one block's: the rows' FWHMs, the averages' sums and rows."""
-    return np.concatenate([p[0] for p in parts]), ImageStats.add([p[1] for p in parts])
+    """A group of blocks' first-pass parts as one block's: the rows' FWHMs, the averages' sums and rows, the noise
+    histograms."""
+    return np.concatenate([p[0] for p in parts]), ImageStats.add([p[1] for p in parts]), _noise_sum(p[2] for p in parts)
 
 
 def _image_reduce(*parts):
-    """The widest ZLP (95th percentile of every row's FWHM) and the deconvolution's averages."""
-    return widest_zlp_fwhm(np.concatenate([p[0] for p in parts])), ImageStats.combine([p[1] for p in parts])
+    """The widest ZLP (95th percentile of every row's FWHM), the deconvolution's averages and the noise histograms
+    (:func:`.fast.noise_counts`) of the whole image."""
+    return (widest_zlp_fwhm(np.concatenate([p[0] for p in parts])), ImageStats.combine([p[1] for p in parts]),
+            _noise_sum(p[2] for p in parts))
+
+
+def _noise_sum(parts) -> dict:
+    """The blocks' noise histograms added, window by window (in block order)."""
+    parts = list(parts)
+    return {k: sum(p[k] for p in parts) for k in parts[0]}
 
 
 #: the first pass's parts are reduced in groups of this many blocks, each as soon as its blocks are done, then the
@@ -132,36 +142,46 @@ def _image_reduce(*parts):
 REDUCE_GROUP = 8
 
 
-def _deconvolved(templates, s, image, held, keep, i0, blocks, plural=True):
+def _deconvolved(templates, s, image, held, keep, i0, blocks, plural=True, noise=None):
+    """The block's windows through :func:`.lowloss.apply_low_loss` with the image's averages, the steps held, and
+    the block's own noise histograms where ``noise`` (the image's) is not given and there is no first pass (None
+    where given)."""
     wins = _prepared(_block_windows(templates, i0, blocks), s)
+    noise = image[2] if noise is None and image is not None else noise
+    own = noise_counts(wins, s) if noise is None else None
+    wins = with_noise_scales(wins, s, own if noise is None else noise)
     if image is None:
-        return apply_low_loss(wins, s), {}  # no low-loss window: nothing image-wide
+        return apply_low_loss(wins, s), {}, own  # no low-loss window: nothing image-wide
     with image_stats(ImageStats(image[1], held, keep)) as st:
-        return apply_low_loss(wins, s, wide_fwhm_ev=image[0], plural=plural), st.held
+        return apply_low_loss(wins, s, wide_fwhm_ev=image[0], plural=plural), st.held, own
 
 
 def _sums(templates, s, image, held, keep, i0, *blocks):
     """Per window, the block's sum over rows and its row count (after bin, dark and deconvolution; the
-    windows whose plural scattering the fit models are not changed by it); and the steps held for the
+    windows whose plural scattering the fit models are not changed by it) with the block's noise histograms
+    (where there was no first pass: no low-loss window); and the steps held for the
     fits (those of the first pass and this one's).  The plural scattering of those windows is computed
     here only when its result is held for the fits (``plural_window`` in ``keep``): the replicas' tails
     it starts from are then not held any longer."""
     _malloc_for_blocks()
     plural = "plural_window" in keep
-    (wins, _, _), held = _deconvolved(templates, s, image, held, keep, i0, blocks, plural=plural)
+    (wins, _, _), held, noise = _deconvolved(templates, s, image, held, keep, i0, blocks, plural=plural)
     if plural:
         held = {k: v for k, v in held.items() if k[1] != "plural_tails"}
-    return {k: (w.counts.sum(0), w.counts.shape[0]) for k, w in wins.items()}, held
+    return ({k: (w.counts.sum(0), w.counts.shape[0]) for k, w in wins.items()}, noise), held
 
 
-def _means(*parts) -> dict:
-    return {k: sum(p[k][0] for p in parts) / sum(p[k][1] for p in parts) for k in parts[0]}
+def _means(*parts) -> tuple:
+    """The mean spectra of the whole image and (without a first pass) its noise histograms."""
+    means = {k: sum(p[0][k][0] for p in parts) / sum(p[0][k][1] for p in parts) for k in parts[0][0]}
+    return means, (None if parts[0][1] is None else _noise_sum(p[1] for p in parts))
 
 
 def _fit_block(templates, s, image, means, held, i0, *blocks):
     """The vectorised fit of one block: :func:`.fast._fit_rows` with the whole image's means."""
     _malloc_for_blocks()
-    (wins, ll_cols, ll_notes), _ = _deconvolved(templates, s, image, held, (), i0, blocks)
+    means, noise = means
+    (wins, ll_cols, ll_notes), _, _ = _deconvolved(templates, s, image, held, (), i0, blocks, noise=noise)
     s2 = dataclasses.replace(s, zlp_referenced=bool(ll_cols))
     cols, status, _, timings, notes = _fit_rows(wins, s2, means, progress=False)
     cols.update(ll_cols)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..axes import PositionAxis
-from ..config import Instrument
+from ..config import LOWLOSS_NAME, Instrument
 from ..errors import SreelsInputError
 from ..resources import run_concurrently, single_threaded_blas
 from ..forward.detector import psf_kernel, psf_variance_factor
@@ -25,7 +25,8 @@ from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
 from .edgefits import PLURAL_TAIL, FINE_STEP_EV, Shifted, fit_linear_edges, rows_at, global_shift, variance_model
-from .okpeaks import O_K_ONSET_EV, OKRows, effective_fwhm, measure_o_k, noise_scale, resolution_systematic_ev
+from .okpeaks import (O_K_ONSET_EV, OKRows, effective_fwhm, measure_o_k, noise_ratio_counts, noise_scale,
+                      noise_scale_of, resolution_systematic_ev)
 from .load import WindowData, check_fit_input
 from .lipfu import li_per_fu, li_per_fu_o
 from .oamount import fit_o_amount
@@ -360,7 +361,7 @@ class _Run:
         if self.gain_known(w):
             return variance_model(w.counts, s.gain_counts_per_e or w.gain_counts_per_e, rd) * f
         var = variance_model(w.counts, 1.0, rd)
-        raw = w.noise_scale is not None  # measured before the deconvolution (.lowloss)
+        raw = w.noise_scale is not None  # measured on the counts as recorded (:func:`with_noise_scales`)
         k = w.noise_scale if raw else noise_scale(np.asarray(w.counts, float), var)
         self.notes.append(f"{GAIN_UNKNOWN_NOTE}: the noise level of {w.source} was measured "
                           f"from channel-to-channel differences{' of the recorded counts' if raw else ''} "
@@ -1191,7 +1192,6 @@ def _from_metadata(md: dict, key: str):
 def resolve_instrument(windows: dict, s: FitSettings) -> tuple[FitSettings, list]:
     """Settings with every instrument value set: the option, else the files' metadata, else
     :data:`INSTRUMENT_DEFAULTS`; notes name each value's source where it was not given."""
-    from ..config import LOWLOSS_NAME
 
     notes, upd = [], {}
     for key, default in INSTRUMENT_DEFAULTS.items():
@@ -1227,6 +1227,26 @@ def resolve_instrument(windows: dict, s: FitSettings) -> tuple[FitSettings, list
 
 def _prepared(windows: dict, s: FitSettings) -> dict:
     return {k: _bin(_dark(w, s.dark_offset_counts), s.bin_rows, s) for k, w in windows.items()}
+
+
+def noise_counts(windows: dict, s: FitSettings) -> dict:
+    """Per core-loss window whose gain is unknown, the histogram whose median is its noise scale
+    (:func:`.okpeaks.noise_ratio_counts`) on its counts as recorded (after dark and bin): a Dask fit sums
+    its blocks' (:mod:`.daskfit`).  (A low-loss window's, where its Li-K edge is fitted, is taken on the counts
+    less their pedestal, :func:`.lowloss.apply_low_loss`.)"""
+    from .lowloss import readout_noise
+
+    return {k: noise_ratio_counts(w.counts, variance_model(w.counts, 1.0, readout_noise(w, s)))
+            for k, w in windows.items() if k != LOWLOSS_NAME and not (s.gain_counts_per_e or w.gain_counts_per_e)}
+
+
+def with_noise_scales(windows: dict, s: FitSettings, counts: dict | None = None) -> dict:
+    """The windows whose gain is unknown with their noise scale (``WindowData.noise_scale``, which the fits'
+    variances take, :meth:`_Run.variance`) from the counts as recorded, before any deconvolution; ``counts``:
+    the whole image's :func:`noise_counts` when ``windows`` hold a block of its rows (None: these rows')."""
+    counts = noise_counts(windows, s) if counts is None else counts
+    return {k: dataclasses.replace(w, noise_scale=noise_scale_of(counts[k])) if k in counts else w
+            for k, w in windows.items()}
 
 
 def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True, threads: bool = False):
@@ -1298,7 +1318,7 @@ def fit_image(windows: dict[str, WindowData], settings: FitSettings | None = Non
     s, inst_notes = resolve_instrument(windows, settings or FitSettings())
     check_fit_input(windows, s)
     t0 = time.perf_counter()
-    wins = _prepared(windows, s)
+    wins = with_noise_scales(_prepared(windows, s), s)
     # the low-loss window -> ZLP reference, t/lambda, deconvolved core loss (:mod:`.lowloss`)
     wins, ll_cols, ll_notes = apply_low_loss(wins, s, threads=True)
     s = dataclasses.replace(s, zlp_referenced=bool(ll_cols))

@@ -28,10 +28,10 @@ from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
 from ..resources import run_concurrently
-from .deconvolve import (ROW_BATCH, _IMAGE, _resample, _row_mean, fourier_ratio, held_step, low_loss_total,
+from .deconvolve import (ROW_BATCH, _IMAGE, _resample, _row_mean, fourier_ratio, held_step, low_loss_total, row_sum_mean,
                           stats_scope)
 from .edgefits import variance_model
-from .okpeaks import noise_scale
+from .okpeaks import noise_ratio_counts, noise_scale, noise_scale_of
 
 #: the ZLP is searched within this distance of 0 eV on the stored axis (uncalibrated axes: a few eV)
 ZLP_SEARCH_EV = 10.0
@@ -827,8 +827,8 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                                                                       inst.zlp_tail_ev, dw, g, rd))
             # gain unknown: the noise level is measured on the counts as recorded (second differences of the
             # deconvolved channels would see the reconvolution's smoothing: 1500x too low on a measured pair)
-            k_raw = None
-            if not (settings.gain_counts_per_e or w.gain_counts_per_e):
+            k_raw = w.noise_scale  # (the fast path's: the whole image's, :func:`.fast.with_noise_scales`)
+            if k_raw is None and not (settings.gain_counts_per_e or w.gain_counts_per_e):
                 raw = np.asarray(w.counts, float)
                 k_raw = noise_scale(raw, variance_model(raw, 1.0, rdw))
             return dataclasses.replace(w, counts=d, variance_factor=fac, noise_scale=k_raw), False
@@ -865,6 +865,13 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
         # (as recorded less its pedestal: the continuation beyond the signal's end is no measurement)
         own = dataclasses.replace(recorded, counts=np.asarray(recorded.counts, float)
                                   - floor.pedestal[:, None]) if floor.pedestal.any() else recorded
+        if not (settings.gain_counts_per_e or own.gain_counts_per_e):
+            # gain unknown: the noise level of the counts fitted (less the pedestal, which holds no shot noise), the
+            # whole image's (the histogram of its ratios, an image average: a Dask block gets the image's)
+            c = np.asarray(own.counts, float)
+            hist = row_sum_mean(lambda: noise_ratio_counts(c, variance_model(c, 1.0, readout_noise(own, settings))),
+                                c.shape[0])
+            own = dataclasses.replace(own, noise_scale=noise_scale_of(hist))
         if deconvolve and plural and ll.energy.contains(*LI_K_EV):
             # its Li-K edge's plural scattering from the same spectrum: the multiple scattering by the Fourier log
             # of the row's own low loss (the multiple plasmons, the edge's plasmon replica), the single

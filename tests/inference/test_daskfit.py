@@ -464,3 +464,19 @@ def test_the_numbers_do_not_depend_on_the_workers_the_blocks_are_placed_on(monke
         assert list(r.status) == list(runs[0].status)
         for k, v in runs[0].columns.items():
             assert np.array_equal(v, r.columns[k], equal_nan=True), k
+
+
+def test_with_the_gain_unknown_the_blocks_take_the_whole_images_noise_level():
+    """Gain unknown (a measured file without it): the noise level of every window (the Li-K window fitted with its
+    plural scattering, the deconvolved Ti/O window as recorded, the Li-K edge of a low loss alone less its pedestal)
+    is the whole image's, a reduction of the graph, in the first pass or, without a low-loss window, the sums pass:
+    blocks of 9 rows give the in-memory numbers and flags."""
+    sim = simulate(Scenario(rows=27, row_nm=60.0, first_row_nm=-60.0), Instrument(), rng=8)
+    unknown = {k: dataclasses.replace(w, gain_counts_per_e=None) for k, w in windows_of(sim).items()}
+    cases = {"dualeels": unknown, "no low loss": {k: w for k, w in unknown.items() if k != "lowloss"},
+             "li-k in the low loss": {"lowloss": dataclasses.replace(
+                 unknown["lowloss"], counts=np.asarray(unknown["lowloss"].counts) + 30.0)}}
+    for name, w in cases.items():
+        whole = fit_image(w, progress=False)
+        assert any("measured from channel-to-channel differences" in n for n in whole.notes), name
+        _same(whole, fit_image_dask(w, chunk_rows=9, progress=False))
