@@ -11,6 +11,7 @@ which a margin is added.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 
@@ -144,6 +145,28 @@ def single_threaded_blas():
         yield
 
 
+#: the threads of a Fourier transform (scipy.fft's ``workers``): -1, every core, unless within :func:`single_threaded_fft`
+_FFT_WORKERS = contextvars.ContextVar("sreels_fft_workers", default=-1)
+
+
+def fft_workers() -> int:
+    """``workers`` for scipy.fft's transforms here: every core (-1), or 1 within :func:`single_threaded_fft`."""
+    return _FFT_WORKERS.get()
+
+
+@contextlib.contextmanager
+def single_threaded_fft():
+    """The transforms within in the caller's thread alone: for a task among others that fill the cores (a Dask
+    block; on 2 single-threaded workers of 2 cores the transforms' second thread cost 3-6 % more CPU, measured on
+    the 256 x 256 map of benchmarks/bench_maps.py).  Same results (each transform is computed by one thread either
+    way)."""
+    token = _FFT_WORKERS.set(1)
+    try:
+        yield
+    finally:
+        _FFT_WORKERS.reset(token)
+
+
 def run_concurrently(fn, calls, threads: bool = True) -> list:
     """``[fn(*args) for args in calls]``, the calls in threads when ``threads`` (and there are two or more
     of them and two or more cores), each in a copy of the caller's context (context variables).  For
@@ -152,7 +175,6 @@ def run_concurrently(fn, calls, threads: bool = True) -> list:
     calls = list(calls)
     if not threads or len(calls) < 2 or (os.cpu_count() or 1) < 2:
         return [fn(*a) for a in calls]
-    import contextvars
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(len(calls), os.cpu_count() or 1)) as ex:

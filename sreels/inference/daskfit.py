@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -35,7 +36,7 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from ..resources import keep_freed_memory, no_huge_page_advice, single_threaded_blas
+from ..resources import keep_freed_memory, no_huge_page_advice, single_threaded_blas, single_threaded_fft
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input, noise_counts,
                    resolve_instrument, with_noise_scales)
 from .deconvolve import ImageStats, image_stats
@@ -63,6 +64,17 @@ def _malloc_for_blocks() -> None:
         return
     keep_freed_memory(32 << 20, 256 << 20)
     no_huge_page_advice()
+
+
+def _block_task(fn):
+    """A pass over a block as a task: the worker's malloc settings, and its Fourier transforms in the task's thread
+    alone (the blocks fill the cores: :func:`sreels.resources.single_threaded_fft`)."""
+    @functools.wraps(fn)
+    def task(*args):
+        _malloc_for_blocks()
+        with single_threaded_fft():
+            return fn(*args)
+    return task
 
 
 class _Rows:
@@ -105,11 +117,11 @@ def _block_windows(templates: dict, rows, blocks) -> dict:
     return out
 
 
+@_block_task
 def _image_pass(templates, s, keep, i0, *blocks):
     """Per block: the ZLP FWHM per row, and the deconvolution's partial averages
     (:class:`.deconvolve.ImageStats`), for the whole-image reductions; and the block's steps named in
     ``keep`` that no image average changes (its ZLPs, its plural tails), held for the later passes."""
-    _malloc_for_blocks()
     wins = _prepared(_block_windows(templates, i0, blocks), s)
     noise = noise_counts(wins, s)
     with image_stats(ImageStats(keep=keep)) as st:  # (the deconvolution and the projections after the averages are skipped)
@@ -156,6 +168,7 @@ def _deconvolved(templates, s, image, held, keep, i0, blocks, plural=True, noise
         return apply_low_loss(wins, s, wide_fwhm_ev=image[0], plural=plural), st.held, own
 
 
+@_block_task
 def _sums(templates, s, image, held, keep, i0, *blocks):
     """Per window, the block's sum over rows and its row count (after bin, dark and deconvolution; the
     windows whose plural scattering the fit models are not changed by it) with the block's noise histograms
@@ -163,7 +176,6 @@ def _sums(templates, s, image, held, keep, i0, *blocks):
     fits (those of the first pass and this one's).  The plural scattering of those windows is computed
     here only when its result is held for the fits (``plural_window`` in ``keep``): the replicas' tails
     it starts from are then not held any longer."""
-    _malloc_for_blocks()
     plural = "plural_window" in keep
     (wins, _, _), held, noise = _deconvolved(templates, s, image, held, keep, i0, blocks, plural=plural)
     if plural:
@@ -177,9 +189,9 @@ def _means(*parts) -> tuple:
     return means, (None if parts[0][1] is None else _noise_sum(p[1] for p in parts))
 
 
+@_block_task
 def _fit_block(templates, s, image, means, held, i0, *blocks):
     """The vectorised fit of one block: :func:`.fast._fit_rows` with the whole image's means."""
-    _malloc_for_blocks()
     means, noise = means
     (wins, ll_cols, ll_notes), _, _ = _deconvolved(templates, s, image, held, (), i0, blocks, noise=noise)
     s2 = dataclasses.replace(s, zlp_referenced=bool(ll_cols))

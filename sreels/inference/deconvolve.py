@@ -19,6 +19,7 @@ from scipy import fft as sfft
 from ..axes import EnergyAxis
 from ..forward.detector import psf_kernel
 from ..forward.lowloss import zlp_tf
+from ..resources import fft_workers
 
 
 _IMAGE = contextvars.ContextVar("sreels_image_stats", default=None)
@@ -387,7 +388,7 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
         k1 = min(nl, n - start)
         kern[:, start:start + k1] = ext[:, :k1]
         kern[:, :nl - k1] = ext[:, k1:]
-        jl = sfft.rfft(kern, axis=1, workers=-1)
+        jl = sfft.rfft(kern, axis=1, workers=fft_workers())
         if phase is not None:
             jl *= phase
         il = jl[:, :1].real
@@ -396,8 +397,8 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
         h = np.conj(jl)
         h *= zk
         h *= r
-        jk = sfft.rfft(_padded(core, core_laws, sl, width=n, dtype=FR_DTYPE), n=n, axis=1, workers=-1)  # (no copy)
+        jk = sfft.rfft(_padded(core, core_laws, sl, width=n, dtype=FR_DTYPE), n=n, axis=1, workers=fft_workers())  # (no copy)
         jk *= h
-        out[sl] = sfft.irfft(jk, n=n, axis=1, workers=-1)[:, n_lo:n_lo + core.shape[1]]
+        out[sl] = sfft.irfft(jk, n=n, axis=1, workers=fft_workers())[:, n_lo:n_lo + core.shape[1]]
         factor[sl] = np.mean(zk2 * p2[:, band] * r[:, band] ** 2, axis=1)
     return out, factor

@@ -27,7 +27,7 @@ from scipy.ndimage import uniform_filter1d
 from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from ..resources import run_concurrently
+from ..resources import fft_workers, run_concurrently
 from .deconvolve import (ROW_BATCH, _IMAGE, _resample, _row_mean, fourier_ratio, held_step, low_loss_total, row_sum_mean,
                           stats_scope)
 from .edgefits import variance_model
@@ -449,9 +449,9 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
         np.copyto(z, j, where=e[None, :] <= thr[sl, None])
         it[sl] = j.sum(1)
         i0[sl] = z.sum(1)
-        mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=-1), sfft.rfft(zp, axis=1, workers=-1), g,
+        mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=fft_workers()), sfft.rfft(zp, axis=1, workers=fft_workers()), g,
                                  (noise_gain * it[sl, None]).astype(dtype))
-        tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=-1)[:, :m] * i0[sl, None]
+        tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=fft_workers())[:, :m] * i0[sl, None]
     return tail, it, i0
 
 

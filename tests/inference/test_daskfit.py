@@ -480,3 +480,32 @@ def test_with_the_gain_unknown_the_blocks_take_the_whole_images_noise_level():
         whole = fit_image(w, progress=False)
         assert any("measured from channel-to-channel differences" in n for n in whole.notes), name
         _same(whole, fit_image_dask(w, chunk_rows=9, progress=False))
+
+
+def test_a_blocks_transforms_run_in_its_own_thread_with_the_same_numbers(monkeypatch):
+    """A Dask block's Fourier transforms (the Li-K tails' Fourier logs, the Fourier ratio) use the task's thread
+    alone, the in-memory fit every core; the transforms give the same numbers bit for bit either way."""
+    import sreels.inference.lowloss as lowloss
+    from sreels.resources import fft_workers, single_threaded_fft
+
+    sim = simulate(Scenario(rows=28, row_nm=60.0, first_row_nm=-60.0), Instrument(), rng=9)
+    w = windows_of(sim)
+    seen = []
+
+    def spy(*a, _f=lowloss.plural_tails, **k):
+        seen.append(fft_workers())
+        return _f(*a, **k)
+
+    monkeypatch.setattr(lowloss, "plural_tails", spy)
+    whole = fit_image(w, progress=False)
+    assert set(seen) == {-1}
+    seen.clear()
+    _same(whole, fit_image_dask(w, chunk_rows=14, progress=False))
+    assert set(seen) == {1}
+    ll = w["lowloss"]
+    args = (np.asarray(ll.counts, float), ll.energy, np.zeros(28), np.full(28, 1.5), 0.5, 80.0)
+    many = spy(*args, noise_gain=1.0)
+    with single_threaded_fft():
+        one = spy(*args, noise_gain=1.0)
+    assert seen[-2:] == [-1, 1]
+    assert all(np.array_equal(a, b) for a, b in zip(many, one))
