@@ -3,18 +3,19 @@
 The graph, for blocks ``b`` of ``chunk_rows`` rows::
 
     low-loss block b --(ZLP FWHM per row, partial sums)--> percentile 95 of the FWHMs, mean ZLP shape,
-                        mean spectra behind the deconvolution's power-law pads  (reduction 1)
-    windows block b  --(bin, dark, deconvolve)--> sum over rows      (reduction 2: mean spectra)
+                        mean spectra behind the deconvolution's power-law pads, noise levels  (reduction 1)
+    windows block b  --(bin, dark, deconvolve)--> sum over rows      (reduction 2: mean spectra; without a
+                                                                       low loss, noise levels)
     windows block b + reductions 1, 2 --> per-row fits of block b    (the vectorised block fit)
     all blocks' columns --> parent normalisation of Li, status strings     (the whole-image step)
 
 Every task runs :mod:`.fast`'s own functions (:func:`.fast._fit_rows`, :func:`.lowloss.apply_low_loss`)
 on a block held in memory, so the result equals :func:`.fast.fit_image`'s: the global energy
 offsets see the whole image's mean spectra, the deconvolution the whole image's widest ZLP, the
-Li normalisation the whole image's parent.  Two per-row rules read the block they are in, as
-:func:`.fast.fit_image_chunked` does: Li-K "present in the image" (a tenth of the rows at 3 sigma)
-and the reduced-chi^2 scale of the O-K poor-fit flags (a median over rows); neither changes a
-number, only flags near their thresholds, and neither does when a block holds >= 10 % of the image.
+Li normalisation the whole image's parent, the fits' weights (gain unknown) the whole image's noise level
+(histograms of :func:`.okpeaks.noise_ratio_counts` added), the O-K poor-fit flags the chi^2 scale of its mean
+spectrum, Li-K "present in the image" every row (decided after the blocks are put together,
+:func:`.fast._li_presence`).
 
 Schedulers: Dask's local threaded scheduler (default), a ``dask.distributed`` LocalCluster
 (``workers=N``: N single-threaded worker processes) or an existing cluster (``scheduler=ADDRESS``).
@@ -37,8 +38,8 @@ from ..axes import PositionAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
 from ..resources import keep_freed_memory, no_huge_page_advice, single_threaded_blas, single_threaded_fft
-from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input, noise_counts,
-                   resolve_instrument, with_noise_scales)
+from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
+                   noise_counts, resolve_instrument, with_noise_scales)
 from .deconvolve import ImageStats, image_stats
 from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm
 
@@ -132,7 +133,8 @@ def _image_pass(templates, s, keep, i0, *blocks):
 def _image_partial(*parts):
     """A group of blocks' first-pass parts as one block's: the rows' FWHMs, the averages' sums and rows, the noise
     histograms."""
-    return np.concatenate([p[0] for p in parts]), ImageStats.add([p[1] for p in parts]), _noise_sum(p[2] for p in parts)
+    return (np.concatenate([p[0] for p in parts]), ImageStats.add([p[1] for p in parts]),
+            _noise_sum(p[2] for p in parts))
 
 
 def _image_reduce(*parts):
@@ -159,7 +161,8 @@ def _deconvolved(templates, s, image, held, keep, i0, blocks, plural=True, noise
     the block's own noise histograms where ``noise`` (the image's) is not given and there is no first pass (None
     where given)."""
     wins = _prepared(_block_windows(templates, i0, blocks), s)
-    noise = image[2] if noise is None and image is not None else noise
+    if noise is None and image is not None:
+        noise = image[2]  # (the first pass's reduction)
     own = noise_counts(wins, s) if noise is None else None
     wins = with_noise_scales(wins, s, own if noise is None else noise)
     if image is None:
@@ -442,7 +445,7 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
         image = dask.delayed(_image_reduce, pure=True)(*parts)
         held = [f[1] for f in first]
     sums = per_block(_sums, 2, [(tpl, st, image, h, keep2, i0, *b) for i0, h, b in zip(starts, held, blocks)])
-    means = dask.delayed(_means, pure=True)(*[p[0] for p in sums])  # reduction 2: mean spectra
+    means = dask.delayed(_means, pure=True)(*[p[0] for p in sums])  # reduction 2: mean spectra (noise levels)
     fits = per_block(_fit_block, None, [(tpl, st, image, means, p[1], i0, *b) for i0, p, b in zip(starts, sums, read())])
     notes = inst_notes + [f"fitted as a Dask graph of {len(blocks)} chunks of <= {step} rows: per-row edge fits "
                           "not kept (no spectra panels or residual images)"]

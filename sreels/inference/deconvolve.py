@@ -397,7 +397,8 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
         h = np.conj(jl)
         h *= zk
         h *= r
-        jk = sfft.rfft(_padded(core, core_laws, sl, width=n, dtype=FR_DTYPE), n=n, axis=1, workers=fft_workers())  # (no copy)
+        jk = sfft.rfft(_padded(core, core_laws, sl, width=n, dtype=FR_DTYPE), n=n, axis=1,
+                       workers=fft_workers())  # (no copy)
         jk *= h
         out[sl] = sfft.irfft(jk, n=n, axis=1, workers=fft_workers())[:, n_lo:n_lo + core.shape[1]]
         factor[sl] = np.mean(zk2 * p2[:, band] * r[:, band] ** 2, axis=1)

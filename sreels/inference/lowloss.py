@@ -28,8 +28,8 @@ from ..axes import EnergyAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
 from ..resources import fft_workers, run_concurrently
-from .deconvolve import (ROW_BATCH, _IMAGE, _resample, _row_mean, fourier_ratio, held_step, low_loss_total, row_sum_mean,
-                          stats_scope)
+from .deconvolve import (ROW_BATCH, _IMAGE, _resample, _row_mean, fourier_ratio, held_step, low_loss_total,
+                          row_sum_mean, stats_scope)
 from .edgefits import variance_model
 from .okpeaks import noise_ratio_counts, noise_scale, noise_scale_of
 
@@ -436,6 +436,7 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
     m = int(np.ceil(span_ev / scale_ev)) + 1
     rows = ll.shape[0]
     tail, it, i0 = (np.empty((rows, min(m, n))), np.empty(rows), np.empty(rows)) if out is None else out
+    fw = fft_workers()
     for b0 in range(0, rows, ROW_BATCH):  # every row on its own: batches bound the temporaries
         sl = slice(b0, min(b0 + ROW_BATCH, rows))
         # the taper is 1 (exactly) up to 10 eV below the earliest row's end: only the channels after that
@@ -449,9 +450,9 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
         np.copyto(z, j, where=e[None, :] <= thr[sl, None])
         it[sl] = j.sum(1)
         i0[sl] = z.sum(1)
-        mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=fft_workers()), sfft.rfft(zp, axis=1, workers=fft_workers()), g,
+        mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=fw), sfft.rfft(zp, axis=1, workers=fw), g,
                                  (noise_gain * it[sl, None]).astype(dtype))
-        tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=fft_workers())[:, :m] * i0[sl, None]
+        tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=fw)[:, :m] * i0[sl, None]
     return tail, it, i0
 
 
