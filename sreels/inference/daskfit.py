@@ -37,7 +37,8 @@ import numpy as np
 from ..axes import PositionAxis
 from ..config import LOWLOSS_NAME
 from ..errors import SreelsInputError
-from ..resources import keep_freed_memory, no_huge_page_advice, single_threaded_blas, single_threaded_fft
+from ..resources import (check_memory, keep_freed_memory, no_huge_page_advice, single_threaded_blas,
+                         single_threaded_fft)
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
                    noise_counts, resolve_instrument, with_noise_scales)
 from .deconvolve import ImageStats, image_stats
@@ -290,11 +291,9 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
         yield client
 
 
-def _as_dask(counts, step: int, total: int):
-    import dask.array as da
-
-    a = counts if hasattr(counts, "chunks") else da.from_array(np.asarray(counts), chunks=(step, -1))
-    return a[:total].rechunk((step, -1))
+def _rows_of(counts, step: int, total: int):
+    """The first ``total`` rows of a window's counts: a Dask array in blocks of ``step`` rows, or in memory."""
+    return counts[:total].rechunk((step, -1)) if hasattr(counts, "dask") else np.asarray(counts)[:total]
 
 
 def _map_tiles(windows: dict, step: int):
@@ -418,13 +417,15 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
         def read():
             return [tuple(_Rows(m[ys, xs]) for m in maps) for _, (ys, xs) in tiles]
     else:
-        arrays = [_as_dask(w.counts, step, total) for w in windows.values()]
+        arrays = [_rows_of(w.counts, step, total) for w in windows.values()]
         starts = list(range(0, total, step))
 
         def read():
             """Each pass's tasks read their own blocks (:class:`_Rows`): a block read for the mean spectra
-            is not held in memory until the fits, which wait for every block's sum."""
-            return [tuple(_Rows(a[i0:i0 + step]) for a in arrays) for i0 in starts]
+            is not held in memory until the fits, which wait for every block's sum.  Counts in memory: the
+            block's rows themselves (a Dask array made from the whole image would go with every task)."""
+            return [tuple(_Rows(a[i0:i0 + step]) if hasattr(a, "dask") else a[i0:i0 + step] for a in arrays)
+                    for i0 in starts]
 
     blocks = read()
     tpl, st = dask.delayed(templates, pure=True), dask.delayed(s, pure=True)
@@ -465,12 +466,14 @@ def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_row
     t0 = time.perf_counter()
     if client is not None:
         _warm_workers(client)
+        windows = _portable(windows)
         res = _compute_distributed(fit_graph(windows, settings, chunk_rows, _hold(client, hold_bytes_per_worker),
                                              _addresses(client)), client, progress)
     else:
         with dask_client(workers, scheduler) as cl:
             if cl is not None:
                 _warm_workers(cl)
+                windows = _portable(windows)
             # blocks placed on the workers of a LocalCluster of its own, not on a running cluster's (whose workers
             # may come and go: one that joins later would get work by stealing only)
             graph = fit_graph(windows, settings, chunk_rows, _hold(cl, hold_bytes_per_worker),
@@ -484,6 +487,31 @@ def fit_image_dask(windows: dict, settings: FitSettings | None = None, chunk_row
                 res = _compute_distributed(graph, cl, progress)
     res.timings_s["total"] = time.perf_counter() - t0
     return res
+
+
+def _portable(windows: dict) -> dict:
+    """The windows as a dask.distributed cluster's workers can receive them: a file read lazily through h5py (.hspy,
+    HDF5) holds dataset handles that cannot be pickled; its counts are read here into memory (within the memory
+    limit, :func:`sreels.resources.check_memory`; for larger maps save them as .zspy, which the workers read
+    themselves).  Other windows as they are."""
+    import pickle
+
+    import cloudpickle
+
+    out = {}
+    for k, w in windows.items():
+        try:
+            for a in (w.counts, w.map_counts):
+                if hasattr(a, "dask"):
+                    cloudpickle.dumps(a)
+            out[k] = w
+        except (TypeError, pickle.PicklingError, AttributeError):
+            n = float(np.prod(w.counts.shape)) * w.counts.dtype.itemsize
+            check_memory(n, f"reading {w.source} into memory (a file read lazily through h5py cannot be sent to a "
+                            "Dask cluster's workers)", "save it as .zspy (HyperSpy: s.save('map.zspy')), which the "
+                            "workers read block by block")
+            out[k] = dataclasses.replace(w, counts=np.asarray(w.counts.compute(scheduler="sync")), map_counts=None)
+    return out
 
 
 def _block_imports() -> None:

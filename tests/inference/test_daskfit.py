@@ -509,3 +509,27 @@ def test_a_blocks_transforms_run_in_its_own_thread_with_the_same_numbers(monkeyp
         one = spy(*args, noise_gain=1.0)
     assert seen[-2:] == [-1, 1]
     assert all(np.array_equal(a, b) for a, b in zip(many, one))
+
+
+def test_a_line_scan_read_lazily_from_hspy_files_through_a_real_scheduler(tmp_path, cluster):
+    """.hspy (HDF5) files read lazily hold h5py handles, which a cluster's workers cannot receive: the counts are
+    read into memory and the blocks sent as their rows (the measured DualEELS .hspy pairs failed with --workers and
+    --scheduler: "h5py objects cannot be pickled"); the numbers are the in-memory fit's."""
+    from sreels.forward.output import write_simulation
+    from sreels.inference.load import load_measurement
+
+    sim = simulate(Scenario(rows=30, row_nm=60.0, first_row_nm=-60.0), Instrument(), rng=12)
+    write_simulation(sim, tmp_path / "sim")
+    files = sorted((tmp_path / "sim").glob("*.hspy"))
+
+    def bare(ws):  # as a measured file: no resolution, gain or detector in its metadata (the ZLP's FWHM is measured)
+        return {k: dataclasses.replace(w, metadata={}, gain_counts_per_e=None) for k, w in ws.items()}
+
+    lazy = bare(load_measurement(files, lazy=True))
+    import cloudpickle
+
+    with pytest.raises(TypeError, match="h5py"):  # (what a worker would be sent)
+        cloudpickle.dumps(lazy["high"].counts)
+    whole = fit_image(bare(load_measurement(files)), progress=False)
+    assert any("resolution_fwhm_ev" in n and "ZLP" in n for n in whole.notes)
+    _same(whole, fit_image_dask(lazy, chunk_rows=10, scheduler=cluster, progress=False))
