@@ -103,15 +103,15 @@ def _read(blocks) -> list:
     return out
 
 
-def _block_windows(templates: dict, rows, blocks) -> dict:
+def _block_windows(templates: dict, rows, blocks, check: bool = True) -> dict:
     """WindowData of one block (rows i0.. or the rows of an index array) from the windows' templates
-    (counts None) and the blocks."""
+    (counts None) and the blocks; ``check``: refused if a count is not finite (the first pass over the blocks:
+    a later pass reads the same)."""
     out = {}
     i0 = int(rows[0]) if np.ndim(rows) else int(rows)
     for (k, w), c in zip(templates.items(), _read(blocks)):
-        bad = ~np.isfinite(c)
-        if bad.any():  # a lazily read file is checked block by block
-            r, ch = np.argwhere(bad)[0]
+        if check and not np.isfinite(c).all():  # a lazily read file is checked block by block
+            r, ch = np.argwhere(~np.isfinite(c))[0]
             raise SreelsInputError(f"{w.source}: NaN/inf values (first at row {rows[r] if np.ndim(rows) else i0 + r}, "
                                    f"{w.energy.energy_ev[ch]:.2f} eV); expected finite counts")
         pos = PositionAxis(w.position.offset_nm + i0 * w.position.scale_nm, w.position.scale_nm, c.shape[0])
@@ -161,7 +161,7 @@ def _deconvolved(templates, s, image, held, keep, i0, blocks, plural=True, noise
     """The block's windows through :func:`.lowloss.apply_low_loss` with the image's averages, the steps held, and
     the block's own noise histograms where ``noise`` (the image's) is not given and there is no first pass (None
     where given)."""
-    wins = _prepared(_block_windows(templates, i0, blocks), s)
+    wins = _prepared(_block_windows(templates, i0, blocks, check=image is None and noise is None), s)
     if noise is None and image is not None:
         noise = image[2]  # (the first pass's reduction)
     own = noise_counts(wins, s) if noise is None else None
