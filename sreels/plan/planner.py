@@ -452,6 +452,11 @@ class _ThreadFast:
 CHILD_NICENESS = 10
 
 
+#: seconds a forked child has to end after its answer or SIGTERM before it is killed: one forked while another
+#: thread of the parent held a lock can block before it unblocks SIGTERM (:func:`_in_child`), and its parent then
+#: waited for it for ever (a test of the signals hung twice in ~20 runs on a loaded 2-core machine)
+CHILD_EXIT_S = 10.0
+
 #: the signals that end a forked child at once and silently (:func:`_in_child`)
 _CHILD_SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -596,7 +601,10 @@ class _ForkedJob:
     def close(self):
         if not self._done:   # the joint part failed: the answer is not wanted
             self._proc.terminate()
-        self._proc.join()
+        self._proc.join(CHILD_EXIT_S)
+        if self._proc.exitcode is None:   # a child that never unblocked SIGTERM (stuck before :func:`_in_child`)
+            self._proc.kill()
+            self._proc.join()
         self._proc.close()
         self._conn.close()
 

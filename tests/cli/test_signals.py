@@ -201,3 +201,27 @@ def test_plan_child_is_ended_when_a_signal_interrupts_the_wait_for_its_answer():
             signal.signal(s, h)
         signals._pending = None
     assert took < 10, f"the clean-up waited {took:.1f} s for the child"
+
+
+def _sigterm_blocked_forever(conn):
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})   # as a child stuck before it unblocks SIGTERM
+    time.sleep(120)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_a_forked_child_that_cannot_take_sigterm_is_killed(monkeypatch):
+    """A plan's forked child whose SIGTERM stays blocked (forked while another thread held a lock, it can stop before
+    it unblocks the signal) is killed after CHILD_EXIT_S: the parent does not wait for it for ever."""
+    import multiprocessing
+
+    from sreels.plan import planner
+
+    monkeypatch.setattr(planner, "CHILD_EXIT_S", 0.5)
+    job = planner._ForkedJob(multiprocessing.get_context("fork"), _sigterm_blocked_forever)
+    pid = job._proc.pid
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    job.close()   # (the child sleeps 120 s: only its kill ends it sooner)
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(ProcessLookupError):   # ended and reaped
+        os.kill(pid, 0)
