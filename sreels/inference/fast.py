@@ -25,8 +25,8 @@ from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
 from .edgefits import PLURAL_TAIL, FINE_STEP_EV, Shifted, fit_linear_edges, rows_at, global_shift, variance_model
-from .okpeaks import (O_K_ONSET_EV, OKRows, effective_fwhm, measure_o_k, noise_ratio_counts, noise_scale,
-                      noise_scale_of, resolution_systematic_ev)
+from .okpeaks import (O_K_ONSET_EV, OKRows, effective_fwhm, measure_o_k, noise_scale, noise_scale_of,
+                      resolution_systematic_ev)
 from .load import WindowData, check_fit_input
 from .lipfu import li_per_fu, li_per_fu_o
 from .oamount import fit_o_amount
@@ -1234,10 +1234,10 @@ def noise_counts(windows: dict, s: FitSettings) -> dict:
     (:func:`.okpeaks.noise_ratio_counts`) on its counts as recorded (after dark and bin): a Dask fit sums
     its blocks' (:mod:`.daskfit`).  (A low-loss window's, where its Li-K edge is fitted, is taken on the counts
     less their pedestal, :func:`.lowloss.apply_low_loss`.)"""
-    from .lowloss import readout_noise
+    from .lowloss import noise_counts_of
 
-    return {k: noise_ratio_counts(w.counts, variance_model(w.counts, 1.0, readout_noise(w, s)))
-            for k, w in windows.items() if k != LOWLOSS_NAME and not (s.gain_counts_per_e or w.gain_counts_per_e)}
+    return {k: noise_counts_of(w, s) for k, w in windows.items()
+            if k != LOWLOSS_NAME and not (s.gain_counts_per_e or w.gain_counts_per_e)}
 
 
 def with_noise_scales(windows: dict, s: FitSettings, counts: dict | None = None) -> dict:

@@ -31,7 +31,7 @@ from ..resources import fft_workers, run_concurrently
 from .deconvolve import (ROW_BATCH, _IMAGE, _resample, _row_mean, fourier_ratio, held_step, low_loss_total,
                           row_sum_mean, stats_scope)
 from .edgefits import variance_model
-from .okpeaks import noise_ratio_counts, noise_scale, noise_scale_of
+from .okpeaks import noise_ratio_counts, noise_scale_of
 
 #: the ZLP is searched within this distance of 0 eV on the stored axis (uncalibrated axes: a few eV)
 ZLP_SEARCH_EV = 10.0
@@ -549,6 +549,14 @@ def saturation_level(w):
     return det["adc_max_counts"] - (det.get("dark_offset_counts", 0.0) if det.get("dark_subtracted", True) else 0.0)
 
 
+def noise_counts_of(w, s, counts=None) -> np.ndarray:
+    """The histogram whose median is the noise scale of a window whose gain is unknown
+    (:func:`.okpeaks.noise_ratio_counts`): its counts (or ``counts``) against the variance model of gain 1 and
+    its readout noise."""
+    c = np.asarray(w.counts if counts is None else counts, float)
+    return noise_ratio_counts(c, variance_model(c, 1.0, readout_noise(w, s)))
+
+
 def readout_noise(w, s) -> float:
     """The readout noise (counts rms) of one pixel of a window's rows: one read's (the setting, else the
     file's, else 0) times sqrt(``w.rows_summed``), since a row summed from N recorded rows (``--bin N``) was
@@ -830,8 +838,7 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
             # deconvolved channels would see the reconvolution's smoothing: 1500x too low on a measured pair)
             k_raw = w.noise_scale  # (the fast path's: the whole image's, :func:`.fast.with_noise_scales`)
             if k_raw is None and not (settings.gain_counts_per_e or w.gain_counts_per_e):
-                raw = np.asarray(w.counts, float)
-                k_raw = noise_scale(raw, variance_model(raw, 1.0, rdw))
+                k_raw = noise_scale_of(noise_counts_of(w, settings))
             return dataclasses.replace(w, counts=d, variance_factor=fac, noise_scale=k_raw), False
 
     todo = []
@@ -869,9 +876,7 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
         if not (settings.gain_counts_per_e or own.gain_counts_per_e):
             # gain unknown: the noise level of the counts fitted (less the pedestal, which holds no shot noise), the
             # whole image's (the histogram of its ratios, an image average: a Dask block gets the image's)
-            c = np.asarray(own.counts, float)
-            hist = row_sum_mean(lambda: noise_ratio_counts(c, variance_model(c, 1.0, readout_noise(own, settings))),
-                                c.shape[0])
+            hist = row_sum_mean(lambda: noise_counts_of(own, settings), own.counts.shape[0])
             own = dataclasses.replace(own, noise_scale=noise_scale_of(hist))
         if deconvolve and plural and ll.energy.contains(*LI_K_EV):
             # its Li-K edge's plural scattering from the same spectrum: the multiple scattering by the Fourier log
