@@ -41,7 +41,7 @@ from ..resources import (check_memory, keep_freed_memory, no_huge_page_advice, s
                          single_threaded_fft)
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
                    noise_counts, resolve_instrument, with_noise_scales)
-from .deconvolve import ImageStats, image_stats
+from .deconvolve import FR_DTYPE, ImageStats, image_stats
 from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm
 
 
@@ -336,9 +336,10 @@ def held_steps(windows: dict, s: FitSettings, rows: int, budget: float) -> tuple
     the first pass to the second, which then computes the window's plural scattering from the image's
     averages and holds that for the fits instead (``plural_window``: the denoised tail in float64 and
     the replicas' deviations in float32, ~11 kB a row); and each other window's Fourier-ratio
-    deconvolution (its channels in float64), held from the second pass to the fits.  The peak is the
-    larger of the two hand-overs; the tails first (at 1024 pixels a block on one core ~0.6 s a block
-    each time they are not computed again, the deconvolution ~0.6 s)."""
+    deconvolution (its channels in the transforms' precision, :data:`.deconvolve.FR_DTYPE`, which holds their
+    values exactly: half of float64's memory), held from the second pass to the fits.  The peak is the larger of
+    the two hand-overs; the tails first (at 1024 pixels a block on one core ~0.6 s a block each time they are not
+    computed again, the deconvolution ~0.6 s)."""
     from .lowloss import MIN_DECONVOLVE_EV, TAIL_MARGIN_EV, TAIL_REPLICAS, TAIL_STEP_EV, li_k_in_low_loss_only
 
     tails = window = deconv = 0.0
@@ -351,7 +352,7 @@ def held_steps(windows: dict, s: FitSettings, rows: int, budget: float) -> tuple
             tails += 8.0 * (TAIL_REPLICAS + 1) * lags
             window += (8.0 + 4.0 * TAIL_REPLICAS) * lags + 8.0 * 3
         else:
-            deconv += 8.0 * (w.energy.size + 1)
+            deconv += np.dtype(FR_DTYPE).itemsize * w.energy.size + 8.0  # (and the variance factor)
     if 40.0 * rows > budget:
         return ()
     budget -= 40.0 * rows

@@ -318,7 +318,8 @@ def low_loss_total(ll, ll_axis: EnergyAxis, scale_ev: float, extend_ev: float = 
 
 
 def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev: float, tail_ev: float = 0.0,
-                  psf_decay: float = 0.0, gain=1.0, readout=0.0, pad_ev: float = PAD_LO_EV, extend_ev: float = EXTEND_EV):
+                  psf_decay: float = 0.0, gain=1.0, readout=0.0, pad_ev: float = PAD_LO_EV, extend_ev: float = EXTEND_EV,
+                  dtype=float):
     """Fourier-ratio deconvolution of core-loss rows by their low-loss rows.
 
     S(f) = Z(f) J_k(f) conj(J_l(f)) I_l / (|J_l(f)|^2 + eps^2),   Z = ZLP(fwhm, tail) x PSF,
@@ -344,7 +345,8 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
 
     Returns
     -------
-    deconvolved : (rows, channels) on ``core_axis``
+    deconvolved : (rows, channels) on ``core_axis``, of ``dtype``: float64, or None: the transforms' own precision
+        (:data:`FR_DTYPE`), which holds the same values (half the memory where a Dask fit holds them between passes)
     factor : (rows,) variance inflation of a channel
     """
     core = np.asarray(core, dtype=float)
@@ -375,7 +377,7 @@ def fourier_ratio(core, core_axis: EnergyAxis, ll, ll_axis: EnergyAxis, fwhm_ev:
     rows = core.shape[0]
     if collecting():  # the image's averages are taken (above); the deconvolution itself is not used
         return np.zeros(core.shape), np.ones(rows)
-    out, factor = np.empty(core.shape), np.empty(rows)
+    out, factor = np.empty(core.shape, FR_DTYPE if dtype is None else dtype), np.empty(rows)
     # the transforms and the ratio in single precision (half the cost): their rounding, ~1e-7 of a row's
     # largest values, is ~1e-3 of a channel's shot noise in the deconvolved window (measured: FR_DTYPE)
     zk = zk.astype(FR_DTYPE)

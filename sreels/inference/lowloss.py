@@ -832,14 +832,15 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                 # instead of the replicas' tails (72 bytes)
                 return dataclasses.replace(w, **held_step("plural_window", plural_window),
                                            exposure_ratio=_exposure_ratio(w, ll), tail_step_ev=step), True
+            # (in the transforms' precision, which holds its values exactly: a Dask fit holds it between passes)
             d, fac = held_step("fourier_ratio", lambda: fourier_ratio(w.counts, w.energy, counts, ll.energy, res_ev,
-                                                                      inst.zlp_tail_ev, dw, g, rd))
+                                                                      inst.zlp_tail_ev, dw, g, rd, dtype=None))
             # gain unknown: the noise level is measured on the counts as recorded (second differences of the
             # deconvolved channels would see the reconvolution's smoothing: 1500x too low on a measured pair)
             k_raw = w.noise_scale  # (the fast path's: the whole image's, :func:`.fast.with_noise_scales`)
             if k_raw is None and not (settings.gain_counts_per_e or w.gain_counts_per_e):
                 k_raw = noise_scale_of(noise_counts_of(w, settings))
-            return dataclasses.replace(w, counts=d, variance_factor=fac, noise_scale=k_raw), False
+            return dataclasses.replace(w, counts=d.astype(float), variance_factor=fac, noise_scale=k_raw), False
 
     todo = []
     for k, w in windows.items():

@@ -427,6 +427,19 @@ def test_single_precision_transforms_stay_far_below_the_noise(monkeypatch):
     assert np.sqrt(np.mean((t32 - t64) ** 2) / np.mean((other - t64) ** 2)) < 1e-3
 
 
+def test_the_deconvolution_in_its_transforms_precision_holds_the_same_values():
+    """fourier_ratio(dtype=None) returns the deconvolved channels in the transforms' precision (FR_DTYPE: what a Dask
+    fit holds between passes, half the memory) and they are the float64 result's values exactly."""
+    from sreels.inference.deconvolve import FR_DTYPE
+
+    sim = simulate(SMALL, dual(), rng=4)
+    ll, hw = sim.windows["lowloss"], sim.windows["high"]
+    args = (hw.counts, hw.energy, ll.counts, ll.energy, 0.5, 0.0, sim.config.detector.psf_decay, 1.0, 3.0)
+    (d64, f64), (d32, f32) = fourier_ratio(*args), fourier_ratio(*args, dtype=None)
+    assert d64.dtype == np.float64 and d32.dtype == FR_DTYPE
+    assert np.array_equal(d32.astype(float), d64) and np.array_equal(f32, f64)
+
+
 def test_zlp_fwhm_of_peaks_wider_than_its_first_search():
     """zlp_fwhm looks for the half-maximum crossings within FWHM_SEARCH_CHANNELS of the maximum first: Gaussian
     ZLPs of 0.3-3 eV FWHM on 0.01 eV channels (3 eV: 150 channels either side, beyond that search) read their
