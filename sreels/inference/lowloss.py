@@ -840,7 +840,7 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
             k_raw = w.noise_scale  # (the fast path's: the whole image's, :func:`.fast.with_noise_scales`)
             if k_raw is None and not (settings.gain_counts_per_e or w.gain_counts_per_e):
                 k_raw = noise_scale_of(noise_counts_of(w, settings))
-            return dataclasses.replace(w, counts=d.astype(float), variance_factor=fac, noise_scale=k_raw), False
+            return dataclasses.replace(w, counts=np.asarray(d, dtype=float), variance_factor=fac, noise_scale=k_raw), False
 
     todo = []
     for k, w in windows.items():
