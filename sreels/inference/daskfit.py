@@ -332,14 +332,14 @@ HOLD_BYTES_PER_WORKER = 1 << 30
 def held_steps(windows: dict, s: FitSettings, rows: int, budget: float) -> tuple:
     """The block steps a fit of ``rows`` rows holds from one pass to the next within ``budget`` bytes
     (:func:`.deconvolve.held_step`): the ZLPs (40 bytes a row); the plural tails of the windows that
-    start in the low-loss range (float64 of every replica: ~20 kB a row for Li-K at 40 eV), held from
-    the first pass to the second, which then computes the window's plural scattering from the image's
-    averages and holds that for the fits instead (``plural_window``: the denoised tail in float64 and
-    the replicas' deviations in float32, ~11 kB a row); and each other window's Fourier-ratio
-    deconvolution (its channels in the transforms' precision, :data:`.deconvolve.FR_DTYPE`, which holds their
-    values exactly: half of float64's memory), held from the second pass to the fits.  The peak is the larger of
-    the two hand-overs; the tails first (at 1024 pixels a block on one core ~0.6 s a block each time they are not
-    computed again, the deconvolution ~0.6 s)."""
+    start in the low-loss range (the row's own in float64, its replicas' per unit I_0 in float32: ~11 kB a
+    row for Li-K at 40 eV), held from the first pass to the second, which then computes the window's plural
+    scattering from the image's averages and holds that for the fits instead (``plural_window``: the denoised
+    tail in float64 and the replicas' deviations in float32, ~11 kB a row); and each other window's
+    Fourier-ratio deconvolution (its channels in the transforms' precision, :data:`.deconvolve.FR_DTYPE`, which
+    holds their values exactly: half of float64's memory), held from the second pass to the fits.  The peak is the
+    larger of the two hand-overs; the tails first (at 1024 pixels a block on one core ~0.6 s a block each time they
+    are not computed again, the deconvolution ~0.6 s)."""
     from .lowloss import MIN_DECONVOLVE_EV, TAIL_MARGIN_EV, TAIL_REPLICAS, TAIL_STEP_EV, li_k_in_low_loss_only
 
     tails = window = deconv = 0.0
@@ -349,7 +349,7 @@ def held_steps(windows: dict, s: FitSettings, rows: int, budget: float) -> tuple
         if w.energy.offset_ev < MIN_DECONVOLVE_EV:
             span = max(min(w.energy.end_ev, s.li_fit_ev[1] + TAIL_MARGIN_EV), w.energy.offset_ev + 10.0)
             lags = np.ceil(span / max(w.energy.scale_ev, TAIL_STEP_EV)) + 3
-            tails += 8.0 * (TAIL_REPLICAS + 1) * lags
+            tails += (8.0 + 4.0 * TAIL_REPLICAS) * lags + 16.0 * (TAIL_REPLICAS + 1)  # (and I_t, I_0)
             window += (8.0 + 4.0 * TAIL_REPLICAS) * lags + 8.0 * 3
         else:
             deconv += np.dtype(FR_DTYPE).itemsize * w.energy.size + 8.0  # (and the variance factor)

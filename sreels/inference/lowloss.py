@@ -413,12 +413,12 @@ def plural_kernel(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: f
 
 
 def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: float, span_ev: float,
-                 fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0, dtype=float, out=None):
+                 fwhm_ev: float = TAIL_FWHM_EV, noise_gain: float = 0.0, dtype=float, per_i0=False):
     """:func:`plural_kernel`'s per-row part: (tail, I_t to the taper's end, I_0), each row from its own counts.
     ``noise_gain``: the counts' variance per count (the detector gain), for the Fourier log's noise guard (0: none)
     (:func:`_log_ratio_excess`).  ``dtype``: of the transforms and the logarithm (np.float32 for the noise
     replicas of :func:`apply_low_loss`, whose tails only give the spread about the row's own; returned as float64).
-    ``out``: (tail, I_t, I_0) float64 arrays of the returned shapes to write them into (returned)."""
+    ``per_i0``: the tail per unit I_0 (M) in ``dtype`` (:func:`scaled_tails` gives ``tail`` from it, the same numbers)."""
     from ..forward.lowloss import zlp_tf
 
     ll, ax = _resample(np.asarray(counts, dtype=float), axis, scale_ev)
@@ -435,7 +435,7 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
     g = zlp_tf(f, fwhm_ev)[None, :].astype(dtype)
     m = int(np.ceil(span_ev / scale_ev)) + 1
     rows = ll.shape[0]
-    tail, it, i0 = (np.empty((rows, min(m, n))), np.empty(rows), np.empty(rows)) if out is None else out
+    tail, it, i0 = np.empty((rows, min(m, n)), dtype if per_i0 else float), np.empty(rows), np.empty(rows)
     fw = fft_workers()
     for b0 in range(0, rows, ROW_BATCH):  # every row on its own: batches bound the temporaries
         sl = slice(b0, min(b0 + ROW_BATCH, rows))
@@ -452,8 +452,18 @@ def plural_tails(counts, axis: EnergyAxis, centre_ev, threshold_ev, scale_ev: fl
         i0[sl] = z.sum(1)
         mult = _log_ratio_excess(sfft.rfft(jp, axis=1, workers=fw), sfft.rfft(zp, axis=1, workers=fw), g,
                                  (noise_gain * it[sl, None]).astype(dtype))
-        tail[sl] = sfft.irfft(mult, n=n, axis=1, workers=fw)[:, :m] * i0[sl, None]
+        mult = sfft.irfft(mult, n=n, axis=1, workers=fw)[:, :m]
+        if per_i0:
+            tail[sl] = mult
+        else:
+            np.multiply(mult, i0[sl, None], out=tail[sl])
     return tail, it, i0
+
+
+def scaled_tails(per_i0, i0, out=None):
+    """:func:`plural_tails`' tails from its ``per_i0`` ones: times each row's I_0, in float64 (the numbers
+    ``per_i0=False`` gives); ``out``: a float64 array to write them into."""
+    return np.multiply(per_i0, np.asarray(i0, float)[:, None], out=out, dtype=float)
 
 
 def plural_unscattered(tail, it, i0, total=None):
@@ -788,27 +798,30 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
                     sd = np.sqrt(g * np.maximum(coarse, 0.0) + per * rd**2)
                     reps = _replicas(counts, coarse, sd)
                     # the rows' own tails in double precision, the replicas' (their spread about those) in single:
-                    # the spread is ~1e-2 of a tail, single precision's rounding ~1e-6 of it (measured below)
+                    # the spread is ~1e-2 of a tail, single precision's rounding ~1e-6 of it (measured below); the
+                    # replicas' held per unit I_0 as their transforms give them (4 bytes a lag, not 8: what a Dask fit
+                    # holds from its first pass to the second), scaled where they are used (the same numbers)
                     fw = max(TAIL_FWHM_EV, res_ev)
                     own = plural_tails(coarse, cax, centre, the, step, span, fwhm_ev=fw, noise_gain=g)
-                    # the replicas' written after the rows' own (as concatenated), not copied there
-                    rows = coarse.shape[0]
-                    parts = tuple(np.empty((rows * (TAIL_REPLICAS + 1),) + a.shape[1:]) for a in own)
-                    for a, b in zip(parts, own):
-                        a[:rows] = b
-                    plural_tails(reps.reshape(-1, coarse.shape[1]), cax, np.tile(centre, TAIL_REPLICAS),
-                                 np.tile(the, TAIL_REPLICAS), step, span, fwhm_ev=fw, noise_gain=g,
-                                 dtype=np.float32, out=tuple(a[rows:] for a in parts))
-                    return parts
+                    replicas = plural_tails(reps.reshape(-1, coarse.shape[1]), cax, np.tile(centre, TAIL_REPLICAS),
+                                            np.tile(the, TAIL_REPLICAS), step, span, fwhm_ev=fw, noise_gain=g,
+                                            dtype=np.float32, per_i0=True)
+                    return own, replicas
 
                 def plural_window():
                     """The window's plural-scattering fields (WindowData's), from the image's averages."""
                     # the rows' own (no image average): a Dask fit holds them from its first pass over the block
-                    parts = held_step("plural_tails", replica_tails, while_collecting=True)
+                    own, (rep, rep_it, rep_i0) = held_step("plural_tails", replica_tails, while_collecting=True)
+                    # the replicas' written after the rows' own (as concatenated), not copied there
+                    rows = own[0].shape[0]
+                    tails = np.empty((rows * (TAIL_REPLICAS + 1), own[0].shape[1]))
+                    tails[:rows] = own[0]
+                    scaled_tails(rep, rep_i0, out=tails[rows:])
                     # I_t as the Fourier ratio of the windows above has it (one scale for Li-K and Ti-L2,3); the
                     # replicas' unscattered fractions are not used
                     total, total_mean = low_loss_total(counts, ll.energy, w.energy.scale_ev)
-                    unsc, tails = plural_unscattered(*parts, np.tile(total, TAIL_REPLICAS + 1))
+                    unsc, tails = plural_unscattered(tails, np.concatenate((own[1], rep_it)),
+                                                     np.concatenate((own[2], rep_i0)), np.tile(total, TAIL_REPLICAS + 1))
                     tails *= w.energy.scale_ev / step  # counts per channel of the window
                     n_rows = counts.shape[0]
                     zmean = float(_row_mean(centre[:, None])[0])  # the image's mean ZLP position

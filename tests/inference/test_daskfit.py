@@ -135,20 +135,22 @@ def test_the_held_steps_are_what_the_budget_counts():
     assert {k[1] for k in held2} == {"read_zlp", "plural_window", "fourier_ratio"}
     per_row = {n: sum(_nbytes(v) for k, v in h.items() if k[1] == n) / rows
                for h in (held1, held2) for n in {k[1] for k in h}}
-    lags = per_row["plural_tails"] / 72.0
+    lags = (per_row["plural_tails"] - 144.0) / 40.0
     assert per_row["read_zlp"] == pytest.approx(40.0)
-    # the estimate's parts: 72 bytes a lag for the tails, 40 (+ 24) for the plural window, 4 a channel (+ 8)
+    # the estimate's parts: 40 bytes a lag (+ 144) for the tails (the row's own in double, its 8 replicas' per unit I_0
+    # in single), 40 (+ 24) for the plural window, 4 a channel (+ 8)
     assert per_row["plural_window"] == pytest.approx(40.0 * lags + 24.0, rel=0.02)
     # (the deconvolved channels in the transforms' single precision, the variance factor in double)
     assert per_row["fourier_ratio"] == pytest.approx(4.0 * w["high"].energy.size + 8.0, rel=0.02)
     first_b = 40.0 + per_row["plural_tails"]
     second_b = 40.0 + per_row["plural_window"] + per_row["fourier_ratio"]
-    budget = max(first_b, second_b) * 65536 * 1.01  # a 256 x 256 map: all held, though tails + deconvolution
+    budget = max(first_b, second_b) * 65536 * 1.001  # a 256 x 256 map: all held, though tails + deconvolution
     assert (per_row["plural_tails"] + per_row["fourier_ratio"] + 40.0) * 65536 > budget  # would not fit
     assert held_steps(w, s, 65536, budget) == keep
-    # the tails' hand-over is the larger (the deconvolution in single precision): just below it, the deconvolution
-    # alone; below that, the ZLPs alone
-    assert first_b > second_b
+    # the second hand-over is the larger (the tails in single precision): just below it, the tails alone; below
+    # those, the deconvolution alone; below that, the ZLPs alone
+    assert second_b > first_b > 40.0 + per_row["fourier_ratio"]
+    assert held_steps(w, s, 65536, 0.99 * second_b * 65536) == ("read_zlp", "plural_tails", "plural_window")
     assert held_steps(w, s, 65536, 0.99 * first_b * 65536) == ("read_zlp", "fourier_ratio")
     assert held_steps(w, s, 65536, 0.99 * (40.0 + per_row["fourier_ratio"]) * 65536) == ("read_zlp",)
 

@@ -505,11 +505,12 @@ def test_noise_replicas_are_the_rows_own_draws_as_stacked_before():
     assert np.array_equal(_replicas(counts, coarse, sd), coarse[None] + z * sd[None])
 
 
-def test_plural_tails_written_into_given_arrays_are_the_returned_ones():
-    """``plural_tails(..., out=...)`` (the replicas' tails written after the rows' own, :func:`apply_low_loss`)
-    gives the numbers it returns without ``out``."""
+def test_plural_tails_per_unit_i0_scaled_are_the_tails():
+    """``plural_tails(..., per_i0=True)`` (the replicas' tails a Dask fit holds between passes, :func:`apply_low_loss`)
+    times I_0 by :func:`scaled_tails`, written after other rows, gives the tails it returns without, bit for bit;
+    in the transforms' precision (4 bytes a lag in single)."""
     from sreels.axes import EnergyAxis
-    from sreels.inference.lowloss import plural_tails
+    from sreels.inference.lowloss import plural_tails, scaled_tails
 
     ax = EnergyAxis(-10.0, 0.5, 400)
     e = ax.energy_ev
@@ -519,10 +520,12 @@ def test_plural_tails_written_into_given_arrays_are_the_returned_ones():
     ll = ll + rng.normal(0.0, 30.0, ll.shape)
     for dtype in (float, np.float32):
         ref = plural_tails(ll, ax, centre, centre + 3.0, 0.5, 120.0, dtype=dtype)
-        out = (np.full((25,) + ref[0].shape[1:], np.nan), np.full(25, np.nan), np.full(25, np.nan))
-        plural_tails(ll, ax, centre, centre + 3.0, 0.5, 120.0, dtype=dtype, out=tuple(a[5:] for a in out))
-        for a, b in zip(out, ref):
-            assert np.array_equal(a[5:], b) and np.isnan(a[:5]).all()
+        m, it, i0 = plural_tails(ll, ax, centre, centre + 3.0, 0.5, 120.0, dtype=dtype, per_i0=True)
+        assert m.dtype == dtype and np.array_equal(it, ref[1]) and np.array_equal(i0, ref[2])
+        out = np.full((25,) + ref[0].shape[1:], np.nan)
+        scaled_tails(m, i0, out=out[5:])
+        assert np.array_equal(out[5:], ref[0]) and np.isnan(out[:5]).all()
+        assert np.array_equal(scaled_tails(m, i0), ref[0])
 
 
 def test_t_over_lambda_of_vacuum_rows_with_an_unknown_noise_level_has_an_honest_error():
