@@ -199,7 +199,7 @@ def _fit_block(templates, s, image, means, held, i0, *blocks):
     means, noise = means
     (wins, ll_cols, ll_notes), _, _ = _deconvolved(templates, s, image, held, (), i0, blocks, noise=noise)
     s2 = dataclasses.replace(s, zlp_referenced=bool(ll_cols))
-    cols, status, _, timings, notes = _fit_rows(wins, s2, means, progress=False)
+    cols, status, _, timings, notes = _fit_rows(wins, s2, means, progress=False, figures=False)
     cols.update(ll_cols)
     # the low-loss summary note is the whole image's (made in _assemble)
     notes += [n for n in ll_notes if not n.startswith("low-loss window ")]

@@ -306,6 +306,7 @@ class _Run:
     ti_d0: float = 0.0          # the Ti fit's global energy offset (eV)
     ranges: dict = field(default_factory=dict)  # edge tag -> (lo, hi, pre-edge hi) shrunk to its window
     li_overlaps: tuple = ()     # edges found in the core-loss windows that overlap Li-K
+    figures: bool = True        # the edge fits' views for figures (the fits' first return; False: O-K's None)
     _var: dict = field(default_factory=dict, repr=False)  # id(window) -> per-pixel variances
 
     def mean(self, w: WindowData) -> np.ndarray:
@@ -885,7 +886,7 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     try:
         ok = measure_o_k(w.energy, y, var, s.resolution_fwhm_ev, gain_known=True, max_ev=s.o_max_ev,
                          threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=image_mean,
-                         chi2_scale=run.chi2_scale(w), where=w.source)
+                         chi2_scale=run.chi2_scale(w), where=w.source, figures=run.figures)
     except SreelsInputError as exc:  # the window covers O-K but the data hold no measurable edge
         run.flag(np.ones(run.rows, bool), "no_o")
         run.notes.append(f"O-K not measured: {exc}")
@@ -1249,14 +1250,16 @@ def with_noise_scales(windows: dict, s: FitSettings, counts: dict | None = None)
             for k, w in windows.items()}
 
 
-def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True, threads: bool = False):
+def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True, threads: bool = False,
+              figures: bool = True):
     """The per-row fits of (a chunk of) an image: columns (Li not yet normalised), status sets,
     the edge fits, timings and notes.  ``threads``: the Li-K and O-K fits (after Ti-L2,3's) in two
-    threads (:func:`sreels.resources.run_concurrently`; same results, notes in another order)."""
+    threads (:func:`sreels.resources.run_concurrently`; same results, notes in another order).  ``figures``
+    False: the edge fits are not wanted (O-K's, made for figures only, is not made: None)."""
     from tqdm.auto import tqdm
 
     rows = next(iter(wins.values())).counts.shape[0]
-    run = _Run(s, rows, [set() for _ in range(rows)], means=means)
+    run = _Run(s, rows, [set() for _ in range(rows)], means=means, figures=figures)
     found, run.ranges = select_windows(wins, s, run.notes)
     if found["li"] is not None:
         run.li_overlaps = _li_overlaps(run, wins)
