@@ -29,8 +29,7 @@ class PowerLawFit:
 
     def evaluate(self, energy_ev) -> np.ndarray:
         """Background (rows, n) at ``energy_ev`` (n,)."""
-        x = np.log(np.asarray(energy_ev) / self.e_ref_ev)
-        return np.exp(self.log_a[:, None] - self.r[:, None] * x[None, :])
+        return _power(self.log_a, self.r, np.log(np.asarray(energy_ev) / self.e_ref_ev))
 
     def integral(self, energy_ev, step_ev):
         """Sum of the background over channels ``energy_ev`` times ``step_ev`` and its standard error."""
