@@ -467,11 +467,12 @@ def scaled_tails(per_i0, i0, out=None):
 
 
 def plural_unscattered(tail, it, i0, total=None):
-    """:func:`plural_kernel`'s (unscattered, tail) from :func:`plural_tails`' parts (not changed: a new tail)."""
+    """:func:`plural_kernel`'s (unscattered, tail) from :func:`plural_tails`' parts: ``tail`` itself with its rows
+    that are not finite, or whose unscattered fraction is not, set to 0 (in place: the callers' tails are their own)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         unscattered = (i0 / (it if total is None else np.asarray(total, float)))[:, None]
     bad = ~(np.all(np.isfinite(tail), axis=1) & np.isfinite(unscattered[:, 0]))
-    tail = np.where(bad[:, None], 0.0, tail)
+    tail[bad] = 0.0
     unscattered[bad] = 1.0
     return unscattered, tail
 
@@ -484,18 +485,26 @@ def _row_key(row) -> int:
 
 def _replicas(counts, coarse, sd):
     """The rows' noise replicas coarse + z sd, (TAIL_REPLICAS, rows, lags): each row's standard normals z drawn from
-    its own generator (seeded by TAIL_SEED and the row's counts, :func:`_row_key`).  The draws are written into one
-    buffer row by row, scaled and shifted in place: the same numbers as stacking each row's draws and computing
-    ``coarse + z * sd`` (tests/inference/test_lowloss.py), without the per-row arrays, the stack and two temporaries
-    of the replicas' size (the first touch of fresh memory was most of this step's CPU time)."""
+    its own generator (seeded by TAIL_SEED and the row's counts, :func:`_row_key`).  The draws of
+    :data:`REPLICA_ROWS` rows at a time are written into one small buffer, then scaled and shifted into the
+    replicas' array together: the same numbers as stacking each row's draws and computing ``coarse + z * sd``
+    (tests/inference/test_lowloss.py), without per-row arrays or temporaries of the replicas' size (the first
+    touch of fresh memory was most of this step's CPU time)."""
     rows, lags = coarse.shape
-    reps, z = np.empty((TAIL_REPLICAS, rows, lags)), np.empty((TAIL_REPLICAS, lags))
-    for i, r in enumerate(counts):  # (a generator per row: the loop is over the draws' seeds)
-        np.random.default_rng([TAIL_SEED, _row_key(r)]).standard_normal((TAIL_REPLICAS, lags), out=z)
-        out = reps[:, i]
-        np.multiply(z, sd[i], out=out)
-        out += coarse[i]
+    reps = np.empty((TAIL_REPLICAS, rows, lags))
+    z = np.empty((min(REPLICA_ROWS, rows), TAIL_REPLICAS, lags))
+    for b0 in range(0, rows, REPLICA_ROWS):
+        b1 = min(b0 + REPLICA_ROWS, rows)
+        for i in range(b0, b1):  # (a generator per row: the loop is over the draws' seeds)
+            np.random.default_rng([TAIL_SEED, _row_key(counts[i])]).standard_normal((TAIL_REPLICAS, lags), out=z[i - b0])
+        out = reps[:, b0:b1]
+        np.multiply(z[:b1 - b0].transpose(1, 0, 2), sd[None, b0:b1], out=out)
+        out += coarse[None, b0:b1]
     return reps
+
+
+#: rows whose replicas' draws are scaled together (:func:`_replicas`; the buffer, 64 x 8 replicas x ~300 lags, in cache)
+REPLICA_ROWS = 64
 
 
 def denoise_rows(a, k: int = TAIL_COMPONENTS):
