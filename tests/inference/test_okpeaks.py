@@ -72,6 +72,23 @@ def test_synthetic_peak_b_and_threshold():
     assert not any(v[0] for v in m.flags.values())
 
 
+def test_the_measurement_without_its_figure_view_gives_the_same_numbers():
+    """``figures=False`` (a Dask fit's blocks) leaves out the EdgeFit view for figures and nothing else: every
+    number and flag bit for bit those of the measurement with it, on noisy rows with a Cr-L edge in the window."""
+    ax, y = _spectrum(n=12, cr=575.0)
+    var = np.full(y.shape, 25.0)
+    with_fig, without = measure_o_k(ax, y, var, 0.5), measure_o_k(ax, y, var, 0.5, figures=False)
+    assert with_fig.fit is not None and without.fit is None
+    for f in dataclasses.fields(with_fig):
+        a, b = getattr(with_fig, f.name), getattr(without, f.name)
+        if f.name == "flags":
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+        elif isinstance(a, np.ndarray):
+            assert np.array_equal(a, b, equal_nan=True), f.name
+        elif f.name != "fit":
+            assert a == b, f.name
+
+
 def test_another_edge_cuts_the_peak_b_search():
     """A Cr-L3 white line at 575 eV (exspy's onset table): found, and peak b is not put on it."""
     ax, y = _spectrum(eb=563.0, cr=575.0)
