@@ -71,16 +71,17 @@ def fit_power_law(axis: EnergyAxis, counts: np.ndarray, lo_ev: float, hi_ev: flo
 
 def _normal_sums(x, x2, y, w, m):
     """The 2x2 normal equations of (ln A, r) for the model m: J = (m, -m x); the sums over channels
-    as products with x and x^2 (one pass over the rows' arrays for each).  (Temporaries written in
+    as products with x and x^2 (one pass over the rows' arrays for each; einsum, not BLAS's matrix-vector product,
+    whose result for a row depends on how many rows it is given: a row's numbers are its own whatever its block).  (Temporaries written in
     place: the same operations in the same order.)"""
     wm = np.multiply(w, m)
     wmm = np.multiply(wm, m)
-    a00, a01, a11 = wmm.sum(1), -(wmm @ x), wmm @ x2
+    a00, a01, a11 = wmm.sum(1), -np.einsum("rn,n->r", wmm, x), np.einsum("rn,n->r", wmm, x2)
     if y is None:
         return a00, a01, a11
     res = np.subtract(y, m, out=wmm)
     wmr = np.multiply(wm, res, out=wm)
-    return a00, a01, a11, wmr.sum(1), -(wmr @ x)
+    return a00, a01, a11, wmr.sum(1), -np.einsum("rn,n->r", wmr, x)
 
 
 def _power(log_a, r, x):

@@ -54,9 +54,16 @@ def _normal(J, w, res, transposed=False):
     return A, g[:, :, 0]
 
 
+def _singular(A) -> np.ndarray:
+    """Which matrices of a finite stack (rows, n, n) LU finds singular (a zero determinant: the pivot that stops
+    LAPACK's solve and inverse), each on its own."""
+    return np.linalg.det(A) == 0.0
+
+
 def _solve(A, b):
     """Solve A x = b for a stack (rows, n, n) x (rows, n); singular systems by pseudo-inverse,
-    rows with non-finite entries give NaN (they are reported as not converged)."""
+    rows with non-finite entries give NaN (they are reported as not converged).  Each row's solution is its own,
+    whatever the other rows (a singular row beside it does not send it to the pseudo-inverse)."""
     ok = np.isfinite(A).all((1, 2)) & np.isfinite(b).all(1)
     if ok.all():  # (the usual case: no copies)
         try:
@@ -65,22 +72,31 @@ def _solve(A, b):
             pass
     out = np.full(b.shape, np.nan)
     if ok.any():
-        try:
-            out[ok] = np.linalg.solve(A[ok], b[ok][:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            out[ok] = np.einsum("rij,rj->ri", np.linalg.pinv(A[ok]), b[ok])
+        sing = np.zeros(ok.shape, bool)
+        sing[ok] = _singular(A[ok])
+        reg = ok & ~sing
+        if reg.any():
+            out[reg] = np.linalg.solve(A[reg], b[reg][:, :, None])[:, :, 0]
+        if sing.any():
+            out[sing] = np.einsum("rij,rj->ri", np.linalg.pinv(A[sing]), b[sing])
     return out
 
 
 def _inverse(A):
-    """Inverse of a stack of matrices (pseudo-inverse where singular, NaN where not finite)."""
+    """Inverse of a stack of matrices (pseudo-inverse where singular, NaN where not finite), each row's its own."""
     out = np.full(A.shape, np.nan)
     ok = np.isfinite(A).all((1, 2))
     if ok.any():
         try:
             out[ok] = np.linalg.inv(A[ok])
         except np.linalg.LinAlgError:
-            out[ok] = np.linalg.pinv(A[ok])
+            sing = np.zeros(ok.shape, bool)
+            sing[ok] = _singular(A[ok])
+            reg = ok & ~sing
+            if reg.any():
+                out[reg] = np.linalg.inv(A[reg])
+            if sing.any():
+                out[sing] = np.linalg.pinv(A[sing])
     return out
 
 

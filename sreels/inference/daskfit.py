@@ -43,6 +43,7 @@ from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepar
                    noise_counts, resolve_instrument, with_noise_scales)
 from .deconvolve import FR_DTYPE, ImageStats, image_stats
 from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm
+from .rowsums import add_sums, row_sums, sum_value
 
 
 _MALLOC_SET = False
@@ -120,13 +121,16 @@ def _block_windows(templates: dict, rows, blocks, check: bool = True) -> dict:
 
 
 @_block_task
-def _image_pass(templates, s, keep, i0, *blocks):
+def _image_pass(templates, s, keep, image_rows, i0, *blocks):
     """Per block: the ZLP FWHM per row, and the deconvolution's partial averages
     (:class:`.deconvolve.ImageStats`), for the whole-image reductions; and the block's steps named in
-    ``keep`` that no image average changes (its ZLPs, its plural tails), held for the later passes."""
+    ``keep`` that no image average changes (its ZLPs, its plural tails), held for the later passes.
+    ``image_rows``: the image's rows (after binning), ``i0``: the block's first row before binning, or its rows."""
     wins = _prepared(_block_windows(templates, i0, blocks), s)
     noise = noise_counts(wins, s)
-    with image_stats(ImageStats(keep=keep)) as st:  # (the deconvolution and the projections after the averages are skipped)
+    rows = next(iter(wins.values())).counts.shape[0]
+    idx = np.asarray(i0) if np.ndim(i0) else int(i0) // s.bin_rows + np.arange(rows)
+    with image_stats(ImageStats(keep=keep, rows=idx, image_rows=image_rows)) as st:  # (the deconvolution and the projections after the averages are skipped)
         _, cols, _ = apply_low_loss(with_noise_scales(wins, s, noise), s, wide_fwhm_ev=s.resolution_fwhm_ev)
     return (cols["resolution_ev"], st.parts, noise), st.held
 
@@ -184,12 +188,13 @@ def _sums(templates, s, image, held, keep, i0, *blocks):
     (wins, _, _), held, noise = _deconvolved(templates, s, image, held, keep, i0, blocks, plural=plural)
     if plural:
         held = {k: v for k, v in held.items() if k[1] != "plural_tails"}
-    return ({k: (w.counts.sum(0), w.counts.shape[0]) for k, w in wins.items()}, noise), held
+    return ({k: (row_sums(w.counts), w.counts.shape[0]) for k, w in wins.items()}, noise), held
 
 
 def _means(*parts) -> tuple:
-    """The mean spectra of the whole image and (without a first pass) its noise histograms."""
-    means = {k: sum(p[0][k][0] for p in parts) / sum(p[0][k][1] for p in parts) for k in parts[0][0]}
+    """The mean spectra of the whole image (the in-memory fit's bit for bit: :mod:`.rowsums`) and (without a first
+    pass) its noise histograms."""
+    means = {k: sum_value(add_sums([p[0][k][0] for p in parts])) / sum(p[0][k][1] for p in parts) for k in parts[0][0]}
     return means, (None if parts[0][1] is None else _noise_sum(p[1] for p in parts))
 
 
@@ -436,7 +441,7 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
         keep = held_steps(windows, s, total // n, hold_bytes)
         keep1 = tuple(k for k in keep if k in ("read_zlp", "plural_tails"))
         keep2 = tuple(k for k in keep if k in ("fourier_ratio", "plural_window"))
-        first = per_block(_image_pass, 2, [(tpl, st, keep1, i0, *b) for i0, b in zip(starts, read())])
+        first = per_block(_image_pass, 2, [(tpl, st, keep1, total // n, i0, *b) for i0, b in zip(starts, read())])
         parts = [f[0] for f in first]
         if len(parts) > REDUCE_GROUP:  # in groups of consecutive blocks: sums in one order whatever the workers
             partial = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from typing import NamedTuple
 
 import numpy as np
 from scipy import fft as sfft
@@ -20,26 +21,58 @@ from ..axes import EnergyAxis
 from ..forward.detector import psf_kernel
 from ..forward.lowloss import zlp_tf
 from ..resources import fft_workers
+from .rowsums import add_sums, row_mean, row_sums, sum_value
 
 
 _IMAGE = contextvars.ContextVar("sreels_image_stats", default=None)
 
 
+class _Sum(NamedTuple):
+    """A block's sum over its rows of one average (:func:`.rowsums.row_sums`' components) and its rows."""
+
+    comps: np.ndarray
+    n: int
+
+    @staticmethod
+    def merge(parts):
+        return _Sum(add_sums([p.comps for p in parts]), sum(p.n for p in parts))
+
+    def value(self):
+        return sum_value(self.comps) / max(self.n, 1)
+
+
+class _Sample(NamedTuple):
+    """A block's rows of an image's row sample (:func:`sampled_covariance`): their indices in the image and the rows."""
+
+    idx: np.ndarray
+    rows: np.ndarray
+
+    @staticmethod
+    def merge(parts):
+        return _Sample(np.concatenate([p.idx for p in parts]), np.concatenate([p.rows for p in parts]))
+
+    def value(self):
+        return _covariance(self.rows[np.argsort(self.idx, kind="stable")])
+
+
 class ImageStats:
     """The whole image's averages over rows that the deconvolution uses (the power laws' exponents
     from the mean spectrum, the mean ZLP shape), for an image fitted in blocks of rows
-    (:mod:`.daskfit`): ``ImageStats()`` collects each average's (sum, rows) in call order within its
-    scope (``parts``: scope -> list; :func:`stats_scope`, one per window, so that a pass may leave a
-    window out); ``ImageStats(totals)`` hands out the whole image's averages (:meth:`combine` of every
-    block's parts) in the same order.
+    (:mod:`.daskfit`): ``ImageStats(rows=, image_rows=)`` collects each average's part (a block's sum and
+    rows, or its rows of a sample: :func:`sampled_covariance`) in call order within its scope (``parts``: scope
+    -> list; :func:`stats_scope`, one per window, so that a pass may leave a window out); ``rows``: the block's
+    rows' indices in the image of ``image_rows`` rows.  ``ImageStats(totals)`` hands out the whole image's averages
+    (:meth:`combine` of every block's parts) in the same order.  The sums do not depend on the blocks
+    (:mod:`.rowsums`) nor the sample on their order: the averages are the in-memory fit's, bit for bit.
 
     ``held``: the results of a block's steps that no image average changes (:func:`held_step`), kept
     from an earlier pass over the same block (``held`` of that pass's ImageStats, which ``keep`` names
     the steps to fill) so that a later pass does not compute them again."""
 
-    def __init__(self, totals=None, held=None, keep=()):
+    def __init__(self, totals=None, held=None, keep=(), rows=None, image_rows: int | None = None):
         self.totals, self.parts, self._i, self.scope = totals, {}, {}, None
         self.held, self.keep, self._calls, self._n = dict(held or {}), frozenset(keep), {}, {}
+        self.rows, self.image_rows = rows, image_rows
 
     def _count(self):
         self._calls[self.scope] = self._calls.get(self.scope, 0) + 1
@@ -65,33 +98,47 @@ class ImageStats:
             self.held[key] = (value, self._calls.get(self.scope, 0) - c0)
         return value
 
+    def _part(self, part, value: bool = True):
+        """Collect ``part`` and return its value (the block's own average; None unless ``value``)."""
+        self.parts.setdefault(self.scope, []).append(part)
+        return part.value() if value else None
+
     def mean(self, v):
         self._count()
-        if self.totals is None:
-            self.parts.setdefault(self.scope, []).append((v.sum(0), v.shape[0]))
-            return v.mean(0) if v.shape[0] else np.zeros(v.shape[1:], v.dtype)
-        return self._take()
+        if self.totals is not None:
+            return self._take()
+        return self._part(_Sum(row_sums(v), int(v.shape[0])))
 
     def mean_of(self, total, n: int):
-        """As :meth:`mean` for a block's sum over its ``n`` rows given directly (e.g. a Gram matrix; a
-        callable: computed only when the block's own sum is wanted)."""
+        """As :meth:`mean` for a block's sum over its ``n`` rows given directly (e.g. a histogram; a callable:
+        computed only when the block's own sum is wanted)."""
         self._count()
-        if self.totals is None:
-            total = total() if callable(total) else total
-            self.parts.setdefault(self.scope, []).append((total, n))
-            return total / max(n, 1)
-        return self._take()
+        if self.totals is not None:
+            return self._take()
+        total = np.asarray(total() if callable(total) else total, dtype=float)
+        return self._part(_Sum(row_sums(total[None]), int(n)))
+
+    def sample(self, a):
+        """The covariance of the image's sampled rows (:func:`sampled_covariance`) among this block's rows ``a``
+        (collecting: None)."""
+        self._count()
+        if self.totals is not None:
+            return self._take()
+        if self.rows is None or self.image_rows is None:
+            raise ValueError("ImageStats collecting a row sample needs the block's rows and the image's")
+        keep = np.asarray(self.rows) % sample_stride(self.image_rows) == 0
+        return self._part(_Sample(np.asarray(self.rows)[keep], np.asarray(a, float)[keep]), value=False)
 
     @staticmethod
     def add(blocks):
-        """The ``parts`` of several blocks as one block's: each average's sums and rows added (a partial reduction)."""
-        return {k: [(sum(b[k][i][0] for b in blocks), sum(b[k][i][1] for b in blocks)) for i in range(len(v))]
-                for k, v in blocks[0].items()}
+        """The ``parts`` of several blocks as one block's: each average's sums and rows added, its samples' rows
+        gathered (a partial reduction)."""
+        return {k: [type(p).merge([b[k][i] for b in blocks]) for i, p in enumerate(v)] for k, v in blocks[0].items()}
 
     @staticmethod
     def combine(blocks):
         """Whole-image averages (scope -> list) from the ``parts`` of every block (or of :meth:`add`'s groups)."""
-        return {k: [t / n for t, n in v] for k, v in ImageStats.add(blocks).items()}
+        return {k: [p.value() for p in v] for k, v in ImageStats.add(blocks).items()}
 
 
 @contextlib.contextmanager
@@ -158,9 +205,41 @@ def per_image(cache: dict, objs: tuple, extra, fn, size: int = 36):
 
 
 def _row_mean(v):
-    """Mean over rows (axis 0) of the image: these rows, or the whole image's (:class:`ImageStats`)."""
+    """Mean over rows (axis 0) of the image: these rows, or the whole image's (:class:`ImageStats`); the same
+    whatever the image's blocks (:func:`.rowsums.row_mean`)."""
     st = _IMAGE.get()
-    return v.mean(0) if st is None else st.mean(v)
+    return row_mean(v) if st is None else st.mean(v)
+
+
+#: rows of an image whose covariance :func:`sampled_covariance` takes: every ``sample_stride``-th of its rows
+COVARIANCE_ROWS = 2048
+
+
+def sample_stride(rows: int) -> int:
+    """Every how many of an image's ``rows`` a row is in its sample (all of them up to COVARIANCE_ROWS rows)."""
+    return max(1, -(-int(rows) // COVARIANCE_ROWS))
+
+
+def _covariance(s):
+    """The covariance over columns of rows ``s`` (rows, n), about their own mean (one thread: the same bits whatever
+    the process)."""
+    from ..resources import single_threaded_blas
+
+    d = s - s.mean(0)
+    with single_threaded_blas():
+        return (d.T @ d) / max(s.shape[0], 1)
+
+
+def sampled_covariance(a):
+    """The covariance of the image's rows, from every :func:`sample_stride`-th of them (row 0, stride, ...): of these
+    rows, or of the whole image's sample (:class:`ImageStats`).  A sample gathered from blocks is the same rows in
+    the same order, so its covariance is the in-memory fit's bit for bit, where a sum of the blocks' Gram matrices
+    differed in its last bits; and it costs a block nothing (the full image's Gram matrices were ~5 % of a map's
+    CPU).  Up to COVARIANCE_ROWS rows every row is in it."""
+    st = _IMAGE.get()
+    if st is None:
+        return _covariance(np.asarray(a, float)[::sample_stride(a.shape[0])])
+    return st.sample(a)
 
 
 def row_sum_mean(total, n: int):

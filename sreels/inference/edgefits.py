@@ -334,14 +334,14 @@ def _projected_fit(model, comps, x, p0, y, w, nb) -> BatchResult:
         """The background's shape b at exponents th, the normal matrix's inverse over (b, components),
         Phi W (x^j b) and the linear solution c."""
         f, fw, wi, yi = (comps, cw, w, y) if full else (comps[idx], cw[idx], w[idx], y[idx])
-        b = th @ xs
+        b = np.einsum("rt,tn->rn", th, xs)  # (a row's numbers its own whatever rows iterate: not BLAS's 2-D product)
         np.negative(b, out=b)
         np.exp(b, out=b)
         bw = b * wi
         B = np.empty((idx.size, q, n))                         # the linear columns times W b
         np.multiply(bw, b, out=B[:, 0])
         np.multiply(fw, b[:, None, :], out=B[:, 1:])
-        S = (B.reshape(-1, n) @ xp.T).reshape(idx.size, q, nb)  # Phi W (b, x b (, x^2 b)): one product
+        S = np.einsum("rqn,jn->rqj", B, xp)                    # Phi W (b, x b (, x^2 b))
         G = np.empty((idx.size, q, q))
         G[:, :, 0] = S[:, :, 0]
         G[:, 0, 1:] = S[:, 1:, 0]

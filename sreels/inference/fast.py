@@ -25,6 +25,7 @@ from ..forward.model import reference_spectra
 from ..structures.resonance import r_from_energy_b
 from ..axes import EnergyAxis
 from .edgefits import PLURAL_TAIL, FINE_STEP_EV, Shifted, fit_linear_edges, rows_at, global_shift, variance_model
+from .rowsums import row_mean
 from .okpeaks import (O_K_ONSET_EV, OKRows, effective_fwhm, measure_o_k, noise_scale, noise_scale_of,
                       resolution_systematic_ev)
 from .load import WindowData, check_fit_input
@@ -313,7 +314,7 @@ class _Run:
         """The whole image's mean spectrum of ``w`` (global shifts must not depend on a chunk)."""
         if self.means is not None and w.name in self.means:
             return self.means[w.name]
-        return w.counts.mean(0)
+        return row_mean(w.counts)  # (the same bits as a Dask fit's sums over its blocks)
 
     def psf_decay(self, w: WindowData) -> float:
         """The detector PSF's decay along energy: the option, else the file's sreels metadata, else 0."""

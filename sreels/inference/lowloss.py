@@ -509,20 +509,22 @@ REPLICA_ROWS = 64
 
 def denoise_rows(a, k: int = TAIL_COMPONENTS):
     """Rows (rows, n) projected on the ``k`` leading principal components of the image's rows (mean
-    kept; the covariance over n from sums over rows, so an image fitted in blocks gets the whole image's,
-    :class:`.deconvolve.ImageStats`): the multiple-scattering tails vary across an image in level and
-    slowly in shape, while the low loss's shot noise in them is independent from row to row."""
-    from .deconvolve import averages_given, collecting, per_image, row_sum_mean
+    kept; the covariance over n from a sample of the image's rows, :func:`.deconvolve.sampled_covariance`, so an
+    image fitted in blocks gets the whole image's, :class:`.deconvolve.ImageStats`): the multiple-scattering tails
+    vary across an image in level and slowly in shape, while the low loss's shot noise in them is independent from
+    row to row."""
+    from .deconvolve import averages_given, collecting, per_image, sampled_covariance
 
     mu = _row_mean(a)
-    gram = row_sum_mean(lambda: a.T @ a, a.shape[0])  # (the Gram matrix only where it is summed)
+    cov = sampled_covariance(a)
     if collecting():  # the image's averages are taken (above); the projection is not used
         return a
-    comps = lambda: _leading_components(gram - np.outer(mu, mu), k)  # noqa: E731
+    comps = lambda: _leading_components(cov, k)  # noqa: E731
     # the image's averages given: a Dask worker's blocks share them (9 eigen decompositions a block, 2.7 ms each on
     # a 283-lag tail, computed once per worker)
-    v = per_image(_COMPONENTS, (gram, mu), k, comps) if averages_given() else comps()
-    return mu + ((a - mu) @ v) @ v.T
+    v = per_image(_COMPONENTS, (cov, mu), k, comps) if averages_given() else comps()
+    # row by row (stacked products): a 2-D BLAS product's rows depend on how many rows it is given
+    return mu + ((a - mu)[:, None, :] @ v @ v.T)[:, 0]
 
 
 _COMPONENTS: dict = {}
@@ -535,8 +537,8 @@ def _leading_components(cov, k: int) -> np.ndarray:
     n = cov.shape[0]
     # the k + 1 largest eigenpairs only (LAPACK's evr: ~2x faster than all of them)
     val, vec = eigh(cov, subset_by_index=[max(n - k - 1, 0), n - 1], driver="evr")
-    # cut at a clear gap (eigenvalue ratio >= TAIL_GAP): a subspace that rounding cannot rotate, so an
-    # image summed in blocks gets the same projection as the whole (within ~1e-12)
+    # cut at a clear gap (eigenvalue ratio >= TAIL_GAP): a subspace that rounding cannot rotate (the covariance
+    # is the same bits in blocks and whole: deconvolve.sampled_covariance)
     gaps = val[-k - 1:][1:] / np.maximum(val[-k - 1:][:-1], 1e-300)   # ascending: (k+1)/k ... top/next
     ok = np.flatnonzero(gaps[::-1] >= TAIL_GAP)                          # gaps[::-1][j]: top j+1 vs the next
     return vec[:, -(int(ok[-1]) + 1 if ok.size else 1):]
@@ -661,7 +663,7 @@ def repair_clipped_zlp(counts, clipped) -> np.ndarray:
     coef = np.zeros((rows.size, 3))
     coef[ok] = np.linalg.solve(ata[ok], atb[ok][..., None])[..., 0]
     ok &= coef[:, 2] < 0                                   # a peak, not a valley
-    model = np.exp(coef @ A.T)
+    model = np.exp(np.einsum("rk,nk->rn", coef, A))  # (a row's own numbers whatever the rows: not a 2-D BLAS product)
     fill = np.take_along_axis(flat, idx, 1) & ok[:, None]
     rebuilt = np.where(fill, np.maximum(model, v), v)
     np.put_along_axis(sub, idx, rebuilt, 1)
