@@ -18,13 +18,11 @@ from .fasthelpers import windows_of
 
 
 def _same(a, b):
+    """Every number to 1e-9 of itself (measured: bit for bit), the same statuses."""
     assert (a.status == b.status).all()
     for k, v in a.columns.items():
         w = b.columns[k]
-        # the L2/L3 recipe sums in another order; a standard error is read off the Jacobian at the
-        # last Levenberg-Marquardt step, which rounding in other block sizes moves at the 1e-9 level
-        tol = 1e-5 if k == "ti_l2_l3" else 1e-7 if k.endswith("_err") else 1e-9
-        assert np.allclose(v, w, rtol=tol, atol=0, equal_nan=True), (k, np.nanmax(np.abs(v - w)))
+        assert np.allclose(v, w, rtol=1e-9, atol=0, equal_nan=True), (k, np.nanmax(np.abs(v - w)))
 
 
 @pytest.fixture(scope="module")
