@@ -42,7 +42,7 @@ class _Sum(NamedTuple):
 
 
 class _Sample(NamedTuple):
-    """A block's rows of an image's row sample (:func:`sampled_covariance`): their indices in the image and the rows."""
+    """A block's rows of an image's row sample (:func:`sampled_moments`): their indices in the image and the rows."""
 
     idx: np.ndarray
     rows: np.ndarray
@@ -52,14 +52,14 @@ class _Sample(NamedTuple):
         return _Sample(np.concatenate([p.idx for p in parts]), np.concatenate([p.rows for p in parts]))
 
     def value(self):
-        return _covariance(self.rows[np.argsort(self.idx, kind="stable")])
+        return _moments(self.rows[np.argsort(self.idx, kind="stable")])
 
 
 class ImageStats:
     """The whole image's averages over rows that the deconvolution uses (the power laws' exponents
     from the mean spectrum, the mean ZLP shape), for an image fitted in blocks of rows
     (:mod:`.daskfit`): ``ImageStats(rows=, image_rows=)`` collects each average's part (a block's sum and
-    rows, or its rows of a sample: :func:`sampled_covariance`) in call order within its scope (``parts``: scope
+    rows, or its rows of a sample: :func:`sampled_moments`) in call order within its scope (``parts``: scope
     -> list; :func:`stats_scope`, one per window, so that a pass may leave a window out); ``rows``: the block's
     rows' indices in the image of ``image_rows`` rows.  ``ImageStats(totals)`` hands out the whole image's averages
     (:meth:`combine` of every block's parts) in the same order.  The sums do not depend on the blocks
@@ -119,8 +119,8 @@ class ImageStats:
         return self._part(_Sum(row_sums(total[None]), int(n)))
 
     def sample(self, a):
-        """The covariance of the image's sampled rows (:func:`sampled_covariance`) among this block's rows ``a``
-        (collecting: None)."""
+        """The mean and covariance of the image's sampled rows (:func:`sampled_moments`) among this block's rows
+        ``a`` (collecting: None)."""
         self._count()
         if self.totals is not None:
             return self._take()
@@ -211,7 +211,7 @@ def _row_mean(v):
     return row_mean(v) if st is None else st.mean(v)
 
 
-#: rows of an image whose covariance :func:`sampled_covariance` takes: every ``sample_stride``-th of its rows
+#: rows of an image whose mean and covariance :func:`sampled_moments` takes: every ``sample_stride``-th of its rows
 COVARIANCE_ROWS = 2048
 
 
@@ -220,25 +220,26 @@ def sample_stride(rows: int) -> int:
     return max(1, -(-int(rows) // COVARIANCE_ROWS))
 
 
-def _covariance(s):
-    """The covariance over columns of rows ``s`` (rows, n), about their own mean (one thread: the same bits whatever
-    the process)."""
+def _moments(s):
+    """The mean and the covariance over columns of rows ``s`` (rows, n) (one BLAS thread: the same bits whatever the
+    process)."""
     from ..resources import single_threaded_blas
 
-    d = s - s.mean(0)
+    mu = s.mean(0)
+    d = s - mu
     with single_threaded_blas():
-        return (d.T @ d) / max(s.shape[0], 1)
+        return mu, (d.T @ d) / max(s.shape[0], 1)
 
 
-def sampled_covariance(a):
-    """The covariance of the image's rows, from every :func:`sample_stride`-th of them (row 0, stride, ...): of these
-    rows, or of the whole image's sample (:class:`ImageStats`).  A sample gathered from blocks is the same rows in
-    the same order, so its covariance is the in-memory fit's bit for bit, where a sum of the blocks' Gram matrices
-    differed in its last bits; and it costs a block nothing (the full image's Gram matrices were ~5 % of a map's
-    CPU).  Up to COVARIANCE_ROWS rows every row is in it."""
+def sampled_moments(a):
+    """The mean and covariance of the image's rows from every :func:`sample_stride`-th of them (row 0, stride, ...):
+    of these rows, or of the whole image's sample (:class:`ImageStats`).  A sample gathered from blocks is the same
+    rows in the same order, so its moments are the in-memory fit's bit for bit, where a sum of the blocks' Gram
+    matrices differed in its last bits; and it costs a block nothing (the full image's Gram matrices and exact means
+    of the tails were ~5 % of a map's CPU).  Up to COVARIANCE_ROWS rows every row is in it."""
     st = _IMAGE.get()
     if st is None:
-        return _covariance(np.asarray(a, float)[::sample_stride(a.shape[0])])
+        return _moments(np.asarray(a, float)[::sample_stride(a.shape[0])])
     return st.sample(a)
 
 

@@ -508,17 +508,17 @@ REPLICA_ROWS = 64
 
 
 def denoise_rows(a, k: int = TAIL_COMPONENTS):
-    """Rows (rows, n) projected on the ``k`` leading principal components of the image's rows (mean
-    kept; the covariance over n from a sample of the image's rows, :func:`.deconvolve.sampled_covariance`, so an
-    image fitted in blocks gets the whole image's, :class:`.deconvolve.ImageStats`): the multiple-scattering tails
-    vary across an image in level and slowly in shape, while the low loss's shot noise in them is independent from
-    row to row."""
-    from .deconvolve import averages_given, collecting, per_image, sampled_covariance
+    """Rows (rows, n) projected on the ``k`` leading principal components of the image's rows about their mean
+    (mean and covariance over n from a sample of the image's rows, :func:`.deconvolve.sampled_moments`, so an image
+    fitted in blocks gets the whole image's, :class:`.deconvolve.ImageStats`; every row of an image of up to
+    COVARIANCE_ROWS rows): the multiple-scattering tails vary across an image in level and slowly in shape, while the
+    low loss's shot noise in them is independent from row to row."""
+    from .deconvolve import averages_given, collecting, per_image, sampled_moments
 
-    mu = _row_mean(a)
-    cov = sampled_covariance(a)
-    if collecting():  # the image's averages are taken (above); the projection is not used
+    if collecting():  # the image's sample is taken; the projection is not used
+        sampled_moments(a)
         return a
+    mu, cov = sampled_moments(a)
     comps = lambda: _leading_components(cov, k)  # noqa: E731
     # the image's averages given: a Dask worker's blocks share them (9 eigen decompositions a block, 2.7 ms each on
     # a 283-lag tail, computed once per worker)

@@ -62,26 +62,27 @@ def test_long_images_are_summed_in_pieces_to_the_same_sums():
     assert row_sums(np.empty((0, 3))).shape == (3, 3) and np.all(row_mean(np.empty((0, 3))) == 0.0)
 
 
-def test_the_tails_covariance_is_a_row_sample_gathered_in_the_image_order():
-    """An image's covariance from every stride-th row: blocks (in any order, cut anywhere) collect their rows of the
-    sample and the combined covariance is the whole image's bit for bit; up to COVARIANCE_ROWS rows every row."""
+def test_the_tails_moments_are_a_row_sample_gathered_in_the_image_order():
+    """An image's mean and covariance from every stride-th row: blocks (in any order, cut anywhere) collect their
+    rows of the sample and the combined moments are the whole image's bit for bit; up to COVARIANCE_ROWS rows every
+    row."""
     from sreels.inference.deconvolve import (COVARIANCE_ROWS, ImageStats, image_stats, sample_stride,
-                                             sampled_covariance, stats_scope)
+                                             sampled_moments, stats_scope)
 
     rng = np.random.default_rng(2)
     n = COVARIANCE_ROWS + 1500
     a = rng.normal(0, 1, (n, 12)) @ rng.normal(0, 1, (12, 12)) + 50.0
-    whole = sampled_covariance(a)
+    mu, cov = sampled_moments(a)
     assert sample_stride(n) == 2 and sample_stride(COVARIANCE_ROWS) == 1
-    d = a[::2] - a[::2].mean(0)
-    assert np.allclose(whole, d.T @ d / d.shape[0], rtol=1e-12)
+    assert np.allclose(mu, a[::2].mean(0), rtol=1e-14) and np.allclose(cov, np.cov(a[::2].T, bias=True), rtol=1e-12)
     cuts = [0, 777, 1500, 2900, n]
     parts = []
     for i0, i1 in reversed(list(zip(cuts[:-1], cuts[1:]))):
         with image_stats(ImageStats(rows=np.arange(i0, i1), image_rows=n)) as stats, stats_scope("w"):
-            assert sampled_covariance(a[i0:i1]) is None   # (collecting)
+            assert sampled_moments(a[i0:i1]) is None   # (collecting)
         parts.append(stats.parts)
-    assert np.array_equal(ImageStats.combine(parts)["w"][0], whole)
+    got = ImageStats.combine(parts)["w"][0]
+    assert np.array_equal(got[0], mu) and np.array_equal(got[1], cov)
 
 
 def test_a_row_fitted_among_other_rows_gets_its_own_numbers():
