@@ -2,8 +2,9 @@
 
 The graph, for blocks ``b`` of ``chunk_rows`` rows::
 
-    low-loss block b --(ZLP FWHM per row, partial sums)--> percentile 95 of the FWHMs, mean ZLP shape,
-                        mean spectra behind the deconvolution's power-law pads, noise levels  (reduction 1)
+    low-loss block b --(ZLP FWHM per row, partial sums, row sample)--> percentile 95 of the FWHMs, mean ZLP
+                        shape, mean spectra behind the deconvolution's power-law pads, the Li-K tails' principal
+                        components, noise levels  (reduction 1)
     windows block b  --(bin, dark, deconvolve)--> sum over rows      (reduction 2: mean spectra; without a
                                                                        low loss, noise levels)
     windows block b + reductions 1, 2 --> per-row fits of block b    (the vectorised block fit)
@@ -15,7 +16,9 @@ offsets see the whole image's mean spectra, the deconvolution the whole image's 
 Li normalisation the whole image's parent, the fits' weights (gain unknown) the whole image's noise level
 (histograms of :func:`.okpeaks.noise_ratio_counts` added), the O-K poor-fit flags the chi^2 scale of its mean
 spectrum, Li-K "present in the image" every row (decided after the blocks are put together,
-:func:`.fast._li_presence`).
+:func:`.fast._li_presence`).  Bit for bit: the sums are exact sums rounded once (:mod:`.rowsums`), whatever the
+blocks; the tails' components come from a sample of the image's rows gathered in its order
+(:func:`.deconvolve.sampled_moments`); a row's fit does not depend on the other rows of its block.
 
 Schedulers: Dask's local threaded scheduler (default), a ``dask.distributed`` LocalCluster
 (``workers=N``: N single-threaded worker processes) or an existing cluster (``scheduler=ADDRESS``).
@@ -156,8 +159,9 @@ def _noise_sum(parts) -> dict:
 
 
 #: the first pass's parts are reduced in groups of this many blocks, each as soon as its blocks are done, then the
-#: groups' (a block's parts hold the Li-K tails' Gram matrices, ~6 MB: on a 256 x 256 map's 64 blocks the single
-#: reduction moved 370 MB to one worker while the other waited, 0.5 s)
+#: groups' (when a block's parts held the Li-K tails' Gram matrices, ~6 MB, the single reduction of a 256 x 256 map's
+#: 64 blocks moved 370 MB to one worker while the other waited, 0.5 s; they now hold its rows of the image's row
+#: sample, ~0.6 MB, and exact sums, whose order does not matter)
 REDUCE_GROUP = 8
 
 
@@ -382,7 +386,7 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
     j mod N, so that what a block's passes hold stays where it was made (loose restrictions: the scheduler
     may still move a task, e.g. off a lagging worker).  Without them a block's later passes went to whichever
     worker was free and its held steps with them: on a 256 x 256 map on 2 workers 1 GB crossed between the
-    workers.  The numbers do not depend on them (the reductions sum in block order).  Given for a LocalCluster
+    workers.  The numbers do not depend on them (nor on the blocks: :mod:`.rowsums`).  Given for a LocalCluster
     (``--workers``) or a client the caller holds, not for a running cluster (``--scheduler``), whose workers may
     change while the graph runs."""
     import dask
@@ -443,7 +447,7 @@ def fit_graph(windows: dict, settings: FitSettings | None = None, chunk_rows: in
         keep2 = tuple(k for k in keep if k in ("fourier_ratio", "plural_window"))
         first = per_block(_image_pass, 2, [(tpl, st, keep1, total // n, i0, *b) for i0, b in zip(starts, read())])
         parts = [f[0] for f in first]
-        if len(parts) > REDUCE_GROUP:  # in groups of consecutive blocks: sums in one order whatever the workers
+        if len(parts) > REDUCE_GROUP:  # in groups of consecutive blocks
             partial = []
             for j in range(0, len(parts), REDUCE_GROUP):
                 with at(j // REDUCE_GROUP):  # (the groups round the workers too)
