@@ -43,7 +43,7 @@ from ..errors import SreelsInputError
 from ..resources import (check_memory, keep_freed_memory, no_huge_page_advice, single_threaded_blas,
                          single_threaded_fft)
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
-                   noise_counts, resolve_instrument, with_noise_scales)
+                   noise_counts, resolve_instrument, unscaled_variance, with_noise_scales, MEAN_NOISE_EV)
 from .deconvolve import FR_DTYPE, ImageStats, image_stats
 from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm
 from .rowsums import add_sums, row_sums, sum_value
@@ -192,23 +192,28 @@ def _sums(templates, s, image, held, keep, i0, *blocks):
     (wins, _, _), held, noise = _deconvolved(templates, s, image, held, keep, i0, blocks, plural=plural)
     if plural:
         held = {k: v for k, v in held.items() if k[1] != "plural_tails"}
-    return ({k: (row_sums(w.counts), w.counts.shape[0]) for k, w in wins.items()}, noise), held
+    return ({k: (row_sums(w.counts), row_sums(unscaled_variance(w, s)) if w.energy.end_ev >= MEAN_NOISE_EV else None,
+                 w.counts.shape[0]) for k, w in wins.items()}, noise), held
 
 
 def _means(*parts) -> tuple:
-    """The mean spectra of the whole image (the in-memory fit's bit for bit: :mod:`.rowsums`) and (without a first
-    pass) its noise histograms."""
-    means = {k: sum_value(add_sums([p[0][k][0] for p in parts])) / sum(p[0][k][1] for p in parts) for k in parts[0][0]}
-    return means, (None if parts[0][1] is None else _noise_sum(p[1] for p in parts))
+    """The mean spectra of the whole image and the means of its pixels' variances before their noise scale
+    (:func:`.fast.unscaled_variance`, with the image's rows), the in-memory fit's bit for bit (:mod:`.rowsums`), and
+    (without a first pass) its noise histograms."""
+    n = {k: sum(p[0][k][2] for p in parts) for k in parts[0][0]}
+    means = {k: sum_value(add_sums([p[0][k][0] for p in parts])) / n[k] for k in n}
+    mean_vars = {k: (sum_value(add_sums([p[0][k][1] for p in parts])) / n[k], n[k]) if parts[0][0][k][1] is not None
+                 else None for k in n}
+    return means, mean_vars, (None if parts[0][1] is None else _noise_sum(p[1] for p in parts))
 
 
 @_block_task
 def _fit_block(templates, s, image, means, held, i0, *blocks):
     """The vectorised fit of one block: :func:`.fast._fit_rows` with the whole image's means."""
-    means, noise = means
+    means, mean_vars, noise = means
     (wins, ll_cols, ll_notes), _, _ = _deconvolved(templates, s, image, held, (), i0, blocks, noise=noise)
     s2 = dataclasses.replace(s, zlp_referenced=bool(ll_cols))
-    cols, status, _, timings, notes = _fit_rows(wins, s2, means, progress=False, figures=False)
+    cols, status, _, timings, notes = _fit_rows(wins, s2, means, progress=False, figures=False, mean_vars=mean_vars)
     cols.update(ll_cols)
     # the low-loss summary note is the whole image's (made in _assemble)
     notes += [n for n in ll_notes if not n.startswith("low-loss window ")]
@@ -233,7 +238,25 @@ def _assemble(full: PositionAxis, s: FitSettings, notes: list, ll_source, order,
     s = dataclasses.replace(s, zlp_referenced=parts[0][4])
     if ll_source is not None and "zlp_shift_ev" in cols:
         nt.append(low_loss_note(ll_source, cols["zlp_shift_ev"], cols["resolution_ev"], cols["t_over_lambda"]))
-    return _result(full, cols, status, {}, s, timings, nt)
+    return _result(full, cols, status, {}, s, timings, _rows_added(nt))
+
+
+def _rows_added(notes: list) -> list:
+    """The blocks' notes, those that count a block's rows ("N row(s) flagged ...") as one note of the image's rows (the
+    in-memory fit's), the others as they are."""
+    import re
+
+    counts, out = {}, []
+    for n in notes:
+        m = re.fullmatch(r"(\d+) (row\(s\) .*)", n, re.S)
+        if m is None:
+            out.append(n)
+            continue
+        if m.group(2) not in counts:
+            counts[m.group(2)] = 0
+            out.append(m.group(2))
+        counts[m.group(2)] += int(m.group(1))
+    return [f"{counts[n]} {n}" if n in counts else n for n in out]
 
 
 #: dask.distributed settings of the LocalCluster sreels starts (``--workers N``): a CPU-bound fit on as many single-

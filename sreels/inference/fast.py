@@ -304,17 +304,32 @@ class _Run:
     status: list
     notes: list = field(default_factory=list)
     means: dict | None = None   # window name -> mean spectrum of the whole image (chunked fits)
+    mean_vars: dict | None = None  # window name -> its unscaled_variance's mean over the whole image (chunked fits)
     ti_d0: float = 0.0          # the Ti fit's global energy offset (eV)
     ranges: dict = field(default_factory=dict)  # edge tag -> (lo, hi, pre-edge hi) shrunk to its window
     li_overlaps: tuple = ()     # edges found in the core-loss windows that overlap Li-K
     figures: bool = True        # the edge fits' views for figures (the fits' first return; False: O-K's None)
-    _var: dict = field(default_factory=dict, repr=False)  # id(window) -> per-pixel variances
+    _var: dict = field(default_factory=dict, repr=False)  # id(window) -> per-pixel variances (and mean_noise's means)
 
     def mean(self, w: WindowData) -> np.ndarray:
         """The whole image's mean spectrum of ``w`` (global shifts must not depend on a chunk)."""
         if self.means is not None and w.name in self.means:
             return self.means[w.name]
         return row_mean(w.counts)  # (the same bits as a Dask fit's sums over its blocks)
+
+    def mean_noise(self, w: WindowData) -> np.ndarray:
+        """The variance of the whole image's mean spectrum of ``w`` (per channel): its pixels' mean variance over
+        the image's rows (:func:`unscaled_variance`'s mean times the window's noise scale), the same for a block of
+        rows as for the whole image (:mod:`.rowsums`): the edges other than the fitted ones are found in the mean
+        spectrum against it, and a block must find the image's."""
+        if self.mean_vars is not None and self.mean_vars.get(w.name) is not None:
+            mv, n = self.mean_vars[w.name]
+        else:
+            if ("mean_noise", id(w)) not in self._var:
+                self._var[("mean_noise", id(w))] = row_mean(unscaled_variance(w, self.s))
+            mv, n = self._var[("mean_noise", id(w))], self.rows
+        k = 1.0 if self.gain_known(w) or w.noise_scale is None else w.noise_scale
+        return mv * k / max(n, 1)
 
     def psf_decay(self, w: WindowData) -> float:
         """The detector PSF's decay along energy: the option, else the file's sreels metadata, else 0."""
@@ -864,7 +879,7 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     y = np.asarray(w.counts, float)
     # what the measurement needs: edges below O-K (Ti-L at 456 eV) to ~60 eV above its onset
     sl = w.energy.slice(max(w.energy.offset_ev, 440.0), min(w.energy.end_ev, 610.0))
-    image_mean = run.mean(w)[sl]
+    image_mean, image_noise = run.mean(w)[sl], run.mean_noise(w)[sl]
     sat = saturated_pixels(w, s)
     if sl.stop - sl.start < w.energy.size:
         sub = EnergyAxis(float(w.energy.energy_ev[sl][0]), w.energy.scale_ev, sl.stop - sl.start)
@@ -887,7 +902,7 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     try:
         ok = measure_o_k(w.energy, y, var, s.resolution_fwhm_ev, gain_known=True, max_ev=s.o_max_ev,
                          threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=image_mean,
-                         chi2_scale=run.chi2_scale(w), where=w.source, figures=run.figures)
+                         image_noise=image_noise,                         chi2_scale=run.chi2_scale(w), where=w.source, figures=run.figures)
     except SreelsInputError as exc:  # the window covers O-K but the data hold no measurable edge
         run.flag(np.ones(run.rows, bool), "no_o")
         run.notes.append(f"O-K not measured: {exc}")
@@ -976,7 +991,7 @@ def _o_amount(run: _Run, w: WindowData, ti, ti_fit, d_row, ok: OKRows) -> dict:
         ok.onset_coarse_ev - O_K_ONSET_EV
     top = min(w.energy.end_ev, 529.0 + POST_EDGE_EV[1] + d0)
     lo = max(w.energy.offset_ev, PRE_EDGE_EV[0] + d0)
-    found = [n for n, _ in other_edges_in(w.energy.energy_ev, run.mean(w), run.variance(w).mean(0) / max(rows, 1),
+    found = [n for n, _ in other_edges_in(w.energy.energy_ev, run.mean(w), run.mean_noise(w),
                                           ok.onset_coarse_ev, ok.onset_coarse_ev + 5.0, top - 8.0)] + list(ok.other_edges)
     if found:
         run.notes.append(f"li_per_fu_o not computed (NaN): {', '.join(sorted(set(found)))} under the O-K post-edge")
@@ -1155,10 +1170,10 @@ def _li_overlaps(run: _Run, wins: dict) -> tuple:
 
     found = []
     for w in wins.values():
-        if w.energy.end_ev < 550.0:
+        if w.energy.end_ev < MEAN_NOISE_EV:
             continue
         mean = run.mean(w)
-        noise = run.variance(w).mean(0) / max(run.rows, 1)
+        noise = run.mean_noise(w)
         for name, _ in other_edges_in(w.energy.energy_ev, mean, noise, O_K_ONSET_EV, w.energy.offset_ev + 10.0,
                                       w.energy.end_ev - 8.0):
             if name in LI_OVERLAPS and LI_OVERLAPS[name] not in found:
@@ -1242,6 +1257,21 @@ def noise_counts(windows: dict, s: FitSettings) -> dict:
             if k != LOWLOSS_NAME and not (s.gain_counts_per_e or w.gain_counts_per_e)}
 
 
+#: windows that end above this (eV) have other edges looked for in their mean spectrum (O-K's window: edges under its
+#: post-edge, transition-metal L3 lines above it, :func:`_li_overlaps`), against :meth:`_Run.mean_noise`
+MEAN_NOISE_EV = 550.0
+
+
+def unscaled_variance(w: WindowData, s: FitSettings) -> np.ndarray:
+    """The per-pixel variance of ``w``'s rows before its noise scale (a window whose gain is unknown: measured on the
+    whole image, :func:`with_noise_scales`): the gain's (or 1's) variance model times the deconvolution's factor.
+    Its mean over rows, times the scale, over the rows, is the variance of the image's mean spectrum
+    (:meth:`_Run.mean_noise`), which the fits of windows that reach :data:`MEAN_NOISE_EV` use."""
+    g = (s.gain_counts_per_e or w.gain_counts_per_e) or 1.0
+    f = 1.0 if w.variance_factor is None else w.variance_factor[:, None]
+    return variance_model(w.counts, g, readout_noise(w, s)) * f
+
+
 def with_noise_scales(windows: dict, s: FitSettings, counts: dict | None = None) -> dict:
     """The windows whose gain is unknown with their noise scale (``WindowData.noise_scale``, which the fits'
     variances take, :meth:`_Run.variance`) from the counts as recorded, before any deconvolution; ``counts``:
@@ -1252,15 +1282,17 @@ def with_noise_scales(windows: dict, s: FitSettings, counts: dict | None = None)
 
 
 def _fit_rows(wins: dict, s: FitSettings, means: dict | None = None, progress: bool = True, threads: bool = False,
-              figures: bool = True):
+              figures: bool = True, mean_vars: dict | None = None):
     """The per-row fits of (a chunk of) an image: columns (Li not yet normalised), status sets,
     the edge fits, timings and notes.  ``threads``: the Li-K and O-K fits (after Ti-L2,3's) in two
     threads (:func:`sreels.resources.run_concurrently`; same results, notes in another order).  ``figures``
-    False: the edge fits are not wanted (O-K's, made for figures only, is not made: None)."""
+    False: the edge fits are not wanted (O-K's, made for figures only, is not made: None).  ``means``, ``mean_vars``:
+    the whole image's mean spectra and (window name -> (mean of :func:`unscaled_variance`, rows)) where these rows
+    are a block of it."""
     from tqdm.auto import tqdm
 
     rows = next(iter(wins.values())).counts.shape[0]
-    run = _Run(s, rows, [set() for _ in range(rows)], means=means, figures=figures)
+    run = _Run(s, rows, [set() for _ in range(rows)], means=means, mean_vars=mean_vars, figures=figures)
     found, run.ranges = select_windows(wins, s, run.notes)
     if found["li"] is not None:
         run.li_overlaps = _li_overlaps(run, wins)

@@ -467,7 +467,8 @@ def one_edge_per_rise(found) -> list:
 def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.5, gain_known=True,
                 onset_search_ev=(515.0, 545.0), b_range_ev=(18.0, 45.0), a_range_ev=(5.0, 15.0),
                 half_width_b_ev=8.0, half_width_a_ev=3.0, max_ev=None, threshold_ev=None,
-                continuum=None, image_mean=None, chi2_scale=1.0, where="O-K window", figures=True) -> OKRows:
+                continuum=None, image_mean=None, chi2_scale=1.0, where="O-K window", figures=True,
+                image_noise=None) -> OKRows:
     """Measure the O-K threshold, peak "b" and peak "a" of every row (module docstring).
 
     Parameters
@@ -485,6 +486,8 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
         (with the quadratic), which sits just above the continuum's rise.
     figures : the measurement's :class:`.edgefits.EdgeFit` view for figures (``OKRows.fit``; False: None, for
         fits whose figures are not drawn, e.g. a Dask fit's blocks: ~5 % of their CPU time).
+    image_mean, image_noise : the whole image's mean spectrum and its variance per channel, where ``counts`` are a
+        block of its rows: edges other than O-K are looked for in it (default: these rows' mean and its variance).
     """
     e = energy.energy_ev
     de = energy.scale_ev
@@ -492,9 +495,10 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     rows = y.shape[0]
     var = np.maximum(np.asarray(variance, float) if variance is not None else np.maximum(y, 1.0), 1e-30)
     mean = y.mean(0) if image_mean is None else np.asarray(image_mean, float)
+    noise = var.mean(0) / rows if image_noise is None else np.asarray(image_noise, float)
     onset = coarse_onset(e, mean, de, onset_search_ev, where)
     # pre-edge: up to 40 eV, starting 30 eV above any edge found below the O-K onset (Ti-L, V-L ...)
-    below = other_edges_in(e, mean, var.mean(0) / rows, onset, e[0] + 10.0, onset - 12.0)
+    below = other_edges_in(e, mean, noise, onset, e[0] + 10.0, onset - 12.0)
     lo = max([onset - 40.0, e[0]] + [ex + 30.0 for _, ex in below])
     hi = onset - 2.0
     if hi - lo < 4.0 or ((e >= lo) & (e <= hi)).sum() < 6:
@@ -531,7 +535,8 @@ def measure_o_k(energy: EnergyAxis, counts, variance=None, resolution_fwhm_ev=0.
     no_o = ~(jump_snr > 5.0)
     # other edges cut the peak-"b" search
     hi_b = onset + b_range_ev[1]
-    edges = other_edges_in(e, mean, var.mean(0) / rows, onset, onset + 5.0, hi_b + 3.0)
+    edges = other_edges_in(e, mean, var.mean(0) / rows if image_noise is None else noise * scale, onset, onset + 5.0,
+                           hi_b + 3.0)
     cut = min([hi_b, e[-1]] + [ex - 3.0 for _, ex in edges] + ([max_ev] if max_ev is not None else []))
     # peak "b"
     ok_b = (e[None, :] >= th[:, None] + b_range_ev[0]) & (e[None, :] <= np.minimum(th[:, None] + b_range_ev[1], cut))

@@ -38,9 +38,12 @@ def _columns_same(a: dict, b: dict, what=""):
 
 
 def _same(a, b):
-    """The same numbers (:func:`_columns_same`) and statuses."""
+    """The same numbers (:func:`_columns_same`) and statuses, and the notes that count flagged rows (the blocks'
+    counts added)."""
     assert list(a.status) == list(b.status)
     _columns_same(a.columns, b.columns)
+    counted = [[n for n in r.notes if n.split(" ", 1)[-1].startswith("row(s)")] for r in (a, b)]
+    assert counted[0] == counted[1]
 
 
 def test_dask_graph_equals_the_in_memory_fit_with_a_low_loss_window(monkeypatch):
@@ -524,3 +527,12 @@ def test_a_line_scan_read_lazily_from_hspy_files_through_a_real_scheduler(tmp_pa
     whole = fit_image(bare(load_measurement(files)), progress=False)
     assert any("resolution_fwhm_ev" in n and "ZLP" in n for n in whole.notes)
     _same(whole, fit_image_dask(lazy, chunk_rows=10, scheduler=cluster, progress=False))
+
+
+def test_the_blocks_notes_that_count_rows_are_added_up():
+    """A note that counts a block's flagged rows is one note of the image's rows (the Fe/Cr scan in 4 blocks said "10
+    row(s) flagged o_background_poor" and "30 row(s) ..." where the in-memory fit said 100); other notes as they are."""
+    notes = ["10 row(s) flagged o_b: x (y)", "gain unknown", "30 row(s) flagged o_b: x (y)", "2 row(s) flagged z",
+             "30 row(s) flagged o_b: x (y)", "gain unknown"]
+    assert daskfit._rows_added(notes) == ["70 row(s) flagged o_b: x (y)", "gain unknown", "2 row(s) flagged z",
+                                          "gain unknown"]

@@ -127,3 +127,30 @@ def test_the_plural_tails_projection_of_a_row_is_its_own(rows):
         with image_stats(ImageStats(totals)), stats_scope("t"):
             out.append(denoise_rows(a[sl]))
     assert np.array_equal(out[1], out[0][7:7 + rows])
+
+
+def test_a_block_sees_the_noise_of_the_image_mean_not_its_own():
+    """The variance of the image's mean spectrum, against which other edges are looked for in it (edges under O-K's
+    post-edge, transition-metal L3 lines; they cut or withhold numbers): blocks' sums of the unscaled variances
+    (daskfit._means) give a block the whole image's, bit for bit; its own rows gave it 9x the variance."""
+    import dataclasses
+
+    from sreels.config import Instrument, Scenario
+    from sreels.forward.simulate import simulate
+    from sreels.inference.daskfit import _means
+    from sreels.inference.fast import FitSettings, _Run, resolve_instrument, unscaled_variance
+
+    from .fasthelpers import windows_of
+
+    sim = simulate(Scenario(rows=45), Instrument(plural_scattering=False, lowloss_window=False), rng=8)
+    wins = {k: dataclasses.replace(v, name=k) for k, v in windows_of(sim).items()}
+    s, _ = resolve_instrument(wins, FitSettings())
+    k, w = next((k, w) for k, w in wins.items() if w.energy.end_ev >= 550.0)
+    whole = _Run(s, 45, [set() for _ in range(45)]).mean_noise(w)
+    blocks = [dataclasses.replace(w, counts=w.counts[i:i + 5]) for i in range(0, 45, 5)]
+    parts = [({k: (row_sums(b.counts), row_sums(unscaled_variance(b, s)), 5)}, None) for b in blocks]
+    _, mean_vars, _ = _means(*parts[::-1])
+    got = _Run(s, 5, [set() for _ in range(5)], mean_vars=mean_vars).mean_noise(blocks[3])
+    assert np.array_equal(got, whole)
+    own = _Run(s, 5, [set() for _ in range(5)]).mean_noise(blocks[3])
+    assert 7.0 < np.median(own / whole) < 11.0   # (45 rows against 5: 9x the variance)
