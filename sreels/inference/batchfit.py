@@ -54,10 +54,18 @@ def _normal(J, w, res, transposed=False):
     return A, g[:, :, 0]
 
 
-def _singular(A) -> np.ndarray:
-    """Which matrices of a finite stack (rows, n, n) LU finds singular (a zero determinant: the pivot that stops
-    LAPACK's solve and inverse), each on its own."""
-    return np.linalg.det(A) == 0.0
+def _by_row(A, ok, out, regular, singular):
+    """``out[rows] = regular(rows)`` for the rows of a stack (rows, n, n) where ``ok`` (finite) and LU finds the matrix
+    regular, ``singular(rows)`` (a pseudo-inverse) where it finds it singular (a zero determinant: the pivot that
+    stops LAPACK's solve and inverse): each row's result its own, whatever the other rows."""
+    sing = np.zeros(ok.shape, bool)
+    sing[ok] = np.linalg.det(A[ok]) == 0.0
+    reg = ok & ~sing
+    if reg.any():
+        out[reg] = regular(reg)
+    if sing.any():
+        out[sing] = singular(sing)
+    return out
 
 
 def _solve(A, b):
@@ -70,16 +78,8 @@ def _solve(A, b):
             return np.linalg.solve(A, b[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
             pass
-    out = np.full(b.shape, np.nan)
-    if ok.any():
-        sing = np.zeros(ok.shape, bool)
-        sing[ok] = _singular(A[ok])
-        reg = ok & ~sing
-        if reg.any():
-            out[reg] = np.linalg.solve(A[reg], b[reg][:, :, None])[:, :, 0]
-        if sing.any():
-            out[sing] = np.einsum("rij,rj->ri", np.linalg.pinv(A[sing]), b[sing])
-    return out
+    return _by_row(A, ok, np.full(b.shape, np.nan), lambda r: np.linalg.solve(A[r], b[r][:, :, None])[:, :, 0],
+                   lambda r: np.einsum("rij,rj->ri", np.linalg.pinv(A[r]), b[r]))
 
 
 def _inverse(A):
@@ -90,13 +90,7 @@ def _inverse(A):
         try:
             out[ok] = np.linalg.inv(A[ok])
         except np.linalg.LinAlgError:
-            sing = np.zeros(ok.shape, bool)
-            sing[ok] = _singular(A[ok])
-            reg = ok & ~sing
-            if reg.any():
-                out[reg] = np.linalg.inv(A[reg])
-            if sing.any():
-                out[sing] = np.linalg.pinv(A[sing])
+            _by_row(A, ok, out, lambda r: np.linalg.inv(A[r]), lambda r: np.linalg.pinv(A[r]))
     return out
 
 

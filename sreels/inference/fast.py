@@ -902,7 +902,7 @@ def _fit_o(run: _Run, w: WindowData, ti, ti_fit):
     try:
         ok = measure_o_k(w.energy, y, var, s.resolution_fwhm_ev, gain_known=True, max_ev=s.o_max_ev,
                          threshold_ev=fixed, continuum=(ef, refs["O-K continuum"]), image_mean=image_mean,
-                         image_noise=image_noise,                         chi2_scale=run.chi2_scale(w), where=w.source, figures=run.figures)
+                         image_noise=image_noise, chi2_scale=run.chi2_scale(w), where=w.source, figures=run.figures)
     except SreelsInputError as exc:  # the window covers O-K but the data hold no measurable edge
         run.flag(np.ones(run.rows, bool), "no_o")
         run.notes.append(f"O-K not measured: {exc}")

@@ -538,7 +538,7 @@ def _leading_components(cov, k: int) -> np.ndarray:
     # the k + 1 largest eigenpairs only (LAPACK's evr: ~2x faster than all of them)
     val, vec = eigh(cov, subset_by_index=[max(n - k - 1, 0), n - 1], driver="evr")
     # cut at a clear gap (eigenvalue ratio >= TAIL_GAP): a subspace that rounding cannot rotate (the covariance
-    # is the same bits in blocks and whole: deconvolve.sampled_covariance)
+    # is the same bits in blocks and whole: deconvolve.sampled_moments)
     gaps = val[-k - 1:][1:] / np.maximum(val[-k - 1:][:-1], 1e-300)   # ascending: (k+1)/k ... top/next
     ok = np.flatnonzero(gaps[::-1] >= TAIL_GAP)                          # gaps[::-1][j]: top j+1 vs the next
     return vec[:, -(int(ok[-1]) + 1 if ok.size else 1):]
