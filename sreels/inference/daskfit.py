@@ -45,7 +45,8 @@ from ..resources import (check_memory, keep_freed_memory, no_huge_page_advice, s
 from .fast import (FastResult, FitSettings, _binned_position, _fit_rows, _prepared, _result, check_fit_input,
                    noise_counts, resolve_instrument, unscaled_variance, with_noise_scales, MEAN_NOISE_EV)
 from .deconvolve import FR_DTYPE, ImageStats, image_stats
-from .lowloss import apply_low_loss, low_loss_note, widest_zlp_fwhm
+from .lowloss import (FLOOR_COLUMNS, LowLossFloor, apply_low_loss, low_loss_floor_note, low_loss_note,
+                      widest_zlp_fwhm)
 from .rowsums import add_sums, row_sums, sum_value
 
 
@@ -238,6 +239,9 @@ def _assemble(full: PositionAxis, s: FitSettings, notes: list, ll_source, order,
     s = dataclasses.replace(s, zlp_referenced=parts[0][4])
     if ll_source is not None and "zlp_shift_ev" in cols:
         nt.append(low_loss_note(ll_source, cols["zlp_shift_ev"], cols["resolution_ev"], cols["t_over_lambda"]))
+    if FLOOR_COLUMNS["pedestal"] in cols:  # the low-loss floor's note of the image's rows
+        floor = LowLossFloor(**{f: cols.pop(c) for f, c in FLOOR_COLUMNS.items()})
+        nt += [n for n in (low_loss_floor_note(ll_source, floor),) if n]
     return _result(full, cols, status, {}, s, timings, _rows_added(nt))
 
 

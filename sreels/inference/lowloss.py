@@ -324,6 +324,11 @@ def low_loss_floor(counts, axis: EnergyAxis):
                            syst)
 
 
+#: the private columns a Dask fit's blocks return :class:`LowLossFloor` in (per row), for :func:`low_loss_floor_note`
+FLOOR_COLUMNS = {"pedestal": "_ll_pedestal", "signal_end_ev": "_ll_signal_end_ev", "residual": "_ll_residual",
+                 "t_over_lambda_syst": "_ll_t_over_lambda_syst"}
+
+
 def low_loss_floor_note(source, floor: LowLossFloor) -> str:
     """The note of :func:`low_loss_floor` ("" when it changed nothing)."""
     sub = floor.pedestal != 0
@@ -767,6 +772,9 @@ def apply_low_loss(windows: dict, settings, deconvolve: bool = True, wide_fwhm_e
     tl_err = np.hypot(tl_err, floor.t_over_lambda_syst)
     cols = {"zlp_shift_ev": centre, "resolution_ev": fwhm, "t_over_lambda": tl, "t_over_lambda_err": tl_err,
             "zlp_clipped": clipped.astype(int)}
+    from .deconvolve import averages_given
+    if averages_given():  # a block of a Dask fit: its rows' floor, for the image's note (daskfit._assemble)
+        cols.update({FLOOR_COLUMNS[f.name]: getattr(floor, f.name) for f in dataclasses.fields(floor)})
     notes = [low_loss_note(ll.source, centre, fwhm, tl)] + [n for n in (low_loss_floor_note(ll.source, floor),) if n]
     if clipped.any():
         notes.append(f"the ZLP is clipped (saturated) in {int(clipped.sum())} of {clipped.size} rows of {ll.source}: its "
