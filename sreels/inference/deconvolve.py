@@ -98,36 +98,34 @@ class ImageStats:
             self.held[key] = (value, self._calls.get(self.scope, 0) - c0)
         return value
 
-    def _part(self, part, value: bool = True):
-        """Collect ``part`` and return its value (the block's own average; None unless ``value``)."""
-        self.parts.setdefault(self.scope, []).append(part)
-        return part.value() if value else None
-
-    def mean(self, v):
+    def _average(self, part, value: bool = True):
+        """The whole image's average where it is handed out; else the block's ``part()`` collected and its value
+        (the block's own average; None unless ``value``)."""
         self._count()
         if self.totals is not None:
             return self._take()
-        return self._part(_Sum(row_sums(v), int(v.shape[0])))
+        p = part()
+        self.parts.setdefault(self.scope, []).append(p)
+        return p.value() if value else None
+
+    def mean(self, v):
+        return self._average(lambda: _Sum(row_sums(v), int(v.shape[0])))
 
     def mean_of(self, total, n: int):
         """As :meth:`mean` for a block's sum over its ``n`` rows given directly (e.g. a histogram; a callable:
         computed only when the block's own sum is wanted)."""
-        self._count()
-        if self.totals is not None:
-            return self._take()
-        total = np.asarray(total() if callable(total) else total, dtype=float)
-        return self._part(_Sum(row_sums(total[None]), int(n)))
+        return self._average(lambda: _Sum(row_sums(np.asarray(total() if callable(total) else total, float)[None]),
+                                          int(n)))
 
     def sample(self, a):
         """The mean and covariance of the image's sampled rows (:func:`sampled_moments`) among this block's rows
         ``a`` (collecting: None)."""
-        self._count()
-        if self.totals is not None:
-            return self._take()
-        if self.rows is None or self.image_rows is None:
-            raise ValueError("ImageStats collecting a row sample needs the block's rows and the image's")
-        keep = np.asarray(self.rows) % sample_stride(self.image_rows) == 0
-        return self._part(_Sample(np.asarray(self.rows)[keep], np.asarray(a, float)[keep]), value=False)
+        def part():
+            if self.rows is None or self.image_rows is None:
+                raise ValueError("ImageStats collecting a row sample needs the block's rows and the image's")
+            keep = np.asarray(self.rows) % sample_stride(self.image_rows) == 0
+            return _Sample(np.asarray(self.rows)[keep], np.asarray(a, float)[keep])
+        return self._average(part, value=False)
 
     @staticmethod
     def add(blocks):

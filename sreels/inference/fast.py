@@ -376,7 +376,7 @@ class _Run:
         # deconvolved rows (a low-loss window, :mod:`.lowloss`) are noisier by the deconvolution's gain
         f = 1.0 if w.variance_factor is None else w.variance_factor[:, None]
         if self.gain_known(w):
-            return variance_model(w.counts, s.gain_counts_per_e or w.gain_counts_per_e, rd) * f
+            return unscaled_variance(w, s)
         var = variance_model(w.counts, 1.0, rd)
         raw = w.noise_scale is not None  # measured on the counts as recorded (:func:`with_noise_scales`)
         k = w.noise_scale if raw else noise_scale(np.asarray(w.counts, float), var)
